@@ -1,0 +1,7 @@
+"""``python -m llmsurge``."""
+
+from __future__ import annotations
+
+from llmsurge.cli import main
+
+raise SystemExit(main())

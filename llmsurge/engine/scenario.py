@@ -1,0 +1,126 @@
+"""What a run does: the load (closed or open loop), its stages, and the shape of each request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+ARRIVALS = ("constant", "poisson", "gamma")
+ENDPOINTS = ("chat", "completions")
+
+
+@dataclass(frozen=True)
+class PromptCase:
+    """A fixed prompt with its own output length (the ``sanity`` preset cycles through these)."""
+
+    name: str
+    prompt: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """How each request looks on the wire."""
+
+    endpoint: str = "chat"
+    stream: bool = True
+    input_tokens: int = 256
+    output_tokens: int = 256
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    timeout: float = 300.0
+    prompt_source: str = "random"
+    cases: tuple[PromptCase, ...] = ()
+
+
+@dataclass(frozen=True)
+class Load:
+    """Closed loop (``concurrency`` users, each sending the next request when the last ends) or open loop
+    (``rate`` requests/s with an arrival law; gamma uses vLLM's ``burstiness``, 1.0 being Poisson)."""
+
+    concurrency: int | None = 1
+    rate: float | None = None
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+
+    @property
+    def is_open_loop(self) -> bool:
+        """Whether requests arrive at a rate rather than from a fixed number of users."""
+        return self.rate is not None
+
+    def describe(self) -> str:
+        """A short label: ``c=8`` or ``r=2.5/s poisson``."""
+        if self.rate is not None:
+            law = self.arrival if self.arrival != "gamma" else f"gamma b={self.burstiness:g}"
+            cap = f" max={self.max_concurrency}" if self.max_concurrency else ""
+            return f"r={self.rate:g}/s {law}{cap}"
+        return f"c={self.concurrency}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a scenario: a load held for a number of requests and/or a duration."""
+
+    load: Load
+    requests: int | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A preset made concrete: stages run in order, with warm-up requests first."""
+
+    name: str
+    description: str
+    stages: tuple[Stage, ...]
+    shape: RequestShape = field(default_factory=RequestShape)
+    warmup: int = 0
+    stop_on_plateau: bool = False
+    reference: str = ""
+
+    def with_overrides(
+        self,
+        *,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        arrival: str | None = None,
+        burstiness: float | None = None,
+        requests: int | None = None,
+        duration: float | None = None,
+        **shape: object,
+    ) -> Scenario:
+        """A copy with command-line flags applied: a load flag collapses the stages into one."""
+        stages = self.stages
+        if concurrency is not None or rate is not None:
+            base = stages[0].load
+            if rate is not None:
+                load = replace(base, rate=rate, concurrency=None, max_concurrency=concurrency)
+            else:
+                load = Load(concurrency=concurrency)
+            stages = (replace(stages[0], load=load),)
+        if arrival is not None or burstiness is not None:
+            stages = tuple(
+                replace(
+                    st,
+                    load=replace(
+                        st.load,
+                        arrival=arrival or st.load.arrival,
+                        burstiness=burstiness if burstiness is not None else st.load.burstiness,
+                    ),
+                )
+                for st in stages
+            )
+        if requests is not None or duration is not None:
+            stages = tuple(
+                replace(
+                    st,
+                    requests=requests if requests is not None else (None if duration is not None else st.requests),
+                    duration=duration if duration is not None else (None if requests is not None else st.duration),
+                )
+                for st in stages
+            )
+        clean = {k: v for k, v in shape.items() if v is not None}
+        new_shape = replace(self.shape, **clean) if clean else self.shape  # type: ignore[arg-type]
+        if "input_tokens" in clean or "output_tokens" in clean:
+            new_shape = replace(new_shape, cases=())
+        return replace(self, stages=stages, shape=new_shape)

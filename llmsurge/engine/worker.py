@@ -1,0 +1,300 @@
+"""One worker process: one asyncio loop, one httpx client, closed- or open-loop load, ticks every ~50 ms.
+
+Commands arrive on a multiprocessing queue (read by a small thread and handed to the loop); finished
+records and live counters leave in batches (:class:`~llmsurge.metrics.bus.WorkerTick`), never one message
+per token or per request. A shared counter hands out request "tickets" so a request budget holds across workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from llmsurge.engine.arrivals import Arrivals
+from llmsurge.engine.client import ChunkCounter, Target, build_body, execute, make_client
+from llmsurge.engine.prompts import Calibration, PromptFactory
+from llmsurge.engine.scenario import Load, RequestShape
+from llmsurge.metrics import records as R
+from llmsurge.metrics.bus import WorkerTick
+from llmsurge.metrics.records import RequestRecord
+
+TICK_S = 0.05
+LIVE_EVERY = 5  # ticks between samples of in-flight requests
+LIVE_ROWS = 12
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker needs to start. Carries the API key in memory only (never written)."""
+
+    worker_id: int
+    target: Target
+    calibration: Calibration
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoadCommand:
+    """Apply ``load`` (this worker's share) with ``shape``; new requests belong to ``segment``."""
+
+    segment: int
+    load: Load
+    shape: RequestShape
+
+
+PAUSE = "pause"
+RESUME = "resume"
+STOP = "stop"  # cancel what is in flight and exit
+WAKE = "wake"  # new tickets were issued
+
+
+class Worker:
+    """The load loop of one process."""
+
+    def __init__(self, spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None:
+        self.spec = spec
+        self.commands = commands
+        self.out = out
+        self.tickets = tickets
+        self.prompts = PromptFactory(spec.calibration, seed=spec.seed * 7919 + spec.worker_id)
+        self.counter = ChunkCounter()
+        self.segment = 0
+        self.load = Load(concurrency=0)
+        self.shape = RequestShape()
+        self.paused = False
+        self.stopping = False
+        self.generation = 0
+        self.seq = 0
+        self.started = 0
+        self.inflight: dict[str, RequestRecord] = {}
+        self.done: list[RequestRecord] = []
+        self.tokens_adjust = 0
+        self.users: dict[int, asyncio.Task[None]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.case_index = 0
+        self._wake: asyncio.Event
+        self._stopped: asyncio.Event
+
+    # ---- control ------------------------------------------------------------------------------
+
+    def on_command(self, cmd: Any) -> None:
+        """Apply a controller command (runs on the worker's loop)."""
+        if isinstance(cmd, LoadCommand):
+            self.segment, self.load, self.shape = cmd.segment, cmd.load, cmd.shape
+            self.generation += 1
+            self._apply_load()
+        elif cmd == PAUSE:
+            self.paused = True
+        elif cmd == RESUME:
+            self.paused = False
+        elif cmd == STOP:
+            self.stopping = True
+            for t in [*self.users.values(), *self.tasks]:
+                t.cancel()
+            self._stopped.set()
+        self._wake.set()
+
+    def _apply_load(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.load.is_open_loop:
+            target_users = 0
+            task = loop.create_task(self._arrivals(self.generation))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        else:
+            target_users = self.load.concurrency or 0
+        self.n_users = target_users
+        for i in range(target_users):
+            if i not in self.users:
+                t = loop.create_task(self._user(i))
+                self.users[i] = t
+                t.add_done_callback(lambda _t, i=i: self.users.pop(i, None))
+
+    def _take_ticket(self) -> bool:
+        with self.tickets.get_lock():
+            v = self.tickets.value
+            if v == 0:
+                return False
+            if v > 0:
+                self.tickets.value = v - 1
+            return True
+
+    async def _wait_wake(self, timeout: float = 0.2) -> None:
+        self._wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # ---- load ---------------------------------------------------------------------------------
+
+    async def _user(self, idx: int) -> None:
+        while not self.stopping and idx < self.n_users and not self.load.is_open_loop:
+            if self.paused or not self._take_ticket():
+                await self._wait_wake()
+                continue
+            await self._request()
+
+    async def _arrivals(self, generation: int) -> None:
+        load = self.load
+        share = load.rate or 0.0
+        if share <= 0:
+            return
+        arrivals = Arrivals(share, load.arrival, load.burstiness, seed=self.spec.seed * 31 + self.spec.worker_id)
+        loop = asyncio.get_running_loop()
+        next_t = loop.time() + arrivals.next_gap()
+        while not self.stopping and generation == self.generation:
+            delay = next_t - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.stopping or generation != self.generation:
+                return
+            next_t += arrivals.next_gap()
+            if self.paused:
+                await self._wait_wake()
+                next_t = loop.time() + arrivals.next_gap()
+                continue
+            cap = load.max_concurrency
+            while cap and len(self.inflight) >= cap and not self.stopping:
+                await self._wait_wake(0.01)
+            if not self._take_ticket():
+                await self._wait_wake()
+                next_t = loop.time() + arrivals.next_gap()
+                continue
+            task = loop.create_task(self._request())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _next_prompt(self, shape: RequestShape) -> tuple[str, int, int]:
+        if shape.cases:
+            case = shape.cases[self.case_index % len(shape.cases)]
+            self.case_index += 1
+            return case.prompt, case.output_tokens, 0
+        prompt = self.prompts.prompt(shape.input_tokens)
+        return prompt, shape.output_tokens, shape.input_tokens
+
+    async def _request(self) -> None:
+        shape = self.shape
+        segment = self.segment
+        self.seq += 1
+        rid = f"{self.spec.worker_id}-{self.seq}"
+        prompt, max_tokens, expected_in = self._next_prompt(shape)
+        body = build_body(shape, self.spec.target.model, prompt, max_tokens)
+        rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
+        rec.prompt_tokens = expected_in
+        self.inflight[rid] = rec
+        self.started += 1
+        rec.start = time.monotonic()
+        try:
+            await asyncio.wait_for(
+                execute(self.client, self.urls[shape.endpoint], self.headers, body, shape.stream, rec, self.counter),
+                shape.timeout,
+            )
+        except asyncio.TimeoutError:
+            rec.fail(R.TIMEOUT, f"no complete answer within {shape.timeout:g}s")
+        except asyncio.CancelledError:
+            if rec.status == R.OK:
+                rec.status = R.CANCELLED
+                rec.error_kind = R.CANCELLED
+            raise
+        except Exception as exc:  # a bug or an unexpected library error must not kill the worker
+            rec.fail(R.PROTOCOL, f"{type(exc).__name__}: {exc}")
+        finally:
+            rec.end = time.monotonic()
+            if rec.status == R.OK:
+                # Streams were counted chunk by chunk as they arrived; settle on the usage figure.
+                counted = (len(rec.itl) + 1 if rec.ttft is not None else 0) if shape.stream else 0
+                self.tokens_adjust += rec.output_tokens - counted
+            del self.inflight[rid]
+            self.done.append(rec)
+            self._wake.set()
+
+    # ---- reporting ----------------------------------------------------------------------------
+
+    def _tick(self, lag_ms: float, cpu: float, live: bool, final: bool = False) -> None:
+        done, self.done = self.done, []
+        tokens = self.counter.chunks + self.tokens_adjust
+        self.counter.chunks = 0
+        self.tokens_adjust = 0
+        sample = None
+        if live:
+            recs = sorted(self.inflight.values(), key=lambda r: r.start)[-LIVE_ROWS:]
+            sample = [
+                (r.request_id, r.segment, r.start, r.ttft, (len(r.itl) + 1) if r.ttft is not None else 0)
+                for r in recs
+            ]
+        self.out.put(
+            WorkerTick(self.spec.worker_id, done, tokens, self.started, len(self.inflight), lag_ms, cpu, sample,
+                       final)
+        )
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        n = 0
+        last_wall = loop.time()
+        last_cpu = time.process_time()
+        while not self.stopping:
+            expected = loop.time() + TICK_S
+            await asyncio.sleep(TICK_S)
+            now = loop.time()
+            lag = max(0.0, (now - expected) * 1000.0)
+            cpu_now = time.process_time()
+            cpu = (cpu_now - last_cpu) / max(now - last_wall, 1e-6)
+            last_wall, last_cpu = now, cpu_now
+            n += 1
+            self._tick(lag, cpu, live=n % LIVE_EVERY == 0)
+
+    def _read_commands(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                cmd = self.commands.get()
+            except (EOFError, OSError):
+                cmd = STOP
+            try:
+                loop.call_soon_threadsafe(self.on_command, cmd)
+            except RuntimeError:  # the loop has closed
+                return
+            if cmd == STOP:
+                return
+
+    async def run(self) -> None:
+        """Serve commands until told to stop; then cancel what is left and send the last tick."""
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.n_users = 0
+        self.client = make_client()
+        t = self.spec.target
+        self.urls = {"chat": t.url("chat"), "completions": t.url("completions")}
+        self.headers = t.headers()
+        threading.Thread(target=self._read_commands, args=(loop,), daemon=True, name="commands").start()
+        ticker = loop.create_task(self._ticker())
+        self.out.put(("ready", self.spec.worker_id))
+        await self._stopped.wait()
+        pending = [*self.users.values(), *self.tasks]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        self._tick(0.0, 0.0, live=True, final=True)
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+
+def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None:
+    """Process entry point."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(Worker(spec, commands, out, tickets).run())
+    except Exception as exc:  # report instead of dying silently
+        out.put(("error", spec.worker_id, f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,187 @@
+"""A continuous-batching model of an inference engine, in virtual steps driven by asyncio.
+
+A bounded set of running sequences (``max_seqs`` and a KV-cache token budget) sits in front of a FIFO waiting
+queue. Every engine step decodes one token for each running sequence; the step takes
+``step_base + step_per_seq × batch + prefill_per_token × prompt tokens admitted this step``. So total throughput
+rises with concurrency up to the knee at ``max_seqs``, then requests queue and TTFT climbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass
+class EngineTiming:
+    """Seconds per engine step; all zero is the benchmark's fast mode (as fast as the CPU goes)."""
+
+    step_base: float = 0.012
+    step_per_seq: float = 0.00025
+    prefill_per_token: float = 0.00002
+    max_seqs: int = 64
+    kv_capacity_tokens: int = 262_144
+
+    @classmethod
+    def fast(cls, max_seqs: int = 100_000) -> EngineTiming:
+        """No modelled compute at all: a step costs only the CPU it takes to run."""
+        return cls(0.0, 0.0, 0.0, max_seqs, 1 << 40)
+
+
+class Sequence:
+    """One request inside the engine. The HTTP handler waits on ``ready`` and reads ``produced``."""
+
+    __slots__ = ("arrival", "cancelled", "first_token", "max_tokens", "produced", "prompt_tokens", "ready")
+
+    def __init__(self, prompt_tokens: int, max_tokens: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.produced = 0
+        self.ready = asyncio.Event()
+        self.cancelled = False
+        self.arrival = time.monotonic()
+        self.first_token = 0.0
+
+    @property
+    def done(self) -> bool:
+        """All tokens produced (or abandoned)."""
+        return self.cancelled or self.produced >= self.max_tokens
+
+
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+               40.0, 80.0)
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+               480.0, 960.0, 1920.0, 7680.0)
+
+
+class Histogram:
+    """Cumulative-bucket histogram kept as plain counts (exported through prometheus_client)."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float, n: int = 1) -> None:
+        """Add ``n`` observations of ``value``."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += n
+        self.total += value * n
+        self.count += n
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, cumulative count)`` pairs ending with ``+Inf``."""
+        out, acc = [], 0
+        for b, c in zip((*self.bounds, float("inf")), self.counts):
+            acc += c
+            out.append(("+Inf" if b == float("inf") else repr(float(b)), float(acc)))
+        return out
+
+
+class Engine:
+    """The scheduler loop and the server-side counters that ``/metrics`` exports."""
+
+    def __init__(self, timing: EngineTiming) -> None:
+        self.timing = timing
+        self.running: list[Sequence] = []
+        self.waiting: deque[Sequence] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.prefix_queries_total = 0
+        self.prefix_hits_total = 0
+        self.preemptions_total = 0
+        self.requests_total = 0
+        self.busy_seconds = 0.0
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
+        self.e2e = Histogram(E2E_BUCKETS)
+        self.kv_used_tokens = 0
+        self.record_itl = timing.step_base > 0
+
+    def start(self) -> None:
+        """Start the scheduler loop on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the scheduler loop."""
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def submit(self, seq: Sequence) -> None:
+        """Queue a sequence; the scheduler admits it when a slot and KV space are free."""
+        self.waiting.append(seq)
+        self.requests_total += 1
+        self._wake.set()
+
+    def finish(self, seq: Sequence) -> None:
+        """The handler is done with ``seq`` (finished, failed or abandoned)."""
+        if not seq.done:
+            seq.cancelled = True
+
+    @property
+    def kv_usage(self) -> float:
+        """Fraction of the KV-cache token budget held by running sequences."""
+        return min(1.0, self.kv_used_tokens / self.timing.kv_capacity_tokens)
+
+    async def _run(self) -> None:
+        t = self.timing
+        sleep = asyncio.sleep
+        while True:
+            if not self.running and not self.waiting:
+                self._wake.clear()
+                await self._wake.wait()
+            admitted_tokens = 0
+            kv = sum(s.prompt_tokens + s.produced for s in self.running)
+            while self.waiting and len(self.running) < t.max_seqs:
+                seq = self.waiting[0]
+                if seq.cancelled:
+                    self.waiting.popleft()
+                    continue
+                need = seq.prompt_tokens + seq.max_tokens
+                if self.running and kv + need > t.kv_capacity_tokens:
+                    break
+                self.waiting.popleft()
+                self.running.append(seq)
+                kv += need
+                admitted_tokens += seq.prompt_tokens
+                self.prompt_tokens_total += seq.prompt_tokens
+                self.prefix_queries_total += seq.prompt_tokens
+                self.prefix_hits_total += min(seq.prompt_tokens, 8)  # the shared chat-template prefix
+            self.kv_used_tokens = kv
+            step = t.step_base + t.step_per_seq * len(self.running) + t.prefill_per_token * admitted_tokens
+            started = time.monotonic()
+            await sleep(step)
+            now = time.monotonic()
+            self.busy_seconds += now - started
+            still: list[Sequence] = []
+            produced = 0
+            for seq in self.running:
+                if seq.cancelled:
+                    continue
+                seq.produced += 1
+                produced += 1
+                if seq.produced == 1:
+                    seq.first_token = now
+                    self.ttft.observe(now - seq.arrival)
+                seq.ready.set()
+                if seq.produced < seq.max_tokens:
+                    still.append(seq)
+                else:
+                    self.e2e.observe(now - seq.arrival)
+            if self.record_itl and produced:
+                self.itl.observe(now - started, produced)
+            self.generation_tokens_total += produced
+            self.running = still

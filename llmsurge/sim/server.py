@@ -1,0 +1,408 @@
+"""HTTP side of the simulated server: OpenAI-compatible endpoints, faults, and ``/metrics``.
+
+Serves ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``, ``/health`` and ``/metrics`` (vLLM's
+metric names, plus DCGM-exporter GPU gauges derived from the load so the demo's GPU pane moves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from llmsurge.sim.model import Engine, EngineTiming, Sequence
+
+FAULT_NAMES = ("http500", "http429", "http503", "reset", "stall", "malformed", "no_usage")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Per-request probabilities of each injected fault."""
+
+    http500: float = 0.0
+    http429: float = 0.0
+    http503: float = 0.0
+    reset: float = 0.0
+    stall: float = 0.0
+    malformed: float = 0.0
+    no_usage: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: str | None) -> Faults:
+        """``"http500=0.05,reset=0.02"`` → Faults. Raises ValueError naming the bad part."""
+        if not spec:
+            return cls()
+        values: dict[str, float] = {}
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, raw = part.partition("=")
+            name = name.strip()
+            if name not in FAULT_NAMES or not sep:
+                raise ValueError(
+                    f"bad fault {part!r}: use NAME=PROBABILITY with NAME one of {', '.join(FAULT_NAMES)}"
+                )
+            try:
+                p = float(raw)
+            except ValueError:
+                raise ValueError(f"bad fault {part!r}: the probability must be a number in [0, 1]") from None
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"bad fault {part!r}: the probability must be in [0, 1]")
+            values[name] = p
+        if sum(values.values()) > 1.0:
+            raise ValueError("fault probabilities add up to more than 1")
+        return cls(**values)
+
+    def pick(self, rng: random.Random) -> str:
+        """Draw the fault for one request ('' for none)."""
+        x = rng.random()
+        for f in fields(self):
+            p = getattr(self, f.name)
+            if x < p:
+                return f.name
+            x -= p
+        return ""
+
+    def describe(self) -> str:
+        """``http500=0.05,reset=0.02`` (empty when no faults)."""
+        return ",".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self) if getattr(self, f.name))
+
+
+@dataclass
+class SimConfig:
+    """How the simulated server behaves."""
+
+    model: str = "llmsurge-sim"
+    timing: EngineTiming = field(default_factory=EngineTiming)
+    faults: Faults = field(default_factory=Faults)
+    stamp: bool = False  # put each chunk's send time (time.monotonic()) in it as "llmsurge_sent"
+    stall_seconds: float = 120.0
+    seed: int = 0
+    default_max_tokens: int = 256
+    gpu_name: str = "Simulated GPU 80GB"
+
+
+_WORDS = [
+    f" {w}".encode()
+    for w in "the river of a model and in to is that it for on with as was at by an be this from or".split()
+]
+CHAT_OVERHEAD = 8
+COMPLETION_OVERHEAD = 1
+
+
+def count_prompt_tokens(body: dict[str, object], chat: bool) -> int:
+    """One token per whitespace-separated word, plus a chat-template overhead (calibration can find it)."""
+    if chat:
+        words = 0
+        for m in body.get("messages") or []:  # type: ignore[attr-defined]
+            content = m.get("content") if isinstance(m, dict) else None
+            if isinstance(content, str):
+                words += len(content.split())
+            elif isinstance(content, list):
+                words += sum(len(str(p.get("text", "")).split()) for p in content if isinstance(p, dict))
+        return words + CHAT_OVERHEAD
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        prompt = " ".join(map(str, prompt))
+    return len(str(prompt or "").split()) + COMPLETION_OVERHEAD
+
+
+class SimServer:
+    """The aiohttp application and its engine."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.engine = Engine(config.timing)
+        self.rng = random.Random(config.seed)
+        self.created = int(time.time())
+        self.app = web.Application()
+        self.app.add_routes(
+            [
+                web.get("/v1/models", self.models),
+                web.post("/v1/chat/completions", self.chat),
+                web.post("/v1/completions", self.completions),
+                web.get("/health", self.health),
+                web.get("/metrics", self.metrics),
+            ]
+        )
+        self.app.on_startup.append(self._on_startup)
+        self.app.on_cleanup.append(self._on_cleanup)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_SimCollector(self))
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        self.engine.start()
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        await self.engine.stop()
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    async def models(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": self.config.model, "object": "model", "created": self.created,
+                          "owned_by": "llmsurge-sim", "max_model_len": 32768}],
+            }
+        )
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    def _error(self, status: int, message: str, kind: str) -> web.Response:
+        return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
+
+    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._error(400, "request body is not JSON", "BadRequestError")
+        if not isinstance(body, dict):
+            return self._error(400, "request body must be a JSON object", "BadRequestError")
+        model = body.get("model") or self.config.model
+        if model != self.config.model:
+            return self._error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        fault = self.config.faults.pick(self.rng)
+        if fault == "http500":
+            return self._error(500, "simulated internal server error", "InternalServerError")
+        if fault == "http429":
+            return self._error(429, "simulated rate limit", "RateLimitError")
+        if fault == "http503":
+            return self._error(503, "simulated overload", "ServiceUnavailableError")
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or self.config.default_max_tokens)
+        max_tokens = max(1, max_tokens)
+        if not body.get("ignore_eos"):
+            max_tokens = self.rng.randint(max(1, max_tokens // 2), max_tokens)  # an "EOS" comes early
+        prompt_tokens = count_prompt_tokens(body, chat)
+        seq = Sequence(prompt_tokens, max_tokens)
+        self.engine.submit(seq)
+        try:
+            if body.get("stream"):
+                opts = body.get("stream_options")
+                usage = isinstance(opts, dict) and bool(opts.get("include_usage")) and fault != "no_usage"
+                return await self._stream(request, seq, chat, model, usage, fault)
+            return await self._plain(seq, chat, model, fault)
+        finally:
+            self.engine.finish(seq)
+
+    async def _plain(self, seq: Sequence, chat: bool, model: str, fault: str) -> web.Response:
+        while not seq.done:
+            await seq.ready.wait()
+            seq.ready.clear()
+        text = b"".join(_WORDS[i % len(_WORDS)] for i in range(seq.produced)).decode()
+        rid = uuid.uuid4().hex
+        choice: dict[str, object] = {"index": 0, "finish_reason": "length"}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        out: dict[str, object] = {
+            "id": ("chatcmpl-" if chat else "cmpl-") + rid,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+        }
+        if fault != "no_usage":
+            out["usage"] = {"prompt_tokens": seq.prompt_tokens, "completion_tokens": seq.produced,
+                            "total_tokens": seq.prompt_tokens + seq.produced}
+        return web.json_response(out)
+
+    async def _stream(
+        self, request: web.Request, seq: Sequence, chat: bool, model: str, usage: bool, fault: str
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        rid = uuid.uuid4().hex
+        created = int(time.time())
+        if chat:
+            head = (f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
+                    f'"model":"{model}","choices":[{{"index":0,"delta":{{"content":"').encode()
+            role = (f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
+                    f'"model":"{model}","choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},'
+                    f'"finish_reason":null}}]}}\n\n').encode()
+            mid = b'"},"finish_reason":'
+        else:
+            head = (f'data: {{"id":"cmpl-{rid}","object":"text_completion","created":{created},'
+                    f'"model":"{model}","choices":[{{"index":0,"text":"').encode()
+            role = b""
+            mid = b'","finish_reason":'
+        stamp = self.config.stamp
+        nwords = len(_WORDS)
+        # Where a mid-stream fault strikes: somewhere in the first half of the output.
+        strike = self.rng.randint(1, max(1, seq.max_tokens // 2)) if fault in ("reset", "stall", "malformed") else -1
+        sent = 0
+        transport = request.transport
+        try:
+            while sent < seq.max_tokens:
+                await seq.ready.wait()
+                seq.ready.clear()
+                upto = seq.produced
+                if seq.cancelled or upto <= sent:
+                    continue
+                parts: list[bytes] = []
+                if sent == 0 and role:
+                    parts.append(role)
+                while sent < upto:
+                    sent += 1
+                    if sent == strike:
+                        if fault == "malformed":
+                            parts.append(b'data: {"choices": [{"index": 0, "delta": {"content": "x"\n\n')
+                        else:
+                            if parts:
+                                await resp.write(b"".join(parts))
+                            if fault == "reset":
+                                if transport is not None:
+                                    transport.abort()
+                                return resp
+                            await self._stall(request)
+                            return resp
+                    last = sent == seq.max_tokens
+                    tail = b'"length"' if last else b"null"
+                    if stamp:
+                        tail += b',"llmsurge_sent":' + repr(time.monotonic()).encode()
+                    parts.append(head + _WORDS[sent % nwords] + mid + tail + b"}]}\n\n")
+                await resp.write(b"".join(parts))
+            end = b""
+            if usage:
+                end = (f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{created},'
+                       f'"model":"{model}","choices":[],"usage":{{"prompt_tokens":{seq.prompt_tokens},'
+                       f'"completion_tokens":{seq.produced},"total_tokens":{seq.prompt_tokens + seq.produced}}}}}'
+                       "\n\n").encode()
+            await resp.write(end + b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+            seq.cancelled = True
+            raise
+        return resp
+
+    async def _stall(self, request: web.Request) -> None:
+        """Stop sending without closing, until the client gives up or ``stall_seconds`` pass."""
+        deadline = time.monotonic() + self.config.stall_seconds
+        while time.monotonic() < deadline:
+            t = request.transport
+            if t is None or t.is_closing():
+                return
+            await asyncio.sleep(0.2)
+
+
+class _SimCollector(Collector):
+    """Exports the engine's counters with vLLM's names, and GPU gauges with DCGM exporter's names."""
+
+    def __init__(self, server: SimServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[object]:  # type: ignore[override]
+        s = self.server
+        e = s.engine
+        labels = ["engine", "model_name"]
+        lv = ["0", s.config.model]
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            g = GaugeMetricFamily(name, doc, labels=labels)
+            g.add_metric(lv, value)
+            return g
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            c = CounterMetricFamily(name, doc, labels=labels)
+            c.add_metric(lv, value)
+            return c
+
+        def hist(name: str, doc: str, h: object) -> HistogramMetricFamily:
+            from llmsurge.sim.model import Histogram
+
+            assert isinstance(h, Histogram)
+            m = HistogramMetricFamily(name, doc, labels=labels)
+            m.add_metric(lv, h.cumulative(), h.total)
+            return m
+
+        yield gauge("vllm:num_requests_running", "Number of requests in model execution batches.", len(e.running))
+        yield gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", len(e.waiting))
+        yield gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", e.kv_usage)
+        yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", e.prompt_tokens_total)
+        yield counter("vllm:generation_tokens", "Number of generation tokens processed.", e.generation_tokens_total)
+        yield counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
+                      e.prefix_queries_total)
+        yield counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+                      e.prefix_hits_total)
+        yield counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", e.preemptions_total)
+        yield hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", e.ttft)
+        yield hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", e.itl)
+        yield hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", e.e2e)
+        # A pretend GPU whose load follows the batch.
+        t = e.timing
+        busy = min(1.0, len(e.running) / max(1, min(t.max_seqs, 256)) * 1.6) if e.running else 0.0
+        glabels = ["gpu", "UUID", "device", "modelName", "Hostname"]
+        gv = ["0", "GPU-00000000-sim", "nvidia0", s.config.gpu_name, "llmsurge-sim"]
+        fb_total = 81559.0
+        fb_used = 2400.0 + 60000.0 * e.kv_usage + (18000.0 if e.requests_total else 0.0)
+        for name, doc, value in (
+            ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", round(100.0 * busy)),
+            ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", round(fb_used)),
+            ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", round(fb_total - fb_used)),
+            ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", round(70.0 + 550.0 * busy, 1)),
+            ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", round(34.0 + 40.0 * busy)),
+            ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", 1980 if busy else 345),
+            ("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", 2619 if busy else 1593),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=glabels)
+            g.add_metric(gv, value)
+            yield g
+
+
+async def start(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+    """Start the server on the running loop; returns its runner and the bound port."""
+    server = SimServer(config)
+    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, int(bound)
+
+
+def serve(config: SimConfig, host: str, port: int, on_ready: object = None) -> None:
+    """Run the server until interrupted (``llmsurge sim``)."""
+
+    async def main() -> None:
+        runner, bound = await start(config, host, port)
+        if callable(on_ready):
+            on_ready(bound)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+def to_json(config: SimConfig) -> dict[str, object]:
+    """The config as plain data (for summaries)."""
+    return {"model": config.model, "max_seqs": config.timing.max_seqs, "faults": config.faults.describe(),
+            "stamp": config.stamp}
+
+
+__all__ = ["Faults", "SimConfig", "SimServer", "serve", "start", "to_json"]
+_ = json
