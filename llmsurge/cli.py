@@ -1,1 +1,293 @@
-def main(): return 0
+"""Command line: ``llmsurge [URL]`` (the TUI), ``demo``, ``run``, ``sim``, ``check``, ``presets``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from llmsurge import __version__
+
+SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui")
+
+
+def _positive_int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return n
+
+
+def _positive_float(v: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a number") from None
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"{v} must be greater than 0")
+    return x
+
+
+def _workers(v: str) -> int | str:
+    return "auto" if v == "auto" else _positive_int(v)
+
+
+def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
+    """The flags shared by ``run`` and the TUI: target, preset, load, request shape, output."""
+    p.add_argument("url", nargs="?", help="server base URL (e.g. http://127.0.0.1:8000); none: simulated server")
+    p.add_argument("--preset", default=default_preset, metavar="NAME|FILE",
+                   help=f"preset scenario (default: {default_preset}); `llmsurge presets` lists them")
+    g = p.add_argument_group("load (overrides the preset)")
+    g.add_argument("--concurrency", "-c", type=_positive_int, help="closed loop: N requests in flight")
+    g.add_argument("--rate", "-r", type=_positive_float, help="open loop: R requests per second")
+    g.add_argument("--arrival", choices=("constant", "poisson", "gamma"), help="arrival law for --rate")
+    g.add_argument("--burstiness", type=_positive_float, help="gamma shape (1 = Poisson, <1 burstier)")
+    g.add_argument("--requests", "-n", type=_positive_int, help="stop after N requests")
+    g.add_argument("--duration", "-d", type=_positive_float, help="stop after SECONDS")
+    g = p.add_argument_group("requests (override the preset)")
+    g.add_argument("--input-tokens", type=_positive_int, help="prompt length in tokens (calibrated)")
+    g.add_argument("--output-tokens", type=_positive_int, help="max_tokens (with ignore_eos: exact length)")
+    g.add_argument("--endpoint", choices=("chat", "completions"), help="/v1/chat/completions or /v1/completions")
+    g.add_argument("--no-stream", action="store_true", help="ask for whole responses instead of SSE")
+    g.add_argument("--no-ignore-eos", action="store_true", help="let the model stop early")
+    g.add_argument("--temperature", type=float, help="sampling temperature")
+    g.add_argument("--timeout", type=_positive_float, help="per-request timeout in seconds")
+    g = p.add_argument_group("target")
+    g.add_argument("--model", "-m", default="", help="model id (default: the server's first)")
+    g.add_argument("--api-key-env", metavar="VAR", help="read the API key from this environment variable")
+    g.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
+                   help="how long to wait for the server to answer (default 600)")
+    g.add_argument("--gpu-metrics-url", help="a DCGM exporter /metrics URL for a GPU on another machine")
+    g.add_argument("--no-telemetry", action="store_true", help="do not sample GPU, host or server metrics")
+    g = p.add_argument_group("client")
+    g.add_argument("--workers", "-w", type=_workers, default="auto", help="worker processes, or auto")
+    g.add_argument("--output", "-o", type=Path, help="results folder (default: llmsurge-results/DATE-PRESET)")
+    g.add_argument("--seed", type=int, default=0, help="random seed for prompts and arrivals")
+    g = p.add_argument_group("simulated server (when no URL is given)")
+    g.add_argument("--faults", help="inject faults, e.g. http500=0.05,reset=0.02 (see `llmsurge sim --help`)")
+    g.add_argument("--max-seqs", type=_positive_int, help="the simulated server's batch limit")
+
+
+def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
+    """Turn parsed flags into a RunConfig (preset first, then flags)."""
+    from llmsurge.engine.session import RunConfig
+    from llmsurge.presets import find_preset
+
+    scenario = find_preset(args.preset)
+    scenario = scenario.with_overrides(
+        concurrency=args.concurrency,
+        rate=args.rate,
+        arrival=args.arrival,
+        burstiness=args.burstiness,
+        requests=args.requests,
+        duration=args.duration,
+        input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens,
+        endpoint=args.endpoint,
+        stream=False if args.no_stream else None,
+        ignore_eos=False if args.no_ignore_eos else None,
+        temperature=args.temperature,
+        timeout=args.timeout,
+    )
+    if args.url is None and (args.model or args.api_key_env):
+        pass  # the simulated server accepts its own model name only; a given one is checked against it
+    if args.faults and args.url:
+        raise ValueError("--faults applies only to the simulated server: drop the URL or the flag")
+    from llmsurge.sim.server import Faults
+
+    Faults.parse(args.faults)  # fail early with a clear message
+    return RunConfig(
+        scenario=scenario,
+        url=args.url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        workers=args.workers,
+        output=args.output,
+        sim_faults=args.faults,
+        sim_max_seqs=args.max_seqs,
+        wait_timeout=args.wait,
+        seed=args.seed,
+        keep_alive=keep_alive,
+        telemetry=not args.no_telemetry,
+        gpu_metrics_url=args.gpu_metrics_url,
+    )
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    p = argparse.ArgumentParser(
+        prog="llmsurge",
+        description="Load test OpenAI-compatible LLM servers, live in the terminal. "
+        "`llmsurge [URL]` opens the TUI (no URL: a simulated server).",
+    )
+    p.add_argument("--version", action="version", version=f"llmsurge {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    tui = sub.add_parser("tui", help="the live TUI (the default command)", description="The live TUI.")
+    add_load_args(tui, "demo")
+    demo = sub.add_parser("demo", help="the TUI against the embedded simulated server",
+                          description="The TUI against the embedded simulated server.")
+    add_load_args(demo, "demo")
+
+    run = sub.add_parser("run", help="a headless run: progress, then a summary table and result files",
+                         description="A headless run. Without a URL it starts the simulated server.")
+    add_load_args(run, "max-throughput")
+    run.add_argument("--progress-interval", type=_positive_float, help="seconds between progress lines")
+
+    sim = sub.add_parser("sim", help="run the simulated OpenAI-compatible server",
+                         description="The simulated server: continuous batching, vLLM /metrics, faults.")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8000)
+    sim.add_argument("--max-seqs", type=_positive_int, default=64, help="running sequences per step (batch)")
+    sim.add_argument("--model", default="llmsurge-sim", help="the model id it serves")
+    sim.add_argument("--faults", help="per-request probabilities, e.g. "
+                     "http500=0.05,http429=0.02,http503=0.02,reset=0.02,stall=0.01,malformed=0.02,no_usage=0.05")
+    sim.add_argument("--stamp", action="store_true",
+                     help='add each chunk\'s send time (time.monotonic()) as "llmsurge_sent"')
+    sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
+    sim.add_argument("--step-ms", type=float, help="base decode step time in ms (default 12)")
+
+    chk = sub.add_parser("check", help="is a freshly launched server healthy? (exit 0 if so)",
+                         description="Wait for the server, list models, stream one chat and one completion.")
+    chk.add_argument("url")
+    chk.add_argument("--model", "-m", default="")
+    chk.add_argument("--api-key-env", metavar="VAR")
+    chk.add_argument("--wait", type=float, default=900.0, metavar="SECONDS",
+                     help="how long to wait for it to answer (default 900: vLLM takes minutes to load)")
+    chk.add_argument("--max-tokens", type=_positive_int, default=64)
+
+    pre = sub.add_parser("presets", help="list presets; `presets show NAME` prints one",
+                         description="Built-in presets and the user's own.")
+    pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    pre.add_argument("name", nargs="?")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``llmsurge`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["tui", *argv]
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args, parser)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from llmsurge.engine.client import ServerError
+        from llmsurge.engine.session import ConfigError
+        from llmsurge.presets import PresetError
+
+        if isinstance(exc, (PresetError, ServerError, ConfigError, ValueError)):
+            print(f"llmsurge: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    cmd = args.command
+    if cmd == "presets":
+        return _presets(args)
+    if cmd == "sim":
+        return _sim(args)
+    if cmd == "check":
+        from llmsurge.checkup import check_main
+
+        key = _read_key(args.api_key_env)
+        return check_main(args.url, args.model, key, args.wait, args.max_tokens)
+    if cmd == "run":
+        from rich.console import Console
+
+        from llmsurge.engine.session import RunSession
+        from llmsurge.headless import run_headless
+
+        config = build_config(args, keep_alive=False)
+        session = RunSession(config)
+        summary = asyncio.run(run_headless(session, Console(), args.progress_interval))
+        return 0 if summary["completed"] > 0 or summary["failed"] == 0 else 1
+    if cmd == "demo":
+        args.url = None
+    from llmsurge.tui.app import run_tui
+
+    config = build_config(args, keep_alive=True)
+    return run_tui(config)
+
+
+def _read_key(var: str | None) -> str | None:
+    if not var:
+        return None
+    key = os.environ.get(var)
+    if not key:
+        raise ValueError(f"--api-key-env {var}: that environment variable is empty or unset")
+    return key
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from llmsurge.presets import find_preset, list_presets, user_presets_dir
+
+    console = Console()
+    if args.action == "show":
+        if not args.name:
+            raise ValueError("presets show NAME: name a preset (`llmsurge presets` lists them)")
+        sc = find_preset(args.name)
+        console.print(f"[bold]{sc.name}[/bold]: {sc.description}")
+        if sc.reference:
+            console.print(f"[dim]{sc.reference}[/dim]")
+        console.print(f"warm-up requests: {sc.warmup}")
+        for i, st in enumerate(sc.stages, 1):
+            length = " and ".join(x for x in (f"{st.requests} requests" if st.requests else "",
+                                              f"{st.duration:g} s" if st.duration else "") if x)
+            console.print(f"stage {i}: {st.load.describe()}, {length}")
+        sh = sc.shape
+        console.print(f"requests: {sh.endpoint}, {'stream' if sh.stream else 'no stream'}, "
+                      f"{sh.input_tokens} in / {sh.output_tokens} out, ignore_eos={sh.ignore_eos}, "
+                      f"temperature={sh.temperature:g}, timeout={sh.timeout:g}s")
+        for case in sh.cases:
+            console.print(f"  case {case.name}: {case.output_tokens} tokens: {case.prompt}")
+        if sc.stop_on_plateau:
+            console.print("stops when output tokens/s stops growing")
+        return 0
+    t = Table(title="presets", caption=f"your own: {user_presets_dir()}/NAME.toml")
+    t.add_column("name", style="bold")
+    t.add_column("description")
+    for sc, path, err in list_presets():
+        if sc is None:
+            t.add_row(path.stem, f"[red]{err}[/red]")
+        else:
+            t.add_row(sc.name, sc.description)
+    console.print(t)
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from llmsurge.sim.model import EngineTiming
+    from llmsurge.sim.server import Faults, SimConfig, serve
+
+    faults = Faults.parse(args.faults)
+    timing = EngineTiming.fast() if args.fast else EngineTiming(max_seqs=args.max_seqs)
+    if args.step_ms is not None:
+        timing.step_base = args.step_ms / 1000.0
+    if not args.fast:
+        timing.max_seqs = args.max_seqs
+    config = SimConfig(model=args.model, timing=timing, faults=faults, stamp=args.stamp)
+
+    def ready(port: int) -> None:
+        extra = f", faults {faults.describe()}" if faults.describe() else ""
+        print(f"llmsurge sim: serving {args.model} on http://{args.host}:{port} (max-seqs {timing.max_seqs}"
+              f"{', fast' if args.fast else ''}{extra}); Ctrl-C stops", flush=True)
+
+    try:
+        serve(config, args.host, args.port, on_ready=ready)
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {args.host}:{args.port}: {exc.strerror} (try --port)") from None
+    return 0

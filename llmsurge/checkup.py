@@ -1,0 +1,139 @@
+"""``llmsurge check URL``: the quick sanity check right after a server launch."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rich.console import Console
+
+from llmsurge.engine.client import (
+    ServerError,
+    Target,
+    list_models,
+    make_client,
+    normalize_base_url,
+    one_request,
+    wait_until_up,
+)
+from llmsurge.engine.scenario import RequestShape
+from llmsurge.engine.session import detect_server_kind
+from llmsurge.metrics.records import RequestRecord
+
+
+@dataclass
+class CheckResult:
+    """What the check found; ``healthy`` decides the exit status."""
+
+    url: str
+    waited: float = 0.0
+    models: list[str] = field(default_factory=list)
+    model: str = ""
+    server_kind: str = "unknown"
+    probes: dict[str, RequestRecord] = field(default_factory=dict)
+    telemetry: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        """Every probe succeeded and nothing else went wrong."""
+        return not self.problems and bool(self.probes) and all(r.ok for r in self.probes.values())
+
+
+def decode_rate(rec: RequestRecord) -> float | None:
+    """Output tokens per second after the first token."""
+    if rec.e2el is None or rec.ttft is None or rec.output_tokens <= 1 or rec.e2el <= rec.ttft:
+        return None
+    return (rec.output_tokens - 1) / (rec.e2el - rec.ttft)
+
+
+async def run_check(url: str, model: str, api_key: str | None, wait: float, console: Console,
+                    max_tokens: int = 64) -> CheckResult:
+    """Wait for the server, list models, one streaming chat and one streaming completion."""
+    base = normalize_base_url(url)
+    res = CheckResult(base)
+    target = Target(base, model, api_key)
+    tty = console.is_terminal
+    last = [0.0]
+
+    def waiting(s: float) -> None:
+        if s - last[0] >= (1.0 if tty else 5.0):
+            last[0] = s
+            console.print(f"waiting for {base} … {s:.0f}s", end="\r" if tty else "\n")
+
+    async with make_client(timeout=30.0) as client:
+        try:
+            res.waited = await wait_until_up(client, target, wait, waiting)
+            console.print(f"[green]✓[/green] server answered after {res.waited:.1f}s" + " " * 20)
+            res.models = await list_models(client, target)
+        except ServerError as exc:
+            res.problems.append(str(exc))
+            return res
+        console.print(f"[green]✓[/green] models: {', '.join(res.models) or '(none)'}")
+        if model and res.models and model not in res.models:
+            res.problems.append(f"model {model!r} is not served; it serves: {', '.join(res.models)}")
+            return res
+        res.model = model or (res.models[0] if res.models else "")
+        if not res.model:
+            res.problems.append("the server lists no models: pass one with --model")
+            return res
+        target = replace(target, model=res.model)
+        res.server_kind = await detect_server_kind(client, target)
+        console.print(f"[green]✓[/green] server kind: {res.server_kind}")
+        for endpoint in ("chat", "completions"):
+            shape = RequestShape(endpoint=endpoint, stream=True, ignore_eos=True, timeout=120.0)
+            rec = await one_request(client, target, shape, "Tell me about the history of the bicycle.", max_tokens)
+            res.probes[endpoint] = rec
+            if rec.ok:
+                rate = decode_rate(rec)
+                usage = "usage reported" if not rec.tokens_estimated else "[yellow]no usage reported[/yellow]"
+                ttft = (rec.ttft or 0) * 1000
+                console.print(
+                    f"[green]✓[/green] streaming {endpoint}: TTFT {ttft:.0f} ms, "
+                    f"{rec.output_tokens} tokens, decode {rate:.1f} tok/s, {usage}" if rate else
+                    f"[green]✓[/green] streaming {endpoint}: TTFT {ttft:.0f} ms, {rec.output_tokens} tokens, {usage}"
+                )
+            else:
+                console.print(f"[red]✗[/red] streaming {endpoint}: {rec.error_kind}: {rec.error}")
+                if endpoint == "completions" and rec.http_status == 404:
+                    res.problems.append("no /v1/completions endpoint (chat-only server): use --endpoint chat")
+        res.telemetry = await probe_telemetry(client, target)
+        for source, status in res.telemetry.items():
+            console.print(f"  telemetry {source}: {status}")
+    return res
+
+
+async def probe_telemetry(client: Any, target: Target) -> dict[str, str]:
+    """What telemetry the run would find (server /metrics, local GPUs, host)."""
+    from llmsurge.telemetry.probe import probe_sources
+
+    return await probe_sources(client, target)
+
+
+def check_main(url: str, model: str, api_key: str | None, wait: float, max_tokens: int) -> int:
+    """Run the check and print a verdict; the exit status is 0 only when healthy."""
+    console = Console()
+    t0 = time.monotonic()
+    try:
+        res = asyncio.run(run_check(url, model, api_key, wait, console, max_tokens))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]")
+        return 130
+    for p in res.problems:
+        console.print(f"[red]✗[/red] {p}")
+    took = time.monotonic() - t0
+    if res.healthy:
+        chat = res.probes.get("chat")
+        rate = decode_rate(chat) if chat else None
+        tail = f", decode ~{rate:.0f} tok/s" if rate else ""
+        console.print(f"[bold green]HEALTHY[/bold green]: {res.server_kind} serving {res.model}{tail} "
+                      f"(checked in {took:.1f}s)")
+        return 0
+    failed = [k for k, r in res.probes.items() if not r.ok]
+    why = "; ".join(res.problems) or f"failed probes: {', '.join(failed)}"
+    console.print(f"[bold red]UNHEALTHY[/bold red]: {why}")
+    sys.stdout.flush()
+    return 1

@@ -1,0 +1,268 @@
+"""One run, start to end: target (or the simulated server), discovery, calibration, pool, controller, results.
+
+The headless runner and the TUI both drive a :class:`RunSession`; neither builds these parts on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmsurge import __version__
+from llmsurge.engine.client import (
+    ServerError,
+    Target,
+    make_client,
+    normalize_base_url,
+    one_request,
+    resolve_model,
+    wait_until_up,
+)
+from llmsurge.engine.controller import Controller, WorkerPool, auto_workers
+from llmsurge.engine.prompts import Calibration, PromptFactory
+from llmsurge.engine.scenario import RequestShape, Scenario
+from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.results import ResultWriter
+from llmsurge.sim.process import SimProcess
+from llmsurge.sim.server import Faults, SimConfig
+
+
+class ConfigError(ValueError):
+    """Bad input from the user; the message names the fix."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs from the command line. ``api_key`` is read from ``api_key_env`` only."""
+
+    scenario: Scenario
+    url: str | None = None
+    model: str = ""
+    api_key_env: str | None = None
+    workers: int | str = "auto"
+    output: Path | None = None
+    sim_faults: str | None = None
+    sim_max_seqs: int | None = None
+    wait_timeout: float | None = 600.0
+    seed: int = 0
+    calibrate: bool = True
+    keep_alive: bool = False
+    telemetry: bool = True
+    gpu_metrics_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    def resolve_key(self) -> None:
+        """Read the API key from the named environment variable (never from a flag or a file)."""
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ConfigError(f"--api-key-env {self.api_key_env}: that environment variable is empty or unset")
+            self.api_key = key
+
+    @property
+    def n_workers(self) -> int:
+        """Worker processes to start."""
+        return auto_workers() if self.workers == "auto" else max(1, int(self.workers))
+
+    def public(self) -> dict[str, Any]:
+        """The config as written to ``summary.json``: no secrets, only the name of the key's variable."""
+        sc = dataclasses.asdict(self.scenario)
+        return {
+            "url": self.url or "simulated",
+            "model": self.model or None,
+            "api_key_env": self.api_key_env,
+            "workers": self.n_workers,
+            "scenario": sc,
+            "sim_faults": self.sim_faults,
+            "seed": self.seed,
+        }
+
+
+def default_output_dir(scenario: str) -> Path:
+    """``llmsurge-results/<date>-<time>-<preset>``."""
+    return Path("llmsurge-results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
+
+
+async def detect_server_kind(client: httpx.AsyncClient, target: Target) -> str:
+    """vLLM, llama.cpp, SGLang, TGI, Ollama … from ``/metrics`` names, ``/v1/models`` or headers."""
+    try:
+        resp = await client.get(target.base_url + "/metrics", headers=target.headers(), timeout=3.0)
+        if resp.status_code == 200:
+            text = resp.text
+            if "DCGM_FI_DEV_GPU_UTIL" in text and 'model_name="llmsurge-sim"' in text:
+                return "simulated"
+            for marker, kind in (("vllm:", "vLLM"), ("llamacpp:", "llama.cpp"), ("sglang:", "SGLang"),
+                                 ("tgi_", "TGI")):
+                if marker in text:
+                    return kind
+    except httpx.HTTPError:
+        pass
+    try:
+        resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=3.0)
+        owned = " ".join(str(m.get("owned_by", "")) for m in resp.json().get("data", []))
+        server = resp.headers.get("server", "").lower()
+        for marker, kind in (("llmsurge-sim", "simulated"), ("vllm", "vLLM"), ("llamacpp", "llama.cpp"),
+                             ("sglang", "SGLang"), ("ollama", "Ollama"), ("library", "Ollama"),
+                             ("organization_owner", "LM Studio")):
+            if marker in owned.lower():
+                return kind
+        if "text-generation-inference" in server:
+            return "TGI"
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return "unknown"
+
+
+async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestShape) -> Calibration:
+    """Two one-token requests of different lengths give tokens per word and the template overhead."""
+    f = PromptFactory(Calibration(), seed=12345)
+    probe = dataclasses.replace(shape, ignore_eos=True, timeout=min(shape.timeout, 120.0))
+    points = []
+    for n in (16, 256):
+        rec = await one_request(client, target, probe, f.words(n), 1)
+        if not rec.ok or rec.tokens_estimated or rec.prompt_tokens <= 0:
+            return Calibration()
+        points.append((n, rec.prompt_tokens))
+    return Calibration.from_points(points[0][0], points[0][1], points[1][0], points[1][1])
+
+
+class RunSession:
+    """Owns the parts of one run and their order of start and stop."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.bus = MetricsBus()
+        self.sim: SimProcess | None = None
+        self.target: Target | None = None
+        self.calibration = Calibration()
+        self.server_kind = "unknown"
+        self.pool: WorkerPool | None = None
+        self.controller: Controller | None = None
+        self.writer: ResultWriter | None = None
+        self.output: Path = config.output or default_output_dir(config.scenario.name)
+        self.samplers: list[Any] = []
+        self.started_wall = time.time()
+        self.notes: list[str] = []
+        self.listeners: list[Callable[[str], None]] = []
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the target is the embedded simulated server."""
+        return self.config.url is None
+
+    async def prepare(self, on_status: Callable[[str], None] | None = None) -> None:
+        """Start the simulated server if needed, wait for the target, find the model, calibrate prompts."""
+        cfg = self.config
+        say = on_status or (lambda _m: None)
+        cfg.resolve_key()
+        if cfg.url is None:
+            faults = Faults.parse(cfg.sim_faults)
+            sim_cfg = SimConfig(faults=faults)
+            if cfg.sim_max_seqs:
+                sim_cfg.timing.max_seqs = cfg.sim_max_seqs
+            say("starting the simulated server")
+            self.sim = SimProcess(sim_cfg)
+            await asyncio.to_thread(self.sim.start)
+            base = self.sim.url
+        else:
+            base = normalize_base_url(cfg.url)
+        target = Target(base, cfg.model, cfg.api_key)
+        self.bus.set_info(url=base if not self.simulated else f"{base} (simulated)", preset=cfg.scenario.name)
+        self.bus.set_state("waiting")
+        async with make_client(timeout=30.0) as client:
+            await wait_until_up(client, target, cfg.wait_timeout,
+                                lambda s: say(f"waiting for {base} to answer ({s:.0f}s)"))
+            model = await resolve_model(client, target)
+            target = dataclasses.replace(target, model=model)
+            self.server_kind = "simulated" if self.simulated else await detect_server_kind(client, target)
+            self.bus.set_info(model=model, server=self.server_kind)
+            if cfg.calibrate and not cfg.scenario.shape.cases:
+                say("calibrating prompt length against the server's token count")
+                self.calibration = await calibrate(client, target, cfg.scenario.shape)
+                if not self.calibration.measured:
+                    self.notes.append("the server reported no prompt usage: input lengths are estimates")
+        self.target = target
+        self.config.model = model
+
+    def start(self) -> Controller:
+        """Open the result folder and start the workers; returns the controller to drive."""
+        assert self.target is not None, "prepare() first"
+        self.writer = ResultWriter(self.output)
+        self.bus.on_records = self.writer.add_requests
+        self.pool = WorkerPool(self.target, self.calibration, self.bus, self.config.n_workers, self.config.seed)
+        self.pool.start()
+        self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
+        self.controller.on_event = self._on_event
+        for s in self.samplers:
+            s.start()
+        return self.controller
+
+    def _on_event(self, message: str) -> None:
+        """Controller events worth keeping in the summary (segment changes are already in ``segments``)."""
+        if not message.startswith("segment "):
+            self.notes.append(message)
+        for listener in self.listeners:
+            listener(message)
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json``'s content now."""
+        s = self.bus.run_summary()
+        health = self.bus.client_health()
+        s.update(
+            {
+                "llmsurge_version": __version__,
+                "date": time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started_wall)),
+                "backend": "openai-chat" if self.config.scenario.shape.endpoint == "chat" else "openai",
+                "model_id": self.config.model,
+                "server": {"url": self.target.base_url if self.target else None, "kind": self.server_kind,
+                           "model": self.config.model, "simulated": self.simulated},
+                "config": self.config.public(),
+                "calibration": dataclasses.asdict(self.calibration),
+                "client": {
+                    "workers": self.config.n_workers,
+                    "max_loop_lag_ms": health.max_loop_lag_ms,
+                    "max_cpu": health.max_cpu,
+                    "saturated": bool(self.bus.saturation_seen),
+                    "saturation_events": list(self.bus.saturation_seen),
+                },
+                "notes": list(self.notes),
+                "telemetry": self.telemetry_summary(),
+            }
+        )
+        return s
+
+    def telemetry_summary(self) -> dict[str, Any]:
+        """Per-source summaries from the telemetry samplers (empty when none ran)."""
+        out: dict[str, Any] = {}
+        for s in self.samplers:
+            if hasattr(s, "summary"):
+                out[s.name] = s.summary()
+        return out
+
+    def save(self) -> Path:
+        """Write ``summary.json`` now (atomically); returns its path."""
+        if self.writer is None:
+            self.writer = ResultWriter(self.output)
+        return self.writer.write_summary(self.summary())
+
+    def close(self) -> None:
+        """Stop samplers, workers and the simulated server; close the files."""
+        for s in self.samplers:
+            s.stop()
+        if self.pool is not None:
+            self.pool.stop()
+        if self.writer is not None:
+            self.writer.close()
+        if self.sim is not None:
+            self.sim.stop()
+
+
+__all__ = ["ConfigError", "RunConfig", "RunSession", "ServerError"]

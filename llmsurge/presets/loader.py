@@ -1,0 +1,207 @@
+"""Load and validate preset TOML files into Scenarios; errors name the file, the key and what is allowed."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from llmsurge.engine.scenario import ARRIVALS, ENDPOINTS, Load, PromptCase, RequestShape, Scenario, Stage
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+BUILTIN_DIR = Path(__file__).parent
+
+TOP_KEYS = {"name", "description", "reference", "warmup", "stop_on_plateau", "load", "length", "request",
+            "stages", "cases"}
+LOAD_KEYS = {"concurrency", "rate", "arrival", "burstiness", "max_concurrency"}
+LENGTH_KEYS = {"requests", "duration"}
+STAGE_KEYS = LOAD_KEYS | LENGTH_KEYS
+REQUEST_KEYS = {"endpoint", "stream", "input_tokens", "output_tokens", "ignore_eos", "temperature", "timeout",
+                "prompt_source"}
+CASE_KEYS = {"name", "prompt", "output_tokens"}
+PROMPT_SOURCES = ("random",)
+
+
+class PresetError(ValueError):
+    """A preset that cannot be used; the message says where and what is allowed."""
+
+
+def user_presets_dir() -> Path:
+    """``$LLMSURGE_PRESETS_DIR``, else ``$XDG_CONFIG_HOME/llmsurge/presets`` (``~/.config/…``)."""
+    env = os.environ.get("LLMSURGE_PRESETS_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "llmsurge" / "presets"
+
+
+class _Checker:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, msg: str) -> PresetError:
+        return PresetError(f"{self.path}: {key}: {msg}")
+
+    def keys(self, table: Any, allowed: set[str], where: str) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.fail(where, "must be a table")
+        for k in table:
+            if k not in allowed:
+                raise self.fail(f"{where}.{k}" if where else k,
+                                f"unknown key; allowed here: {', '.join(sorted(allowed))}")
+        return table
+
+    def num(self, table: dict[str, Any], key: str, where: str, kind: type = float, minimum: float = 0.0,
+            strict: bool = True) -> Any:
+        if key not in table:
+            return None
+        v = table[key]
+        ok = isinstance(v, int) if kind is int else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok:
+            raise self.fail(f"{where}{key}", f"must be {'an integer' if kind is int else 'a number'}, got {v!r}")
+        if (v <= minimum) if strict else (v < minimum):
+            raise self.fail(f"{where}{key}", f"must be {'>' if strict else '>='} {minimum:g}, got {v!r}")
+        return kind(v)
+
+    def choice(self, table: dict[str, Any], key: str, where: str, allowed: tuple[str, ...]) -> Any:
+        if key not in table:
+            return None
+        v = table[key]
+        if v not in allowed:
+            raise self.fail(f"{where}{key}", f"must be one of {', '.join(allowed)}, got {v!r}")
+        return v
+
+    def boolean(self, table: dict[str, Any], key: str, where: str) -> Any:
+        if key not in table:
+            return None
+        if not isinstance(table[key], bool):
+            raise self.fail(f"{where}{key}", f"must be true or false, got {table[key]!r}")
+        return table[key]
+
+    def load(self, t: dict[str, Any], where: str) -> Load:
+        conc = self.num(t, "concurrency", where, int, 0, strict=False)
+        rate = self.num(t, "rate", where)
+        if conc is None and rate is None:
+            raise self.fail(where.rstrip(".") or "load", "needs concurrency = N or rate = R")
+        if rate is not None and conc is not None:
+            raise self.fail(where + "rate", "give concurrency or rate, not both (max_concurrency caps a rate)")
+        return Load(
+            concurrency=conc if rate is None else None,
+            rate=rate,
+            arrival=self.choice(t, "arrival", where, ARRIVALS) or "poisson",
+            burstiness=self.num(t, "burstiness", where) or 1.0,
+            max_concurrency=self.num(t, "max_concurrency", where, int),
+        )
+
+
+def load_preset_file(path: str | Path) -> Scenario:
+    """Parse and validate one preset file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise PresetError(f"{path}: no such preset file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: not valid TOML: {exc}") from None
+    c = _Checker(path)
+    c.keys(data, TOP_KEYS, "")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise c.fail("name", "must be a non-empty string")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise c.fail("description", "must be a string")
+    length = c.keys(data.get("length", {}), LENGTH_KEYS, "length")
+    requests = c.num(length, "requests", "length.", int)
+    duration = c.num(length, "duration", "length.")
+    stages: list[Stage] = []
+    if "stages" in data:
+        if "load" in data:
+            raise c.fail("stages", "give either [load] or [[stages]], not both")
+        raw_stages = data["stages"]
+        if not isinstance(raw_stages, list) or not raw_stages:
+            raise c.fail("stages", "must be a non-empty array of tables ([[stages]])")
+        for i, st in enumerate(raw_stages):
+            where = f"stages[{i}]."
+            c.keys(st, STAGE_KEYS, f"stages[{i}]")
+            s_req = c.num(st, "requests", where, int)
+            s_dur = c.num(st, "duration", where)
+            if s_req is None and s_dur is None:
+                s_req, s_dur = requests, duration
+            if s_req is None and s_dur is None:
+                raise c.fail(f"stages[{i}]", "needs requests = N or duration = SECONDS")
+            stages.append(Stage(c.load(st, where), s_req, s_dur))
+    else:
+        load = c.load(c.keys(data.get("load", {}), LOAD_KEYS, "load"), "load.")
+        if requests is None and duration is None:
+            raise c.fail("length", "needs requests = N or duration = SECONDS")
+        stages.append(Stage(load, requests, duration))
+    req = c.keys(data.get("request", {}), REQUEST_KEYS, "request")
+    shape_kwargs: dict[str, Any] = {
+        "endpoint": c.choice(req, "endpoint", "request.", ENDPOINTS),
+        "stream": c.boolean(req, "stream", "request."),
+        "input_tokens": c.num(req, "input_tokens", "request.", int),
+        "output_tokens": c.num(req, "output_tokens", "request.", int),
+        "ignore_eos": c.boolean(req, "ignore_eos", "request."),
+        "temperature": c.num(req, "temperature", "request.", float, 0.0, strict=False),
+        "timeout": c.num(req, "timeout", "request."),
+        "prompt_source": c.choice(req, "prompt_source", "request.", PROMPT_SOURCES),
+    }
+    cases: list[PromptCase] = []
+    raw_cases = data.get("cases", [])
+    if not isinstance(raw_cases, list):
+        raise c.fail("cases", "must be an array of tables ([[cases]])")
+    for i, case in enumerate(raw_cases):
+        c.keys(case, CASE_KEYS, f"cases[{i}]")
+        prompt = case.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise c.fail(f"cases[{i}].prompt", "must be a non-empty string")
+        out = c.num(case, "output_tokens", f"cases[{i}].", int)
+        if out is None:
+            raise c.fail(f"cases[{i}].output_tokens", "is required")
+        cases.append(PromptCase(str(case.get("name", f"case{i}")), prompt, out))
+    shape = RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=tuple(cases))
+    warmup = c.num(data, "warmup", "", int, 0, strict=False) or 0
+    plateau = c.boolean(data, "stop_on_plateau", "") or False
+    return Scenario(name=name, description=description, stages=tuple(stages), shape=shape, warmup=warmup,
+                    stop_on_plateau=plateau, reference=str(data.get("reference", "")))
+
+
+def _preset_files() -> dict[str, Path]:
+    """Name → file; a user preset with a built-in's name replaces it."""
+    files = {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+    udir = user_presets_dir()
+    if udir.is_dir():
+        files.update({p.stem: p for p in sorted(udir.glob("*.toml"))})
+    return files
+
+
+def list_presets() -> list[tuple[Scenario | None, Path, str]]:
+    """Every preset as (scenario or None, file, error message or '')."""
+    out: list[tuple[Scenario | None, Path, str]] = []
+    for _name, path in sorted(_preset_files().items()):
+        try:
+            out.append((load_preset_file(path), path, ""))
+        except PresetError as exc:
+            out.append((None, path, str(exc)))
+    return out
+
+
+def find_preset(name_or_file: str) -> Scenario:
+    """A preset by name (built-in or user) or by path to a TOML file."""
+    p = Path(name_or_file).expanduser()
+    if name_or_file.endswith(".toml") or os.sep in name_or_file:
+        return load_preset_file(p)
+    files = _preset_files()
+    if name_or_file not in files:
+        raise PresetError(
+            f"no preset named {name_or_file!r}; available: {', '.join(sorted(files))}"
+            f" (or put NAME.toml in {user_presets_dir()})"
+        )
+    return load_preset_file(files[name_or_file])
