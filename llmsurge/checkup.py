@@ -50,8 +50,9 @@ def decode_rate(rec: RequestRecord) -> float | None:
     return (rec.output_tokens - 1) / (rec.e2el - rec.ttft)
 
 
-async def run_check(url: str, model: str, api_key: str | None, wait: float, console: Console,
-                    max_tokens: int = 64) -> CheckResult:
+async def run_check(
+    url: str, model: str, api_key: str | None, wait: float, console: Console, max_tokens: int = 64
+) -> CheckResult:
     """Wait for the server, list models, one streaming chat and one streaming completion."""
     base = normalize_base_url(url)
     res = CheckResult(base)
@@ -91,10 +92,10 @@ async def run_check(url: str, model: str, api_key: str | None, wait: float, cons
                 rate = decode_rate(rec)
                 usage = "usage reported" if not rec.tokens_estimated else "[yellow]no usage reported[/yellow]"
                 ttft = (rec.ttft or 0) * 1000
+                decode = f", decode {rate:.1f} tok/s" if rate else ""
                 console.print(
-                    f"[green]✓[/green] streaming {endpoint}: TTFT {ttft:.0f} ms, "
-                    f"{rec.output_tokens} tokens, decode {rate:.1f} tok/s, {usage}" if rate else
-                    f"[green]✓[/green] streaming {endpoint}: TTFT {ttft:.0f} ms, {rec.output_tokens} tokens, {usage}"
+                    f"[green]✓[/green] streaming {endpoint}: TTFT {ttft:.0f} ms, {rec.output_tokens} tokens"
+                    f"{decode}, {usage}"
                 )
             else:
                 console.print(f"[red]✗[/red] streaming {endpoint}: {rec.error_kind}: {rec.error}")
@@ -129,8 +130,9 @@ def check_main(url: str, model: str, api_key: str | None, wait: float, max_token
         chat = res.probes.get("chat")
         rate = decode_rate(chat) if chat else None
         tail = f", decode ~{rate:.0f} tok/s" if rate else ""
-        console.print(f"[bold green]HEALTHY[/bold green]: {res.server_kind} serving {res.model}{tail} "
-                      f"(checked in {took:.1f}s)")
+        console.print(
+            f"[bold green]HEALTHY[/bold green]: {res.server_kind} serving {res.model}{tail} (checked in {took:.1f}s)"
+        )
         return 0
     failed = [k for k, r in res.probes.items() if not r.ok]
     why = "; ".join(res.problems) or f"failed probes: {', '.join(failed)}"

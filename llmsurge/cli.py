@@ -41,8 +41,12 @@ def _workers(v: str) -> int | str:
 def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     """The flags shared by ``run`` and the TUI: target, preset, load, request shape, output."""
     p.add_argument("url", nargs="?", help="server base URL (e.g. http://127.0.0.1:8000); none: simulated server")
-    p.add_argument("--preset", default=default_preset, metavar="NAME|FILE",
-                   help=f"preset scenario (default: {default_preset}); `llmsurge presets` lists them")
+    p.add_argument(
+        "--preset",
+        default=default_preset,
+        metavar="NAME|FILE",
+        help=f"preset scenario (default: {default_preset}); `llmsurge presets` lists them",
+    )
     g = p.add_argument_group("load (overrides the preset)")
     g.add_argument("--concurrency", "-c", type=_positive_int, help="closed loop: N requests in flight")
     g.add_argument("--rate", "-r", type=_positive_float, help="open loop: R requests per second")
@@ -61,8 +65,13 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g = p.add_argument_group("target")
     g.add_argument("--model", "-m", default="", help="model id (default: the server's first)")
     g.add_argument("--api-key-env", metavar="VAR", help="read the API key from this environment variable")
-    g.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
-                   help="how long to wait for the server to answer (default 600)")
+    g.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for the server to answer (default 600)",
+    )
     g.add_argument("--gpu-metrics-url", help="a DCGM exporter /metrics URL for a GPU on another machine")
     g.add_argument("--no-telemetry", action="store_true", help="do not sample GPU, host or server metrics")
     g = p.add_argument_group("client")
@@ -131,39 +140,63 @@ def make_parser() -> argparse.ArgumentParser:
 
     tui = sub.add_parser("tui", help="the live TUI (the default command)", description="The live TUI.")
     add_load_args(tui, "demo")
-    demo = sub.add_parser("demo", help="the TUI against the embedded simulated server",
-                          description="The TUI against the embedded simulated server.")
+    demo = sub.add_parser(
+        "demo",
+        help="the TUI against the embedded simulated server",
+        description="The TUI against the embedded simulated server.",
+    )
     add_load_args(demo, "demo")
 
-    run = sub.add_parser("run", help="a headless run: progress, then a summary table and result files",
-                         description="A headless run. Without a URL it starts the simulated server.")
+    run = sub.add_parser(
+        "run",
+        help="a headless run: progress, then a summary table and result files",
+        description="A headless run. Without a URL it starts the simulated server.",
+    )
     add_load_args(run, "max-throughput")
     run.add_argument("--progress-interval", type=_positive_float, help="seconds between progress lines")
 
-    sim = sub.add_parser("sim", help="run the simulated OpenAI-compatible server",
-                         description="The simulated server: continuous batching, vLLM /metrics, faults.")
+    sim = sub.add_parser(
+        "sim",
+        help="run the simulated OpenAI-compatible server",
+        description="The simulated server: continuous batching, vLLM /metrics, faults.",
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8000)
     sim.add_argument("--max-seqs", type=_positive_int, default=64, help="running sequences per step (batch)")
     sim.add_argument("--model", default="llmsurge-sim", help="the model id it serves")
-    sim.add_argument("--faults", help="per-request probabilities, e.g. "
-                     "http500=0.05,http429=0.02,http503=0.02,reset=0.02,stall=0.01,malformed=0.02,no_usage=0.05")
-    sim.add_argument("--stamp", action="store_true",
-                     help='add each chunk\'s send time (time.monotonic()) as "llmsurge_sent"')
+    sim.add_argument(
+        "--faults",
+        help="per-request probabilities, e.g. "
+        "http500=0.05,http429=0.02,http503=0.02,reset=0.02,stall=0.01,malformed=0.02,no_usage=0.05",
+    )
+    sim.add_argument(
+        "--stamp", action="store_true", help='add each chunk\'s send time (time.monotonic()) as "llmsurge_sent"'
+    )
     sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
     sim.add_argument("--step-ms", type=float, help="base decode step time in ms (default 12)")
 
-    chk = sub.add_parser("check", help="is a freshly launched server healthy? (exit 0 if so)",
-                         description="Wait for the server, list models, stream one chat and one completion.")
+    chk = sub.add_parser(
+        "check",
+        help="is a freshly launched server healthy? (exit 0 if so)",
+        description="Wait for the server, list models, stream one chat and one completion.",
+    )
     chk.add_argument("url")
     chk.add_argument("--model", "-m", default="")
     chk.add_argument("--api-key-env", metavar="VAR")
-    chk.add_argument("--wait", type=float, default=900.0, metavar="SECONDS",
-                     help="how long to wait for it to answer (default 900: vLLM takes minutes to load)")
+    chk.add_argument(
+        "--wait",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long to wait for it to answer (default 900: vLLM takes minutes to load)",
+    )
     chk.add_argument("--max-tokens", type=_positive_int, default=64)
 
-    pre = sub.add_parser("presets", help="list presets; `presets show NAME` prints one",
-                         description="Built-in presets and the user's own.")
+    pre = sub.add_parser(
+        "presets",
+        help="list presets; `presets show NAME` prints one",
+        description="Built-in presets and the user's own.",
+    )
     pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     pre.add_argument("name", nargs="?")
     return p
@@ -245,13 +278,18 @@ def _presets(args: argparse.Namespace) -> int:
             console.print(f"[dim]{sc.reference}[/dim]")
         console.print(f"warm-up requests: {sc.warmup}")
         for i, st in enumerate(sc.stages, 1):
-            length = " and ".join(x for x in (f"{st.requests} requests" if st.requests else "",
-                                              f"{st.duration:g} s" if st.duration else "") if x)
+            length = " and ".join(
+                x
+                for x in (f"{st.requests} requests" if st.requests else "", f"{st.duration:g} s" if st.duration else "")
+                if x
+            )
             console.print(f"stage {i}: {st.load.describe()}, {length}")
         sh = sc.shape
-        console.print(f"requests: {sh.endpoint}, {'stream' if sh.stream else 'no stream'}, "
-                      f"{sh.input_tokens} in / {sh.output_tokens} out, ignore_eos={sh.ignore_eos}, "
-                      f"temperature={sh.temperature:g}, timeout={sh.timeout:g}s")
+        console.print(
+            f"requests: {sh.endpoint}, {'stream' if sh.stream else 'no stream'}, "
+            f"{sh.input_tokens} in / {sh.output_tokens} out, ignore_eos={sh.ignore_eos}, "
+            f"temperature={sh.temperature:g}, timeout={sh.timeout:g}s"
+        )
         for case in sh.cases:
             console.print(f"  case {case.name}: {case.output_tokens} tokens: {case.prompt}")
         if sc.stop_on_plateau:
@@ -260,11 +298,11 @@ def _presets(args: argparse.Namespace) -> int:
     t = Table(title="presets", caption=f"your own: {user_presets_dir()}/NAME.toml")
     t.add_column("name", style="bold")
     t.add_column("description")
-    for sc, path, err in list_presets():
-        if sc is None:
+    for preset, path, err in list_presets():
+        if preset is None:
             t.add_row(path.stem, f"[red]{err}[/red]")
         else:
-            t.add_row(sc.name, sc.description)
+            t.add_row(preset.name, preset.description)
     console.print(t)
     return 0
 
@@ -283,8 +321,11 @@ def _sim(args: argparse.Namespace) -> int:
 
     def ready(port: int) -> None:
         extra = f", faults {faults.describe()}" if faults.describe() else ""
-        print(f"llmsurge sim: serving {args.model} on http://{args.host}:{port} (max-seqs {timing.max_seqs}"
-              f"{', fast' if args.fast else ''}{extra}); Ctrl-C stops", flush=True)
+        print(
+            f"llmsurge sim: serving {args.model} on http://{args.host}:{port} (max-seqs {timing.max_seqs}"
+            f"{', fast' if args.fast else ''}{extra}); Ctrl-C stops",
+            flush=True,
+        )
 
     try:
         serve(config, args.host, args.port, on_ready=ready)

@@ -59,8 +59,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
     row("Request throughput (req/s)", "request_throughput")
     row("Output token throughput (tok/s)", "output_throughput")
     row("Total token throughput (tok/s)", "total_token_throughput")
-    for name, label in (("ttft", "Time to First Token"), ("tpot", "Time per Output Token (excl. 1st)"),
-                        ("itl", "Inter-token Latency"), ("e2el", "End-to-end Latency")):
+    for name, label in (
+        ("ttft", "Time to First Token"),
+        ("tpot", "Time per Output Token (excl. 1st)"),
+        ("itl", "Inter-token Latency"),
+        ("e2el", "End-to-end Latency"),
+    ):
         t.add_section()
         t.add_row(Text(label, style="bold"), "")
         row(f"Mean {name.upper()} (ms)", f"mean_{name}_ms")
@@ -76,9 +80,17 @@ def segments_table(summary: dict[str, Any]) -> Table:
     for col in ("#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50"):
         t.add_column(col, justify="right" if col not in ("load",) else "left")
     for s in summary.get("segments", []):
-        t.add_row(str(s["segment"]), s["load"], str(s["completed"]), str(s["failed"]),
-                  f"{s['request_throughput']:.2f}", f"{s['output_throughput']:.1f}",
-                  f"{s['median_ttft_ms']:.1f}", f"{s['p99_ttft_ms']:.1f}", f"{s['median_tpot_ms']:.2f}")
+        t.add_row(
+            str(s["segment"]),
+            s["load"],
+            str(s["completed"]),
+            str(s["failed"]),
+            f"{s['request_throughput']:.2f}",
+            f"{s['output_throughput']:.1f}",
+            f"{s['median_ttft_ms']:.1f}",
+            f"{s['p99_ttft_ms']:.1f}",
+            f"{s['median_tpot_ms']:.2f}",
+        )
     return t
 
 
@@ -143,7 +155,9 @@ async def run_headless(session: RunSession, console: Console, interval: float | 
     for note in session.notes:
         console.print(f"[dim]note: {note}[/dim]")
     if summary["client"]["saturated"]:
-        console.print("[yellow]warning: the client itself was near saturation at times; see summary.json "
-                      "client.saturation_events (try --workers N)[/yellow]")
+        console.print(
+            "[yellow]warning: the client itself was near saturation at times; see summary.json "
+            "client.saturation_events (try --workers N)[/yellow]"
+        )
     console.print(f"results: {path.parent}")
     return summary

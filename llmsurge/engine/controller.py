@@ -39,8 +39,7 @@ def split_load(load: Load, n: int) -> list[Load]:
     if load.rate is not None:
         cap = load.max_concurrency
         return [
-            replace(load, rate=load.rate / n,
-                    max_concurrency=(cap // n + (1 if i < cap % n else 0)) if cap else None)
+            replace(load, rate=load.rate / n, max_concurrency=(cap // n + (1 if i < cap % n else 0)) if cap else None)
             for i in range(n)
         ]
     c = load.concurrency or 0
@@ -50,15 +49,18 @@ def split_load(load: Load, n: int) -> list[Load]:
 class WorkerPool:
     """Worker processes, their command queues, the shared ticket counter and the collector thread."""
 
-    def __init__(self, target: Target, calibration: Calibration, bus: MetricsBus, workers: int = 1,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, target: Target, calibration: Calibration, bus: MetricsBus, workers: int = 1, seed: int = 0
+    ) -> None:
         self.target = target
         self.calibration = calibration
         self.bus = bus
         self.n = max(1, workers)
         self.seed = seed
         self._ctx = mp.get_context("spawn")
-        self.tickets = self._ctx.Value("q", 0)
+        # [segment the budget is for, requests left (-1: no budget)]: a worker takes a ticket only once it
+        # runs that segment, so no request is started under a segment that has already been closed.
+        self.tickets = self._ctx.Array("q", 2)
         self.out: Any = self._ctx.Queue()
         self.commands: list[Any] = []
         self.procs: list[Any] = []
@@ -74,8 +76,9 @@ class WorkerPool:
         for i in range(self.n):
             q = self._ctx.Queue()
             spec = WorkerSpec(i, self.target, self.calibration, self.seed)
-            p = self._ctx.Process(target=worker_main, args=(spec, q, self.out, self.tickets), daemon=True,
-                                  name=f"llmsurge-worker-{i}")
+            p = self._ctx.Process(
+                target=worker_main, args=(spec, q, self.out, self.tickets), daemon=True, name=f"llmsurge-worker-{i}"
+            )
             p.start()
             self.commands.append(q)
             self.procs.append(p)
@@ -123,13 +126,13 @@ class WorkerPool:
     def set_tickets(self, n: int) -> None:
         """How many more requests may start (``UNLIMITED`` for no budget)."""
         with self.tickets.get_lock():
-            self.tickets.value = n
+            self.tickets[1] = n
         self.broadcast(WAKE)
 
     @property
     def tickets_left(self) -> int:
         """Requests that may still start (``UNLIMITED`` = no budget)."""
-        return int(self.tickets.value)
+        return int(self.tickets[1])
 
     def broadcast(self, cmd: Any) -> None:
         """Send one command to every worker."""
@@ -137,8 +140,10 @@ class WorkerPool:
             q.put(cmd)
 
     def apply(self, segment: int, load: Load, scenario: Scenario) -> None:
-        """Give every worker its share of ``load``."""
-        for q, share in zip(self.commands, split_load(load, self.n)):
+        """Give every worker its share of ``load``; the request budget now belongs to ``segment``."""
+        with self.tickets.get_lock():
+            self.tickets[0] = segment
+        for q, share in zip(self.commands, split_load(load, self.n), strict=False):
             q.put(LoadCommand(segment, share, scenario.shape))
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -159,8 +164,14 @@ class WorkerPool:
 class Controller:
     """Steers a run: warm-up, stages, live changes, pause, stop. All methods are safe to call from the UI."""
 
-    def __init__(self, pool: WorkerPool, bus: MetricsBus, scenario: Scenario, keep_alive: bool = False,
-                 drain_grace: float = DRAIN_GRACE_S) -> None:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        bus: MetricsBus,
+        scenario: Scenario,
+        keep_alive: bool = False,
+        drain_grace: float = DRAIN_GRACE_S,
+    ) -> None:
         self.pool = pool
         self.bus = bus
         self.scenario = scenario
@@ -254,11 +265,7 @@ class Controller:
     def _budget_done(self, started_base: int, n: int) -> bool:
         """All ``n`` requests of a budget have started (as the workers reported) and have finished."""
         started = self.bus.started_total
-        return (
-            self.pool.tickets_left == 0
-            and started >= started_base + n
-            and started <= self.bus.finished_total
-        )
+        return self.pool.tickets_left == 0 and started >= started_base + n and started <= self.bus.finished_total
 
     async def _warmup(self) -> None:
         n = self.scenario.warmup
@@ -267,8 +274,8 @@ class Controller:
         self.bus.set_state("warmup")
         c = self.scenario.stages[0].load.concurrency or 1
         base = self.bus.started_total
-        self.pool.set_tickets(n)
         self.pool.apply(0, Load(concurrency=max(1, min(n, c))), self.scenario)
+        self.pool.set_tickets(n)
         while not self._stop.is_set() and self._restart is None:
             if self._budget_done(base, n):
                 break
@@ -279,8 +286,8 @@ class Controller:
         """Run one stage; returns False when the run was stopped or switched."""
         self.load = stage.load
         base = self.bus.started_total
-        self.pool.set_tickets(stage.requests if stage.requests is not None else UNLIMITED)
         self._open(stage.load)
+        self.pool.set_tickets(stage.requests if stage.requests is not None else UNLIMITED)
         deadline = time.monotonic() + stage.duration if stage.duration else None
         while True:
             if self._stop.is_set() or self._restart is not None:

@@ -99,8 +99,7 @@ async def detect_server_kind(client: httpx.AsyncClient, target: Target) -> str:
             text = resp.text
             if "DCGM_FI_DEV_GPU_UTIL" in text and 'model_name="llmsurge-sim"' in text:
                 return "simulated"
-            for marker, kind in (("vllm:", "vLLM"), ("llamacpp:", "llama.cpp"), ("sglang:", "SGLang"),
-                                 ("tgi_", "TGI")):
+            for marker, kind in (("vllm:", "vLLM"), ("llamacpp:", "llama.cpp"), ("sglang:", "SGLang"), ("tgi_", "TGI")):
                 if marker in text:
                     return kind
     except httpx.HTTPError:
@@ -109,9 +108,15 @@ async def detect_server_kind(client: httpx.AsyncClient, target: Target) -> str:
         resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=3.0)
         owned = " ".join(str(m.get("owned_by", "")) for m in resp.json().get("data", []))
         server = resp.headers.get("server", "").lower()
-        for marker, kind in (("llmsurge-sim", "simulated"), ("vllm", "vLLM"), ("llamacpp", "llama.cpp"),
-                             ("sglang", "SGLang"), ("ollama", "Ollama"), ("library", "Ollama"),
-                             ("organization_owner", "LM Studio")):
+        for marker, kind in (
+            ("llmsurge-sim", "simulated"),
+            ("vllm", "vLLM"),
+            ("llamacpp", "llama.cpp"),
+            ("sglang", "SGLang"),
+            ("ollama", "Ollama"),
+            ("library", "Ollama"),
+            ("organization_owner", "LM Studio"),
+        ):
             if marker in owned.lower():
                 return kind
         if "text-generation-inference" in server:
@@ -178,8 +183,9 @@ class RunSession:
         self.bus.set_info(url=base if not self.simulated else f"{base} (simulated)", preset=cfg.scenario.name)
         self.bus.set_state("waiting")
         async with make_client(timeout=30.0) as client:
-            await wait_until_up(client, target, cfg.wait_timeout,
-                                lambda s: say(f"waiting for {base} to answer ({s:.0f}s)"))
+            await wait_until_up(
+                client, target, cfg.wait_timeout, lambda s: say(f"waiting for {base} to answer ({s:.0f}s)")
+            )
             model = await resolve_model(client, target)
             target = dataclasses.replace(target, model=model)
             self.server_kind = "simulated" if self.simulated else await detect_server_kind(client, target)
@@ -222,8 +228,12 @@ class RunSession:
                 "date": time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started_wall)),
                 "backend": "openai-chat" if self.config.scenario.shape.endpoint == "chat" else "openai",
                 "model_id": self.config.model,
-                "server": {"url": self.target.base_url if self.target else None, "kind": self.server_kind,
-                           "model": self.config.model, "simulated": self.simulated},
+                "server": {
+                    "url": self.target.base_url if self.target else None,
+                    "kind": self.server_kind,
+                    "model": self.config.model,
+                    "simulated": self.simulated,
+                },
                 "config": self.config.public(),
                 "calibration": dataclasses.asdict(self.calibration),
                 "client": {

@@ -110,18 +110,26 @@ class Worker:
             target_users = self.load.concurrency or 0
         self.n_users = target_users
         for i in range(target_users):
-            if i not in self.users:
+            if i not in self.users or self.users[i].done():
                 t = loop.create_task(self._user(i))
                 self.users[i] = t
-                t.add_done_callback(lambda _t, i=i: self.users.pop(i, None))
+                t.add_done_callback(self._user_done(i))
+
+    def _user_done(self, idx: int) -> Any:
+        def forget(task: asyncio.Task[None]) -> None:
+            if self.users.get(idx) is task:
+                del self.users[idx]
+
+        return forget
 
     def _take_ticket(self) -> bool:
-        with self.tickets.get_lock():
-            v = self.tickets.value
-            if v == 0:
+        t = self.tickets
+        with t.get_lock():
+            v = t[1]
+            if v == 0 or t[0] != self.segment:
                 return False
             if v > 0:
-                self.tickets.value = v - 1
+                t[1] = v - 1
             return True
 
     async def _wait_wake(self, timeout: float = 0.2) -> None:
@@ -223,12 +231,10 @@ class Worker:
         if live:
             recs = sorted(self.inflight.values(), key=lambda r: r.start)[-LIVE_ROWS:]
             sample = [
-                (r.request_id, r.segment, r.start, r.ttft, (len(r.itl) + 1) if r.ttft is not None else 0)
-                for r in recs
+                (r.request_id, r.segment, r.start, r.ttft, (len(r.itl) + 1) if r.ttft is not None else 0) for r in recs
             ]
         self.out.put(
-            WorkerTick(self.spec.worker_id, done, tokens, self.started, len(self.inflight), lag_ms, cpu, sample,
-                       final)
+            WorkerTick(self.spec.worker_id, done, tokens, self.started, len(self.inflight), lag_ms, cpu, sample, final)
         )
 
     async def _ticker(self) -> None:

@@ -341,23 +341,33 @@ class MetricsBus:
             run_stats = self._run_stats_locked(max(1.0, stats_max_age))
             hist = _ttft_histogram(seg)
             last_sec = int(now - self.t0)
-            history = tuple(
-                (b[0], b[1], b[2]) for b in self._buckets if b[0] < last_sec
-            )
+            history = tuple((b[0], b[1], b[2]) for b in self._buckets if b[0] < last_sec)
             rows: list[RequestRow] = []
             for lst in self._live.values():
                 for rid, sg, st, ttft, chunks in lst:
                     el = max(0.0, now - st)
-                    rows.append(RequestRow(rid, sg, "running", None if ttft is None else ttft * 1000.0, chunks,
-                                           None, el * 1000.0, ""))
+                    rows.append(
+                        RequestRow(
+                            rid, sg, "running", None if ttft is None else ttft * 1000.0, chunks, None, el * 1000.0, ""
+                        )
+                    )
             rows.sort(key=lambda r: -r.latency_ms)
             rows = rows[-20:]
             for rec in reversed(self._recent):
                 dec = (rec.e2el - rec.ttft) if (rec.e2el is not None and rec.ttft is not None) else 0.0
                 tps = (rec.output_tokens - 1) / dec if dec > 0 and rec.output_tokens > 1 else None
-                rows.append(RequestRow(rec.request_id, rec.segment, rec.status,
-                                       None if rec.ttft is None else rec.ttft * 1000.0, rec.output_tokens,
-                                       tps, rec.latency * 1000.0, rec.error_kind))
+                rows.append(
+                    RequestRow(
+                        rec.request_id,
+                        rec.segment,
+                        rec.status,
+                        None if rec.ttft is None else rec.ttft * 1000.0,
+                        rec.output_tokens,
+                        tps,
+                        rec.latency * 1000.0,
+                        rec.error_kind,
+                    )
+                )
                 if len(rows) >= 100:
                     break
             seg_rows = tuple(self._segment_row(s, now) for s in self.segments)
@@ -399,8 +409,18 @@ class MetricsBus:
         secs = [b[1] for b in self._buckets if start <= b[0] < end - 1]
         live = sum(secs) / len(secs) if secs else tput["output_throughput"]
         return SegmentRow(
-            s.index, s.label, s.scenario, d, s.ok, s.failed, tput["request_throughput"], tput["output_throughput"],
-            st.get("median_ttft_ms", 0.0), st.get("p99_ttft_ms", 0.0), st.get("median_tpot_ms", 0.0), live,
+            s.index,
+            s.label,
+            s.scenario,
+            d,
+            s.ok,
+            s.failed,
+            tput["request_throughput"],
+            tput["output_throughput"],
+            st.get("median_ttft_ms", 0.0),
+            st.get("p99_ttft_ms", 0.0),
+            st.get("median_tpot_ms", 0.0),
+            live,
         )
 
 

@@ -38,7 +38,7 @@ def describe_ms(
     out[f"median_{name}_ms"] = float(np.median(arr))
     out[f"std_{name}_ms"] = float(np.std(arr))
     qs = np.percentile(arr, list(percentiles))
-    for q, v in zip(percentiles, qs):
+    for q, v in zip(percentiles, qs, strict=False):
         out[f"p{_qname(q)}_{name}_ms"] = float(v)
     return out
 
@@ -48,9 +48,7 @@ def _qname(q: float) -> str:
     return str(int(q)) if float(q).is_integer() else str(q)
 
 
-def throughput(
-    completed: int, input_tokens: int, output_tokens: int, duration: float
-) -> dict[str, float]:
+def throughput(completed: int, input_tokens: int, output_tokens: int, duration: float) -> dict[str, float]:
     """``request_throughput``, ``output_throughput`` and ``total_token_throughput`` per second."""
     d = duration if duration > 0 else float("nan")
     return {

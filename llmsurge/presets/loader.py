@@ -16,13 +16,31 @@ else:  # pragma: no cover
 
 BUILTIN_DIR = Path(__file__).parent
 
-TOP_KEYS = {"name", "description", "reference", "warmup", "stop_on_plateau", "load", "length", "request",
-            "stages", "cases"}
+TOP_KEYS = {
+    "name",
+    "description",
+    "reference",
+    "warmup",
+    "stop_on_plateau",
+    "load",
+    "length",
+    "request",
+    "stages",
+    "cases",
+}
 LOAD_KEYS = {"concurrency", "rate", "arrival", "burstiness", "max_concurrency"}
 LENGTH_KEYS = {"requests", "duration"}
 STAGE_KEYS = LOAD_KEYS | LENGTH_KEYS
-REQUEST_KEYS = {"endpoint", "stream", "input_tokens", "output_tokens", "ignore_eos", "temperature", "timeout",
-                "prompt_source"}
+REQUEST_KEYS = {
+    "endpoint",
+    "stream",
+    "input_tokens",
+    "output_tokens",
+    "ignore_eos",
+    "temperature",
+    "timeout",
+    "prompt_source",
+}
 CASE_KEYS = {"name", "prompt", "output_tokens"}
 PROMPT_SOURCES = ("random",)
 
@@ -52,12 +70,14 @@ class _Checker:
             raise self.fail(where, "must be a table")
         for k in table:
             if k not in allowed:
-                raise self.fail(f"{where}.{k}" if where else k,
-                                f"unknown key; allowed here: {', '.join(sorted(allowed))}")
+                raise self.fail(
+                    f"{where}.{k}" if where else k, f"unknown key; allowed here: {', '.join(sorted(allowed))}"
+                )
         return table
 
-    def num(self, table: dict[str, Any], key: str, where: str, kind: type = float, minimum: float = 0.0,
-            strict: bool = True) -> Any:
+    def num(
+        self, table: dict[str, Any], key: str, where: str, kind: type = float, minimum: float = 0.0, strict: bool = True
+    ) -> Any:
         if key not in table:
             return None
         v = table[key]
@@ -169,8 +189,15 @@ def load_preset_file(path: str | Path) -> Scenario:
     shape = RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=tuple(cases))
     warmup = c.num(data, "warmup", "", int, 0, strict=False) or 0
     plateau = c.boolean(data, "stop_on_plateau", "") or False
-    return Scenario(name=name, description=description, stages=tuple(stages), shape=shape, warmup=warmup,
-                    stop_on_plateau=plateau, reference=str(data.get("reference", "")))
+    return Scenario(
+        name=name,
+        description=description,
+        stages=tuple(stages),
+        shape=shape,
+        warmup=warmup,
+        stop_on_plateau=plateau,
+        reference=str(data.get("reference", "")),
+    )
 
 
 def _preset_files() -> dict[str, Path]:

@@ -35,8 +35,9 @@ class SimProcess:
         """Start the child and wait until it listens; returns its URL."""
         ctx = mp.get_context("spawn")
         ready: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-        self._proc = ctx.Process(target=_child, args=(self.config, self.host, self.port, ready), daemon=True,
-                                 name="llmsurge-sim")
+        self._proc = ctx.Process(
+            target=_child, args=(self.config, self.host, self.port, ready), daemon=True, name="llmsurge-sim"
+        )
         self._proc.start()
         try:
             self.port = int(ready.get(timeout=timeout))

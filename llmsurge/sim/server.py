@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -49,9 +50,7 @@ class Faults:
             name, sep, raw = part.partition("=")
             name = name.strip()
             if name not in FAULT_NAMES or not sep:
-                raise ValueError(
-                    f"bad fault {part!r}: use NAME=PROBABILITY with NAME one of {', '.join(FAULT_NAMES)}"
-                )
+                raise ValueError(f"bad fault {part!r}: use NAME=PROBABILITY with NAME one of {', '.join(FAULT_NAMES)}")
             try:
                 p = float(raw)
             except ValueError:
@@ -94,7 +93,31 @@ class SimConfig:
 
 _WORDS = [
     f" {w}".encode()
-    for w in "the river of a model and in to is that it for on with as was at by an be this from or".split()
+    for w in [
+        "the",
+        "river",
+        "of",
+        "a",
+        "model",
+        "and",
+        "in",
+        "to",
+        "is",
+        "that",
+        "it",
+        "for",
+        "on",
+        "with",
+        "as",
+        "was",
+        "at",
+        "by",
+        "an",
+        "be",
+        "this",
+        "from",
+        "or",
+    ]
 ]
 CHAT_OVERHEAD = 8
 COMPLETION_OVERHEAD = 1
@@ -153,8 +176,15 @@ class SimServer:
         return web.json_response(
             {
                 "object": "list",
-                "data": [{"id": self.config.model, "object": "model", "created": self.created,
-                          "owned_by": "llmsurge-sim", "max_model_len": 32768}],
+                "data": [
+                    {
+                        "id": self.config.model,
+                        "object": "model",
+                        "created": self.created,
+                        "owned_by": "llmsurge-sim",
+                        "max_model_len": 32768,
+                    }
+                ],
             }
         )
 
@@ -222,8 +252,11 @@ class SimServer:
             "choices": [choice],
         }
         if fault != "no_usage":
-            out["usage"] = {"prompt_tokens": seq.prompt_tokens, "completion_tokens": seq.produced,
-                            "total_tokens": seq.prompt_tokens + seq.produced}
+            out["usage"] = {
+                "prompt_tokens": seq.prompt_tokens,
+                "completion_tokens": seq.produced,
+                "total_tokens": seq.prompt_tokens + seq.produced,
+            }
         return web.json_response(out)
 
     async def _stream(
@@ -234,15 +267,21 @@ class SimServer:
         rid = uuid.uuid4().hex
         created = int(time.time())
         if chat:
-            head = (f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
-                    f'"model":"{model}","choices":[{{"index":0,"delta":{{"content":"').encode()
-            role = (f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
-                    f'"model":"{model}","choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},'
-                    f'"finish_reason":null}}]}}\n\n').encode()
+            head = (
+                f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
+                f'"model":"{model}","choices":[{{"index":0,"delta":{{"content":"'
+            ).encode()
+            role = (
+                f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
+                f'"model":"{model}","choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},'
+                f'"finish_reason":null}}]}}\n\n'
+            ).encode()
             mid = b'"},"finish_reason":'
         else:
-            head = (f'data: {{"id":"cmpl-{rid}","object":"text_completion","created":{created},'
-                    f'"model":"{model}","choices":[{{"index":0,"text":"').encode()
+            head = (
+                f'data: {{"id":"cmpl-{rid}","object":"text_completion","created":{created},'
+                f'"model":"{model}","choices":[{{"index":0,"text":"'
+            ).encode()
             role = b""
             mid = b'","finish_reason":'
         stamp = self.config.stamp
@@ -283,10 +322,12 @@ class SimServer:
                 await resp.write(b"".join(parts))
             end = b""
             if usage:
-                end = (f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{created},'
-                       f'"model":"{model}","choices":[],"usage":{{"prompt_tokens":{seq.prompt_tokens},'
-                       f'"completion_tokens":{seq.produced},"total_tokens":{seq.prompt_tokens + seq.produced}}}}}'
-                       "\n\n").encode()
+                end = (
+                    f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{created},'
+                    f'"model":"{model}","choices":[],"usage":{{"prompt_tokens":{seq.prompt_tokens},'
+                    f'"completion_tokens":{seq.produced},"total_tokens":{seq.prompt_tokens + seq.produced}}}}}'
+                    "\n\n"
+                ).encode()
             await resp.write(end + b"data: [DONE]\n\n")
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
@@ -339,10 +380,14 @@ class _SimCollector(Collector):
         yield gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", e.kv_usage)
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", e.prompt_tokens_total)
         yield counter("vllm:generation_tokens", "Number of generation tokens processed.", e.generation_tokens_total)
-        yield counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
-                      e.prefix_queries_total)
-        yield counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
-                      e.prefix_hits_total)
+        yield counter(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            e.prefix_queries_total,
+        )
+        yield counter(
+            "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", e.prefix_hits_total
+        )
         yield counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", e.preemptions_total)
         yield hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", e.ttft)
         yield hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", e.itl)
@@ -375,7 +420,8 @@ async def start(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> tu
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    listening: Any = site._server
+    sockets = listening.sockets if listening is not None else []
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, int(bound)
 
@@ -400,8 +446,12 @@ def serve(config: SimConfig, host: str, port: int, on_ready: object = None) -> N
 
 def to_json(config: SimConfig) -> dict[str, object]:
     """The config as plain data (for summaries)."""
-    return {"model": config.model, "max_seqs": config.timing.max_seqs, "faults": config.faults.describe(),
-            "stamp": config.stamp}
+    return {
+        "model": config.model,
+        "max_seqs": config.timing.max_seqs,
+        "faults": config.faults.describe(),
+        "stamp": config.stamp,
+    }
 
 
 __all__ = ["Faults", "SimConfig", "SimServer", "serve", "start", "to_json"]

@@ -11,7 +11,8 @@ async def probe_sources(client: Any, target: Any) -> dict[str, str]:
     try:
         resp = await client.get(target.base_url + "/metrics", timeout=3.0)
         out["server /metrics"] = (
-            f"available ({len(resp.text.splitlines())} lines)" if resp.status_code == 200
+            f"available ({len(resp.text.splitlines())} lines)"
+            if resp.status_code == 200
             else f"not available: HTTP {resp.status_code}"
         )
     except Exception as exc:

@@ -1,0 +1,186 @@
+"""`llmsurge run` end to end, as a user runs it: a server in one process, the CLI in another."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CLI = [sys.executable, "-m", "llmsurge"]
+
+
+def _free_sim(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
+    p = subprocess.Popen([*CLI, "sim", "--port", "0", "--step-ms", "2", *extra], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    url = line.split(" on ")[1].split(" ")[0]
+    return p, url
+
+
+@pytest.fixture(scope="module")
+def cli_sim() -> Iterator[str]:
+    p, url = _free_sim([])
+    yield url
+    p.terminate()
+    p.wait(5)
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [json.loads(x) for x in (folder / "requests.jsonl").read_text().splitlines()]
+
+
+def test_max_throughput_preset_summary_agrees_with_requests(cli_sim: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [*CLI, "run", cli_sim, "--preset", "max-throughput", "--output-tokens", "32", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Successful requests" in r.stdout
+    s = json.loads((out / "summary.json").read_text())
+    rows = [x for x in _rows(out) if not x["warmup"]]
+    assert s["completed"] == 160 and s["failed"] == 0 and len(rows) == 160
+    ok = [x for x in rows if x["status"] == "ok"]
+    assert s["total_output_tokens"] == sum(x["output_tokens"] for x in ok) == 160 * 32
+    assert s["total_input_tokens"] == sum(x["prompt_tokens"] for x in ok)
+    ttft = np.array([x["ttft_ms"] for x in ok])
+    assert s["mean_ttft_ms"] == pytest.approx(ttft.mean(), rel=1e-4)
+    assert s["p99_ttft_ms"] == pytest.approx(np.percentile(ttft, 99), rel=1e-4)
+    itl = np.array([v for x in ok for v in x["itl_ms"]])
+    assert s["median_itl_ms"] == pytest.approx(np.median(itl), rel=1e-3)
+    tpot = np.array([x["tpot_ms"] for x in ok])
+    assert s["mean_tpot_ms"] == pytest.approx(tpot.mean(), rel=1e-4)
+    assert s["output_throughput"] == pytest.approx(s["total_output_tokens"] / s["duration"])
+    # input lengths were calibrated against the server's own count
+    assert abs(np.mean([x["prompt_tokens"] for x in ok]) - 512) < 10
+    assert "api_key" not in json.dumps(s["config"]).replace("api_key_env", "")
+
+
+def test_faulty_server_every_request_accounted(tmp_path: Path) -> None:
+    p, url = _free_sim(
+        ["--faults", "http500=0.05,http429=0.03,http503=0.03,reset=0.04,stall=0.02,malformed=0.04,no_usage=0.05"]
+    )
+    try:
+        out = tmp_path / "f"
+        r = subprocess.run(
+            [
+                *CLI,
+                "run",
+                url,
+                "-c",
+                "16",
+                "-n",
+                "300",
+                "--output-tokens",
+                "20",
+                "--timeout",
+                "2",
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        p.terminate()
+        p.wait(5)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    rows = [x for x in _rows(out) if not x["warmup"]]
+    assert len(rows) == 300
+    assert s["completed"] + s["failed"] + s["cancelled"] == 300
+    assert s["failed"] == sum(1 for x in rows if x["status"] == "failed") > 0
+    assert sum(s["errors"].values()) == s["failed"]
+    assert {"http_500", "reset", "protocol"} <= set(s["errors"])
+    assert s["output_tokens_estimated"] > 0
+
+
+def test_ctrl_c_ends_cleanly_and_saves(cli_sim: str, tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    p = subprocess.Popen(
+        [*CLI, "run", cli_sim, "-c", "8", "--duration", "60", "--output-tokens", "400", "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        f = out / "requests.jsonl"
+        if f.exists() and len(f.read_text().splitlines()) > 10:
+            break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=30)
+    assert p.returncode == 0, stderr
+    assert "interrupted" in stdout
+    s = json.loads((out / "summary.json").read_text())
+    rows = [x for x in _rows(out) if not x["warmup"]]
+    assert s["cancelled"] == 8  # the in-flight ones, recorded as cancelled
+    assert s["completed"] + s["failed"] + s["cancelled"] == len(rows)
+
+
+def test_bad_input_is_one_clear_line(cli_sim: str) -> None:
+    r = subprocess.run([*CLI, "run", cli_sim, "--model", "gpt-9"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("llmsurge: error: model 'gpt-9' is not served")
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([*CLI, "run", "http://127.0.0.1:9", "--wait", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "did not answer within 1s" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(
+        [*CLI, "run", "--api-key-env", "LLMSURGE_NO_SUCH_VAR"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LLMSURGE_NO_SUCH_VAR": ""},
+    )
+    assert r.returncode == 2 and "LLMSURGE_NO_SUCH_VAR" in r.stderr
+
+
+def test_api_key_never_written(cli_sim: str, tmp_path: Path) -> None:
+    out = tmp_path / "k"
+    secret = "sk-test-SECRET-123456"
+    r = subprocess.run(
+        [
+            *CLI,
+            "run",
+            cli_sim,
+            "-c",
+            "2",
+            "-n",
+            "4",
+            "--output-tokens",
+            "4",
+            "--api-key-env",
+            "MY_KEY",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MY_KEY": secret},
+    )
+    assert r.returncode == 0, r.stderr
+    assert secret not in r.stdout + r.stderr
+    for f in out.iterdir():
+        assert secret not in f.read_text()
+    assert json.loads((out / "summary.json").read_text())["config"]["api_key_env"] == "MY_KEY"
+
+
+def test_check_healthy_and_unhealthy(cli_sim: str) -> None:
+    r = subprocess.run([*CLI, "check", cli_sim], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "HEALTHY" in r.stdout and "TTFT" in r.stdout and "usage reported" in r.stdout
+    r = subprocess.run([*CLI, "check", "http://127.0.0.1:9", "--wait", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "UNHEALTHY" in r.stdout

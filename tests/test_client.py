@@ -1,0 +1,146 @@
+"""The client against the simulated server, over real sockets, and against recorded real transcripts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+
+from llmsurge.engine.client import (
+    ChunkCounter,
+    ServerError,
+    Target,
+    execute,
+    make_client,
+    one_request,
+    resolve_model,
+)
+from llmsurge.engine.scenario import RequestShape
+from llmsurge.metrics.records import RequestRecord
+from tests.conftest import FIXTURES
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+@pytest.mark.parametrize("stream", [True, False])
+async def test_request_against_sim(sim_url: str, endpoint: str, stream: bool) -> None:
+    async with make_client() as c:
+        target = Target(sim_url, await resolve_model(c, Target(sim_url)))
+        rec = await one_request(c, target, RequestShape(endpoint=endpoint, stream=stream), "one two three four", 24)
+    assert rec.ok, rec.error
+    assert rec.output_tokens == 24 and not rec.tokens_estimated
+    assert rec.prompt_tokens == (4 + 8 if endpoint == "chat" else 4 + 1)
+    assert rec.finish_reason == "length"
+    assert rec.ttft is not None and rec.e2el is not None and rec.e2el >= rec.ttft > 0
+    if stream:
+        # chat: a role chunk comes with the first token, so 25 choices messages and 24 gaps
+        assert len(rec.itl) == (24 if endpoint == "chat" else 23)
+        assert abs(sum(rec.itl) - (rec.e2el - rec.ttft)) < 1e-6
+        assert rec.tpot is not None and rec.tpot > 0
+
+
+async def test_wrong_model_lists_served_models(sim_url: str) -> None:
+    async with make_client() as c:
+        with pytest.raises(ServerError, match="llmsurge-sim"):
+            await resolve_model(c, Target(sim_url, "no-such-model"))
+
+
+async def _serve_bytes(body: bytes, status: int = 200) -> tuple[web.AppRunner, str]:
+    async def handler(_r: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(_r)
+        for i in range(0, len(body), 97):  # arbitrary chunking
+            await resp.write(body[i : i + 97])
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def _measure(url: str, endpoint: str) -> RequestRecord:
+    rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+    async with make_client() as c:
+        await execute(c, Target(url, "m").url(endpoint), {}, b"{}", True, rec, ChunkCounter())
+    return rec
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint", "tokens", "estimated", "ttfc_later"),
+    [
+        ("sse_chat_vllm.txt", "chat", 5, False, False),
+        ("sse_completions_vllm.txt", "completions", None, False, False),
+        ("sse_chat_llamacpp.txt", "chat", None, None, True),
+        ("sse_completions_llamacpp.txt", "completions", None, False, False),
+    ],
+)
+async def test_real_transcripts(
+    name: str, endpoint: str, tokens: int | None, estimated: bool | None, ttfc_later: bool
+) -> None:
+    body = (FIXTURES / name).read_bytes()
+    runner, url = await _serve_bytes(body)
+    try:
+        rec = await _measure(url, endpoint)
+    finally:
+        await runner.cleanup()
+    assert rec.ok, rec.error
+    assert rec.finish_reason
+    assert rec.output_tokens > 0
+    if tokens is not None:
+        assert rec.output_tokens == tokens
+    if estimated is not None:
+        assert rec.tokens_estimated is estimated
+    assert rec.ttft is not None and rec.ttfc is not None and rec.ttfc >= rec.ttft
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (
+            b'data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\ndata: {broken\n\n',
+            "protocol",
+        ),
+        (
+            b'data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\ndata: [DONE]\n\n',
+            "truncated",
+        ),
+        (b'data: {"error":{"message":"boom","code":500}}\n\n', "stream_error"),
+        (b"data: [DONE]\n\n", "protocol"),
+    ],
+)
+async def test_stream_failures_are_classified(body: bytes, kind: str) -> None:
+    runner, url = await _serve_bytes(body)
+    try:
+        rec = await _measure(url, "chat")
+    finally:
+        await runner.cleanup()
+    assert rec.status == "failed" and rec.error_kind == kind
+
+
+async def test_http_error_and_connect_error() -> None:
+    runner, url = await _serve_bytes(b'{"error":{"message":"nope"}}', status=503)
+    try:
+        rec = await _measure(url, "chat")
+    finally:
+        await runner.cleanup()
+    assert rec.error_kind == "http_503" and rec.http_status == 503 and "nope" in rec.error
+    rec = await _measure(url, "chat")  # the server is gone now
+    assert rec.error_kind == "connect"
+
+
+async def test_timeout_is_recorded_not_raised(faulty_sim_url: str) -> None:
+    shape = RequestShape(timeout=0.3)
+    async with make_client() as c:
+        recs = await asyncio.gather(
+            *[one_request(c, Target(faulty_sim_url, "llmsurge-sim"), shape, "x y", 400) for _ in range(40)]
+        )
+    kinds = {r.error_kind for r in recs}
+    assert "timeout" in kinds  # long generations (and stalls) exceed 0.3 s

@@ -1,0 +1,103 @@
+"""The controller's API works while a run goes on, and each change opens a segment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from llmsurge.engine.client import Target
+from llmsurge.engine.controller import Controller, WorkerPool, split_load
+from llmsurge.engine.prompts import Calibration
+from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
+from llmsurge.metrics.bus import MetricsBus
+
+
+async def _until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def _setup(url: str, scenario: Scenario, workers: int = 2) -> tuple[MetricsBus, WorkerPool, Controller]:
+    bus = MetricsBus()
+    pool = WorkerPool(Target(url, "llmsurge-sim"), Calibration(), bus, workers=workers)
+    pool.start()
+    return bus, pool, Controller(pool, bus, scenario, keep_alive=True)
+
+
+def test_split_load() -> None:
+    assert [x.concurrency for x in split_load(Load(concurrency=5), 2)] == [3, 2]
+    assert [x.concurrency for x in split_load(Load(concurrency=1), 3)] == [1, 0, 0]
+    assert [x.rate for x in split_load(Load(rate=3.0, max_concurrency=3), 2)] == [1.5, 1.5]
+
+
+async def test_live_changes_open_segments_and_take_effect(sim_url: str) -> None:
+    sc = Scenario("t", "t", (Stage(Load(concurrency=2), duration=60),), RequestShape(output_tokens=200))
+    bus, _pool, ctrl = _setup(sim_url, sc)
+    task = asyncio.create_task(ctrl.run())
+    try:
+        await _until(lambda: bus.inflight_total == 2)
+        ctrl.set_concurrency(16)
+        await _until(lambda: bus.inflight_total == 16)
+        ctrl.set_concurrency(4)
+        await _until(lambda: bus.inflight_total == 4)
+        ctrl.set_rate(50.0)
+        await _until(lambda: (bus.current_segment() or ctrl).finished > 5)  # type: ignore[union-attr]
+        ctrl.pause()
+        await _until(lambda: bus.inflight_total == 0)  # in flight drains to zero
+        n = bus.started_total
+        await asyncio.sleep(0.3)
+        assert bus.started_total == n  # nothing new starts while paused
+        ctrl.resume()
+        await _until(lambda: bus.started_total > n)
+    finally:
+        ctrl.stop()
+        await asyncio.wait_for(task, 20)
+    labels = [s.label for s in bus.segments]
+    assert labels == ["c=2", "c=16", "c=4", "r=50/s poisson"]
+    summary = bus.run_summary()
+    assert len(summary["segments"]) == 4
+    # every request started was finished one way or another
+    assert bus.finished_total == bus.started_total
+    # requests belong to the segment they started in, and the cancelled ones are counted
+    total = sum(s["completed"] + s["failed"] + s["cancelled"] for s in summary["segments"])
+    assert total == bus.started_total
+
+
+async def test_request_budget_warmup_and_switch(sim_url: str) -> None:
+    sc = Scenario("a", "a", (Stage(Load(concurrency=3), requests=10),), RequestShape(output_tokens=5), warmup=3)
+    bus, _pool, ctrl = _setup(sim_url, sc)
+    ctrl.keep_alive = False
+    await asyncio.wait_for(ctrl.run(), 30)
+    s = bus.run_summary()
+    assert s["completed"] == 10 and s["warmup"]["completed"] == 3  # warm-up kept out of the statistics
+    assert bus.state == "done"
+
+    sc2 = Scenario(
+        "b",
+        "b",
+        (Stage(Load(concurrency=2), requests=4), Stage(Load(concurrency=4), requests=8)),
+        RequestShape(output_tokens=5),
+    )
+    bus, _pool, ctrl = _setup(sim_url, sc)
+    ctrl.scenario = Scenario("slow", "s", (Stage(Load(concurrency=2), duration=30),), RequestShape(output_tokens=50))
+    task = asyncio.create_task(ctrl.run())
+    await _until(lambda: bus.inflight_total == 2)
+    ctrl.switch_scenario(sc2)
+    await _until(lambda: bus.state == "done" and ctrl.finished, 30)
+    ctrl.stop()
+    await asyncio.wait_for(task, 20)
+    segs = bus.run_summary()["segments"]
+    assert [(x["scenario"], x["load"]) for x in segs] == [("slow", "c=2"), ("b", "c=2"), ("b", "c=4")]
+    assert segs[1]["completed"] == 4 and segs[2]["completed"] == 8
+
+
+async def test_open_loop_rate_is_kept(sim_url: str) -> None:
+    sc = Scenario("r", "r", (Stage(Load(rate=40.0, arrival="constant"), duration=2.0),), RequestShape(output_tokens=3))
+    bus, _pool, ctrl = _setup(sim_url, sc)
+    ctrl.keep_alive = False
+    await asyncio.wait_for(ctrl.run(), 30)
+    n = bus.run_summary()["completed"]
+    assert 60 <= n <= 100, n  # 40/s for 2 s
