@@ -1,0 +1,272 @@
+"""The app: built by :func:`make_app` from a RunConfig (the CLI and the tests both use it).
+
+It owns a :class:`~llmsurge.engine.session.RunSession`, runs it in a Textual worker, reads a snapshot from the
+metrics bus on a timer and hands it to the visible screen in one batch update. Keys and palette commands call
+the controller; every change takes effect in the workers at once and opens a new segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from multiprocessing import resource_tracker
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.worker import Worker, WorkerState
+
+from llmsurge.engine.client import ServerError
+from llmsurge.engine.scenario import Load
+from llmsurge.engine.session import ConfigError, RunConfig, RunSession
+from llmsurge.metrics.bus import Snapshot
+from llmsurge.presets import PresetError, find_preset
+from llmsurge.tui.commands import LoadCommands
+from llmsurge.tui.screens.main import MainScreen
+from llmsurge.tui.screens.presets import PresetPicker
+
+REFRESH_HZ = 5.0
+
+
+class LLMSurgeApp(App[Path | None]):
+    """Live load test of one server."""
+
+    TITLE = "llmsurge"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {LoadCommands}
+
+    def __init__(self, config: RunConfig, snapshot_source: Callable[[], Snapshot] | None = None,
+                 refresh_hz: float = REFRESH_HZ) -> None:
+        super().__init__()
+        self.config = config
+        """What to run (the CLI's flags over a preset)."""
+        self.session = RunSession(config)
+        """The run: simulated server, workers, controller, bus, result files."""
+        self.live = snapshot_source is None
+        """False when showing fixed snapshots (tests): no server, no workers."""
+        self.snapshot_source = snapshot_source or self.session.bus.snapshot
+        """Where the panes' data comes from."""
+        self.refresh_hz = refresh_hz
+        """Snapshot reads per second."""
+        self.message = ""
+        """A short note for the status line (waiting, calibrating, errors)."""
+        self.waiting_since: float | None = None
+        """When we started waiting for the server to answer."""
+        self.saved_to: Path | None = None
+        """The last summary.json written."""
+        self.frames = 0
+        """Snapshots rendered (for the UI-cost benchmark)."""
+        self._quitting = False
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen())
+        self.set_interval(1.0 / self.refresh_hz, self.refresh_panes)
+        if self.live:
+            self.run_session()
+
+    @work(exclusive=True, group="session", exit_on_error=False)
+    async def run_session(self) -> None:
+        """Prepare the target, start the workers, run the controller until stopped."""
+        session = self.session
+        self.waiting_since = time.monotonic()
+        try:
+            await session.prepare(self._on_status)
+        except (ServerError, ConfigError, PresetError, ValueError, RuntimeError, OSError) as exc:
+            self.waiting_since = None
+            session.bus.set_state("error")
+            self.message = str(exc)
+            self.notify(str(exc), title="cannot start", severity="error", timeout=30)
+            return
+        self.waiting_since = None
+        self.message = ""
+        controller = session.start()
+        session.listeners.append(self._on_event)
+        await controller.run()
+
+    def _on_status(self, message: str) -> None:
+        self.message = "" if message.startswith("waiting for") else message
+
+    def _on_event(self, message: str) -> None:
+        if not message.startswith("segment "):
+            self.notify(message)
+
+    def refresh_panes(self) -> None:
+        """Read one snapshot and update the visible panes in one batch."""
+        screen = self.screen
+        if not isinstance(screen, MainScreen):
+            if not isinstance(self.screen_stack[-1], MainScreen) and len(self.screen_stack) > 1:
+                screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)  # type: ignore[assignment]
+            if not isinstance(screen, MainScreen):
+                return
+        snap = self.snapshot_source()
+        waited = time.monotonic() - self.waiting_since if self.waiting_since is not None else None
+        with self.batch_update():
+            screen.show(snap, waited, self.message)
+        self.frames += 1
+
+    # ---- steering (keys and palette) ---------------------------------------------------------
+
+    @property
+    def controller_ready(self) -> bool:
+        """Whether the run has started (keys do nothing before that)."""
+        ready = self.session.controller is not None
+        if not ready:
+            self.notify("the run has not started yet", severity="warning")
+        return ready
+
+    def _load(self) -> Load:
+        assert self.session.controller is not None
+        return self.session.controller.load
+
+    def set_concurrency(self, n: int) -> None:
+        """Closed loop with ``n`` requests in flight (a new segment)."""
+        if not self.controller_ready:
+            return
+        n = max(1, int(n))
+        assert self.session.controller is not None
+        self.session.controller.set_concurrency(n)
+        self.notify(f"concurrency {n}", timeout=2)
+
+    def set_rate(self, rate: float) -> None:
+        """Open loop at ``rate`` requests/s (a new segment)."""
+        if not self.controller_ready:
+            return
+        assert self.session.controller is not None
+        rate = max(0.1, round(rate, 2))
+        self.session.controller.set_rate(rate)
+        self.notify(f"rate {rate:g}/s", timeout=2)
+
+    def _closed_base(self) -> int:
+        load = self._load()
+        if load.concurrency is not None and not load.is_open_loop:
+            return load.concurrency
+        return max(1, self.session.bus.inflight_total)  # from rate mode: start from what is in flight
+
+    def action_concurrency(self, delta: int) -> None:
+        """``+`` / ``-``: one more or fewer request in flight."""
+        if self.controller_ready:
+            self.set_concurrency(self._closed_base() + int(delta))
+
+    def action_scale(self, factor: float) -> None:
+        """``]`` / ``[``: double or halve the concurrency."""
+        if self.controller_ready:
+            self.set_concurrency(max(1, math.floor(self._closed_base() * float(factor))))
+
+    def action_rate(self, direction: int) -> None:
+        """``r`` / ``R``: raise or lower the request rate (from closed loop: start at the current req/s)."""
+        if not self.controller_ready:
+            return
+        load = self._load()
+        if load.rate is None:
+            now = self.session.bus.snapshot().request_s
+            self.set_rate(max(0.5, round(now, 1)) if now > 0 else 1.0)
+            return
+        step = max(0.1, round(load.rate * 0.1, 2))
+        self.set_rate(load.rate + step * (1 if direction > 0 else -1))
+
+    def action_toggle_pause(self) -> None:
+        """``space``: stop starting requests (in flight drain), or start again."""
+        if self.controller_ready:
+            assert self.session.controller is not None
+            paused = self.session.controller.toggle_pause()
+            self.notify("paused: requests in flight finish" if paused else "resumed", timeout=2)
+
+    def action_presets(self) -> None:
+        """``p``: the preset picker."""
+        current = self.session.controller.scenario.name if self.session.controller else self.config.scenario.name
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.switch_preset(name)
+
+        self.push_screen(PresetPicker(current), chosen)
+
+    def switch_preset(self, name: str) -> None:
+        """Switch to preset ``name`` without stopping the run (a new segment)."""
+        if not self.controller_ready:
+            return
+        try:
+            scenario = find_preset(name)
+        except PresetError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        assert self.session.controller is not None
+        self.session.controller.switch_scenario(scenario)
+        self.session.bus.set_info(preset=scenario.name)
+        self.notify(f"preset {scenario.name}: {scenario.description}", timeout=4)
+
+    def action_save(self) -> None:
+        """``s``: write summary.json now."""
+        try:
+            self.saved_to = self.session.save()
+        except OSError as exc:
+            self.notify(f"could not save: {exc}", severity="error")
+            return
+        self.notify(f"saved {self.saved_to}", timeout=4)
+
+    async def action_quit_and_save(self) -> None:
+        """``q``: stop the load, save the results and leave."""
+        if self._quitting:
+            return
+        self._quitting = True
+        if not self.live:
+            self.exit(None)
+            return
+        self.message = "stopping…"
+        ctrl = self.session.controller
+        if ctrl is not None:
+            ctrl.stop()
+            workers = [w for w in self.workers if w.group == "session" and w.state == WorkerState.RUNNING]
+            if workers:
+                await asyncio.wait([asyncio.ensure_future(w.wait()) for w in workers], timeout=15)
+        path: Path | None = None
+        if self.session.pool is not None:
+            try:
+                path = self.session.save()
+            except OSError as exc:
+                self.notify(f"could not save: {exc}", severity="error")
+        await asyncio.to_thread(self.session.close)
+        self.exit(path)
+
+    async def action_quit(self) -> None:
+        """Ctrl-Q / Ctrl-C: the same as ``q``."""
+        await self.action_quit_and_save()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "session" and event.state == WorkerState.ERROR:
+            err = event.worker.error
+            self.session.bus.set_state("error")
+            self.message = f"{type(err).__name__}: {err}"
+            self.notify(self.message, title="the run stopped", severity="error", timeout=30)
+
+
+def make_app(config: RunConfig, snapshot_source: Callable[[], Snapshot] | None = None) -> LLMSurgeApp:
+    """The app factory used by the CLI and the tests."""
+    # multiprocessing's resource tracker passes sys.stderr's fd to its child; Textual replaces sys.stderr with
+    # an object without a real fd, so start the tracker now, before the app runs and spawns workers.
+    resource_tracker.ensure_running()
+    return LLMSurgeApp(config, snapshot_source=snapshot_source)
+
+
+def run_tui(config: RunConfig) -> int:
+    """Run the app in this terminal; print where the results went."""
+    app = make_app(config)
+    try:
+        result = app.run()
+    finally:
+        if app.session.pool is not None and app.return_value is None:
+            # Left without q (a crash): still stop the workers and keep what finished.
+            try:
+                app.session.save()
+            except OSError:
+                pass
+            app.session.close()
+        elif app.session.sim is not None and app.return_value is None:
+            app.session.close()
+    if result is not None:
+        print(f"llmsurge: results in {result.parent}")
+    return 0

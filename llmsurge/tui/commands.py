@@ -1,0 +1,74 @@
+"""Command palette: every steering action, plus exact values typed in ("concurrency 48", "rate 12.5")."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from llmsurge.presets import list_presets
+
+if TYPE_CHECKING:
+    from llmsurge.tui.app import LLMSurgeApp
+
+_CONCURRENCY = re.compile(r"^\s*(?:concurrency|c)\s*=?\s*(\d+)\s*$", re.I)
+_RATE = re.compile(r"^\s*(?:rate|r)\s*=?\s*(\d+(?:\.\d*)?|\.\d+)\s*$", re.I)
+
+
+class LoadCommands(Provider):
+    """Steering commands for the palette."""
+
+    @property
+    def surge(self) -> LLMSurgeApp:
+        """The app (typed)."""
+        return self.app  # type: ignore[return-value]
+
+    def _actions(self) -> list[tuple[str, Callable[[], object], str]]:
+        a = self.surge
+        return [
+            ("Concurrency +1", partial(a.action_concurrency, 1), "one more request in flight (+)"),
+            ("Concurrency -1", partial(a.action_concurrency, -1), "one fewer request in flight (-)"),
+            ("Double concurrency", partial(a.action_scale, 2), "× 2 requests in flight (])"),
+            ("Halve concurrency", partial(a.action_scale, 0.5), "÷ 2 requests in flight ([)"),
+            ("Raise request rate", partial(a.action_rate, 1), "open loop, faster arrivals (r)"),
+            ("Lower request rate", partial(a.action_rate, -1), "open loop, slower arrivals (R)"),
+            ("Pause / resume", a.action_toggle_pause, "stop starting requests; in flight drain (space)"),
+            ("Switch preset…", a.action_presets, "pick a preset scenario; the run goes on (p)"),
+            ("Save results now", a.action_save, "write summary.json (s)"),
+            ("Quit and save", a.action_quit_and_save, "stop the load, save, leave (q)"),
+        ]
+
+    async def discover(self) -> Hits:
+        for name, cb, help_ in self._actions():
+            yield DiscoveryHit(name, cb, help=help_)
+        yield DiscoveryHit("concurrency N", lambda: None, help="type e.g. 'concurrency 48' to set it exactly")
+        yield DiscoveryHit("rate R", lambda: None, help="type e.g. 'rate 12.5' for R requests/s (open loop)")
+
+    async def search(self, query: str) -> Hits:
+        a = self.surge
+        m = _CONCURRENCY.match(query)
+        if m:
+            n = int(m.group(1))
+            yield Hit(1.0, f"Set concurrency to {n}", partial(a.set_concurrency, n),
+                      help="closed loop: N requests in flight")
+        m = _RATE.match(query)
+        if m:
+            r = float(m.group(1))
+            if r > 0:
+                yield Hit(1.0, f"Set request rate to {r:g}/s", partial(a.set_rate, r),
+                          help="open loop with the current arrival law")
+        matcher = self.matcher(query)
+        for name, cb, help_ in self._actions():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), cb, help=help_)
+        for sc, _path, _err in list_presets():
+            if sc is None:
+                continue
+            label = f"Preset: {sc.name}"
+            score = matcher.match(label)
+            if score > 0:
+                yield Hit(score, matcher.highlight(label), partial(a.switch_preset, sc.name), help=sc.description)

@@ -1,0 +1,1 @@
+"""Screens of the app: the main dashboard and the preset picker."""

@@ -1,0 +1,1 @@
+"""One small widget per pane, fed by :class:`~llmsurge.metrics.bus.Snapshot` objects (attributes down)."""

@@ -1,0 +1,44 @@
+"""Number formatting shared by the panes: one way to show a missing value (``—``)."""
+
+from __future__ import annotations
+
+import math
+
+MISSING = "—"
+
+
+def num(v: float | None, digits: int = 1) -> str:
+    """``1,234.5`` or ``—`` for None/NaN."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
+    return f"{v:,.{digits}f}"
+
+
+def ms(v: float | None) -> str:
+    """Milliseconds with precision that suits the magnitude."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
+    if v >= 10_000:
+        return f"{v / 1000:,.1f}s"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def clock(seconds: float) -> str:
+    """``1:02:03`` / ``2:03``."""
+    s = int(max(0, seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def bar(fraction: float | None, width: int = 10) -> str:
+    """A text bar ``█████░░░░░`` for a 0..1 fraction (empty for a missing value)."""
+    if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):
+        return "·" * width
+    f = min(1.0, max(0.0, fraction))
+    full = round(f * width)
+    return "█" * full + "░" * (width - full)

@@ -1,0 +1,62 @@
+"""Output tok/s over the last minutes (textual-plot), with segment changes marked, and req/s beneath."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Sparkline, Static
+from textual_plot import HiResMode, PlotWidget
+
+from llmsurge.metrics.bus import Snapshot
+from llmsurge.widgets.format import num
+
+WINDOW_S = 300
+
+
+class RateChart(Vertical):
+    """Token rate per second with a time axis and value labels; a vertical line at each segment start."""
+
+    def compose(self) -> ComposeResult:
+        plot = PlotWidget(id="rate-plot")
+        plot.can_focus = False
+        yield plot
+        yield Static(id="rate-req-label")
+        yield Sparkline([], id="rate-req")
+
+    def on_mount(self) -> None:
+        plot = self.query_one(PlotWidget)
+        plot.set_xlabel("seconds since start")
+        plot.set_ylabel("tok/s")
+        plot.margin_left = 8
+        self._last: tuple[int, int] | None = None
+
+    def show(self, snap: Snapshot) -> None:
+        """Redraw when a new second of history has arrived (or segments changed)."""
+        key = (len(snap.history), len(snap.segment_starts))
+        if snap.history and self._last == key and snap.history[-1][0] == getattr(self, "_last_t", None):
+            return
+        self._last = key
+        hist = snap.history[-WINDOW_S:]
+        self._last_t = hist[-1][0] if hist else None
+        plot = self.query_one(PlotWidget)
+        plot.clear()
+        theme = self.app.current_theme
+        if hist:
+            t0 = self._start_offset(snap)
+            xs = [h[0] - t0 for h in hist]
+            plot.plot(xs, [h[1] for h in hist], line_style=theme.primary, hires_mode=HiResMode.BRAILLE)
+            for i, start in enumerate(snap.segment_starts, 1):
+                x = start - t0
+                if x >= xs[0] - 1:
+                    plot.add_v_line(x, line_style=theme.warning or "yellow", label=None if i > 1 else None)
+            plot.set_xlimits(xs[0], max(xs[-1], xs[0] + 10))
+            plot.set_ylimits(0, None)
+        self.query_one("#rate-req-label", Static).update(
+            f"req/s  now {num(snap.request_s, 2)}   segments: {len(snap.segment_starts)}"
+        )
+        self.query_one(Sparkline).data = [h[2] for h in hist[-120:]] or [0.0]
+
+    @staticmethod
+    def _start_offset(snap: Snapshot) -> float:
+        """History times are seconds since the bus started; show them since the first segment."""
+        return snap.segment_starts[0] if snap.segment_starts else 0.0

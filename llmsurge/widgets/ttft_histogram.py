@@ -1,0 +1,59 @@
+"""TTFT histogram of the current segment with p50 / p90 / p99 marked."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+from textual_plot import PlotWidget
+
+from llmsurge.metrics.bus import Snapshot
+from llmsurge.widgets.format import ms
+
+
+class TtftHistogram(Vertical):
+    """Bars of TTFT counts (ms) and vertical lines at the percentiles."""
+
+    def compose(self) -> ComposeResult:
+        plot = PlotWidget(id="ttft-plot")
+        plot.can_focus = False
+        yield plot
+        yield Static(id="ttft-marks")
+
+    def on_mount(self) -> None:
+        plot = self.query_one(PlotWidget)
+        plot.set_xlabel("TTFT ms (current segment)")
+        plot.margin_left = 6
+        self._key: tuple[int, ...] | None = None
+
+    def show(self, snap: Snapshot) -> None:
+        """Redraw when the histogram changed."""
+        edges, counts = snap.ttft_hist
+        key = (snap.segment, *counts)
+        if key == self._key:
+            return
+        self._key = key
+        plot = self.query_one(PlotWidget)
+        plot.clear()
+        st = snap.segment_stats
+        theme = self.app.current_theme
+        marks = self.query_one("#ttft-marks", Static)
+        if not counts:
+            marks.update("waiting for the first completed request of this segment")
+            return
+        centers = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
+        width = edges[1] - edges[0]
+        plot.bar(centers, list(counts), width=width * 0.9, bar_style=theme.primary)
+        colors = {"p50": theme.success or "green", "p90": theme.warning or "yellow", "p99": theme.error or "red"}
+        for name, key_ in (("p50", "median_ttft_ms"), ("p90", "p90_ttft_ms"), ("p99", "p99_ttft_ms")):
+            v = st.get(key_)
+            if v is not None:
+                plot.add_v_line(min(max(v, edges[0]), edges[-1]), line_style=colors[name])
+        plot.set_xlimits(edges[0], edges[-1])
+        plot.set_ylimits(0, None)
+        marks.update(
+            f"[{colors['p50']}]p50 {ms(st.get('median_ttft_ms'))}[/]  "
+            f"[{colors['p90']}]p90 {ms(st.get('p90_ttft_ms'))}[/]  "
+            f"[{colors['p99']}]p99 {ms(st.get('p99_ttft_ms'))}[/] ms  "
+            f"n={sum(counts):,}"
+        )
