@@ -330,7 +330,9 @@ class SimServer:
                 ).encode()
             await resp.write(end + b"data: [DONE]\n\n")
             await resp.write_eof()
-        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the client went away (or gave up): nothing more to send
+            seq.cancelled = True
+        except asyncio.CancelledError:
             seq.cancelled = True
             raise
         return resp

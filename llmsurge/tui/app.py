@@ -36,9 +36,11 @@ class LLMSurgeApp(App[Path | None]):
     TITLE = "llmsurge"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {LoadCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
 
-    def __init__(self, config: RunConfig, snapshot_source: Callable[[], Snapshot] | None = None,
-                 refresh_hz: float = REFRESH_HZ) -> None:
+    def __init__(
+        self, config: RunConfig, snapshot_source: Callable[[], Snapshot] | None = None, refresh_hz: float = REFRESH_HZ
+    ) -> None:
         super().__init__()
         self.config = config
         """What to run (the CLI's flags over a preset)."""

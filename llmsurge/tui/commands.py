@@ -52,14 +52,19 @@ class LoadCommands(Provider):
         m = _CONCURRENCY.match(query)
         if m:
             n = int(m.group(1))
-            yield Hit(1.0, f"Set concurrency to {n}", partial(a.set_concurrency, n),
-                      help="closed loop: N requests in flight")
+            yield Hit(
+                1.0, f"Set concurrency to {n}", partial(a.set_concurrency, n), help="closed loop: N requests in flight"
+            )
         m = _RATE.match(query)
         if m:
             r = float(m.group(1))
             if r > 0:
-                yield Hit(1.0, f"Set request rate to {r:g}/s", partial(a.set_rate, r),
-                          help="open loop with the current arrival law")
+                yield Hit(
+                    1.0,
+                    f"Set request rate to {r:g}/s",
+                    partial(a.set_rate, r),
+                    help="open loop with the current arrival law",
+                )
         matcher = self.matcher(query)
         for name, cb, help_ in self._actions():
             score = matcher.match(name)

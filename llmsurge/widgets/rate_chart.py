@@ -25,9 +25,10 @@ class RateChart(Vertical):
 
     def on_mount(self) -> None:
         plot = self.query_one(PlotWidget)
-        plot.set_xlabel("seconds since start")
-        plot.set_ylabel("tok/s")
-        plot.margin_left = 8
+        plot.margin_top = 1
+        plot.margin_bottom = 1
+        plot.margin_left = 7
+        self.border_subtitle = "x: seconds since start · lines: segment changes"
         self._last: tuple[int, int] | None = None
 
     def show(self, snap: Snapshot) -> None:

@@ -22,9 +22,18 @@ class SegmentsTable(DataTable[str]):
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``'s segments, newest last (the cursor follows the newest)."""
         rows = [
-            (str(s.index), s.label, s.scenario, num(s.request_throughput, 2), num(s.live_output_throughput, 0),
-             ms(s.ttft_p50_ms), ms(s.ttft_p99_ms), ms(s.tpot_p50_ms), f"{s.completed:,}",
-             f"[red]{s.failed:,}[/]" if s.failed else "0")
+            (
+                str(s.index),
+                s.label,
+                s.scenario,
+                num(s.request_throughput, 2),
+                num(s.live_output_throughput, 0),
+                ms(s.ttft_p50_ms),
+                ms(s.ttft_p99_ms),
+                ms(s.tpot_p50_ms),
+                f"{s.completed:,}",
+                f"[red]{s.failed:,}[/]" if s.failed else "0",
+            )
             for s in snap.segments
         ]
         if rows == self._rows:

@@ -40,12 +40,12 @@ class StatusLine(Static):
         for key, label_ in (("model", "model"), ("server", "server"), ("preset", "preset")):
             value = snap.scenario if key == "preset" and snap.scenario else info.get(key, "")
             if value and not (key == "server" and value == "simulated"):
-                t.append(f"  {label_} ", style="dim")
+                t.append(f" │ {label_} ", style="dim")
                 t.append(value)
         if snap.segment:
-            t.append("  seg ", style="dim")
+            t.append(" │ seg ", style="dim")
             t.append(str(snap.segment))
-        t.append("  ⏱ ", style="dim")
+        t.append(" │ ", style="dim")
         t.append(clock(snap.elapsed))
         if message:
             t.append(f"  {message}", style="italic")

@@ -61,10 +61,10 @@ class GpuPane(TelemetryPane):
             power, limit = g.get("power_w"), g.get("power_limit_w")
             mem_frac = mem_used / mem_total if mem_used is not None and mem_total else None
             t.add_row(
-                Text(f"{g.get('index', '?')} {str(g.get('name', ''))[:18]}", style="bold"),
-                f"{bar(None if util is None else util / 100, 8)} {num(util, 0)}%",
-                f"{bar(mem_frac, 6)} {num(None if mem_used is None else mem_used / 1024, 1)}"
-                f"/{num(None if mem_total is None else mem_total / 1024, 0)}G",
+                Text(f"{g.get('index', '?')} {str(g.get('name', ''))[:14]}", style="bold"),
+                f"{bar(None if util is None else util / 100, 6)}{num(util, 0):>4}%",
+                f"{num(None if mem_used is None else mem_used / 1024, 0)}/"
+                f"{num(None if mem_total is None else mem_total / 1024, 0)}G",
                 f"{num(power, 0)}/{num(limit, 0)}W",
                 f"{num(g.get('temp_c'), 0)}°C",
                 f"{num(g.get('sm_clock_mhz'), 0)}MHz",
@@ -85,8 +85,10 @@ class HostPane(TelemetryPane):
         t.add_column(no_wrap=True)
         cpu = sample.get("cpu_percent")
         mem = sample.get("mem_percent")
-        t.add_row("host cpu", f"{bar(None if cpu is None else cpu / 100, 12)} {num(cpu, 0)}%"
-                  f" of {sample.get('cpu_count', '?')} cores")
+        t.add_row(
+            "host cpu",
+            f"{bar(None if cpu is None else cpu / 100, 12)} {num(cpu, 0)}% of {sample.get('cpu_count', '?')} cores",
+        )
         t.add_row("host mem", f"{bar(None if mem is None else mem / 100, 12)} {num(mem, 0)}%")
         wcpu = sample.get("workers_cpu_percent")
         t.add_row("llmsurge cpu", f"workers {num(wcpu, 0)}%  ui {num(sample.get('ui_cpu_percent'), 0)}%")
@@ -108,8 +110,10 @@ class ServerPane(TelemetryPane):
         t.add_column(style="dim", no_wrap=True)
         t.add_column(no_wrap=True)
         t.add_row("running", f"{num(sample.get('running'), 0)}")
-        t.add_row("waiting", Text(num(sample.get("waiting"), 0),
-                                  style="bold yellow" if (sample.get("waiting") or 0) > 0 else ""))
+        t.add_row(
+            "waiting",
+            Text(num(sample.get("waiting"), 0), style="bold yellow" if (sample.get("waiting") or 0) > 0 else ""),
+        )
         kv = sample.get("kv_cache")
         t.add_row("KV cache", f"{bar(kv, 10)} {num(None if kv is None else kv * 100, 1)}%")
         hit = sample.get("prefix_hit_rate")

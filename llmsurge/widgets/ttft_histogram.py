@@ -22,8 +22,10 @@ class TtftHistogram(Vertical):
 
     def on_mount(self) -> None:
         plot = self.query_one(PlotWidget)
-        plot.set_xlabel("TTFT ms (current segment)")
-        plot.margin_left = 6
+        plot.margin_top = 1
+        plot.margin_bottom = 1
+        plot.margin_left = 5
+        self.border_subtitle = "x: ms · current segment"
         self._key: tuple[int, ...] | None = None
 
     def show(self, snap: Snapshot) -> None:

@@ -27,8 +27,7 @@ class PresetPicker(ModalScreen[str | None]):
         options = []
         for sc, path, err in list_presets():
             if sc is None:
-                options.append(Option(Text(f"{path.stem}  (invalid: {err})", style="red"), id=path.stem,
-                                      disabled=True))
+                options.append(Option(Text(f"{path.stem}  (invalid: {err})", style="red"), id=path.stem, disabled=True))
                 continue
             label = Text()
             label.append(f"{sc.name:<16}", style="bold")

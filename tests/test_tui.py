@@ -1,0 +1,219 @@
+"""The TUI: keys change what the workers do (real sim, real sockets), and snapshots of its screens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from llmsurge.engine.session import RunConfig
+from llmsurge.presets import find_preset
+from llmsurge.sim.process import SimProcess
+from llmsurge.sim.server import Faults, SimConfig
+from llmsurge.tui.app import LLMSurgeApp, make_app
+from llmsurge.tui.screens.presets import PresetPicker
+from tests.conftest import quick_timing
+from tests.tui_data import seeded_snapshot
+
+SIZE = (160, 48)
+
+
+def _config(url: str, tmp_path: Path, concurrency: int = 2) -> RunConfig:
+    scenario = find_preset("demo").with_overrides(concurrency=concurrency, output_tokens=64, input_tokens=32)
+    return RunConfig(
+        scenario=scenario, url=url, workers=1, output=tmp_path / "results", keep_alive=True, calibrate=False
+    )
+
+
+async def _until(pilot: object, cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "condition not reached in time"
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+
+
+def _plain(renderable: object) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(renderable)
+    return console.export_text()
+
+
+def _load(app: LLMSurgeApp) -> object:
+    assert app.session.controller is not None
+    return app.session.controller.load
+
+
+async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
+    app = make_app(_config(sim_url, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        bus = app.session.bus
+        await _until(pilot, lambda: bus.inflight_total == 2)
+        assert len(bus.segments) == 1
+
+        await pilot.press("plus")
+        await _until(pilot, lambda: bus.inflight_total == 3)
+        await pilot.press("minus")
+        await _until(pilot, lambda: bus.inflight_total == 2)
+        for expected in (4, 8, 16):
+            await pilot.press("right_square_bracket")
+            await _until(pilot, lambda e=expected: bus.inflight_total == e)
+        await pilot.press("left_square_bracket")
+        await _until(pilot, lambda: bus.inflight_total == 8)
+        assert [s.label for s in bus.segments] == ["c=2", "c=3", "c=2", "c=4", "c=8", "c=16", "c=8"]
+
+        await pilot.press("r")  # closed loop → open loop at the current request rate
+        rate = _load(app).rate  # type: ignore[attr-defined]
+        assert rate is not None and rate > 0
+        await pilot.press("r")
+        assert _load(app).rate > rate  # type: ignore[attr-defined]
+        await pilot.press("R")
+        await pilot.press("R")
+        assert _load(app).rate < rate  # type: ignore[attr-defined]
+        assert bus.segments[-1].label.startswith("r=")
+
+        await pilot.press("space")
+        assert app.session.controller is not None and app.session.controller.paused
+        await _until(pilot, lambda: bus.inflight_total == 0)  # in flight drains to zero
+        assert bus.state == "paused"
+        await pilot.press("space")
+        await _until(pilot, lambda: bus.inflight_total > 0 or bus.started_total > 0)
+        assert not app.session.controller.paused
+
+        await pilot.press("p")
+        assert isinstance(app.screen, PresetPicker)
+        picker = app.screen
+        from textual.widgets import OptionList
+
+        ol = picker.query_one(OptionList)
+        ol.highlighted = next(i for i in range(ol.option_count) if ol.get_option_at_index(i).id == "min-latency")
+        await pilot.press("enter")
+        await _until(pilot, lambda: bus.scenario == "min-latency")
+        assert not isinstance(app.screen, PresetPicker)
+        assert bus.segments[-1].scenario == "min-latency" and bus.segments[-1].label == "c=1"
+
+        await pilot.press("s")
+        summary = tmp_path / "results" / "summary.json"
+        assert summary.exists()
+        assert json.loads(summary.read_text())["segments"][0]["load"] == "c=2"
+
+        await pilot.press("q")
+        await _until(pilot, lambda: not app.is_running, 20)
+    assert app.return_value == summary
+    data = json.loads(summary.read_text())
+    rows = [json.loads(x) for x in (tmp_path / "results" / "requests.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if not r["warmup"]]
+    assert data["completed"] + data["failed"] + data["cancelled"] == len(rows)
+    assert len(data["segments"]) == 12
+
+
+async def test_palette_exact_values(sim_url: str, tmp_path: Path) -> None:
+    app = make_app(_config(sim_url, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await _until(pilot, lambda: app.session.controller is not None and app.session.bus.inflight_total == 2)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"concurrency 5")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await _until(pilot, lambda: app.session.bus.inflight_total == 5)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"rate 12.5")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await _until(pilot, lambda: _load(app).rate == 12.5)  # type: ignore[attr-defined]
+        assert app.session.bus.segments[-1].label == "r=12.5/s poisson"
+        await pilot.press("q")
+
+
+async def test_survives_faults_and_a_server_that_goes_away(tmp_path: Path) -> None:
+    faults = Faults.parse("http500=0.1,reset=0.1,malformed=0.1,no_usage=0.1")
+    sim = SimProcess(SimConfig(timing=quick_timing(), faults=faults))
+    sim.start()
+    app = make_app(_config(sim.url, tmp_path, concurrency=8))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            bus = app.session.bus
+            await _until(pilot, lambda: bus.snapshot().failed > 5 and bus.snapshot().completed > 5)
+            await pilot.pause(0.5)
+            from llmsurge.widgets.load_panel import LoadPanel
+
+            panel_text = _plain(app.screen.query_one(LoadPanel).content)
+            assert "failed" in panel_text and "errors" in panel_text
+            sim.stop()  # the server goes away mid-run
+            await _until(pilot, lambda: bus.snapshot().errors.get("connect", 0) > 0, 20)
+            await pilot.pause(0.5)
+            assert app.is_running and bus.state == "running"
+            from llmsurge.widgets.request_stream import RequestStream
+
+            table = app.screen.query_one(RequestStream)
+            kinds = {str(table.get_row_at(i)[-1]) for i in range(table.row_count)}
+            assert "connect" in kinds
+            await pilot.press("q")
+            await _until(pilot, lambda: not app.is_running, 20)
+    finally:
+        sim.stop()
+    data = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert data["errors"]["connect"] > 0 and data["errors"].get("http_500", 0) > 0
+
+
+async def test_waits_for_a_server_that_is_not_up_yet(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = make_app(_config(f"http://127.0.0.1:{port}", tmp_path))
+    sim = SimProcess(SimConfig(timing=quick_timing()), port=port)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(1.0)
+            assert app.session.bus.state == "waiting"
+            from llmsurge.widgets.status_line import StatusLine
+
+            assert "WAITING FOR SERVER" in _plain(app.screen.query_one(StatusLine).content)
+            await asyncio.to_thread(sim.start)
+            await _until(pilot, lambda: app.session.bus.inflight_total == 2, 20)
+            await pilot.press("q")
+    finally:
+        sim.stop()
+
+
+def _static_app() -> LLMSurgeApp:
+    snap = seeded_snapshot()
+    cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
+    return make_app(cfg, snapshot_source=lambda: snap)
+
+
+@pytest.fixture
+def no_user_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMSURGE_PRESETS_DIR", str(tmp_path / "none"))
+
+
+def test_snapshot_main_screen(snap_compare: Callable[..., bool], no_user_presets: None) -> None:
+    async def ready(pilot: object) -> None:
+        pilot.app.refresh_panes()  # type: ignore[attr-defined]
+        await pilot.pause(0.3)  # type: ignore[attr-defined]
+
+    assert snap_compare(_static_app(), terminal_size=SIZE, run_before=ready)
+
+
+def test_snapshot_main_screen_small(snap_compare: Callable[..., bool], no_user_presets: None) -> None:
+    async def ready(pilot: object) -> None:
+        pilot.app.refresh_panes()  # type: ignore[attr-defined]
+        await pilot.pause(0.3)  # type: ignore[attr-defined]
+
+    assert snap_compare(_static_app(), terminal_size=(100, 30), run_before=ready)
+
+
+def test_snapshot_preset_picker(snap_compare: Callable[..., bool], no_user_presets: None) -> None:
+    async def open_picker(pilot: object) -> None:
+        pilot.app.refresh_panes()  # type: ignore[attr-defined]
+        await pilot.press("p")  # type: ignore[attr-defined]
+        await pilot.pause(0.3)  # type: ignore[attr-defined]
+
+    assert snap_compare(_static_app(), terminal_size=SIZE, run_before=open_picker)

@@ -1,0 +1,111 @@
+"""A seeded, deterministic Snapshot for snapshot tests (no clocks, no servers)."""
+
+from __future__ import annotations
+
+import random
+
+from llmsurge.metrics.bus import ClientHealth, RequestRow, SegmentRow, Snapshot
+from llmsurge.metrics.stats import describe_ms
+
+
+def seeded_snapshot(seed: int = 3) -> Snapshot:
+    rng = random.Random(seed)
+    ttft = [0.04 + rng.random() * 0.03 for _ in range(300)]
+    stats: dict[str, float] = {}
+    stats.update(describe_ms("ttft", ttft))
+    stats.update(describe_ms("ttfc", [t + 0.002 for t in ttft]))
+    stats.update(describe_ms("tpot", [0.015 + rng.random() * 0.004 for _ in range(300)]))
+    stats.update(describe_ms("itl", [0.014 + rng.random() * 0.006 for _ in range(3000)]))
+    stats.update(describe_ms("e2el", [1.9 + rng.random() * 0.2 for _ in range(300)]))
+    history = tuple((float(t), 500.0 + 12 * t + rng.random() * 40, 4.0 + rng.random()) for t in range(60))
+    counts = [0] * 24
+    lo, hi = min(ttft) * 1000, max(ttft) * 1000
+    for v in ttft:
+        counts[min(23, int((v * 1000 - lo) / (hi - lo) * 24))] += 1
+    edges = tuple(lo + (hi - lo) * i / 24 for i in range(25))
+    recent = [RequestRow(f"0-{400 - i}", 3, "running", 45.0 + i, 30 + i, None, 700.0 + i, "") for i in range(4)]
+    for i in range(30):
+        failed = i % 9 == 4
+        recent.append(
+            RequestRow(
+                f"0-{390 - i}",
+                3,
+                "failed" if failed else "ok",
+                None if failed else 50.0 + i,
+                0 if failed else 128,
+                None if failed else 66.5,
+                2000.0 + i,
+                "http_500" if failed else "",
+            )
+        )
+    segments = (
+        SegmentRow(1, "c=8", "demo", 20.0, 80, 0, 4.0, 520.0, 47.0, 56.0, 14.5, 530.0),
+        SegmentRow(2, "c=16", "demo", 20.0, 150, 1, 7.5, 980.0, 51.0, 60.0, 17.0, 990.0),
+        SegmentRow(3, "c=32", "demo", 20.0, 270, 3, 13.5, 1590.0, 70.0, 79.0, 24.0, 1600.0),
+    )
+    telemetry = {
+        "gpu": {
+            "available": True,
+            "source": "DCGM exporter (simulated)",
+            "gpus": [
+                {
+                    "index": 0,
+                    "name": "Simulated GPU 80GB",
+                    "util": 62.0,
+                    "mem_used_mib": 40000.0,
+                    "mem_total_mib": 81559.0,
+                    "power_w": 410.0,
+                    "power_limit_w": 700.0,
+                    "temp_c": 58.0,
+                    "sm_clock_mhz": 1980.0,
+                    "util_history": [10.0, 30.0, 50.0, 62.0, 60.0, 62.0],
+                }
+            ],
+        },
+        "server": {
+            "available": True,
+            "kind": "vLLM",
+            "running": 32.0,
+            "waiting": 0.0,
+            "kv_cache": 0.31,
+            "prefix_hit_rate": 0.02,
+            "generation_tok_s": 1600.0,
+            "prompt_tok_s": 1800.0,
+            "ttft_p50_ms": 45.0,
+            "ttft_p99_ms": 75.0,
+        },
+        "host": {"available": False, "reason": "psutil could not read this machine"},
+    }
+    return Snapshot(
+        elapsed=62.0,
+        state="running",
+        scenario="demo",
+        segment=3,
+        load_label="c=32",
+        paused=False,
+        started=540,
+        inflight=32,
+        completed=500,
+        failed=4,
+        cancelled=0,
+        errors={"http_500": 4},
+        output_tokens=64000,
+        output_tok_s=1601.0,
+        request_s=12.5,
+        history=history,
+        segment_starts=(0.0, 20.0, 40.0),
+        segment_stats=stats,
+        run_stats=stats,
+        ttft_hist=(edges, tuple(counts)),
+        recent=tuple(recent),
+        segments=segments,
+        client=ClientHealth(1, 1.5, 0.12, 0.12, False, ""),
+        warmup_done=0,
+        telemetry=telemetry,
+        info={
+            "url": "http://127.0.0.1:8000 (simulated)",
+            "model": "llmsurge-sim",
+            "server": "simulated",
+            "preset": "demo",
+        },
+    )
