@@ -98,12 +98,9 @@ class LLMSurgeApp(App[Path | None]):
 
     def refresh_panes(self) -> None:
         """Read one snapshot and update the visible panes in one batch."""
-        screen = self.screen
-        if not isinstance(screen, MainScreen):
-            if not isinstance(self.screen_stack[-1], MainScreen) and len(self.screen_stack) > 1:
-                screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)  # type: ignore[assignment]
-            if not isinstance(screen, MainScreen):
-                return
+        screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        if screen is None:
+            return
         snap = self.snapshot_source()
         waited = time.monotonic() - self.waiting_since if self.waiting_since is not None else None
         with self.batch_update():

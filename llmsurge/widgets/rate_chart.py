@@ -46,10 +46,10 @@ class RateChart(Vertical):
             t0 = self._start_offset(snap)
             xs = [h[0] - t0 for h in hist]
             plot.plot(xs, [h[1] for h in hist], line_style=theme.primary, hires_mode=HiResMode.BRAILLE)
-            for i, start in enumerate(snap.segment_starts, 1):
+            for start in snap.segment_starts[1:]:
                 x = start - t0
                 if x >= xs[0] - 1:
-                    plot.add_v_line(x, line_style=theme.warning or "yellow", label=None if i > 1 else None)
+                    plot.add_v_line(x, line_style=theme.warning or "yellow")
             plot.set_xlimits(xs[0], max(xs[-1], xs[0] + 10))
             plot.set_ylimits(0, None)
         self.query_one("#rate-req-label", Static).update(

@@ -21,7 +21,7 @@ class SegmentsTable(DataTable[str]):
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``'s segments, newest last (the cursor follows the newest)."""
-        rows = [
+        rows: list[tuple[str, ...]] = [
             (
                 str(s.index),
                 s.label,

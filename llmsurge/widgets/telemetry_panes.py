@@ -30,7 +30,10 @@ class TelemetryPane(Static):
         """Render ``snap``."""
         sample = snap.telemetry.get(self.source)
         why = _na(sample)
-        self.update(Text(why, style="dim italic") if why else self.render_sample(sample, snap))
+        if why or not isinstance(sample, dict):
+            self.update(Text(why or "no data", style="dim italic"))
+        else:
+            self.update(self.render_sample(sample, snap))
 
     def render_sample(self, sample: dict[str, Any], snap: Snapshot) -> RenderableType:
         """Draw one sample (subclasses)."""
@@ -59,7 +62,6 @@ class GpuPane(TelemetryPane):
             util = g.get("util")
             mem_used, mem_total = g.get("mem_used_mib"), g.get("mem_total_mib")
             power, limit = g.get("power_w"), g.get("power_limit_w")
-            mem_frac = mem_used / mem_total if mem_used is not None and mem_total else None
             t.add_row(
                 Text(f"{g.get('index', '?')} {str(g.get('name', ''))[:14]}", style="bold"),
                 f"{bar(None if util is None else util / 100, 6)}{num(util, 0):>4}%",

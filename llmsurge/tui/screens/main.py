@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer
 
 from llmsurge.metrics.bus import Snapshot
@@ -18,9 +21,11 @@ from llmsurge.widgets.status_line import StatusLine
 from llmsurge.widgets.telemetry_panes import GpuPane, HostPane, ServerPane
 from llmsurge.widgets.ttft_histogram import TtftHistogram
 
+W = TypeVar("W", bound=Widget)
 
-def _titled(widget: object, title: str) -> object:
-    widget.border_title = title  # type: ignore[attr-defined]
+
+def _titled(widget: W, title: str) -> W:
+    widget.border_title = title
     return widget
 
 
