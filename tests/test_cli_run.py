@@ -182,5 +182,6 @@ def test_check_healthy_and_unhealthy(cli_sim: str) -> None:
     r = subprocess.run([*CLI, "check", cli_sim], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "HEALTHY" in r.stdout and "TTFT" in r.stdout and "usage reported" in r.stdout
+    assert "telemetry server /metrics: available (vLLM" in r.stdout and "telemetry gpu: available" in r.stdout
     r = subprocess.run([*CLI, "check", "http://127.0.0.1:9", "--wait", "1"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "UNHEALTHY" in r.stdout

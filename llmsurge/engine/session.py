@@ -207,9 +207,17 @@ class RunSession:
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
         self.controller.on_event = self._on_event
+        if self.config.telemetry:
+            from llmsurge.telemetry.probe import make_samplers
+
+            self.samplers = make_samplers(self)
         for s in self.samplers:
             s.start()
         return self.controller
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the load workers (for the client CPU reading)."""
+        return [p.pid for p in self.pool.procs if p.pid] if self.pool is not None else []
 
     def _on_event(self, message: str) -> None:
         """Controller events worth keeping in the summary (segment changes are already in ``segments``)."""
@@ -222,6 +230,14 @@ class RunSession:
         """``summary.json``'s content now."""
         s = self.bus.run_summary()
         health = self.bus.client_health()
+        telemetry = self.telemetry_summary()
+        for seg in s["segments"]:
+            per = {
+                name: t["segments"].get(str(seg["segment"]))
+                for name, t in telemetry.items()
+                if t.get("available") and t.get("segments")
+            }
+            seg["telemetry"] = {k: v for k, v in per.items() if v}
         s.update(
             {
                 "llmsurge_version": __version__,
@@ -244,7 +260,7 @@ class RunSession:
                     "saturation_events": list(self.bus.saturation_seen),
                 },
                 "notes": list(self.notes),
-                "telemetry": self.telemetry_summary(),
+                "telemetry": telemetry,
             }
         )
         return s

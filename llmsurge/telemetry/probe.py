@@ -1,20 +1,117 @@
-"""Which telemetry sources a run would find (for ``llmsurge check``)."""
+"""Choosing telemetry sources for a run, and saying which exist (``llmsurge check``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from llmsurge.telemetry.base import Sampler, unavailable
+from llmsurge.telemetry.gpu import GpuSampler
+
+
+class Unavailable(Sampler):
+    """A source that could not start: it keeps saying why, so the pane shows it."""
+
+    def __init__(self, name: str, reason: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = name
+        self.reason = reason
+        self.interval = 5.0
+
+    def sample(self) -> dict[str, Any]:
+        return unavailable(self.reason)
+
+
+def local_gpu_sampler(bus: Any = None, writer: Any = None) -> GpuSampler | str:
+    """NVML, else pyrsmi; or the reason neither works here."""
+    reasons = []
+    try:
+        from llmsurge.telemetry.gpu import NvmlSampler
+
+        s = NvmlSampler(bus, writer)
+        if s.handles:
+            return s
+        reasons.append("NVML sees no NVIDIA GPU")
+    except ImportError:
+        reasons.append("nvidia-ml-py not installed (pip install 'llmsurge[nvidia]')")
+    except Exception as exc:  # NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded …
+        reasons.append(f"no NVIDIA driver ({type(exc).__name__})")
+    try:
+        from llmsurge.telemetry.gpu import RocmSampler
+
+        r = RocmSampler(bus, writer)
+        if r.count:
+            return r
+        reasons.append("ROCm SMI sees no AMD GPU")
+    except ImportError:
+        reasons.append("pyrsmi not installed (pip install 'llmsurge[amd]')")
+    except Exception as exc:
+        reasons.append(f"no AMD ROCm ({type(exc).__name__})")
+    return "; ".join(reasons)
+
+
+def make_samplers(session: Any) -> list[Sampler]:
+    """The run's samplers: GPU (simulated/remote DCGM or local), server /metrics, host/client."""
+    from llmsurge.telemetry.gpu import DcgmSampler
+    from llmsurge.telemetry.host import HostSampler
+    from llmsurge.telemetry.prometheus import ServerMetricsSampler
+
+    bus, writer, cfg, target = session.bus, session.writer, session.config, session.target
+    samplers: list[Sampler] = []
+    if cfg.gpu_metrics_url:
+        samplers.append(DcgmSampler(cfg.gpu_metrics_url, bus, writer))
+    elif session.simulated:
+        samplers.append(
+            DcgmSampler(
+                target.base_url + "/metrics", bus, writer, label="simulated GPU (DCGM names, from the simulated server)"
+            )
+        )
+    else:
+        local = local_gpu_sampler(bus, writer)
+        if isinstance(local, Sampler):
+            samplers.append(local)
+        else:
+            samplers.append(
+                Unavailable("gpu", f"{local}; for a GPU on another machine use --gpu-metrics-url", bus, writer)
+            )
+    samplers.append(ServerMetricsSampler(target.base_url, bus, writer, headers=target.headers()))
+    samplers.append(HostSampler(session.worker_pids, bus, writer))
+    return samplers
+
 
 async def probe_sources(client: Any, target: Any) -> dict[str, str]:
     """source → 'available: …' or 'not available: why'."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from llmsurge.telemetry.prometheus import index_families, server_kind
+
     out: dict[str, str] = {}
     try:
-        resp = await client.get(target.base_url + "/metrics", timeout=3.0)
-        out["server /metrics"] = (
-            f"available ({len(resp.text.splitlines())} lines)"
-            if resp.status_code == 200
-            else f"not available: HTTP {resp.status_code}"
-        )
+        resp = await client.get(target.base_url + "/metrics", headers=target.headers(), timeout=3.0)
+        if resp.status_code == 200:
+            fams = index_families(list(text_string_to_metric_families(resp.text)))
+            kind = server_kind(fams)
+            out["server /metrics"] = (
+                f"available ({kind}, {len(fams)} metrics)"
+                if kind != "unknown"
+                else "not available: no known server metrics in /metrics"
+            )
+            if "DCGM_FI_DEV_GPU_UTIL" in fams:
+                out["gpu"] = "available (DCGM metrics on the server's /metrics)"
+        else:
+            out["server /metrics"] = f"not available: HTTP {resp.status_code}"
     except Exception as exc:
         out["server /metrics"] = f"not available: {type(exc).__name__}"
+    if "gpu" not in out:
+        local = local_gpu_sampler()
+        if isinstance(local, GpuSampler):
+            out["gpu"] = f"available ({local.source}, {len(local.read_gpus())} GPU)"
+            local.close()
+        else:
+            out["gpu"] = f"not available: {local}"
+    try:
+        import psutil
+
+        out["host"] = f"available (psutil, {psutil.cpu_count()} CPUs)"
+    except ImportError:
+        out["host"] = "not available: psutil not installed"
     return out

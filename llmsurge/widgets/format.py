@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import math
 
-MISSING = "—"
+from llmsurge.telemetry.base import NaType
+
+MISSING = "—"  # no data yet (latencies before the first request)
+NOT_AVAILABLE = "N/A"  # the source cannot give this value (telemetry)
+
+
+def _missing(v: float | None) -> str | None:
+    if isinstance(v, NaType):
+        return NOT_AVAILABLE
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
+    return None
 
 
 def num(v: float | None, digits: int = 1) -> str:
-    """``1,234.5`` or ``—`` for None/NaN."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return MISSING
+    """``1,234.5``; ``—`` for None/NaN; ``N/A`` for a value its source cannot give."""
+    m = _missing(v)
+    if m is not None or v is None:
+        return m or MISSING
     return f"{v:,.{digits}f}"
 
 
 def ms(v: float | None) -> str:
     """Milliseconds with precision that suits the magnitude."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return MISSING
+    m = _missing(v)
+    if m is not None or v is None:
+        return m or MISSING
     if v >= 10_000:
         return f"{v / 1000:,.1f}s"
     if v >= 100:

@@ -1,0 +1,161 @@
+"""The NA sentinel and the Sampler base: a thread sampling at 1–2 Hz and publishing into the MetricsBus.
+
+A sampler never raises into the app: a missing library, no device, or an unreachable endpoint becomes a sample
+``{"available": False, "reason": "…"}`` that the pane shows as "not available: why".
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from llmsurge.metrics.bus import MetricsBus
+
+
+class NaType(float):
+    """A missing reading: formats as ``N/A``, behaves as ``nan`` in arithmetic (as nvitop's NA does)."""
+
+    def __new__(cls) -> NaType:
+        return super().__new__(cls, math.nan)
+
+    def __repr__(self) -> str:
+        return "NA"
+
+    def __str__(self) -> str:
+        return "N/A"
+
+    def __format__(self, spec: str) -> str:
+        return "N/A"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NA = NaType()
+
+
+def na(value: Any) -> Any:
+    """``value`` as a float, or NA when the source gave nothing usable (None, negative error codes)."""
+    if value is None:
+        return NA
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return NA
+    return NA if math.isnan(v) or v < 0 else v
+
+
+def unavailable(reason: str) -> dict[str, Any]:
+    """The sample a pane shows as ``not available: reason``."""
+    return {"available": False, "reason": reason}
+
+
+class SegmentAggregate:
+    """Mean and peak of chosen fields per segment, for ``summary.json``."""
+
+    def __init__(self) -> None:
+        self.sums: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.peaks: dict[int, dict[str, float]] = defaultdict(dict)
+
+    def add(self, segment: int, values: dict[str, float]) -> None:
+        """Fold one sample's numeric values in."""
+        for k, v in values.items():
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                continue
+            self.sums[segment][k] += v
+            self.counts[segment][k] += 1
+            self.peaks[segment][k] = max(self.peaks[segment].get(k, v), v)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """``{segment: {mean_x, peak_x}}`` plus ``run`` over everything."""
+        out: dict[str, dict[str, float]] = {}
+        run_sum: dict[str, float] = defaultdict(float)
+        run_cnt: dict[str, int] = defaultdict(int)
+        run_peak: dict[str, float] = {}
+        for seg in sorted(self.sums):
+            d: dict[str, float] = {}
+            for k, s in self.sums[seg].items():
+                n = self.counts[seg][k]
+                d[f"mean_{k}"] = s / n
+                d[f"peak_{k}"] = self.peaks[seg][k]
+                run_sum[k] += s
+                run_cnt[k] += n
+                run_peak[k] = max(run_peak.get(k, self.peaks[seg][k]), self.peaks[seg][k])
+            out[str(seg)] = d
+        out["run"] = {
+            **{f"mean_{k}": run_sum[k] / run_cnt[k] for k in run_sum},
+            **{f"peak_{k}": v for k, v in run_peak.items()},
+        }
+        return out
+
+
+class Sampler:
+    """Base class: ``sample()`` returns a dict; the thread publishes it to the bus and the result writer."""
+
+    name = "sampler"
+    interval = 1.0
+
+    def __init__(self, bus: MetricsBus | None = None, writer: Any = None) -> None:
+        self.bus = bus
+        self.writer = writer
+        self.aggregate = SegmentAggregate()
+        self.last: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> dict[str, Any]:
+        """One reading (subclasses). Must not raise for expected conditions."""
+        raise NotImplementedError
+
+    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
+        """Fields kept as mean/peak per segment (subclasses)."""
+        return {}
+
+    def close(self) -> None:
+        """Release the library (subclasses)."""
+
+    def sample_once(self) -> dict[str, Any]:
+        """Take, publish and record one sample; exceptions become an 'unavailable' sample."""
+        try:
+            s = self.sample()
+        except Exception as exc:
+            s = unavailable(f"{type(exc).__name__}: {exc}")
+        self.last = s
+        segment = 0
+        if self.bus is not None:
+            self.bus.set_telemetry(self.name, s)
+            seg = self.bus.current_segment()
+            segment = seg.index if seg else 0
+        if s.get("available", True):
+            self.aggregate.add(segment, self.aggregate_values(s))
+        if self.writer is not None:
+            self.writer.add_telemetry({"time": time.time(), "source": self.name, "segment": segment, **s})
+        return s
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            self.sample_once()
+            self._stop.wait(max(0.05, self.interval - (time.monotonic() - t0)))
+        self.close()
+
+    def start(self) -> None:
+        """Start sampling in a daemon thread (blocking libraries stay off the UI loop)."""
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"telemetry-{self.name}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(3.0)
+
+    def summary(self) -> dict[str, Any]:
+        """Per-segment mean/peak for ``summary.json``; or why there was nothing."""
+        if self.last is not None and self.last.get("available") is False and not self.aggregate.sums:
+            return {"available": False, "reason": self.last.get("reason")}
+        return {"available": True, "segments": self.aggregate.summary()}

@@ -1,0 +1,210 @@
+"""GPU samplers: NVIDIA through NVML (``pynvml`` from nvidia-ml-py), AMD through pyrsmi, and a remote GPU
+through a DCGM exporter's Prometheus endpoint. All produce the same sample shape for the GPU pane."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from llmsurge.telemetry.base import NA, Sampler, na, unavailable
+
+HISTORY = 30
+
+
+class GpuSampler(Sampler):
+    """Common parts: the per-GPU utilization history and the fields summarised per segment."""
+
+    name = "gpu"
+    source = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._history: dict[int, deque[float]] = {}
+
+    def read_gpus(self) -> list[dict[str, Any]]:
+        """One dict per GPU (subclasses)."""
+        raise NotImplementedError
+
+    def sample(self) -> dict[str, Any]:
+        gpus = self.read_gpus()
+        if not gpus:
+            return unavailable(f"{self.source}: no GPU found")
+        for g in gpus:
+            h = self._history.setdefault(g["index"], deque(maxlen=HISTORY))
+            h.append(g.get("util", NA))
+            g["util_history"] = list(h)
+        return {"available": True, "source": self.source, "gpus": gpus}
+
+    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
+        gpus = sample.get("gpus", [])
+        if not gpus:
+            return {}
+        util = [g["util"] for g in gpus if g.get("util") == g.get("util")]
+        mem = [g["mem_used_mib"] for g in gpus if g.get("mem_used_mib") == g.get("mem_used_mib")]
+        power = [g["power_w"] for g in gpus if g.get("power_w") == g.get("power_w")]
+        out: dict[str, float] = {}
+        if util:
+            out["gpu_util"] = sum(util) / len(util)
+        if mem:
+            out["gpu_mem_used_mib"] = sum(mem)
+        if power:
+            out["gpu_power_w"] = sum(power)
+        return out
+
+
+class NvmlSampler(GpuSampler):
+    """Local NVIDIA GPUs through NVML."""
+
+    source = "NVML"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import pynvml  # raises ImportError when nvidia-ml-py is missing
+
+        self.nvml = pynvml
+        pynvml.nvmlInit()  # raises NVMLError without a driver
+        self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        self.names = [self._str(pynvml.nvmlDeviceGetName(h)) for h in self.handles]
+
+    @staticmethod
+    def _str(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    def _get(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self.nvml.NVMLError:
+            return None
+
+    def read_gpus(self) -> list[dict[str, Any]]:
+        n = self.nvml
+        out = []
+        for i, h in enumerate(self.handles):
+            util = self._get(n.nvmlDeviceGetUtilizationRates, h)
+            mem = self._get(n.nvmlDeviceGetMemoryInfo, h)
+            power = self._get(n.nvmlDeviceGetPowerUsage, h)
+            limit = self._get(n.nvmlDeviceGetEnforcedPowerLimit, h)
+            out.append(
+                {
+                    "index": i,
+                    "name": self.names[i],
+                    "util": na(util.gpu if util is not None else None),
+                    "mem_util": na(util.memory if util is not None else None),
+                    "mem_used_mib": na(mem.used / 2**20 if mem is not None else None),
+                    "mem_total_mib": na(mem.total / 2**20 if mem is not None else None),
+                    "power_w": na(power / 1000.0 if power is not None else None),
+                    "power_limit_w": na(limit / 1000.0 if limit is not None else None),
+                    "temp_c": na(self._get(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU)),
+                    "sm_clock_mhz": na(self._get(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM)),
+                    "mem_clock_mhz": na(self._get(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_MEM)),
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        try:
+            self.nvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+class RocmSampler(GpuSampler):
+    """Local AMD GPUs through pyrsmi's ``rocml`` (the calls its documentation names; -1 means unavailable)."""
+
+    source = "ROCm SMI"
+
+    def __init__(self, *args: Any, rocml: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if rocml is None:
+            from pyrsmi import rocml as _rocml  # raises ImportError when pyrsmi is missing
+
+            rocml = _rocml
+        self.rocml = rocml
+        rocml.smi_initialize()
+        self.count = int(rocml.smi_get_device_count())
+        self.names = [str(rocml.smi_get_device_name(i)) for i in range(self.count)]
+
+    def read_gpus(self) -> list[dict[str, Any]]:
+        r = self.rocml
+        out = []
+        for i in range(self.count):
+            used = na(r.smi_get_device_memory_used(i))
+            total = na(r.smi_get_device_memory_total(i))
+            out.append(
+                {
+                    "index": i,
+                    "name": self.names[i],
+                    "util": na(r.smi_get_device_utilization(i)),
+                    "mem_used_mib": used / 2**20 if used == used else NA,
+                    "mem_total_mib": total / 2**20 if total == total else NA,
+                    "power_w": na(r.smi_get_device_average_power(i)),
+                    "power_limit_w": NA,
+                    "temp_c": NA,
+                    "sm_clock_mhz": NA,
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        try:
+            self.rocml.smi_shutdown()
+        except Exception:
+            pass
+
+
+DCGM_FIELDS = {
+    "DCGM_FI_DEV_GPU_UTIL": "util",
+    "DCGM_FI_DEV_FB_USED": "mem_used_mib",
+    "DCGM_FI_DEV_FB_FREE": "mem_free_mib",
+    "DCGM_FI_DEV_POWER_USAGE": "power_w",
+    "DCGM_FI_DEV_GPU_TEMP": "temp_c",
+    "DCGM_FI_DEV_SM_CLOCK": "sm_clock_mhz",
+    "DCGM_FI_DEV_MEM_CLOCK": "mem_clock_mhz",
+    "DCGM_FI_DEV_POWER_MGMT_LIMIT": "power_limit_w",
+}
+
+
+def gpus_from_dcgm(families: list[Any]) -> list[dict[str, Any]]:
+    """GPU rows from parsed DCGM exporter families (one per ``gpu`` label)."""
+    gpus: dict[str, dict[str, Any]] = {}
+    for fam in families:
+        field = DCGM_FIELDS.get(fam.name)
+        if field is None:
+            continue
+        for s in fam.samples:
+            idx = s.labels.get("gpu", "0")
+            g = gpus.setdefault(
+                idx, {"index": int(idx) if idx.isdigit() else idx, "name": s.labels.get("modelName", "GPU")}
+            )
+            g[field] = float(s.value)
+    out = []
+    for g in gpus.values():
+        if "mem_used_mib" in g and "mem_free_mib" in g:
+            g["mem_total_mib"] = g["mem_used_mib"] + g.pop("mem_free_mib")
+        for k in ("util", "mem_used_mib", "mem_total_mib", "power_w", "power_limit_w", "temp_c", "sm_clock_mhz"):
+            g.setdefault(k, NA)
+        out.append(g)
+    return sorted(out, key=lambda g: str(g["index"]))
+
+
+class DcgmSampler(GpuSampler):
+    """A GPU on another machine, read from a DCGM exporter's ``/metrics`` (``--gpu-metrics-url``)."""
+
+    source = "DCGM exporter"
+
+    def __init__(self, url: str, *args: Any, label: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from llmsurge.telemetry.prometheus import MetricsFetcher
+
+        self.fetcher = MetricsFetcher(url)
+        self.source = label or f"DCGM exporter {url}"
+
+    def read_gpus(self) -> list[dict[str, Any]]:
+        families = self.fetcher.fetch()
+        gpus = gpus_from_dcgm(families)
+        if not gpus:
+            raise LookupError(f"no DCGM_FI_DEV_* metrics at {self.fetcher.url}")
+        return gpus
+
+    def close(self) -> None:
+        self.fetcher.close()

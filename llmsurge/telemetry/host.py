@@ -1,0 +1,65 @@
+"""Host and client telemetry through psutil: the machine's CPU and memory, and our own processes' CPU."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from llmsurge.telemetry.base import NA, Sampler, unavailable
+
+CLIENT_BUSY_PERCENT = 85.0
+
+
+class HostSampler(Sampler):
+    """CPU and memory of the machine; CPU of the worker processes (per core) and of the UI process."""
+
+    name = "host"
+
+    def __init__(self, worker_pids: Callable[[], list[int]], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import psutil
+
+        self.psutil = psutil
+        self.worker_pids = worker_pids
+        self._procs: dict[int, Any] = {}
+        self.me = psutil.Process(os.getpid())
+        self.me.cpu_percent(None)
+        psutil.cpu_percent(None)
+
+    def _proc(self, pid: int) -> Any:
+        p = self._procs.get(pid)
+        if p is None:
+            p = self.psutil.Process(pid)
+            p.cpu_percent(None)  # the first call only sets the baseline
+            self._procs[pid] = p
+        return p
+
+    def sample(self) -> dict[str, Any]:
+        ps = self.psutil
+        try:
+            cpu = ps.cpu_percent(None)
+            mem = ps.virtual_memory()
+        except (OSError, RuntimeError) as exc:
+            return unavailable(f"psutil could not read this machine: {exc}")
+        per_worker = []
+        for pid in self.worker_pids():
+            try:
+                per_worker.append(self._proc(pid).cpu_percent(None))
+            except (ps.NoSuchProcess, ps.AccessDenied):
+                continue
+        busiest = max(per_worker) if per_worker else NA
+        return {
+            "available": True,
+            "cpu_percent": cpu,
+            "cpu_count": ps.cpu_count() or 0,
+            "mem_percent": mem.percent,
+            "mem_used_gib": (mem.total - mem.available) / 2**30,
+            "workers_cpu_percent": sum(per_worker) if per_worker else NA,
+            "busiest_worker_cpu_percent": busiest,
+            "ui_cpu_percent": self.me.cpu_percent(None),
+            "client_busy": bool(per_worker) and busiest >= CLIENT_BUSY_PERCENT,
+        }
+
+    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
+        return {k: sample[k] for k in ("cpu_percent", "mem_percent", "workers_cpu_percent") if k in sample}

@@ -1,0 +1,240 @@
+"""The server's own view from its Prometheus ``/metrics``, parsed with prometheus_client's parser.
+
+Names are matched by logical meaning across servers and versions (vLLM, llama.cpp, SGLang, TGI), so a renamed
+metric still shows. Rates come from counter differences between samples; server-side percentiles from the
+difference of histogram buckets since the current segment began.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmsurge.telemetry.base import NA, Sampler, unavailable
+
+# Logical metric → candidate family names, first match wins (parser names: counters without ``_total``).
+GAUGES = {
+    "running": (
+        "vllm:num_requests_running",
+        "sglang:num_running_reqs",
+        "llamacpp:requests_processing",
+        "tgi_batch_current_size",
+    ),
+    "waiting": ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "llamacpp:requests_deferred", "tgi_queue_size"),
+    "kv_cache": (
+        "vllm:kv_cache_usage_perc",
+        "vllm:gpu_cache_usage_perc",
+        "sglang:token_usage",
+        "llamacpp:kv_cache_usage_ratio",
+    ),
+    "prefix_hit_rate_gauge": ("vllm:gpu_prefix_cache_hit_rate", "sglang:cache_hit_rate"),
+    "llamacpp_gen_tok_s": ("llamacpp:predicted_tokens_seconds",),
+}
+COUNTERS = {
+    "generation_tokens": ("vllm:generation_tokens", "sglang:generation_tokens", "llamacpp:tokens_predicted"),
+    "prompt_tokens": ("vllm:prompt_tokens", "sglang:prompt_tokens", "llamacpp:prompt_tokens"),
+    "prefix_hits": ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits"),
+    "prefix_queries": ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries"),
+    "preemptions": ("vllm:num_preemptions",),
+    "requests_success": ("vllm:request_success", "sglang:num_requests"),
+}
+HISTOGRAMS = {
+    "ttft": ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds"),
+    "itl": (
+        "vllm:inter_token_latency_seconds",
+        "vllm:time_per_output_token_seconds",
+        "sglang:inter_token_latency_seconds",
+        "sglang:time_per_output_token_seconds",
+        "tgi_request_mean_time_per_token_duration",
+    ),
+    "e2e": ("vllm:e2e_request_latency_seconds", "sglang:e2e_request_latency_seconds", "tgi_request_duration"),
+}
+KINDS = (("vllm:", "vLLM"), ("llamacpp:", "llama.cpp"), ("sglang:", "SGLang"), ("tgi_", "TGI"))
+
+
+class MetricsFetcher:
+    """GET a ``/metrics`` URL and parse it (blocking; samplers call it from their thread)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 2.0) -> None:
+        self.url = url
+        self.client = httpx.Client(timeout=timeout, headers=headers or {})
+
+    def fetch_text(self) -> str:
+        """The exposition text; raises ``httpx.HTTPError`` or ``LookupError`` (not a metrics endpoint)."""
+        resp = self.client.get(self.url)
+        if resp.status_code != 200:
+            raise LookupError(f"{self.url} answered HTTP {resp.status_code}")
+        return resp.text
+
+    def fetch(self) -> list[Any]:
+        """Parsed metric families."""
+        return list(text_string_to_metric_families(self.fetch_text()))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+
+def index_families(families: list[Any]) -> dict[str, Any]:
+    """Family name → family."""
+    return {f.name: f for f in families}
+
+
+def _first(fams: dict[str, Any], names: tuple[str, ...]) -> Any:
+    for n in names:
+        if n in fams:
+            return fams[n]
+    return None
+
+
+def gauge_value(fams: dict[str, Any], names: tuple[str, ...]) -> float:
+    """Sum over label sets of the first family found; NA when none is served."""
+    f = _first(fams, names)
+    if f is None:
+        return NA
+    vals = [s.value for s in f.samples if not s.name.endswith(("_created",))]
+    return float(sum(vals)) if vals else NA
+
+
+def counter_value(fams: dict[str, Any], names: tuple[str, ...]) -> float:
+    """A counter's total across label sets (``_total`` samples)."""
+    f = _first(fams, names)
+    if f is None:
+        return NA
+    vals = [s.value for s in f.samples if s.name.endswith("_total") or s.name == f.name]
+    return float(sum(vals)) if vals else NA
+
+
+def histogram_buckets(fams: dict[str, Any], names: tuple[str, ...]) -> dict[float, float] | None:
+    """Cumulative bucket counts by upper bound, summed across label sets."""
+    f = _first(fams, names)
+    if f is None:
+        return None
+    out: dict[float, float] = {}
+    for s in f.samples:
+        if s.name.endswith("_bucket") and "le" in s.labels:
+            le = float("inf") if s.labels["le"] in ("+Inf", "inf") else float(s.labels["le"])
+            out[le] = out.get(le, 0.0) + s.value
+    return out or None
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus' ``histogram_quantile``: linear interpolation inside the bucket holding rank q·n."""
+    items = sorted(buckets.items())
+    if not items:
+        return NA
+    total = items[-1][1]
+    if total <= 0:
+        return NA
+    rank = q * total
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in items:
+        if c >= rank:
+            if math.isinf(le):
+                return prev_le
+            if c == prev_c:
+                return le
+            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
+        prev_le, prev_c = le, c
+    return items[-1][0]
+
+
+def server_kind(fams: dict[str, Any]) -> str:
+    """vLLM / llama.cpp / SGLang / TGI from the metric names."""
+    for prefix, kind in KINDS:
+        if any(name.startswith(prefix) for name in fams):
+            return kind
+    return "unknown"
+
+
+class ServerMetricsSampler(Sampler):
+    """Polls the target's ``/metrics``: queue, KV cache, prefix-cache hits, token rates, server-side latency."""
+
+    name = "server"
+
+    def __init__(self, base_url: str, *args: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetcher = MetricsFetcher(base_url.rstrip("/") + "/metrics", headers=headers)
+        self._prev: tuple[float, dict[str, float]] | None = None
+        self._base_segment = -1
+        self._base_hist: dict[str, dict[float, float]] = {}
+        self.families: list[Any] = []
+
+    def sample(self) -> dict[str, Any]:
+        try:
+            fams_list = self.fetcher.fetch()
+        except httpx.HTTPError as exc:
+            return unavailable(f"{self.fetcher.url}: {type(exc).__name__}")
+        except LookupError as exc:
+            return unavailable(f"no /metrics ({exc})")
+        except ValueError as exc:
+            return unavailable(f"{self.fetcher.url} is not Prometheus text ({exc})")
+        self.families = fams_list
+        return self.digest(index_families(fams_list), time.monotonic())
+
+    def digest(self, fams: dict[str, Any], now: float) -> dict[str, Any]:
+        """Turn one scrape into the pane's sample (separate from fetching, so recorded texts can be tested)."""
+        kind = server_kind(fams)
+        if kind == "unknown":
+            return unavailable("/metrics has no vLLM, llama.cpp, SGLang or TGI metrics")
+        out: dict[str, Any] = {"available": True, "kind": kind}
+        for key, names in GAUGES.items():
+            out[key] = gauge_value(fams, names)
+        counters = {key: counter_value(fams, names) for key, names in COUNTERS.items()}
+        out["generation_tokens_total"] = counters["generation_tokens"]
+        out["prompt_tokens_total"] = counters["prompt_tokens"]
+        # rates from counter differences
+        out["generation_tok_s"] = out["prompt_tok_s"] = out["preemptions_per_s"] = NA
+        if self._prev is not None:
+            t_prev, c_prev = self._prev
+            dt = now - t_prev
+            if dt > 0:
+                for key, rate_key in (
+                    ("generation_tokens", "generation_tok_s"),
+                    ("prompt_tokens", "prompt_tok_s"),
+                    ("preemptions", "preemptions_per_s"),
+                ):
+                    a, b = c_prev.get(key, NA), counters[key]
+                    if a == a and b == b and b >= a:
+                        out[rate_key] = (b - a) / dt
+        if (
+            out["generation_tok_s"] != out["generation_tok_s"]
+            and out["llamacpp_gen_tok_s"] == out["llamacpp_gen_tok_s"]
+        ):
+            out["generation_tok_s"] = out["llamacpp_gen_tok_s"]
+        self._prev = (now, counters)
+        hits, queries = counters["prefix_hits"], counters["prefix_queries"]
+        if hits == hits and queries == queries and queries > 0:
+            out["prefix_hit_rate"] = hits / queries
+        else:
+            out["prefix_hit_rate"] = out["prefix_hit_rate_gauge"]
+        out["preemptions_total"] = counters["preemptions"]
+        # server-side percentiles over the current segment (bucket deltas since it began)
+        segment = 0
+        if self.bus is not None:
+            seg = self.bus.current_segment()
+            segment = seg.index if seg else 0
+        current = {k: histogram_buckets(fams, names) for k, names in HISTOGRAMS.items()}
+        if self.bus is not None and segment != self._base_segment:
+            # Without a run (``check``, recorded texts) the histograms count since the server started.
+            self._base_segment = segment
+            self._base_hist = {k: dict(v) for k, v in current.items() if v}
+        for key, buckets in current.items():
+            if not buckets:
+                out[f"{key}_p50_ms"] = out[f"{key}_p99_ms"] = NA
+                continue
+            base = self._base_hist.get(key, {})
+            delta = {le: c - base.get(le, 0.0) for le, c in buckets.items()}
+            out[f"{key}_p50_ms"] = histogram_quantile(0.5, delta) * 1000.0
+            out[f"{key}_p99_ms"] = histogram_quantile(0.99, delta) * 1000.0
+        return out
+
+    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
+        return {k: sample[k] for k in ("running", "waiting", "kv_cache", "generation_tok_s") if k in sample}
+
+    def close(self) -> None:
+        self.fetcher.close()
