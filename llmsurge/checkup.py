@@ -71,8 +71,10 @@ async def run_check(
             console.print(f"[green]✓[/green] server answered after {res.waited:.1f}s" + " " * 20)
             res.models = await list_models(client, target)
         except ServerError as exc:
-            res.problems.append(str(exc))
-            return res
+            if not (model and "/v1/models" in str(exc)):
+                res.problems.append(str(exc))
+                return res
+            console.print(f"[yellow]![/yellow] {exc}; going on with --model {model}")
         console.print(f"[green]✓[/green] models: {', '.join(res.models) or '(none)'}")
         if model and res.models and model not in res.models:
             res.problems.append(f"model {model!r} is not served; it serves: {', '.join(res.models)}")
@@ -85,7 +87,7 @@ async def run_check(
         res.server_kind = await detect_server_kind(client, target)
         console.print(f"[green]✓[/green] server kind: {res.server_kind}")
         for endpoint in ("chat", "completions"):
-            shape = RequestShape(endpoint=endpoint, stream=True, ignore_eos=True, timeout=120.0)
+            shape = RequestShape(endpoint=endpoint, stream=True, ignore_eos=False, timeout=120.0)
             rec = await one_request(client, target, shape, "Tell me about the history of the bicycle.", max_tokens)
             res.probes[endpoint] = rec
             if rec.ok:

@@ -206,7 +206,9 @@ def test_telemetry_recorded_in_results(sim_url: str, tmp_path: Any) -> None:
     session = RunSession(RunConfig(scenario=sc, url=sim_url, workers=1, output=tmp_path / "r", calibrate=False))
     summary = asyncio.run(run_headless(session, Console(file=open(os.devnull, "w"))))  # noqa: SIM115
     lines = [json.loads(x) for x in (tmp_path / "r" / "telemetry.jsonl").read_text().splitlines()]
-    assert {x["source"] for x in lines} >= {"server", "host"}
+    assert {x["source"] for x in lines} == {"gpu", "server", "host"}  # the simulated GPU (DCGM names) too
+    gpu = [x for x in lines if x["source"] == "gpu"]
+    assert gpu[-1]["gpus"][0]["name"] == "Simulated GPU 80GB" and "DCGM" in gpu[-1]["backend"]
     server = summary["telemetry"]["server"]
     assert server["available"] and server["segments"]["1"]["peak_running"] > 0
     assert "server" in summary["segments"][0]["telemetry"]

@@ -46,7 +46,7 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
     telemetry = {
         "gpu": {
             "available": True,
-            "source": "DCGM exporter (simulated)",
+            "backend": "DCGM exporter (simulated)",
             "gpus": [
                 {
                     "index": 0,

@@ -268,7 +268,10 @@ async def list_models(client: httpx.AsyncClient, target: Target) -> list[str]:
     if resp.status_code == 401:
         raise ServerError(f"{target.base_url} answered 401 Unauthorized: pass the key with --api-key-env VAR")
     if resp.status_code >= 300:
-        raise ServerError(f"GET /v1/models answered HTTP {resp.status_code}: is this an OpenAI-compatible server?")
+        raise ServerError(
+            f"GET /v1/models answered HTTP {resp.status_code}: is this an OpenAI-compatible server?"
+            " (if it is, name the model with --model)"
+        )
     try:
         data = resp.json()
         return [str(m["id"]) for m in data.get("data", [])]
@@ -278,7 +281,12 @@ async def list_models(client: httpx.AsyncClient, target: Target) -> list[str]:
 
 async def resolve_model(client: httpx.AsyncClient, target: Target) -> str:
     """The model to use: the one given if the server has it, else the server's first."""
-    models = await list_models(client, target)
+    try:
+        models = await list_models(client, target)
+    except ServerError:
+        if target.model:  # /v1/models is broken but the user named the model: trust them
+            return target.model
+        raise
     if target.model:
         if models and target.model not in models:
             raise ServerError(
@@ -300,6 +308,10 @@ async def wait_until_up(
         try:
             resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=3.0)
             if resp.status_code < 500:
+                return time.monotonic() - t0
+            # Some servers fail /v1/models but are ready (transformers serve without a hub cache): ask /health.
+            health = await client.get(target.base_url + "/health", headers=target.headers(), timeout=3.0)
+            if health.status_code == 200:
                 return time.monotonic() - t0
         except httpx.HTTPError:
             pass

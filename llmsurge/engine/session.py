@@ -190,6 +190,7 @@ class RunSession:
             target = dataclasses.replace(target, model=model)
             self.server_kind = "simulated" if self.simulated else await detect_server_kind(client, target)
             self.bus.set_info(model=model, server=self.server_kind)
+            await self._negotiate(client, target, say)
             if cfg.calibrate and not cfg.scenario.shape.cases:
                 say("calibrating prompt length against the server's token count")
                 self.calibration = await calibrate(client, target, cfg.scenario.shape)
@@ -197,6 +198,21 @@ class RunSession:
                     self.notes.append("the server reported no prompt usage: input lengths are estimates")
         self.target = target
         self.config.model = model
+
+    async def _negotiate(self, client: httpx.AsyncClient, target: Target, say: Callable[[str], None]) -> None:
+        """Send one short request; drop request fields the server rejects (e.g. ``ignore_eos``) with a note."""
+        shape = self.config.scenario.shape
+        for _ in range(2):
+            rec = await one_request(
+                client, target, dataclasses.replace(shape, timeout=min(shape.timeout, 120.0)), "Say hello.", 4
+            )
+            if rec.ok or rec.http_status not in (400, 422) or "ignore_eos" not in rec.error or not shape.ignore_eos:
+                break
+            shape = dataclasses.replace(shape, ignore_eos=False)
+            self.notes.append("the server rejects ignore_eos: output lengths may end early at EOS")
+            say(self.notes[-1])
+        if shape is not self.config.scenario.shape:
+            self.config.scenario = dataclasses.replace(self.config.scenario, shape=shape)
 
     def start(self) -> Controller:
         """Open the result folder and start the workers; returns the controller to drive."""

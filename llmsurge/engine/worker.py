@@ -75,7 +75,7 @@ class Worker:
         self.done: list[RequestRecord] = []
         self.tokens_adjust = 0
         self.users: dict[int, asyncio.Task[None]] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.case_index = 0
         self._wake: asyncio.Event
         self._stopped: asyncio.Event
@@ -140,11 +140,17 @@ class Worker:
     # ---- load ---------------------------------------------------------------------------------
 
     async def _user(self, idx: int) -> None:
+        failures = 0
         while not self.stopping and idx < self.n_users and not self.load.is_open_loop:
             if self.paused or not self._take_ticket():
                 await self._wait_wake()
                 continue
-            await self._request()
+            if await self._request():
+                failures = 0
+            else:
+                # Back off after failures (up to 0.5 s) so a dead or refusing server is not hammered in a loop.
+                failures += 1
+                await asyncio.sleep(min(0.5, 0.005 * 2 ** min(failures, 7)))
 
     async def _arrivals(self, generation: int) -> None:
         load = self.load
@@ -184,7 +190,8 @@ class Worker:
         prompt = self.prompts.prompt(shape.input_tokens)
         return prompt, shape.output_tokens, shape.input_tokens
 
-    async def _request(self) -> None:
+    async def _request(self) -> bool:
+        """One request, measured and queued for the next tick; returns whether it succeeded."""
         shape = self.shape
         segment = self.segment
         self.seq += 1
@@ -219,6 +226,7 @@ class Worker:
             del self.inflight[rid]
             self.done.append(rec)
             self._wake.set()
+        return rec.status == R.OK
 
     # ---- reporting ----------------------------------------------------------------------------
 

@@ -133,7 +133,7 @@ class Sampler:
         if s.get("available", True):
             self.aggregate.add(segment, self.aggregate_values(s))
         if self.writer is not None:
-            self.writer.add_telemetry({"time": time.time(), "source": self.name, "segment": segment, **s})
+            self.writer.add_telemetry({**s, "time": time.time(), "source": self.name, "segment": segment})
         return s
 
     def _run(self) -> None:

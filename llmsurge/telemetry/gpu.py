@@ -33,7 +33,7 @@ class GpuSampler(Sampler):
             h = self._history.setdefault(g["index"], deque(maxlen=HISTORY))
             h.append(g.get("util", NA))
             g["util_history"] = list(h)
-        return {"available": True, "source": self.source, "gpus": gpus}
+        return {"available": True, "backend": self.source, "gpus": gpus}
 
     def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
         gpus = sample.get("gpus", [])

@@ -49,6 +49,17 @@ def local_gpu_sampler(bus: Any = None, writer: Any = None) -> GpuSampler | str:
     return "; ".join(reasons)
 
 
+def _serves_dcgm(url: str, headers: dict[str, str]) -> bool:
+    """Whether ``url`` carries DCGM exporter GPU metrics (the simulated server does)."""
+    import httpx
+
+    try:
+        resp = httpx.get(url, headers=headers, timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200 and "DCGM_FI_DEV_GPU_UTIL" in resp.text
+
+
 def make_samplers(session: Any) -> list[Sampler]:
     """The run's samplers: GPU (simulated/remote DCGM or local), server /metrics, host/client."""
     from llmsurge.telemetry.gpu import DcgmSampler

@@ -72,7 +72,7 @@ class GpuPane(TelemetryPane):
                 f"{num(g.get('sm_clock_mhz'), 0)}MHz",
                 _spark(g.get("util_history", []), 100.0),
             )
-        src = sample.get("source", "")
+        src = sample.get("backend", "")
         return Group(t, Text(src, style="dim")) if src else t
 
 
