@@ -208,6 +208,7 @@ def test_telemetry_recorded_in_results(sim_url: str, tmp_path: Any) -> None:
     lines = [json.loads(x) for x in (tmp_path / "r" / "telemetry.jsonl").read_text().splitlines()]
     assert {x["source"] for x in lines} == {"gpu", "server", "host"}  # the simulated GPU (DCGM names) too
     gpu = [x for x in lines if x["source"] == "gpu"]
+    assert gpu[-1].get("gpus"), gpu[-1]
     assert gpu[-1]["gpus"][0]["name"] == "Simulated GPU 80GB" and "DCGM" in gpu[-1]["backend"]
     server = summary["telemetry"]["server"]
     assert server["available"] and server["segments"]["1"]["peak_running"] > 0

@@ -80,6 +80,10 @@ def make_samplers(session: Any) -> list[Sampler]:
         local = local_gpu_sampler(bus, writer)
         if isinstance(local, Sampler):
             samplers.append(local)
+        elif _serves_dcgm(target.base_url + "/metrics", target.headers()):
+            samplers.append(
+                DcgmSampler(target.base_url + "/metrics", bus, writer, label="DCGM metrics on the server's /metrics")
+            )
         else:
             samplers.append(
                 Unavailable("gpu", f"{local}; for a GPU on another machine use --gpu-metrics-url", bus, writer)
