@@ -89,12 +89,17 @@ def make_client(limit: int = 0, timeout: float | None = None) -> httpx.AsyncClie
 
 
 class ChunkCounter:
-    """Counts ``choices`` messages as they arrive, so live token rates include unfinished streams."""
+    """Counts ``choices`` messages as they arrive, so live token rates include unfinished streams.
 
-    __slots__ = ("chunks",)
+    With ``delays`` set (a list), each chunk stamped by the simulated server (``llmsurge_sent``, its
+    ``time.monotonic()`` at send) adds how late we read it: the client's own timing error, for benchmarks.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("chunks", "delays")
+
+    def __init__(self, measure_delays: bool = False) -> None:
         self.chunks = 0
+        self.delays: list[float] | None = [] if measure_delays else None
 
 
 def classify_error(exc: BaseException, got_response: bool) -> str:
@@ -166,6 +171,15 @@ async def execute(
         rec.fail(classify_error(exc, got_response), f"{type(exc).__name__}: {exc}")
 
 
+def _raw_chunks(resp: httpx.Response) -> Any:
+    """The response body as it arrives. On the aiohttp transport, read aiohttp's stream directly: httpx's
+    wrapper generators cost ~15% of the worker's CPU per chunk at 1,024 streams (bench/RESULTS.md)."""
+    inner = getattr(resp.stream, "_aiohttp_response", None)
+    if inner is not None and aiohttp is not None:
+        return inner.content.iter_any()
+    return resp.aiter_raw()
+
+
 async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkCounter) -> None:
     parser = SSEParser()
     st = rec.start
@@ -174,7 +188,7 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
     content_chunks = 0
     usage: dict[str, Any] | None = None
     saw_choices = False
-    async for raw in resp.aiter_raw():
+    async for raw in _raw_chunks(resp):
         t = _now()
         for payload in parser.feed(raw):
             if payload == b"[DONE]":
@@ -190,6 +204,8 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
             choices = msg.get("choices")
             if choices:
                 counter.chunks += 1
+                if counter.delays is not None and "llmsurge_sent" in msg:
+                    counter.delays.append(t - msg["llmsurge_sent"])
                 if saw_choices:
                     itl.append(t - last)
                 else:

@@ -50,13 +50,20 @@ class WorkerPool:
     """Worker processes, their command queues, the shared ticket counter and the collector thread."""
 
     def __init__(
-        self, target: Target, calibration: Calibration, bus: MetricsBus, workers: int = 1, seed: int = 0
+        self,
+        target: Target,
+        calibration: Calibration,
+        bus: MetricsBus,
+        workers: int = 1,
+        seed: int = 0,
+        measure_read_delay: bool = False,
     ) -> None:
         self.target = target
         self.calibration = calibration
         self.bus = bus
         self.n = max(1, workers)
         self.seed = seed
+        self.measure_read_delay = measure_read_delay
         self._ctx = mp.get_context("spawn")
         # [segment the budget is for, requests left (-1: no budget)]: a worker takes a ticket only once it
         # runs that segment, so no request is started under a segment that has already been closed.
@@ -75,7 +82,7 @@ class WorkerPool:
         """Spawn the workers and the collector thread."""
         for i in range(self.n):
             q = self._ctx.Queue()
-            spec = WorkerSpec(i, self.target, self.calibration, self.seed)
+            spec = WorkerSpec(i, self.target, self.calibration, self.seed, self.measure_read_delay)
             p = self._ctx.Process(
                 target=worker_main, args=(spec, q, self.out, self.tickets), daemon=True, name=f"llmsurge-worker-{i}"
             )

@@ -57,6 +57,8 @@ class RunConfig:
     keep_alive: bool = False
     telemetry: bool = True
     gpu_metrics_url: str | None = None
+    measure_read_delay: bool = False  # benchmarks: workers record how late stamped chunks are read
+    sim_config: Any = None  # a SimConfig for the embedded server (benchmarks, tests); default when None
     api_key: str | None = field(default=None, repr=False)
 
     def resolve_key(self) -> None:
@@ -170,7 +172,7 @@ class RunSession:
         cfg.resolve_key()
         if cfg.url is None:
             faults = Faults.parse(cfg.sim_faults)
-            sim_cfg = SimConfig(faults=faults)
+            sim_cfg = cfg.sim_config or SimConfig(faults=faults)
             if cfg.sim_max_seqs:
                 sim_cfg.timing.max_seqs = cfg.sim_max_seqs
             say("starting the simulated server")
@@ -219,7 +221,14 @@ class RunSession:
         assert self.target is not None, "prepare() first"
         self.writer = ResultWriter(self.output)
         self.bus.on_records = self.writer.add_requests
-        self.pool = WorkerPool(self.target, self.calibration, self.bus, self.config.n_workers, self.config.seed)
+        self.pool = WorkerPool(
+            self.target,
+            self.calibration,
+            self.bus,
+            self.config.n_workers,
+            self.config.seed,
+            measure_read_delay=self.config.measure_read_delay,
+        )
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
         self.controller.on_event = self._on_event

@@ -36,6 +36,7 @@ class WorkerSpec:
     target: Target
     calibration: Calibration
     seed: int = 0
+    measure_read_delay: bool = False  # benchmarks: record how late stamped chunks are read
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Worker:
         self.out = out
         self.tickets = tickets
         self.prompts = PromptFactory(spec.calibration, seed=spec.seed * 7919 + spec.worker_id)
-        self.counter = ChunkCounter()
+        self.counter = ChunkCounter(spec.measure_read_delay)
         self.segment = 0
         self.load = Load(concurrency=0)
         self.shape = RequestShape()

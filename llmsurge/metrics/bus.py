@@ -40,6 +40,7 @@ class WorkerTick:
     cpu: float  # fraction of one core used since the last tick
     live: list[tuple[str, int, float, float | None, int]] | None = None  # (id, segment, start, ttft, chunks)
     final: bool = False
+    read_delays: list[float] | None = None  # seconds late per stamped chunk (benchmarks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,8 @@ class MetricsBus:
         self.on_records: Callable[[list[RequestRecord]], None] | None = None
         self.errors: Counter[str] = Counter()
         self.saturation_seen: list[str] = []
+        self.read_delays: list[float] = []
+        """How late stamped chunks were read (only when workers measure it; bounded)."""
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -201,6 +204,8 @@ class MetricsBus:
             self._cpu_peak[w] = max(self._cpu_peak.get(w, 0.0), tick.cpu)
             if tick.live is not None:
                 self._live[w] = tick.live
+            if tick.read_delays and len(self.read_delays) < 5_000_000:
+                self.read_delays.extend(tick.read_delays)
             segs = self.segments
             for rec in tick.records:
                 self.finished_total += 1

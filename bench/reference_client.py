@@ -1,0 +1,69 @@
+"""The reference client: a plain aiohttp loop as vLLM's benchmark reads streams.
+
+Raw chunks from ``iter_any()``, messages split on blank lines, ``json.loads`` on each. Runs in its own process;
+counts token events (and read delays of stamped chunks) inside a monotonic-clock window given by the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+
+async def _main(url: str, streams: int, start: float, end: float, measure: bool) -> dict[str, Any]:
+    import aiohttp
+
+    events = 0
+    delays: list[float] = []
+    cpu: dict[str, float] = {}
+    payload = {
+        "model": "llmsurge-sim",
+        "prompt": "a b c d",
+        "max_tokens": 2048,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+    async def stream(session: aiohttp.ClientSession) -> None:
+        nonlocal events
+        while time.monotonic() < end:
+            async with session.post(url + "/v1/completions", json=payload) as resp:
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    t = time.monotonic()
+                    buf += chunk
+                    *messages, buf = buf.split(b"\n\n")
+                    for m in messages:
+                        m = m.strip()
+                        if not m.startswith(b"data:"):
+                            continue
+                        data = m[5:].strip()
+                        if data == b"[DONE]":
+                            continue
+                        obj = json.loads(data)
+                        if obj.get("choices") and start <= t < end:
+                            events += 1
+                            if measure and "llmsurge_sent" in obj:
+                                delays.append(t - obj["llmsurge_sent"])
+                    if t >= end:
+                        return
+
+    async def clock() -> None:
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        cpu["start"] = time.process_time()
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        cpu["end"] = time.process_time()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        c = asyncio.create_task(clock())
+        await asyncio.gather(*[stream(session) for _ in range(streams)], return_exceptions=True)
+        await c
+    return {"events": events, "cpu": cpu["end"] - cpu["start"], "delays": delays}
+
+
+def run(url: str, streams: int, start: float, end: float, measure: bool, out: Any) -> None:
+    """Process entry: put the result on ``out``."""
+    out.put(asyncio.run(_main(url, streams, start, end, measure)))

@@ -1,0 +1,455 @@
+"""The benchmark runner: ingest ceiling, timing accuracy, UI cost, memory, start-up.
+
+    python -m bench.run [all|ingest|timing|ui|memory|startup] [--repeats 3] [--seconds 6]
+
+Prints a markdown table per benchmark and writes the raw figures to bench/results/latest.json. Ratios are
+measured in the same run; machines here are shared and noisy, so each figure is a median with its spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import reference_client
+from bench.common import cpu_seconds, fast_sim, fmt, paced_sim, percentiles_ms
+from llmsurge.engine.client import Target
+from llmsurge.engine.controller import Controller, WorkerPool
+from llmsurge.engine.prompts import Calibration
+from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
+from llmsurge.metrics.bus import MetricsBus, WorkerTick
+
+RESULTS = Path(__file__).parent / "results"
+WARM_S = 1.5
+
+
+class CountingBus(MetricsBus):
+    """Counts token events of ticks ingested inside the window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window: tuple[float, float] = (0.0, 0.0)
+        self.events = 0
+
+    def ingest(self, tick: WorkerTick) -> None:
+        t = time.monotonic()
+        if self.window[0] <= t < self.window[1] + 0.06:
+            self.events += tick.tokens
+        super().ingest(tick)
+
+
+def _scenario(streams: int, seconds: float) -> Scenario:
+    return Scenario(
+        "bench",
+        "bench",
+        (Stage(Load(concurrency=streams), duration=seconds + 60),),
+        RequestShape(endpoint="completions", input_tokens=4, output_tokens=2048, timeout=600),
+    )
+
+
+async def _llmsurge_window(
+    url: str, streams: int, workers: int, seconds: float, delays: bool, sim_pid: int
+) -> dict[str, Any]:
+    bus = CountingBus()
+    pool = WorkerPool(Target(url, "llmsurge-sim"), Calibration(), bus, workers, measure_read_delay=delays)
+    pool.start()
+    ctrl = Controller(pool, bus, _scenario(streams, seconds), drain_grace=0)
+    task = asyncio.create_task(ctrl.run())
+    await pool.wait_ready()
+    await asyncio.sleep(WARM_S)
+    pids = [p.pid for p in pool.procs]
+    start = time.monotonic()
+    bus.window = (start, start + seconds)
+    c0, s0 = cpu_seconds(pids), cpu_seconds([sim_pid])
+    bus.read_delays.clear()
+    await asyncio.sleep(seconds)
+    c1, s1 = cpu_seconds(pids), cpu_seconds([sim_pid])
+    d = list(bus.read_delays)
+    ctrl.stop()
+    await task
+    return {"events": bus.events, "cpu": c1 - c0, "server_cpu": (s1 - s0) / seconds, "seconds": seconds, "delays": d}
+
+
+def llmsurge_window(
+    url: str, streams: int, workers: int, seconds: float, sim_pid: int, delays: bool = False
+) -> dict[str, Any]:
+    """llmsurge's worker pool reading ``streams`` concurrent streams for ``seconds``."""
+    return asyncio.run(_llmsurge_window(url, streams, workers, seconds, delays, sim_pid))
+
+
+def reference_window(url: str, streams: int, seconds: float, sim_pid: int, delays: bool = False) -> dict[str, Any]:
+    """The reference aiohttp client over the same window length."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start = time.monotonic() + WARM_S + 1.0
+    end = start + seconds
+    p = ctx.Process(target=reference_client.run, args=(url, streams, start, end, delays, out))
+    p.start()
+    time.sleep(max(0.0, start - time.monotonic()))
+    s0 = cpu_seconds([sim_pid])
+    time.sleep(max(0.0, end - time.monotonic()))
+    s1 = cpu_seconds([sim_pid])
+    r = out.get(timeout=120)
+    p.join(10)
+    r.update({"seconds": seconds, "server_cpu": (s1 - s0) / seconds})
+    return r
+
+
+# ---- 1. ingest ceiling ------------------------------------------------------------------------
+
+
+def bench_ingest(repeats: int, seconds: float) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    with fast_sim() as sim:
+        assert sim._proc is not None
+        pid = sim._proc.pid
+        for streams in (32, 256, 1024):
+            for client in ("reference", "llmsurge-1w", "llmsurge-2w"):
+                runs = []
+                for _ in range(repeats):
+                    if client == "reference":
+                        r = reference_window(sim.url, streams, seconds, pid)
+                    else:
+                        r = llmsurge_window(sim.url, streams, 1 if client.endswith("1w") else 2, seconds, pid)
+                    r.pop("delays", None)
+                    runs.append(r)
+                    print(
+                        f"  ingest {streams:>5} {client:<12} {r['events'] / r['seconds']:>9,.0f} ev/s "
+                        f"{r['events'] / max(r['cpu'], 1e-9):>9,.0f} ev/cpu-s  server cpu {r['server_cpu']:.0%}",
+                        flush=True,
+                    )
+                rows[f"{streams}/{client}"] = runs
+    return rows
+
+
+def table_ingest(rows: dict[str, Any]) -> str:
+    lines = [
+        "| streams | client | events/s (total) | events per client CPU-s | per-core vs reference | server CPU |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for key, runs in rows.items():
+        streams, client = key.split("/")
+        ev = [r["events"] / r["seconds"] for r in runs]
+        per = [r["events"] / max(r["cpu"], 1e-9) for r in runs]
+        ref = rows.get(f"{streams}/reference")
+        ratio = ""
+        if ref and client != "reference":
+            ref_per = sorted(x["events"] / max(x["cpu"], 1e-9) for x in ref)[len(ref) // 2]
+            ratio = f"{sorted(per)[len(per) // 2] / ref_per:.2f}x"
+        srv = [r["server_cpu"] for r in runs]
+        lines.append(f"| {streams} | {client} | {fmt(ev)} | {fmt(per)} | {ratio} | {fmt([x * 100 for x in srv])}% |")
+    return "\n".join(lines)
+
+
+# ---- 2. timing accuracy -----------------------------------------------------------------------
+
+
+async def _tui_window(url: str, streams: int, seconds: float) -> dict[str, Any]:
+    from llmsurge.engine.session import RunConfig
+    from llmsurge.tui.app import make_app
+
+    sc = _scenario(streams, seconds)
+    cfg = RunConfig(
+        scenario=sc,
+        url=url,
+        workers=1,
+        keep_alive=True,
+        calibrate=False,
+        measure_read_delay=True,
+        output=Path(tempfile.mkdtemp()) / "r",
+        telemetry=True,
+    )
+    app = make_app(cfg)
+    async with app.run_test(size=(160, 48)) as pilot:
+        while app.session.controller is None:
+            await pilot.pause(0.1)
+        await pilot.pause(WARM_S)
+        app.session.bus.read_delays.clear()
+        f0 = app.frames
+        await pilot.pause(seconds)
+        d = list(app.session.bus.read_delays)
+        frames = app.frames - f0
+        await pilot.press("q")
+        await pilot.pause(2)
+    return {"delays": d, "frames": frames}
+
+
+def bench_timing(repeats: int, seconds: float, streams: int = 256) -> dict[str, Any]:
+    out: dict[str, Any] = {"headless": [], "tui": [], "reference": []}
+    with paced_sim(0.02) as sim:
+        assert sim._proc is not None
+        pid = sim._proc.pid
+        for _ in range(repeats):
+            out["headless"].append(percentiles_ms(llmsurge_window(sim.url, streams, 1, seconds, pid, True)["delays"]))
+            out["tui"].append(percentiles_ms(asyncio.run(_tui_window(sim.url, streams, seconds))["delays"]))
+            out["reference"].append(percentiles_ms(reference_window(sim.url, streams, seconds, pid, True)["delays"]))
+            print(
+                "  timing",
+                {k: {q: round(v[-1][q], 3) for q in ("p50", "p99", "max")} for k, v in out.items()},
+                flush=True,
+            )
+    return out
+
+
+def table_timing(rows: dict[str, Any]) -> str:
+    lines = ["| client (256 streams, 20 ms steps) | p50 ms | p99 ms | max ms | chunks |", "|---|---:|---:|---:|---:|"]
+    for k, runs in rows.items():
+        lines.append(
+            f"| {k} | {fmt([r['p50'] for r in runs], 3)} | {fmt([r['p99'] for r in runs], 3)} | "
+            f"{fmt([r['max'] for r in runs], 2)} | {fmt([r['n'] for r in runs])} |"
+        )
+    return "\n".join(lines)
+
+
+# ---- 3. UI cost -------------------------------------------------------------------------------
+
+
+async def _ui_cost(url: str, inflight: int, seconds: float) -> dict[str, Any]:
+    from llmsurge.engine.session import RunConfig
+    from llmsurge.tui.app import make_app
+    from llmsurge.widgets.load_panel import LoadPanel
+
+    sc = Scenario(
+        "bench",
+        "bench",
+        (Stage(Load(concurrency=inflight), duration=3600),),
+        RequestShape(endpoint="chat", input_tokens=8, output_tokens=4096, timeout=600),
+    )
+    cfg = RunConfig(
+        scenario=sc, url=url, workers=1, keep_alive=True, calibrate=False, output=Path(tempfile.mkdtemp()) / "r"
+    )
+    app = make_app(cfg)
+    async with app.run_test(size=(160, 48)) as pilot:
+        bus = app.session.bus
+        while bus.inflight_total < inflight * 0.98:
+            await pilot.pause(0.2)
+        me = psutil.Process()
+        f0, c0, t0 = app.frames, me.cpu_times(), time.monotonic()
+        await pilot.pause(seconds)
+        f1, c1, t1 = app.frames, me.cpu_times(), time.monotonic()
+        fps = (f1 - f0) / (t1 - t0)
+        cpu = ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0)
+        latencies, shown = [], []
+        for _ in range(5):
+            ctrl = app.session.controller
+            assert ctrl is not None
+            before = ctrl.load.concurrency
+            t = time.monotonic()
+            await pilot.press("plus")
+            while ctrl.load.concurrency == before:
+                await asyncio.sleep(0.001)
+            latencies.append((time.monotonic() - t) * 1000)
+            target = f"c={ctrl.load.concurrency}"
+            panel = app.screen.query_one(LoadPanel)
+            while target not in _text(panel):
+                await asyncio.sleep(0.005)
+            shown.append((time.monotonic() - t) * 1000)
+            await pilot.pause(0.3)
+        await pilot.press("q")
+        await pilot.pause(2)
+    return {"fps": fps, "ui_cpu": cpu, "key_ms": latencies, "key_shown_ms": shown, "inflight": inflight}
+
+
+def _text(widget: Any) -> str:
+    from rich.console import Console
+
+    c = Console(width=100, file=open(os.devnull, "w"))  # noqa: SIM115
+    with c.capture() as cap:
+        c.print(widget.content)
+    return cap.get()
+
+
+def bench_ui(repeats: int, seconds: float) -> list[dict[str, Any]]:
+    out = []
+    with paced_sim(0.05, stamp=False) as sim:
+        for _ in range(repeats):
+            r = asyncio.run(_ui_cost(sim.url, 1000, seconds))
+            print(
+                f"  ui fps {r['fps']:.1f} cpu {r['ui_cpu']:.0%} key {max(r['key_ms']):.0f} ms "
+                f"shown {max(r['key_shown_ms']):.0f} ms",
+                flush=True,
+            )
+            out.append(r)
+    return out
+
+
+def table_ui(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        [
+            "| 1,000 requests in flight | median (min–max) |",
+            "|---|---:|",
+            f"| frames per second (snapshots drawn) | {fmt([r['fps'] for r in rows], 1)} |",
+            f"| UI process CPU (% of one core) | {fmt([r['ui_cpu'] * 100 for r in rows])} |",
+            f"| key press → controller changed (ms, worst of 5) | {fmt([max(r['key_ms']) for r in rows], 1)} |",
+            f"| key press → load pane shows it (ms, worst of 5) | {fmt([max(r['key_shown_ms']) for r in rows], 1)} |",
+        ]
+    )
+
+
+# ---- 4. memory --------------------------------------------------------------------------------
+
+
+def bench_memory(total: int = 1_000_000) -> dict[str, Any]:
+    from llmsurge.metrics.records import RequestRecord
+    from llmsurge.metrics.results import ResultWriter
+
+    bus = MetricsBus()
+    folder = Path(tempfile.mkdtemp())
+    writer = ResultWriter(folder)
+    bus.on_records = writer.add_requests
+    bus.open_segment("c=64", "bench")
+    me = psutil.Process()
+    rss0 = me.memory_info().rss
+    marks: dict[str, float] = {}
+    batch = 500
+    t0 = time.monotonic()
+    now = time.monotonic()
+    for i in range(0, total, batch):
+        recs = []
+        for j in range(batch):
+            r = RequestRecord(
+                f"0-{i + j}",
+                1,
+                0,
+                now,
+                0.0,
+                ttft=0.01,
+                ttfc=0.01,
+                e2el=0.013,
+                itl=[0.001, 0.001, 0.001],
+                output_tokens=4,
+                prompt_tokens=8,
+                finish_reason="length",
+                end=now + 0.013,
+            )
+            recs.append(r)
+        bus.ingest(WorkerTick(0, recs, 4 * batch, i + batch, 0, 0.0, 0.0))
+        if (i // batch) % 200 == 0:
+            bus.snapshot()  # as the UI would, now and then
+        done = i + batch
+        if done in (100_000, total):
+            marks[f"{done}"] = (me.memory_info().rss - rss0) / 2**20
+            print(
+                f"  memory after {done:,} requests: +{marks[f'{done}']:.1f} MiB ({time.monotonic() - t0:.0f}s)",
+                flush=True,
+            )
+    writer.close()
+    size = (folder / "requests.jsonl").stat().st_size / 2**20
+    return {"rss_growth_mib": marks, "requests_jsonl_mib": size}
+
+
+def table_memory(r: dict[str, Any]) -> str:
+    lines = ["| requests ingested (4 tokens each) | resident memory growth |", "|---:|---:|"]
+    for k, v in r["rss_growth_mib"].items():
+        lines.append(f"| {int(k):,} | {v:.1f} MiB |")
+    lines.append(f"| (requests.jsonl on disk) | {r['requests_jsonl_mib']:.0f} MiB |")
+    return "\n".join(lines)
+
+
+# ---- 5. start-up ------------------------------------------------------------------------------
+
+FIRST_FRAME = r"""
+import time, psutil, asyncio
+t_proc = psutil.Process().create_time()
+from llmsurge.engine.session import RunConfig
+from llmsurge.presets import find_preset
+from llmsurge.tui.app import make_app
+async def main():
+    app = make_app(RunConfig(scenario=find_preset("demo"), keep_alive=True))
+    first = data = None
+    async with app.run_test(size=(160, 48)) as pilot:
+        while data is None:
+            await asyncio.sleep(0.01)
+            if first is None and app.frames >= 1:
+                first = time.time() - t_proc
+            if app.session.bus.snapshot().completed > 0 and app.frames >= 1:
+                data = time.time() - t_proc
+        await pilot.press("q")
+        await pilot.pause(2)
+    print(first, data)
+asyncio.run(main())
+"""
+
+
+def bench_startup(repeats: int) -> dict[str, Any]:
+    version, first, data = [], [], []
+    for _ in range(max(repeats, 5)):
+        t = time.monotonic()
+        subprocess.run([sys.executable, "-m", "llmsurge", "--version"], check=True, capture_output=True)
+        version.append((time.monotonic() - t) * 1000)
+    for _ in range(repeats):
+        r = subprocess.run([sys.executable, "-c", FIRST_FRAME], check=True, capture_output=True, text=True, timeout=120)
+        a, b = (float(x) for x in r.stdout.split()[-2:])
+        first.append(a * 1000)
+        data.append(b * 1000)
+    print(f"  startup --version {fmt(version)} ms, first frame {fmt(first)} ms, first data {fmt(data)} ms", flush=True)
+    return {"version_ms": version, "first_frame_ms": first, "first_data_ms": data}
+
+
+def table_startup(r: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "| start-up | ms, median (min–max) |",
+            "|---|---:|",
+            f"| `llmsurge --version` (whole process) | {fmt(r['version_ms'])} |",
+            f"| demo: process start → first frame drawn | {fmt(r['first_frame_ms'])} |",
+            f"| demo: process start → first completed request on screen | {fmt(r['first_data_ms'])} |",
+        ]
+    )
+
+
+def machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("which", nargs="*", default=["all"], choices=["all", "ingest", "timing", "ui", "memory", "startup"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--memory-requests", type=int, default=1_000_000)
+    args = p.parse_args()
+    which = set(args.which)
+    if "all" in which:
+        which = {"ingest", "timing", "ui", "memory", "startup"}
+    RESULTS.mkdir(exist_ok=True)
+    raw: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    tables = []
+    if "ingest" in which:
+        raw["ingest"] = bench_ingest(args.repeats, args.seconds)
+        tables.append("### 1. Ingest ceiling\n\n" + table_ingest(raw["ingest"]))
+    if "timing" in which:
+        raw["timing"] = bench_timing(args.repeats, args.seconds)
+        tables.append("### 2. Timing accuracy\n\n" + table_timing(raw["timing"]))
+    if "ui" in which:
+        raw["ui"] = bench_ui(args.repeats, args.seconds)
+        tables.append("### 3. UI cost\n\n" + table_ui(raw["ui"]))
+    if "memory" in which:
+        raw["memory"] = bench_memory(args.memory_requests)
+        tables.append("### 4. Memory\n\n" + table_memory(raw["memory"]))
+    if "startup" in which:
+        raw["startup"] = bench_startup(args.repeats)
+        tables.append("### 5. Start-up\n\n" + table_startup(raw["startup"]))
+    (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
+    print(f"\nmachine: {raw['machine']}\n")
+    print("\n\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
