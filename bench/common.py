@@ -12,9 +12,9 @@ from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 
 
-def fast_sim(stamp: bool = False) -> SimProcess:
-    """No modelled compute: the server sends tokens as fast as its one core allows."""
-    return SimProcess(SimConfig(timing=EngineTiming.fast(), stamp=stamp))
+def fast_sim(stamp: bool = False, processes: int = 1) -> SimProcess:
+    """No modelled compute: each server process sends tokens as fast as its core allows."""
+    return SimProcess(SimConfig(timing=EngineTiming.fast(), stamp=stamp), processes=processes)
 
 
 def paced_sim(step_s: float = 0.02, max_seqs: int = 2048, stamp: bool = True) -> SimProcess:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from textual import events
 
 from bench import reference_client
 from bench.common import cpu_seconds, fast_sim, fmt, paced_sim, percentiles_ms
@@ -60,7 +61,7 @@ def _scenario(streams: int, seconds: float) -> Scenario:
 
 
 async def _llmsurge_window(
-    url: str, streams: int, workers: int, seconds: float, delays: bool, sim_pid: int
+    url: str, streams: int, workers: int, seconds: float, delays: bool, sim_pids: list[int]
 ) -> dict[str, Any]:
     bus = CountingBus()
     pool = WorkerPool(Target(url, "llmsurge-sim"), Calibration(), bus, workers, measure_read_delay=delays)
@@ -72,10 +73,10 @@ async def _llmsurge_window(
     pids = [p.pid for p in pool.procs]
     start = time.monotonic()
     bus.window = (start, start + seconds)
-    c0, s0 = cpu_seconds(pids), cpu_seconds([sim_pid])
+    c0, s0 = cpu_seconds(pids), cpu_seconds(sim_pids)
     bus.read_delays.clear()
     await asyncio.sleep(seconds)
-    c1, s1 = cpu_seconds(pids), cpu_seconds([sim_pid])
+    c1, s1 = cpu_seconds(pids), cpu_seconds(sim_pids)
     d = list(bus.read_delays)
     ctrl.stop()
     await task
@@ -83,13 +84,15 @@ async def _llmsurge_window(
 
 
 def llmsurge_window(
-    url: str, streams: int, workers: int, seconds: float, sim_pid: int, delays: bool = False
+    url: str, streams: int, workers: int, seconds: float, sim_pids: list[int], delays: bool = False
 ) -> dict[str, Any]:
     """llmsurge's worker pool reading ``streams`` concurrent streams for ``seconds``."""
-    return asyncio.run(_llmsurge_window(url, streams, workers, seconds, delays, sim_pid))
+    return asyncio.run(_llmsurge_window(url, streams, workers, seconds, delays, sim_pids))
 
 
-def reference_window(url: str, streams: int, seconds: float, sim_pid: int, delays: bool = False) -> dict[str, Any]:
+def reference_window(
+    url: str, streams: int, seconds: float, sim_pids: list[int], delays: bool = False
+) -> dict[str, Any]:
     """The reference aiohttp client over the same window length."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -98,9 +101,9 @@ def reference_window(url: str, streams: int, seconds: float, sim_pid: int, delay
     p = ctx.Process(target=reference_client.run, args=(url, streams, start, end, delays, out))
     p.start()
     time.sleep(max(0.0, start - time.monotonic()))
-    s0 = cpu_seconds([sim_pid])
+    s0 = cpu_seconds(sim_pids)
     time.sleep(max(0.0, end - time.monotonic()))
-    s1 = cpu_seconds([sim_pid])
+    s1 = cpu_seconds(sim_pids)
     r = out.get(timeout=120)
     p.join(10)
     r.update({"seconds": seconds, "server_cpu": (s1 - s0) / seconds})
@@ -110,19 +113,18 @@ def reference_window(url: str, streams: int, seconds: float, sim_pid: int, delay
 # ---- 1. ingest ceiling ------------------------------------------------------------------------
 
 
-def bench_ingest(repeats: int, seconds: float) -> dict[str, Any]:
+def bench_ingest(repeats: int, seconds: float, sim_processes: int = 1) -> dict[str, Any]:
     rows: dict[str, Any] = {}
-    with fast_sim() as sim:
-        assert sim._proc is not None
-        pid = sim._proc.pid
+    with fast_sim(processes=sim_processes) as sim:
+        pids = sim.pids
         for streams in (32, 256, 1024):
             for client in ("reference", "llmsurge-1w", "llmsurge-2w"):
                 runs = []
                 for _ in range(repeats):
                     if client == "reference":
-                        r = reference_window(sim.url, streams, seconds, pid)
+                        r = reference_window(sim.url, streams, seconds, pids)
                     else:
-                        r = llmsurge_window(sim.url, streams, 1 if client.endswith("1w") else 2, seconds, pid)
+                        r = llmsurge_window(sim.url, streams, 1 if client.endswith("1w") else 2, seconds, pids)
                     r.pop("delays", None)
                     runs.append(r)
                     print(
@@ -149,20 +151,20 @@ def table_ingest(rows: dict[str, Any]) -> str:
             ref_per = sorted(x["events"] / max(x["cpu"], 1e-9) for x in ref)[len(ref) // 2]
             ratio = f"{sorted(per)[len(per) // 2] / ref_per:.2f}x"
         srv = [r["server_cpu"] for r in runs]
-        lines.append(f"| {streams} | {client} | {fmt(ev)} | {fmt(per)} | {ratio} | {fmt([x * 100 for x in srv])}% |")
+        lines.append(f"| {streams} | {client} | {fmt(ev)} | {fmt(per)} | {ratio} | {fmt(srv, 2)} cores |")
     return "\n".join(lines)
 
 
 # ---- 2. timing accuracy -----------------------------------------------------------------------
 
 
-async def _tui_window(url: str, streams: int, seconds: float) -> dict[str, Any]:
-    from llmsurge.engine.session import RunConfig
+async def _session_window(url: str, streams: int, seconds: float, tui: bool) -> dict[str, Any]:
+    """A whole llmsurge run as a user starts it (telemetry samplers on), headless or with the TUI drawing."""
+    from llmsurge.engine.session import RunConfig, RunSession
     from llmsurge.tui.app import make_app
 
-    sc = _scenario(streams, seconds)
     cfg = RunConfig(
-        scenario=sc,
+        scenario=_scenario(streams, seconds),
         url=url,
         workers=1,
         keep_alive=True,
@@ -171,30 +173,42 @@ async def _tui_window(url: str, streams: int, seconds: float) -> dict[str, Any]:
         output=Path(tempfile.mkdtemp()) / "r",
         telemetry=True,
     )
+    if not tui:
+        session = RunSession(cfg)
+        await session.prepare()
+        ctrl = session.start()
+        task = asyncio.create_task(ctrl.run())
+        await asyncio.sleep(WARM_S + 1.0)
+        session.bus.read_delays.clear()
+        await asyncio.sleep(seconds)
+        d = list(session.bus.read_delays)
+        ctrl.stop()
+        await task
+        session.close()
+        return {"delays": d}
     app = make_app(cfg)
     async with app.run_test(size=(160, 48)) as pilot:
         while app.session.controller is None:
             await pilot.pause(0.1)
-        await pilot.pause(WARM_S)
+        await pilot.pause(WARM_S + 1.0)
         app.session.bus.read_delays.clear()
-        f0 = app.frames
         await pilot.pause(seconds)
         d = list(app.session.bus.read_delays)
-        frames = app.frames - f0
         await pilot.press("q")
         await pilot.pause(2)
-    return {"delays": d, "frames": frames}
+    return {"delays": d}
 
 
 def bench_timing(repeats: int, seconds: float, streams: int = 256) -> dict[str, Any]:
     out: dict[str, Any] = {"headless": [], "tui": [], "reference": []}
     with paced_sim(0.02) as sim:
-        assert sim._proc is not None
-        pid = sim._proc.pid
+        pids = sim.pids
         for _ in range(repeats):
-            out["headless"].append(percentiles_ms(llmsurge_window(sim.url, streams, 1, seconds, pid, True)["delays"]))
-            out["tui"].append(percentiles_ms(asyncio.run(_tui_window(sim.url, streams, seconds))["delays"]))
-            out["reference"].append(percentiles_ms(reference_window(sim.url, streams, seconds, pid, True)["delays"]))
+            out["headless"].append(
+                percentiles_ms(asyncio.run(_session_window(sim.url, streams, seconds, False))["delays"])
+            )
+            out["tui"].append(percentiles_ms(asyncio.run(_session_window(sim.url, streams, seconds, True))["delays"]))
+            out["reference"].append(percentiles_ms(reference_window(sim.url, streams, seconds, pids, True)["delays"]))
             print(
                 "  timing",
                 {k: {q: round(v[-1][q], 3) for q in ("p50", "p99", "max")} for k, v in out.items()},
@@ -247,13 +261,13 @@ async def _ui_cost(url: str, inflight: int, seconds: float) -> dict[str, Any]:
             assert ctrl is not None
             before = ctrl.load.concurrency
             t = time.monotonic()
-            await pilot.press("plus")
-            while ctrl.load.concurrency == before:
+            app.post_message(events.Key("plus", "+"))  # as the terminal driver delivers a key
+            while ctrl.load.concurrency == before:  # noqa: ASYNC110 - polling is the measurement
                 await asyncio.sleep(0.001)
             latencies.append((time.monotonic() - t) * 1000)
             target = f"c={ctrl.load.concurrency}"
             panel = app.screen.query_one(LoadPanel)
-            while target not in _text(panel):
+            while target not in _text(panel):  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
             shown.append((time.monotonic() - t) * 1000)
             await pilot.pause(0.3)
@@ -424,6 +438,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--memory-requests", type=int, default=1_000_000)
+    p.add_argument("--sim-processes", type=int, default=1, help="fast-mode server processes for the ingest test")
     args = p.parse_args()
     which = set(args.which)
     if "all" in which:
@@ -432,7 +447,7 @@ def main() -> None:
     raw: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     tables = []
     if "ingest" in which:
-        raw["ingest"] = bench_ingest(args.repeats, args.seconds)
+        raw["ingest"] = bench_ingest(args.repeats, args.seconds, args.sim_processes)
         tables.append("### 1. Ingest ceiling\n\n" + table_ingest(raw["ingest"]))
     if "timing" in which:
         raw["timing"] = bench_timing(args.repeats, args.seconds)

@@ -174,6 +174,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
     sim.add_argument("--step-ms", type=float, help="base decode step time in ms (default 12)")
+    sim.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT), for more than one core of --fast",
+    )
 
     chk = sub.add_parser(
         "check",
@@ -307,6 +313,24 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_processes(config: Any, args: argparse.Namespace, ready: Any) -> None:
+    """Several server processes on one port until Ctrl-C."""
+    import time
+
+    from llmsurge.sim.process import SimProcess
+
+    sim = SimProcess(config, args.host, args.port, processes=args.processes)
+    sim.start()
+    ready(sim.port)
+    try:
+        while sim.alive:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
 def _sim(args: argparse.Namespace) -> int:
     from llmsurge.sim.model import EngineTiming
     from llmsurge.sim.server import Faults, SimConfig, serve
@@ -328,7 +352,10 @@ def _sim(args: argparse.Namespace) -> int:
         )
 
     try:
-        serve(config, args.host, args.port, on_ready=ready)
+        if args.processes > 1:
+            _sim_processes(config, args, ready)
+        else:
+            serve(config, args.host, args.port, on_ready=ready)
     except OSError as exc:
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {exc.strerror} (try --port)") from None
     return 0

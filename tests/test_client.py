@@ -144,3 +144,19 @@ async def test_timeout_is_recorded_not_raised(faulty_sim_url: str) -> None:
         )
     kinds = {r.error_kind for r in recs}
     assert "timeout" in kinds  # long generations (and stalls) exceed 0.3 s
+
+
+async def test_read_delay_of_stamped_chunks() -> None:
+    from llmsurge.sim.process import SimProcess
+    from llmsurge.sim.server import SimConfig
+    from tests.conftest import quick_timing
+
+    with SimProcess(SimConfig(timing=quick_timing(), stamp=True)) as sim:
+        rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+        counter = ChunkCounter(measure_delays=True)
+        body = b'{"model":"llmsurge-sim","prompt":"a b","max_tokens":30,"ignore_eos":true,"stream":true}'
+        async with make_client() as c:
+            await execute(c, Target(sim.url, "llmsurge-sim").url("completions"), {}, body, True, rec, counter)
+    assert rec.ok and counter.delays is not None and len(counter.delays) == 30
+    assert all(0 <= d < 0.5 for d in counter.delays)
+    assert ChunkCounter().delays is None  # off unless asked: nothing extra on the hot path

@@ -79,3 +79,10 @@ async def test_every_fault_kind_shows_up(faulty_sim_url: str) -> None:
     for k in ("http_500", "http_429", "http_503", "reset", "timeout", "protocol"):
         assert kinds[k] > 0, kinds
     assert any(r.ok and r.tokens_estimated for r in recs)  # no_usage: counted, marked as estimated
+
+
+async def test_several_server_processes_share_a_port() -> None:
+    with SimProcess(SimConfig(timing=EngineTiming.fast()), processes=2) as sim:
+        assert len(sim.pids) == 2
+        _d, recs = await _burst(sim.url, 40, tokens=10)
+    assert all(r.ok for r in recs)

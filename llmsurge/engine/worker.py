@@ -242,8 +242,13 @@ class Worker:
             sample = [
                 (r.request_id, r.segment, r.start, r.ttft, (len(r.itl) + 1) if r.ttft is not None else 0) for r in recs
             ]
+        delays = None
+        if self.counter.delays:
+            delays, self.counter.delays = self.counter.delays, []
         self.out.put(
-            WorkerTick(self.spec.worker_id, done, tokens, self.started, len(self.inflight), lag_ms, cpu, sample, final)
+            WorkerTick(
+                self.spec.worker_id, done, tokens, self.started, len(self.inflight), lag_ms, cpu, sample, final, delays
+            )
         )
 
     async def _ticker(self) -> None:

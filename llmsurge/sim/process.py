@@ -9,9 +9,9 @@ from types import TracebackType
 from llmsurge.sim.server import SimConfig, serve
 
 
-def _child(config: SimConfig, host: str, port: int, ready: mp.Queue) -> None:  # type: ignore[type-arg]
+def _child(config: SimConfig, host: str, port: int, ready: mp.Queue, reuse_port: bool) -> None:  # type: ignore[type-arg]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    serve(config, host, port, on_ready=ready.put)
+    serve(config, host, port, on_ready=ready.put, reuse_port=reuse_port)
 
 
 class SimProcess:
@@ -20,11 +20,16 @@ class SimProcess:
     Use as a context manager; ``url`` is ready once entered.
     """
 
-    def __init__(self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0, processes: int = 1
+    ) -> None:
         self.config = config or SimConfig()
         self.host = host
         self.port = port
+        self.processes = max(1, processes)
+        """Server processes sharing the port (SO_REUSEPORT): more than one core of fast-mode tokens."""
         self._proc: mp.process.BaseProcess | None = None
+        self._extra: list[mp.process.BaseProcess] = []
 
     @property
     def url(self) -> str:
@@ -35,25 +40,43 @@ class SimProcess:
         """Start the child and wait until it listens; returns its URL."""
         ctx = mp.get_context("spawn")
         ready: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+        reuse = self.processes > 1
         self._proc = ctx.Process(
-            target=_child, args=(self.config, self.host, self.port, ready), daemon=True, name="llmsurge-sim"
+            target=_child, args=(self.config, self.host, self.port, ready, reuse), daemon=True, name="llmsurge-sim"
         )
         self._proc.start()
         try:
             self.port = int(ready.get(timeout=timeout))
+            for i in range(1, self.processes):
+                p = ctx.Process(
+                    target=_child,
+                    args=(self.config, self.host, self.port, ready, True),
+                    daemon=True,
+                    name=f"llmsurge-sim-{i}",
+                )
+                p.start()
+                self._extra.append(p)
+                ready.get(timeout=timeout)
         except Exception as exc:
             self.stop()
             raise RuntimeError(f"the simulated server did not start on {self.host}:{self.port}") from exc
         return self.url
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of every server process."""
+        return [p.pid for p in (self._proc, *self._extra) if p is not None and p.pid]
+
     def stop(self) -> None:
-        """Stop the child."""
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
-            if self._proc.is_alive():
-                self._proc.kill()
+        """Stop the children."""
+        for p in (self._proc, *self._extra):
+            if p is not None and p.is_alive():
+                p.terminate()
+                p.join(5)
+                if p.is_alive():
+                    p.kill()
         self._proc = None
+        self._extra = []
 
     @property
     def alive(self) -> bool:

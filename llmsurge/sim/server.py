@@ -315,10 +315,10 @@ class SimServer:
                             await self._stall(request)
                             return resp
                     last = sent == seq.max_tokens
-                    tail = b'"length"' if last else b"null"
+                    tail = b'"length"}]' if last else b"null}]"
                     if stamp:
                         tail += b',"llmsurge_sent":' + repr(time.monotonic()).encode()
-                    parts.append(head + _WORDS[sent % nwords] + mid + tail + b"}]}\n\n")
+                    parts.append(head + _WORDS[sent % nwords] + mid + tail + b"}\n\n")
                 await resp.write(b"".join(parts))
             end = b""
             if usage:
@@ -415,12 +415,17 @@ class _SimCollector(Collector):
             yield g
 
 
-async def start(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
-    """Start the server on the running loop; returns its runner and the bound port."""
+async def start(
+    config: SimConfig, host: str = "127.0.0.1", port: int = 0, reuse_port: bool = False
+) -> tuple[web.AppRunner, int]:
+    """Start the server on the running loop; returns its runner and the bound port.
+
+    ``reuse_port`` lets several server processes share one port (the kernel spreads connections).
+    """
     server = SimServer(config)
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True, reuse_port=reuse_port or None)
     await site.start()
     listening: Any = site._server
     sockets = listening.sockets if listening is not None else []
@@ -428,11 +433,11 @@ async def start(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> tu
     return runner, int(bound)
 
 
-def serve(config: SimConfig, host: str, port: int, on_ready: object = None) -> None:
+def serve(config: SimConfig, host: str, port: int, on_ready: object = None, reuse_port: bool = False) -> None:
     """Run the server until interrupted (``llmsurge sim``)."""
 
     async def main() -> None:
-        runner, bound = await start(config, host, port)
+        runner, bound = await start(config, host, port, reuse_port)
         if callable(on_ready):
             on_ready(bound)
         try:

@@ -28,6 +28,7 @@ from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.screens.presets import PresetPicker
 
 REFRESH_HZ = 5.0
+FULL_EVERY = 5  # statistics panes redraw every 5th snapshot (1 Hz at 5 Hz)
 
 
 class LLMSurgeApp(App[Path | None]):
@@ -61,6 +62,7 @@ class LLMSurgeApp(App[Path | None]):
         self.frames = 0
         """Snapshots rendered (for the UI-cost benchmark)."""
         self._quitting = False
+        self._last_segment = -1
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -96,15 +98,19 @@ class LLMSurgeApp(App[Path | None]):
         if not message.startswith("segment "):
             self.notify(message)
 
-    def refresh_panes(self) -> None:
-        """Read one snapshot and update the visible panes in one batch."""
+    def refresh_panes(self, full: bool | None = None) -> None:
+        """Read one snapshot and update the visible panes in one batch (statistics panes about once a second,
+        or at once when the segment changed or ``full`` is asked for)."""
         screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         if screen is None:
             return
         snap = self.snapshot_source()
         waited = time.monotonic() - self.waiting_since if self.waiting_since is not None else None
+        if full is None:
+            full = self.frames % FULL_EVERY == 0 or snap.segment != self._last_segment
+        self._last_segment = snap.segment
         with self.batch_update():
-            screen.show(snap, waited, self.message)
+            screen.show(snap, waited, self.message, full)
         self.frames += 1
 
     # ---- steering (keys and palette) ---------------------------------------------------------
@@ -128,6 +134,7 @@ class LLMSurgeApp(App[Path | None]):
         n = max(1, int(n))
         assert self.session.controller is not None
         self.session.controller.set_concurrency(n)
+        self.refresh_panes(full=True)  # show the new target now, not at the next tick
         self.notify(f"concurrency {n}", timeout=2)
 
     def set_rate(self, rate: float) -> None:
@@ -137,6 +144,7 @@ class LLMSurgeApp(App[Path | None]):
         assert self.session.controller is not None
         rate = max(0.1, round(rate, 2))
         self.session.controller.set_rate(rate)
+        self.refresh_panes(full=True)
         self.notify(f"rate {rate:g}/s", timeout=2)
 
     def _closed_base(self) -> int:

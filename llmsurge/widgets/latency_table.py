@@ -34,4 +34,4 @@ class LatencyTable(Static):
                     ms(stats.get(f"mean_{key}_ms")),
                 ]
             t.add_row(label, *cells)
-        self.update(t)
+        self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow

@@ -37,4 +37,4 @@ class LoadPanel(Static):
             t.add_row("client", Text(health, style=style))
             if c.saturated:
                 t.add_row("", Text("CLIENT BUSY: " + c.reason, style="bold yellow"))
-        self.update(t)
+        self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow

@@ -1,36 +1,104 @@
-"""The most recent requests, in-flight ones included: bounded, scrollable, newest first; failures stand out."""
+"""The most recent requests, in-flight ones included: bounded, scrollable, newest first; failures stand out.
+
+A Line-API ScrollView over the snapshot's bounded rows (as toolong does): each refresh formats only the rows
+that are visible, and a finished request's line is cached, so 1,000 requests in flight cost no more to draw
+than ten.
+"""
 
 from __future__ import annotations
 
-from rich.text import Text
-from textual.widgets import DataTable
+from functools import lru_cache
 
-from llmsurge.metrics.bus import Snapshot
+from rich.style import Style
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from llmsurge.metrics.bus import RequestRow, Snapshot
 from llmsurge.widgets.format import MISSING, ms, num
 
-COLUMNS = ("id", "seg", "status", "TTFT ms", "tokens", "tok/s", "latency ms", "error")
+COLUMNS = (
+    ("id", 9),
+    ("seg", 4),
+    ("status", 10),
+    ("TTFT ms", 9),
+    ("tokens", 7),
+    ("tok/s", 7),
+    ("latency ms", 11),
+    ("error", 14),
+)
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "cancelled": "yellow", "running": "cyan"}
 
 
-class RequestStream(DataTable[Text | str]):
-    """A bounded table (the snapshot carries at most ~120 rows)."""
+def format_row(r: RequestRow) -> Text:
+    """One request as a line of fixed-width columns."""
+    cells = (
+        r.request_id,
+        str(r.segment),
+        r.status,
+        ms(r.ttft_ms),
+        f"{r.output_tokens:,}",
+        num(r.tokens_per_s, 1) if r.tokens_per_s is not None else MISSING,
+        ms(r.latency_ms),
+        r.error_kind,
+    )
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for (name, width), cell in zip(COLUMNS, cells, strict=True):
+        style = ""
+        if name == "status":
+            style = STATUS_STYLE.get(r.status, "")
+        elif name == "error":
+            style = "bold red"
+        right = name not in ("id", "status", "error")
+        t.append((cell.rjust(width - 1) if right else cell.ljust(width - 1))[: width - 1] + " ", style=style)
+    return t
+
+
+@lru_cache(maxsize=1024)
+def _cached_row(row: RequestRow) -> Text:
+    """Finished rows never change: format each once."""
+    return format_row(row)
+
+
+class RequestStream(ScrollView, can_focus=True):
+    """Newest first; running requests on top. Rows come from the snapshot (at most ~120)."""
+
+    DEFAULT_CSS = """
+    RequestStream { scrollbar-size-vertical: 1; }
+    """
 
     def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.add_columns(*COLUMNS)
+        self.rows: tuple[RequestRow, ...] = ()
+        self._header = Text(no_wrap=True)
+        for name, width in COLUMNS:
+            right = name not in ("id", "status", "error")
+            self._header.append((name.rjust(width - 1) if right else name.ljust(width - 1)) + " ", style="bold")
 
     def show(self, snap: Snapshot) -> None:
-        """Render ``snap.recent`` (running first, then finished newest first)."""
-        self.clear()
-        for r in snap.recent:
-            style = STATUS_STYLE.get(r.status, "")
-            self.add_row(
-                r.request_id,
-                str(r.segment),
-                Text(r.status, style=style),
-                ms(r.ttft_ms),
-                f"{r.output_tokens:,}",
-                num(r.tokens_per_s, 1) if r.tokens_per_s is not None else MISSING,
-                ms(r.latency_ms),
-                Text(r.error_kind, style="bold red"),
-            )
+        """Take the snapshot's rows and redraw what is visible."""
+        if snap.recent == self.rows:
+            return
+        self.rows = snap.recent
+        self.virtual_size = Size(sum(w for _n, w in COLUMNS), len(self.rows) + 1)
+        self.refresh()
+
+    def row_texts(self) -> list[str]:
+        """The rows as plain text (tests)."""
+        return [format_row(r).plain for r in self.rows]
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        if y == 0:
+            line = self._header
+        else:
+            i = y - 1 + scroll_y
+            if i >= len(self.rows):
+                return Strip.blank(width)
+            row = self.rows[i]
+            line = format_row(row) if row.status == "running" else _cached_row(row)
+        console = self.app.console
+        segments = list(line.render(console))
+        strip = Strip(segments, line.cell_len).crop(scroll_x, scroll_x + width)
+        return strip.extend_cell_length(width, Style.null())

@@ -49,4 +49,4 @@ class StatusLine(Static):
         t.append(clock(snap.elapsed))
         if message:
             t.append(f"  {message}", style="italic")
-        self.update(t)
+        self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow

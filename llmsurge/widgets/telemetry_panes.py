@@ -29,6 +29,10 @@ class TelemetryPane(Static):
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``."""
         sample = snap.telemetry.get(self.source)
+        key = (id(sample), snap.segment_stats.get("median_ttft_ms"), snap.client)
+        if key == getattr(self, "_key", None):
+            return  # same sample object as last time: nothing new to draw
+        self._key = key
         why = _na(sample)
         if why or not isinstance(sample, dict):
             self.update(Text(why or "no data", style="dim italic"))

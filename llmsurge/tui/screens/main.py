@@ -64,14 +64,20 @@ class MainScreen(Screen[None]):
                 yield _titled(HostPane(id="host"), "host / client")
         yield Footer()
 
-    def show(self, snap: Snapshot, waiting_for: float | None, message: str) -> None:
-        """Hand the snapshot to every pane (the app wraps this in one batch update)."""
+    def show(self, snap: Snapshot, waiting_for: float | None, message: str, full: bool = True) -> None:
+        """Hand the snapshot to the panes (the app wraps this in one batch update).
+
+        The status line, load panel and request stream follow every snapshot; the statistics panes (chart,
+        histogram, tables, telemetry) only when ``full``: about once a second, and at once after a change.
+        """
         self.query_one(StatusLine).show(snap, waiting_for, message)
         self.query_one(LoadPanel).show(snap)
+        self.query_one(RequestStream).show(snap)
+        if not full:
+            return
         self.query_one(RateChart).show(snap)
         self.query_one(TtftHistogram).show(snap)
         self.query_one(LatencyTable).show(snap)
         self.query_one(SegmentsTable).show(snap)
-        self.query_one(RequestStream).show(snap)
         for pane in (self.query_one(GpuPane), self.query_one(ServerPane), self.query_one(HostPane)):
             pane.show(snap)
