@@ -71,6 +71,7 @@ async def _llmsurge_window(
     await pool.wait_ready()
     await asyncio.sleep(WARM_S)
     pids = [p.pid for p in pool.procs]
+    _pin(pids, CLIENT_CORE)
     start = time.monotonic()
     bus.window = (start, start + seconds)
     c0, s0 = cpu_seconds(pids), cpu_seconds(sim_pids)
@@ -93,21 +94,35 @@ def llmsurge_window(
 def reference_window(
     url: str, streams: int, seconds: float, sim_pids: list[int], delays: bool = False
 ) -> dict[str, Any]:
-    """The reference aiohttp client over the same window length."""
+    """The reference aiohttp client over the same window length (its CPU read from outside, as for ours)."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start = time.monotonic() + WARM_S + 1.0
     end = start + seconds
     p = ctx.Process(target=reference_client.run, args=(url, streams, start, end, delays, out))
     p.start()
+    assert p.pid is not None
+    _pin([p.pid], CLIENT_CORE)
     time.sleep(max(0.0, start - time.monotonic()))
-    s0 = cpu_seconds(sim_pids)
+    s0, c0 = cpu_seconds(sim_pids), cpu_seconds([p.pid])
     time.sleep(max(0.0, end - time.monotonic()))
-    s1 = cpu_seconds(sim_pids)
+    s1, c1 = cpu_seconds(sim_pids), cpu_seconds([p.pid])
     r = out.get(timeout=120)
     p.join(10)
-    r.update({"seconds": seconds, "server_cpu": (s1 - s0) / seconds})
+    r.update({"seconds": seconds, "server_cpu": (s1 - s0) / seconds, "cpu": c1 - c0})
     return r
+
+
+CLIENT_CORE: int | None = None  # --pin: clients on one core, the server on the others
+
+
+def _pin(pids: list[int], core: int | None, others: bool = False) -> None:
+    if core is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = set(range(os.cpu_count() or 1))
+    want = (cores - {core}) if others else {core}
+    for pid in pids:
+        os.sched_setaffinity(pid, want)
 
 
 # ---- 1. ingest ceiling ------------------------------------------------------------------------
@@ -117,6 +132,7 @@ def bench_ingest(repeats: int, seconds: float, sim_processes: int = 1) -> dict[s
     rows: dict[str, Any] = {}
     with fast_sim(processes=sim_processes) as sim:
         pids = sim.pids
+        _pin(pids, CLIENT_CORE, others=True)
         for streams in (32, 256, 1024):
             for client in ("reference", "llmsurge-1w", "llmsurge-2w"):
                 runs = []
@@ -439,8 +455,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--memory-requests", type=int, default=1_000_000)
     p.add_argument("--sim-processes", type=int, default=1, help="fast-mode server processes for the ingest test")
+    p.add_argument("--pin", action="store_true", help="ingest: clients on the last core, servers on the rest")
     args = p.parse_args()
     which = set(args.which)
+    global CLIENT_CORE
+    if args.pin:
+        CLIENT_CORE = (os.cpu_count() or 1) - 1
     if "all" in which:
         which = {"ingest", "timing", "ui", "memory", "startup"}
     RESULTS.mkdir(exist_ok=True)
