@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-import types
 from typing import Any
 
 import httpx
@@ -213,8 +213,3 @@ def test_telemetry_recorded_in_results(sim_url: str, tmp_path: Any) -> None:
     server = summary["telemetry"]["server"]
     assert server["available"] and server["segments"]["1"]["peak_running"] > 0
     assert "server" in summary["segments"][0]["telemetry"]
-
-
-import os  # noqa: E402
-
-_ = types

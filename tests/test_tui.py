@@ -216,3 +216,20 @@ def test_snapshot_preset_picker(snap_compare: Callable[..., bool], no_user_prese
         await pilot.pause(0.3)  # type: ignore[attr-defined]
 
     assert snap_compare(_static_app(), terminal_size=SIZE, run_before=open_picker)
+
+
+async def test_client_saturation_shown_on_screen() -> None:
+    import dataclasses
+
+    from llmsurge.metrics.bus import ClientHealth
+    from llmsurge.widgets.load_panel import LoadPanel
+
+    snap = dataclasses.replace(
+        seeded_snapshot(), client=ClientHealth(1, 180.0, 0.97, 0.97, True, "a worker uses 97% of a core")
+    )
+    cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
+    app = make_app(cfg, snapshot_source=lambda: snap)
+    async with app.run_test(size=SIZE) as pilot:
+        app.refresh_panes(full=True)
+        await pilot.pause(0.2)
+        assert "CLIENT BUSY" in _plain(app.screen.query_one(LoadPanel).content)

@@ -7,7 +7,6 @@ metric names, plus DCGM-exporter GPU gauges derived from the load so the demo's 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -462,4 +461,3 @@ def to_json(config: SimConfig) -> dict[str, object]:
 
 
 __all__ = ["Faults", "SimConfig", "SimServer", "serve", "start", "to_json"]
-_ = json
