@@ -28,9 +28,9 @@ from llmsurge.tui.commands import LoadCommands
 from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.screens.presets import PresetPicker
 
-REFRESH_HZ = 5.0
+REFRESH_HZ = 10.0
 UI_NICE = 5  # the drawing thread yields the CPU to the load workers when a core is contended
-FULL_EVERY = 5  # statistics panes redraw every 5th snapshot (1 Hz at 5 Hz)
+FULL_EVERY = 10  # statistics panes redraw every 10th snapshot (1 Hz at 10 Hz)
 
 
 def yield_to_workers() -> None:
