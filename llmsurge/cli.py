@@ -104,8 +104,6 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
         temperature=args.temperature,
         timeout=args.timeout,
     )
-    if args.url is None and (args.model or args.api_key_env):
-        pass  # the simulated server accepts its own model name only; a given one is checked against it
     if args.faults and args.url:
         raise ValueError("--faults applies only to the simulated server: drop the URL or the flag")
     from llmsurge.sim.server import Faults

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.live import Live
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -123,9 +124,23 @@ async def run_headless(session: RunSession, console: Console, interval: float | 
     task = asyncio.create_task(ctrl.run())
     try:
         if tty:
-            with Live(Text(""), console=console, refresh_per_second=4, transient=True) as live:
+            # A bar over the request budget (or the planned duration), with the live figures beside it.
+            seconds = sum(st.duration or 0 for st in session.config.scenario.stages) or None
+            with Progress(
+                SpinnerColumn(),
+                BarColumn(bar_width=30),
+                TextColumn("{task.description}"),
+                console=console,
+                transient=True,
+                refresh_per_second=4,
+            ) as progress:
+                bar = progress.add_task("", total=total or seconds)
                 while not task.done():
-                    live.update(Text(progress_line(session.bus.snapshot(), total)))
+                    snap = session.bus.snapshot()
+                    done = snap.completed + snap.failed + snap.cancelled
+                    progress.update(
+                        bar, completed=done if total else snap.elapsed, description=escape(progress_line(snap, total))
+                    )
                     await asyncio.wait({task}, timeout=interval or 0.25)
         else:
             last = 0.0

@@ -155,7 +155,6 @@ def test_no_gpu_library_degrades_to_a_reason(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_real_nvml_without_a_gpu_says_why() -> None:
-    pytest.importorskip("pynvml")
     result = local_gpu_sampler()
     if isinstance(result, Sampler):  # a machine with a GPU: the real thing works
         assert result.sample()["gpus"]
