@@ -160,3 +160,45 @@ async def test_read_delay_of_stamped_chunks() -> None:
     assert rec.ok and counter.delays is not None and len(counter.delays) == 30
     assert all(0 <= d < 0.5 for d in counter.delays)
     assert ChunkCounter().delays is None  # off unless asked: nothing extra on the hot path
+
+
+async def test_stale_keepalive_connection_is_retried_once() -> None:
+    seen: set[int] = set()
+    always = {"drop": False}
+    body = (FIXTURES / "sse_chat_vllm.txt").read_bytes()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        key = id(request.transport)
+        if key in seen or always["drop"]:  # like llama.cpp closing a kept-alive connection
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
+        seen.add(key)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(body)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1/chat/completions"  # type: ignore[union-attr]
+    try:
+        async with make_client() as c:
+            recs = []
+            for _ in range(3):
+                rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+                await execute(c, url, {}, b"{}", True, rec, ChunkCounter())
+                recs.append(rec)
+            always["drop"] = True
+            dead = RequestRecord("d", 1, 0, time.monotonic(), time.time())
+            await execute(c, url, {}, b"{}", True, dead, ChunkCounter())
+    finally:
+        await runner.cleanup()
+    assert all(r.ok for r in recs), [r.error for r in recs]
+    assert [r.retries for r in recs] == [0, 1, 1]  # reused connections had been closed: re-sent once, counted
+    assert dead.status == "failed" and dead.error_kind == "reset" and dead.retries == 1  # a real fault still fails

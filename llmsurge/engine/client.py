@@ -130,6 +130,17 @@ def _error_message(payload: Any) -> str:
     return str(err if err is not None else payload)[:300]
 
 
+def _stale_connection(exc: BaseException) -> bool:
+    """A pooled keep-alive connection the server had already closed (llama.cpp closes after a few requests):
+    the request never reached the server, so one retry on a fresh connection measures the server, not the pool."""
+    cause = exc.__cause__ or exc
+    if aiohttp is not None and isinstance(cause, aiohttp.ServerDisconnectedError):
+        return True
+    if isinstance(cause, (BrokenPipeError, ConnectionResetError)):
+        return True
+    return "Can not write request body" in str(exc)
+
+
 async def execute(
     client: httpx.AsyncClient,
     url: str,
@@ -144,31 +155,36 @@ async def execute(
     Never raises for server or transport faults: they become ``rec.status = failed`` with a kind.
     Cancellation (timeouts, stop) propagates so the caller can record it.
     """
-    got_response = False
-    try:
-        async with client.stream("POST", url, content=body, headers=headers) as resp:
-            got_response = True
-            status = resp.status_code
-            if status < 200 or status >= 300:
-                text = (await resp.aread())[:2000]
-                msg = text.decode(errors="replace")
-                try:
-                    msg = _error_message(_loads(text))
-                except ValueError:
-                    pass
-                rec.fail(R.http_kind(status), msg, status)
+    for attempt in range(2):
+        got_response = False
+        try:
+            async with client.stream("POST", url, content=body, headers=headers) as resp:
+                got_response = True
+                status = resp.status_code
+                if status < 200 or status >= 300:
+                    text = (await resp.aread())[:2000]
+                    msg = text.decode(errors="replace")
+                    try:
+                        msg = _error_message(_loads(text))
+                    except ValueError:
+                        pass
+                    rec.fail(R.http_kind(status), msg, status)
+                    return
+                rec.http_status = status
+                if stream:
+                    await _read_stream(resp, rec, counter)
+                else:
+                    raw = await resp.aread()
+                    t = _now()
+                    _finish_plain(raw, t, rec, counter)
                 return
-            rec.http_status = status
-            if stream:
-                await _read_stream(resp, rec, counter)
-            else:
-                raw = await resp.aread()
-                t = _now()
-                _finish_plain(raw, t, rec, counter)
-    except httpx.HTTPError as exc:
-        rec.fail(classify_error(exc, got_response), f"{type(exc).__name__}: {exc}")
-    except OSError as exc:
-        rec.fail(classify_error(exc, got_response), f"{type(exc).__name__}: {exc}")
+        except (httpx.HTTPError, OSError) as exc:
+            if attempt == 0 and not got_response and _stale_connection(exc):
+                rec.retries += 1
+                rec.start = _now()  # the failed write on a dead pooled connection is not the server's time
+                continue
+            rec.fail(classify_error(exc, got_response), f"{type(exc).__name__}: {exc}")
+            return
 
 
 def _raw_chunks(resp: httpx.Response) -> Any:

@@ -51,6 +51,7 @@ class RequestRecord:
     tokens_estimated: bool = False
     finish_reason: str = ""
     end: float = 0.0
+    retries: int = 0  # re-sent once because a pooled keep-alive connection was already closed
 
     @property
     def ok(self) -> bool:
@@ -106,4 +107,5 @@ class RequestRecord:
             "output_tokens": self.output_tokens,
             "tokens_estimated": self.tokens_estimated,
             "finish_reason": self.finish_reason or None,
+            "retries": self.retries,
         }
