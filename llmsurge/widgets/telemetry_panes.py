@@ -71,7 +71,7 @@ class GpuPane(TelemetryPane):
                 f"{bar(None if util is None else util / 100, 6)}{num(util, 0):>4}%",
                 f"{num(None if mem_used is None else mem_used / 1024, 0)}/"
                 f"{num(None if mem_total is None else mem_total / 1024, 0)}G",
-                f"{num(power, 0)}/{num(limit, 0)}W",
+                f"{num(power, 0)}/{num(limit, 0)}W" if limit == limit and limit is not None else f"{num(power, 0)}W",
                 f"{num(g.get('temp_c'), 0)}°C",
                 f"{num(g.get('sm_clock_mhz'), 0)}MHz",
                 _spark(g.get("util_history", []), 100.0),
