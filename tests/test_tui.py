@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,6 +183,20 @@ async def test_waits_for_a_server_that_is_not_up_yet(tmp_path: Path) -> None:
         sim.stop()
 
 
+async def _settle(pilot: Any) -> None:
+    """Wait until every pane is mounted, draw the seeded snapshot, and let the plots render (slow CI too)."""
+    from llmsurge.tui.screens.main import MainScreen
+
+    app = pilot.app
+    for _ in range(200):
+        if isinstance(app.screen, MainScreen) and app.screen.ready:
+            break
+        await pilot.pause(0.05)
+    app.refresh_panes(full=True)
+    await pilot.pause(0.5)
+    await pilot.wait_for_scheduled_animations()
+
+
 def _static_app() -> LLMSurgeApp:
     snap = seeded_snapshot()
     cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
@@ -195,25 +210,23 @@ def no_user_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_snapshot_main_screen(snap_compare: Callable[..., bool], no_user_presets: None) -> None:
     async def ready(pilot: object) -> None:
-        pilot.app.refresh_panes(full=True)  # type: ignore[attr-defined]
-        await pilot.pause(0.3)  # type: ignore[attr-defined]
+        await _settle(pilot)
 
     assert snap_compare(_static_app(), terminal_size=SIZE, run_before=ready)
 
 
 def test_snapshot_main_screen_small(snap_compare: Callable[..., bool], no_user_presets: None) -> None:
     async def ready(pilot: object) -> None:
-        pilot.app.refresh_panes(full=True)  # type: ignore[attr-defined]
-        await pilot.pause(0.3)  # type: ignore[attr-defined]
+        await _settle(pilot)
 
     assert snap_compare(_static_app(), terminal_size=(100, 30), run_before=ready)
 
 
 def test_snapshot_preset_picker(snap_compare: Callable[..., bool], no_user_presets: None) -> None:
     async def open_picker(pilot: object) -> None:
-        pilot.app.refresh_panes(full=True)  # type: ignore[attr-defined]
+        await _settle(pilot)
         await pilot.press("p")  # type: ignore[attr-defined]
-        await pilot.pause(0.3)  # type: ignore[attr-defined]
+        await pilot.pause(0.5)  # type: ignore[attr-defined]
 
     assert snap_compare(_static_app(), terminal_size=SIZE, run_before=open_picker)
 
@@ -230,6 +243,5 @@ async def test_client_saturation_shown_on_screen() -> None:
     cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
     app = make_app(cfg, snapshot_source=lambda: snap)
     async with app.run_test(size=SIZE) as pilot:
-        app.refresh_panes(full=True)
-        await pilot.pause(0.2)
+        await _settle(pilot)
         assert "CLIENT BUSY" in _plain(app.screen.query_one(LoadPanel).content)

@@ -115,7 +115,7 @@ class LLMSurgeApp(App[Path | None]):
         """Read one snapshot and update the visible panes in one batch (statistics panes about once a second,
         or at once when the segment changed or ``full`` is asked for)."""
         screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
-        if screen is None:
+        if screen is None or not screen.ready:
             return
         snap = self.snapshot_source()
         waited = time.monotonic() - self.waiting_since if self.waiting_since is not None else None

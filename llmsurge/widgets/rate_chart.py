@@ -24,6 +24,7 @@ class RateChart(Vertical):
         yield Sparkline([], id="rate-req")
 
     def on_mount(self) -> None:
+        self._plot_ready = True
         plot = self.query_one(PlotWidget)
         plot.margin_top = 1
         plot.margin_bottom = 1
@@ -32,6 +33,8 @@ class RateChart(Vertical):
         self._last: tuple[int, int] | None = None
 
     def show(self, snap: Snapshot) -> None:
+        if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
+            return
         """Redraw when a new second of history has arrived (or segments changed)."""
         key = (len(snap.history), len(snap.segment_starts))
         if snap.history and self._last == key and snap.history[-1][0] == getattr(self, "_last_t", None):

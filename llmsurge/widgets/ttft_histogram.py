@@ -21,6 +21,7 @@ class TtftHistogram(Vertical):
         yield Static(id="ttft-marks")
 
     def on_mount(self) -> None:
+        self._plot_ready = True
         plot = self.query_one(PlotWidget)
         plot.margin_top = 1
         plot.margin_bottom = 1
@@ -29,6 +30,8 @@ class TtftHistogram(Vertical):
         self._key: tuple[int, ...] | None = None
 
     def show(self, snap: Snapshot) -> None:
+        if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
+            return
         """Redraw when the histogram changed."""
         edges, counts = snap.ttft_hist
         key = (snap.segment, *counts)

@@ -64,6 +64,15 @@ class MainScreen(Screen[None]):
                 yield _titled(HostPane(id="host"), "host / client")
         yield Footer()
 
+    _ready = False
+
+    @property
+    def ready(self) -> bool:
+        """True once every pane is in the DOM (snapshots arriving earlier are skipped)."""
+        if not self._ready:
+            self._ready = bool(self.query(HostPane)) and bool(self.query(StatusLine))
+        return self._ready
+
     def show(self, snap: Snapshot, waiting_for: float | None, message: str, full: bool = True) -> None:
         """Hand the snapshot to the panes (the app wraps this in one batch update).
 
