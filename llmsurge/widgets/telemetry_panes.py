@@ -53,6 +53,13 @@ def _spark(values: list[float], top: float | None = None) -> str:
     return "".join(ticks[min(7, max(0, int(v / hi * 7.999)))] if v == v else " " for v in values)
 
 
+def _percent(fraction: float | None) -> str:
+    """``31.0%`` from 0.31; ``N/A`` when the server does not export it (NA stays NA)."""
+    if fraction is None or fraction != fraction:
+        return num(fraction)
+    return f"{fraction * 100:.1f}%"
+
+
 class GpuPane(TelemetryPane):
     """One row per GPU: utilization, memory and power bars, temperature, clocks, and a short history."""
 
@@ -121,9 +128,8 @@ class ServerPane(TelemetryPane):
             Text(num(sample.get("waiting"), 0), style="bold yellow" if (sample.get("waiting") or 0) > 0 else ""),
         )
         kv = sample.get("kv_cache")
-        t.add_row("KV cache", f"{bar(kv, 10)} {num(None if kv is None else kv * 100, 1)}%")
-        hit = sample.get("prefix_hit_rate")
-        t.add_row("prefix hits", f"{num(None if hit is None else hit * 100, 1)}%")
+        t.add_row("KV cache", f"{bar(kv, 10)} {_percent(kv)}")
+        t.add_row("prefix hits", _percent(sample.get("prefix_hit_rate")))
         gen = sample.get("generation_tok_s")
         t.add_row("server tok/s", f"gen {num(gen, 0)}  prompt {num(sample.get('prompt_tok_s'), 0)}")
         ours = snap.segment_stats
