@@ -146,6 +146,7 @@ class MetricsBus:
         self._live: dict[int, list[tuple[str, int, float, float | None, int]]] = {}
         self.telemetry: dict[str, Any] = {}
         self._run_cache: tuple[float, int, dict[str, float]] | None = None
+        self._hist_cache: tuple[tuple[int, int], float, tuple[tuple[float, ...], tuple[int, ...]]] | None = None
         self.on_records: Callable[[list[RequestRecord]], None] | None = None
         self.errors: Counter[str] = Counter()
         self.saturation_seen: list[str] = []
@@ -344,7 +345,7 @@ class MetricsBus:
             seg = self.segments[-1] if self.segments else None
             seg_stats = seg.latency_stats(self.percentiles, stats_max_age) if seg else {}
             run_stats = self._run_stats_locked(max(1.0, stats_max_age))
-            hist = _ttft_histogram(seg)
+            hist = self._ttft_histogram_cached(seg, now, stats_max_age)
             last_sec = int(now - self.t0)
             history = tuple((b[0], b[1], b[2]) for b in self._buckets if b[0] < last_sec)
             rows: list[RequestRow] = []
@@ -404,6 +405,19 @@ class MetricsBus:
                 telemetry=dict(self.telemetry),
                 info=dict(self.info),
             )
+
+    def _ttft_histogram_cached(
+        self, seg: SegmentStats | None, now: float, max_age: float
+    ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """The current segment's TTFT histogram, recomputed only when requests arrived and ``max_age`` passed
+        (a segment can hold a million values; snapshots come 10 times a second)."""
+        key = (seg.index, seg.ok) if seg is not None else (0, 0)
+        cached = self._hist_cache
+        if cached is not None and (cached[0] == key or (cached[0][0] == key[0] and now - cached[1] < max_age)):
+            return cached[2]
+        hist = _ttft_histogram(seg)
+        self._hist_cache = (key, now, hist)
+        return hist
 
     def _segment_row(self, s: SegmentStats, now: float) -> SegmentRow:
         d = s.duration(now)
