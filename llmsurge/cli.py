@@ -34,6 +34,16 @@ def _positive_float(v: str) -> float:
     return x
 
 
+def _port(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a port number") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{v} is not a port: use 0-65535 (0 picks a free one)")
+    return n
+
+
 def _workers(v: str) -> int | str:
     return "auto" if v == "auto" else _positive_int(v)
 
@@ -159,7 +169,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="The simulated server: continuous batching, vLLM /metrics, faults.",
     )
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8000)
+    sim.add_argument("--port", type=_port, default=8000)
     sim.add_argument("--max-seqs", type=_positive_int, default=64, help="running sequences per step (batch)")
     sim.add_argument("--model", default="llmsurge-sim", help="the model id it serves")
     sim.add_argument(

@@ -185,3 +185,10 @@ def test_check_healthy_and_unhealthy(cli_sim: str) -> None:
     assert "telemetry server /metrics: available (vLLM" in r.stdout and "telemetry gpu: available" in r.stdout
     r = subprocess.run([*CLI, "check", "http://127.0.0.1:9", "--wait", "1"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "UNHEALTHY" in r.stdout
+
+
+def test_bad_url_and_port_are_one_line() -> None:
+    for args in (["check", "notaurl::", "--wait", "1"], ["run", "ftp://x", "--wait", "1"], ["sim", "--port", "99999"]):
+        r = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and "error" in r.stderr

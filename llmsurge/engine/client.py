@@ -37,6 +37,12 @@ def normalize_base_url(url: str) -> str:
         url = "http://" + url
     if url.endswith("/v1"):
         url = url[:-3]
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{url!r} is not a server URL ({exc}): give one like http://127.0.0.1:8000") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{url!r} is not a server URL: give one like http://127.0.0.1:8000")
     return url
 
 
