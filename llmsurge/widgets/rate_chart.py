@@ -9,6 +9,7 @@ from textual_plot import HiResMode, PlotWidget
 
 from llmsurge.metrics.bus import Snapshot
 from llmsurge.widgets.format import num
+from llmsurge.widgets.pane_plot import PanePlot
 
 WINDOW_S = 300
 
@@ -17,18 +18,12 @@ class RateChart(Vertical):
     """Token rate per second with a time axis and value labels; a vertical line at each segment start."""
 
     def compose(self) -> ComposeResult:
-        plot = PlotWidget(id="rate-plot")
-        plot.can_focus = False
-        yield plot
+        yield PanePlot(id="rate-plot", margin_left=7)
         yield Static(id="rate-req-label")
         yield Sparkline([], id="rate-req")
 
     def on_mount(self) -> None:
         self._plot_ready = True
-        plot = self.query_one(PlotWidget)
-        plot.margin_top = 1
-        plot.margin_bottom = 1
-        plot.margin_left = 7
         self.border_subtitle = "x: seconds since start · lines: segment changes"
         self._last: tuple[int, int] | None = None
 

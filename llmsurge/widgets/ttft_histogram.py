@@ -9,23 +9,18 @@ from textual_plot import PlotWidget
 
 from llmsurge.metrics.bus import Snapshot
 from llmsurge.widgets.format import ms
+from llmsurge.widgets.pane_plot import PanePlot
 
 
 class TtftHistogram(Vertical):
     """Bars of TTFT counts (ms) and vertical lines at the percentiles."""
 
     def compose(self) -> ComposeResult:
-        plot = PlotWidget(id="ttft-plot")
-        plot.can_focus = False
-        yield plot
+        yield PanePlot(id="ttft-plot", margin_left=5)
         yield Static(id="ttft-marks")
 
     def on_mount(self) -> None:
         self._plot_ready = True
-        plot = self.query_one(PlotWidget)
-        plot.margin_top = 1
-        plot.margin_bottom = 1
-        plot.margin_left = 5
         self.border_subtitle = "x: ms · current segment"
         self._key: tuple[int, ...] | None = None
 
