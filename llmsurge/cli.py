@@ -4,34 +4,61 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from llmsurge import __version__
+from llmsurge.engine import limits
+from llmsurge.lifetime import ExitCode
 
 SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui")
 
 
-def _positive_int(v: str) -> int:
+def _whole(v: str, low: int, high: int) -> int:
     try:
         n = int(v)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{v!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    if not low <= n <= high:
+        raise argparse.ArgumentTypeError(f"{v} is out of range: use {low:,}-{high:,}")
     return n
 
 
-def _positive_float(v: str) -> float:
+def _number(v: str, low: float, high: float, low_open: bool = False) -> float:
     try:
         x = float(v)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{v!r} is not a number") from None
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"{v} must be greater than 0")
+    if not math.isfinite(x) or x < low or x > high or (low_open and x == low):
+        bound = f"greater than {low:g}" if low_open else f"at least {low:g}"
+        raise argparse.ArgumentTypeError(f"{v} is out of range: use a finite number {bound} and at most {high:g}")
     return x
+
+
+def _positive_int(v: str) -> int:
+    return _whole(v, 1, limits.MAX_COUNT)
+
+
+def _concurrency(v: str) -> int:
+    return _whole(v, 1, limits.MAX_CONCURRENCY)
+
+
+def _positive_float(v: str) -> float:
+    return _number(v, 0.0, limits.MAX_SECONDS, low_open=True)
+
+
+def _rate(v: str) -> float:
+    return _number(v, 0.0, limits.MAX_RATE, low_open=True)
+
+
+def _temperature(v: str) -> float:
+    return _number(v, 0.0, limits.MAX_TEMPERATURE)
+
+
+def _wait(v: str) -> float:
+    return _number(v, 0.0, limits.MAX_SECONDS)
 
 
 def _port(v: str) -> int:
@@ -58,8 +85,8 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         help=f"preset scenario (default: {default_preset}); `llmsurge presets` lists them",
     )
     g = p.add_argument_group("load (overrides the preset)")
-    g.add_argument("--concurrency", "-c", type=_positive_int, help="closed loop: N requests in flight")
-    g.add_argument("--rate", "-r", type=_positive_float, help="open loop: R requests per second")
+    g.add_argument("--concurrency", "-c", type=_concurrency, help="closed loop: N requests in flight")
+    g.add_argument("--rate", "-r", type=_rate, help="open loop: R requests per second")
     g.add_argument("--arrival", choices=("constant", "poisson", "gamma"), help="arrival law for --rate")
     g.add_argument("--burstiness", type=_positive_float, help="gamma shape (1 = Poisson, <1 burstier)")
     g.add_argument("--requests", "-n", type=_positive_int, help="stop after N requests")
@@ -70,14 +97,14 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--endpoint", choices=("chat", "completions"), help="/v1/chat/completions or /v1/completions")
     g.add_argument("--no-stream", action="store_true", help="ask for whole responses instead of SSE")
     g.add_argument("--no-ignore-eos", action="store_true", help="let the model stop early")
-    g.add_argument("--temperature", type=float, help="sampling temperature")
+    g.add_argument("--temperature", type=_temperature, help="sampling temperature (0-2)")
     g.add_argument("--timeout", type=_positive_float, help="per-request timeout in seconds")
     g = p.add_argument_group("target")
     g.add_argument("--model", "-m", default="", help="model id (default: the server's first)")
     g.add_argument("--api-key-env", metavar="VAR", help="read the API key from this environment variable")
     g.add_argument(
         "--wait",
-        type=float,
+        type=_wait,
         default=600.0,
         metavar="SECONDS",
         help="how long to wait for the server to answer (default 600)",
@@ -87,7 +114,11 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g = p.add_argument_group("client")
     g.add_argument("--workers", "-w", type=_workers, default="auto", help="worker processes, or auto")
     g.add_argument("--output", "-o", type=Path, help="results folder (default: llmsurge-results/DATE-PRESET)")
-    g.add_argument("--seed", type=int, default=0, help="random seed for prompts and arrivals")
+    g.add_argument(
+        "--seed",
+        type=lambda v: _whole(v, 0, 2**63 - 1),
+        help="random seed for prompts and arrivals (default: a fresh one per run, recorded in summary.json)",
+    )
     g = p.add_argument_group("simulated server (when no URL is given)")
     g.add_argument("--faults", help="inject faults, e.g. http500=0.05,reset=0.02 (see `llmsurge sim --help`)")
     g.add_argument("--max-seqs", type=_positive_int, help="the simulated server's batch limit")
@@ -162,6 +193,11 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_load_args(run, "max-throughput")
     run.add_argument("--progress-interval", type=_positive_float, help="seconds between progress lines")
+    run.add_argument(
+        "--fail-on",
+        metavar="THRESHOLDS",
+        help="exit 1 when any is breached, e.g. p99_ttft_ms>500,error_rate>0.01 (segments.KEY: every segment)",
+    )
 
     sim = sub.add_parser(
         "sim",
@@ -199,7 +235,7 @@ def make_parser() -> argparse.ArgumentParser:
     chk.add_argument("--api-key-env", metavar="VAR")
     chk.add_argument(
         "--wait",
-        type=float,
+        type=_wait,
         default=900.0,
         metavar="SECONDS",
         help="how long to wait for it to answer (default 900: vLLM takes minutes to load)",
@@ -228,13 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from llmsurge.engine.client import ServerError
+        from llmsurge.engine.client import ServerError, ServerUnreachable
         from llmsurge.engine.session import ConfigError
         from llmsurge.presets import PresetError
+        from llmsurge.redaction import redact
 
         if isinstance(exc, (PresetError, ServerError, ConfigError, ValueError)):
-            print(f"llmsurge: error: {exc}", file=sys.stderr)
-            return 2
+            print(f"llmsurge: error: {redact(str(exc))}", file=sys.stderr)
+            return ExitCode.UNREACHABLE if isinstance(exc, ServerUnreachable) else ExitCode.BAD_INPUT
         raise
 
 
@@ -246,19 +283,21 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _sim(args)
     if cmd == "check":
         from llmsurge.checkup import check_main
+        from llmsurge.engine.session import read_api_key
 
-        key = _read_key(args.api_key_env)
+        key = read_api_key(args.api_key_env)
         return check_main(args.url, args.model, key, args.wait, args.max_tokens)
     if cmd == "run":
         from rich.console import Console
 
         from llmsurge.engine.session import RunSession
         from llmsurge.headless import run_headless
+        from llmsurge.metrics.thresholds import parse_thresholds
 
+        fail_on = parse_thresholds(args.fail_on)
         config = build_config(args, keep_alive=False)
         session = RunSession(config)
-        summary = asyncio.run(run_headless(session, Console(), args.progress_interval))
-        return 0 if summary["completed"] > 0 or summary["failed"] == 0 else 1
+        return asyncio.run(run_headless(session, Console(), args.progress_interval, fail_on))
     if cmd == "demo":
         args.url = None
     from llmsurge.tui.app import run_tui
@@ -267,29 +306,22 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return run_tui(config)
 
 
-def _read_key(var: str | None) -> str | None:
-    if not var:
-        return None
-    key = os.environ.get(var)
-    if not key:
-        raise ValueError(f"--api-key-env {var}: that environment variable is empty or unset")
-    return key
-
-
 def _presets(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from llmsurge.presets import find_preset, list_presets, user_presets_dir
+    from llmsurge.redaction import markup_safe
 
-    console = Console()
+    console = Console(highlight=False)
     if args.action == "show":
         if not args.name:
             raise ValueError("presets show NAME: name a preset (`llmsurge presets` lists them)")
         sc = find_preset(args.name)
-        console.print(f"[bold]{sc.name}[/bold]: {sc.description}")
+        console.print(f"[bold]{markup_safe(sc.name)}[/bold]: {markup_safe(sc.description)}")
         if sc.reference:
-            console.print(f"[dim]{sc.reference}[/dim]")
+            console.print(sc.reference, style="dim", markup=False)
         console.print(f"warm-up requests: {sc.warmup}")
         for i, st in enumerate(sc.stages, 1):
             length = " and ".join(
@@ -305,18 +337,18 @@ def _presets(args: argparse.Namespace) -> int:
             f"temperature={sh.temperature:g}, timeout={sh.timeout:g}s"
         )
         for case in sh.cases:
-            console.print(f"  case {case.name}: {case.output_tokens} tokens: {case.prompt}")
+            console.print(f"  case {case.name}: {case.output_tokens} tokens: {case.prompt}", markup=False)
         if sc.stop_on_plateau:
             console.print("stops when output tokens/s stops growing")
         return 0
-    t = Table(title="presets", caption=f"your own: {user_presets_dir()}/NAME.toml")
+    t = Table(title="presets", caption=Text(f"your own: {user_presets_dir()}/NAME.toml"))
     t.add_column("name", style="bold")
     t.add_column("description")
     for preset, path, err in list_presets():
         if preset is None:
-            t.add_row(path.stem, f"[red]{err}[/red]")
+            t.add_row(Text(path.stem), Text(err, style="red"))
         else:
-            t.add_row(preset.name, preset.description)
+            t.add_row(Text(preset.name), Text(preset.description))
     console.print(t)
     return 0
 
@@ -341,6 +373,7 @@ def _sim_processes(config: Any, args: argparse.Namespace, ready: Any) -> None:
 
 def _sim(args: argparse.Namespace) -> int:
     from llmsurge.sim.model import EngineTiming
+    from llmsurge.sim.process import url_for
     from llmsurge.sim.server import Faults, SimConfig, serve
 
     faults = Faults.parse(args.faults)
@@ -354,7 +387,7 @@ def _sim(args: argparse.Namespace) -> int:
     def ready(port: int) -> None:
         extra = f", faults {faults.describe()}" if faults.describe() else ""
         print(
-            f"llmsurge sim: serving {args.model} on http://{args.host}:{port} (max-seqs {timing.max_seqs}"
+            f"llmsurge sim: serving {args.model} on {url_for(args.host, port)} (max-seqs {timing.max_seqs}"
             f"{', fast' if args.fast else ''}{extra}); Ctrl-C stops",
             flush=True,
         )

@@ -1,25 +1,36 @@
-"""Headless runs: progress while the load runs, a summary table at the end, results on disk."""
+"""Headless runs: progress while the load runs, a summary table at the end, results on disk.
+
+SIGINT, SIGTERM and SIGHUP all stop a run the same way — cancel what is in flight, record it, write the summary —
+and the exit status says which signal it was (128 + its number). A second signal leaves at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from llmsurge.engine.session import RunSession
+from llmsurge.lifetime import STOP_SIGNALS, ExitCode, exit_status
 from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.thresholds import Threshold, breaches
+from llmsurge.redaction import markup_safe, redact
+
+NOT_AVAILABLE = "n/a"
 
 
 def progress_line(s: Snapshot, total: int | None) -> str:
-    """``done 40/160  in flight 32  failed 0  1,234 tok/s  12.3 req/s  elapsed 0:12``."""
+    """``done 40/160  in flight 32  failed 0  1,234 tok/s  12.3 req/s  elapsed 0:12`` (plain text)."""
     done = s.completed + s.failed + s.cancelled
     of = f"/{total}" if total else ""
     el = int(s.elapsed)
@@ -39,21 +50,24 @@ def progress_line(s: Snapshot, total: int | None) -> str:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """The end-of-run table, in the order ``vllm bench serve`` prints."""
+    """The end-of-run table, in the order ``vllm bench serve`` prints. Latencies read ``n/a`` when no request
+    succeeded (summary.json keeps vLLM's 0.0 there)."""
     t = Table(title="llmsurge result", show_header=False, title_style="bold", min_width=50)
     t.add_column("metric")
     t.add_column("value", justify="right")
+    measured = bool(summary.get("completed"))
 
-    def row(label: str, key: str, fmt: str = "{:.2f}") -> None:
+    def row(label: str, key: str, fmt: str = "{:.2f}", latency: bool = False) -> None:
         v = summary.get(key)
-        t.add_row(label, "n/a" if v is None else fmt.format(v))
+        shown = NOT_AVAILABLE if v is None or (latency and not measured) else fmt.format(v)
+        t.add_row(label, shown)
 
     row("Successful requests", "completed", "{:d}")
     row("Failed requests", "failed", "{:d}")
     if summary.get("cancelled"):
         row("Cancelled requests", "cancelled", "{:d}")
     if summary.get("errors"):
-        t.add_row("Errors", ", ".join(f"{k}: {v}" for k, v in sorted(summary["errors"].items())))
+        t.add_row("Errors", Text(", ".join(f"{k}: {v}" for k, v in sorted(summary["errors"].items()))))
     row("Benchmark duration (s)", "duration")
     row("Total input tokens", "total_input_tokens", "{:d}")
     row("Total generated tokens", "total_output_tokens", "{:d}")
@@ -68,10 +82,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     ):
         t.add_section()
         t.add_row(Text(label, style="bold"), "")
-        row(f"Mean {name.upper()} (ms)", f"mean_{name}_ms")
-        row(f"Median {name.upper()} (ms)", f"median_{name}_ms")
-        row(f"P90 {name.upper()} (ms)", f"p90_{name}_ms")
-        row(f"P99 {name.upper()} (ms)", f"p99_{name}_ms")
+        for stat, key in (("Mean", "mean"), ("Median", "median"), ("P90", "p90"), ("P99", "p99")):
+            row(f"{stat} {name.upper()} (ms)", f"{key}_{name}_ms", latency=True)
     return t
 
 
@@ -81,98 +93,189 @@ def segments_table(summary: dict[str, Any]) -> Table:
     for col in ("#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50"):
         t.add_column(col, justify="right" if col not in ("load",) else "left")
     for s in summary.get("segments", []):
+        measured = bool(s["completed"])
+
+        def lat(key: str, s: dict[str, Any] = s, measured: bool = measured) -> str:
+            return f"{s[key]:.1f}" if measured else NOT_AVAILABLE
+
         t.add_row(
             str(s["segment"]),
-            s["load"],
+            Text(str(s["load"])),
             str(s["completed"]),
             str(s["failed"]),
             f"{s['request_throughput']:.2f}",
             f"{s['output_throughput']:.1f}",
-            f"{s['median_ttft_ms']:.1f}",
-            f"{s['p99_ttft_ms']:.1f}",
-            f"{s['median_tpot_ms']:.2f}",
+            lat("median_ttft_ms"),
+            lat("p99_ttft_ms"),
+            f"{s['median_tpot_ms']:.2f}" if measured else NOT_AVAILABLE,
         )
     return t
 
 
-async def run_headless(session: RunSession, console: Console, interval: float | None = None) -> dict[str, Any]:
-    """Prepare, run to the end (or Ctrl-C), save; returns the summary."""
-    tty = console.is_terminal
-    err = Console(stderr=True) if not tty else console
-    await session.prepare(lambda m: err.print(f"[dim]{m}[/dim]") if tty else print(m, file=sys.stderr))
-    ctrl = session.start()
+@dataclass
+class StopSignals:
+    """The first stop signal ends the run cleanly; a second one leaves at once."""
+
+    signum: int | None = None
+
+    def install(self, loop: asyncio.AbstractEventLoop, on_first: Any) -> None:
+        def handler(signum: int) -> None:
+            if self.signum is not None:
+                print(
+                    f"llmsurge: {signal.Signals(signum).name} again: leaving now without summary.json"
+                    " (requests.jsonl holds every finished request)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(exit_status(signum))  # the workers and the simulated server die with us
+            self.signum = signum
+            on_first()
+
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, handler, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not on the main thread
+                pass
+
+    def remove(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in STOP_SIGNALS:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                pass
+
+
+async def _show_progress(
+    session: RunSession, task: asyncio.Task[None], console: Console, interval: float | None
+) -> None:
+    """Progress while ``task`` runs: a bar on a terminal, a line every few seconds otherwise."""
     total = sum(st.requests or 0 for st in session.config.scenario.stages) or None
+    if console.is_terminal:
+        # A bar over the request budget (or the planned duration), with the live figures beside it.
+        seconds = sum(st.duration or 0 for st in session.config.scenario.stages) or None
+        with Progress(
+            SpinnerColumn(),
+            BarColumn(bar_width=30),
+            TextColumn("{task.description}", markup=False),
+            console=console,
+            transient=True,
+            refresh_per_second=4,
+        ) as progress:
+            bar = progress.add_task("", total=total or seconds)
+            while not task.done():
+                snap = session.bus.snapshot()
+                done = snap.completed + snap.failed + snap.cancelled
+                progress.update(bar, completed=done if total else snap.elapsed, description=progress_line(snap, total))
+                await asyncio.wait({task}, timeout=interval or 0.25)
+        return
+    last = 0.0
+    every = interval or 2.0
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.25)
+        if time.monotonic() - last >= every:
+            last = time.monotonic()
+            print(progress_line(session.bus.snapshot(), total), flush=True)
+
+
+async def run_headless(
+    session: RunSession, console: Console, interval: float | None = None, fail_on: list[Threshold] | None = None
+) -> int:
+    """Prepare, run to the end (or a stop signal), save, print; returns the exit status."""
     loop = asyncio.get_running_loop()
-    interrupted = {"n": 0}
+    signals = StopSignals()
+    err = Console(stderr=True, highlight=False)
+    prep = asyncio.ensure_future(session.prepare(lambda m: err.print(m, style="dim", markup=False)))
 
-    def on_sigint() -> None:
-        interrupted["n"] += 1
-        if interrupted["n"] > 1:
-            raise SystemExit(130)
-        ctrl.stop()
+    def stop() -> None:
+        if session.controller is not None:
+            session.controller.stop()
+        else:
+            prep.cancel()
 
+    signals.install(loop, stop)
     try:
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
-        pass
+        return await _run(session, console, prep, signals, interval, fail_on or [])
+    finally:
+        signals.remove(loop)
+
+
+async def _run(
+    session: RunSession,
+    console: Console,
+    prep: asyncio.Future[None],
+    signals: StopSignals,
+    interval: float | None,
+    fail_on: list[Threshold],
+) -> int:
+    try:
+        await prep
+    except asyncio.CancelledError:
+        if signals.signum is None:
+            raise
+        await asyncio.to_thread(session.close)
+        console.print(f"stopped by {signal.Signals(signals.signum).name} before the run began", markup=False)
+        return exit_status(signals.signum)
+    except BaseException:
+        await asyncio.to_thread(session.close)
+        raise
+    ctrl = session.start()
     target = session.target
     console.print(
-        f"[bold]llmsurge[/bold] {session.config.scenario.name} → {target.base_url if target else '?'}"
-        f" model [bold]{session.config.model}[/bold] ({session.server_kind}), {session.config.n_workers} worker(s),"
-        f" results in {session.output}"
+        f"[bold]llmsurge[/bold] {markup_safe(session.config.scenario.name)} →"
+        f" {markup_safe(target.base_url if target else '?')} model [bold]{markup_safe(session.config.model)}[/bold]"
+        f" ({markup_safe(session.server_kind)}), {session.config.n_workers} worker(s), results in"
+        f" {markup_safe(session.output)}"
     )
     task = asyncio.create_task(ctrl.run())
     try:
-        if tty:
-            # A bar over the request budget (or the planned duration), with the live figures beside it.
-            seconds = sum(st.duration or 0 for st in session.config.scenario.stages) or None
-            with Progress(
-                SpinnerColumn(),
-                BarColumn(bar_width=30),
-                TextColumn("{task.description}"),
-                console=console,
-                transient=True,
-                refresh_per_second=4,
-            ) as progress:
-                bar = progress.add_task("", total=total or seconds)
-                while not task.done():
-                    snap = session.bus.snapshot()
-                    done = snap.completed + snap.failed + snap.cancelled
-                    progress.update(
-                        bar, completed=done if total else snap.elapsed, description=escape(progress_line(snap, total))
-                    )
-                    await asyncio.wait({task}, timeout=interval or 0.25)
-        else:
-            last = 0.0
-            every = interval or 2.0
-            while not task.done():
-                await asyncio.wait({task}, timeout=0.25)
-                if time.monotonic() - last >= every:
-                    last = time.monotonic()
-                    print(progress_line(session.bus.snapshot(), total), flush=True)
+        await _show_progress(session, task, console, interval)
         await task
     finally:
-        try:
-            loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover
-            pass
         if not task.done():
             ctrl.stop()
             await asyncio.gather(task, return_exceptions=True)
-        summary = session.summary()
-        path = session.save()
         await asyncio.to_thread(session.close)
-    if interrupted["n"]:
-        console.print("[yellow]interrupted: in-flight requests were cancelled; results saved[/yellow]")
+    summary = session.summary()
+    path: Path | None = None
+    try:
+        path = session.save()
+    except OSError as exc:
+        console.print(
+            f"[red]summary.json could not be written to {markup_safe(session.output)}"
+            f" ({markup_safe(exc.strerror or exc)}); requests.jsonl keeps what was written[/red]"
+        )
+    return _report(session, console, summary, path, signals.signum, fail_on)
+
+
+def _report(
+    session: RunSession,
+    console: Console,
+    summary: dict[str, Any],
+    path: Path | None,
+    signum: int | None,
+    fail_on: list[Threshold],
+) -> int:
+    """Print the tables, notes and breaches; decide the exit status."""
+    if signum is not None:
+        name = signal.Signals(signum).name
+        console.print(f"[yellow]stopped by {name}: in-flight requests were cancelled; results saved[/yellow]")
     console.print(summary_table(summary))
     if len(summary.get("segments", [])) > 1:
         console.print(segments_table(summary))
     for note in session.notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"note: {redact(note)}", style="dim", markup=False, highlight=False)
     if summary["client"]["saturated"]:
         console.print(
             "[yellow]warning: the client itself was near saturation at times; see summary.json "
             "client.saturation_events (try --workers N)[/yellow]"
         )
-    console.print(f"results: {path.parent}")
-    return summary
+    console.print(f"results: {session.output}", markup=False, highlight=False)
+    broken = breaches(fail_on, summary)
+    for line in broken:
+        console.print(f"threshold breached: {line}", style="bold red", markup=False, highlight=False)
+    if signum is not None:
+        return exit_status(signum)
+    writer = session.writer
+    if path is None or (writer is not None and writer.error is not None):
+        return ExitCode.NOT_SAVED
+    return ExitCode.THRESHOLDS if broken else ExitCode.OK

@@ -203,7 +203,8 @@ def test_telemetry_recorded_in_results(sim_url: str, tmp_path: Any) -> None:
 
     sc = find_preset("max-throughput").with_overrides(concurrency=4, duration=2.5, output_tokens=16)
     session = RunSession(RunConfig(scenario=sc, url=sim_url, workers=1, output=tmp_path / "r", calibrate=False))
-    summary = asyncio.run(run_headless(session, Console(file=open(os.devnull, "w"))))  # noqa: SIM115
+    assert asyncio.run(run_headless(session, Console(file=open(os.devnull, "w")))) == 0  # noqa: SIM115
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     lines = [json.loads(x) for x in (tmp_path / "r" / "telemetry.jsonl").read_text().splitlines()]
     assert {x["source"] for x in lines} == {"gpu", "server", "host"}  # the simulated GPU (DCGM names) too
     gpu = [x for x in lines if x["source"] == "gpu"]

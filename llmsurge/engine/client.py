@@ -7,6 +7,7 @@ splits SSE events with the one :class:`~llmsurge.engine.sse.SSEParser` and decod
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -15,9 +16,9 @@ from typing import Any
 import httpx
 
 from llmsurge.engine.scenario import RequestShape
-from llmsurge.engine.sse import SSEParser
-from llmsurge.metrics import records as R
-from llmsurge.metrics.records import RequestRecord
+from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
+from llmsurge.metrics.records import Failure, RequestRecord, Status, http_kind
+from llmsurge.redaction import redact, register_basic_auth, register_secret
 
 try:  # The aiohttp transport reads ~3x more token events per core than httpx's default one.
     import aiohttp
@@ -29,37 +30,82 @@ except ImportError:  # pragma: no cover - exercised only without the optional tr
 _loads = json.loads
 _now = time.monotonic
 
+KEEPALIVE_S = 4.0
+"""Idle seconds before we drop a pooled connection ourselves: below llama.cpp's 5 s, so we never write a request
+into a connection the server has just closed."""
+ABANDON_AFTER_S = 1.0
+"""How long a timed-out request's clean-up may take before it is left behind: it must not wait on the server."""
 
-def normalize_base_url(url: str) -> str:
-    """``http://h:8000/v1/`` → ``http://h:8000``; a bare ``host:port`` gets ``http://``."""
+
+def _parse_url(url: str) -> httpx.URL:
+    """Parse a server URL; ``ValueError`` naming the fix when it cannot be one."""
     url = url.strip().rstrip("/")
     if "://" not in url:
         url = "http://" + url
     if url.endswith("/v1"):
         url = url[:-3]
+    hint = "give one like http://127.0.0.1:8000 (an IPv6 address in brackets: http://[::1]:8000)"
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise ValueError(f"{url!r} is not a server URL ({exc}): give one like http://127.0.0.1:8000") from None
+        raise ValueError(f"{redact(url)!r} is not a server URL ({exc}): {hint}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"{url!r} is not a server URL: give one like http://127.0.0.1:8000")
-    return url
+        raise ValueError(f"{redact(url)!r} is not a server URL: {hint}")
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise ValueError(f"{redact(url)!r} has port {parsed.port}, which does not exist: use 1-65535")
+    return parsed
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://h:8000/v1/`` → ``http://h:8000``; a bare ``host:port`` gets ``http://``; credentials dropped."""
+    return str(_parse_url(url).copy_with(username=None, password=None)).rstrip("/")
+
+
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """The ``user:password`` of a URL (registered as secrets at once), or None."""
+    parsed = _parse_url(url)
+    if not parsed.username and not parsed.password:
+        return None
+    register_basic_auth(parsed.username, parsed.password)
+    return parsed.username, parsed.password
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where requests go. ``api_key`` is a secret: it is never printed, logged or written."""
+    """Where requests go. ``api_key`` and ``basic_auth`` are secrets: never printed, logged or written."""
 
     base_url: str
     model: str = ""
     api_key: str | None = field(default=None, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str, model: str = "", api_key: str | None = None) -> Target:
+        """A target from what the user typed: a URL that may carry ``user:password@`` for basic auth."""
+        credentials = url_credentials(url)
+        if credentials and api_key:
+            raise ValueError(
+                "the URL carries user:password and --api-key-env gives a key: both want the Authorization"
+                " header, so keep one"
+            )
+        register_secret(api_key)
+        return cls(normalize_base_url(url), model, api_key, credentials)
 
     def headers(self) -> dict[str, str]:
-        """Request headers, with the bearer token when a key was given."""
+        """Request headers, with the bearer token (or basic auth) when one was given."""
         h = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
         if self.api_key:
             h["Authorization"] = f"Bearer {self.api_key}"
+        elif self.basic_auth:
+            token = base64.b64encode(f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode()).decode()
+            h["Authorization"] = f"Basic {token}"
         return h
+
+    def register_secrets(self) -> None:
+        """Register this target's secrets for redaction (in each process that holds them)."""
+        register_secret(self.api_key)
+        if self.basic_auth:
+            register_basic_auth(*self.basic_auth)
 
     def url(self, endpoint: str) -> str:
         """The URL of ``chat`` or ``completions``."""
@@ -82,16 +128,28 @@ def build_body(shape: RequestShape, model: str, prompt: str, max_tokens: int) ->
     return json.dumps(body).encode()
 
 
-def make_client(limit: int = 0, timeout: float | None = None) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` on the aiohttp transport (unbounded connection pool), if installed."""
+def make_client(limit: int = 0, timeout: float | None = None, fresh_connections: bool = False) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` on the aiohttp transport (unbounded connection pool), if installed.
+
+    ``fresh_connections``: a new connection per request (the re-send after a stale pooled connection).
+    """
     t = httpx.Timeout(timeout) if timeout else httpx.Timeout(None)
     if AiohttpTransport is not None:
 
         def session() -> aiohttp.ClientSession:
-            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, force_close=False))
+            connector = (
+                aiohttp.TCPConnector(limit=limit, force_close=True)
+                if fresh_connections
+                else aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_S)
+            )
+            return aiohttp.ClientSession(connector=connector)
 
         return httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=t)
-    return httpx.AsyncClient(limits=httpx.Limits(max_connections=limit or None), timeout=t)
+    keepalive = 0 if fresh_connections else None
+    limits = httpx.Limits(
+        max_connections=limit or None, max_keepalive_connections=keepalive, keepalive_expiry=KEEPALIVE_S
+    )
+    return httpx.AsyncClient(limits=limits, timeout=t)
 
 
 class ChunkCounter:
@@ -108,25 +166,25 @@ class ChunkCounter:
         self.delays: list[float] | None = [] if measure_delays else None
 
 
-def classify_error(exc: BaseException, got_response: bool) -> str:
+def classify_error(exc: BaseException, got_response: bool) -> Failure:
     """The failure kind of a transport exception (looks through httpx's wrapping at the aiohttp cause)."""
     cause = exc.__cause__ or exc
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or isinstance(cause, asyncio.TimeoutError):
-        return R.TIMEOUT
+        return Failure.TIMEOUT
     if isinstance(exc, httpx.TimeoutException) and not (
         aiohttp is not None and isinstance(cause, aiohttp.ClientConnectionError)
     ):
-        return R.TIMEOUT
+        return Failure.TIMEOUT
     if aiohttp is not None:
         if isinstance(cause, aiohttp.ClientConnectorError):
-            return R.CONNECT
+            return Failure.CONNECT
         if isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-            return R.RESET
+            return Failure.RESET
     if isinstance(cause, ConnectionRefusedError) or isinstance(exc, httpx.ConnectError):
-        return R.CONNECT
+        return Failure.CONNECT
     if isinstance(cause, ConnectionResetError):
-        return R.RESET
-    return R.RESET if got_response else R.CONNECT
+        return Failure.RESET
+    return Failure.RESET if got_response else Failure.CONNECT
 
 
 def _error_message(payload: Any) -> str:
@@ -137,8 +195,8 @@ def _error_message(payload: Any) -> str:
 
 
 def _stale_connection(exc: BaseException) -> bool:
-    """A pooled keep-alive connection the server had already closed (llama.cpp closes after a few requests):
-    the request never reached the server, so one retry on a fresh connection measures the server, not the pool."""
+    """A pooled keep-alive connection the server had already closed (llama.cpp closes idle ones after 5 s):
+    the request never reached the server, so a re-send on a fresh connection measures the server, not the pool."""
     cause = exc.__cause__ or exc
     if aiohttp is not None and isinstance(cause, aiohttp.ServerDisconnectedError):
         return True
@@ -155,11 +213,14 @@ async def execute(
     stream: bool,
     rec: RequestRecord,
     counter: ChunkCounter,
+    resend_client: httpx.AsyncClient | None = None,
 ) -> None:
     """Send one request and measure it into ``rec`` (``rec.start`` must be set just before the call).
 
-    Never raises for server or transport faults: they become ``rec.status = failed`` with a kind.
-    Cancellation (timeouts, stop) propagates so the caller can record it.
+    Never raises for server or transport faults: they become ``rec.status = failed`` with a kind. A request
+    that died on a stale pooled connection before any response byte arrived is re-sent once, on
+    ``resend_client`` (a client that opens a fresh connection per request) when given. Cancellation
+    propagates so the caller can record it.
     """
     for attempt in range(2):
         got_response = False
@@ -174,7 +235,7 @@ async def execute(
                         msg = _error_message(_loads(text))
                     except ValueError:
                         pass
-                    rec.fail(R.http_kind(status), msg, status)
+                    rec.fail(http_kind(status), msg, status)
                     return
                 rec.http_status = status
                 if stream:
@@ -188,9 +249,38 @@ async def execute(
             if attempt == 0 and not got_response and _stale_connection(exc):
                 rec.retries += 1
                 rec.start = _now()  # the failed write on a dead pooled connection is not the server's time
+                client = resend_client or client
                 continue
             rec.fail(classify_error(exc, got_response), f"{type(exc).__name__}: {exc}")
             return
+
+
+async def run_request(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    stream: bool,
+    rec: RequestRecord,
+    counter: ChunkCounter,
+    timeout: float,
+    resend_client: httpx.AsyncClient | None = None,
+) -> None:
+    """:func:`execute` with a hard deadline: ``rec`` has ended within ``timeout`` seconds of the call, whatever
+    the server does (streams forever, never sends headers, never closes). A timed-out request is cancelled and
+    its clean-up given :data:`ABANDON_AFTER_S`; a clean-up that would wait on the server is left behind."""
+    task = asyncio.ensure_future(execute(client, url, headers, body, stream, rec, counter, resend_client))
+    try:
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        task.result()  # a bug in execute() surfaces to the caller
+        return
+    rec.fail(Failure.TIMEOUT, f"no complete answer within {timeout:g}s")
+    task.cancel()
+    await asyncio.wait((task,), timeout=ABANDON_AFTER_S)
 
 
 def _raw_chunks(resp: httpx.Response) -> Any:
@@ -208,23 +298,32 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
     last = 0.0
     itl = rec.itl
     content_chunks = 0
-    usage: dict[str, Any] | None = None
+    usage: Any = None
     saw_choices = False
     async for raw in _raw_chunks(resp):
         t = _now()
-        for payload in parser.feed(raw):
+        try:
+            payloads = parser.feed(raw)
+        except SSEEventTooLarge as exc:
+            rec.fail(Failure.PROTOCOL, str(exc))
+            return
+        for payload in payloads:
             if payload == b"[DONE]":
                 continue
             try:
                 msg = _loads(payload)
             except ValueError:
-                rec.fail(R.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
+                rec.fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
                 return
             if not isinstance(msg, dict):
-                rec.fail(R.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
+                rec.fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
                 return
             choices = msg.get("choices")
             if choices:
+                choice = choices[0] if isinstance(choices, list) else None
+                if not isinstance(choice, dict):
+                    rec.fail(Failure.PROTOCOL, f"a choices entry that is not an object: {payload[:80]!r}")
+                    return
                 counter.chunks += 1
                 if counter.delays is not None and "llmsurge_sent" in msg:
                     counter.delays.append(t - msg["llmsurge_sent"])
@@ -234,63 +333,105 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
                     saw_choices = True
                     rec.ttft = t - st
                 last = t
-                choice = choices[0]
                 delta = choice.get("delta")
-                text = delta.get("content") if delta is not None else choice.get("text")
+                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
                 if text:
                     content_chunks += 1
                     if rec.ttfc is None:
                         rec.ttfc = t - st
                 reason = choice.get("finish_reason")
                 if reason:
-                    rec.finish_reason = reason
+                    rec.finish_reason = str(reason)
             elif "error" in msg:
-                rec.fail(R.STREAM_ERROR, _error_message(msg))
+                rec.fail(Failure.STREAM_ERROR, _error_message(msg))
                 return
             u = msg.get("usage")
             if u:
                 usage = u
     for payload in parser.flush():
         if payload != b"[DONE]":
-            rec.fail(R.PROTOCOL, "stream ended inside an event")
+            rec.fail(Failure.PROTOCOL, "stream ended inside an event")
             return
     rec.chunks = content_chunks
     if not saw_choices:
-        rec.fail(R.PROTOCOL, "stream had no choices chunk")
+        rec.fail(Failure.PROTOCOL, "stream had no choices chunk")
         return
     rec.e2el = last - st
-    _apply_usage(rec, usage, content_chunks)
+    _apply_usage(rec, usage, content_chunks, len(itl) + 1)
     if not rec.finish_reason:
-        rec.fail(R.TRUNCATED, "stream ended without finish_reason")
+        rec.fail(Failure.TRUNCATED, "stream ended without finish_reason")
 
 
 def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounter) -> None:
     try:
         msg = _loads(raw)
     except ValueError:
-        rec.fail(R.PROTOCOL, f"malformed JSON response: {raw[:80]!r}")
+        rec.fail(Failure.PROTOCOL, f"malformed JSON response: {raw[:80]!r}")
         return
     choices = msg.get("choices") if isinstance(msg, dict) else None
-    if not choices:
-        rec.fail(R.PROTOCOL, "response had no choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(choice, dict):
+        rec.fail(Failure.PROTOCOL, "response had no choices")
         return
     rec.ttft = rec.ttfc = rec.e2el = t - rec.start
-    choice = choices[0]
-    rec.finish_reason = choice.get("finish_reason") or ""
-    text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
-    words = len(text.split())
-    _apply_usage(rec, msg.get("usage"), words)
+    rec.finish_reason = str(choice.get("finish_reason") or "")
+    message = choice.get("message")
+    text = (message.get("content") if isinstance(message, dict) else None) or choice.get("text") or ""
+    words = len(str(text).split())
+    _apply_usage(rec, msg.get("usage"), words, 0)
     counter.chunks += rec.output_tokens
     rec.chunks = 1
 
 
-def _apply_usage(rec: RequestRecord, usage: dict[str, Any] | None, fallback_tokens: int) -> None:
-    if usage and usage.get("completion_tokens") is not None:
-        rec.output_tokens = int(usage["completion_tokens"])
-        rec.prompt_tokens = int(usage.get("prompt_tokens") or rec.prompt_tokens)
-    else:
+MAX_PLAUSIBLE_TOKENS = 100_000_000
+
+
+def _count(value: Any) -> int | None:
+    """``value`` as a token count if it is one (a whole number, 0 ≤ n < 10⁸), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (value.is_integer() and abs(value) < MAX_PLAUSIBLE_TOKENS):
+        return None
+    n = int(value)
+    return n if 0 <= n < MAX_PLAUSIBLE_TOKENS else None
+
+
+def usage_problem(figure: Any, max_tokens: int, content_chunks: int, messages: int) -> str:
+    """Why a server's ``completion_tokens`` cannot be a measurement ('' when it can).
+
+    ``messages`` counts the stream's ``choices`` messages (0 for a whole response). Each content message carries at
+    least one token, and no server sends many more tokens than it was asked for and than it sent messages.
+    """
+    n = _count(figure)
+    if n is None:
+        return "not a whole number of tokens"
+    if n * 2 < content_chunks:
+        return f"fewer than the {content_chunks} content chunks received"
+    ceiling = max(2 * max_tokens, 8 * messages) + 16 if (max_tokens or messages) else None
+    if ceiling is not None and n > ceiling:
+        return f"far beyond max_tokens={max_tokens}" if max_tokens else "far beyond the chunks received"
+    return ""
+
+
+def _apply_usage(rec: RequestRecord, usage: Any, fallback_tokens: int, messages: int) -> None:
+    """Output and prompt tokens from the server's usage when it is plausible, else from our own count."""
+    figure = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    problem = usage_problem(figure, rec.max_tokens, fallback_tokens, messages) if figure is not None else "absent"
+    if problem:
         rec.output_tokens = fallback_tokens
         rec.tokens_estimated = True
+        if problem != "absent" or (usage is not None and not isinstance(usage, dict)):
+            shown = figure if figure is not None else usage
+            rec.usage_rejected = redact(f"completion_tokens={shown!r}"[:80] + f": {problem or 'not an object'}")
+    else:
+        rec.output_tokens = _count(figure) or 0
+    if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
+        prompt = _count(usage["prompt_tokens"])
+        if prompt:
+            rec.prompt_tokens = prompt
+        elif prompt is None:
+            note = f"prompt_tokens={usage['prompt_tokens']!r}"[:80] + ": not a whole number of tokens"
+            rec.usage_rejected = redact("; ".join(x for x in (rec.usage_rejected, note) if x))
 
 
 # ---- discovery and one-off requests (not the hot path) ----------------------------------------------
@@ -300,11 +441,22 @@ class ServerError(Exception):
     """A server answered, but not as an OpenAI-compatible one should; the message names the fix."""
 
 
+class ServerUnreachable(ServerError):
+    """The server did not answer at all within the wait (exit status 3)."""
+
+
 async def list_models(client: httpx.AsyncClient, target: Target) -> list[str]:
     """The ids from ``GET /v1/models``."""
     resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=10.0)
-    if resp.status_code == 401:
-        raise ServerError(f"{target.base_url} answered 401 Unauthorized: pass the key with --api-key-env VAR")
+    if resp.status_code in (401, 403):
+        if target.api_key or target.basic_auth:
+            raise ServerError(
+                f"{target.base_url} refused the credentials given (HTTP {resp.status_code}): check the key's value"
+                " or the URL's user:password"
+            )
+        raise ServerError(
+            f"{target.base_url} answered {resp.status_code} Unauthorized: pass the key with --api-key-env VAR"
+        )
     if resp.status_code >= 300:
         raise ServerError(
             f"GET /v1/models answered HTTP {resp.status_code}: is this an OpenAI-compatible server?"
@@ -355,7 +507,7 @@ async def wait_until_up(
             pass
         elapsed = time.monotonic() - t0
         if deadline is not None and elapsed > deadline:
-            raise ServerError(f"{target.base_url} did not answer within {deadline:.0f}s: is the server running?")
+            raise ServerUnreachable(f"{target.base_url} did not answer within {deadline:.0f}s: is the server running?")
         if on_wait is not None:
             on_wait(elapsed)
         await asyncio.sleep(0.5)
@@ -366,14 +518,13 @@ async def one_request(
 ) -> RequestRecord:
     """Send and measure a single request outside the worker pool (checks, calibration)."""
     rec = RequestRecord(request_id="probe", segment=-1, worker=-1, start=0.0, wall_start=time.time())
+    rec.max_tokens = max_tokens
     body = build_body(shape, target.model, prompt, max_tokens)
     rec.start = _now()
-    try:
-        await asyncio.wait_for(
-            execute(client, target.url(shape.endpoint), target.headers(), body, shape.stream, rec, ChunkCounter()),
-            shape.timeout,
-        )
-    except asyncio.TimeoutError:
-        rec.fail(R.TIMEOUT, f"no complete answer within {shape.timeout:g}s")
+    url = target.url(shape.endpoint)
+    await run_request(client, url, target.headers(), body, shape.stream, rec, ChunkCounter(), shape.timeout)
     rec.end = _now()
     return rec
+
+
+__all__ = ["Failure", "ServerError", "ServerUnreachable", "Status", "Target"]

@@ -14,24 +14,59 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llmsurge.engine.client import Target
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, Scenario, Stage
-from llmsurge.engine.worker import PAUSE, RESUME, STOP, WAKE, LoadCommand, WorkerSpec, worker_main
-from llmsurge.metrics.bus import MetricsBus, WorkerTick
+from llmsurge.engine.worker import (
+    MAX_WORKER_IDS,
+    TAKEN_BASE,
+    TICKET_SEGMENT,
+    TICKETS_LEFT,
+    LoadCommand,
+    Pause,
+    Resume,
+    Stop,
+    Wake,
+    WorkerCommand,
+    WorkerSpec,
+    worker_main,
+)
+from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.wire import WorkerCrashed, WorkerReady, WorkerTick
 
 UNLIMITED = -1
 DRAIN_GRACE_S = 30.0
+MAX_WORKERS = 64
+LIVENESS_EVERY_S = 0.25
+MAX_REPLACEMENTS = 8
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def auto_workers(cpus: int | None = None) -> int:
     """Workers for this machine: one per core we may use, leaving one for the UI/sim when there are several."""
-    n = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n = cpus or usable_cpus()
     return max(1, min(8, n - 1 if n > 2 else 1))
+
+
+def cap_workers(requested: int, peak_concurrency: int | None, cpus: int | None = None) -> tuple[int, str]:
+    """``requested`` workers capped at what can be used: one per core, and no more than requests in flight.
+
+    Returns the count and a one-line note when it was capped ('' otherwise)."""
+    cpus = cpus or usable_cpus()
+    limits = [(cpus, f"{cpus} core(s)"), (MAX_WORKERS, f"the maximum of {MAX_WORKERS}")]
+    if peak_concurrency:
+        limits.append((peak_concurrency, f"at most {peak_concurrency} request(s) in flight"))
+    n, why = min(limits, key=lambda x: x[0])
+    if requested <= n:
+        return requested, ""
+    return n, f"--workers {requested} capped at {n}: this run can use no more ({why})"
 
 
 def split_load(load: Load, n: int) -> list[Load]:
@@ -46,8 +81,24 @@ def split_load(load: Load, n: int) -> list[Load]:
     return [replace(load, concurrency=c // n + (1 if i < c % n else 0)) for i in range(n)]
 
 
+@dataclass
+class _Slot:
+    """One share of the load and the worker process carrying it (replaced, under a new id, if it dies)."""
+
+    index: int
+    worker_id: int
+    proc: Any
+    commands: Any
+    gone: bool = False  # exited: lost, or stopped after its final tick
+
+
 class WorkerPool:
-    """Worker processes, their command queues, the shared ticket counter and the collector thread."""
+    """Worker processes, their command queues, the shared ticket counter and the collector thread.
+
+    The collector folds ticks into the bus and watches the workers: one that dies is noticed within
+    :data:`LIVENESS_EVERY_S`, its requests in flight are recorded as ``worker_lost``, and a replacement takes its
+    share of the load.
+    """
 
     def __init__(
         self,
@@ -61,67 +112,127 @@ class WorkerPool:
         self.target = target
         self.calibration = calibration
         self.bus = bus
-        self.n = max(1, workers)
+        self.n = max(1, min(workers, MAX_WORKERS))
         self.seed = seed
         self.measure_read_delay = measure_read_delay
         self._ctx = mp.get_context("spawn")
-        # [segment the budget is for, requests left (-1: no budget)]: a worker takes a ticket only once it
-        # runs that segment, so no request is started under a segment that has already been closed.
-        self.tickets = self._ctx.Array("q", 2)
+        # See worker.TICKET_SEGMENT: a worker takes a ticket only once it runs that segment, so no request is
+        # started under a segment that has already been closed; each worker counts the tickets it took.
+        self.tickets = self._ctx.Array("q", TAKEN_BASE + MAX_WORKER_IDS)
         self.out: Any = self._ctx.Queue()
-        self.commands: list[Any] = []
-        self.procs: list[Any] = []
+        self.slots: list[_Slot] = []
+        self._lock = threading.RLock()
+        self._next_id = 0
+        self._last_load: dict[int, LoadCommand] = {}
+        self._paused = False
+        self._stopping = False
         self._ready: set[int] = set()
         self._final: set[int] = set()
         self.errors: list[str] = []
+        self.replaced = 0
         self._collector: threading.Thread | None = None
         self._ready_evt = threading.Event()
-        self._final_evt = threading.Event()
+        self._done_evt = threading.Event()
+
+    @property
+    def procs(self) -> list[Any]:
+        """The worker processes now running."""
+        return [s.proc for s in self.slots if not s.gone]
 
     def start(self) -> None:
         """Spawn the workers and the collector thread."""
-        for i in range(self.n):
-            q = self._ctx.Queue()
-            spec = WorkerSpec(i, self.target, self.calibration, self.seed, self.measure_read_delay)
-            p = self._ctx.Process(
-                target=worker_main, args=(spec, q, self.out, self.tickets), daemon=True, name=f"llmsurge-worker-{i}"
-            )
-            p.start()
-            self.commands.append(q)
-            self.procs.append(p)
+        with self._lock:
+            for i in range(self.n):
+                self.slots.append(self._spawn(i))
         self._collector = threading.Thread(target=self._collect, daemon=True, name="llmsurge-collector")
         self._collector.start()
 
+    def _spawn(self, index: int) -> _Slot:
+        worker_id = self._next_id
+        self._next_id += 1
+        q = self._ctx.Queue()
+        spec = WorkerSpec(worker_id, self.target, self.calibration, self.seed, self.measure_read_delay)
+        p = self._ctx.Process(
+            target=worker_main,
+            args=(spec, q, self.out, self.tickets),
+            daemon=True,
+            name=f"llmsurge-worker-{worker_id}",
+        )
+        p.start()
+        return _Slot(index, worker_id, p, q)
+
+    # ---- the collector thread -------------------------------------------------------------------
+
     def _collect(self) -> None:
-        while True:
+        next_check = time.monotonic() + LIVENESS_EVERY_S
+        while not self._done_evt.is_set():
             try:
-                item = self.out.get(timeout=0.5)
+                item = self.out.get(timeout=LIVENESS_EVERY_S)
             except queue.Empty:
-                if self._final_evt.is_set():
-                    return
-                if self.procs and not any(p.is_alive() for p in self.procs):
-                    self._final_evt.set()
-                    self._ready_evt.set()
-                    return
-                continue
+                item = None
             except (EOFError, OSError):
+                self._done_evt.set()
+                self._ready_evt.set()
                 return
-            if isinstance(item, WorkerTick):
-                self.bus.ingest(item)
-                if item.final:
-                    self._final.add(item.worker)
-                    if len(self._final) >= self.n:
-                        self._final_evt.set()
-                        return
-            elif isinstance(item, tuple) and item and item[0] == "ready":
-                self._ready.add(item[1])
-                if len(self._ready) >= self.n:
-                    self._ready_evt.set()
-            elif isinstance(item, tuple) and item and item[0] == "error":
-                self.errors.append(f"worker {item[1]}: {item[2]}")
-                self._final.add(item[1])
-                if len(self._final) >= self.n:
-                    self._final_evt.set()
+            if item is not None:
+                self._handle(item)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + LIVENESS_EVERY_S
+                self._check_alive()
+
+    def _handle(self, item: Any) -> None:
+        if isinstance(item, WorkerTick):
+            self.bus.ingest(item)
+            if item.final:
+                self._final.add(item.worker)
+                self._check_done()
+        elif isinstance(item, WorkerReady):
+            self._ready.add(item.worker)
+            if len(self._ready) >= self.n:
+                self._ready_evt.set()
+        elif isinstance(item, WorkerCrashed):
+            self.errors.append(f"worker {item.worker}: {item.error}")
+            self.bus.note(f"worker {item.worker} crashed: {item.error}", "error")
+
+    def _check_alive(self) -> None:
+        with self._lock:
+            for slot in list(self.slots):
+                if slot.gone or slot.proc.is_alive():
+                    continue
+                slot.gone = True
+                if slot.worker_id in self._final:
+                    continue  # it stopped when told to, after its last tick
+                self._lost(slot, f"worker process {slot.worker_id} died (exit code {slot.proc.exitcode})")
+            self._check_done()
+
+    def _lost(self, slot: _Slot, why: str) -> None:
+        """Account for a dead worker's requests and, while the run goes on, start another in its place."""
+        while True:  # drain what it sent before it died, so nothing it finished is counted as lost
+            try:
+                item = self.out.get_nowait()
+            except (queue.Empty, EOFError, OSError):
+                break
+            self._handle(item)
+        taken = int(self.tickets[TAKEN_BASE + slot.worker_id])
+        load = self._last_load.get(slot.index)
+        lost = self.bus.worker_lost(slot.worker_id, taken, load.segment if load else 0, why)
+        message = f"{why}: {len(lost)} request(s) in flight recorded as worker_lost"
+        if not self._stopping and self.replaced < MAX_REPLACEMENTS and self._next_id < MAX_WORKER_IDS:
+            new = self._spawn(slot.index)
+            self.replaced += 1
+            if load is not None:
+                new.commands.put(load)
+            if self._paused:
+                new.commands.put(Pause())
+            self.slots.append(new)
+            message += f"; worker {new.worker_id} took its share of the load"
+        self.bus.note(message, "warning")
+
+    def _check_done(self) -> None:
+        if self._stopping and all(s.gone or s.worker_id in self._final for s in self.slots):
+            self._done_evt.set()
+
+    # ---- commands -----------------------------------------------------------------------------
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until every worker has started its loop."""
@@ -133,39 +244,59 @@ class WorkerPool:
     def set_tickets(self, n: int) -> None:
         """How many more requests may start (``UNLIMITED`` for no budget)."""
         with self.tickets.get_lock():
-            self.tickets[1] = n
-        self.broadcast(WAKE)
+            self.tickets[TICKETS_LEFT] = n
+        self.broadcast(Wake())
 
     @property
     def tickets_left(self) -> int:
         """Requests that may still start (``UNLIMITED`` = no budget)."""
-        return int(self.tickets[1])
+        return int(self.tickets[TICKETS_LEFT])
 
-    def broadcast(self, cmd: Any) -> None:
+    def broadcast(self, cmd: WorkerCommand) -> None:
         """Send one command to every worker."""
-        for q in self.commands:
-            q.put(cmd)
+        with self._lock:
+            if isinstance(cmd, (Pause, Resume)):
+                self._paused = isinstance(cmd, Pause)
+            for slot in self.slots:
+                if not slot.gone:
+                    slot.commands.put(cmd)
 
     def apply(self, segment: int, load: Load, scenario: Scenario) -> None:
         """Give every worker its share of ``load``; the request budget now belongs to ``segment``."""
         with self.tickets.get_lock():
-            self.tickets[0] = segment
-        for q, share in zip(self.commands, split_load(load, self.n), strict=False):
-            q.put(LoadCommand(segment, share, scenario.shape))
+            self.tickets[TICKET_SEGMENT] = segment
+        shares = split_load(load, self.n)
+        with self._lock:
+            for index, share in enumerate(shares):
+                self._last_load[index] = LoadCommand(segment, share, scenario.shape)
+            for slot in self.slots:
+                if not slot.gone:
+                    slot.commands.put(self._last_load[slot.index])
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Cancel what is in flight, collect the last records and end the processes."""
-        if not self.procs:
+    def stop(self, timeout: float = 10.0, overdue: bool = False) -> None:
+        """Cancel what is in flight (as ``timeout`` failures when ``overdue``), collect the last records and end
+        the processes. A worker that does not stop in time is killed and its requests recorded as lost."""
+        if not self.slots or (self._stopping and self._done_evt.is_set()):
             return
-        self.broadcast(STOP)
-        self._final_evt.wait(timeout)
-        for p in self.procs:
-            p.join(2.0)
-            if p.is_alive():
-                p.terminate()
-        if self._collector is not None:
+        with self._lock:
+            self._stopping = True
+        self.broadcast(Stop(overdue=overdue))
+        self._check_done()
+        self._done_evt.wait(timeout)
+        with self._lock:
+            for slot in self.slots:
+                if not slot.gone and slot.worker_id not in self._final:
+                    slot.proc.kill()
+                    slot.proc.join(2.0)
+                    slot.gone = True
+                    self._lost(slot, f"worker process {slot.worker_id} did not stop within {timeout:g}s")
+            self._done_evt.set()
+        for slot in self.slots:
+            slot.proc.join(2.0)
+            if slot.proc.is_alive():
+                slot.proc.kill()
+        if self._collector is not None and self._collector is not threading.current_thread():
             self._collector.join(2.0)
-        self.procs = []
 
 
 class Controller:
@@ -193,7 +324,9 @@ class Controller:
         self._restart: Scenario | None = None
         self.stage_index = 0
         self.manual = False
-        self.on_event: Callable[[str], None] | None = None
+        self.stop_reason = ""
+        """Why the run was stopped early ('' when it ran to its end or the user stopped it)."""
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- the API ------------------------------------------------------------------------------
 
@@ -221,13 +354,13 @@ class Controller:
     def pause(self) -> None:
         """Start no new requests; those in flight finish."""
         self.paused = True
-        self.pool.broadcast(PAUSE)
+        self.pool.broadcast(Pause())
         self.bus.set_state("paused", paused=True)
 
     def resume(self) -> None:
         """Start requests again."""
         self.paused = False
-        self.pool.broadcast(RESUME)
+        self.pool.broadcast(Resume())
         self.bus.set_state("done" if self.finished else "running", paused=False)
 
     def toggle_pause(self) -> bool:
@@ -244,17 +377,21 @@ class Controller:
         self._changed.set()
 
     def stop(self) -> None:
-        """End the run (Ctrl-C, ``q``): in-flight requests are cancelled and recorded as such."""
+        """End the run (Ctrl-C, ``q``, a signal): in-flight requests are cancelled and recorded as such."""
         self._stop.set()
         self._changed.set()
+
+    def stop_from_thread(self, reason: str) -> None:
+        """End the run from another thread (the result writer failing, say), noting why."""
+        self.stop_reason = reason
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.stop)
 
     # ---- the schedule -------------------------------------------------------------------------
 
     def _open(self, load: Load) -> None:
         self.segment = self.bus.open_segment(load.describe(), self.scenario.name)
         self.pool.apply(self.segment, load, self.scenario)
-        if self.on_event:
-            self.on_event(f"segment {self.segment}: {load.describe()}")
 
     async def _sleep_or_change(self, seconds: float) -> None:
         self._changed.clear()
@@ -320,15 +457,16 @@ class Controller:
                 seg = self.bus.current_segment()
                 tput = seg.summary(time.monotonic())["output_throughput"] if seg else 0.0
                 if i > 0 and tput < previous * 1.05:
-                    if self.on_event:
-                        self.on_event(f"throughput stopped growing at {stage.load.describe()}: ramp ends")
+                    self.bus.note(f"throughput stopped growing at {stage.load.describe()}: ramp ends")
                     break
                 previous = max(previous, tput)
         return True
 
     async def run(self) -> None:
         """Run the scenario (and any the user switches to) until done, or until ``stop()``."""
+        self._loop = asyncio.get_running_loop()
         await self.pool.wait_ready()
+        overdue = False
         while True:
             completed = await self._run_scenario()
             if self._restart is not None:
@@ -339,11 +477,13 @@ class Controller:
             if completed:
                 self.pool.set_tickets(0)
                 await self._drain(self.drain_grace)
-                self.bus.close_segment()
+                overdue = self.bus.inflight_total > 0 and not self._stop.is_set()
                 self.finished = True
                 self.bus.set_state("done")
                 if not self.keep_alive:
                     break
+                overdue = False  # in the TUI the run stays up: what is left in flight goes on
+                self.bus.close_segment()
                 # Stay up for live changes or a new scenario until stop().
                 while not self._stop.is_set() and self._restart is None:
                     await self._sleep_or_change(0.5)
@@ -354,7 +494,13 @@ class Controller:
                 break
         self.pool.set_tickets(0)
         self.bus.set_state("stopping")
-        await asyncio.to_thread(self.pool.stop)
+        if overdue:
+            self.bus.note(
+                f"{self.bus.inflight_total} request(s) still in flight {self.drain_grace:g}s after the run ended:"
+                " recorded as timeout failures",
+                "warning",
+            )
+        await asyncio.to_thread(self.pool.stop, overdue=overdue)
         self.bus.close_segment()
         self.bus.set_state("done")
         self.finished = True

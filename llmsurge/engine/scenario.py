@@ -78,6 +78,11 @@ class Scenario:
     stop_on_plateau: bool = False
     reference: str = ""
 
+    def peak_concurrency(self) -> int | None:
+        """The most requests any stage keeps in flight (None: an uncapped rate, no bound)."""
+        peaks = [st.load.concurrency if not st.load.is_open_loop else st.load.max_concurrency for st in self.stages]
+        return None if any(p is None for p in peaks) else max(p or 0 for p in peaks) or None
+
     def with_overrides(
         self,
         *,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,16 +22,24 @@ from llmsurge.engine.client import (
     ServerError,
     Target,
     make_client,
-    normalize_base_url,
     one_request,
     resolve_model,
     wait_until_up,
 )
-from llmsurge.engine.controller import Controller, WorkerPool, auto_workers
+from llmsurge.engine.controller import Controller, WorkerPool, auto_workers, cap_workers
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import RequestShape, Scenario
 from llmsurge.metrics.bus import MetricsBus
-from llmsurge.metrics.results import ResultWriter
+from llmsurge.metrics.results import (
+    ResultsFolderError,
+    ResultWriter,
+    check_results_folder,
+    claim_results_folder,
+    clean_floats,
+    default_results_folder,
+    write_json_atomic,
+)
+from llmsurge.redaction import register_secret
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import Faults, SimConfig
 
@@ -52,7 +61,8 @@ class RunConfig:
     sim_faults: str | None = None
     sim_max_seqs: int | None = None
     wait_timeout: float | None = 600.0
-    seed: int = 0
+    seed: int | None = None
+    """Prompts and arrivals follow it; None draws a fresh one (recorded), so a re-run never hits the prefix cache."""
     calibrate: bool = True
     keep_alive: bool = False
     telemetry: bool = True
@@ -61,18 +71,25 @@ class RunConfig:
     sim_config: Any = None  # a SimConfig for the embedded server (benchmarks, tests); default when None
     api_key: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            self.seed = secrets.randbelow(2**31)
+
     def resolve_key(self) -> None:
         """Read the API key from the named environment variable (never from a flag or a file)."""
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                raise ConfigError(f"--api-key-env {self.api_key_env}: that environment variable is empty or unset")
-            self.api_key = key
+        self.api_key = read_api_key(self.api_key_env)
+
+    def worker_plan(self) -> tuple[int, str]:
+        """Worker processes to start, and a note when the number asked for was capped."""
+        if self.workers == "auto":
+            return auto_workers(), ""
+        peak = None if self.keep_alive else self.scenario.peak_concurrency()
+        return cap_workers(max(1, int(self.workers)), peak)
 
     @property
     def n_workers(self) -> int:
         """Worker processes to start."""
-        return auto_workers() if self.workers == "auto" else max(1, int(self.workers))
+        return self.worker_plan()[0]
 
     def public(self) -> dict[str, Any]:
         """The config as written to ``summary.json``: no secrets, only the name of the key's variable."""
@@ -88,9 +105,15 @@ class RunConfig:
         }
 
 
-def default_output_dir(scenario: str) -> Path:
-    """``llmsurge-results/<date>-<time>-<preset>``."""
-    return Path("llmsurge-results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
+def read_api_key(var: str | None) -> str | None:
+    """The API key from environment variable ``var`` (the one place it is read), registered for redaction."""
+    if not var:
+        return None
+    key = os.environ.get(var)
+    if not key:
+        raise ConfigError(f"--api-key-env {var}: that environment variable is empty or unset")
+    register_secret(key)
+    return key
 
 
 async def detect_server_kind(client: httpx.AsyncClient, target: Target) -> str:
@@ -154,22 +177,38 @@ class RunSession:
         self.pool: WorkerPool | None = None
         self.controller: Controller | None = None
         self.writer: ResultWriter | None = None
-        self.output: Path = config.output or default_output_dir(config.scenario.name)
+        self.output: Path = config.output or default_results_folder(config.scenario.name)
         self.samplers: list[Any] = []
         self.started_wall = time.time()
-        self.notes: list[str] = []
-        self.listeners: list[Callable[[str], None]] = []
 
     @property
     def simulated(self) -> bool:
         """Whether the target is the embedded simulated server."""
         return self.config.url is None
 
+    @property
+    def notes(self) -> list[str]:
+        """What the run had to say (capped workers, rejected fields, lost workers …), oldest first."""
+        return [e.message for e in self.bus.events]
+
+    def note(self, message: str, level: str = "info") -> None:
+        """Keep a note for ``summary.json`` and the screen."""
+        self.bus.note(message, level)
+
     async def prepare(self, on_status: Callable[[str], None] | None = None) -> None:
-        """Start the simulated server if needed, wait for the target, find the model, calibrate prompts."""
+        """Claim the results folder, start the simulated server if needed, wait for the target, find the model,
+        calibrate prompts. Bad input fails here, before any load."""
         cfg = self.config
         say = on_status or (lambda _m: None)
         cfg.resolve_key()
+        try:
+            check_results_folder(self.output)
+        except ResultsFolderError as exc:
+            raise ConfigError(str(exc)) from None
+        _, capped = cfg.worker_plan()
+        if capped:
+            self.note(capped)
+            say(capped)
         if cfg.url is None:
             faults = Faults.parse(cfg.sim_faults)
             sim_cfg = cfg.sim_config or SimConfig(faults=faults)
@@ -178,10 +217,10 @@ class RunSession:
             say("starting the simulated server")
             self.sim = SimProcess(sim_cfg)
             await asyncio.to_thread(self.sim.start)
-            base = self.sim.url
+            target = Target(self.sim.url, cfg.model)
         else:
-            base = normalize_base_url(cfg.url)
-        target = Target(base, cfg.model, cfg.api_key)
+            target = Target.from_url(cfg.url, cfg.model, cfg.api_key)
+        base = target.base_url
         self.bus.set_info(url=base if not self.simulated else f"{base} (simulated)", preset=cfg.scenario.name)
         self.bus.set_state("waiting")
         async with make_client(timeout=30.0) as client:
@@ -192,18 +231,20 @@ class RunSession:
             target = dataclasses.replace(target, model=model)
             self.server_kind = "simulated" if self.simulated else await detect_server_kind(client, target)
             self.bus.set_info(model=model, server=self.server_kind)
-            await self._negotiate(client, target, say)
-            if cfg.calibrate and not cfg.scenario.shape.cases:
+            answered = await self._negotiate(client, target, say)
+            if cfg.calibrate and not cfg.scenario.shape.cases and answered:
                 say("calibrating prompt length against the server's token count")
                 self.calibration = await calibrate(client, target, cfg.scenario.shape)
                 if not self.calibration.measured:
-                    self.notes.append("the server reported no prompt usage: input lengths are estimates")
+                    self.note("the server reported no prompt usage: input lengths are estimates")
         self.target = target
         self.config.model = model
 
-    async def _negotiate(self, client: httpx.AsyncClient, target: Target, say: Callable[[str], None]) -> None:
-        """Send one short request; drop request fields the server rejects (e.g. ``ignore_eos``) with a note."""
+    async def _negotiate(self, client: httpx.AsyncClient, target: Target, say: Callable[[str], None]) -> bool:
+        """Send one short request; drop request fields the server rejects (e.g. ``ignore_eos``) with a note.
+        Returns whether the server answered it (calibrating a server that does not is time lost)."""
         shape = self.config.scenario.shape
+        rec = None
         for _ in range(2):
             rec = await one_request(
                 client, target, dataclasses.replace(shape, timeout=min(shape.timeout, 120.0)), "Say hello.", 4
@@ -211,27 +252,37 @@ class RunSession:
             if rec.ok or rec.http_status not in (400, 422) or "ignore_eos" not in rec.error or not shape.ignore_eos:
                 break
             shape = dataclasses.replace(shape, ignore_eos=False)
-            self.notes.append("the server rejects ignore_eos: output lengths may end early at EOS")
+            self.note("the server rejects ignore_eos: output lengths may end early at EOS")
             say(self.notes[-1])
         if shape is not self.config.scenario.shape:
             self.config.scenario = dataclasses.replace(self.config.scenario, shape=shape)
+        if rec is not None and not rec.ok:
+            self.note(
+                f"the first request failed ({rec.error_kind}: {rec.error[:120]}): prompts are not calibrated",
+                "warning",
+            )
+            return False
+        return True
 
     def start(self) -> Controller:
         """Open the result folder and start the workers; returns the controller to drive."""
         assert self.target is not None, "prepare() first"
-        self.writer = ResultWriter(self.output)
+        try:
+            self.output = claim_results_folder(self.output, unique=self.config.output is None)
+            self.writer = ResultWriter(self.output, on_error=self._write_failed)
+        except (ResultsFolderError, FileExistsError) as exc:
+            raise ConfigError(str(exc) if isinstance(exc, ResultsFolderError) else f"{self.output}: {exc}") from None
         self.bus.on_records = self.writer.add_requests
         self.pool = WorkerPool(
             self.target,
             self.calibration,
             self.bus,
             self.config.n_workers,
-            self.config.seed,
+            self.config.seed or 0,
             measure_read_delay=self.config.measure_read_delay,
         )
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
-        self.controller.on_event = self._on_event
         if self.config.telemetry:
             from llmsurge.telemetry.probe import make_samplers
 
@@ -240,16 +291,16 @@ class RunSession:
             s.start()
         return self.controller
 
+    def _write_failed(self, exc: OSError) -> None:
+        """The result writer could not write (disk full …): stop the load; what was written stays."""
+        why = f"results could not be written to {self.output} ({exc.strerror or exc}): the load was stopped"
+        self.note(why, "error")
+        if self.controller is not None:
+            self.controller.stop_from_thread(why)
+
     def worker_pids(self) -> list[int]:
         """Process ids of the load workers (for the client CPU reading)."""
         return [p.pid for p in self.pool.procs if p.pid] if self.pool is not None else []
-
-    def _on_event(self, message: str) -> None:
-        """Controller events worth keeping in the summary (segment changes are already in ``segments``)."""
-        if not message.startswith("segment "):
-            self.notes.append(message)
-        for listener in self.listeners:
-            listener(message)
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``'s content now."""
@@ -284,7 +335,7 @@ class RunSession:
                     "saturated": bool(self.bus.saturation_seen),
                     "saturation_events": list(self.bus.saturation_seen),
                 },
-                "notes": list(self.notes),
+                "notes": self.notes,
                 "telemetry": telemetry,
             }
         )
@@ -299,10 +350,11 @@ class RunSession:
         return out
 
     def save(self) -> Path:
-        """Write ``summary.json`` now (atomically); returns its path."""
-        if self.writer is None:
-            self.writer = ResultWriter(self.output)
-        return self.writer.write_summary(self.summary())
+        """Write ``summary.json`` now (atomically); returns its path. Raises ``OSError`` when it cannot."""
+        assert self.writer is not None, "start() first: the run's folder is claimed there"
+        path = self.output / "summary.json"
+        write_json_atomic(path, clean_floats(self.summary()))
+        return path
 
     def close(self) -> None:
         """Stop samplers, workers and the simulated server; close the files."""

@@ -1,49 +1,88 @@
-"""The one SSE parser: bytes in, ``data:`` payloads out, across arbitrary chunk boundaries."""
+"""The one SSE parser: bytes in, ``data:`` payloads out, across arbitrary chunk boundaries.
+
+Linear in the bytes fed, whatever the chunking (an event split over many reads is appended to, never re-copied),
+and bounded: an event that grows past ``max_event_bytes`` without ending raises :class:`SSEEventTooLarge`,
+so a server that streams one endless line cannot stall the worker's loop or exhaust its memory.
+"""
 
 from __future__ import annotations
+
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+class SSEEventTooLarge(ValueError):
+    """An event grew past the parser's limit without a closing blank line."""
 
 
 class SSEParser:
     """Incremental Server-Sent Events parser that yields the payload of each ``data:`` event.
 
     Events end at a blank line; several ``data:`` lines in one event are joined with newlines; comments
-    (``:`` lines) and other fields are ignored. ``\\r\\n`` line ends are accepted.
+    (``:`` lines) and other fields are ignored. ``\\r\\n`` and lone ``\\r`` line ends are accepted.
     """
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_cr", "max_event_bytes")
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._buf = bytearray()
+        self._cr = False  # the last read ended with "\r": a "\n" may follow in the next one
+        self.max_event_bytes = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        """Add bytes from the network; return the ``data`` payloads of the events they complete."""
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-            if buf.endswith(b"\r"):  # a \r\n split across two reads
-                self._buf = buf
+        """Add bytes from the network; return the ``data`` payloads of the events they complete.
+
+        Raises:
+            SSEEventTooLarge: the event being read is longer than ``max_event_bytes``.
+        """
+        if self._cr:
+            self._cr = False
+            chunk = b"\n" + (chunk[1:] if chunk[:1] == b"\n" else chunk)
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                chunk = chunk[:-1]
+                self._cr = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf
+        if buf:
+            start = max(0, len(buf) - 1)  # a "\n\n" may straddle the old bytes and the new
+            buf += chunk
+            end = buf.rfind(b"\n\n", start)
+            if end < 0:
+                self._check(len(buf))
                 return []
-        if b"\n\n" not in buf:
-            self._buf = buf
-            return []
-        events = buf.split(b"\n\n")
-        self._buf = events.pop()
+            data = bytes(buf[:end])
+            del buf[: end + 2]
+        else:
+            end = chunk.rfind(b"\n\n")
+            if end < 0:
+                self._check(len(chunk))
+                buf += chunk
+                return []
+            data = chunk[:end]
+            buf += chunk[end + 2 :]
+        self._check(len(buf))
         out: list[bytes] = []
-        for event in events:
+        for event in data.split(b"\n\n"):
             if event.startswith(b"data:") and b"\n" not in event:  # the common case: one line
                 out.append(event[5:].strip())
                 continue
-            data = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
-            if data:
-                out.append(b"\n".join(data))
+            lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+            if lines:
+                out.append(b"\n".join(lines))
         return out
+
+    def _check(self, size: int) -> None:
+        if size > self.max_event_bytes:
+            self._buf = bytearray()
+            raise SSEEventTooLarge(f"an SSE event grew past {self.max_event_bytes:,} bytes without ending")
 
     def flush(self) -> list[bytes]:
         """At end of stream: the payload of a last event that had no closing blank line."""
-        rest, self._buf = self._buf, b""
-        return [line[5:].strip() for line in rest.split(b"\n") if line.startswith(b"data:")]
+        rest, self._buf, self._cr = bytes(self._buf), bytearray(), False
+        lines = [line[5:].strip() for line in rest.split(b"\n") if line.startswith(b"data:")]
+        return [b"\n".join(lines)] if lines else []
 
     @property
     def pending(self) -> bytes:
         """Bytes of an event not yet complete (non-empty at end of stream means it was cut off)."""
-        return self._buf
+        return bytes(self._buf)

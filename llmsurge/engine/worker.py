@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from llmsurge.engine.arrivals import Arrivals
-from llmsurge.engine.client import ChunkCounter, Target, build_body, execute, make_client
+from llmsurge.engine.client import ChunkCounter, Target, build_body, make_client, run_request
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import Load, RequestShape
-from llmsurge.metrics import records as R
-from llmsurge.metrics.bus import WorkerTick
-from llmsurge.metrics.records import RequestRecord
+from llmsurge.lifetime import die_with_parent, ignore_stop_signals
+from llmsurge.metrics.records import Failure, RequestRecord
+from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerReady, WorkerTick
 
 TICK_S = 0.05
 LIVE_EVERY = 5  # ticks between samples of in-flight requests
 LIVE_ROWS = 12
+TICKET_SEGMENT, TICKETS_LEFT, TAKEN_BASE = 0, 1, 2
+"""The shared ticket array: [segment the budget is for, requests left (-1: no budget), then requests taken by
+worker 0, 1, …]. A worker's taken count is how many requests it has started, even ones it never reported."""
+MAX_WORKER_IDS = 256
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,30 @@ class LoadCommand:
     shape: RequestShape
 
 
-PAUSE = "pause"
-RESUME = "resume"
-STOP = "stop"  # cancel what is in flight and exit
-WAKE = "wake"  # new tickets were issued
+@dataclass(frozen=True)
+class Pause:
+    """Start no new requests; those in flight finish."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Start requests again."""
+
+
+@dataclass(frozen=True)
+class Wake:
+    """New tickets were issued: look again."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Cancel what is in flight, send the last tick and exit. ``overdue``: the run ended and its drain grace
+    passed, so what is still in flight failed by timeout (not cancelled by the user)."""
+
+    overdue: bool = False
+
+
+WorkerCommand = LoadCommand | Pause | Resume | Wake | Stop
 
 
 class Worker:
@@ -72,8 +95,11 @@ class Worker:
         self.generation = 0
         self.seq = 0
         self.started = 0
+        self.starts: list[RequestStart] = []
         self.inflight: dict[str, RequestRecord] = {}
         self.done: list[RequestRecord] = []
+        self.overdue = False
+        self.taken_index = TAKEN_BASE + spec.worker_id
         self.tokens_adjust = 0
         self.users: dict[int, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -83,18 +109,19 @@ class Worker:
 
     # ---- control ------------------------------------------------------------------------------
 
-    def on_command(self, cmd: Any) -> None:
+    def on_command(self, cmd: WorkerCommand) -> None:
         """Apply a controller command (runs on the worker's loop)."""
         if isinstance(cmd, LoadCommand):
             self.segment, self.load, self.shape = cmd.segment, cmd.load, cmd.shape
             self.generation += 1
             self._apply_load()
-        elif cmd == PAUSE:
+        elif isinstance(cmd, Pause):
             self.paused = True
-        elif cmd == RESUME:
+        elif isinstance(cmd, Resume):
             self.paused = False
-        elif cmd == STOP:
+        elif isinstance(cmd, Stop):
             self.stopping = True
+            self.overdue = cmd.overdue
             for t in [*self.users.values(), *self.tasks]:
                 t.cancel()
             self._stopped.set()
@@ -126,11 +153,12 @@ class Worker:
     def _take_ticket(self) -> bool:
         t = self.tickets
         with t.get_lock():
-            v = t[1]
-            if v == 0 or t[0] != self.segment:
+            v = t[TICKETS_LEFT]
+            if v == 0 or t[TICKET_SEGMENT] != self.segment:
                 return False
             if v > 0:
-                t[1] = v - 1
+                t[TICKETS_LEFT] = v - 1
+            t[self.taken_index] += 1
             return True
 
     async def _wait_wake(self, timeout: float = 0.2) -> None:
@@ -201,33 +229,40 @@ class Worker:
         body = build_body(shape, self.spec.target.model, prompt, max_tokens)
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         rec.prompt_tokens = expected_in
+        rec.max_tokens = max_tokens
         self.inflight[rid] = rec
         self.started += 1
         rec.start = time.monotonic()
+        self.starts.append(RequestStart(rid, segment, rec.start, rec.wall_start, rec.warmup))
         try:
-            await asyncio.wait_for(
-                execute(self.client, self.urls[shape.endpoint], self.headers, body, shape.stream, rec, self.counter),
+            await run_request(
+                self.client,
+                self.urls[shape.endpoint],
+                self.headers,
+                body,
+                shape.stream,
+                rec,
+                self.counter,
                 shape.timeout,
+                self.resend_client,
             )
-        except asyncio.TimeoutError:
-            rec.fail(R.TIMEOUT, f"no complete answer within {shape.timeout:g}s")
         except asyncio.CancelledError:
-            if rec.status == R.OK:
-                rec.status = R.CANCELLED
-                rec.error_kind = R.CANCELLED
+            if self.overdue:
+                rec.fail(Failure.TIMEOUT, "still in flight when the run ended and its drain grace had passed")
+            rec.cancel()
             raise
         except Exception as exc:  # a bug or an unexpected library error must not kill the worker
-            rec.fail(R.PROTOCOL, f"{type(exc).__name__}: {exc}")
+            rec.fail(Failure.CLIENT_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             rec.end = time.monotonic()
-            if rec.status == R.OK:
+            if rec.ok:
                 # Streams were counted chunk by chunk as they arrived; settle on the usage figure.
                 counted = (len(rec.itl) + 1 if rec.ttft is not None else 0) if shape.stream else 0
                 self.tokens_adjust += rec.output_tokens - counted
             del self.inflight[rid]
             self.done.append(rec)
             self._wake.set()
-        return rec.status == R.OK
+        return rec.ok
 
     # ---- reporting ----------------------------------------------------------------------------
 
@@ -236,18 +271,30 @@ class Worker:
         tokens = self.counter.chunks + self.tokens_adjust
         self.counter.chunks = 0
         self.tokens_adjust = 0
+        starts, self.starts = self.starts, []
         sample = None
         if live:
             recs = sorted(self.inflight.values(), key=lambda r: r.start)[-LIVE_ROWS:]
             sample = [
-                (r.request_id, r.segment, r.start, r.ttft, (len(r.itl) + 1) if r.ttft is not None else 0) for r in recs
+                LiveRequest(r.request_id, r.segment, r.start, r.ttft, (len(r.itl) + 1) if r.ttft is not None else 0)
+                for r in recs
             ]
         delays = None
         if self.counter.delays:
             delays, self.counter.delays = self.counter.delays, []
         self.out.put(
             WorkerTick(
-                self.spec.worker_id, done, tokens, self.started, len(self.inflight), lag_ms, cpu, sample, final, delays
+                self.spec.worker_id,
+                done,
+                tokens,
+                self.started,
+                len(self.inflight),
+                lag_ms,
+                cpu,
+                sample,
+                final,
+                delays,
+                starts,
             )
         )
 
@@ -272,12 +319,12 @@ class Worker:
             try:
                 cmd = self.commands.get()
             except (EOFError, OSError):
-                cmd = STOP
+                cmd = Stop()
             try:
                 loop.call_soon_threadsafe(self.on_command, cmd)
             except RuntimeError:  # the loop has closed
                 return
-            if cmd == STOP:
+            if isinstance(cmd, Stop):
                 return
 
     async def run(self) -> None:
@@ -287,12 +334,13 @@ class Worker:
         self._stopped = asyncio.Event()
         self.n_users = 0
         self.client = make_client()
+        self.resend_client = make_client(fresh_connections=True)
         t = self.spec.target
         self.urls = {"chat": t.url("chat"), "completions": t.url("completions")}
         self.headers = t.headers()
         threading.Thread(target=self._read_commands, args=(loop,), daemon=True, name="commands").start()
         ticker = loop.create_task(self._ticker())
-        self.out.put(("ready", self.spec.worker_id))
+        self.out.put(WorkerReady(self.spec.worker_id))
         await self._stopped.wait()
         pending = [*self.users.values(), *self.tasks]
         if pending:
@@ -301,13 +349,16 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         self._tick(0.0, 0.0, live=True, final=True)
-        with contextlib.suppress(Exception):
-            await self.client.aclose()
+        for client in (self.client, self.resend_client):
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
 
 def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None:
-    """Process entry point."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
+    """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
+    die_with_parent()
+    ignore_stop_signals()
+    spec.target.register_secrets()
     try:
         import uvloop  # type: ignore[import-not-found]
 
@@ -317,4 +368,4 @@ def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None
     try:
         asyncio.run(Worker(spec, commands, out, tickets).run())
     except Exception as exc:  # report instead of dying silently
-        out.put(("error", spec.worker_id, f"{type(exc).__name__}: {exc}"))
+        out.put(WorkerCrashed(spec.worker_id, f"{type(exc).__name__}: {exc}"))

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from llmsurge.metrics.records import CANCELLED, OK, RequestRecord
+from llmsurge.metrics.records import Failure, RequestRecord, Status
 from llmsurge.metrics.segment import SegmentStats
-from llmsurge.metrics.stats import DEFAULT_PERCENTILES, METRICS, describe_ms, throughput
+from llmsurge.metrics.stats import DEFAULT_PERCENTILES, METRICS, describe_ms, error_rate, throughput
+from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerTick
+from llmsurge.redaction import redact
 
 RATE_WINDOW = 3.0  # seconds behind "current" tok/s and req/s
 HISTORY_SECONDS = 600
@@ -27,20 +29,14 @@ LOOP_LAG_WARN_MS = 20.0
 CPU_WARN = 0.85
 
 
-@dataclass(slots=True)
-class WorkerTick:
-    """What a worker sends every ~50 ms: finished records and its live counters."""
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """Something worth telling the user once: a note for ``summary.json`` and a notification on screen."""
 
-    worker: int
-    records: list[RequestRecord]
-    tokens: int  # output tokens received since the last tick (chunks, corrected at completion)
-    started: int  # requests started since the worker began (cumulative)
-    inflight: int
-    loop_lag_ms: float
-    cpu: float  # fraction of one core used since the last tick
-    live: list[tuple[str, int, float, float | None, int]] | None = None  # (id, segment, start, ttft, chunks)
-    final: bool = False
-    read_delays: list[float] | None = None  # seconds late per stamped chunk (benchmarks)
+    seq: int
+    time: float  # seconds since the bus began
+    level: str  # "info" / "warning" / "error"
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +111,7 @@ class Snapshot:
     segments: tuple[SegmentRow, ...]
     client: ClientHealth
     warmup_done: int
+    events: tuple[RunEvent, ...] = ()
     telemetry: dict[str, Any] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
 
@@ -140,10 +137,13 @@ class MetricsBus:
         self._lag_peak: dict[int, float] = {}
         self._cpu_peak: dict[int, float] = {}
         self.finished_total = 0
-        self._events: deque[tuple[float, int, int]] = deque()  # (t, tokens, completed) inside RATE_WINDOW
+        self._rate_window: deque[tuple[float, int, int]] = deque()  # (t, tokens, completed) inside RATE_WINDOW
         self._buckets: deque[list[float]] = deque(maxlen=HISTORY_SECONDS)  # [second, tokens, completed]
         self._recent: deque[RequestRecord] = deque(maxlen=RECENT_ROWS)
-        self._live: dict[int, list[tuple[str, int, float, float | None, int]]] = {}
+        self._live: dict[int, list[LiveRequest]] = {}
+        self._open: dict[str, RequestStart] = {}  # every request in flight, by id
+        self._lost_workers: set[int] = set()
+        self.events: list[RunEvent] = []
         self.telemetry: dict[str, Any] = {}
         self._run_cache: tuple[float, int, dict[str, float]] | None = None
         self._hist_cache: tuple[tuple[int, int], float, tuple[tuple[float, ...], tuple[int, ...]]] | None = None
@@ -195,9 +195,10 @@ class MetricsBus:
     def ingest(self, tick: WorkerTick) -> None:
         """Fold one worker tick in (called from the pool's collector thread)."""
         now = time.monotonic()
-        completed = 0
         with self._lock:
             w = tick.worker
+            if w in self._lost_workers:
+                return  # its requests were accounted as lost: a late tick must not count them twice
             self._started[w] = tick.started
             self._inflight[w] = tick.inflight
             self._health[w] = (tick.loop_lag_ms, tick.cpu, now)
@@ -207,24 +208,12 @@ class MetricsBus:
                 self._live[w] = tick.live
             if tick.read_delays and len(self.read_delays) < 5_000_000:
                 self.read_delays.extend(tick.read_delays)
-            segs = self.segments
-            for rec in tick.records:
-                self.finished_total += 1
-                if rec.warmup or rec.segment < 1:
-                    if rec.status == OK:
-                        self.warmup_done += 1
-                    else:
-                        self.warmup_failed += 1
-                    continue
-                if rec.segment <= len(segs):
-                    segs[rec.segment - 1].add(rec)
-                if rec.status == OK:
-                    completed += 1
-                elif rec.status != CANCELLED:
-                    self.errors[rec.error_kind] += 1
-                self._recent.append(rec)
+            if tick.starts:
+                for start in tick.starts:
+                    self._open[start.request_id] = start
+            completed = self._add_records(tick.records)
             if tick.tokens or completed:
-                self._events.append((now, tick.tokens, completed))
+                self._rate_window.append((now, tick.tokens, completed))
                 sec = int(now - self.t0)
                 b = self._buckets
                 if b and b[-1][0] == sec:
@@ -235,6 +224,66 @@ class MetricsBus:
             self._health_check(now)
         if tick.records and self.on_records is not None:
             self.on_records(tick.records)
+
+    def _add_records(self, records: list[RequestRecord]) -> int:
+        """Count finished records into their segments (lock held); returns how many succeeded."""
+        completed = 0
+        segs = self.segments
+        for rec in records:
+            self._open.pop(rec.request_id, None)
+            self.finished_total += 1
+            if rec.warmup or rec.segment < 1:
+                if rec.ok:
+                    self.warmup_done += 1
+                else:
+                    self.warmup_failed += 1
+                continue
+            if rec.segment <= len(segs):
+                segs[rec.segment - 1].add(rec)
+            if rec.ok:
+                completed += 1
+            elif rec.status is not Status.CANCELLED:
+                self.errors[rec.error_kind] += 1
+            self._recent.append(rec)
+        return completed
+
+    def worker_lost(self, worker: int, taken: int, last_segment: int, why: str) -> list[RequestRecord]:
+        """Account for a worker process that died: every request it had started and not reported finished becomes
+        a ``worker_lost`` failure (those it started after its last tick included: ``taken`` counts them).
+        Returns the records (already counted and handed to the result writer)."""
+        now_wall = time.time()
+        with self._lock:
+            now = time.monotonic()
+            prefix = f"{worker}-"
+            lost = [
+                RequestRecord(s.request_id, s.segment, worker, s.start, s.wall_start, s.warmup)
+                for s in self._open.values()
+                if s.request_id.startswith(prefix)
+            ]
+            reported = self._started.get(worker, 0)
+            lost.extend(  # started after its last tick: never reported
+                RequestRecord(f"{worker}-{seq}", last_segment, worker, now, now_wall, last_segment < 1)
+                for seq in range(reported + 1, taken + 1)
+            )
+            for rec in lost:
+                rec.fail(Failure.WORKER_LOST, why)
+                rec.end = now
+            self._lost_workers.add(worker)
+            self._started[worker] = max(reported, taken)
+            self._inflight[worker] = 0
+            self._health.pop(worker, None)
+            self._live.pop(worker, None)
+            self._add_records(lost)
+        if lost and self.on_records is not None:
+            self.on_records(lost)
+        return lost
+
+    def note(self, message: str, level: str = "info") -> RunEvent:
+        """Record an event worth telling the user once (redacted: its text may come from outside)."""
+        with self._lock:
+            event = RunEvent(len(self.events) + 1, time.monotonic() - self.t0, level, redact(message))
+            self.events.append(event)
+            return event
 
     def _health_check(self, now: float) -> None:
         if not self._health:
@@ -310,14 +359,16 @@ class MetricsBus:
             end = max([s.last_end for s in segs] + [s.closed or 0.0 for s in segs] + [start])
             duration = max(0.0, end - start)
             ok = sum(s.ok for s in segs)
+            failed = sum(s.failed for s in segs)
             inp = sum(s.input_tokens for s in segs)
             out_tok = sum(s.output_tokens for s in segs)
             out: dict[str, Any] = {
                 "duration": duration,
                 "completed": ok,
-                "failed": sum(s.failed for s in segs),
+                "failed": failed,
                 "cancelled": sum(s.cancelled for s in segs),
                 "errors": dict(self.errors),
+                "error_rate": error_rate(ok, failed),
                 "total_input_tokens": inp,
                 "total_output_tokens": out_tok,
                 "output_tokens_estimated": sum(s.estimated_tokens for s in segs),
@@ -329,7 +380,7 @@ class MetricsBus:
             return out
 
     def _live_rate(self, now: float) -> tuple[float, float]:
-        ev = self._events
+        ev = self._rate_window
         while ev and ev[0][0] < now - RATE_WINDOW:
             ev.popleft()
         window = min(RATE_WINDOW, max(now - (self.run_start or self.t0), 0.25))
@@ -351,6 +402,8 @@ class MetricsBus:
             rows: list[RequestRow] = []
             for lst in self._live.values():
                 for rid, sg, st, ttft, chunks in lst:
+                    if rid not in self._open:
+                        continue  # finished since the sample: its own row is below
                     el = max(0.0, now - st)
                     rows.append(
                         RequestRow(
@@ -402,6 +455,7 @@ class MetricsBus:
                 segments=seg_rows,
                 client=self._client_health_locked(),
                 warmup_done=self.warmup_done,
+                events=tuple(self.events[-20:]),
                 telemetry=dict(self.telemetry),
                 info=dict(self.info),
             )

@@ -1,21 +1,39 @@
-"""One finished request, as measured in a worker, and the ways a request can end."""
+"""One request, as measured in a worker, and the ways a request can end."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-OK = "ok"
-FAILED = "failed"
-CANCELLED = "cancelled"
+from llmsurge.redaction import redact
 
-# Failure kinds. HTTP statuses are written as ``http_<code>``.
-CONNECT = "connect"
-RESET = "reset"
-TIMEOUT = "timeout"
-PROTOCOL = "protocol"  # malformed SSE/JSON, or a stream without any ``choices`` chunk
-TRUNCATED = "truncated"  # the stream ended without a ``finish_reason``
-STREAM_ERROR = "stream_error"  # an ``error`` object inside the stream
+
+class Status(str, Enum):
+    """How a request ended: exactly one of these, within its timeout (DESIGN.md)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped by the user (Ctrl-C, q, a signal) while in flight
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Failure(str, Enum):
+    """Why a request failed. Non-2xx statuses are written ``http_<code>`` (see :func:`http_kind`)."""
+
+    CONNECT = "connect"  # no connection to the server
+    RESET = "reset"  # the connection broke during the response
+    TIMEOUT = "timeout"  # no complete answer within the request's timeout (or the end-of-run drain)
+    PROTOCOL = "protocol"  # malformed SSE/JSON, a stream with no ``choices`` chunk, an endless SSE event
+    TRUNCATED = "truncated"  # the stream ended without a ``finish_reason``
+    STREAM_ERROR = "stream_error"  # an ``error`` object inside the stream
+    WORKER_LOST = "worker_lost"  # the worker process carrying the request died
+    CLIENT_ERROR = "client_error"  # a fault of ours (a bug), not the server's
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def http_kind(status: int) -> str:
@@ -37,7 +55,7 @@ class RequestRecord:
     start: float
     wall_start: float
     warmup: bool = False
-    status: str = OK
+    status: Status = Status.OK
     error_kind: str = ""
     error: str = ""
     http_status: int = 0
@@ -52,11 +70,13 @@ class RequestRecord:
     finish_reason: str = ""
     end: float = 0.0
     retries: int = 0  # re-sent once because a pooled keep-alive connection was already closed
+    max_tokens: int = 0  # what the request asked for (0: not set)
+    usage_rejected: str = ""  # the server's usage figure when it was implausible and chunk counts were used
 
     @property
     def ok(self) -> bool:
         """Whether the request succeeded."""
-        return self.status == OK
+        return self.status is Status.OK
 
     @property
     def tpot(self) -> float | None:
@@ -71,14 +91,20 @@ class RequestRecord:
         return max(0.0, self.end - self.start)
 
     def fail(self, kind: str, message: str = "", status: int = 0) -> None:
-        """Mark this request failed with ``kind`` (keeps the first failure)."""
-        if self.status == FAILED:
+        """Mark this request failed with ``kind`` (keeps the first way it ended). The message is redacted."""
+        if self.status is not Status.OK:
             return
-        self.status = FAILED
-        self.error_kind = kind
-        self.error = message[:300]
+        self.status = Status.FAILED
+        self.error_kind = str(kind)
+        self.error = redact(message)[:300]
         if status:
             self.http_status = status
+
+    def cancel(self) -> None:
+        """Mark this request cancelled by the user (keeps the first way it ended)."""
+        if self.status is Status.OK:
+            self.status = Status.CANCELLED
+            self.error_kind = Status.CANCELLED.value
 
     def to_json(self) -> dict[str, Any]:
         """The line written to ``requests.jsonl`` (milliseconds, like vLLM's per-request output)."""
@@ -87,12 +113,12 @@ class RequestRecord:
             return None if v is None else round(v * 1000.0, 4)
 
         tpot = self.tpot
-        return {
+        out: dict[str, Any] = {
             "id": self.request_id,
             "segment": self.segment,
             "worker": self.worker,
             "warmup": self.warmup,
-            "status": self.status,
+            "status": self.status.value,
             "error_kind": self.error_kind or None,
             "error": self.error or None,
             "http_status": self.http_status or None,
@@ -108,4 +134,8 @@ class RequestRecord:
             "tokens_estimated": self.tokens_estimated,
             "finish_reason": self.finish_reason or None,
             "retries": self.retries,
+            "max_tokens": self.max_tokens or None,
         }
+        if self.usage_rejected:
+            out["usage_rejected"] = self.usage_rejected
+        return out

@@ -4,22 +4,79 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.redaction import has_secrets, redact
+
+RUN_FILES = ("summary.json", "requests.jsonl", "telemetry.jsonl")
+
+
+class ResultsFolderError(ValueError):
+    """The results folder cannot be this run's own; the message names the fix."""
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one path component: letters, digits, ``.``, ``_`` and ``-`` only (``../../x`` → ``x``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:60] or "run"
+
+
+def default_results_folder(label: str, root: Path = Path("llmsurge-results")) -> Path:
+    """``llmsurge-results/<date>-<time>-<label>`` (made unique when claimed)."""
+    return root / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(label)}"
+
+
+def check_results_folder(folder: Path) -> None:
+    """Refuse, in one line, a folder that cannot be this run's own: a file, or a folder holding another run."""
+    if folder.exists() and not folder.is_dir():
+        raise ResultsFolderError(f"--output {folder}: that is a file, not a folder: name a new folder")
+    if folder.is_dir() and any((folder / f).exists() for f in RUN_FILES):
+        raise ResultsFolderError(
+            f"--output {folder} already holds a run's results: name a new folder (or leave -o out for a fresh one)"
+        )
+
+
+def claim_results_folder(folder: Path, unique: bool = False) -> Path:
+    """Create the run's folder and return it. ``unique`` (a default name): if another run took that name, take
+    ``-2``, ``-3`` … instead, atomically, so two runs started in the same second never share a folder."""
+    try:
+        if not unique:
+            check_results_folder(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        base, n = folder, 1
+        while True:
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                n += 1
+                folder = base.with_name(f"{base.name}-{n}")
+    except ResultsFolderError:
+        raise
+    except OSError as exc:
+        raise ResultsFolderError(f"--output {folder}: cannot create it ({exc.strerror or exc})") from None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over: readers never see half a file."""
+    """Write JSON to a temporary file beside ``path`` and rename it over: readers never see half a file.
+
+    The text is redacted of every registered secret, whatever put it there."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, default=_default, allow_nan=False)
+    if has_secrets():
+        text = redact(text)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_default, allow_nan=False)
+            f.write(text)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -50,15 +107,37 @@ def clean_floats(data: Any) -> Any:
 
 
 class ResultWriter:
-    """One run's result folder. Lines are appended and flushed per batch, so a crash loses nothing finished."""
+    """One run's result folder. Lines are appended and flushed per batch, so a crash loses nothing finished.
 
-    def __init__(self, folder: str | Path) -> None:
+    A write that fails (disk full) never raises into the caller (the collector thread must live on): the writer
+    keeps the error, stops writing, and tells ``on_error`` once; what was written before stays on disk.
+    """
+
+    def __init__(self, folder: str | Path, on_error: Callable[[OSError], None] | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._requests = open(self.folder / "requests.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._telemetry = open(self.folder / "telemetry.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._requests = open(self.folder / "requests.jsonl", "x", encoding="utf-8")  # noqa: SIM115
+        self._telemetry = open(self.folder / "telemetry.jsonl", "x", encoding="utf-8")  # noqa: SIM115
         self._lock = threading.Lock()
         self.requests_written = 0
+        self.error: OSError | None = None
+        """The first write that failed; nothing more is appended after it."""
+        self.on_error = on_error
+
+    def _append(self, f: Any, text: str) -> bool:
+        if self.error is not None or f.closed:
+            return False
+        if has_secrets():
+            text = redact(text)
+        try:
+            f.write(text)
+            f.flush()
+        except OSError as exc:
+            self.error = exc
+            if self.on_error is not None:
+                self.on_error(exc)
+            return False
+        return True
 
     def add_requests(self, records: Iterable[RequestRecord]) -> None:
         """Append finished requests (warm-up ones too, marked as such)."""
@@ -66,28 +145,20 @@ class ResultWriter:
         if not lines:
             return
         with self._lock:
-            if self._requests.closed:
-                return
-            self._requests.write("\n".join(lines) + "\n")
-            self._requests.flush()
-            self.requests_written += len(lines)
+            if self._append(self._requests, "\n".join(lines) + "\n"):
+                self.requests_written += len(lines)
 
     def add_telemetry(self, sample: dict[str, Any]) -> None:
         """Append one telemetry sample."""
         line = json.dumps(clean_floats(sample), default=_default)
         with self._lock:
-            if not self._telemetry.closed:
-                self._telemetry.write(line + "\n")
-                self._telemetry.flush()
-
-    def write_summary(self, summary: dict[str, Any]) -> Path:
-        """Write ``summary.json`` atomically (may be called again to update it)."""
-        path = self.folder / "summary.json"
-        write_json_atomic(path, clean_floats(summary))
-        return path
+            self._append(self._telemetry, line + "\n")
 
     def close(self) -> None:
-        """Close the line files."""
+        """Close the line files (a failing flush on a full disk is already recorded in ``error``)."""
         with self._lock:
-            self._requests.close()
-            self._telemetry.close()
+            for f in (self._requests, self._telemetry):
+                try:
+                    f.close()
+                except OSError as exc:
+                    self.error = self.error or exc

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from llmsurge.metrics.records import CANCELLED, OK, RequestRecord
-from llmsurge.metrics.stats import DEFAULT_PERCENTILES, METRICS, describe_ms, throughput
+from llmsurge.metrics.records import RequestRecord, Status
+from llmsurge.metrics.stats import DEFAULT_PERCENTILES, METRICS, describe_ms, error_rate, throughput
 
 
 @dataclass
@@ -43,7 +43,7 @@ class SegmentStats:
         self._dirty = True
         if rec.end > self.last_end:
             self.last_end = rec.end
-        if rec.status == OK:
+        if rec.status is Status.OK:
             self.ok += 1
             self.input_tokens += rec.prompt_tokens
             self.output_tokens += rec.output_tokens
@@ -61,7 +61,7 @@ class SegmentStats:
                 v["tpot"].append(tpot)
             if rec.itl:
                 v["itl"].extend(rec.itl)
-        elif rec.status == CANCELLED:
+        elif rec.status is Status.CANCELLED:
             self.cancelled += 1
         else:
             self.failed += 1
@@ -110,6 +110,7 @@ class SegmentStats:
             "failed": self.failed,
             "cancelled": self.cancelled,
             "errors": dict(self.errors),
+            "error_rate": error_rate(self.ok, self.failed),
             "total_input_tokens": self.input_tokens,
             "total_output_tokens": self.output_tokens,
             "output_tokens_estimated": self.estimated_tokens,

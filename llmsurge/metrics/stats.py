@@ -56,3 +56,9 @@ def throughput(completed: int, input_tokens: int, output_tokens: int, duration: 
         "output_throughput": output_tokens / d if duration > 0 else 0.0,
         "total_token_throughput": (input_tokens + output_tokens) / d if duration > 0 else 0.0,
     }
+
+
+def error_rate(completed: int, failed: int) -> float:
+    """Failed share of the requests that ended on their own (cancelled ones are not counted)."""
+    ended = completed + failed
+    return failed / ended if ended else 0.0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from llmsurge.engine import limits
 from llmsurge.engine.scenario import ARRIVALS, ENDPOINTS, Load, PromptCase, RequestShape, Scenario, Stage
 
 if sys.version_info >= (3, 11):
@@ -76,7 +78,14 @@ class _Checker:
         return table
 
     def num(
-        self, table: dict[str, Any], key: str, where: str, kind: type = float, minimum: float = 0.0, strict: bool = True
+        self,
+        table: dict[str, Any],
+        key: str,
+        where: str,
+        kind: type = float,
+        minimum: float = 0.0,
+        strict: bool = True,
+        maximum: float = limits.MAX_SECONDS,
     ) -> Any:
         if key not in table:
             return None
@@ -84,8 +93,9 @@ class _Checker:
         ok = isinstance(v, int) if kind is int else isinstance(v, (int, float))
         if isinstance(v, bool) or not ok:
             raise self.fail(f"{where}{key}", f"must be {'an integer' if kind is int else 'a number'}, got {v!r}")
-        if (v <= minimum) if strict else (v < minimum):
-            raise self.fail(f"{where}{key}", f"must be {'>' if strict else '>='} {minimum:g}, got {v!r}")
+        if not math.isfinite(v) or ((v <= minimum) if strict else (v < minimum)) or v > maximum:
+            low = f"{'>' if strict else '>='} {minimum:g}"
+            raise self.fail(f"{where}{key}", f"must be a finite number {low} and <= {maximum:g}, got {v!r}")
         return kind(v)
 
     def choice(self, table: dict[str, Any], key: str, where: str, allowed: tuple[str, ...]) -> Any:
@@ -104,8 +114,8 @@ class _Checker:
         return table[key]
 
     def load(self, t: dict[str, Any], where: str) -> Load:
-        conc = self.num(t, "concurrency", where, int, 0, strict=False)
-        rate = self.num(t, "rate", where)
+        conc = self.num(t, "concurrency", where, int, 1, strict=False, maximum=limits.MAX_CONCURRENCY)
+        rate = self.num(t, "rate", where, maximum=limits.MAX_RATE)
         if conc is None and rate is None:
             raise self.fail(where.rstrip(".") or "load", "needs concurrency = N or rate = R")
         if rate is not None and conc is not None:
@@ -115,7 +125,7 @@ class _Checker:
             rate=rate,
             arrival=self.choice(t, "arrival", where, ARRIVALS) or "poisson",
             burstiness=self.num(t, "burstiness", where) or 1.0,
-            max_concurrency=self.num(t, "max_concurrency", where, int),
+            max_concurrency=self.num(t, "max_concurrency", where, int, maximum=limits.MAX_CONCURRENCY),
         )
 
 
@@ -127,8 +137,14 @@ def load_preset_file(path: str | Path) -> Scenario:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise PresetError(f"{path}: no such preset file") from None
+    except IsADirectoryError:
+        raise PresetError(f"{path}: is a folder, not a preset file") from None
+    except UnicodeDecodeError:
+        raise PresetError(f"{path}: not UTF-8 text (a preset is a TOML file)") from None
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     c = _Checker(path)
     c.keys(data, TOP_KEYS, "")
     name = data.get("name", path.stem)
@@ -138,7 +154,7 @@ def load_preset_file(path: str | Path) -> Scenario:
     if not isinstance(description, str):
         raise c.fail("description", "must be a string")
     length = c.keys(data.get("length", {}), LENGTH_KEYS, "length")
-    requests = c.num(length, "requests", "length.", int)
+    requests = c.num(length, "requests", "length.", int, maximum=limits.MAX_COUNT)
     duration = c.num(length, "duration", "length.")
     stages: list[Stage] = []
     if "stages" in data:
@@ -150,7 +166,7 @@ def load_preset_file(path: str | Path) -> Scenario:
         for i, st in enumerate(raw_stages):
             where = f"stages[{i}]."
             c.keys(st, STAGE_KEYS, f"stages[{i}]")
-            s_req = c.num(st, "requests", where, int)
+            s_req = c.num(st, "requests", where, int, maximum=limits.MAX_COUNT)
             s_dur = c.num(st, "duration", where)
             if s_req is None and s_dur is None:
                 s_req, s_dur = requests, duration
@@ -166,10 +182,10 @@ def load_preset_file(path: str | Path) -> Scenario:
     shape_kwargs: dict[str, Any] = {
         "endpoint": c.choice(req, "endpoint", "request.", ENDPOINTS),
         "stream": c.boolean(req, "stream", "request."),
-        "input_tokens": c.num(req, "input_tokens", "request.", int),
-        "output_tokens": c.num(req, "output_tokens", "request.", int),
+        "input_tokens": c.num(req, "input_tokens", "request.", int, maximum=limits.MAX_COUNT),
+        "output_tokens": c.num(req, "output_tokens", "request.", int, maximum=limits.MAX_COUNT),
         "ignore_eos": c.boolean(req, "ignore_eos", "request."),
-        "temperature": c.num(req, "temperature", "request.", float, 0.0, strict=False),
+        "temperature": c.num(req, "temperature", "request.", float, 0.0, strict=False, maximum=limits.MAX_TEMPERATURE),
         "timeout": c.num(req, "timeout", "request."),
         "prompt_source": c.choice(req, "prompt_source", "request.", PROMPT_SOURCES),
     }
@@ -182,12 +198,12 @@ def load_preset_file(path: str | Path) -> Scenario:
         prompt = case.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise c.fail(f"cases[{i}].prompt", "must be a non-empty string")
-        out = c.num(case, "output_tokens", f"cases[{i}].", int)
+        out = c.num(case, "output_tokens", f"cases[{i}].", int, maximum=limits.MAX_COUNT)
         if out is None:
             raise c.fail(f"cases[{i}].output_tokens", "is required")
         cases.append(PromptCase(str(case.get("name", f"case{i}")), prompt, out))
     shape = RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=tuple(cases))
-    warmup = c.num(data, "warmup", "", int, 0, strict=False) or 0
+    warmup = c.num(data, "warmup", "", int, 0, strict=False, maximum=limits.MAX_COUNT) or 0
     plateau = c.boolean(data, "stop_on_plateau", "") or False
     return Scenario(
         name=name,

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import signal
 from types import TracebackType
 
+from llmsurge.lifetime import die_with_parent, ignore_stop_signals
 from llmsurge.sim.server import SimConfig, serve
 
 
+def url_for(host: str, port: int) -> str:
+    """``http://HOST:PORT``, with an IPv6 address in brackets (``http://[::1]:8000``)."""
+    return f"http://[{host}]:{port}" if ":" in host and not host.startswith("[") else f"http://{host}:{port}"
+
+
 def _child(config: SimConfig, host: str, port: int, ready: mp.Queue, reuse_port: bool) -> None:  # type: ignore[type-arg]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    die_with_parent()  # a load test's server never outlives the run that started it
+    ignore_stop_signals()  # the parent decides when we stop (it kills us: there is nothing to save)
     serve(config, host, port, on_ready=ready.put, reuse_port=reuse_port)
 
 
@@ -34,7 +40,7 @@ class SimProcess:
     @property
     def url(self) -> str:
         """Base URL of the running server."""
-        return f"http://{self.host}:{self.port}"
+        return url_for(self.host, self.port)
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the child and wait until it listens; returns its URL."""
@@ -68,13 +74,11 @@ class SimProcess:
         return [p.pid for p in (self._proc, *self._extra) if p is not None and p.pid]
 
     def stop(self) -> None:
-        """Stop the children."""
+        """Stop the children (they ignore SIGTERM, as stop signals are the run's to handle: SIGKILL)."""
         for p in (self._proc, *self._extra):
             if p is not None and p.is_alive():
-                p.terminate()
+                p.kill()
                 p.join(5)
-                if p.is_alive():
-                    p.kill()
         self._proc = None
         self._extra = []
 

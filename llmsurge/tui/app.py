@@ -17,13 +17,16 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from llmsurge.engine.client import ServerError
 from llmsurge.engine.scenario import Load
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
+from llmsurge.lifetime import STOP_SIGNALS, ExitCode, exit_status
 from llmsurge.metrics.bus import Snapshot
 from llmsurge.presets import PresetError, find_preset
+from llmsurge.redaction import redact
 from llmsurge.tui.commands import LoadCommands
 from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.screens.presets import PresetPicker
@@ -73,8 +76,11 @@ class LLMSurgeApp(App[Path | None]):
         """The last summary.json written."""
         self.frames = 0
         """Snapshots rendered (for the UI-cost benchmark)."""
+        self.stop_signal: int | None = None
+        """The signal (SIGTERM, SIGHUP, SIGINT) that ended the run, if one did."""
         self._quitting = False
         self._last_segment = -1
+        self._last_event = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -82,7 +88,36 @@ class LLMSurgeApp(App[Path | None]):
         self.push_screen(MainScreen())
         self.set_interval(1.0 / self.refresh_hz, self.refresh_panes)
         if self.live:
+            self._handle_stop_signals()
             self.run_session()
+
+    def _handle_stop_signals(self) -> None:
+        """SIGTERM, SIGHUP (the terminal closed) and SIGINT do what ``q`` does: stop, save, leave."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if self.stop_signal is not None:
+                os._exit(exit_status(signum))  # a second signal: leave now (the workers die with us)
+            self.stop_signal = signum
+            self.run_worker(self.action_quit_and_save(), group="quit", exit_on_error=False)
+
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+                pass
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notifications are text, never markup (server messages and file names flow into them), and redacted."""
+        super().notify(redact(message), title=redact(title), severity=severity, timeout=timeout, markup=markup)
 
     @work(exclusive=True, group="session", exit_on_error=False)
     async def run_session(self) -> None:
@@ -94,22 +129,25 @@ class LLMSurgeApp(App[Path | None]):
         except (ServerError, ConfigError, PresetError, ValueError, RuntimeError, OSError) as exc:
             self.waiting_since = None
             session.bus.set_state("error")
-            self.message = str(exc)
+            self.message = redact(str(exc))
             self.notify(str(exc), title="cannot start", severity="error", timeout=30)
             return
         self.waiting_since = None
         self.message = ""
         controller = session.start()
         yield_to_workers()
-        session.listeners.append(self._on_event)
         await controller.run()
 
     def _on_status(self, message: str) -> None:
-        self.message = "" if message.startswith("waiting for") else message
+        self.message = "" if message.startswith("waiting for") else redact(message)
 
-    def _on_event(self, message: str) -> None:
-        if not message.startswith("segment "):
-            self.notify(message)
+    def _notify_events(self, snap: Snapshot) -> None:
+        """Tell the user, once, what the run noted since the last snapshot (lost workers, disk full …)."""
+        for event in snap.events:
+            if event.seq > self._last_event:
+                self._last_event = event.seq
+                severity: SeverityLevel = "information" if event.level == "info" else event.level  # type: ignore[assignment]
+                self.notify(event.message, severity=severity, timeout=8)
 
     def refresh_panes(self, full: bool | None = None) -> None:
         """Read one snapshot and update the visible panes in one batch (statistics panes about once a second,
@@ -118,6 +156,7 @@ class LLMSurgeApp(App[Path | None]):
         if screen is None or not screen.ready:
             return
         snap = self.snapshot_source()
+        self._notify_events(snap)
         waited = time.monotonic() - self.waiting_since if self.waiting_since is not None else None
         if full is None:
             full = self.frames % FULL_EVERY == 0 or snap.segment != self._last_segment
@@ -221,6 +260,8 @@ class LLMSurgeApp(App[Path | None]):
 
     def action_save(self) -> None:
         """``s``: write summary.json now."""
+        if not self.controller_ready:
+            return
         try:
             self.saved_to = self.session.save()
         except OSError as exc:
@@ -273,7 +314,8 @@ def make_app(config: RunConfig, snapshot_source: Callable[[], Snapshot] | None =
 
 
 def run_tui(config: RunConfig) -> int:
-    """Run the app in this terminal; print where the results went."""
+    """Run the app in this terminal; print where the results went. Returns the exit status (128 + the signal's
+    number when a signal stopped it)."""
     app = make_app(config)
     try:
         result = app.run()
@@ -289,4 +331,7 @@ def run_tui(config: RunConfig) -> int:
             app.session.close()
     if result is not None:
         print(f"llmsurge: results in {result.parent}")
-    return 0
+    if app.stop_signal is not None:
+        return exit_status(app.stop_signal)
+    writer = app.session.writer
+    return ExitCode.NOT_SAVED if writer is not None and writer.error is not None else ExitCode.OK

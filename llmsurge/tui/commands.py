@@ -8,6 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.markup import escape
 
 from llmsurge.presets import list_presets
 
@@ -76,4 +77,5 @@ class LoadCommands(Provider):
             label = f"Preset: {sc.name}"
             score = matcher.match(label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(a.switch_preset, sc.name), help=sc.description)
+                help_ = escape(sc.description)  # a user's file: text, not markup
+                yield Hit(score, matcher.highlight(label), partial(a.switch_preset, sc.name), help=help_)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from llmsurge.metrics.bus import Snapshot
@@ -10,7 +11,7 @@ from llmsurge.widgets.format import ms, num
 COLUMNS = ("#", "load", "preset", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "done", "errors")
 
 
-class SegmentsTable(DataTable[str]):
+class SegmentsTable(DataTable[Text]):
     """Rows are rebuilt only when a figure changed."""
 
     def on_mount(self) -> None:
@@ -32,7 +33,7 @@ class SegmentsTable(DataTable[str]):
                 ms(s.ttft_p99_ms),
                 ms(s.tpot_p50_ms),
                 f"{s.completed:,}",
-                f"[red]{s.failed:,}[/]" if s.failed else "0",
+                f"{s.failed:,}",
             )
             for s in snap.segments
         ]
@@ -42,6 +43,10 @@ class SegmentsTable(DataTable[str]):
         self._rows = rows
         self.clear()
         for r in rows:
-            self.add_row(*r)
+            # Text cells: a preset's name comes from a user's file and is shown as written, never as markup.
+            *cells, failed = (Text(c) for c in r)
+            if failed.plain != "0":
+                failed.stylize("red")
+            self.add_row(*cells, failed)
         if follow and rows:
             self.move_cursor(row=len(rows) - 1)
