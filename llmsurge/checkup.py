@@ -12,16 +12,18 @@ from rich.console import Console
 
 from llmsurge.engine.client import (
     ServerError,
+    ServerUnreachable,
     Target,
     list_models,
     make_client,
-    normalize_base_url,
     one_request,
     wait_until_up,
 )
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.session import detect_server_kind
+from llmsurge.lifetime import ExitCode
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.redaction import markup_safe as safe
 
 
 @dataclass
@@ -36,6 +38,7 @@ class CheckResult:
     probes: dict[str, RequestRecord] = field(default_factory=dict)
     telemetry: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    unreachable: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -54,28 +57,32 @@ async def run_check(
     url: str, model: str, api_key: str | None, wait: float, console: Console, max_tokens: int = 64
 ) -> CheckResult:
     """Wait for the server, list models, one streaming chat and one streaming completion."""
-    base = normalize_base_url(url)
+    target = Target.from_url(url, model, api_key)
+    base = target.base_url
     res = CheckResult(base)
-    target = Target(base, model, api_key)
     tty = console.is_terminal
     last = [0.0]
 
     def waiting(s: float) -> None:
         if s - last[0] >= (1.0 if tty else 5.0):
             last[0] = s
-            console.print(f"waiting for {base} … {s:.0f}s", end="\r" if tty else "\n")
+            console.print(f"waiting for {safe(base)} … {s:.0f}s", end="\r" if tty else "\n")
 
     async with make_client(timeout=30.0) as client:
         try:
             res.waited = await wait_until_up(client, target, wait, waiting)
             console.print(f"[green]✓[/green] server answered after {res.waited:.1f}s" + " " * 20)
             res.models = await list_models(client, target)
+        except ServerUnreachable as exc:
+            res.problems.append(str(exc))
+            res.unreachable = True
+            return res
         except ServerError as exc:
             if not (model and "/v1/models" in str(exc)):
                 res.problems.append(str(exc))
                 return res
-            console.print(f"[yellow]![/yellow] {exc}; going on with --model {model}")
-        console.print(f"[green]✓[/green] models: {', '.join(res.models) or '(none)'}")
+            console.print(f"[yellow]![/yellow] {safe(exc)}; going on with --model {safe(model)}")
+        console.print(f"[green]✓[/green] models: {safe(', '.join(res.models) or '(none)')}")
         if model and res.models and model not in res.models:
             res.problems.append(f"model {model!r} is not served; it serves: {', '.join(res.models)}")
             return res
@@ -85,7 +92,7 @@ async def run_check(
             return res
         target = replace(target, model=res.model)
         res.server_kind = await detect_server_kind(client, target)
-        console.print(f"[green]✓[/green] server kind: {res.server_kind}")
+        console.print(f"[green]✓[/green] server kind: {safe(res.server_kind)}")
         for endpoint in ("chat", "completions"):
             shape = RequestShape(endpoint=endpoint, stream=True, ignore_eos=False, timeout=120.0)
             rec = await one_request(client, target, shape, "Tell me about the history of the bicycle.", max_tokens)
@@ -100,13 +107,18 @@ async def run_check(
                     f"{decode}, {usage}"
                 )
             else:
-                console.print(f"[red]✗[/red] streaming {endpoint}: {rec.error_kind}: {rec.error}")
+                console.print(f"[red]✗[/red] streaming {endpoint}: {safe(rec.error_kind)}: {safe(rec.error)}")
                 if endpoint == "completions" and rec.http_status == 404:
                     res.problems.append("no /v1/completions endpoint (chat-only server): use --endpoint chat")
         res.telemetry = await probe_telemetry(client, target)
-        for source, status in res.telemetry.items():
-            console.print(f"  telemetry {source}: {status}")
+        print_telemetry(console, res.telemetry)
     return res
+
+
+def print_telemetry(console: Console, telemetry: dict[str, str]) -> None:
+    """One line per source, as text: our own hints carry brackets (``llmsurge[nvidia]``) that are not markup."""
+    for source, status in telemetry.items():
+        console.print(f"  telemetry {source}: {status}", markup=False, highlight=False)
 
 
 async def probe_telemetry(client: Any, target: Target) -> dict[str, str]:
@@ -126,18 +138,19 @@ def check_main(url: str, model: str, api_key: str | None, wait: float, max_token
         console.print("[yellow]interrupted[/yellow]")
         return 130
     for p in res.problems:
-        console.print(f"[red]✗[/red] {p}")
+        console.print(f"[red]✗[/red] {safe(p)}")
     took = time.monotonic() - t0
     if res.healthy:
         chat = res.probes.get("chat")
         rate = decode_rate(chat) if chat else None
         tail = f", decode ~{rate:.0f} tok/s" if rate else ""
         console.print(
-            f"[bold green]HEALTHY[/bold green]: {res.server_kind} serving {res.model}{tail} (checked in {took:.1f}s)"
+            f"[bold green]HEALTHY[/bold green]: {safe(res.server_kind)} serving {safe(res.model)}{tail}"
+            f" (checked in {took:.1f}s)"
         )
-        return 0
+        return ExitCode.OK
     failed = [k for k, r in res.probes.items() if not r.ok]
     why = "; ".join(res.problems) or f"failed probes: {', '.join(failed)}"
-    console.print(f"[bold red]UNHEALTHY[/bold red]: {why}")
+    console.print(f"[bold red]UNHEALTHY[/bold red]: {safe(why)}")
     sys.stdout.flush()
-    return 1
+    return ExitCode.UNREACHABLE if res.unreachable else ExitCode.THRESHOLDS

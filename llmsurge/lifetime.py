@@ -33,6 +33,17 @@ def die_with_parent() -> bool:
     return True
 
 
+def set_process_name(name: str) -> None:
+    """Name this process as ``ps``, ``top`` and ``htop`` show it (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def ignore_stop_signals() -> None:
     """Leave SIGINT, SIGTERM and SIGHUP to the parent (it stops us through our command queue)."""
     for sig in STOP_SIGNALS:

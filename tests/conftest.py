@@ -32,3 +32,17 @@ def faulty_sim_url() -> Iterator[str]:
     faults = Faults.parse("http500=0.05,http429=0.03,http503=0.03,reset=0.04,stall=0.03,malformed=0.04,no_usage=0.05")
     with SimProcess(SimConfig(timing=quick_timing(), faults=faults, stall_seconds=30.0, seed=7)) as sim:
         yield sim.url
+
+
+@pytest.fixture(scope="session")
+def hostile_url() -> Iterator[str]:
+    """The hostile server (tests/hostile.py) in its own process: the model id picks how it misbehaves."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "tests.hostile"], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    yield line.strip().rsplit(" ", 1)[-1]
+    p.kill()
+    p.wait(5)

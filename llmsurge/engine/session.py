@@ -22,6 +22,7 @@ from llmsurge.engine.client import (
     ServerError,
     Target,
     make_client,
+    normalize_base_url,
     one_request,
     resolve_model,
     wait_until_up,
@@ -95,7 +96,7 @@ class RunConfig:
         """The config as written to ``summary.json``: no secrets, only the name of the key's variable."""
         sc = dataclasses.asdict(self.scenario)
         return {
-            "url": self.url or "simulated",
+            "url": normalize_base_url(self.url) if self.url else "simulated",  # no user:password
             "model": self.model or None,
             "api_key_env": self.api_key_env,
             "workers": self.n_workers,
@@ -189,7 +190,7 @@ class RunSession:
     @property
     def notes(self) -> list[str]:
         """What the run had to say (capped workers, rejected fields, lost workers …), oldest first."""
-        return [e.message for e in self.bus.events]
+        return [e.message for e in self.bus.events] + self.bus.derived_notes()
 
     def note(self, message: str, level: str = "info") -> None:
         """Keep a note for ``summary.json`` and the screen."""
@@ -202,7 +203,8 @@ class RunSession:
         say = on_status or (lambda _m: None)
         cfg.resolve_key()
         try:
-            check_results_folder(self.output)
+            if cfg.output is not None:  # a default folder is made unique when claimed
+                check_results_folder(self.output)
         except ResultsFolderError as exc:
             raise ConfigError(str(exc)) from None
         _, capped = cfg.worker_plan()

@@ -18,7 +18,7 @@ from llmsurge.engine.arrivals import Arrivals
 from llmsurge.engine.client import ChunkCounter, Target, build_body, make_client, run_request
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import Load, RequestShape
-from llmsurge.lifetime import die_with_parent, ignore_stop_signals
+from llmsurge.lifetime import die_with_parent, ignore_stop_signals, set_process_name
 from llmsurge.metrics.records import Failure, RequestRecord
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerReady, WorkerTick
 
@@ -29,6 +29,7 @@ TICKET_SEGMENT, TICKETS_LEFT, TAKEN_BASE = 0, 1, 2
 """The shared ticket array: [segment the budget is for, requests left (-1: no budget), then requests taken by
 worker 0, 1, …]. A worker's taken count is how many requests it has started, even ones it never reported."""
 MAX_WORKER_IDS = 256
+WORKER_PROCESS_NAME = "llmsurge-worker"
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,7 @@ def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None
     """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
     die_with_parent()
     ignore_stop_signals()
+    set_process_name(WORKER_PROCESS_NAME)
     spec.target.register_secrets()
     try:
         import uvloop  # type: ignore[import-not-found]

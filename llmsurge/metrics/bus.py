@@ -143,6 +143,9 @@ class MetricsBus:
         self._live: dict[int, list[LiveRequest]] = {}
         self._open: dict[str, RequestStart] = {}  # every request in flight, by id
         self._lost_workers: set[int] = set()
+        self.usage_rejected = 0
+        """Requests whose usage figure was implausible (chunk counts used instead)."""
+        self.usage_rejected_example = ""
         self.events: list[RunEvent] = []
         self.telemetry: dict[str, Any] = {}
         self._run_cache: tuple[float, int, dict[str, float]] | None = None
@@ -240,6 +243,9 @@ class MetricsBus:
                 continue
             if rec.segment <= len(segs):
                 segs[rec.segment - 1].add(rec)
+            if rec.usage_rejected:
+                self.usage_rejected += 1
+                self.usage_rejected_example = rec.usage_rejected
             if rec.ok:
                 completed += 1
             elif rec.status is not Status.CANCELLED:
@@ -277,6 +283,17 @@ class MetricsBus:
         if lost and self.on_records is not None:
             self.on_records(lost)
         return lost
+
+    def derived_notes(self) -> list[str]:
+        """Notes that summarise the run's records rather than one event."""
+        with self._lock:
+            notes = []
+            if self.usage_rejected:
+                notes.append(
+                    f"implausible usage from the server on {self.usage_rejected} request(s) (e.g."
+                    f" {self.usage_rejected_example}): chunk counts used instead, marked estimated"
+                )
+            return notes
 
     def note(self, message: str, level: str = "info") -> RunEvent:
         """Record an event worth telling the user once (redacted: its text may come from outside)."""

@@ -104,6 +104,8 @@ class Sampler:
         self.writer = writer
         self.aggregate = SegmentAggregate()
         self.last: dict[str, Any] | None = None
+        self.readings = 0
+        """Samples that came back with data (a source is available only if some did)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -131,6 +133,7 @@ class Sampler:
             seg = self.bus.current_segment()
             segment = seg.index if seg else 0
         if s.get("available", True):
+            self.readings += 1
             self.aggregate.add(segment, self.aggregate_values(s))
         if self.writer is not None:
             self.writer.add_telemetry({**s, "time": time.time(), "source": self.name, "segment": segment})
@@ -156,6 +159,7 @@ class Sampler:
 
     def summary(self) -> dict[str, Any]:
         """Per-segment mean/peak for ``summary.json``; or why there was nothing."""
-        if self.last is not None and self.last.get("available") is False and not self.aggregate.sums:
-            return {"available": False, "reason": self.last.get("reason")}
+        if not self.readings:
+            reason = self.last.get("reason") if self.last is not None else None
+            return {"available": False, "reason": reason or "no reading came back during the run"}
         return {"available": True, "segments": self.aggregate.summary()}
