@@ -7,11 +7,8 @@ and the exit status says which signal it was (128 + its number). A second signal
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmsurge.engine.session import RunSession
-from llmsurge.lifetime import STOP_SIGNALS, ExitCode, exit_status
+from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.bus import Snapshot
 from llmsurge.metrics.thresholds import Threshold, breaches
 from llmsurge.redaction import markup_safe, redact
@@ -110,39 +107,6 @@ def segments_table(summary: dict[str, Any]) -> Table:
             f"{s['median_tpot_ms']:.2f}" if measured else NOT_AVAILABLE,
         )
     return t
-
-
-@dataclass
-class StopSignals:
-    """The first stop signal ends the run cleanly; a second one leaves at once."""
-
-    signum: int | None = None
-
-    def install(self, loop: asyncio.AbstractEventLoop, on_first: Any) -> None:
-        def handler(signum: int) -> None:
-            if self.signum is not None:
-                print(
-                    f"llmsurge: {signal.Signals(signum).name} again: leaving now without summary.json"
-                    " (requests.jsonl holds every finished request)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                os._exit(exit_status(signum))  # the workers and the simulated server die with us
-            self.signum = signum
-            on_first()
-
-        for sig in STOP_SIGNALS:
-            try:
-                loop.add_signal_handler(sig, handler, sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not on the main thread
-                pass
-
-    def remove(self, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in STOP_SIGNALS:
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-                pass
 
 
 async def _show_progress(

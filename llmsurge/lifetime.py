@@ -8,10 +8,14 @@ parent cancel, record and save instead of the children vanishing with requests i
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
+import time
+from collections.abc import Callable
 from multiprocessing.connection import wait
 
 PARENT_GONE_EXIT = 70
@@ -48,6 +52,52 @@ def ignore_stop_signals() -> None:
     """Leave SIGINT, SIGTERM and SIGHUP to the parent (it stops us through our command queue)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+FORCE_AFTER_S = 1.0
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP on an asyncio loop: the first one stops the run cleanly (``on_first``); another,
+    a second or more later, leaves at once. A terminal hang-up reaches a process twice (as session leader and as
+    the foreground group), so a repeated SIGHUP, or any repeat within :data:`FORCE_AFTER_S`, is not a second
+    request."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        """The first stop signal received, if any."""
+        self._at = 0.0
+
+    def received(self, signum: int, on_first: Callable[[], None]) -> None:
+        """Handle one delivery of ``signum``."""
+        now = time.monotonic()
+        if self.signum is None:
+            self.signum, self._at = signum, now
+            on_first()
+            return
+        if signum == getattr(signal, "SIGHUP", None) or now - self._at < FORCE_AFTER_S:
+            return
+        try:
+            print(f"llmsurge: {signal.Signals(signum).name} again: leaving now", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+        os._exit(exit_status(signum))  # the workers and the simulated server die with us
+
+    def install(self, loop: asyncio.AbstractEventLoop, on_first: Callable[[], None]) -> None:
+        """Handle the stop signals on ``loop`` (a no-op off the main thread)."""
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.received, sig, on_first)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def remove(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give the stop signals back."""
+        for sig in STOP_SIGNALS:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
 
 
 def exit_status(signum: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from multiprocessing import resource_tracker
@@ -17,17 +18,20 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from llmsurge.engine.client import ServerError
 from llmsurge.engine.scenario import Load
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
-from llmsurge.lifetime import STOP_SIGNALS, ExitCode, exit_status
+from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.bus import Snapshot
 from llmsurge.presets import PresetError, find_preset
 from llmsurge.redaction import redact
 from llmsurge.tui.commands import LoadCommands
+from llmsurge.tui.driver import ResilientLinuxDriver
 from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.screens.presets import PresetPicker
 
@@ -76,8 +80,8 @@ class LLMSurgeApp(App[Path | None]):
         """The last summary.json written."""
         self.frames = 0
         """Snapshots rendered (for the UI-cost benchmark)."""
-        self.stop_signal: int | None = None
-        """The signal (SIGTERM, SIGHUP, SIGINT) that ended the run, if one did."""
+        self.signals = StopSignals()
+        """Stop signals: the first does what ``q`` does."""
         self._quitting = False
         self._last_segment = -1
         self._last_event = 0
@@ -93,19 +97,25 @@ class LLMSurgeApp(App[Path | None]):
 
     def _handle_stop_signals(self) -> None:
         """SIGTERM, SIGHUP (the terminal closed) and SIGINT do what ``q`` does: stop, save, leave."""
-        loop = asyncio.get_running_loop()
+        self.signals.install(asyncio.get_running_loop(), self._stop_and_save)
 
-        def on_signal(signum: int) -> None:
-            if self.stop_signal is not None:
-                os._exit(exit_status(signum))  # a second signal: leave now (the workers die with us)
-            self.stop_signal = signum
-            self.run_worker(self.action_quit_and_save(), group="quit", exit_on_error=False)
+    def _stop_and_save(self) -> None:
+        self.run_worker(self.action_quit_and_save(), group="quit", exit_on_error=False)
 
-        for sig in STOP_SIGNALS:
-            try:
-                loop.add_signal_handler(sig, on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
-                pass
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal (SIGTERM, SIGHUP, SIGINT) that ended the run, if one did."""
+        return self.signals.signum
+
+    def on_terminal_lost(self) -> None:
+        """The terminal went away (the driver could not write to it): as after SIGHUP, stop and save."""
+        if not self._quitting:
+            self.signals.received(signal.SIGHUP, self._stop_and_save)
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver for this platform; on Linux one that survives the terminal going away (SIGHUP)."""
+        driver = super().get_driver_class()
+        return ResilientLinuxDriver if driver is LinuxDriver else driver
 
     def notify(
         self,
@@ -330,7 +340,10 @@ def run_tui(config: RunConfig) -> int:
         elif app.session.sim is not None and app.return_value is None:
             app.session.close()
     if result is not None:
-        print(f"llmsurge: results in {result.parent}")
+        try:
+            print(f"llmsurge: results in {result.parent}")
+        except OSError:  # the terminal is gone (SIGHUP): the results are saved all the same
+            pass
     if app.stop_signal is not None:
         return exit_status(app.stop_signal)
     writer = app.session.writer
