@@ -245,3 +245,40 @@ async def test_client_saturation_shown_on_screen() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         assert "CLIENT BUSY" in _plain(app.screen.query_one(LoadPanel).content)
+
+
+async def test_status_line_never_shows_a_url_password(sim_url: str, tmp_path: Path) -> None:
+    from llmsurge.widgets.status_line import StatusLine
+
+    url = sim_url.replace("http://", "http://bob:s3cret-PASS@")
+    app = make_app(_config(url, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await _until(pilot, lambda: app.session.bus.inflight_total == 2)
+        await pilot.pause(0.3)
+        line = _plain(app.screen.query_one(StatusLine).content)
+        assert sim_url.split("//")[1] in line and "s3cret" not in line and "bob" not in line
+        await pilot.press("q")
+        await _until(pilot, lambda: not app.is_running, 20)
+    assert "s3cret-PASS" not in "".join(f.read_text() for f in (tmp_path / "results").iterdir())
+
+
+async def test_preset_picker_names_bad_files_and_does_not_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from textual.widgets import OptionList
+
+    presets = tmp_path / "presets"
+    (presets / "x.toml").mkdir(parents=True)
+    (presets / "latin.toml").write_bytes(b'name = "caf\xe9"\n')
+    (presets / "mine.toml").write_text(
+        'name = "mine[/b]"\ndescription = "[bold red]x[/]"\n[load]\nconcurrency = 1\n[length]\nrequests = 1\n'
+    )
+    monkeypatch.setenv("LLMSURGE_PRESETS_DIR", str(presets))
+    async with _static_app().run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("p")
+        await pilot.pause(0.3)
+        ol = pilot.app.screen.query_one(OptionList)
+        labels = [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
+        assert any("is a folder" in x for x in labels) and any("not UTF-8" in x for x in labels)
+        assert any("mine[/b]" in x and "[bold red]x[/]" in x for x in labels)
