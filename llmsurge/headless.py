@@ -19,7 +19,7 @@ from rich.text import Text
 
 from llmsurge.engine.session import RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
-from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.metrics.thresholds import Threshold, breaches
 from llmsurge.redaction import markup_safe, redact
 
@@ -114,6 +114,7 @@ async def _show_progress(
 ) -> None:
     """Progress while ``task`` runs: a bar on a terminal, a line every few seconds otherwise."""
     total = sum(st.requests or 0 for st in session.config.scenario.stages) or None
+    snapshots = SnapshotBuilder(session.bus)
     if console.is_terminal:
         # A bar over the request budget (or the planned duration), with the live figures beside it.
         seconds = sum(st.duration or 0 for st in session.config.scenario.stages) or None
@@ -127,7 +128,7 @@ async def _show_progress(
         ) as progress:
             bar = progress.add_task("", total=total or seconds)
             while not task.done():
-                snap = session.bus.snapshot()
+                snap = snapshots.snapshot()
                 done = snap.completed + snap.failed + snap.cancelled
                 progress.update(bar, completed=done if total else snap.elapsed, description=progress_line(snap, total))
                 await asyncio.wait({task}, timeout=interval or 0.25)
@@ -138,7 +139,7 @@ async def _show_progress(
         await asyncio.wait({task}, timeout=0.25)
         if time.monotonic() - last >= every:
             last = time.monotonic()
-            print(progress_line(session.bus.snapshot(), total), flush=True)
+            print(progress_line(snapshots.snapshot(), total), flush=True)
 
 
 async def run_headless(
@@ -182,7 +183,7 @@ async def _run(
     except BaseException:
         await asyncio.to_thread(session.close)
         raise
-    ctrl = session.start()
+    ctrl = await asyncio.to_thread(session.start)
     target = session.target
     console.print(
         f"[bold]llmsurge[/bold] {markup_safe(session.config.scenario.name)} →"

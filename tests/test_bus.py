@@ -1,20 +1,27 @@
-"""The metrics bus: segments, live rates, client self-diagnosis."""
+"""The metrics bus (the store), snapshots and the client diagnosis."""
 
 from __future__ import annotations
 
+import threading
 import time
 
+import numpy as np
+
 from llmsurge.engine.controller import auto_workers
-from llmsurge.metrics.bus import MetricsBus, WorkerTick
+from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.health import Cause, diagnose
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.metrics.snapshot import SnapshotBuilder
+from llmsurge.metrics.summary import summarize_run
+from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerTick
 
 
-def _rec(i: int, segment: int, ok: bool = True) -> RequestRecord:
+def _rec(i: int, segment: int, ok: bool = True, worker: int = 0) -> RequestRecord:
     now = time.monotonic()
     r = RequestRecord(
-        f"0-{i}",
+        f"{worker}-{i}",
         segment,
-        0,
+        worker,
         now - 1.0,
         time.time(),
         ttft=0.1 + i * 0.001,
@@ -38,28 +45,109 @@ def test_segments_counts_and_warmup_excluded() -> None:
     bus.ingest(WorkerTick(0, [_rec(i, s1) for i in range(10)] + [_rec(99, s1, ok=False)], 100, 12, 0, 0, 0))
     s2 = bus.open_segment("c=2", "t")
     bus.ingest(WorkerTick(0, [_rec(i, s2) for i in range(5)], 50, 17, 0, 0, 0))
-    s = bus.run_summary()
+    s = summarize_run(bus.view(with_stats=True))
     assert (s["completed"], s["failed"], s["warmup"]["completed"]) == (15, 1, 1)
     assert [x["completed"] for x in s["segments"]] == [10, 5]
     assert s["errors"] == {"http_500": 1}
     assert s["total_output_tokens"] == 150
-    snap = bus.snapshot()
+    # tokens count where they arrived: 100 while c=1 was open, 50 while c=2 was
+    assert [x["delivered_output_tokens"] for x in s["segments"]] == [100, 50]
+    snap = SnapshotBuilder(bus).snapshot()
     assert snap.segment == 2 and [r.label for r in snap.segments] == ["c=1", "c=2"]
-    assert snap.recent[0].request_id == "0-4"  # newest first
+    assert snap.recent[0].request_id == "0-4"  # finished rows: newest first
     assert sum(snap.ttft_hist[1]) == 5  # histogram of the current segment only
+    assert snap.segment_stats["n_ttft"] == 5 and snap.run_stats["n_ttft"] == 15
 
 
-def test_client_saturation_is_reported() -> None:
+def test_a_finished_request_is_not_also_shown_running() -> None:
+    bus = MetricsBus()
+    seg = bus.open_segment("c=2", "t")
+    now = time.monotonic()
+    starts = [RequestStart("0-1", seg, now, time.time(), False), RequestStart("0-2", seg, now, time.time(), False)]
+    live = [LiveRequest("0-1", seg, now, 0.05, 3), LiveRequest("0-2", seg, now, 0.05, 3)]
+    bus.ingest(WorkerTick(0, [], 6, 2, 2, 0.0, 0.0, live=live, starts=starts))
+    builder = SnapshotBuilder(bus)
+    assert [(r.request_id, r.status) for r in builder.snapshot().recent] == [("0-1", "running"), ("0-2", "running")]
+    bus.ingest(WorkerTick(0, [_rec(1, seg)], 1, 2, 1, 0.0, 0.0))  # 0-1 finished; the live sample is stale
+    rows = [(r.request_id, r.status) for r in builder.snapshot().recent]
+    assert rows == [("0-2", "running"), ("0-1", "ok")]
+
+
+def test_statistics_recompute_once_per_interval_and_at_a_segment_change() -> None:
+    bus = MetricsBus()
+    seg = bus.open_segment("c=1", "t")
+    builder = SnapshotBuilder(bus, stats_every=60.0)
+    first = builder.snapshot()
+    bus.ingest(WorkerTick(0, [_rec(i, seg) for i in range(5)], 50, 5, 0, 0, 0))
+    again = builder.snapshot()
+    assert again.stats_version == first.stats_version and again.completed == 5  # counters fresh, stats held
+    bus.open_segment("c=2", "t")
+    changed = builder.snapshot()
+    assert changed.stats_version > first.stats_version and changed.run_stats["n_ttft"] == 5
+
+
+def test_a_snapshot_does_not_hold_the_lock_while_it_computes() -> None:
+    """A million values in a segment: ingest keeps going while a snapshot's statistics are computed."""
+    bus = MetricsBus()
+    seg = bus.open_segment("c=1", "t")
+    recs = [_rec(i, seg) for i in range(1000)]
+    for _ in range(300):
+        bus.ingest(WorkerTick(0, recs, 0, 0, 0, 0, 0))
+    builder = SnapshotBuilder(bus)
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def ingest() -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            bus.ingest(WorkerTick(1, [], 1, 0, 0, 0, 0))
+            waits.append(time.perf_counter() - t0)
+
+    t = threading.Thread(target=ingest)
+    t.start()
+    t0 = time.perf_counter()
+    builder.snapshot()
+    took = time.perf_counter() - t0
+    stop.set()
+    t.join()
+    assert max(waits) < took / 2, (max(waits), took)  # ingest never waited for the whole computation
+
+
+def test_client_diagnosis_tells_busy_from_starved() -> None:
+    assert diagnose(2.0, 0.3, 20.0)[0] is Cause.NONE
+    cause, reason = diagnose(150.0, 0.97, 100.0)
+    assert cause is Cause.CLIENT_BUSY and "add --workers" in reason
+    cause, reason = diagnose(1200.0, 0.01, 99.0)
+    assert cause is Cause.HOST_STARVED and "add --workers" not in reason and "move the client or the server" in reason
+    assert diagnose(300.0, 0.05, 30.0)[0] is Cause.LOOP_LAG
+
+
+def test_client_saturation_is_reported_worst_values_kept() -> None:
     bus = MetricsBus()
     bus.open_segment("c=1", "t")
     bus.ingest(WorkerTick(0, [], 0, 0, 0, loop_lag_ms=2.0, cpu=0.3))
-    assert not bus.client_health().saturated
+    builder = SnapshotBuilder(bus)
+    assert not builder.snapshot().client.saturated
     bus.ingest(WorkerTick(1, [], 0, 0, 0, loop_lag_ms=150.0, cpu=0.97))
-    h = bus.client_health()
+    h = builder.snapshot().client
     assert h.saturated and "97%" in h.reason and h.workers == 2
-    assert bus.saturation_seen  # kept for summary.json's client section
-    assert bus.snapshot().client.saturated
+    bus.ingest(WorkerTick(1, [], 0, 0, 0, loop_lag_ms=1.0, cpu=0.1))
+    view = bus.view()
+    assert (view.worst_loop_lag_ms, view.worst_worker_cpu) == (150.0, 0.97)  # the worst seen, not the last
 
 
 def test_auto_workers() -> None:
     assert auto_workers(1) == 1 and auto_workers(2) == 1 and auto_workers(4) == 3 and auto_workers(64) == 8
+
+
+def test_columns_read_without_the_lock_match_what_was_written() -> None:
+    from llmsurge.metrics.columns import Column
+
+    c = Column()
+    values = np.random.default_rng(0).random(70_000).astype(np.float32)
+    c.extend(values[:1000])
+    view = c.view()
+    for v in values[1000:]:
+        c.append(float(v))
+    assert np.array_equal(view.values(), values[:1000])  # an earlier view is unchanged by later appends
+    assert np.array_equal(c.view().values(), values)

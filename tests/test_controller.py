@@ -11,6 +11,7 @@ from llmsurge.engine.controller import Controller, WorkerPool, split_load
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.summary import summarize_run
 
 
 async def _until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -44,7 +45,7 @@ async def test_live_changes_open_segments_and_take_effect(sim_url: str) -> None:
         ctrl.set_concurrency(4)
         await _until(lambda: bus.inflight_total == 4)
         ctrl.set_rate(50.0)
-        await _until(lambda: (bus.current_segment() or ctrl).finished > 5)  # type: ignore[union-attr]
+        await _until(lambda: bus.segments[-1].finished > 5)
         ctrl.pause()
         await _until(lambda: bus.inflight_total == 0)  # in flight drains to zero
         n = bus.started_total
@@ -57,7 +58,7 @@ async def test_live_changes_open_segments_and_take_effect(sim_url: str) -> None:
         await asyncio.wait_for(task, 20)
     labels = [s.label for s in bus.segments]
     assert labels == ["c=2", "c=16", "c=4", "r=50/s poisson"]
-    summary = bus.run_summary()
+    summary = summarize_run(bus.view(with_stats=True))
     assert len(summary["segments"]) == 4
     # every request started was finished one way or another
     assert bus.finished_total == bus.started_total
@@ -71,7 +72,7 @@ async def test_request_budget_warmup_and_switch(sim_url: str) -> None:
     bus, _pool, ctrl = _setup(sim_url, sc)
     ctrl.keep_alive = False
     await asyncio.wait_for(ctrl.run(), 30)
-    s = bus.run_summary()
+    s = summarize_run(bus.view(with_stats=True))
     assert s["completed"] == 10 and s["warmup"]["completed"] == 3  # warm-up kept out of the statistics
     assert bus.state == "done"
 
@@ -89,7 +90,7 @@ async def test_request_budget_warmup_and_switch(sim_url: str) -> None:
     await _until(lambda: bus.state == "done" and ctrl.finished, 30)
     ctrl.stop()
     await asyncio.wait_for(task, 20)
-    segs = bus.run_summary()["segments"]
+    segs = summarize_run(bus.view(with_stats=True))["segments"]
     assert [(x["scenario"], x["load"]) for x in segs] == [("slow", "c=2"), ("b", "c=2"), ("b", "c=4")]
     assert segs[1]["completed"] == 4 and segs[2]["completed"] == 8
 
@@ -99,5 +100,5 @@ async def test_open_loop_rate_is_kept(sim_url: str) -> None:
     bus, _pool, ctrl = _setup(sim_url, sc)
     ctrl.keep_alive = False
     await asyncio.wait_for(ctrl.run(), 30)
-    n = bus.run_summary()["completed"]
+    n = summarize_run(bus.view(with_stats=True))["completed"]
     assert 60 <= n <= 100, n  # 40/s for 2 s

@@ -26,6 +26,7 @@ from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.summary import summarize_run
 
 CLI = [sys.executable, "-m", "llmsurge"]
 
@@ -89,7 +90,7 @@ async def test_streams_stuck_past_the_drain_are_timeouts_not_cancellations(hosti
     pool.start()
     ctrl = Controller(pool, bus, sc, drain_grace=0.5)
     await asyncio.wait_for(ctrl.run(), 30)
-    s = bus.run_summary()
+    s = summarize_run(bus.view(with_stats=True))
     assert (s["failed"], s["cancelled"]) == (2, 0) and s["errors"] == {"timeout": 2}
     assert any("after the run ended" in e.message for e in bus.events)
 

@@ -12,11 +12,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmsurge.metrics.bus import MetricsBus
-from llmsurge.telemetry.base import NA, Sampler, unavailable
+from llmsurge.telemetry.base import NA, Sampler
 from llmsurge.telemetry.gpu import DcgmSampler, RocmSampler, gpus_from_dcgm
 from llmsurge.telemetry.host import HostSampler
 from llmsurge.telemetry.probe import local_gpu_sampler
 from llmsurge.telemetry.prometheus import ServerMetricsSampler, histogram_quantile, index_families
+from llmsurge.telemetry.samples import GpuSample, HostSample, ServerSample, TelemetrySample, Unavailable
 from llmsurge.widgets.format import num
 from tests.conftest import FIXTURES
 
@@ -31,24 +32,30 @@ def test_na_formats_as_na_and_is_nan() -> None:
     assert num(NA) == "N/A"
 
 
+def _server(sample: TelemetrySample) -> ServerSample:
+    assert isinstance(sample, ServerSample), sample
+    return sample
+
+
 def test_recorded_vllm_metrics() -> None:
-    s = ServerMetricsSampler("http://unused").digest(_fams("metrics_vllm.txt"), 100.0)
-    assert s["available"] and s["kind"] == "vLLM"
-    assert s["running"] == 0.0 and s["waiting"] == 0.0 and s["kv_cache"] == 0.0
-    assert s["prompt_tokens_total"] == 483.0
-    assert s["prefix_hit_rate"] == 0.0  # hits 0 of 483 queried tokens
-    assert s["preemptions_total"] == 0.0
+    s = _server(ServerMetricsSampler("http://unused").digest(_fams("metrics_vllm.txt"), 100.0))
+    assert s.kind == "vLLM"
+    assert s.running == 0.0 and s.waiting == 0.0 and s.kv_cache == 0.0
+    assert s.prompt_tokens_total == 483.0
+    assert s.prefix_hit_rate == 0.0  # hits 0 of 483 queried tokens
+    assert s.preemptions_total == 0.0
     # the TTFT histogram (13 requests, 7 of them ≤ 40 ms … all ≤ 60 ms) gives a p50 inside its buckets
-    assert 20.0 <= s["ttft_p50_ms"] <= 60.0 and s["ttft_p99_ms"] <= 60.0
+    assert 20.0 <= s.ttft_p50_ms <= 60.0 and s.ttft_p99_ms <= 60.0
 
 
 def test_recorded_llamacpp_metrics() -> None:
-    s = ServerMetricsSampler("http://unused").digest(_fams("metrics_llamacpp.txt"), 100.0)
-    assert s["kind"] == "llama.cpp"
-    assert s["running"] == 0.0 and s["waiting"] == 0.0
-    assert s["generation_tokens_total"] == 24.0 and s["prompt_tokens_total"] == 64.0
-    assert s["generation_tok_s"] == pytest.approx(44.9527)  # llama.cpp's own average when no rate yet
-    assert s["ttft_p50_ms"] != s["ttft_p50_ms"]  # llama.cpp has no TTFT histogram: NA
+    s = _server(ServerMetricsSampler("http://unused").digest(_fams("metrics_llamacpp.txt"), 100.0))
+    assert s.kind == "llama.cpp"
+    assert s.running == 0.0 and s.waiting == 0.0
+    assert s.generation_tokens_total == 24.0 and s.prompt_tokens_total == 64.0
+    assert s.generation_tok_s == pytest.approx(44.9527)  # llama.cpp's own average when no rate yet
+    assert "llama.cpp's own average" in s.rate_source  # and the pane says what the figure is
+    assert f"{s.ttft_p50_ms}" == "N/A"  # llama.cpp has no TTFT histogram
 
 
 def test_renamed_vllm_metric_still_shows() -> None:
@@ -57,8 +64,26 @@ def test_renamed_vllm_metric_still_shows() -> None:
         'vllm:gpu_cache_usage_perc{engine="0",model_name="tiny"} 0.0',
         'vllm:gpu_cache_usage_perc{engine="0",model_name="tiny"} 0.25',
     )
-    s = ServerMetricsSampler("http://unused").digest(index_families(list(text_string_to_metric_families(text))), 1.0)
-    assert s["kv_cache"] == 0.25
+    s = _server(
+        ServerMetricsSampler("http://unused").digest(index_families(list(text_string_to_metric_families(text))), 1.0)
+    )
+    assert s.kv_cache == 0.25
+
+
+def test_llamacpp_rate_is_windowed_not_a_jumping_delta() -> None:
+    """llama.cpp's counters move only when a request ends: a per-scrape delta jumps (256 against 82 delivered);
+    the rate is over a 10 s window."""
+    sampler = ServerMetricsSampler("http://unused")
+    text = (FIXTURES / "metrics_llamacpp.txt").read_text()
+
+    def at(tokens: float, now: float) -> ServerSample:
+        body = text.replace("llamacpp:tokens_predicted_total 24", f"llamacpp:tokens_predicted_total {tokens}")
+        return _server(sampler.digest(index_families(list(text_string_to_metric_families(body))), now))
+
+    at(0, 0.0)
+    rates = [at(tokens, float(t)).generation_tok_s for t, tokens in enumerate([0, 0, 256, 256, 512, 512, 768], 1)]
+    assert rates[-1] == pytest.approx(768 / 7)  # the delivered rate over the window, not the last second's 256
+    assert max(rates) < 256 * 0.6
 
 
 def test_histogram_quantile_interpolates_like_prometheus() -> None:
@@ -66,15 +91,17 @@ def test_histogram_quantile_interpolates_like_prometheus() -> None:
     assert histogram_quantile(0.5, buckets) == pytest.approx(0.2)
     assert histogram_quantile(0.25, buckets) == pytest.approx(0.1)
     assert histogram_quantile(0.375, buckets) == pytest.approx(0.15)
-    assert histogram_quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) != histogram_quantile(0.5, {})
+    assert f"{histogram_quantile(0.5, {0.1: 0.0, float('inf'): 0.0})}" == "N/A"  # no observations: no value
+    assert f"{histogram_quantile(0.5, {})}" == "N/A"
+    assert histogram_quantile(0.99, {0.1: 5.0, float("inf"): 10.0}) == pytest.approx(0.1)  # past the last bound
 
 
 def test_rates_and_segment_percentiles_from_the_sim(sim_url: str) -> None:
     bus = MetricsBus()
     bus.open_segment("c=1", "t")
     s = ServerMetricsSampler(sim_url, bus)
-    first = s.sample_once()
-    assert first["kind"] == "vLLM" and first["generation_tok_s"] != first["generation_tok_s"]  # NA at first
+    first = _server(s.sample_once())
+    assert first.kind == "vLLM" and f"{first.generation_tok_s}" == "N/A"  # no rate from one scrape
     with httpx.Client() as c:
         for _ in range(3):
             c.post(
@@ -82,12 +109,12 @@ def test_rates_and_segment_percentiles_from_the_sim(sim_url: str) -> None:
                 json={"model": "llmsurge-sim", "prompt": "a b", "max_tokens": 20, "ignore_eos": True},
             )
     time.sleep(0.05)
-    second = s.sample_once()
-    assert second["generation_tok_s"] > 0 and second["prompt_tok_s"] > 0
-    assert second["ttft_p50_ms"] > 0  # requests since the segment began
+    second = _server(s.sample_once())
+    assert second.generation_tok_s > 0 and second.prompt_tok_s > 0
+    assert second.ttft_p50_ms > 0  # requests since the segment began
     bus.open_segment("c=2", "t")
-    third = s.sample_once()
-    assert third["ttft_p50_ms"] != third["ttft_p50_ms"]  # a new segment starts with an empty delta
+    third = _server(s.sample_once())
+    assert f"{third.ttft_p50_ms}" == "N/A"  # a new segment starts with an empty delta
     s.close()
     assert "1" in s.summary()["segments"]
 
@@ -95,7 +122,7 @@ def test_rates_and_segment_percentiles_from_the_sim(sim_url: str) -> None:
 def test_dcgm_gpu_from_the_sim_moves_with_load(sim_url: str) -> None:
     s = DcgmSampler(sim_url + "/metrics")
     idle = s.sample()
-    assert idle["gpus"][0]["util"] == 0.0 and idle["gpus"][0]["mem_total_mib"] > 0
+    assert isinstance(idle, GpuSample) and idle.gpus[0].util == 0.0 and idle.gpus[0].mem_total_mib > 0
     fams = list(
         text_string_to_metric_families(
             '# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu="0",modelName="H100"} 87\n'
@@ -103,7 +130,7 @@ def test_dcgm_gpu_from_the_sim_moves_with_load(sim_url: str) -> None:
         )
     )
     rows = gpus_from_dcgm(fams)
-    assert [(g["index"], g["util"]) for g in rows] == [(0, 87.0), (1, 12.0)]
+    assert [(g.index, g.util) for g in rows] == [(0, 87.0), (1, 12.0)]
     s.close()
 
 
@@ -138,10 +165,11 @@ def test_rocm_sampler_at_the_pyrsmi_boundary() -> None:
     fake = FakeRocml()
     s = RocmSampler(rocml=fake)
     sample = s.sample()
-    g = sample["gpus"][0]
-    assert g["name"] == "AMD Instinct MI300X" and g["util"] == 73.0
-    assert g["mem_used_mib"] == 96 * 1024 and g["mem_total_mib"] == 192 * 1024
-    assert f"{g['power_w']}" == "N/A"  # -1 from ROCm SMI means "not available"
+    assert isinstance(sample, GpuSample)
+    g = sample.gpus[0]
+    assert g.name == "AMD Instinct MI300X" and g.util == 73.0
+    assert g.mem_used_mib == 96 * 1024 and g.mem_total_mib == 192 * 1024
+    assert f"{g.power_w}" == "N/A"  # -1 from ROCm SMI means "not available"
     s.close()
     assert fake.calls[0] == "smi_initialize" and "smi_shutdown" in fake.calls
 
@@ -154,28 +182,32 @@ def test_no_gpu_library_degrades_to_a_reason(monkeypatch: pytest.MonkeyPatch) ->
     assert "nvidia-ml-py not installed" in reason and "pyrsmi not installed" in reason
 
 
-def test_real_nvml_without_a_gpu_says_why() -> None:
+def test_real_nvml_reads_the_gpus_this_machine_has() -> None:
+    """NVML for real: a machine with an NVIDIA driver must give readings, one without must say why."""
+    has_gpu = os.path.exists("/dev/nvidiactl")
     result = local_gpu_sampler()
-    if isinstance(result, Sampler):  # a machine with a GPU: the real thing works
-        assert result.sample()["gpus"]
+    if has_gpu:
+        assert isinstance(result, Sampler), result
+        sample = result.sample()
+        assert isinstance(sample, GpuSample) and sample.gpus and sample.gpus[0].mem_total_mib > 0
         result.close()
     else:
-        assert "NVIDIA" in result
+        assert isinstance(result, str) and "NVIDIA" in result
 
 
 def test_server_without_metrics_and_broken_sampler() -> None:
     s = ServerMetricsSampler("http://127.0.0.1:9")  # nothing listens there
     out = s.sample_once()
-    assert out["available"] is False and "127.0.0.1:9" in out["reason"]
+    assert isinstance(out, Unavailable) and "127.0.0.1:9" in out.reason
 
     class Broken(Sampler):
         name = "broken"
 
-        def sample(self) -> dict[str, Any]:
+        def sample(self) -> TelemetrySample:
             raise RuntimeError("library exploded")
 
     b = Broken().sample_once()
-    assert b == unavailable("RuntimeError: library exploded")
+    assert b == Unavailable("RuntimeError: library exploded")
 
 
 def test_host_sampler_reads_cpu_of_given_processes() -> None:
@@ -187,8 +219,8 @@ def test_host_sampler_reads_cpu_of_given_processes() -> None:
     while time.monotonic() < end:
         pass  # burn a little CPU
     s = h.sample()
-    assert s["available"] and s["cpu_count"] >= 1 and s["workers_cpu_percent"] > 0
-    assert 0 <= s["mem_percent"] <= 100
+    assert isinstance(s, HostSample) and s.cpu_count >= 1 and s.workers_cpu_percent > 0
+    assert 0 <= s.mem_percent <= 100
 
 
 def test_telemetry_recorded_in_results(sim_url: str, tmp_path: Any) -> None:

@@ -82,8 +82,9 @@ async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
         assert app.session.controller is not None and app.session.controller.paused
         await _until(pilot, lambda: bus.inflight_total == 0)  # in flight drains to zero
         assert bus.state == "paused"
+        started = bus.started_total
         await pilot.press("space")
-        await _until(pilot, lambda: bus.inflight_total > 0 or bus.started_total > 0)
+        await _until(pilot, lambda: bus.started_total > started)  # new requests start after resume
         assert not app.session.controller.paused
 
         await pilot.press("p")
@@ -139,14 +140,14 @@ async def test_survives_faults_and_a_server_that_goes_away(tmp_path: Path) -> No
     try:
         async with app.run_test(size=SIZE) as pilot:
             bus = app.session.bus
-            await _until(pilot, lambda: bus.snapshot().failed > 5 and bus.snapshot().completed > 5)
+            await _until(pilot, lambda: app.snapshots.snapshot().failed > 5 and app.snapshots.snapshot().completed > 5)
             await pilot.pause(0.5)
             from llmsurge.widgets.load_panel import LoadPanel
 
             panel_text = _plain(app.screen.query_one(LoadPanel).content)
             assert "failed" in panel_text and "errors" in panel_text
             sim.stop()  # the server goes away mid-run
-            await _until(pilot, lambda: bus.snapshot().errors.get("connect", 0) > 0, 20)
+            await _until(pilot, lambda: bus.view().errors.get("connect", 0) > 0, 20)
             await pilot.pause(0.5)
             assert app.is_running and bus.state == "running"
             from llmsurge.widgets.request_stream import RequestStream
@@ -234,12 +235,10 @@ def test_snapshot_preset_picker(snap_compare: Callable[..., bool], no_user_prese
 async def test_client_saturation_shown_on_screen() -> None:
     import dataclasses
 
-    from llmsurge.metrics.bus import ClientHealth
+    from llmsurge.metrics.health import client_health
     from llmsurge.widgets.load_panel import LoadPanel
 
-    snap = dataclasses.replace(
-        seeded_snapshot(), client=ClientHealth(1, 180.0, 0.97, 0.97, True, "a worker uses 97% of a core")
-    )
+    snap = dataclasses.replace(seeded_snapshot(), client=client_health([(180.0, 0.97)], 30.0))
     cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
     app = make_app(cfg, snapshot_source=lambda: snap)
     async with app.run_test(size=SIZE) as pilot:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
-from llmsurge.metrics.bus import ClientHealth, RequestRow, SegmentRow, Snapshot
+from llmsurge.metrics.health import Cause, ClientHealth
+from llmsurge.metrics.snapshot import RequestRow, SegmentRow, Snapshot
 from llmsurge.metrics.stats import describe_ms
+from llmsurge.telemetry.samples import GpuReading, GpuSample, ServerSample, Unavailable
 
 
 def seeded_snapshot(seed: int = 3) -> Snapshot:
@@ -17,6 +19,7 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
     stats.update(describe_ms("tpot", [0.015 + rng.random() * 0.004 for _ in range(300)]))
     stats.update(describe_ms("itl", [0.014 + rng.random() * 0.006 for _ in range(3000)]))
     stats.update(describe_ms("e2el", [1.9 + rng.random() * 0.2 for _ in range(300)]))
+    stats.update({"n_ttft": 300, "n_ttfc": 300, "n_tpot": 300, "n_itl": 3000, "n_e2el": 300})
     history = tuple((float(t), 500.0 + 12 * t + rng.random() * 40, 4.0 + rng.random()) for t in range(60))
     counts = [0] * 24
     lo, hi = min(ttft) * 1000, max(ttft) * 1000
@@ -39,42 +42,38 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
             )
         )
     segments = (
-        SegmentRow(1, "c=8", "demo", 20.0, 80, 0, 4.0, 520.0, 47.0, 56.0, 14.5, 530.0),
-        SegmentRow(2, "c=16", "demo", 20.0, 150, 1, 7.5, 980.0, 51.0, 60.0, 17.0, 990.0),
-        SegmentRow(3, "c=32", "demo", 20.0, 270, 3, 13.5, 1590.0, 70.0, 79.0, 24.0, 1600.0),
+        SegmentRow(1, "c=8", "demo", 20.0, 80, 0, 4.0, 530.0, 47.0, 56.0, 14.5, 80),
+        SegmentRow(2, "c=16", "demo", 20.0, 150, 1, 7.5, 990.0, 51.0, 60.0, 17.0, 150),
+        SegmentRow(3, "c=32", "demo", 20.0, 270, 3, 13.5, 1600.0, 70.0, 79.0, 24.0, 270),
+    )
+    gpu = GpuReading(
+        index=0,
+        name="Simulated GPU 80GB",
+        util=62.0,
+        mem_used_mib=40000.0,
+        mem_total_mib=81559.0,
+        power_w=410.0,
+        power_limit_w=700.0,
+        temp_c=58.0,
+        sm_clock_mhz=1980.0,
+        util_history=(10.0, 30.0, 50.0, 62.0, 60.0, 62.0),
     )
     telemetry = {
-        "gpu": {
-            "available": True,
-            "backend": "DCGM exporter (simulated)",
-            "gpus": [
-                {
-                    "index": 0,
-                    "name": "Simulated GPU 80GB",
-                    "util": 62.0,
-                    "mem_used_mib": 40000.0,
-                    "mem_total_mib": 81559.0,
-                    "power_w": 410.0,
-                    "power_limit_w": 700.0,
-                    "temp_c": 58.0,
-                    "sm_clock_mhz": 1980.0,
-                    "util_history": [10.0, 30.0, 50.0, 62.0, 60.0, 62.0],
-                }
-            ],
-        },
-        "server": {
-            "available": True,
-            "kind": "vLLM",
-            "running": 32.0,
-            "waiting": 0.0,
-            "kv_cache": 0.31,
-            "prefix_hit_rate": 0.02,
-            "generation_tok_s": 1600.0,
-            "prompt_tok_s": 1800.0,
-            "ttft_p50_ms": 45.0,
-            "ttft_p99_ms": 75.0,
-        },
-        "host": {"available": False, "reason": "psutil could not read this machine"},
+        "gpu": GpuSample("DCGM exporter (simulated)", (gpu,)),
+        "server": ServerSample(
+            kind="vLLM",
+            running=32.0,
+            waiting=0.0,
+            kv_cache=0.31,
+            prefix_hit_rate=0.02,
+            generation_tok_s=1600.0,
+            prompt_tok_s=1800.0,
+            rate_window=10.0,
+            rate_source="counter deltas over 10 s",
+            ttft_p50_ms=45.0,
+            ttft_p99_ms=75.0,
+        ),
+        "host": Unavailable("psutil could not read this machine"),
     }
     return Snapshot(
         elapsed=62.0,
@@ -99,7 +98,7 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
         ttft_hist=(edges, tuple(counts)),
         recent=tuple(recent),
         segments=segments,
-        client=ClientHealth(1, 1.5, 0.12, 0.12, False, ""),
+        client=ClientHealth(1, 1.5, 0.12, 0.12, Cause.NONE, ""),
         warmup_done=0,
         telemetry=telemetry,
         info={

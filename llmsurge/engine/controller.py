@@ -454,8 +454,7 @@ class Controller:
             if not await self._run_stage(stage):
                 return False
             if self.scenario.stop_on_plateau and not self.manual:
-                seg = self.bus.current_segment()
-                tput = seg.summary(time.monotonic())["output_throughput"] if seg else 0.0
+                tput = self.bus.delivered_output_throughput(self.segment) if self.segment else 0.0
                 if i > 0 and tput < previous * 1.05:
                     self.bus.note(f"throughput stopped growing at {stage.load.describe()}: ramp ends")
                     break

@@ -40,6 +40,7 @@ from llmsurge.metrics.results import (
     default_results_folder,
     write_json_atomic,
 )
+from llmsurge.metrics.summary import RunFacts, build_summary
 from llmsurge.redaction import register_secret
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import Faults, SimConfig
@@ -117,35 +118,38 @@ def read_api_key(var: str | None) -> str | None:
     return key
 
 
+OWNER_KINDS = (
+    ("llmsurge-sim", "simulated"),
+    ("vllm", "vLLM"),
+    ("llamacpp", "llama.cpp"),
+    ("sglang", "SGLang"),
+    ("ollama", "Ollama"),
+    ("library", "Ollama"),
+    ("organization_owner", "LM Studio"),
+)
+"""``owned_by`` in ``/v1/models`` → server kind, for servers without ``/metrics``."""
+
+
 async def detect_server_kind(client: httpx.AsyncClient, target: Target) -> str:
     """vLLM, llama.cpp, SGLang, TGI, Ollama … from ``/metrics`` names, ``/v1/models`` or headers."""
+    from llmsurge.telemetry.prometheus import is_simulated, parse_metrics, server_kind
+
     try:
         resp = await client.get(target.base_url + "/metrics", headers=target.headers(), timeout=3.0)
         if resp.status_code == 200:
-            text = resp.text
-            if "DCGM_FI_DEV_GPU_UTIL" in text and 'model_name="llmsurge-sim"' in text:
-                return "simulated"
-            for marker, kind in (("vllm:", "vLLM"), ("llamacpp:", "llama.cpp"), ("sglang:", "SGLang"), ("tgi_", "TGI")):
-                if marker in text:
-                    return kind
+            fams = parse_metrics(resp.text)
+            kind = "simulated" if is_simulated(fams) else server_kind(fams)
+            if kind != "unknown":
+                return kind
     except httpx.HTTPError:
         pass
     try:
         resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=3.0)
-        owned = " ".join(str(m.get("owned_by", "")) for m in resp.json().get("data", []))
-        server = resp.headers.get("server", "").lower()
-        for marker, kind in (
-            ("llmsurge-sim", "simulated"),
-            ("vllm", "vLLM"),
-            ("llamacpp", "llama.cpp"),
-            ("sglang", "SGLang"),
-            ("ollama", "Ollama"),
-            ("library", "Ollama"),
-            ("organization_owner", "LM Studio"),
-        ):
-            if marker in owned.lower():
+        owned = " ".join(str(m.get("owned_by", "")) for m in resp.json().get("data", [])).lower()
+        for marker, kind in OWNER_KINDS:
+            if marker in owned:
                 return kind
-        if "text-generation-inference" in server:
+        if "text-generation-inference" in resp.headers.get("server", "").lower():
             return "TGI"
     except (httpx.HTTPError, ValueError, AttributeError):
         pass
@@ -190,7 +194,7 @@ class RunSession:
     @property
     def notes(self) -> list[str]:
         """What the run had to say (capped workers, rejected fields, lost workers …), oldest first."""
-        return [e.message for e in self.bus.events] + self.bus.derived_notes()
+        return [e.message for e in self.bus.events]
 
     def note(self, message: str, level: str = "info") -> None:
         """Keep a note for ``summary.json`` and the screen."""
@@ -286,9 +290,10 @@ class RunSession:
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
         if self.config.telemetry:
-            from llmsurge.telemetry.probe import make_samplers
+            from llmsurge.telemetry.probe import TelemetryPlan, make_samplers
 
-            self.samplers = make_samplers(self)
+            plan = TelemetryPlan(self.target, self.simulated, self.config.gpu_metrics_url, self.worker_pids)
+            self.samplers = make_samplers(plan, self.bus, self.writer)
         for s in self.samplers:
             s.start()
         return self.controller
@@ -306,42 +311,24 @@ class RunSession:
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``'s content now."""
-        s = self.bus.run_summary()
-        health = self.bus.client_health()
-        telemetry = self.telemetry_summary()
-        for seg in s["segments"]:
-            per = {
-                name: t["segments"].get(str(seg["segment"]))
-                for name, t in telemetry.items()
-                if t.get("available") and t.get("segments")
-            }
-            seg["telemetry"] = {k: v for k, v in per.items() if v}
-        s.update(
-            {
-                "llmsurge_version": __version__,
-                "date": time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started_wall)),
-                "backend": "openai-chat" if self.config.scenario.shape.endpoint == "chat" else "openai",
-                "model_id": self.config.model,
-                "server": {
-                    "url": self.target.base_url if self.target else None,
-                    "kind": self.server_kind,
-                    "model": self.config.model,
-                    "simulated": self.simulated,
-                },
-                "config": self.config.public(),
-                "calibration": dataclasses.asdict(self.calibration),
-                "client": {
-                    "workers": self.config.n_workers,
-                    "max_loop_lag_ms": health.max_loop_lag_ms,
-                    "max_cpu": health.max_cpu,
-                    "saturated": bool(self.bus.saturation_seen),
-                    "saturation_events": list(self.bus.saturation_seen),
-                },
-                "notes": self.notes,
-                "telemetry": telemetry,
-            }
+        facts = RunFacts(
+            version=__version__,
+            started_wall=self.started_wall,
+            endpoint=self.config.scenario.shape.endpoint,
+            model=self.config.model,
+            server={
+                "url": self.target.base_url if self.target else None,
+                "kind": self.server_kind,
+                "model": self.config.model,
+                "simulated": self.simulated,
+            },
+            config=self.config.public(),
+            calibration=dataclasses.asdict(self.calibration),
+            workers=self.config.n_workers,
+            notes=self.notes,
+            telemetry=self.telemetry_summary(),
         )
-        return s
+        return build_summary(self.bus.view(with_stats=True), facts)
 
     def telemetry_summary(self) -> dict[str, Any]:
         """Per-source summaries from the telemetry samplers (empty when none ran)."""

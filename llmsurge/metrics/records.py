@@ -86,6 +86,12 @@ class RequestRecord:
         return (self.e2el - self.ttft) / (self.output_tokens - 1)
 
     @property
+    def decode_rate(self) -> float | None:
+        """Output tokens per second after the first: 1 / TPOT (the one definition of a request's decode speed)."""
+        tpot = self.tpot
+        return 1.0 / tpot if tpot else None
+
+    @property
     def latency(self) -> float:
         """Wall time from send to the end of the request, whatever its outcome."""
         return max(0.0, self.end - self.start)

@@ -1,22 +1,65 @@
-"""Per-segment statistics: one segment per load setting; a request belongs to the segment it started in."""
+"""Per-segment statistics: one segment per load setting.
+
+Two clocks, each where it belongs (DESIGN.md): a request's latencies belong to the segment in which it *started*;
+tokens and completions count for the segment in which they *arrived*, so a segment's throughput is what the server
+delivered while that load was applied, not tokens of its requests that came after it closed.
+"""
 
 from __future__ import annotations
 
 import time
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
-
+from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord, Status
-from llmsurge.metrics.stats import DEFAULT_PERCENTILES, METRICS, describe_ms, error_rate, throughput
+from llmsurge.metrics.sketch import ItlSketch
+from llmsurge.metrics.stats import PER_REQUEST
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """A segment as readers see it: counts copied, value columns as views (read without the bus lock)."""
+
+    index: int
+    label: str
+    scenario: str
+    opened: float
+    wall_opened: float
+    closed: float | None
+    ok: int
+    failed: int
+    cancelled: int
+    errors: dict[str, int]
+    input_tokens: int
+    output_tokens: int
+    estimated_tokens: int
+    last_end: float
+    arrived_tokens: int
+    arrived_completions: int
+    arrived_input_tokens: int
+    max_loop_lag_ms: float
+    max_worker_cpu: float
+    peak_host_cpu: float | None
+    starved_seconds: int
+    busy_seconds: int
+    columns: dict[str, ColumnView]
+    itl: ItlSketch | None  # a copy, present when the view was taken for statistics
+
+    @property
+    def finished(self) -> int:
+        """Requests of this segment that have ended, whatever the outcome."""
+        return self.ok + self.failed + self.cancelled
+
+    def duration(self, now: float) -> float:
+        """Seconds from opening to closing (or to now, while open)."""
+        end = self.closed if self.closed is not None else now
+        return max(0.0, end - self.opened)
 
 
 @dataclass
 class SegmentStats:
-    """Counts and exact per-request values of one segment (float32 arrays keep 1M requests in ~30 MB)."""
+    """Counts, exact per-request values and the ITL sketch of one segment (written under the bus lock)."""
 
     index: int
     label: str
@@ -32,15 +75,24 @@ class SegmentStats:
     output_tokens: int = 0
     estimated_tokens: int = 0
     last_end: float = 0.0
-    values: dict[str, array] = field(default_factory=lambda: {m: array("f") for m in (*METRICS, "ttfc")})
-    _pcache: dict[str, float] | None = None
-    _pcache_at: float = 0.0
-    _pcache_percentiles: tuple[float, ...] = ()
-    _dirty: bool = True
+    arrived_tokens: int = 0
+    """Output tokens received while this segment was open (whichever segment their request started in)."""
+    arrived_completions: int = 0
+    """Requests that completed while this segment was open."""
+    arrived_input_tokens: int = 0
+    """Prompt tokens of the requests that completed while this segment was open."""
+    max_loop_lag_ms: float = 0.0
+    max_worker_cpu: float = 0.0
+    peak_host_cpu: float | None = None
+    starved_seconds: int = 0
+    """Seconds in which the host, not our workers, held the CPU (timings inflated)."""
+    busy_seconds: int = 0
+    """Seconds in which a worker was the limit."""
+    columns: dict[str, Column] = field(default_factory=lambda: {m: Column() for m in PER_REQUEST})
+    itl: ItlSketch = field(default_factory=ItlSketch)
 
     def add(self, rec: RequestRecord) -> None:
-        """Count a finished request and keep its values if it succeeded."""
-        self._dirty = True
+        """Count a finished request that started in this segment, and keep its values if it succeeded."""
         if rec.end > self.last_end:
             self.last_end = rec.end
         if rec.status is Status.OK:
@@ -49,18 +101,18 @@ class SegmentStats:
             self.output_tokens += rec.output_tokens
             if rec.tokens_estimated:
                 self.estimated_tokens += 1
-            v = self.values
+            cols = self.columns
             if rec.ttft is not None:
-                v["ttft"].append(rec.ttft)
+                cols["ttft"].append(rec.ttft)
             if rec.ttfc is not None:
-                v["ttfc"].append(rec.ttfc)
+                cols["ttfc"].append(rec.ttfc)
             if rec.e2el is not None:
-                v["e2el"].append(rec.e2el)
+                cols["e2el"].append(rec.e2el)
             tpot = rec.tpot
             if tpot is not None:
-                v["tpot"].append(tpot)
+                cols["tpot"].append(tpot)
             if rec.itl:
-                v["itl"].extend(rec.itl)
+                self.itl.extend(rec.itl)
         elif rec.status is Status.CANCELLED:
             self.cancelled += 1
         else:
@@ -72,49 +124,31 @@ class SegmentStats:
         """Requests of this segment that have ended, whatever the outcome."""
         return self.ok + self.failed + self.cancelled
 
-    def duration(self, now: float) -> float:
-        """Seconds from opening to closing (or to its last request's end, or now, while open)."""
-        end = self.closed if self.closed is not None else max(self.last_end, now)
-        return max(0.0, end - self.opened)
-
-    def latency_stats(
-        self, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES, max_age: float = 0.0
-    ) -> dict[str, float]:
-        """Mean/median/std/percentiles of TTFT, TPOT, ITL, E2EL and TTFC in ms.
-
-        Recomputed only when requests arrived since, and (for live views) not more often than ``max_age`` s.
-        """
-        now = time.monotonic()
-        fresh = self._pcache is not None and (not self._dirty or now - self._pcache_at < max_age)
-        if fresh and self._pcache_percentiles == percentiles:
-            return self._pcache  # type: ignore[return-value]
-        out: dict[str, float] = {}
-        for m in (*METRICS, "ttfc"):
-            out.update(describe_ms(m, np.frombuffer(self.values[m], dtype=np.float32), percentiles))
-        self._pcache, self._pcache_at, self._dirty = out, now, False
-        self._pcache_percentiles = percentiles
-        return out
-
-    def summary(
-        self, now: float, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES, max_age: float = 0.0
-    ) -> dict[str, Any]:
-        """vLLM bench serve's keys for this segment."""
-        d = self.duration(now)
-        out: dict[str, Any] = {
-            "segment": self.index,
-            "load": self.label,
-            "scenario": self.scenario,
-            "start_time": self.wall_opened,
-            "duration": d,
-            "completed": self.ok,
-            "failed": self.failed,
-            "cancelled": self.cancelled,
-            "errors": dict(self.errors),
-            "error_rate": error_rate(self.ok, self.failed),
-            "total_input_tokens": self.input_tokens,
-            "total_output_tokens": self.output_tokens,
-            "output_tokens_estimated": self.estimated_tokens,
-        }
-        out.update(throughput(self.ok, self.input_tokens, self.output_tokens, d))
-        out.update(self.latency_stats(percentiles, max_age))
-        return out
+    def view(self, with_itl: bool) -> SegmentView:
+        """A reader's copy (taken under the bus lock); the ITL sketch is copied only when asked for."""
+        return SegmentView(
+            index=self.index,
+            label=self.label,
+            scenario=self.scenario,
+            opened=self.opened,
+            wall_opened=self.wall_opened,
+            closed=self.closed,
+            ok=self.ok,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            errors=dict(self.errors),
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            estimated_tokens=self.estimated_tokens,
+            last_end=self.last_end,
+            arrived_tokens=self.arrived_tokens,
+            arrived_completions=self.arrived_completions,
+            arrived_input_tokens=self.arrived_input_tokens,
+            max_loop_lag_ms=self.max_loop_lag_ms,
+            max_worker_cpu=self.max_worker_cpu,
+            peak_host_cpu=self.peak_host_cpu,
+            starved_seconds=self.starved_seconds,
+            busy_seconds=self.busy_seconds,
+            columns={k: c.view() for k, c in self.columns.items()},
+            itl=self.itl.copy() if with_itl else None,
+        )

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from llmsurge.metrics.sketch import ItlSketch
+
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
 METRICS = ("ttft", "tpot", "itl", "e2el")
+PER_REQUEST = ("ttft", "ttfc", "tpot", "e2el")
+"""Figures kept exactly, one value per request (ITL, one per token, is sketched)."""
+LATENCIES = (*METRICS, "ttfc")
+SUPPORT = {50.0: 2, 90.0: 10, 99.0: 100, 99.9: 1000}
+"""Samples a percentile needs before it says more than the maximum does (p99 of 9 values is the largest one)."""
 
 
 def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
@@ -16,6 +25,17 @@ def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
     if arr.size == 0:
         return float("nan")
     return float(np.percentile(arr, q))
+
+
+def quantile_key(q: float, name: str) -> str:
+    """``p99_ttft_ms``; ``99.9`` → ``p99.9_…`` (vLLM's key spelling)."""
+    qname = str(int(q)) if float(q).is_integer() else str(q)
+    return f"p{qname}_{name}_ms"
+
+
+def min_samples(q: float) -> int:
+    """How many values percentile ``q`` needs to be more than the maximum in disguise (about 1 / (1 - q))."""
+    return SUPPORT.get(q, max(2, round(1.0 / max(1e-9, 1.0 - q / 100.0))))
 
 
 def describe_ms(
@@ -32,29 +52,43 @@ def describe_ms(
         out[f"median_{name}_ms"] = 0.0
         out[f"std_{name}_ms"] = 0.0
         for q in percentiles:
-            out[f"p{_qname(q)}_{name}_ms"] = 0.0
+            out[quantile_key(q, name)] = 0.0
         return out
     out[f"mean_{name}_ms"] = float(np.mean(arr))
     out[f"median_{name}_ms"] = float(np.median(arr))
     out[f"std_{name}_ms"] = float(np.std(arr))
     qs = np.percentile(arr, list(percentiles))
     for q, v in zip(percentiles, qs, strict=False):
-        out[f"p{_qname(q)}_{name}_ms"] = float(v)
+        out[quantile_key(q, name)] = float(v)
     return out
 
 
-def _qname(q: float) -> str:
-    """``99.0`` → ``99``, ``99.9`` → ``99.9`` (vLLM's key spelling)."""
-    return str(int(q)) if float(q).is_integer() else str(q)
+def latency_block(
+    per_request: dict[str, np.ndarray], itl: ItlSketch, percentiles: Sequence[float] = DEFAULT_PERCENTILES
+) -> dict[str, float]:
+    """Every latency key of a segment or a run (TTFT, TTFC, TPOT, E2EL exact; ITL from its sketch), plus
+    ``n_<metric>``: how many values each stands on. Snapshots and summaries both use this one block."""
+    out: dict[str, float] = {}
+    for name in PER_REQUEST:
+        values = per_request.get(name, np.empty(0))
+        out.update(describe_ms(name, values, percentiles))
+        out[f"n_{name}"] = len(values)
+    if itl.count:
+        out.update(itl.describe_ms("itl", percentiles))
+    else:
+        out.update(describe_ms("itl", [], percentiles))
+    out["n_itl"] = itl.count
+    return out
 
 
 def throughput(completed: int, input_tokens: int, output_tokens: int, duration: float) -> dict[str, float]:
     """``request_throughput``, ``output_throughput`` and ``total_token_throughput`` per second."""
-    d = duration if duration > 0 else float("nan")
+    if duration <= 0:
+        return {"request_throughput": 0.0, "output_throughput": 0.0, "total_token_throughput": 0.0}
     return {
-        "request_throughput": completed / d if duration > 0 else 0.0,
-        "output_throughput": output_tokens / d if duration > 0 else 0.0,
-        "total_token_throughput": (input_tokens + output_tokens) / d if duration > 0 else 0.0,
+        "request_throughput": completed / duration,
+        "output_throughput": output_tokens / duration,
+        "total_token_throughput": (input_tokens + output_tokens) / duration,
     }
 
 

@@ -1,7 +1,7 @@
-"""The NA sentinel and the Sampler base: a thread sampling at 1–2 Hz and publishing into the MetricsBus.
+"""The Sampler base: a thread sampling at 1–2 Hz and publishing typed samples into the MetricsBus.
 
-A sampler never raises into the app: a missing library, no device, or an unreachable endpoint becomes a sample
-``{"available": False, "reason": "…"}`` that the pane shows as "not available: why".
+A sampler never raises into the app: a missing library, no device, or an unreachable endpoint becomes an
+:class:`~llmsurge.telemetry.samples.Unavailable` sample that the pane shows as "not available: why".
 """
 
 from __future__ import annotations
@@ -10,47 +10,19 @@ import math
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.telemetry.na import NA, NaType, na
+from llmsurge.telemetry.samples import TelemetrySample, Unavailable, sample_json
+
+__all__ = ["NA", "NaType", "Sampler", "SegmentAggregate", "na"]
 
 
-class NaType(float):
-    """A missing reading: formats as ``N/A``, behaves as ``nan`` in arithmetic (as nvitop's NA does)."""
+class TelemetrySink(Protocol):
+    """Where samples are written (the result writer)."""
 
-    def __new__(cls) -> NaType:
-        return super().__new__(cls, math.nan)
-
-    def __repr__(self) -> str:
-        return "NA"
-
-    def __str__(self) -> str:
-        return "N/A"
-
-    def __format__(self, spec: str) -> str:
-        return "N/A"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-NA = NaType()
-
-
-def na(value: Any) -> Any:
-    """``value`` as a float, or NA when the source gave nothing usable (None, negative error codes)."""
-    if value is None:
-        return NA
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return NA
-    return NA if math.isnan(v) or v < 0 else v
-
-
-def unavailable(reason: str) -> dict[str, Any]:
-    """The sample a pane shows as ``not available: reason``."""
-    return {"available": False, "reason": reason}
+    def add_telemetry(self, sample: dict[str, Any]) -> None: ...
 
 
 class SegmentAggregate:
@@ -94,49 +66,48 @@ class SegmentAggregate:
 
 
 class Sampler:
-    """Base class: ``sample()`` returns a dict; the thread publishes it to the bus and the result writer."""
+    """Base class: ``sample()`` returns a typed sample; the thread publishes it to the bus and the writer."""
 
     name = "sampler"
     interval = 1.0
 
-    def __init__(self, bus: MetricsBus | None = None, writer: Any = None) -> None:
+    def __init__(self, bus: MetricsBus | None = None, writer: TelemetrySink | None = None) -> None:
         self.bus = bus
         self.writer = writer
         self.aggregate = SegmentAggregate()
-        self.last: dict[str, Any] | None = None
+        self.last: TelemetrySample | None = None
         self.readings = 0
         """Samples that came back with data (a source is available only if some did)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def sample(self) -> dict[str, Any]:
+    def sample(self) -> TelemetrySample:
         """One reading (subclasses). Must not raise for expected conditions."""
         raise NotImplementedError
 
-    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
+    def aggregate_values(self, sample: Any) -> dict[str, float]:
         """Fields kept as mean/peak per segment (subclasses)."""
         return {}
 
     def close(self) -> None:
         """Release the library (subclasses)."""
 
-    def sample_once(self) -> dict[str, Any]:
-        """Take, publish and record one sample; exceptions become an 'unavailable' sample."""
+    def sample_once(self) -> TelemetrySample:
+        """Take, publish and record one sample; exceptions become an :class:`Unavailable` sample."""
         try:
             s = self.sample()
         except Exception as exc:
-            s = unavailable(f"{type(exc).__name__}: {exc}")
+            s = Unavailable(f"{type(exc).__name__}: {exc}")
         self.last = s
         segment = 0
         if self.bus is not None:
             self.bus.set_telemetry(self.name, s)
-            seg = self.bus.current_segment()
-            segment = seg.index if seg else 0
-        if s.get("available", True):
+            segment = self.bus.current_segment()
+        if s.available:
             self.readings += 1
             self.aggregate.add(segment, self.aggregate_values(s))
         if self.writer is not None:
-            self.writer.add_telemetry({**s, "time": time.time(), "source": self.name, "segment": segment})
+            self.writer.add_telemetry({**sample_json(s), "time": time.time(), "source": self.name, "segment": segment})
         return s
 
     def _run(self) -> None:
@@ -160,6 +131,11 @@ class Sampler:
     def summary(self) -> dict[str, Any]:
         """Per-segment mean/peak for ``summary.json``; or why there was nothing."""
         if not self.readings:
-            reason = self.last.get("reason") if self.last is not None else None
+            reason = self.last.reason if isinstance(self.last, Unavailable) else ""
             return {"available": False, "reason": reason or "no reading came back during the run"}
         return {"available": True, "segments": self.aggregate.summary()}
+
+
+def unavailable(reason: str) -> Unavailable:
+    """The sample a pane shows as ``not available: reason``."""
+    return Unavailable(reason)

@@ -4,9 +4,11 @@ through a DCGM exporter's Prometheus endpoint. All produce the same sample shape
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
-from llmsurge.telemetry.base import NA, Sampler, na, unavailable
+from llmsurge.telemetry.base import NA, Sampler, na
+from llmsurge.telemetry.samples import GpuReading, GpuSample, TelemetrySample, Unavailable
 
 HISTORY = 30
 
@@ -19,29 +21,30 @@ class GpuSampler(Sampler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._history: dict[int, deque[float]] = {}
+        self._history: dict[int | str, deque[float]] = {}
 
-    def read_gpus(self) -> list[dict[str, Any]]:
-        """One dict per GPU (subclasses)."""
+    def read_gpus(self) -> list[GpuReading]:
+        """One reading per GPU (subclasses)."""
         raise NotImplementedError
 
-    def sample(self) -> dict[str, Any]:
+    def sample(self) -> TelemetrySample:
         gpus = self.read_gpus()
         if not gpus:
-            return unavailable(f"{self.source}: no GPU found")
+            return Unavailable(f"{self.source}: no GPU found")
+        out = []
         for g in gpus:
-            h = self._history.setdefault(g["index"], deque(maxlen=HISTORY))
-            h.append(g.get("util", NA))
-            g["util_history"] = list(h)
-        return {"available": True, "backend": self.source, "gpus": gpus}
+            h = self._history.setdefault(g.index, deque(maxlen=HISTORY))
+            h.append(g.util)
+            out.append(replace(g, util_history=tuple(h)))
+        return GpuSample(self.source, tuple(out))
 
-    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
-        gpus = sample.get("gpus", [])
+    def aggregate_values(self, sample: GpuSample) -> dict[str, float]:
+        gpus = sample.gpus
         if not gpus:
             return {}
-        util = [g["util"] for g in gpus if g.get("util") == g.get("util")]
-        mem = [g["mem_used_mib"] for g in gpus if g.get("mem_used_mib") == g.get("mem_used_mib")]
-        power = [g["power_w"] for g in gpus if g.get("power_w") == g.get("power_w")]
+        util = [g.util for g in gpus if g.util == g.util]
+        mem = [g.mem_used_mib for g in gpus if g.mem_used_mib == g.mem_used_mib]
+        power = [g.power_w for g in gpus if g.power_w == g.power_w]
         out: dict[str, float] = {}
         if util:
             out["gpu_util"] = sum(util) / len(util)
@@ -76,7 +79,7 @@ class NvmlSampler(GpuSampler):
         except self.nvml.NVMLError:
             return None
 
-    def read_gpus(self) -> list[dict[str, Any]]:
+    def read_gpus(self) -> list[GpuReading]:
         n = self.nvml
         out = []
         for i, h in enumerate(self.handles):
@@ -85,19 +88,19 @@ class NvmlSampler(GpuSampler):
             power = self._get(n.nvmlDeviceGetPowerUsage, h)
             limit = self._get(n.nvmlDeviceGetEnforcedPowerLimit, h)
             out.append(
-                {
-                    "index": i,
-                    "name": self.names[i],
-                    "util": na(util.gpu if util is not None else None),
-                    "mem_util": na(util.memory if util is not None else None),
-                    "mem_used_mib": na(mem.used / 2**20 if mem is not None else None),
-                    "mem_total_mib": na(mem.total / 2**20 if mem is not None else None),
-                    "power_w": na(power / 1000.0 if power is not None else None),
-                    "power_limit_w": na(limit / 1000.0 if limit is not None else None),
-                    "temp_c": na(self._get(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU)),
-                    "sm_clock_mhz": na(self._get(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM)),
-                    "mem_clock_mhz": na(self._get(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_MEM)),
-                }
+                GpuReading(
+                    index=i,
+                    name=self.names[i],
+                    util=na(util.gpu if util is not None else None),
+                    mem_util=na(util.memory if util is not None else None),
+                    mem_used_mib=na(mem.used / 2**20 if mem is not None else None),
+                    mem_total_mib=na(mem.total / 2**20 if mem is not None else None),
+                    power_w=na(power / 1000.0 if power is not None else None),
+                    power_limit_w=na(limit / 1000.0 if limit is not None else None),
+                    temp_c=na(self._get(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU)),
+                    sm_clock_mhz=na(self._get(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM)),
+                    mem_clock_mhz=na(self._get(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_MEM)),
+                )
             )
         return out
 
@@ -124,24 +127,21 @@ class RocmSampler(GpuSampler):
         self.count = int(rocml.smi_get_device_count())
         self.names = [str(rocml.smi_get_device_name(i)) for i in range(self.count)]
 
-    def read_gpus(self) -> list[dict[str, Any]]:
+    def read_gpus(self) -> list[GpuReading]:
         r = self.rocml
         out = []
         for i in range(self.count):
             used = na(r.smi_get_device_memory_used(i))
             total = na(r.smi_get_device_memory_total(i))
             out.append(
-                {
-                    "index": i,
-                    "name": self.names[i],
-                    "util": na(r.smi_get_device_utilization(i)),
-                    "mem_used_mib": used / 2**20 if used == used else NA,
-                    "mem_total_mib": total / 2**20 if total == total else NA,
-                    "power_w": na(r.smi_get_device_average_power(i)),
-                    "power_limit_w": NA,
-                    "temp_c": NA,
-                    "sm_clock_mhz": NA,
-                }
+                GpuReading(
+                    index=i,
+                    name=self.names[i],
+                    util=na(r.smi_get_device_utilization(i)),
+                    mem_used_mib=used / 2**20 if used == used else NA,
+                    mem_total_mib=total / 2**20 if total == total else NA,
+                    power_w=na(r.smi_get_device_average_power(i)),
+                )
             )
         return out
 
@@ -164,8 +164,8 @@ DCGM_FIELDS = {
 }
 
 
-def gpus_from_dcgm(families: list[Any]) -> list[dict[str, Any]]:
-    """GPU rows from parsed DCGM exporter families (one per ``gpu`` label)."""
+def gpus_from_dcgm(families: list[Any]) -> list[GpuReading]:
+    """GPU readings from parsed DCGM exporter families (one per ``gpu`` label)."""
     gpus: dict[str, dict[str, Any]] = {}
     for fam in families:
         field = DCGM_FIELDS.get(fam.name)
@@ -179,12 +179,11 @@ def gpus_from_dcgm(families: list[Any]) -> list[dict[str, Any]]:
             g[field] = float(s.value)
     out = []
     for g in gpus.values():
-        if "mem_used_mib" in g and "mem_free_mib" in g:
-            g["mem_total_mib"] = g["mem_used_mib"] + g.pop("mem_free_mib")
-        for k in ("util", "mem_used_mib", "mem_total_mib", "power_w", "power_limit_w", "temp_c", "sm_clock_mhz"):
-            g.setdefault(k, NA)
-        out.append(g)
-    return sorted(out, key=lambda g: str(g["index"]))
+        free = g.pop("mem_free_mib", None)
+        if "mem_used_mib" in g and free is not None:
+            g["mem_total_mib"] = g["mem_used_mib"] + free
+        out.append(GpuReading(**g))
+    return sorted(out, key=lambda g: str(g.index))
 
 
 class DcgmSampler(GpuSampler):
@@ -199,7 +198,7 @@ class DcgmSampler(GpuSampler):
         self.fetcher = MetricsFetcher(url)
         self.source = label or f"DCGM exporter {url}"
 
-    def read_gpus(self) -> list[dict[str, Any]]:
+    def read_gpus(self) -> list[GpuReading]:
         families = self.fetcher.fetch()
         gpus = gpus_from_dcgm(families)
         if not gpus:

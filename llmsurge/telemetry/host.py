@@ -6,9 +6,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from llmsurge.telemetry.base import NA, Sampler, unavailable
-
-CLIENT_BUSY_PERCENT = 85.0
+from llmsurge.telemetry.base import NA, Sampler
+from llmsurge.telemetry.samples import HostSample, TelemetrySample, Unavailable
 
 
 class HostSampler(Sampler):
@@ -35,31 +34,32 @@ class HostSampler(Sampler):
             self._procs[pid] = p
         return p
 
-    def sample(self) -> dict[str, Any]:
+    def sample(self) -> TelemetrySample:
         ps = self.psutil
         try:
             cpu = ps.cpu_percent(None)
             mem = ps.virtual_memory()
         except (OSError, RuntimeError) as exc:
-            return unavailable(f"psutil could not read this machine: {exc}")
+            return Unavailable(f"psutil could not read this machine: {exc}")
         per_worker = []
         for pid in self.worker_pids():
             try:
                 per_worker.append(self._proc(pid).cpu_percent(None))
             except (ps.NoSuchProcess, ps.AccessDenied):
                 continue
-        busiest = max(per_worker) if per_worker else NA
-        return {
-            "available": True,
-            "cpu_percent": cpu,
-            "cpu_count": ps.cpu_count() or 0,
-            "mem_percent": mem.percent,
-            "mem_used_gib": (mem.total - mem.available) / 2**30,
-            "workers_cpu_percent": sum(per_worker) if per_worker else NA,
-            "busiest_worker_cpu_percent": busiest,
-            "ui_cpu_percent": self.me.cpu_percent(None),
-            "client_busy": bool(per_worker) and busiest >= CLIENT_BUSY_PERCENT,
-        }
+        return HostSample(
+            cpu_percent=float(cpu),
+            cpu_count=ps.cpu_count() or 0,
+            mem_percent=float(mem.percent),
+            mem_used_gib=(mem.total - mem.available) / 2**30,
+            workers_cpu_percent=sum(per_worker) if per_worker else NA,
+            busiest_worker_cpu_percent=max(per_worker) if per_worker else NA,
+            ui_cpu_percent=self.me.cpu_percent(None),
+        )
 
-    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
-        return {k: sample[k] for k in ("cpu_percent", "mem_percent", "workers_cpu_percent") if k in sample}
+    def aggregate_values(self, sample: HostSample) -> dict[str, float]:
+        return {
+            "cpu_percent": sample.cpu_percent,
+            "mem_percent": sample.mem_percent,
+            "workers_cpu_percent": sample.workers_cpu_percent,
+        }

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from llmsurge.telemetry.base import Sampler, unavailable
+from llmsurge.engine.client import Target
+from llmsurge.metrics.bus import MetricsBus
+from llmsurge.telemetry.base import Sampler, TelemetrySink
 from llmsurge.telemetry.gpu import GpuSampler
+from llmsurge.telemetry.samples import TelemetrySample, Unavailable
 
 
-class Unavailable(Sampler):
+class UnavailableSource(Sampler):
     """A source that could not start: it keeps saying why, so the pane shows it."""
 
     def __init__(self, name: str, reason: str, *args: Any, **kwargs: Any) -> None:
@@ -17,11 +22,21 @@ class Unavailable(Sampler):
         self.reason = reason
         self.interval = 5.0
 
-    def sample(self) -> dict[str, Any]:
-        return unavailable(self.reason)
+    def sample(self) -> TelemetrySample:
+        return Unavailable(self.reason)
 
 
-def local_gpu_sampler(bus: Any = None, writer: Any = None) -> GpuSampler | str:
+@dataclass(frozen=True)
+class TelemetryPlan:
+    """What the run's samplers need to know."""
+
+    target: Target
+    simulated: bool
+    gpu_metrics_url: str | None
+    worker_pids: Callable[[], list[int]]
+
+
+def local_gpu_sampler(bus: MetricsBus | None = None, writer: TelemetrySink | None = None) -> GpuSampler | str:
     """NVML, else pyrsmi; or the reason neither works here."""
     reasons = []
     try:
@@ -60,17 +75,18 @@ def _serves_dcgm(url: str, headers: dict[str, str]) -> bool:
     return resp.status_code == 200 and "DCGM_FI_DEV_GPU_UTIL" in resp.text
 
 
-def make_samplers(session: Any) -> list[Sampler]:
-    """The run's samplers: GPU (simulated/remote DCGM or local), server /metrics, host/client."""
+def make_samplers(plan: TelemetryPlan, bus: MetricsBus, writer: TelemetrySink | None) -> list[Sampler]:
+    """The run's samplers: GPU (simulated/remote DCGM or local), server /metrics, host/client. Blocking (NVML
+    start-up, one HTTP request): call it off the UI's loop."""
     from llmsurge.telemetry.gpu import DcgmSampler
     from llmsurge.telemetry.host import HostSampler
     from llmsurge.telemetry.prometheus import ServerMetricsSampler
 
-    bus, writer, cfg, target = session.bus, session.writer, session.config, session.target
+    target = plan.target
     samplers: list[Sampler] = []
-    if cfg.gpu_metrics_url:
-        samplers.append(DcgmSampler(cfg.gpu_metrics_url, bus, writer))
-    elif session.simulated:
+    if plan.gpu_metrics_url:
+        samplers.append(DcgmSampler(plan.gpu_metrics_url, bus, writer))
+    elif plan.simulated:
         samplers.append(
             DcgmSampler(
                 target.base_url + "/metrics", bus, writer, label="simulated GPU (DCGM names, from the simulated server)"
@@ -86,24 +102,22 @@ def make_samplers(session: Any) -> list[Sampler]:
             )
         else:
             samplers.append(
-                Unavailable("gpu", f"{local}; for a GPU on another machine use --gpu-metrics-url", bus, writer)
+                UnavailableSource("gpu", f"{local}; for a GPU on another machine use --gpu-metrics-url", bus, writer)
             )
     samplers.append(ServerMetricsSampler(target.base_url, bus, writer, headers=target.headers()))
-    samplers.append(HostSampler(session.worker_pids, bus, writer))
+    samplers.append(HostSampler(plan.worker_pids, bus, writer))
     return samplers
 
 
-async def probe_sources(client: Any, target: Any) -> dict[str, str]:
+async def probe_sources(client: Any, target: Target) -> dict[str, str]:
     """source → 'available: …' or 'not available: why'."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from llmsurge.telemetry.prometheus import index_families, server_kind
+    from llmsurge.telemetry.prometheus import parse_metrics, server_kind
 
     out: dict[str, str] = {}
     try:
         resp = await client.get(target.base_url + "/metrics", headers=target.headers(), timeout=3.0)
         if resp.status_code == 200:
-            fams = index_families(list(text_string_to_metric_families(resp.text)))
+            fams = parse_metrics(resp.text)
             kind = server_kind(fams)
             out["server /metrics"] = (
                 f"available ({kind}, {len(fams)} metrics)"

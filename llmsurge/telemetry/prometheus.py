@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmsurge.telemetry.base import NA, Sampler, unavailable
+from llmsurge.telemetry.base import NA, Sampler
+from llmsurge.telemetry.samples import ServerSample, TelemetrySample, Unavailable
 
 # Logical metric → candidate family names, first match wins (parser names: counters without ``_total``).
 GAUGES = {
@@ -144,97 +146,139 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
 
 
 def server_kind(fams: dict[str, Any]) -> str:
-    """vLLM / llama.cpp / SGLang / TGI from the metric names."""
+    """vLLM / llama.cpp / SGLang / TGI from the metric names (the one table of them: :data:`KINDS`)."""
     for prefix, kind in KINDS:
         if any(name.startswith(prefix) for name in fams):
             return kind
     return "unknown"
 
 
+def is_simulated(fams: dict[str, Any]) -> bool:
+    """Whether these are llmsurge's simulated server's metrics (vLLM's names, its model, DCGM gauges)."""
+    running = fams.get("vllm:num_requests_running")
+    return (
+        running is not None
+        and "DCGM_FI_DEV_GPU_UTIL" in fams
+        and any(s.labels.get("model_name") == "llmsurge-sim" for s in running.samples)
+    )
+
+
+def parse_metrics(text: str) -> dict[str, Any]:
+    """A ``/metrics`` body, parsed and indexed by family name (empty when it is not Prometheus text)."""
+    try:
+        return index_families(list(text_string_to_metric_families(text)))
+    except ValueError:
+        return {}
+
+
+class _WindowedRates:
+    """Rates from counter differences over the last ``window`` seconds: llama.cpp's counters move only when a
+    request ends, so a one-second difference jumps; a window shows what the server delivered."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._points: deque[tuple[float, dict[str, float]]] = deque()
+
+    def add(self, now: float, counters: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """Record this scrape; return (seconds covered, rate per key) against the oldest scrape in the window."""
+        pts = self._points
+        pts.append((now, counters))
+        while len(pts) > 2 and now - pts[1][0] >= self.window:
+            pts.popleft()
+        t0, first = pts[0]
+        span = now - t0
+        rates: dict[str, float] = {}
+        if span > 0:
+            for key, value in counters.items():
+                a = first.get(key, NA)
+                if a == a and value == value and value >= a:
+                    rates[key] = (value - a) / span
+        return span, rates
+
+
 class ServerMetricsSampler(Sampler):
     """Polls the target's ``/metrics``: queue, KV cache, prefix-cache hits, token rates, server-side latency."""
 
     name = "server"
+    RATE_WINDOW_S = 10.0
 
     def __init__(self, base_url: str, *args: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fetcher = MetricsFetcher(base_url.rstrip("/") + "/metrics", headers=headers)
-        self._prev: tuple[float, dict[str, float]] | None = None
+        self._rates = _WindowedRates(self.RATE_WINDOW_S)
         self._base_segment = -1
         self._base_hist: dict[str, dict[float, float]] = {}
-        self.families: list[Any] = []
 
-    def sample(self) -> dict[str, Any]:
+    def sample(self) -> TelemetrySample:
         try:
             fams_list = self.fetcher.fetch()
         except httpx.HTTPError as exc:
-            return unavailable(f"{self.fetcher.url}: {type(exc).__name__}")
+            return Unavailable(f"{self.fetcher.url}: {type(exc).__name__}")
         except LookupError as exc:
-            return unavailable(f"no /metrics ({exc})")
+            return Unavailable(f"no /metrics ({exc})")
         except ValueError as exc:
-            return unavailable(f"{self.fetcher.url} is not Prometheus text ({exc})")
-        self.families = fams_list
+            return Unavailable(f"{self.fetcher.url} is not Prometheus text ({exc})")
         return self.digest(index_families(fams_list), time.monotonic())
 
-    def digest(self, fams: dict[str, Any], now: float) -> dict[str, Any]:
+    def digest(self, fams: dict[str, Any], now: float) -> TelemetrySample:
         """Turn one scrape into the pane's sample (separate from fetching, so recorded texts can be tested)."""
         kind = server_kind(fams)
         if kind == "unknown":
-            return unavailable("/metrics has no vLLM, llama.cpp, SGLang or TGI metrics")
-        out: dict[str, Any] = {"available": True, "kind": kind}
-        for key, names in GAUGES.items():
-            out[key] = gauge_value(fams, names)
+            return Unavailable("/metrics has no vLLM, llama.cpp, SGLang or TGI metrics")
+        gauges = {key: gauge_value(fams, names) for key, names in GAUGES.items()}
         counters = {key: counter_value(fams, names) for key, names in COUNTERS.items()}
-        out["generation_tokens_total"] = counters["generation_tokens"]
-        out["prompt_tokens_total"] = counters["prompt_tokens"]
-        # rates from counter differences
-        out["generation_tok_s"] = out["prompt_tok_s"] = out["preemptions_per_s"] = NA
-        if self._prev is not None:
-            t_prev, c_prev = self._prev
-            dt = now - t_prev
-            if dt > 0:
-                for key, rate_key in (
-                    ("generation_tokens", "generation_tok_s"),
-                    ("prompt_tokens", "prompt_tok_s"),
-                    ("preemptions", "preemptions_per_s"),
-                ):
-                    a, b = c_prev.get(key, NA), counters[key]
-                    if a == a and b == b and b >= a:
-                        out[rate_key] = (b - a) / dt
-        if (
-            out["generation_tok_s"] != out["generation_tok_s"]
-            and out["llamacpp_gen_tok_s"] == out["llamacpp_gen_tok_s"]
-        ):
-            out["generation_tok_s"] = out["llamacpp_gen_tok_s"]
-        self._prev = (now, counters)
+        span, rates = self._rates.add(now, counters)
+        generation = rates.get("generation_tokens", NA)
+        source = f"counter deltas over {span:.0f} s" if rates else ""
+        if generation != generation and gauges["llamacpp_gen_tok_s"] == gauges["llamacpp_gen_tok_s"]:
+            generation, source = gauges["llamacpp_gen_tok_s"], "llama.cpp's own average per request"
         hits, queries = counters["prefix_hits"], counters["prefix_queries"]
-        if hits == hits and queries == queries and queries > 0:
-            out["prefix_hit_rate"] = hits / queries
-        else:
-            out["prefix_hit_rate"] = out["prefix_hit_rate_gauge"]
-        out["preemptions_total"] = counters["preemptions"]
-        # server-side percentiles over the current segment (bucket deltas since it began)
-        segment = 0
-        if self.bus is not None:
-            seg = self.bus.current_segment()
-            segment = seg.index if seg else 0
+        measured = hits == hits and queries == queries and queries > 0
+        hit_rate = hits / queries if measured else gauges["prefix_hit_rate_gauge"]
+        return ServerSample(
+            kind=kind,
+            running=gauges["running"],
+            waiting=gauges["waiting"],
+            kv_cache=gauges["kv_cache"],
+            prefix_hit_rate=hit_rate,
+            generation_tok_s=generation,
+            prompt_tok_s=rates.get("prompt_tokens", NA),
+            rate_window=span if rates else NA,
+            rate_source=source,
+            preemptions_per_s=rates.get("preemptions", NA),
+            preemptions_total=counters["preemptions"],
+            generation_tokens_total=counters["generation_tokens"],
+            prompt_tokens_total=counters["prompt_tokens"],
+            **self._server_percentiles(fams),
+        )
+
+    def _server_percentiles(self, fams: dict[str, Any]) -> dict[str, float]:
+        """The server's p50/p99 of TTFT, ITL and E2E over the current segment (bucket deltas since it began;
+        without a run — ``check``, recorded texts — since the server started)."""
+        segment = self.bus.current_segment() if self.bus is not None else 0
         current = {k: histogram_buckets(fams, names) for k, names in HISTOGRAMS.items()}
         if self.bus is not None and segment != self._base_segment:
-            # Without a run (``check``, recorded texts) the histograms count since the server started.
             self._base_segment = segment
             self._base_hist = {k: dict(v) for k, v in current.items() if v}
+        out: dict[str, float] = {}
         for key, buckets in current.items():
             if not buckets:
                 out[f"{key}_p50_ms"] = out[f"{key}_p99_ms"] = NA
                 continue
             base = self._base_hist.get(key, {})
             delta = {le: c - base.get(le, 0.0) for le, c in buckets.items()}
-            out[f"{key}_p50_ms"] = histogram_quantile(0.5, delta) * 1000.0
-            out[f"{key}_p99_ms"] = histogram_quantile(0.99, delta) * 1000.0
+            for q, name in ((0.5, "p50"), (0.99, "p99")):
+                v = histogram_quantile(q, delta)
+                out[f"{key}_{name}_ms"] = v * 1000.0 if v == v else NA  # none since the segment began: N/A
         return out
 
-    def aggregate_values(self, sample: dict[str, Any]) -> dict[str, float]:
-        return {k: sample[k] for k in ("running", "waiting", "kv_cache", "generation_tok_s") if k in sample}
+    def aggregate_values(self, sample: ServerSample) -> dict[str, float]:
+        return {
+            "running": sample.running,
+            "waiting": sample.waiting,
+            "kv_cache": sample.kv_cache,
+            "generation_tok_s": sample.generation_tok_s,
+        }
 
     def close(self) -> None:
         self.fetcher.close()

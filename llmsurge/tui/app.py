@@ -27,7 +27,7 @@ from llmsurge.engine.client import ServerError
 from llmsurge.engine.scenario import Load
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
-from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.presets import PresetError, find_preset
 from llmsurge.redaction import redact
 from llmsurge.tui.commands import LoadCommands
@@ -37,7 +37,6 @@ from llmsurge.tui.screens.presets import PresetPicker
 
 REFRESH_HZ = 10.0
 UI_NICE = 5  # the drawing thread yields the CPU to the load workers when a core is contended
-FULL_EVERY = 10  # statistics panes redraw every 10th snapshot (1 Hz at 10 Hz)
 
 
 def yield_to_workers() -> None:
@@ -68,7 +67,9 @@ class LLMSurgeApp(App[Path | None]):
         """The run: simulated server, workers, controller, bus, result files."""
         self.live = snapshot_source is None
         """False when showing fixed snapshots (tests): no server, no workers."""
-        self.snapshot_source = snapshot_source or self.session.bus.snapshot
+        self.snapshots = SnapshotBuilder(self.session.bus)
+        """Builds the panes' snapshots (statistics recomputed about once a second)."""
+        self.snapshot_source = snapshot_source or self.snapshots.snapshot
         """Where the panes' data comes from."""
         self.refresh_hz = refresh_hz
         """Snapshot reads per second."""
@@ -83,7 +84,7 @@ class LLMSurgeApp(App[Path | None]):
         self.signals = StopSignals()
         """Stop signals: the first does what ``q`` does."""
         self._quitting = False
-        self._last_segment = -1
+        self._drawn_stats = -1
         self._last_event = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -144,7 +145,8 @@ class LLMSurgeApp(App[Path | None]):
             return
         self.waiting_since = None
         self.message = ""
-        controller = session.start()
+        # Spawning the workers, starting NVML and probing /metrics block: not on the loop that draws the screen.
+        controller = await asyncio.to_thread(session.start)
         yield_to_workers()
         await controller.run()
 
@@ -160,8 +162,8 @@ class LLMSurgeApp(App[Path | None]):
                 self.notify(event.message, severity=severity, timeout=8)
 
     def refresh_panes(self, full: bool | None = None) -> None:
-        """Read one snapshot and update the visible panes in one batch (statistics panes about once a second,
-        or at once when the segment changed or ``full`` is asked for)."""
+        """Read one snapshot and update the visible panes in one batch; the statistics panes only when the
+        snapshot's statistics are new (or ``full`` is asked for)."""
         screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         if screen is None or not screen.ready:
             return
@@ -169,8 +171,8 @@ class LLMSurgeApp(App[Path | None]):
         self._notify_events(snap)
         waited = time.monotonic() - self.waiting_since if self.waiting_since is not None else None
         if full is None:
-            full = self.frames % FULL_EVERY == 0 or snap.segment != self._last_segment
-        self._last_segment = snap.segment
+            full = snap.stats_version != self._drawn_stats
+        self._drawn_stats = snap.stats_version
         with self.batch_update():
             screen.show(snap, waited, self.message, full)
         self.frames += 1
@@ -231,7 +233,7 @@ class LLMSurgeApp(App[Path | None]):
             return
         load = self._load()
         if load.rate is None:
-            now = self.session.bus.snapshot().request_s
+            now = self.session.bus.view().request_s
             self.set_rate(max(0.5, round(now, 1)) if now > 0 else 1.0)
             return
         step = max(0.1, round(load.rate * 0.1, 2))

@@ -55,3 +55,16 @@ def bar(fraction: float | None, width: int = 10) -> str:
     f = min(1.0, max(0.0, fraction))
     full = round(f * width)
     return "█" * full + "░" * (width - full)
+
+
+def compact(v: float | None) -> str:
+    """A count or rate in at most 6 characters: ``987``, ``9,876``, ``98.8k``, ``988k``, ``9.88M``."""
+    m = _missing(v)
+    if m is not None or v is None:
+        return m or MISSING
+    a = abs(v)
+    if a < 10_000:
+        return f"{v:,.0f}" if a >= 100 or float(v).is_integer() else f"{v:.1f}"
+    if a < 1_000_000:
+        return f"{v / 1000:.1f}k" if a < 100_000 else f"{v / 1000:.0f}k"
+    return f"{v / 1e6:.2f}M" if a < 10e6 else f"{v / 1e6:.0f}M"

@@ -1,37 +1,42 @@
-"""TTFT, TPOT, ITL, E2EL: p50, p90, p99 and mean, for the current segment and the whole run."""
+"""TTFT, TTFC, TPOT, ITL, E2EL: p50, p90, p99 and mean, for the current segment and the whole run, with n."""
 
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.widgets import Static
 
-from llmsurge.metrics.bus import Snapshot
-from llmsurge.widgets.format import ms
+from llmsurge.metrics.snapshot import Snapshot
+from llmsurge.metrics.stats import min_samples
+from llmsurge.widgets.format import compact, ms
+from llmsurge.widgets.roles import RoleStyles
 
 ROWS = (("TTFT", "ttft"), ("TTFC", "ttfc"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
+QUANTILES = (("p50", "median", 50.0), ("p90", "p90", 90.0), ("p99", "p99", 99.0))
 
 
-class LatencyTable(Static):
-    """Latency percentiles side by side: this segment | whole run (the run columns need room)."""
+class LatencyTable(RoleStyles, Static):
+    """Latency percentiles side by side: this segment | whole run (the run columns need room). A percentile that
+    rests on fewer values than it needs is dimmed and starred."""
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``."""
-        t = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-        t.add_column("ms", style="bold", no_wrap=True)
-        scopes = ("seg", "run") if self.size.width >= 76 else ("seg",)
+        muted = self.role("muted")
+        t = Table(expand=True, box=None, padding=(0, 1), header_style=self.role("strong"))
+        t.add_column("ms", style=self.role("strong"), no_wrap=True)
+        scopes = ("seg", "run") if self.size.width >= 84 else ("seg",)
         for scope in scopes:
-            for q in ("p50", "p90", "p99", "mean"):
-                t.add_column(
-                    f"{scope} {q}" if q == "p50" else q, justify="right", style="" if scope == "seg" else "dim"
-                )
+            for name in ("p50", "p90", "p99", "mean", "n"):
+                t.add_column(f"{scope} {name}" if name == "p50" else name, justify="right", no_wrap=True)
         for label, key in ROWS:
-            cells = []
+            cells: list[Text] = []
             for stats in (snap.segment_stats, snap.run_stats)[: len(scopes)]:
-                cells += [
-                    ms(stats.get(f"median_{key}_ms")),
-                    ms(stats.get(f"p90_{key}_ms")),
-                    ms(stats.get(f"p99_{key}_ms")),
-                    ms(stats.get(f"mean_{key}_ms")),
-                ]
+                n = int(stats.get(f"n_{key}", 0) or 0)
+                for _name, prefix, q in QUANTILES:
+                    value = ms(stats.get(f"{prefix}_{key}_ms")) if n else "—"
+                    weak = 0 < n < min_samples(q)
+                    cells.append(Text(value + ("*" if weak else ""), style=muted if weak else ""))
+                cells.append(Text(ms(stats.get(f"mean_{key}_ms")) if n else "—"))
+                cells.append(Text(compact(n), style=muted))
             t.add_row(label, *cells)
         self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow

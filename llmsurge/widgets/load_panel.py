@@ -2,39 +2,44 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.format import num
+from llmsurge.widgets.roles import RoleStyles
+
+LABEL_WIDTH = 12  # the longest label ("output tok/s"): labels are never squeezed by long values
 
 
-class LoadPanel(Static):
+class LoadPanel(RoleStyles, Static):
     """What the client is doing now."""
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``."""
+        bad, warn, strong, muted = self.role("bad"), self.role("warn"), self.role("strong"), self.role("muted")
         t = Table.grid(padding=(0, 1), expand=True)
-        t.add_column(style="dim", no_wrap=True)
-        t.add_column(justify="right", no_wrap=True)
-        t.add_row("target", Text(snap.load_label or "—", style="bold"))
+        t.add_column(style=muted, no_wrap=True, min_width=LABEL_WIDTH, max_width=LABEL_WIDTH)
+        t.add_column(justify="right", no_wrap=True, ratio=1)
+        t.add_row("target", Text(snap.load_label or "—", style=strong))
         t.add_row("in flight", f"{snap.inflight:,}")
         t.add_row("done", f"{snap.completed:,}")
-        failed = Text(f"{snap.failed:,}", style="bold red" if snap.failed else "")
-        t.add_row("failed", failed)
+        t.add_row("failed", Text(f"{snap.failed:,}", style=bad if snap.failed else ""))
         if snap.cancelled:
             t.add_row("cancelled", f"{snap.cancelled:,}")
-        t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style="bold"))
+        t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style=strong))
         t.add_row("requests/s", num(snap.request_s, 2))
         if snap.errors:
-            top = sorted(snap.errors.items(), key=lambda kv: -kv[1])[:3]
-            t.add_row("errors", Text(" ".join(f"{k}:{v}" for k, v in top), style="red"))
+            top = sorted(snap.errors.items(), key=lambda kv: -kv[1])[:2]
+            t.add_row("errors", Text(" ".join(f"{k}:{v}" for k, v in top), style=bad))
         c = snap.client
         if c.workers:
-            style = "bold yellow" if c.saturated else "dim"
-            health = f"{c.workers}w cpu {c.max_cpu:.0%} lag {c.max_loop_lag_ms:.0f}ms"
-            t.add_row("client", Text(health, style=style))
-            if c.saturated:
-                t.add_row("", Text("CLIENT BUSY: " + c.reason, style="bold yellow"))
-        self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow
+            style = warn if c.saturated else ""
+            t.add_row("client cpu", Text(f"{c.max_cpu:.0%} ({c.workers}w)", style=style))
+            t.add_row("loop lag", Text(f"{c.max_loop_lag_ms:,.0f} ms", style=style))
+        body: Table | Group = t
+        if c.saturated:  # the whole width, wrapped: the reason names the remedy
+            body = Group(t, Text(f"{str(c.cause).upper()}: {c.reason}", style=warn))
+        self.update(body, layout=False)  # the pane's size is set by CSS: skip a screen reflow

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 from textual_plot import HiResMode, PlotWidget
 
-from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.format import num
 from llmsurge.widgets.pane_plot import PanePlot
 
@@ -28,9 +28,9 @@ class RateChart(Vertical):
         self._last: tuple[int, int] | None = None
 
     def show(self, snap: Snapshot) -> None:
+        """Redraw when a new second of history has arrived (or segments changed)."""
         if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
             return
-        """Redraw when a new second of history has arrived (or segments changed)."""
         key = (len(snap.history), len(snap.segment_starts))
         if snap.history and self._last == key and snap.history[-1][0] == getattr(self, "_last_t", None):
             return

@@ -1,4 +1,5 @@
-"""The most recent requests, in-flight ones included: bounded, scrollable, newest first; failures stand out.
+"""The most recent requests: those in flight on top (the longest-running first), then finished ones, newest first.
+Failures stand out.
 
 A Line-API ScrollView over the snapshot's bounded rows (as toolong does): each refresh formats only the rows
 that are visible, and a finished request's line is cached, so 1,000 requests in flight cost no more to draw
@@ -15,8 +16,9 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from llmsurge.metrics.bus import RequestRow, Snapshot
-from llmsurge.widgets.format import MISSING, ms, num
+from llmsurge.metrics.snapshot import RequestRow, Snapshot
+from llmsurge.widgets.format import MISSING, compact, ms
+from llmsurge.widgets.roles import RoleStyles
 
 COLUMNS = (
     ("id", 9),
@@ -28,41 +30,36 @@ COLUMNS = (
     ("latency ms", 11),
     ("error", 14),
 )
-STATUS_STYLE = {"ok": "green", "failed": "bold red", "cancelled": "yellow", "running": "cyan"}
+STATUS_ROLE = {"ok": "good", "failed": "bad", "cancelled": "warn", "running": "accent"}
 
 
-def format_row(r: RequestRow) -> Text:
-    """One request as a line of fixed-width columns."""
+def format_row(r: RequestRow, styles: dict[str, Style] | None = None) -> Text:
+    """One request as a line of fixed-width columns (``styles``: role → style, for the status and error)."""
+    styles = styles or {}
     cells = (
         r.request_id,
         str(r.segment),
         r.status,
         ms(r.ttft_ms),
-        f"{r.output_tokens:,}",
-        num(r.tokens_per_s, 1) if r.tokens_per_s is not None else MISSING,
+        compact(r.output_tokens),
+        compact(r.tokens_per_s) if r.tokens_per_s is not None else MISSING,
         ms(r.latency_ms),
         r.error_kind,
     )
     t = Text(no_wrap=True, overflow="ellipsis")
     for (name, width), cell in zip(COLUMNS, cells, strict=True):
-        style = ""
+        style: Style | str = ""
         if name == "status":
-            style = STATUS_STYLE.get(r.status, "")
+            style = styles.get(STATUS_ROLE.get(r.status, ""), "")
         elif name == "error":
-            style = "bold red"
+            style = styles.get("bad", "")
         right = name not in ("id", "status", "error")
         t.append((cell.rjust(width - 1) if right else cell.ljust(width - 1))[: width - 1] + " ", style=style)
     return t
 
 
-@lru_cache(maxsize=1024)
-def _cached_row(row: RequestRow) -> Text:
-    """Finished rows never change: format each once."""
-    return format_row(row)
-
-
-class RequestStream(ScrollView, can_focus=True):
-    """Newest first; running requests on top. Rows come from the snapshot (at most ~120)."""
+class RequestStream(RoleStyles, ScrollView, can_focus=True):
+    """Rows come from the snapshot (at most ~120)."""
 
     DEFAULT_CSS = """
     RequestStream { scrollbar-size-vertical: 1; }
@@ -74,6 +71,18 @@ class RequestStream(ScrollView, can_focus=True):
         for name, width in COLUMNS:
             right = name not in ("id", "status", "error")
             self._header.append((name.rjust(width - 1) if right else name.ljust(width - 1)) + " ", style="bold")
+        self._styles: dict[str, Style] = {}
+        self._cached = lru_cache(maxsize=1024)(self._format)
+
+    def _format(self, row: RequestRow) -> Text:
+        return format_row(row, self._styles)
+
+    def _theme_styles(self) -> dict[str, Style]:
+        styles = {role: self.role(role) for role in ("good", "bad", "warn", "accent")}
+        if styles != self._styles:  # a theme change: finished rows are formatted again
+            self._styles = styles
+            self._cached.cache_clear()
+        return styles
 
     def show(self, snap: Snapshot) -> None:
         """Take the snapshot's rows and redraw what is visible."""
@@ -97,7 +106,8 @@ class RequestStream(ScrollView, can_focus=True):
             if i >= len(self.rows):
                 return Strip.blank(width)
             row = self.rows[i]
-            line = format_row(row) if row.status == "running" else _cached_row(row)
+            styles = self._theme_styles()
+            line = format_row(row, styles) if row.status == "running" else self._cached(row)
         console = self.app.console
         segments = list(line.render(console))
         strip = Strip(segments, line.cell_len).crop(scroll_x, scroll_x + width)

@@ -1,52 +1,66 @@
-"""The segments table: one row per load setting — the saturation table, built live."""
+"""The segments table: one row per load setting — the saturation table, built live.
+
+Throughputs are what arrived while the segment was open; latencies are over the requests that started in it. A
+percentile resting on fewer requests than it needs (p99 wants about 100) is dimmed and starred, and a segment
+measured while other processes held the CPU is flagged: its timings are inflated.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.snapshot import SegmentRow, Snapshot
+from llmsurge.metrics.stats import min_samples
 from llmsurge.widgets.format import ms, num
+from llmsurge.widgets.roles import RoleStyles
 
 COLUMNS = ("#", "load", "preset", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "done", "errors")
 
 
-class SegmentsTable(DataTable[Text]):
+class SegmentsTable(RoleStyles, DataTable[Text]):
     """Rows are rebuilt only when a figure changed."""
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
         self.add_columns(*COLUMNS)
-        self._rows: list[tuple[str, ...]] = []
+        self._rows: list[tuple[Text, ...]] = []
+        self.border_subtitle = "* too few requests for that percentile · ! CPU starved"
+
+    def _row(self, s: SegmentRow) -> tuple[Text, ...]:
+        muted, bad, warn = self.role("muted"), self.role("bad"), self.role("warn")
+
+        def pct(value: float, q: float) -> Text:
+            if s.n and s.n < min_samples(q):
+                return Text(f"{ms(value)}*", style=muted)
+            return Text(ms(value) if s.n else "—")
+
+        label = Text(s.label)
+        if s.starved:
+            label.append(" !", style=warn)
+        return (
+            Text(str(s.index)),
+            label,
+            Text(s.scenario),  # a user's preset name: text, never markup
+            Text(num(s.request_throughput, 2)),
+            Text(num(s.output_throughput, 0)),
+            pct(s.ttft_p50_ms, 50.0),
+            pct(s.ttft_p99_ms, 99.0),
+            pct(s.tpot_p50_ms, 50.0),
+            Text(f"{s.completed:,}"),
+            Text(f"{s.failed:,}", style=bad if s.failed else ""),
+        )
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``'s segments, newest last (the cursor follows the newest)."""
-        rows: list[tuple[str, ...]] = [
-            (
-                str(s.index),
-                s.label,
-                s.scenario,
-                num(s.request_throughput, 2),
-                num(s.live_output_throughput, 0),
-                ms(s.ttft_p50_ms),
-                ms(s.ttft_p99_ms),
-                ms(s.tpot_p50_ms),
-                f"{s.completed:,}",
-                f"{s.failed:,}",
-            )
-            for s in snap.segments
-        ]
-        if rows == self._rows:
+        rows = [self._row(s) for s in snap.segments]
+        if [tuple(c.plain for c in r) for r in rows] == [tuple(c.plain for c in r) for r in self._rows]:
             return
         follow = self.cursor_row >= len(self._rows) - 1
         self._rows = rows
         self.clear()
         for r in rows:
-            # Text cells: a preset's name comes from a user's file and is shown as written, never as markup.
-            *cells, failed = (Text(c) for c in r)
-            if failed.plain != "0":
-                failed.stylize("red")
-            self.add_row(*cells, failed)
+            self.add_row(*r)
         if follow and rows:
             self.move_cursor(row=len(rows) - 1)

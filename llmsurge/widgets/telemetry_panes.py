@@ -9,19 +9,15 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from llmsurge.metrics.bus import Snapshot
-from llmsurge.widgets.format import MISSING, bar, ms, num
+from llmsurge.metrics.snapshot import Snapshot
+from llmsurge.telemetry.samples import GpuSample, HostSample, ServerSample, Unavailable
+from llmsurge.widgets.format import bar, ms, num
+from llmsurge.widgets.roles import RoleStyles
+
+NOT_EXPORTED = "not exported by the server"
 
 
-def _na(sample: Any) -> str | None:
-    if sample is None:
-        return "waiting for the first sample"
-    if isinstance(sample, dict) and sample.get("available") is False:
-        return f"not available: {sample.get('reason', 'unknown')}"
-    return None
-
-
-class TelemetryPane(Static):
+class TelemetryPane(RoleStyles, Static):
     """Base: picks its source from ``snap.telemetry`` and renders it or its empty state."""
 
     source = ""
@@ -29,22 +25,30 @@ class TelemetryPane(Static):
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``."""
         sample = snap.telemetry.get(self.source)
-        key = (id(sample), snap.segment_stats.get("median_ttft_ms"), snap.client)
+        key = (id(sample), snap.stats_version, snap.client)
         if key == getattr(self, "_key", None):
-            return  # same sample object as last time: nothing new to draw
+            return  # nothing new to draw
         self._key = key
-        why = _na(sample)
-        if why or not isinstance(sample, dict):
-            self.update(Text(why or "no data", style="dim italic"))
+        if sample is None:
+            self.update(Text("waiting for the first sample", style=self.role("muted")))
+        elif isinstance(sample, Unavailable):
+            self.update(Text(f"not available: {sample.reason}", style=self.role("muted")))
         else:
             self.update(self.render_sample(sample, snap))
 
-    def render_sample(self, sample: dict[str, Any], snap: Snapshot) -> RenderableType:
+    def render_sample(self, sample: Any, snap: Snapshot) -> RenderableType:
         """Draw one sample (subclasses)."""
         raise NotImplementedError
 
+    def grid(self) -> Table:
+        """A two-column grid: a muted label, then the value."""
+        t = Table.grid(padding=(0, 1), expand=True)
+        t.add_column(style=self.role("muted"), no_wrap=True)
+        t.add_column(no_wrap=True)
+        return t
 
-def _spark(values: list[float], top: float | None = None) -> str:
+
+def _spark(values: tuple[float, ...], top: float | None = None) -> str:
     ticks = "▁▂▃▄▅▆▇█"
     vals = [v for v in values if v == v]
     if not vals:
@@ -65,51 +69,40 @@ class GpuPane(TelemetryPane):
 
     source = "gpu"
 
-    def render_sample(self, sample: dict[str, Any], snap: Snapshot) -> RenderableType:
+    def render_sample(self, sample: GpuSample, snap: Snapshot) -> RenderableType:
         t = Table.grid(padding=(0, 1), expand=True)
         for col in ("gpu", "util", "mem", "power", "temp", "clk", "hist"):
             t.add_column(col, no_wrap=True, justify="left" if col in ("gpu", "hist") else "right")
-        for g in sample.get("gpus", []):
-            util = g.get("util")
-            mem_used, mem_total = g.get("mem_used_mib"), g.get("mem_total_mib")
-            power, limit = g.get("power_w"), g.get("power_limit_w")
+        for g in sample.gpus:
+            util, limit = g.util, g.power_limit_w
             t.add_row(
-                Text(f"{g.get('index', '?')} {str(g.get('name', ''))[:14]}", style="bold"),
-                f"{bar(None if util is None else util / 100, 6)}{num(util, 0):>4}%",
-                f"{num(None if mem_used is None else mem_used / 1024, 0)}/"
-                f"{num(None if mem_total is None else mem_total / 1024, 0)}G",
-                f"{num(power, 0)}/{num(limit, 0)}W" if limit == limit and limit is not None else f"{num(power, 0)}W",
-                f"{num(g.get('temp_c'), 0)}°C",
-                f"{num(g.get('sm_clock_mhz'), 0)}MHz",
-                _spark(g.get("util_history", []), 100.0),
+                Text(f"{g.index} {g.name[:14]}", style=self.role("strong")),
+                f"{bar(util / 100, 6)}{num(util, 0):>4}%",
+                f"{num(g.mem_used_mib / 1024, 0)}/{num(g.mem_total_mib / 1024, 0)}G",
+                f"{num(g.power_w, 0)}/{num(limit, 0)}W" if limit == limit else f"{num(g.power_w, 0)}W",
+                f"{num(g.temp_c, 0)}°C",
+                f"{num(g.sm_clock_mhz, 0)}MHz",
+                _spark(g.util_history, 100.0),
             )
-        src = sample.get("backend", "")
-        return Group(t, Text(src, style="dim")) if src else t
+        return Group(t, Text(sample.backend, style=self.role("muted")))
 
 
 class HostPane(TelemetryPane):
-    """Machine CPU and memory, and our own workers' CPU with a warning near saturation."""
+    """Machine CPU and memory, and our own workers' CPU, with the client diagnosis when it matters."""
 
     source = "host"
 
-    def render_sample(self, sample: dict[str, Any], snap: Snapshot) -> RenderableType:
-        t = Table.grid(padding=(0, 1), expand=True)
-        t.add_column(style="dim", no_wrap=True)
-        t.add_column(no_wrap=True)
-        cpu = sample.get("cpu_percent")
-        mem = sample.get("mem_percent")
-        t.add_row(
-            "host cpu",
-            f"{bar(None if cpu is None else cpu / 100, 12)} {num(cpu, 0)}% of {sample.get('cpu_count', '?')} cores",
-        )
-        t.add_row("host mem", f"{bar(None if mem is None else mem / 100, 12)} {num(mem, 0)}%")
-        wcpu = sample.get("workers_cpu_percent")
-        t.add_row("llmsurge cpu", f"workers {num(wcpu, 0)}%  ui {num(sample.get('ui_cpu_percent'), 0)}%")
+    def render_sample(self, sample: HostSample, snap: Snapshot) -> RenderableType:
+        t = self.grid()
+        cpu, mem = sample.cpu_percent, sample.mem_percent
+        t.add_row("host cpu", f"{bar(cpu / 100, 12)} {num(cpu, 0)}% of {sample.cpu_count} cores")
+        t.add_row("host mem", f"{bar(mem / 100, 12)} {num(mem, 0)}%")
+        t.add_row("llmsurge cpu", f"workers {num(sample.workers_cpu_percent, 0)}%  ui {num(sample.ui_cpu_percent, 0)}%")
         c = snap.client
-        lag = Text(f"loop lag max {c.max_loop_lag_ms:.0f} ms", style="bold yellow" if c.saturated else "")
-        t.add_row("client", lag)
+        warn = self.role("warn") if c.saturated else ""
+        t.add_row("client", Text(f"loop lag max {c.max_loop_lag_ms:,.0f} ms", style=warn))
         if c.saturated:
-            t.add_row("", Text(f"CLIENT NEAR SATURATION: {c.reason} — add --workers", style="bold yellow"))
+            return Group(t, Text(c.reason, style=warn))
         return t
 
 
@@ -118,27 +111,24 @@ class ServerPane(TelemetryPane):
 
     source = "server"
 
-    def render_sample(self, sample: dict[str, Any], snap: Snapshot) -> RenderableType:
-        t = Table.grid(padding=(0, 1), expand=True)
-        t.add_column(style="dim", no_wrap=True)
-        t.add_column(no_wrap=True)
-        t.add_row("running", f"{num(sample.get('running'), 0)}")
-        t.add_row(
-            "waiting",
-            Text(num(sample.get("waiting"), 0), style="bold yellow" if (sample.get("waiting") or 0) > 0 else ""),
-        )
-        kv = sample.get("kv_cache")
-        t.add_row("KV cache", f"{bar(kv, 10)} {_percent(kv)}")
-        t.add_row("prefix hits", _percent(sample.get("prefix_hit_rate")))
-        gen = sample.get("generation_tok_s")
-        t.add_row("server tok/s", f"gen {num(gen, 0)}  prompt {num(sample.get('prompt_tok_s'), 0)}")
+    def render_sample(self, sample: ServerSample, snap: Snapshot) -> RenderableType:
+        t = self.grid()
+        t.add_row("running", num(sample.running, 0))
+        waiting = sample.waiting
+        t.add_row("waiting", Text(num(waiting, 0), style=self.role("warn") if (waiting or 0) > 0 else ""))
+        t.add_row("KV cache", f"{bar(sample.kv_cache, 10)} {_percent(sample.kv_cache)}")
+        t.add_row("prefix hits", _percent(sample.prefix_hit_rate))
+        rates = f"gen {num(sample.generation_tok_s, 0)}  prompt {num(sample.prompt_tok_s, 0)}"
+        t.add_row("server tok/s", rates)
+        if sample.rate_source:
+            t.add_row("", Text(sample.rate_source, style=self.role("muted")))
         ours = snap.segment_stats
-        t.add_row(
-            "TTFT p50/p99",
-            f"server {ms(sample.get('ttft_p50_ms'))}/{ms(sample.get('ttft_p99_ms'))}  "
-            f"ours {ms(ours.get('median_ttft_ms'))}/{ms(ours.get('p99_ttft_ms'))}",
+        server = (
+            f"server {ms(sample.ttft_p50_ms)}/{ms(sample.ttft_p99_ms)}"
+            if sample.ttft_p50_ms == sample.ttft_p50_ms
+            else f"server: {NOT_EXPORTED}"
         )
-        if sample.get("preemptions_per_s"):
-            t.add_row("preemptions", Text(f"{num(sample.get('preemptions_per_s'), 2)}/s", style="bold red"))
-        kind = sample.get("kind", "")
-        return Group(t, Text(f"{kind} /metrics" if kind else MISSING, style="dim"))
+        t.add_row("TTFT p50/p99", f"{server}  ours {ms(ours.get('median_ttft_ms'))}/{ms(ours.get('p99_ttft_ms'))}")
+        if sample.preemptions_per_s:
+            t.add_row("preemptions", Text(f"{num(sample.preemptions_per_s, 2)}/s", style=self.role("bad")))
+        return Group(t, Text(f"{sample.kind} /metrics", style=self.role("muted")))

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plot import PlotWidget
 
-from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.format import ms
 from llmsurge.widgets.pane_plot import PanePlot
 
@@ -25,9 +25,9 @@ class TtftHistogram(Vertical):
         self._key: tuple[int, ...] | None = None
 
     def show(self, snap: Snapshot) -> None:
+        """Redraw when the histogram changed."""
         if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
             return
-        """Redraw when the histogram changed."""
         edges, counts = snap.ttft_hist
         key = (snap.segment, *counts)
         if key == self._key:

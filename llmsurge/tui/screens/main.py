@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
-from llmsurge.metrics.bus import Snapshot
+from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.latency_table import LatencyTable
 from llmsurge.widgets.load_panel import LoadPanel
 from llmsurge.widgets.rate_chart import RateChart
@@ -57,7 +57,7 @@ class MainScreen(Screen[None]):
             yield _titled(LatencyTable(id="latency"), "latency (ms): segment | run")
             yield _titled(SegmentsTable(id="segments"), "segments")
         with Horizontal(id="bottom"):
-            yield _titled(RequestStream(id="requests"), "requests (newest first)")
+            yield _titled(RequestStream(id="requests"), "requests: running (oldest first), finished (newest first)")
             with Vertical(id="telemetry"):
                 yield _titled(GpuPane(id="gpu"), "GPU")
                 yield _titled(ServerPane(id="server"), "server /metrics")
@@ -77,7 +77,8 @@ class MainScreen(Screen[None]):
         """Hand the snapshot to the panes (the app wraps this in one batch update).
 
         The status line, load panel and request stream follow every snapshot; the statistics panes (chart,
-        histogram, tables, telemetry) only when ``full``: about once a second, and at once after a change.
+        histogram, tables, telemetry) only when ``full``: when the snapshot's statistics were recomputed (about
+        once a second, and at once after a change of load).
         """
         self.query_one(StatusLine).show(snap, waiting_for, message)
         self.query_one(LoadPanel).show(snap)

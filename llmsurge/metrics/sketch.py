@@ -1,0 +1,99 @@
+"""Per-token values (inter-token latencies) in bounded memory: a DDSketch with 1% relative accuracy.
+
+A run of a million 256-token requests has 255 million ITLs; keeping each would cost a gigabyte. Up to
+:data:`EXACT_UP_TO` values are kept exactly (small segments get numpy's exact percentiles); past that only the
+sketch remains, whose every quantile is within :data:`RELATIVE_ACCURACY` of a true value at that rank. Mean and
+population standard deviation stay exact (running sums). Sketches merge, so a run's ITL is its segments' merged.
+``requests.jsonl`` keeps every exact ITL, and ``llmsurge report`` recomputes from it.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+
+from ddsketch import DDSketch
+
+RELATIVE_ACCURACY = 0.01
+EXACT_UP_TO = 10_000
+
+
+class ItlSketch:
+    """Values in seconds; exact while few, sketched after. One writer (the bus, under its lock)."""
+
+    __slots__ = ("_exact", "count", "sketch", "sum", "sumsq")
+
+    def __init__(self) -> None:
+        self.sketch = DDSketch(RELATIVE_ACCURACY)
+        self._exact: array[float] | None = array("d")
+        self.count = 0
+        self.sum = 0.0
+        self.sumsq = 0.0
+
+    def extend(self, values: Sequence[float]) -> None:
+        """Add one request's values."""
+        add = self.sketch.add
+        total = 0.0
+        squares = 0.0
+        for v in values:
+            if v > 0.0:
+                add(v)
+            else:
+                add(1e-9)  # a gap of zero (two chunks in one read): the sketch indexes positive values only
+            total += v
+            squares += v * v
+        self.count += len(values)
+        self.sum += total
+        self.sumsq += squares
+        if self._exact is not None:
+            if len(self._exact) + len(values) <= EXACT_UP_TO:
+                self._exact.extend(values)
+            else:
+                self._exact = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether every value is still kept (percentiles are then numpy's, exactly)."""
+        return self._exact is not None
+
+    def copy(self) -> ItlSketch:
+        """An independent copy (a reader's, taken under the writer's lock)."""
+        other = ItlSketch()
+        other.sketch.merge(self.sketch)
+        other._exact = array("d", self._exact) if self._exact is not None else None
+        other.count, other.sum, other.sumsq = self.count, self.sum, self.sumsq
+        return other
+
+    def merge(self, other: ItlSketch) -> None:
+        """Fold ``other`` in (a run's ITL from its segments')."""
+        self.sketch.merge(other.sketch)
+        if self._exact is not None and other._exact is not None and len(self._exact) + other.count <= EXACT_UP_TO:
+            self._exact.extend(other._exact)
+        else:
+            self._exact = None
+        self.count += other.count
+        self.sum += other.sum
+        self.sumsq += other.sumsq
+
+    def describe_ms(self, name: str, percentiles: Sequence[float]) -> dict[str, float]:
+        """``mean_<name>_ms``, ``median_…``, ``std_…`` and ``p<q>_…`` as :func:`stats.describe_ms` spells them."""
+        from llmsurge.metrics.stats import describe_ms, quantile_key
+
+        if self._exact is not None:
+            return describe_ms(name, self._exact, percentiles)
+        n = self.count
+        mean = self.sum / n
+        var = max(0.0, self.sumsq / n - mean * mean)
+        out = {
+            f"mean_{name}_ms": mean * 1000.0,
+            f"median_{name}_ms": self._quantile(0.5) * 1000.0,
+            f"std_{name}_ms": math.sqrt(var) * 1000.0,
+        }
+        for q in percentiles:
+            out[quantile_key(q, name)] = self._quantile(q / 100.0) * 1000.0
+        return out
+
+    def _quantile(self, q: float) -> float:
+        v = self.sketch.get_quantile_value(q)
+        return float(v) if v is not None else float("nan")

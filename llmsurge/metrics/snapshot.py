@@ -1,0 +1,257 @@
+"""Snapshots: the panes' and the progress line's view of a run, built from a bus view outside the bus lock.
+
+One throttle for statistics: percentiles, histograms and segment rows are recomputed at most every
+``stats_every`` seconds (and at once when a segment opens); every snapshot in between carries the last ones and the
+same ``stats_version``, so a pane redraws its statistics only when the version changed. Counters, rates and the
+request stream are fresh in every snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent
+from llmsurge.metrics.health import ClientHealth, client_health
+from llmsurge.metrics.segment import SegmentView
+from llmsurge.metrics.sketch import ItlSketch
+from llmsurge.metrics.stats import DEFAULT_PERCENTILES, PER_REQUEST, latency_block
+from llmsurge.metrics.summary import run_latency, segment_delivery
+
+HISTOGRAM_BINS = 24
+STREAM_ROWS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    """One line of the request stream pane."""
+
+    request_id: str
+    segment: int
+    status: str  # ok / failed / cancelled / running
+    ttft_ms: float | None
+    output_tokens: int
+    tokens_per_s: float | None
+    latency_ms: float
+    error_kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    """One line of the segments (saturation) table."""
+
+    index: int
+    label: str
+    scenario: str
+    duration: float
+    completed: int
+    failed: int
+    request_throughput: float  # completions that arrived while the segment was open, per second
+    output_throughput: float  # output tokens that arrived while the segment was open, per second
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    tpot_p50_ms: float
+    n: int  # successful requests its percentiles stand on
+    starved: bool = False  # measured while other processes held the CPU (timings inflated)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable view of the run for panes and reporters."""
+
+    elapsed: float
+    state: str
+    scenario: str
+    segment: int
+    load_label: str
+    paused: bool
+    started: int
+    inflight: int
+    completed: int
+    failed: int
+    cancelled: int
+    errors: dict[str, int]
+    output_tokens: int
+    output_tok_s: float
+    request_s: float
+    history: tuple[tuple[float, float, float], ...]  # (t, output tok/s, req/s) per second
+    segment_starts: tuple[float, ...]
+    segment_stats: dict[str, float]
+    run_stats: dict[str, float]
+    ttft_hist: tuple[tuple[float, ...], tuple[int, ...]]  # (edges ms, counts) of the current segment
+    recent: tuple[RequestRow, ...]
+    segments: tuple[SegmentRow, ...]
+    client: ClientHealth
+    warmup_done: int
+    stats_version: int = 0
+    """Changes whenever the statistics above were recomputed (panes redraw them only then)."""
+    events: tuple[RunEvent, ...] = ()
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Stats:
+    version: int
+    segment: int
+    segment_stats: dict[str, float]
+    run_stats: dict[str, float]
+    ttft_hist: tuple[tuple[float, ...], tuple[int, ...]]
+    rows: tuple[SegmentRow, ...]
+
+
+class SnapshotBuilder:
+    """Builds snapshots of one bus, recomputing statistics at most every ``stats_every`` seconds."""
+
+    def __init__(
+        self, bus: MetricsBus, stats_every: float = 1.0, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    ) -> None:
+        self.bus = bus
+        self.stats_every = stats_every
+        self.percentiles = percentiles
+        self._stats: _Stats | None = None
+        self._at = 0.0
+        self._segment_stats: dict[tuple[int, int], dict[str, float]] = {}
+        self._run_stats: tuple[tuple[int, int], dict[str, float]] | None = None
+
+    def snapshot(self) -> Snapshot:
+        """The run now."""
+        now = time.monotonic()
+        segs = self.bus.current_segment()
+        due = self._stats is None or now - self._at >= self.stats_every or self._stats.segment != segs
+        view = self.bus.view(with_stats=due)
+        if due:
+            self._stats = self._compute(view)
+            self._at = now
+        assert self._stats is not None
+        return self._assemble(view, self._stats)
+
+    def _compute(self, view: BusView) -> _Stats:
+        """Percentiles of the current segment and the run, the TTFT histogram, the segment rows."""
+        segs = view.segments
+        current = segs[-1] if segs else None
+        seg_stats = self._segment_latency(current) if current is not None else {}
+        run_key = (len(segs), sum(s.ok for s in segs))
+        if self._run_stats is None or self._run_stats[0] != run_key:
+            self._run_stats = (run_key, run_latency(segs, self.percentiles))
+        run_stats = self._run_stats[1]
+        rows = tuple(self._segment_row(s, view.now) for s in segs)
+        version = (self._stats.version + 1) if self._stats is not None else 1
+        index = current.index if current is not None else 0
+        return _Stats(version, index, seg_stats, run_stats, ttft_histogram(current), rows)
+
+    def _segment_latency(self, seg: SegmentView) -> dict[str, float]:
+        """A segment's latency block, cached while no request of it has finished since (closed ones never change)."""
+        key = (seg.index, seg.ok)
+        cached = self._segment_stats.get(key)
+        if cached is None:
+            values = {m: seg.columns[m].values() for m in PER_REQUEST}
+            cached = latency_block(values, seg.itl or ItlSketch(), self.percentiles)
+            self._segment_stats = {k: v for k, v in self._segment_stats.items() if k[0] != seg.index}
+            self._segment_stats[key] = cached
+        return cached
+
+    def _segment_row(self, seg: SegmentView, now: float) -> SegmentRow:
+        st = self._segment_latency(seg)
+        delivered = segment_delivery(seg, now)
+        return SegmentRow(
+            seg.index,
+            seg.label,
+            seg.scenario,
+            seg.duration(now),
+            seg.ok,
+            seg.failed,
+            delivered["request_throughput"],
+            delivered["output_throughput"],
+            st.get("median_ttft_ms", 0.0),
+            st.get("p99_ttft_ms", 0.0),
+            st.get("median_tpot_ms", 0.0),
+            seg.ok,
+            seg.starved_seconds > 0,
+        )
+
+    def _assemble(self, view: BusView, stats: _Stats) -> Snapshot:
+        segs = view.segments
+        current = segs[-1] if segs else None
+        return Snapshot(
+            elapsed=view.now - view.run_start if view.run_start else 0.0,
+            state=view.state,
+            scenario=view.scenario,
+            segment=current.index if current else 0,
+            load_label=current.label if current else "",
+            paused=view.paused,
+            started=view.started,
+            inflight=view.inflight,
+            completed=sum(s.ok for s in segs),
+            failed=sum(s.failed for s in segs),
+            cancelled=sum(s.cancelled for s in segs),
+            errors=view.errors,
+            output_tokens=sum(s.output_tokens for s in segs),
+            output_tok_s=view.output_tok_s,
+            request_s=view.request_s,
+            history=view.history[-300:],
+            segment_starts=tuple(s.opened - view.t0 for s in segs),
+            segment_stats=stats.segment_stats,
+            run_stats=stats.run_stats,
+            ttft_hist=stats.ttft_hist,
+            recent=request_rows(view),
+            segments=stats.rows,
+            client=client_health(list(view.workers), view.host_cpu),
+            warmup_done=view.warmup_done,
+            stats_version=stats.version,
+            events=view.events[-20:],
+            telemetry=view.telemetry,
+            info=view.info,
+        )
+
+
+def ttft_histogram(seg: SegmentView | None, bins: int = HISTOGRAM_BINS) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Bin edges (ms) and counts of a segment's TTFTs; the top 0.5% folded into the last bin."""
+    if seg is None or not seg.columns["ttft"].n:
+        return ((), ())
+    arr = seg.columns["ttft"].values().astype(np.float64) * 1000.0
+    hi = float(np.percentile(arr, 99.5)) if arr.size > 20 else float(arr.max())
+    lo = float(arr.min())
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(np.clip(arr, lo, hi), bins=bins, range=(lo, hi))
+    return (tuple(float(e) for e in edges), tuple(int(c) for c in counts))
+
+
+def request_rows(view: BusView) -> tuple[RequestRow, ...]:
+    """The request stream: requests in flight first (the longest-running on top), then finished ones, newest
+    first. A request that finished is never also shown as running."""
+    running = sorted(view.live, key=lambda r: r.start)[:20]
+    rows = [
+        RequestRow(
+            r.request_id,
+            r.segment,
+            "running",
+            None if r.ttft is None else r.ttft * 1000.0,
+            r.chunks,
+            None,
+            max(0.0, view.now - r.start) * 1000.0,
+            "",
+        )
+        for r in running
+    ]
+    for rec in reversed(view.recent):
+        rate = rec.decode_rate
+        rows.append(
+            RequestRow(
+                rec.request_id,
+                rec.segment,
+                rec.status.value,
+                None if rec.ttft is None else rec.ttft * 1000.0,
+                rec.output_tokens,
+                rate,
+                rec.latency * 1000.0,
+                rec.error_kind,
+            )
+        )
+        if len(rows) >= STREAM_ROWS:
+            break
+    return tuple(rows)

@@ -1,0 +1,160 @@
+"""``summary.json``: built in one place from a bus view and the run's facts.
+
+Top-level keys are ``vllm bench serve``'s (DESIGN.md); each segment carries the same keys. Latencies are over the
+requests that *started* in a segment; a segment's throughputs are what *arrived* while it was open (the run's
+throughputs are the run's tokens over the run's duration, as vLLM computes them).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmsurge.metrics.bus import BusView
+from llmsurge.metrics.segment import SegmentView
+from llmsurge.metrics.sketch import ItlSketch
+from llmsurge.metrics.stats import DEFAULT_PERCENTILES, PER_REQUEST, error_rate, latency_block, throughput
+
+
+@dataclass
+class RunFacts:
+    """What the summary says about the run besides its measurements (the session knows these)."""
+
+    version: str = ""
+    started_wall: float = field(default_factory=time.time)
+    endpoint: str = "chat"
+    model: str = ""
+    server: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    notes: list[str] = field(default_factory=list)
+    telemetry: dict[str, Any] = field(default_factory=dict)  # source → its sampler's summary
+
+
+def run_latency(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, float]:
+    """The latency block over every segment (views taken with their ITL sketches)."""
+    values = {
+        m: np.concatenate([s.columns[m].values() for s in segments]) if segments else np.empty(0) for m in PER_REQUEST
+    }
+    itl = ItlSketch()
+    for s in segments:
+        if s.itl is not None:
+            itl.merge(s.itl)
+    return latency_block(values, itl, percentiles)
+
+
+def segment_delivery(seg: SegmentView, now: float) -> dict[str, float]:
+    """Throughputs from what arrived while the segment was open, over its own duration."""
+    return throughput(seg.arrived_completions, seg.arrived_input_tokens, seg.arrived_tokens, seg.duration(now))
+
+
+def segment_summary(seg: SegmentView, now: float, percentiles: tuple[float, ...]) -> dict[str, Any]:
+    """vLLM bench serve's keys for one segment (the view must carry its ITL sketch)."""
+    out: dict[str, Any] = {
+        "segment": seg.index,
+        "load": seg.label,
+        "scenario": seg.scenario,
+        "start_time": seg.wall_opened,
+        "duration": seg.duration(now),
+        "completed": seg.ok,
+        "failed": seg.failed,
+        "cancelled": seg.cancelled,
+        "errors": seg.errors,
+        "error_rate": error_rate(seg.ok, seg.failed),
+        "total_input_tokens": seg.input_tokens,
+        "total_output_tokens": seg.output_tokens,
+        "output_tokens_estimated": seg.estimated_tokens,
+        "delivered_output_tokens": seg.arrived_tokens,
+    }
+    out.update(segment_delivery(seg, now))
+    values = {m: seg.columns[m].values() for m in PER_REQUEST}
+    out.update(latency_block(values, seg.itl or ItlSketch(), percentiles))
+    out["client"] = {
+        "max_loop_lag_ms": seg.max_loop_lag_ms,
+        "max_worker_cpu": seg.max_worker_cpu,
+        "peak_host_cpu_percent": seg.peak_host_cpu,
+        "starved_seconds": seg.starved_seconds,
+        "client_busy_seconds": seg.busy_seconds,
+    }
+    out["starved"] = seg.starved_seconds > 0
+    return out
+
+
+def summarize_run(view: BusView, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES) -> dict[str, Any]:
+    """vLLM bench serve's top-level keys for the whole run, plus every segment's (a view taken with stats)."""
+    segs = view.segments
+    start = view.run_start if view.run_start is not None else view.now
+    end = max([s.last_end for s in segs] + [s.closed or 0.0 for s in segs] + [start])
+    duration = max(0.0, end - start)
+    ok = sum(s.ok for s in segs)
+    failed = sum(s.failed for s in segs)
+    inp = sum(s.input_tokens for s in segs)
+    out_tok = sum(s.output_tokens for s in segs)
+    out: dict[str, Any] = {
+        "duration": duration,
+        "completed": ok,
+        "failed": failed,
+        "cancelled": sum(s.cancelled for s in segs),
+        "errors": view.errors,
+        "error_rate": error_rate(ok, failed),
+        "total_input_tokens": inp,
+        "total_output_tokens": out_tok,
+        "output_tokens_estimated": sum(s.estimated_tokens for s in segs),
+    }
+    out.update(throughput(ok, inp, out_tok, duration))
+    out.update(run_latency(segs, percentiles))
+    out["warmup"] = {"completed": view.warmup_done, "failed": view.warmup_failed}
+    out["segments"] = [segment_summary(s, view.now, percentiles) for s in segs]
+    return out
+
+
+def build_summary(
+    view: BusView, facts: RunFacts, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+) -> dict[str, Any]:
+    """The whole of ``summary.json``."""
+    s = summarize_run(view, percentiles)
+    for seg in s["segments"]:
+        per = {
+            name: t["segments"].get(str(seg["segment"]))
+            for name, t in facts.telemetry.items()
+            if t.get("available") and t.get("segments")
+        }
+        seg["telemetry"] = {k: v for k, v in per.items() if v}
+    notes = list(facts.notes)
+    if view.usage_rejected:
+        notes.append(
+            f"implausible usage from the server on {view.usage_rejected} request(s) (e.g."
+            f" {view.usage_rejected_example}): chunk counts used instead, marked estimated"
+        )
+    starved = [str(seg["segment"]) for seg in s["segments"] if seg["starved"]]
+    if starved:
+        notes.append(
+            f"segment(s) {', '.join(starved)} were measured while other processes held the CPU: their timings are"
+            " inflated (summary.json segments[].client)"
+        )
+    s.update(
+        {
+            "llmsurge_version": facts.version,
+            "date": time.strftime("%Y%m%d-%H%M%S", time.localtime(facts.started_wall)),
+            "backend": "openai-chat" if facts.endpoint == "chat" else "openai",
+            "model_id": facts.model,
+            "server": facts.server,
+            "config": facts.config,
+            "calibration": facts.calibration,
+            "client": {
+                "workers": facts.workers,
+                "max_loop_lag_ms": view.worst_loop_lag_ms,
+                "max_cpu": view.worst_worker_cpu,
+                "saturated": bool(view.saturation_events),
+                "saturation_events": list(view.saturation_events),
+                "starved_segments": [int(x) for x in starved],
+            },
+            "notes": notes,
+            "telemetry": facts.telemetry,
+        }
+    )
+    return s
