@@ -14,6 +14,8 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,12 +44,12 @@ class CountingBus(MetricsBus):
     def __init__(self) -> None:
         super().__init__()
         self.window: tuple[float, float] = (0.0, 0.0)
-        self.events = 0
+        self.token_events = 0
 
     def ingest(self, tick: WorkerTick) -> None:
         t = time.monotonic()
         if self.window[0] <= t < self.window[1] + 0.06:
-            self.events += tick.tokens
+            self.token_events += tick.tokens
         super().ingest(tick)
 
 
@@ -75,13 +77,19 @@ async def _llmsurge_window(
     start = time.monotonic()
     bus.window = (start, start + seconds)
     c0, s0 = cpu_seconds(pids), cpu_seconds(sim_pids)
-    bus.read_delays.clear()
+    bus.read_delays = [] if delays else None
     await asyncio.sleep(seconds)
     c1, s1 = cpu_seconds(pids), cpu_seconds(sim_pids)
-    d = list(bus.read_delays)
+    d = list(bus.read_delays or [])
     ctrl.stop()
     await task
-    return {"events": bus.events, "cpu": c1 - c0, "server_cpu": (s1 - s0) / seconds, "seconds": seconds, "delays": d}
+    return {
+        "events": bus.token_events,
+        "cpu": c1 - c0,
+        "server_cpu": (s1 - s0) / seconds,
+        "seconds": seconds,
+        "delays": d,
+    }
 
 
 def llmsurge_window(
@@ -195,7 +203,7 @@ async def _session_window(url: str, streams: int, seconds: float, tui: bool) -> 
         ctrl = session.start()
         task = asyncio.create_task(ctrl.run())
         await asyncio.sleep(WARM_S + 1.0)
-        session.bus.read_delays.clear()
+        session.bus.read_delays = []
         await asyncio.sleep(seconds)
         d = list(session.bus.read_delays)
         ctrl.stop()
@@ -207,7 +215,7 @@ async def _session_window(url: str, streams: int, seconds: float, tui: bool) -> 
         while app.session.controller is None:
             await pilot.pause(0.1)
         await pilot.pause(WARM_S + 1.0)
-        app.session.bus.read_delays.clear()
+        app.session.bus.read_delays = []
         await pilot.pause(seconds)
         d = list(app.session.bus.read_delays)
         await pilot.press("q")
@@ -331,11 +339,16 @@ def table_ui(rows: list[dict[str, Any]]) -> str:
 # ---- 4. memory --------------------------------------------------------------------------------
 
 
-def bench_memory(total: int = 1_000_000) -> dict[str, Any]:
+def bench_memory(total: int = 1_000_000, tokens: int = 256) -> dict[str, Any]:
+    """Resident growth while ``total`` requests of ``tokens`` output tokens flow through the bus and the writer."""
     from llmsurge.metrics.records import RequestRecord
     from llmsurge.metrics.results import ResultWriter
+    from llmsurge.metrics.snapshot import SnapshotBuilder
 
     bus = MetricsBus()
+    snapshots = SnapshotBuilder(bus)
+    rng = random.Random(1)
+    itls = [[0.010 + rng.random() * 0.005 for _ in range(tokens - 1)] for _ in range(64)]
     folder = Path(tempfile.mkdtemp())
     writer = ResultWriter(folder)
     bus.on_records = writer.add_requests
@@ -357,17 +370,17 @@ def bench_memory(total: int = 1_000_000) -> dict[str, Any]:
                 0.0,
                 ttft=0.01,
                 ttfc=0.01,
-                e2el=0.013,
-                itl=[0.001, 0.001, 0.001],
-                output_tokens=4,
+                e2el=0.01 + sum(itls[j % 64]),
+                itl=list(itls[j % 64]),
+                output_tokens=tokens,
                 prompt_tokens=8,
                 finish_reason="length",
                 end=now + 0.013,
             )
             recs.append(r)
-        bus.ingest(WorkerTick(0, recs, 4 * batch, i + batch, 0, 0.0, 0.0))
+        bus.ingest(WorkerTick(0, recs, tokens * batch, i + batch, 0, 0.0, 0.0))
         if (i // batch) % 200 == 0:
-            bus.snapshot()  # as the UI would, now and then
+            snapshots.snapshot()  # as the UI would, now and then
         done = i + batch
         if done in (100_000, total):
             marks[f"{done}"] = (me.memory_info().rss - rss0) / 2**20
@@ -377,11 +390,12 @@ def bench_memory(total: int = 1_000_000) -> dict[str, Any]:
             )
     writer.close()
     size = (folder / "requests.jsonl").stat().st_size / 2**20
-    return {"rss_growth_mib": marks, "requests_jsonl_mib": size}
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"rss_growth_mib": marks, "requests_jsonl_mib": size, "tokens": tokens}
 
 
 def table_memory(r: dict[str, Any]) -> str:
-    lines = ["| requests ingested (4 tokens each) | resident memory growth |", "|---:|---:|"]
+    lines = [f"| requests ingested ({r.get('tokens', 4)} tokens each) | resident memory growth |", "|---:|---:|"]
     for k, v in r["rss_growth_mib"].items():
         lines.append(f"| {int(k):,} | {v:.1f} MiB |")
     lines.append(f"| (requests.jsonl on disk) | {r['requests_jsonl_mib']:.0f} MiB |")
@@ -404,7 +418,7 @@ async def main():
             await asyncio.sleep(0.01)
             if first is None and app.frames >= 1:
                 first = time.time() - t_proc
-            if app.session.bus.snapshot().completed > 0 and app.frames >= 1:
+            if app.snapshots.snapshot().completed > 0 and app.frames >= 1:
                 data = time.time() - t_proc
         await pilot.press("q")
         await pilot.pause(2)
@@ -454,6 +468,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--memory-requests", type=int, default=1_000_000)
+    p.add_argument("--memory-tokens", type=int, default=256, help="output tokens per request in the memory test")
     p.add_argument("--sim-processes", type=int, default=1, help="fast-mode server processes for the ingest test")
     p.add_argument("--pin", action="store_true", help="ingest: clients on the last core, servers on the rest")
     args = p.parse_args()
@@ -476,7 +491,7 @@ def main() -> None:
         raw["ui"] = bench_ui(args.repeats, args.seconds)
         tables.append("### 3. UI cost\n\n" + table_ui(raw["ui"]))
     if "memory" in which:
-        raw["memory"] = bench_memory(args.memory_requests)
+        raw["memory"] = bench_memory(args.memory_requests, args.memory_tokens)
         tables.append("### 4. Memory\n\n" + table_memory(raw["memory"]))
     if "startup" in which:
         raw["startup"] = bench_startup(args.repeats)

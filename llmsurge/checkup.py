@@ -14,6 +14,7 @@ from llmsurge.engine.client import (
     ServerError,
     ServerUnreachable,
     Target,
+    choose_model,
     list_models,
     make_client,
     one_request,
@@ -46,13 +47,6 @@ class CheckResult:
         return not self.problems and bool(self.probes) and all(r.ok for r in self.probes.values())
 
 
-def decode_rate(rec: RequestRecord) -> float | None:
-    """Output tokens per second after the first token."""
-    if rec.e2el is None or rec.ttft is None or rec.output_tokens <= 1 or rec.e2el <= rec.ttft:
-        return None
-    return (rec.output_tokens - 1) / (rec.e2el - rec.ttft)
-
-
 async def run_check(
     url: str, model: str, api_key: str | None, wait: float, console: Console, max_tokens: int = 64
 ) -> CheckResult:
@@ -83,12 +77,10 @@ async def run_check(
                 return res
             console.print(f"[yellow]![/yellow] {safe(exc)}; going on with --model {safe(model)}")
         console.print(f"[green]✓[/green] models: {safe(', '.join(res.models) or '(none)')}")
-        if model and res.models and model not in res.models:
-            res.problems.append(f"model {model!r} is not served; it serves: {', '.join(res.models)}")
-            return res
-        res.model = model or (res.models[0] if res.models else "")
-        if not res.model:
-            res.problems.append("the server lists no models: pass one with --model")
+        try:
+            res.model = choose_model(res.models, model, base)
+        except ServerError as exc:
+            res.problems.append(str(exc))
             return res
         target = replace(target, model=res.model)
         res.server_kind = await detect_server_kind(client, target)
@@ -98,7 +90,7 @@ async def run_check(
             rec = await one_request(client, target, shape, "Tell me about the history of the bicycle.", max_tokens)
             res.probes[endpoint] = rec
             if rec.ok:
-                rate = decode_rate(rec)
+                rate = rec.decode_rate
                 usage = "usage reported" if not rec.tokens_estimated else "[yellow]no usage reported[/yellow]"
                 ttft = (rec.ttft or 0) * 1000
                 decode = f", decode {rate:.1f} tok/s" if rate else ""
@@ -142,7 +134,7 @@ def check_main(url: str, model: str, api_key: str | None, wait: float, max_token
     took = time.monotonic() - t0
     if res.healthy:
         chat = res.probes.get("chat")
-        rate = decode_rate(chat) if chat else None
+        rate = chat.decode_rate if chat else None
         tail = f", decode ~{rate:.0f} tok/s" if rate else ""
         console.print(
             f"[bold green]HEALTHY[/bold green]: {safe(res.server_kind)} serving {safe(res.model)}{tail}"

@@ -176,7 +176,6 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"llmsurge {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
     tui = sub.add_parser("tui", help="the live TUI (the default command)", description="The live TUI.")
     add_load_args(tui, "demo")
     demo = sub.add_parser(
@@ -185,7 +184,20 @@ def make_parser() -> argparse.ArgumentParser:
         description="The TUI against the embedded simulated server.",
     )
     add_load_args(demo, "demo")
+    _add_run(sub)
+    _add_sim(sub)
+    _add_check(sub)
+    pre = sub.add_parser(
+        "presets",
+        help="list presets; `presets show NAME` prints one",
+        description="Built-in presets and the user's own.",
+    )
+    pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    pre.add_argument("name", nargs="?")
+    return p
 
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="a headless run: progress, then a summary table and result files",
@@ -199,6 +211,8 @@ def make_parser() -> argparse.ArgumentParser:
         help="exit 1 when any is breached, e.g. p99_ttft_ms>500,error_rate>0.01 (segments.KEY: every segment)",
     )
 
+
+def _add_sim(sub: Any) -> None:
     sim = sub.add_parser(
         "sim",
         help="run the simulated OpenAI-compatible server",
@@ -217,7 +231,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--stamp", action="store_true", help='add each chunk\'s send time (time.monotonic()) as "llmsurge_sent"'
     )
     sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
-    sim.add_argument("--step-ms", type=float, help="base decode step time in ms (default 12)")
+    sim.add_argument("--step-ms", type=_wait, help="base decode step time in ms (default 12)")
     sim.add_argument(
         "--processes",
         type=_positive_int,
@@ -225,6 +239,8 @@ def make_parser() -> argparse.ArgumentParser:
         help="server processes sharing the port (SO_REUSEPORT), for more than one core of --fast",
     )
 
+
+def _add_check(sub: Any) -> None:
     chk = sub.add_parser(
         "check",
         help="is a freshly launched server healthy? (exit 0 if so)",
@@ -241,15 +257,6 @@ def make_parser() -> argparse.ArgumentParser:
         help="how long to wait for it to answer (default 900: vLLM takes minutes to load)",
     )
     chk.add_argument("--max-tokens", type=_positive_int, default=64)
-
-    pre = sub.add_parser(
-        "presets",
-        help="list presets; `presets show NAME` prints one",
-        description="Built-in presets and the user's own.",
-    )
-    pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
-    pre.add_argument("name", nargs="?")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,21 +40,43 @@ async def test_throughput_rises_then_queueing_raises_ttft() -> None:
     assert ttft64 > 2 * ttft16  # requests wait in the queue behind the batch
 
 
-def test_metrics_use_vllm_names_and_parse(sim_url: str) -> None:
-    text = httpx.get(sim_url + "/metrics").text
-    names = {f.name for f in text_string_to_metric_families(text)}
-    for n in (
-        "vllm:num_requests_running",
-        "vllm:num_requests_waiting",
-        "vllm:kv_cache_usage_perc",
-        "vllm:prompt_tokens",
-        "vllm:generation_tokens",
-        "vllm:time_to_first_token_seconds",
-        "vllm:prefix_cache_hits",
-        "DCGM_FI_DEV_GPU_UTIL",
-        "DCGM_FI_DEV_POWER_USAGE",
-    ):
-        assert n in names
+def _metrics(url: str) -> dict[str, float]:
+    """Family name → the sum of its counter/gauge values (histograms: their count)."""
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for s in fam.samples:
+            if s.name in (fam.name, fam.name + "_total", fam.name + "_count"):
+                out[fam.name] = out.get(fam.name, 0.0) + s.value
+    return out
+
+
+async def test_metrics_use_vllm_names_and_follow_the_load() -> None:
+    timing = EngineTiming(step_base=0.02, step_per_seq=0.0, prefill_per_token=0.0, max_seqs=4)
+    with SimProcess(SimConfig(timing=timing)) as sim:
+        before = _metrics(sim.url)
+        async with make_client() as c:
+            target = Target(sim.url, "llmsurge-sim")
+            burst = asyncio.gather(*[one_request(c, target, RequestShape(), "a b c", 30) for _ in range(8)])
+            task = asyncio.ensure_future(burst)
+            await asyncio.sleep(0.3)
+            during = await asyncio.to_thread(_metrics, sim.url)
+            await task
+        after = _metrics(sim.url)
+    assert during["vllm:num_requests_running"] == 4 and during["vllm:num_requests_waiting"] == 4  # max_seqs=4
+    assert during["vllm:kv_cache_usage_perc"] > 0 and during["DCGM_FI_DEV_GPU_UTIL"] > 0
+    assert after["vllm:generation_tokens"] - before["vllm:generation_tokens"] == 8 * 30
+    assert after["vllm:prompt_tokens"] - before["vllm:prompt_tokens"] == 8 * (3 + 8)
+    assert after["vllm:time_to_first_token_seconds"] - before["vllm:time_to_first_token_seconds"] == 8
+    assert after["vllm:num_requests_running"] == 0 and before["DCGM_FI_DEV_GPU_UTIL"] == 0
+
+
+async def test_kv_cache_pressure_preempts_and_every_request_still_finishes() -> None:
+    timing = EngineTiming(step_base=0.002, step_per_seq=0.0, prefill_per_token=0.0, max_seqs=8, kv_capacity_tokens=300)
+    with SimProcess(SimConfig(timing=timing)) as sim:
+        _d, recs = await _burst(sim.url, 8, tokens=40)
+        preempted = _metrics(sim.url)["vllm:num_preemptions"]
+    assert all(r.ok and r.output_tokens == 40 for r in recs)
+    assert preempted > 0  # 8 × (11 prompt + 40 out) tokens do not fit in 300
 
 
 def test_fault_spec_parsing() -> None:
@@ -83,6 +105,12 @@ async def test_every_fault_kind_shows_up(faulty_sim_url: str) -> None:
 
 async def test_several_server_processes_share_a_port() -> None:
     with SimProcess(SimConfig(timing=EngineTiming.fast()), processes=2) as sim:
-        assert len(sim.pids) == 2
+        pids = set(sim.pids)
+        assert len(pids) == 2
         _d, recs = await _burst(sim.url, 40, tokens=10)
+        answered = set()
+        for _ in range(40):  # a fresh connection each time: the kernel spreads them over the processes
+            async with httpx.AsyncClient() as c:
+                answered.add(int((await c.get(sim.url + "/v1/models")).headers["x-llmsurge-sim-pid"]))
     assert all(r.ok for r in recs)
+    assert answered == pids  # both processes served

@@ -348,16 +348,21 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
             u = msg.get("usage")
             if u:
                 usage = u
+    _end_stream(rec, parser, last if saw_choices else None, content_chunks, usage)
+
+
+def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, content_chunks: int, usage: Any) -> None:
+    """The stream closed: was it whole? Then E2EL, and tokens from usage (or our own count)."""
     for payload in parser.flush():
         if payload != b"[DONE]":
             rec.fail(Failure.PROTOCOL, "stream ended inside an event")
             return
     rec.chunks = content_chunks
-    if not saw_choices:
+    if last is None:
         rec.fail(Failure.PROTOCOL, "stream had no choices chunk")
         return
-    rec.e2el = last - st
-    _apply_usage(rec, usage, content_chunks, len(itl) + 1)
+    rec.e2el = last - rec.start
+    _apply_usage(rec, usage, content_chunks, len(rec.itl) + 1)
     if not rec.finish_reason:
         rec.fail(Failure.TRUNCATED, "stream ended without finish_reason")
 
@@ -469,24 +474,29 @@ async def list_models(client: httpx.AsyncClient, target: Target) -> list[str]:
         raise ServerError("GET /v1/models did not return an OpenAI model list") from exc
 
 
+def choose_model(models: list[str], requested: str, base_url: str) -> str:
+    """The model to use: the one asked for if the server has it, else the server's first (the one rule)."""
+    if requested:
+        if models and requested not in models:
+            raise ServerError(
+                f"model {requested!r} is not served by {base_url}; it serves: {', '.join(models)}"
+                " (pass one with --model)"
+            )
+        return requested
+    if not models:
+        raise ServerError(f"{base_url} lists no models: pass one with --model")
+    return models[0]
+
+
 async def resolve_model(client: httpx.AsyncClient, target: Target) -> str:
-    """The model to use: the one given if the server has it, else the server's first."""
+    """The model to use, from ``GET /v1/models`` (when that is broken, the one the user named)."""
     try:
         models = await list_models(client, target)
     except ServerError:
         if target.model:  # /v1/models is broken but the user named the model: trust them
             return target.model
         raise
-    if target.model:
-        if models and target.model not in models:
-            raise ServerError(
-                f"model {target.model!r} is not served by {target.base_url}; it serves: {', '.join(models)}"
-                " (pass one with --model)"
-            )
-        return target.model
-    if not models:
-        raise ServerError(f"{target.base_url} lists no models: pass one with --model")
-    return models[0]
+    return choose_model(models, target.model, target.base_url)
 
 
 async def wait_until_up(

@@ -322,10 +322,7 @@ class Controller:
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
         self._restart: Scenario | None = None
-        self.stage_index = 0
         self.manual = False
-        self.stop_reason = ""
-        """Why the run was stopped early ('' when it ran to its end or the user stopped it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- the API ------------------------------------------------------------------------------
@@ -381,9 +378,8 @@ class Controller:
         self._stop.set()
         self._changed.set()
 
-    def stop_from_thread(self, reason: str) -> None:
-        """End the run from another thread (the result writer failing, say), noting why."""
-        self.stop_reason = reason
+    def stop_from_thread(self) -> None:
+        """End the run from another thread (the result writer failing, say)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.stop)
 
@@ -450,7 +446,6 @@ class Controller:
         self.bus.set_state("paused" if self.paused else "running")
         previous = 0.0
         for i, stage in enumerate(self.scenario.stages):
-            self.stage_index = i
             if not await self._run_stage(stage):
                 return False
             if self.scenario.stop_on_plateau and not self.manual:

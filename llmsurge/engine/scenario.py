@@ -28,7 +28,6 @@ class RequestShape:
     ignore_eos: bool = True
     temperature: float = 0.0
     timeout: float = 300.0
-    prompt_source: str = "random"
     cases: tuple[PromptCase, ...] = ()
 
 

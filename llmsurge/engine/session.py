@@ -303,7 +303,7 @@ class RunSession:
         why = f"results could not be written to {self.output} ({exc.strerror or exc}): the load was stopped"
         self.note(why, "error")
         if self.controller is not None:
-            self.controller.stop_from_thread(why)
+            self.controller.stop_from_thread()
 
     def worker_pids(self) -> list[int]:
         """Process ids of the load workers (for the client CPU reading)."""

@@ -44,7 +44,6 @@ class ClientHealth:
 
     workers: int
     max_loop_lag_ms: float
-    mean_cpu: float
     max_cpu: float
     cause: Cause
     reason: str
@@ -74,11 +73,11 @@ def diagnose(max_lag_ms: float, max_cpu: float, host_cpu_percent: float | None) 
 def client_health(workers: list[tuple[float, float]], host_cpu_percent: float | None) -> ClientHealth:
     """From each worker's latest (loop lag ms, cpu fraction)."""
     if not workers:
-        return ClientHealth(0, 0.0, 0.0, 0.0, Cause.NONE, "")
+        return ClientHealth(0, 0.0, 0.0, Cause.NONE, "")
     lag = max(w[0] for w in workers)
     cpus = [w[1] for w in workers]
     cause, reason = diagnose(lag, max(cpus), host_cpu_percent)
-    return ClientHealth(len(workers), lag, sum(cpus) / len(cpus), max(cpus), cause, reason)
+    return ClientHealth(len(workers), lag, max(cpus), cause, reason)
 
 
 def worth_recording(max_lag_ms: float, max_cpu: float) -> bool:

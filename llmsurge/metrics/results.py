@@ -119,7 +119,6 @@ class ResultWriter:
         self._requests = open(self.folder / "requests.jsonl", "x", encoding="utf-8")  # noqa: SIM115
         self._telemetry = open(self.folder / "telemetry.jsonl", "x", encoding="utf-8")  # noqa: SIM115
         self._lock = threading.Lock()
-        self.requests_written = 0
         self.error: OSError | None = None
         """The first write that failed; nothing more is appended after it."""
         self.on_error = on_error
@@ -145,8 +144,7 @@ class ResultWriter:
         if not lines:
             return
         with self._lock:
-            if self._append(self._requests, "\n".join(lines) + "\n"):
-                self.requests_written += len(lines)
+            self._append(self._requests, "\n".join(lines) + "\n")
 
     def add_telemetry(self, sample: dict[str, Any]) -> None:
         """Append one telemetry sample."""

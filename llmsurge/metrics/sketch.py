@@ -52,11 +52,6 @@ class ItlSketch:
             else:
                 self._exact = None
 
-    @property
-    def exact(self) -> bool:
-        """Whether every value is still kept (percentiles are then numpy's, exactly)."""
-        return self._exact is not None
-
     def copy(self) -> ItlSketch:
         """An independent copy (a reader's, taken under the writer's lock)."""
         other = ItlSketch()

@@ -41,10 +41,8 @@ REQUEST_KEYS = {
     "ignore_eos",
     "temperature",
     "timeout",
-    "prompt_source",
 }
 CASE_KEYS = {"name", "prompt", "output_tokens"}
-PROMPT_SOURCES = ("random",)
 
 
 class PresetError(ValueError):
@@ -129,12 +127,10 @@ class _Checker:
         )
 
 
-def load_preset_file(path: str | Path) -> Scenario:
-    """Parse and validate one preset file."""
-    path = Path(path)
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise PresetError(f"{path}: no such preset file") from None
     except IsADirectoryError:
@@ -145,54 +141,42 @@ def load_preset_file(path: str | Path) -> Scenario:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise PresetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    c = _Checker(path)
-    c.keys(data, TOP_KEYS, "")
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not name:
-        raise c.fail("name", "must be a non-empty string")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise c.fail("description", "must be a string")
+
+
+def _stages(c: _Checker, data: dict[str, Any]) -> tuple[Stage, ...]:
+    """``[load]`` with ``[length]``, or ``[[stages]]`` (each with its own length, or the file's)."""
     length = c.keys(data.get("length", {}), LENGTH_KEYS, "length")
     requests = c.num(length, "requests", "length.", int, maximum=limits.MAX_COUNT)
     duration = c.num(length, "duration", "length.")
-    stages: list[Stage] = []
-    if "stages" in data:
-        if "load" in data:
-            raise c.fail("stages", "give either [load] or [[stages]], not both")
-        raw_stages = data["stages"]
-        if not isinstance(raw_stages, list) or not raw_stages:
-            raise c.fail("stages", "must be a non-empty array of tables ([[stages]])")
-        for i, st in enumerate(raw_stages):
-            where = f"stages[{i}]."
-            c.keys(st, STAGE_KEYS, f"stages[{i}]")
-            s_req = c.num(st, "requests", where, int, maximum=limits.MAX_COUNT)
-            s_dur = c.num(st, "duration", where)
-            if s_req is None and s_dur is None:
-                s_req, s_dur = requests, duration
-            if s_req is None and s_dur is None:
-                raise c.fail(f"stages[{i}]", "needs requests = N or duration = SECONDS")
-            stages.append(Stage(c.load(st, where), s_req, s_dur))
-    else:
+    if "stages" not in data:
         load = c.load(c.keys(data.get("load", {}), LOAD_KEYS, "load"), "load.")
         if requests is None and duration is None:
             raise c.fail("length", "needs requests = N or duration = SECONDS")
-        stages.append(Stage(load, requests, duration))
-    req = c.keys(data.get("request", {}), REQUEST_KEYS, "request")
-    shape_kwargs: dict[str, Any] = {
-        "endpoint": c.choice(req, "endpoint", "request.", ENDPOINTS),
-        "stream": c.boolean(req, "stream", "request."),
-        "input_tokens": c.num(req, "input_tokens", "request.", int, maximum=limits.MAX_COUNT),
-        "output_tokens": c.num(req, "output_tokens", "request.", int, maximum=limits.MAX_COUNT),
-        "ignore_eos": c.boolean(req, "ignore_eos", "request."),
-        "temperature": c.num(req, "temperature", "request.", float, 0.0, strict=False, maximum=limits.MAX_TEMPERATURE),
-        "timeout": c.num(req, "timeout", "request."),
-        "prompt_source": c.choice(req, "prompt_source", "request.", PROMPT_SOURCES),
-    }
-    cases: list[PromptCase] = []
+        return (Stage(load, requests, duration),)
+    if "load" in data:
+        raise c.fail("stages", "give either [load] or [[stages]], not both")
+    raw_stages = data["stages"]
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise c.fail("stages", "must be a non-empty array of tables ([[stages]])")
+    stages = []
+    for i, st in enumerate(raw_stages):
+        where = f"stages[{i}]."
+        c.keys(st, STAGE_KEYS, f"stages[{i}]")
+        s_req = c.num(st, "requests", where, int, maximum=limits.MAX_COUNT)
+        s_dur = c.num(st, "duration", where)
+        if s_req is None and s_dur is None:
+            s_req, s_dur = requests, duration
+        if s_req is None and s_dur is None:
+            raise c.fail(f"stages[{i}]", "needs requests = N or duration = SECONDS")
+        stages.append(Stage(c.load(st, where), s_req, s_dur))
+    return tuple(stages)
+
+
+def _cases(c: _Checker, data: dict[str, Any]) -> tuple[PromptCase, ...]:
     raw_cases = data.get("cases", [])
     if not isinstance(raw_cases, list):
         raise c.fail("cases", "must be an array of tables ([[cases]])")
+    cases = []
     for i, case in enumerate(raw_cases):
         c.keys(case, CASE_KEYS, f"cases[{i}]")
         prompt = case.get("prompt")
@@ -202,16 +186,43 @@ def load_preset_file(path: str | Path) -> Scenario:
         if out is None:
             raise c.fail(f"cases[{i}].output_tokens", "is required")
         cases.append(PromptCase(str(case.get("name", f"case{i}")), prompt, out))
-    shape = RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=tuple(cases))
-    warmup = c.num(data, "warmup", "", int, 0, strict=False, maximum=limits.MAX_COUNT) or 0
-    plateau = c.boolean(data, "stop_on_plateau", "") or False
+    return tuple(cases)
+
+
+def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
+    req = c.keys(data.get("request", {}), REQUEST_KEYS, "request")
+    w = "request."
+    shape_kwargs: dict[str, Any] = {
+        "endpoint": c.choice(req, "endpoint", w, ENDPOINTS),
+        "stream": c.boolean(req, "stream", w),
+        "input_tokens": c.num(req, "input_tokens", w, int, maximum=limits.MAX_COUNT),
+        "output_tokens": c.num(req, "output_tokens", w, int, maximum=limits.MAX_COUNT),
+        "ignore_eos": c.boolean(req, "ignore_eos", w),
+        "temperature": c.num(req, "temperature", w, float, 0.0, strict=False, maximum=limits.MAX_TEMPERATURE),
+        "timeout": c.num(req, "timeout", w),
+    }
+    return RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=_cases(c, data))
+
+
+def load_preset_file(path: str | Path) -> Scenario:
+    """Parse and validate one preset file."""
+    path = Path(path)
+    data = _read_toml(path)
+    c = _Checker(path)
+    c.keys(data, TOP_KEYS, "")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise c.fail("name", "must be a non-empty string")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise c.fail("description", "must be a string")
     return Scenario(
         name=name,
         description=description,
-        stages=tuple(stages),
-        shape=shape,
-        warmup=warmup,
-        stop_on_plateau=plateau,
+        stages=_stages(c, data),
+        shape=_shape(c, data),
+        warmup=c.num(data, "warmup", "", int, 0, strict=False, maximum=limits.MAX_COUNT) or 0,
+        stop_on_plateau=c.boolean(data, "stop_on_plateau", "") or False,
         reference=str(data.get("reference", "")),
     )
 

@@ -1,9 +1,11 @@
 """A continuous-batching model of an inference engine, in virtual steps driven by asyncio.
 
 A bounded set of running sequences (``max_seqs`` and a KV-cache token budget) sits in front of a FIFO waiting
-queue. Every engine step decodes one token for each running sequence; the step takes
-``step_base + step_per_seq × batch + prefill_per_token × prompt tokens admitted this step``. So total throughput
-rises with concurrency up to the knee at ``max_seqs``, then requests queue and TTFT climbs.
+queue. The cache holds each running sequence's prompt and the tokens it has produced; when the next step would
+overflow it, the newest sequence is preempted (as vLLM does) and recomputed when readmitted. Every engine step
+decodes one token for each running sequence; the step takes
+``step_base + step_per_seq × batch + prefill_per_token × tokens (re)computed for admitted sequences``. So total
+throughput rises with concurrency up to the knee at ``max_seqs``, then requests queue and TTFT climbs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class EngineTiming:
 class Sequence:
     """One request inside the engine. The HTTP handler waits on ``ready`` and reads ``produced``."""
 
-    __slots__ = ("arrival", "cancelled", "first_token", "max_tokens", "produced", "prompt_tokens", "ready")
+    __slots__ = ("arrival", "cancelled", "max_tokens", "produced", "prompt_tokens", "ready")
 
     def __init__(self, prompt_tokens: int, max_tokens: int) -> None:
         self.prompt_tokens = prompt_tokens
@@ -43,7 +45,6 @@ class Sequence:
         self.ready = asyncio.Event()
         self.cancelled = False
         self.arrival = time.monotonic()
-        self.first_token = 0.0
 
     @property
     def done(self) -> bool:
@@ -206,22 +207,31 @@ class Engine:
                 self._wake.clear()
                 await self._wake.wait()
             admitted_tokens = 0
+            cap = t.kv_capacity_tokens
             kv = sum(s.prompt_tokens + s.produced for s in self.running)
             while self.waiting and len(self.running) < t.max_seqs:
                 seq = self.waiting[0]
                 if seq.cancelled:
                     self.waiting.popleft()
                     continue
-                need = seq.prompt_tokens + seq.max_tokens
-                if self.running and kv + need > t.kv_capacity_tokens:
+                held = seq.prompt_tokens + seq.produced  # a preempted sequence recomputes what it had
+                if self.running and kv + held + len(self.running) + 1 > cap:
                     break
                 self.waiting.popleft()
                 self.running.append(seq)
-                kv += need
-                admitted_tokens += seq.prompt_tokens
-                self.prompt_tokens_total += seq.prompt_tokens
-                self.prefix_queries_total += seq.prompt_tokens
-                self.prefix_hits_total += min(seq.prompt_tokens, 8)  # the shared chat-template prefix
+                kv += held
+                admitted_tokens += held
+                if seq.produced == 0:
+                    self.prompt_tokens_total += seq.prompt_tokens
+                    self.prefix_queries_total += seq.prompt_tokens
+                    self.prefix_hits_total += min(seq.prompt_tokens, 8)  # the shared chat-template prefix
+            # This step adds a token to every running sequence: when the cache cannot hold them, preempt the
+            # newest (back to the head of the queue, its cache freed: it is recomputed when readmitted).
+            while len(self.running) > 1 and kv + len(self.running) > cap:
+                victim = self.running.pop()
+                kv -= victim.prompt_tokens + victim.produced
+                self.waiting.appendleft(victim)
+                self.preemptions_total += 1
             self.kv_used_tokens = kv
             step = t.step_base + t.step_per_seq * len(self.running) + t.prefill_per_token * admitted_tokens
             started = time.monotonic()
@@ -236,7 +246,6 @@ class Engine:
                 seq.produced += 1
                 produced += 1
                 if seq.produced == 1:
-                    seq.first_token = now
                     self.ttft.observe(now - seq.arrival)
                 seq.ready.set()
                 if seq.produced < seq.max_tokens:

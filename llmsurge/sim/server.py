@@ -7,6 +7,7 @@ metric names, plus DCGM-exporter GPU gauges derived from the load so the demo's 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 import uuid
@@ -159,6 +160,7 @@ class SimServer:
         )
         self.app.on_startup.append(self._on_startup)
         self.app.on_cleanup.append(self._on_cleanup)
+        self._who = {"x-llmsurge-sim-pid": str(os.getpid())}  # which process answered (several share a port)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_SimCollector(self))
 
@@ -169,11 +171,12 @@ class SimServer:
         await self.engine.stop()
 
     async def health(self, _request: web.Request) -> web.Response:
-        return web.Response(text="")
+        return web.Response(text="", headers=self._who)
 
     async def models(self, _request: web.Request) -> web.Response:
         return web.json_response(
-            {
+            headers=self._who,
+            data={
                 "object": "list",
                 "data": [
                     {
@@ -184,7 +187,7 @@ class SimServer:
                         "max_model_len": 32768,
                     }
                 ],
-            }
+            },
         )
 
     async def metrics(self, _request: web.Request) -> web.Response:
@@ -263,26 +266,7 @@ class SimServer:
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        rid = uuid.uuid4().hex
-        created = int(time.time())
-        if chat:
-            head = (
-                f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
-                f'"model":"{model}","choices":[{{"index":0,"delta":{{"content":"'
-            ).encode()
-            role = (
-                f'data: {{"id":"chatcmpl-{rid}","object":"chat.completion.chunk","created":{created},'
-                f'"model":"{model}","choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},'
-                f'"finish_reason":null}}]}}\n\n'
-            ).encode()
-            mid = b'"},"finish_reason":'
-        else:
-            head = (
-                f'data: {{"id":"cmpl-{rid}","object":"text_completion","created":{created},'
-                f'"model":"{model}","choices":[{{"index":0,"text":"'
-            ).encode()
-            role = b""
-            mid = b'","finish_reason":'
+        head, role, mid, usage_head = _framing(chat, model)
         stamp = self.config.stamp
         nwords = len(_WORDS)
         # Where a mid-stream fault strikes: somewhere in the first half of the output.
@@ -319,14 +303,7 @@ class SimServer:
                         tail += b',"llmsurge_sent":' + repr(time.monotonic()).encode()
                     parts.append(head + _WORDS[sent % nwords] + mid + tail + b"}\n\n")
                 await resp.write(b"".join(parts))
-            end = b""
-            if usage:
-                end = (
-                    f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{created},'
-                    f'"model":"{model}","choices":[],"usage":{{"prompt_tokens":{seq.prompt_tokens},'
-                    f'"completion_tokens":{seq.produced},"total_tokens":{seq.prompt_tokens + seq.produced}}}}}'
-                    "\n\n"
-                ).encode()
+            end = usage_head + _usage_json(seq) + b"}\n\n" if usage else b""
             await resp.write(end + b"data: [DONE]\n\n")
             await resp.write_eof()
         except ConnectionError:  # the client went away (or gave up): nothing more to send
@@ -344,6 +321,29 @@ class SimServer:
             if t is None or t.is_closing():
                 return
             await asyncio.sleep(0.2)
+
+
+def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """The fixed bytes around each token of one stream: (before the text, a role-only first chunk for chat,
+    after the text up to the finish reason, the usage chunk up to its usage object)."""
+    rid = uuid.uuid4().hex
+    created = int(time.time())
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    prefix = f'data: {{"id":"{"chatcmpl" if chat else "cmpl"}-{rid}","object":"{kind}","created":{created},'
+    prefix += f'"model":"{model}","choices":['
+    usage_head = (prefix + '],"usage":').encode()
+    if chat:
+        head = (prefix + '{"index":0,"delta":{"content":"').encode()
+        role = (prefix + '{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n').encode()
+        return head, role, b'"},"finish_reason":', usage_head
+    return (prefix + '{"index":0,"text":"').encode(), b"", b'","finish_reason":', usage_head
+
+
+def _usage_json(seq: Sequence) -> bytes:
+    total = seq.prompt_tokens + seq.produced
+    return (
+        f'{{"prompt_tokens":{seq.prompt_tokens},"completion_tokens":{seq.produced},"total_tokens":{total}}}'
+    ).encode()
 
 
 class _SimCollector(Collector):

@@ -134,8 +134,3 @@ class Sampler:
             reason = self.last.reason if isinstance(self.last, Unavailable) else ""
             return {"available": False, "reason": reason or "no reading came back during the run"}
         return {"available": True, "segments": self.aggregate.summary()}
-
-
-def unavailable(reason: str) -> Unavailable:
-    """The sample a pane shows as ``not available: reason``."""
-    return Unavailable(reason)
