@@ -20,6 +20,7 @@ from rich.text import Text
 from llmsurge.engine.session import RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
+from llmsurge.metrics.stats import min_samples
 from llmsurge.metrics.thresholds import Threshold, breaches
 from llmsurge.redaction import markup_safe, redact
 
@@ -46,18 +47,22 @@ def progress_line(s: Snapshot, total: int | None) -> str:
     return "  ".join(parts)
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
-    """The end-of-run table, in the order ``vllm bench serve`` prints. Latencies read ``n/a`` when no request
-    succeeded (summary.json keeps vLLM's 0.0 there)."""
-    t = Table(title="llmsurge result", show_header=False, title_style="bold", min_width=50)
+def _cell(value: Any, fmt: str, weak: bool = False) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    return fmt.format(value) + ("*" if weak else "")
+
+
+def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Table:
+    """The end-of-run table, in the order ``vllm bench serve`` prints, with how many values each latency rests
+    on. Latencies read ``n/a`` when no request succeeded (summary.json keeps vLLM's 0.0 there); a percentile
+    resting on fewer values than it needs (p99: about 100) is starred."""
+    t = Table(title=title, show_header=False, title_style="bold", min_width=50)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    measured = bool(summary.get("completed"))
 
-    def row(label: str, key: str, fmt: str = "{:.2f}", latency: bool = False) -> None:
-        v = summary.get(key)
-        shown = NOT_AVAILABLE if v is None or (latency and not measured) else fmt.format(v)
-        t.add_row(label, shown)
+    def row(label: str, key: str, fmt: str = "{:.2f}") -> None:
+        t.add_row(label, _cell(summary.get(key), fmt))
 
     row("Successful requests", "completed", "{:d}")
     row("Failed requests", "failed", "{:d}")
@@ -68,43 +73,59 @@ def summary_table(summary: dict[str, Any]) -> Table:
     row("Benchmark duration (s)", "duration")
     row("Total input tokens", "total_input_tokens", "{:d}")
     row("Total generated tokens", "total_output_tokens", "{:d}")
+    if summary.get("prefix_cache_hit_rate") is not None:
+        row("Prompt tokens from the server's cache", "prefix_cache_hit_rate", "{:.1%}")
     row("Request throughput (req/s)", "request_throughput")
     row("Output token throughput (tok/s)", "output_throughput")
     row("Total token throughput (tok/s)", "total_token_throughput")
+    starred = False
     for name, label in (
         ("ttft", "Time to First Token"),
         ("tpot", "Time per Output Token (excl. 1st)"),
         ("itl", "Inter-token Latency"),
         ("e2el", "End-to-end Latency"),
     ):
+        n = int(summary.get(f"n_{name}") or 0)
         t.add_section()
-        t.add_row(Text(label, style="bold"), "")
-        for stat, key in (("Mean", "mean"), ("Median", "median"), ("P90", "p90"), ("P99", "p99")):
-            row(f"{stat} {name.upper()} (ms)", f"{key}_{name}_ms", latency=True)
+        t.add_row(Text(label, style="bold"), Text(f"n={n:,}", style="dim") if n else "")
+        for stat, key, q in (
+            ("Mean", "mean", 0.0),
+            ("Median", "median", 50.0),
+            ("P90", "p90", 90.0),
+            ("P99", "p99", 99.0),
+        ):
+            weak = bool(q) and 0 < n < min_samples(q)
+            starred |= weak
+            value = summary.get(f"{key}_{name}_ms") if n or "n_ttft" not in summary else None
+            t.add_row(f"{stat} {name.upper()} (ms)", _cell(value, "{:.2f}", weak))
+    if starred:
+        t.caption = "* fewer values than the percentile needs (p90 about 10, p99 about 100): read it as the maximum"
     return t
 
 
 def segments_table(summary: dict[str, Any]) -> Table:
-    """One row per segment: the saturation table."""
+    """One row per segment: the saturation table (throughputs as delivered while each segment was open)."""
     t = Table(title="segments")
-    for col in ("#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50"):
+    columns = ("#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache")
+    for col in columns:
         t.add_column(col, justify="right" if col not in ("load",) else "left")
     for s in summary.get("segments", []):
-        measured = bool(s["completed"])
-
-        def lat(key: str, s: dict[str, Any] = s, measured: bool = measured) -> str:
-            return f"{s[key]:.1f}" if measured else NOT_AVAILABLE
-
+        n = int(s.get("n_ttft") or 0)
+        hit = s.get("prefix_cache_hit_rate")
+        load = Text(str(s.get("load", "")))
+        if s.get("starved"):
+            load.append(" (CPU starved)", style="yellow")
         t.add_row(
             str(s["segment"]),
-            Text(str(s["load"])),
+            load,
             str(s["completed"]),
             str(s["failed"]),
-            f"{s['request_throughput']:.2f}",
-            f"{s['output_throughput']:.1f}",
-            lat("median_ttft_ms"),
-            lat("p99_ttft_ms"),
-            f"{s['median_tpot_ms']:.2f}" if measured else NOT_AVAILABLE,
+            _cell(s.get("request_throughput"), "{:.2f}"),
+            _cell(s.get("output_throughput"), "{:.1f}"),
+            _cell(s.get("median_ttft_ms") if n else None, "{:.1f}"),
+            _cell(s.get("p99_ttft_ms") if n else None, "{:.1f}", 0 < n < min_samples(99.0)),
+            _cell(s.get("median_tpot_ms") if s.get("n_tpot") else None, "{:.2f}"),
+            _cell(hit, "{:.0%}"),
         )
     return t
 
@@ -227,8 +248,8 @@ def _report(
     console.print(summary_table(summary))
     if len(summary.get("segments", [])) > 1:
         console.print(segments_table(summary))
-    for note in session.notes:
-        console.print(f"note: {redact(note)}", style="dim", markup=False, highlight=False)
+    for note in summary.get("notes", []):
+        console.print(f"note: {redact(note)}", style="dim", markup=False, highlight=False, soft_wrap=True)
     if summary["client"]["saturated"]:
         console.print(
             "[yellow]warning: the client itself was near saturation at times; see summary.json "
@@ -237,7 +258,7 @@ def _report(
     console.print(f"results: {session.output}", markup=False, highlight=False)
     broken = breaches(fail_on, summary)
     for line in broken:
-        console.print(f"threshold breached: {line}", style="bold red", markup=False, highlight=False)
+        console.print(f"threshold breached: {line}", style="bold red", markup=False, highlight=False, soft_wrap=True)
     if signum is not None:
         return exit_status(signum)
     writer = session.writer

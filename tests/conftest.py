@@ -34,15 +34,25 @@ def faulty_sim_url() -> Iterator[str]:
         yield sim.url
 
 
-@pytest.fixture(scope="session")
-def hostile_url() -> Iterator[str]:
-    """The hostile server (tests/hostile.py) in its own process: the model id picks how it misbehaves."""
+def _hostile(*args: str) -> Iterator[str]:
     import subprocess
     import sys
 
-    p = subprocess.Popen([sys.executable, "-m", "tests.hostile"], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-m", "tests.hostile", *args], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()
     yield line.strip().rsplit(" ", 1)[-1]
     p.kill()
     p.wait(5)
+
+
+@pytest.fixture(scope="session")
+def hostile_url() -> Iterator[str]:
+    """The hostile server (tests/hostile.py) in its own process: the model id picks how it misbehaves."""
+    yield from _hostile()
+
+
+@pytest.fixture(scope="session")
+def closing_url() -> Iterator[str]:
+    """The hostile server dropping requests on connections idle for 0.3 s, as llama-server closes them (5 s)."""
+    yield from _hostile("--drop-idle", "0.3")

@@ -14,7 +14,10 @@ proxies do. The model id picks the misbehaviour, so one server serves every case
 
 ``/v1/models`` lists every id; a bearer token containing ``bad-key`` gets 401 there. ``GET /hang`` never answers.
 
-    python -m tests.hostile [--port 0]     prints "hostile server on http://127.0.0.1:PORT", serves until killed
+    python -m tests.hostile [--port 0] [--keepalive S]   prints "hostile server on http://127.0.0.1:PORT"
+
+``--drop-idle S`` drops a request that comes on a connection idle for S seconds, as a client meets llama-server
+closing kept-alive connections (after 5 s there).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 from aiohttp import web
@@ -115,9 +119,27 @@ async def _generate(request: web.Request) -> web.StreamResponse:
     return await _normal(request)
 
 
-def make_app() -> web.Application:
-    """The hostile application."""
-    app = web.Application()
+def make_app(drop_idle: float = 0.0) -> web.Application:
+    """The hostile application. ``drop_idle``: a request arriving on a connection idle that long is dropped
+    (the connection aborted, no response byte) — what a client meets when it reuses a kept-alive connection just
+    as llama-server closes it for idleness."""
+    last_used: dict[int, float] = {}
+
+    @web.middleware
+    async def dropper(request: web.Request, handler: Any) -> web.StreamResponse:
+        transport = request.transport
+        key = id(transport)
+        now = time.monotonic()
+        idle = now - last_used.get(key, now)
+        if drop_idle and idle >= drop_idle and transport is not None:
+            transport.abort()
+            return web.Response()
+        try:
+            return await handler(request)
+        finally:
+            last_used[key] = time.monotonic()
+
+    app = web.Application(middlewares=[dropper])
     app.add_routes(
         [
             web.get("/v1/models", _models),
@@ -142,10 +164,16 @@ async def _health(_request: web.Request) -> web.Response:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
+    p.add_argument(
+        "--drop-idle",
+        type=float,
+        default=0.0,
+        help="drop a request that arrives on a connection idle this long, before any response byte",
+    )
     args = p.parse_args()
 
     async def run() -> None:
-        runner = web.AppRunner(make_app(), access_log=None)
+        runner = web.AppRunner(make_app(args.drop_idle), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", args.port)
         await site.start()

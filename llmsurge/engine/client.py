@@ -348,6 +348,9 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
             u = msg.get("usage")
             if u:
                 usage = u
+                timings = msg.get("timings")  # llama.cpp: its prompt cache (cache_n) rides with the usage
+                if isinstance(timings, dict) and isinstance(usage, dict) and "timings" not in usage:
+                    usage = {**usage, "timings": timings}
     _end_stream(rec, parser, last if saw_choices else None, content_chunks, usage)
 
 
@@ -383,7 +386,10 @@ def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounte
     message = choice.get("message")
     text = (message.get("content") if isinstance(message, dict) else None) or choice.get("text") or ""
     words = len(str(text).split())
-    _apply_usage(rec, msg.get("usage"), words, 0)
+    usage, timings = msg.get("usage"), msg.get("timings")
+    if isinstance(usage, dict) and isinstance(timings, dict):
+        usage = {**usage, "timings": timings}
+    _apply_usage(rec, usage, words, 0)
     counter.chunks += rec.output_tokens
     rec.chunks = 1
 
@@ -430,6 +436,8 @@ def _apply_usage(rec: RequestRecord, usage: Any, fallback_tokens: int, messages:
             rec.usage_rejected = redact(f"completion_tokens={shown!r}"[:80] + f": {problem or 'not an object'}")
     else:
         rec.output_tokens = _count(figure) or 0
+    if isinstance(usage, dict):
+        rec.cached_tokens = cached_tokens(usage)
     if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
         prompt = _count(usage["prompt_tokens"])
         if prompt:
@@ -437,6 +445,18 @@ def _apply_usage(rec: RequestRecord, usage: Any, fallback_tokens: int, messages:
         elif prompt is None:
             note = f"prompt_tokens={usage['prompt_tokens']!r}"[:80] + ": not a whole number of tokens"
             rec.usage_rejected = redact("; ".join(x for x in (rec.usage_rejected, note) if x))
+
+
+def cached_tokens(usage: dict[str, Any]) -> int | None:
+    """Prompt tokens the server took from its prefix cache, where it says: OpenAI's and vLLM's
+    ``usage.prompt_tokens_details.cached_tokens``, or llama.cpp's ``timings.cache_n``."""
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and details.get("cached_tokens") is not None:
+        return _count(details["cached_tokens"])
+    timings = usage.get("timings")
+    if isinstance(timings, dict) and timings.get("cache_n") is not None:
+        return _count(timings["cache_n"])
+    return None
 
 
 # ---- discovery and one-off requests (not the hot path) ----------------------------------------------

@@ -30,6 +30,7 @@ from llmsurge.engine.client import (
 from llmsurge.engine.controller import Controller, WorkerPool, auto_workers, cap_workers
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import RequestShape, Scenario
+from llmsurge.lifetime import open_files_note, raise_open_files_limit
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.results import (
     ResultsFolderError,
@@ -211,10 +212,14 @@ class RunSession:
                 check_results_folder(self.output)
         except ResultsFolderError as exc:
             raise ConfigError(str(exc)) from None
-        _, capped = cfg.worker_plan()
+        n_workers, capped = cfg.worker_plan()
         if capped:
             self.note(capped)
             say(capped)
+        files = open_files_note(cfg.scenario.peak_concurrency(), n_workers, raise_open_files_limit())
+        if files:
+            self.note(files, "warning")
+            say(files)
         if cfg.url is None:
             faults = Faults.parse(cfg.sim_faults)
             sim_cfg = cfg.sim_config or SimConfig(faults=faults)

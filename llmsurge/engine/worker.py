@@ -196,6 +196,7 @@ class Worker:
                 await asyncio.sleep(delay)
             if self.stopping or generation != self.generation:
                 return
+            due = next_t  # when this request should go out: a wait for a free slot is ours, not the server's
             next_t += arrivals.next_gap()
             if self.paused:
                 await self._wait_wake()
@@ -208,7 +209,7 @@ class Worker:
                 await self._wait_wake()
                 next_t = loop.time() + arrivals.next_gap()
                 continue
-            task = loop.create_task(self._request())
+            task = loop.create_task(self._request(due))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
@@ -220,8 +221,9 @@ class Worker:
         prompt = self.prompts.prompt(shape.input_tokens)
         return prompt, shape.output_tokens, shape.input_tokens
 
-    async def _request(self) -> bool:
-        """One request, measured and queued for the next tick; returns whether it succeeded."""
+    async def _request(self, due: float | None = None) -> bool:
+        """One request, measured and queued for the next tick; returns whether it succeeded. ``due``: when an
+        open-loop arrival should have been sent (``time.monotonic()``)."""
         shape = self.shape
         segment = self.segment
         self.seq += 1
@@ -231,9 +233,12 @@ class Worker:
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         rec.prompt_tokens = expected_in
         rec.max_tokens = max_tokens
+        rec.ignore_eos = shape.ignore_eos
         self.inflight[rid] = rec
         self.started += 1
         rec.start = time.monotonic()
+        if due is not None:
+            rec.client_wait = max(0.0, rec.start - due)
         self.starts.append(RequestStart(rid, segment, rec.start, rec.wall_start, rec.warmup))
         try:
             await run_request(

@@ -71,6 +71,9 @@ class RequestRecord:
     end: float = 0.0
     retries: int = 0  # re-sent once because a pooled keep-alive connection was already closed
     max_tokens: int = 0  # what the request asked for (0: not set)
+    cached_tokens: int | None = None  # prompt tokens the server served from its prefix cache (None: not reported)
+    ignore_eos: bool = False  # asked for exactly max_tokens tokens
+    client_wait: float | None = None  # open loop: seconds between the scheduled send and the real one (ours)
     usage_rejected: str = ""  # the server's usage figure when it was implausible and chunk counts were used
 
     @property
@@ -90,6 +93,11 @@ class RequestRecord:
         """Output tokens per second after the first: 1 / TPOT (the one definition of a request's decode speed)."""
         tpot = self.tpot
         return 1.0 / tpot if tpot else None
+
+    @property
+    def came_back_short(self) -> bool:
+        """Asked for exactly ``max_tokens`` (ignore_eos) and got fewer: the server ignored ``ignore_eos``."""
+        return self.ignore_eos and 0 < self.output_tokens < self.max_tokens and not self.tokens_estimated
 
     @property
     def latency(self) -> float:
@@ -141,6 +149,9 @@ class RequestRecord:
             "finish_reason": self.finish_reason or None,
             "retries": self.retries,
             "max_tokens": self.max_tokens or None,
+            "cached_tokens": self.cached_tokens,
+            "ignore_eos": self.ignore_eos,
+            "client_wait_ms": ms(self.client_wait),
         }
         if self.usage_rejected:
             out["usage_rejected"] = self.usage_rejected

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.sketch import ItlSketch
-from llmsurge.metrics.stats import PER_REQUEST
+from llmsurge.metrics.stats import PER_REQUEST, SCHEDULED
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class SegmentView:
     peak_host_cpu: float | None
     starved_seconds: int
     busy_seconds: int
+    cached_tokens: int
+    cache_reported_prompt_tokens: int
+    exact_asked: int
+    short_outputs: int
     columns: dict[str, ColumnView]
     itl: ItlSketch | None  # a copy, present when the view was taken for statistics
 
@@ -50,6 +54,12 @@ class SegmentView:
     def finished(self) -> int:
         """Requests of this segment that have ended, whatever the outcome."""
         return self.ok + self.failed + self.cancelled
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        """Share of prompt tokens served from the server's prefix cache (None: the server does not say)."""
+        reported = self.cache_reported_prompt_tokens
+        return self.cached_tokens / reported if reported else None
 
     def duration(self, now: float) -> float:
         """Seconds from opening to closing (or to now, while open)."""
@@ -88,7 +98,15 @@ class SegmentStats:
     """Seconds in which the host, not our workers, held the CPU (timings inflated)."""
     busy_seconds: int = 0
     """Seconds in which a worker was the limit."""
-    columns: dict[str, Column] = field(default_factory=lambda: {m: Column() for m in PER_REQUEST})
+    cached_tokens: int = 0
+    """Prompt tokens the server reported serving from its prefix cache."""
+    cache_reported_prompt_tokens: int = 0
+    """Prompt tokens of the requests whose cache use was reported (the hit rate's denominator)."""
+    exact_asked: int = 0
+    """Successful requests that asked for exact lengths (ignore_eos)."""
+    short_outputs: int = 0
+    """…of which came back shorter: the server ignored ignore_eos."""
+    columns: dict[str, Column] = field(default_factory=lambda: {m: Column() for m in (*PER_REQUEST, *SCHEDULED)})
     itl: ItlSketch = field(default_factory=ItlSketch)
 
     def add(self, rec: RequestRecord) -> None:
@@ -101,7 +119,17 @@ class SegmentStats:
             self.output_tokens += rec.output_tokens
             if rec.tokens_estimated:
                 self.estimated_tokens += 1
+            if rec.cached_tokens is not None:
+                self.cached_tokens += rec.cached_tokens
+                self.cache_reported_prompt_tokens += rec.prompt_tokens
+            if rec.ignore_eos:
+                self.exact_asked += 1
+                self.short_outputs += rec.came_back_short
             cols = self.columns
+            if rec.client_wait is not None:
+                cols["client_wait"].append(rec.client_wait)
+                if rec.e2el is not None:
+                    cols["e2el_sched"].append(rec.e2el + rec.client_wait)
             if rec.ttft is not None:
                 cols["ttft"].append(rec.ttft)
             if rec.ttfc is not None:
@@ -149,6 +177,10 @@ class SegmentStats:
             peak_host_cpu=self.peak_host_cpu,
             starved_seconds=self.starved_seconds,
             busy_seconds=self.busy_seconds,
+            cached_tokens=self.cached_tokens,
+            cache_reported_prompt_tokens=self.cache_reported_prompt_tokens,
+            exact_asked=self.exact_asked,
+            short_outputs=self.short_outputs,
             columns={k: c.view() for k, c in self.columns.items()},
             itl=self.itl.copy() if with_itl else None,
         )

@@ -56,6 +56,7 @@ class SegmentRow:
     tpot_p50_ms: float
     n: int  # successful requests its percentiles stand on
     starved: bool = False  # measured while other processes held the CPU (timings inflated)
+    cache_hit_rate: float | None = None  # share of prompt tokens from the server's prefix cache (None: not said)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class SnapshotBuilder:
             st.get("median_tpot_ms", 0.0),
             seg.ok,
             seg.starved_seconds > 0,
+            seg.cache_hit_rate,
         )
 
     def _assemble(self, view: BusView, stats: _Stats) -> Snapshot:

@@ -14,6 +14,9 @@ DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
 METRICS = ("ttft", "tpot", "itl", "e2el")
 PER_REQUEST = ("ttft", "ttfc", "tpot", "e2el")
 """Figures kept exactly, one value per request (ITL, one per token, is sketched)."""
+SCHEDULED = ("client_wait", "e2el_sched")
+"""Open loop only: how late we sent a request after its scheduled time (a wait for a free slot under
+``max_concurrency``, or a late client), and E2EL counted from the scheduled time."""
 SUPPORT = {50.0: 2, 90.0: 10, 99.0: 100, 99.9: 1000}
 """Samples a percentile needs before it says more than the maximum does (p99 of 9 values is the largest one)."""
 

@@ -16,7 +16,15 @@ import numpy as np
 from llmsurge.metrics.bus import BusView
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.sketch import ItlSketch
-from llmsurge.metrics.stats import DEFAULT_PERCENTILES, PER_REQUEST, error_rate, latency_block, throughput
+from llmsurge.metrics.stats import (
+    DEFAULT_PERCENTILES,
+    PER_REQUEST,
+    SCHEDULED,
+    describe_ms,
+    error_rate,
+    latency_block,
+    throughput,
+)
 
 
 @dataclass
@@ -33,6 +41,7 @@ class RunFacts:
     workers: int = 1
     notes: list[str] = field(default_factory=list)
     telemetry: dict[str, Any] = field(default_factory=dict)  # source → its sampler's summary
+    shares_prefixes: bool = False  # the scenario shares prompt prefixes on purpose (a warm cache is intended)
 
 
 def run_latency(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, float]:
@@ -45,6 +54,58 @@ def run_latency(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...
         if s.itl is not None:
             itl.merge(s.itl)
     return latency_block(values, itl, percentiles)
+
+
+def scheduled_block(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, float]:
+    """Open loop: ``*_client_wait_ms`` (how late we sent requests) and ``*_e2el_sched_ms`` (E2EL from the
+    scheduled time); nothing for closed-loop segments."""
+    out: dict[str, float] = {}
+    for m in SCHEDULED:
+        parts = [s.columns[m].values() for s in segments if s.columns[m].n]
+        if parts:
+            out.update(describe_ms(m, np.concatenate(parts), percentiles))
+    return out
+
+
+CLIENT_WAIT_NOTE_MS = 10.0
+SHORT_OUTPUT_NOTE = 0.01
+
+
+def _notes(s: dict[str, Any], view: BusView, facts: RunFacts) -> list[str]:
+    """What the figures need said beside them (each once)."""
+    notes = list(facts.notes)
+    if view.usage_rejected:
+        notes.append(
+            f"implausible usage from the server on {view.usage_rejected} request(s) (e.g."
+            f" {view.usage_rejected_example}): chunk counts used instead, marked estimated"
+        )
+    hit = s["prefix_cache_hit_rate"]
+    if hit is not None and hit > COLD_CACHE_WARN and not facts.shares_prefixes:
+        notes.append(
+            f"{hit:.0%} of prompt tokens came from the server's prefix cache in a run meant to be cold: TTFT is"
+            " flattered (prompts repeated? a re-run with the same --seed sends the same ones)"
+        )
+    asked = sum(seg.exact_asked for seg in view.segments)
+    short = s["short_outputs"]
+    if asked and short / asked > SHORT_OUTPUT_NOTE:
+        notes.append(
+            f"asked for exact output lengths (ignore_eos) but {short} of {asked} requests ({short / asked:.0%})"
+            " came back shorter: the server ignores ignore_eos, so lengths and throughput are not what was asked"
+        )
+    wait = s.get("p99_client_wait_ms")
+    if wait is not None and wait > CLIENT_WAIT_NOTE_MS:
+        notes.append(
+            f"open loop: requests went out up to {s['p99_client_wait_ms']:,.0f} ms (p99) after their scheduled time"
+            " (waiting for a free slot under max_concurrency, or a late client): latency from the scheduled time"
+            " is in *_e2el_sched_ms"
+        )
+    starved = [str(seg["segment"]) for seg in s["segments"] if seg["starved"]]
+    if starved:
+        notes.append(
+            f"segment(s) {', '.join(starved)} were measured while other processes held the CPU: their timings are"
+            " inflated (summary.json segments[].client)"
+        )
+    return notes
 
 
 def segment_delivery(seg: SegmentView, now: float) -> dict[str, float]:
@@ -69,10 +130,14 @@ def segment_summary(seg: SegmentView, now: float, percentiles: tuple[float, ...]
         "total_output_tokens": seg.output_tokens,
         "output_tokens_estimated": seg.estimated_tokens,
         "delivered_output_tokens": seg.arrived_tokens,
+        "cached_prompt_tokens": seg.cached_tokens,
+        "prefix_cache_hit_rate": seg.cache_hit_rate,
     }
     out.update(segment_delivery(seg, now))
     values = {m: seg.columns[m].values() for m in PER_REQUEST}
     out.update(latency_block(values, seg.itl or ItlSketch(), percentiles))
+    out.update(scheduled_block((seg,), percentiles))
+    out["short_outputs"] = seg.short_outputs
     out["client"] = {
         "max_loop_lag_ms": seg.max_loop_lag_ms,
         "max_worker_cpu": seg.max_worker_cpu,
@@ -104,12 +169,25 @@ def summarize_run(view: BusView, percentiles: tuple[float, ...] = DEFAULT_PERCEN
         "total_input_tokens": inp,
         "total_output_tokens": out_tok,
         "output_tokens_estimated": sum(s.estimated_tokens for s in segs),
+        "cached_prompt_tokens": sum(s.cached_tokens for s in segs),
+        "prefix_cache_hit_rate": _hit_rate(segs),
     }
     out.update(throughput(ok, inp, out_tok, duration))
     out.update(run_latency(segs, percentiles))
+    out.update(scheduled_block(segs, percentiles))
+    out["short_outputs"] = sum(s.short_outputs for s in segs)
     out["warmup"] = {"completed": view.warmup_done, "failed": view.warmup_failed}
     out["segments"] = [segment_summary(s, view.now, percentiles) for s in segs]
     return out
+
+
+def _hit_rate(segs: tuple[SegmentView, ...]) -> float | None:
+    reported = sum(s.cache_reported_prompt_tokens for s in segs)
+    return sum(s.cached_tokens for s in segs) / reported if reported else None
+
+
+COLD_CACHE_WARN = 0.2
+"""A run not meant to share prompts that got more than this share of prompt tokens from cache was flattered."""
 
 
 def build_summary(
@@ -124,18 +202,8 @@ def build_summary(
             if t.get("available") and t.get("segments")
         }
         seg["telemetry"] = {k: v for k, v in per.items() if v}
-    notes = list(facts.notes)
-    if view.usage_rejected:
-        notes.append(
-            f"implausible usage from the server on {view.usage_rejected} request(s) (e.g."
-            f" {view.usage_rejected_example}): chunk counts used instead, marked estimated"
-        )
-    starved = [str(seg["segment"]) for seg in s["segments"] if seg["starved"]]
-    if starved:
-        notes.append(
-            f"segment(s) {', '.join(starved)} were measured while other processes held the CPU: their timings are"
-            " inflated (summary.json segments[].client)"
-        )
+    notes = _notes(s, view, facts)
+    starved = [seg["segment"] for seg in s["segments"] if seg["starved"]]
     s.update(
         {
             "llmsurge_version": facts.version,
@@ -151,7 +219,7 @@ def build_summary(
                 "max_cpu": view.worst_worker_cpu,
                 "saturated": bool(view.saturation_events),
                 "saturation_events": list(view.saturation_events),
-                "starved_segments": [int(x) for x in starved],
+                "starved_segments": starved,
             },
             "notes": notes,
             "telemetry": facts.telemetry,

@@ -16,6 +16,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from llmsurge.sim.prefix_cache import BLOCK_TOKENS, PrefixCache
+
 
 @dataclass
 class EngineTiming:
@@ -36,10 +38,11 @@ class EngineTiming:
 class Sequence:
     """One request inside the engine. The HTTP handler waits on ``ready`` and reads ``produced``."""
 
-    __slots__ = ("arrival", "cancelled", "max_tokens", "produced", "prompt_tokens", "ready")
+    __slots__ = ("arrival", "cached_tokens", "cancelled", "max_tokens", "produced", "prompt_tokens", "ready")
 
     def __init__(self, prompt_tokens: int, max_tokens: int) -> None:
         self.prompt_tokens = prompt_tokens
+        self.cached_tokens = 0  # leading prompt tokens found in the prefix cache: not computed again
         self.max_tokens = max_tokens
         self.produced = 0
         self.ready = asyncio.Event()
@@ -159,8 +162,7 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
-        self.prefix_queries_total = 0
-        self.prefix_hits_total = 0
+        self.prefix_cache = PrefixCache(timing.kv_capacity_tokens // BLOCK_TOKENS)
         self.preemptions_total = 0
         self.requests_total = 0
         self.busy_seconds = 0.0
@@ -220,11 +222,11 @@ class Engine:
                 self.waiting.popleft()
                 self.running.append(seq)
                 kv += held
-                admitted_tokens += held
                 if seq.produced == 0:
-                    self.prompt_tokens_total += seq.prompt_tokens
-                    self.prefix_queries_total += seq.prompt_tokens
-                    self.prefix_hits_total += min(seq.prompt_tokens, 8)  # the shared chat-template prefix
+                    admitted_tokens += held - seq.cached_tokens  # cached prefix blocks are not computed again
+                    self.prompt_tokens_total += seq.prompt_tokens - seq.cached_tokens
+                else:
+                    admitted_tokens += held
             # This step adds a token to every running sequence: when the cache cannot hold them, preempt the
             # newest (back to the head of the queue, its cache freed: it is recomputed when readmitted).
             while len(self.running) > 1 and kv + len(self.running) > cap:

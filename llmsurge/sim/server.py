@@ -7,6 +7,7 @@ metric names, plus DCGM-exporter GPU gauges derived from the load so the demo's 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -123,21 +124,29 @@ CHAT_OVERHEAD = 8
 COMPLETION_OVERHEAD = 1
 
 
+def prompt_tokens(body: dict[str, object], chat: bool) -> list[str]:
+    """The prompt as the simulated tokenizer sees it: a template's fixed tokens, then one token per word (so
+    calibration can find both), role by role for chat."""
+    if not chat:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            prompt = " ".join(map(str, prompt))
+        return ["<bos>"] * COMPLETION_OVERHEAD + str(prompt or "").split()
+    tokens = ["<chat>"] * CHAT_OVERHEAD
+    for m in body.get("messages") or []:  # type: ignore[attr-defined]
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            tokens += content.split()
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    tokens += str(part.get("text", "")).split()
+    return tokens
+
+
 def count_prompt_tokens(body: dict[str, object], chat: bool) -> int:
-    """One token per whitespace-separated word, plus a chat-template overhead (calibration can find it)."""
-    if chat:
-        words = 0
-        for m in body.get("messages") or []:  # type: ignore[attr-defined]
-            content = m.get("content") if isinstance(m, dict) else None
-            if isinstance(content, str):
-                words += len(content.split())
-            elif isinstance(content, list):
-                words += sum(len(str(p.get("text", "")).split()) for p in content if isinstance(p, dict))
-        return words + CHAT_OVERHEAD
-    prompt = body.get("prompt")
-    if isinstance(prompt, list):
-        prompt = " ".join(map(str, prompt))
-    return len(str(prompt or "").split()) + COMPLETION_OVERHEAD
+    """How many prompt tokens the simulated server counts for ``body``."""
+    return len(prompt_tokens(body, chat))
 
 
 class SimServer:
@@ -223,8 +232,9 @@ class SimServer:
         max_tokens = max(1, max_tokens)
         if not body.get("ignore_eos"):
             max_tokens = self.rng.randint(max(1, max_tokens // 2), max_tokens)  # an "EOS" comes early
-        prompt_tokens = count_prompt_tokens(body, chat)
-        seq = Sequence(prompt_tokens, max_tokens)
+        tokens = prompt_tokens(body, chat)
+        seq = Sequence(len(tokens), max_tokens)
+        seq.cached_tokens = self.engine.prefix_cache.admit(tokens)
         self.engine.submit(seq)
         try:
             if body.get("stream"):
@@ -254,11 +264,7 @@ class SimServer:
             "choices": [choice],
         }
         if fault != "no_usage":
-            out["usage"] = {
-                "prompt_tokens": seq.prompt_tokens,
-                "completion_tokens": seq.produced,
-                "total_tokens": seq.prompt_tokens + seq.produced,
-            }
+            out["usage"] = _usage(seq)
         return web.json_response(out)
 
     async def _stream(
@@ -340,10 +346,16 @@ def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes]:
 
 
 def _usage_json(seq: Sequence) -> bytes:
-    total = seq.prompt_tokens + seq.produced
-    return (
-        f'{{"prompt_tokens":{seq.prompt_tokens},"completion_tokens":{seq.produced},"total_tokens":{total}}}'
-    ).encode()
+    return json.dumps(_usage(seq), separators=(",", ":")).encode()
+
+
+def _usage(seq: Sequence) -> dict[str, object]:
+    return {
+        "prompt_tokens": seq.prompt_tokens,
+        "completion_tokens": seq.produced,
+        "total_tokens": seq.prompt_tokens + seq.produced,
+        "prompt_tokens_details": {"cached_tokens": seq.cached_tokens},
+    }
 
 
 class _SimCollector(Collector):
@@ -384,10 +396,10 @@ class _SimCollector(Collector):
         yield counter(
             "vllm:prefix_cache_queries",
             "Prefix cache queries, in terms of number of queried tokens.",
-            e.prefix_queries_total,
+            e.prefix_cache.queries,
         )
         yield counter(
-            "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", e.prefix_hits_total
+            "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", e.prefix_cache.hits
         )
         yield counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", e.preemptions_total)
         yield hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", e.ttft)

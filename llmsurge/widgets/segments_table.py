@@ -15,7 +15,7 @@ from llmsurge.metrics.stats import min_samples
 from llmsurge.widgets.format import ms, num
 from llmsurge.widgets.roles import RoleStyles
 
-COLUMNS = ("#", "load", "preset", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "done", "errors")
+COLUMNS = ("#", "load", "preset", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache", "done", "errors")
 
 
 class SegmentsTable(RoleStyles, DataTable[Text]):
@@ -48,6 +48,7 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             pct(s.ttft_p50_ms, 50.0),
             pct(s.ttft_p99_ms, 99.0),
             pct(s.tpot_p50_ms, 50.0),
+            Text("—" if s.cache_hit_rate is None else f"{s.cache_hit_rate:.0%}"),
             Text(f"{s.completed:,}"),
             Text(f"{s.failed:,}", style=bad if s.failed else ""),
         )

@@ -1,0 +1,277 @@
+"""``llmsurge report DIR``: the summary recomputed exactly from ``requests.jsonl``, streaming, in bounded memory.
+
+Every per-request figure is kept (8 bytes a request); inter-token latencies — one per token, a billion in a long
+soak — are never all in memory: a first pass counts them into fine logarithmic buckets (plus exact sums for the
+mean and standard deviation), a second pass keeps only the values in the buckets that hold the ranks a percentile
+needs, and numpy's linear interpolation runs on those. The result is exact; ``summary.json``'s ITL percentiles,
+from a 1% sketch, can be held against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from array import array
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmsurge.metrics.stats import (
+    DEFAULT_PERCENTILES,
+    PER_REQUEST,
+    describe_ms,
+    error_rate,
+    quantile_key,
+    throughput,
+)
+
+BATCH_LINES = 2000
+LOG_GAMMA = math.log1p(0.002)  # buckets 0.2% wide
+ZERO_KEY = -(10**9)
+RUN = 0  # the run's scope; segments are 1, 2, …
+
+
+class ReportError(ValueError):
+    """A results folder that cannot be read; the message names the fix."""
+
+
+def _keys(values: np.ndarray) -> np.ndarray:
+    """Bucket of each value (the same function in both passes, so a value always lands in the same bucket)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = np.ceil(np.log(values) / LOG_GAMMA)
+    keys[~(values > 0)] = ZERO_KEY
+    return keys.astype(np.int64)
+
+
+@dataclass
+class _Scope:
+    """One segment's (or the run's) tallies."""
+
+    ok: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated: int = 0
+    values: dict[str, array[float]] = field(default_factory=lambda: {m: array("d") for m in PER_REQUEST})
+    itl_count: int = 0
+    itl_sum: float = 0.0
+    itl_sumsq: float = 0.0
+    itl_buckets: Counter[int] = field(default_factory=Counter)
+    itl_wanted: dict[int, list[float]] = field(default_factory=dict)  # bucket → its values (second pass)
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if not line.endswith("\n"):
+                    return  # the last line of a run that was killed mid-write
+                raise ReportError(f"{path}:{n}: not a JSON line") from None
+            if not row.get("warmup"):
+                yield row
+
+
+def _batches(path: Path) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in _lines(path):
+        batch.append(row)
+        if len(batch) >= BATCH_LINES:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _itl_by_scope(batch: list[dict[str, Any]]) -> dict[int, np.ndarray]:
+    """The batch's successful ITLs (seconds) per segment, and all of them under :data:`RUN`."""
+    per: dict[int, list[float]] = {}
+    for row in batch:
+        if row["status"] == "ok" and row.get("itl_ms"):
+            per.setdefault(int(row["segment"]), []).extend(row["itl_ms"])
+    out = {seg: np.asarray(v, dtype=np.float64) / 1000.0 for seg, v in per.items()}
+    if out:
+        out[RUN] = np.concatenate(list(out.values()))
+    return out
+
+
+def _first_pass(path: Path, scopes: dict[int, _Scope]) -> None:
+    for batch in _batches(path):
+        for row in batch:
+            for key in (RUN, int(row["segment"])):
+                _count(scopes.setdefault(key, _Scope()), row)
+        for seg, itl in _itl_by_scope(batch).items():
+            s = scopes[seg]
+            s.itl_count += len(itl)
+            s.itl_sum += float(itl.sum())
+            s.itl_sumsq += float((itl * itl).sum())
+            keys, counts = np.unique(_keys(itl), return_counts=True)
+            s.itl_buckets.update(dict(zip(keys.tolist(), counts.tolist(), strict=True)))
+
+
+def _count(s: _Scope, row: dict[str, Any]) -> None:
+    status = row["status"]
+    if status == "ok":
+        s.ok += 1
+        s.input_tokens += int(row.get("prompt_tokens") or 0)
+        s.output_tokens += int(row.get("output_tokens") or 0)
+        s.estimated += bool(row.get("tokens_estimated"))
+        for m in PER_REQUEST:
+            v = row.get(f"{m}_ms")
+            if v is not None:
+                s.values[m].append(v / 1000.0)
+    elif status == "cancelled":
+        s.cancelled += 1
+    else:
+        s.failed += 1
+        s.errors[str(row.get("error_kind"))] += 1
+
+
+def _ranks(n: int, percentiles: tuple[float, ...]) -> list[int]:
+    """0-based order statistics numpy's linear method reads for these percentiles (and the median)."""
+    out: set[int] = set()
+    for q in (*percentiles, 50.0):
+        h = (n - 1) * q / 100.0
+        out.update((math.floor(h), math.ceil(h)))
+    return sorted(out)
+
+
+def _wanted_buckets(s: _Scope, percentiles: tuple[float, ...]) -> set[int]:
+    ranks = _ranks(s.itl_count, percentiles)
+    wanted: set[int] = set()
+    below = 0
+    i = 0
+    for key in sorted(s.itl_buckets):
+        count = s.itl_buckets[key]
+        while i < len(ranks) and ranks[i] < below + count:
+            wanted.add(key)
+            i += 1
+        below += count
+    return wanted
+
+
+def _second_pass(path: Path, scopes: dict[int, _Scope], percentiles: tuple[float, ...]) -> None:
+    wanted = {seg: _wanted_buckets(s, percentiles) for seg, s in scopes.items() if s.itl_count}
+    for seg, keys in wanted.items():
+        scopes[seg].itl_wanted = {k: [] for k in keys}
+    for batch in _batches(path):
+        for seg, itl in _itl_by_scope(batch).items():
+            buckets = wanted.get(seg)
+            if not buckets:
+                continue
+            bucket_of = _keys(itl)
+            mask = np.isin(bucket_of, list(buckets))
+            store = scopes[seg].itl_wanted
+            for k, v in zip(bucket_of[mask].tolist(), itl[mask].tolist(), strict=True):
+                store[k].append(v)
+
+
+def _order_stat(s: _Scope, rank: int) -> float:
+    below = 0
+    for key in sorted(s.itl_buckets):
+        count = s.itl_buckets[key]
+        if rank < below + count:
+            return sorted(s.itl_wanted[key])[rank - below]
+        below += count
+    raise AssertionError("rank past the count")
+
+
+def _itl_block(s: _Scope, percentiles: tuple[float, ...]) -> dict[str, float]:
+    if not s.itl_count:
+        return describe_ms("itl", [], percentiles)
+    n = s.itl_count
+    mean = s.itl_sum / n
+
+    def pct(q: float) -> float:
+        h = (n - 1) * q / 100.0
+        lo, hi = _order_stat(s, math.floor(h)), _order_stat(s, math.ceil(h))
+        return (lo + (h - math.floor(h)) * (hi - lo)) * 1000.0
+
+    out = {
+        "mean_itl_ms": mean * 1000.0,
+        "median_itl_ms": pct(50.0),
+        "std_itl_ms": math.sqrt(max(0.0, s.itl_sumsq / n - mean * mean)) * 1000.0,
+    }
+    out.update({quantile_key(q, "itl"): pct(q) for q in percentiles})
+    out["n_itl"] = n
+    return out
+
+
+def _figures(s: _Scope, duration: float, percentiles: tuple[float, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "completed": s.ok,
+        "failed": s.failed,
+        "cancelled": s.cancelled,
+        "errors": dict(s.errors),
+        "error_rate": error_rate(s.ok, s.failed),
+        "total_input_tokens": s.input_tokens,
+        "total_output_tokens": s.output_tokens,
+        "output_tokens_estimated": s.estimated,
+    }
+    if duration:
+        out["duration"] = duration
+        out.update(throughput(s.ok, s.input_tokens, s.output_tokens, duration))
+    for m in PER_REQUEST:
+        out.update(describe_ms(m, np.frombuffer(s.values[m], dtype=np.float64), percentiles))
+        out[f"n_{m}"] = len(s.values[m])
+    out.update(_itl_block(s, percentiles))
+    return out
+
+
+def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES) -> dict[str, Any]:
+    """The summary's figures from ``folder/requests.jsonl`` alone (the run's duration from ``summary.json``
+    when it is there, as throughputs are over the run's duration)."""
+    path = folder / "requests.jsonl"
+    if not path.is_file():
+        raise ReportError(f"{folder}: no requests.jsonl here: name a results folder llmsurge wrote")
+    scopes: dict[int, _Scope] = {}
+    _first_pass(path, scopes)
+    _second_pass(path, scopes, percentiles)
+    saved = _saved_summary(folder)
+    durations = {int(s["segment"]): float(s["duration"]) for s in saved.get("segments", [])}
+    run = _figures(scopes.get(RUN, _Scope()), float(saved.get("duration") or 0.0), percentiles)
+    run["segments"] = [
+        {"segment": seg, **_figures(scopes[seg], 0.0, percentiles)} for seg in sorted(scopes) if seg != RUN
+    ]
+    for seg in run["segments"]:
+        seg["duration"] = durations.get(seg["segment"], 0.0)
+    return run
+
+
+def _saved_summary(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def compare_with_saved(folder: Path, recomputed: dict[str, Any]) -> list[str]:
+    """Lines naming each figure of ``summary.json`` that differs from the recomputed one by more than its
+    storage allows: 0.01% (float32 values, 0.1 µs rounding), 1% for ITL percentiles (the sketch)."""
+    saved = _saved_summary(folder)
+    if not saved:
+        return ["no summary.json to compare with"]
+    out = []
+    pairs = [("run", saved, recomputed)]
+    by_index = {s["segment"]: s for s in recomputed.get("segments", [])}
+    pairs += [(f"segment {s['segment']}", s, by_index.get(s["segment"], {})) for s in saved.get("segments", [])]
+    for where, a, b in pairs:
+        for key, mine in b.items():
+            theirs = a.get(key)
+            if key == "duration" or not isinstance(mine, (int, float)) or not isinstance(theirs, (int, float)):
+                continue
+            # The live figures come from float32 columns and a 1% ITL sketch; requests.jsonl rounds to 0.1 µs.
+            tolerance = 0.0101 if "_itl_" in key and not key.startswith(("mean", "std")) else 1e-4
+            if abs(theirs - mine) > tolerance * max(abs(mine), 1e-9) and abs(theirs - mine) > 1e-9:
+                out.append(f"{where}: {key} is {theirs:,.4f} in summary.json, {mine:,.4f} from requests.jsonl")
+    return out
