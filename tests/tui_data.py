@@ -69,7 +69,7 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
             generation_tok_s=1600.0,
             prompt_tok_s=1800.0,
             rate_window=10.0,
-            rate_source="counter deltas over 10 s",
+            rate_source="over 10 s",
             ttft_p50_ms=45.0,
             ttft_p99_ms=75.0,
         ),

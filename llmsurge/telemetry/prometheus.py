@@ -229,7 +229,7 @@ class ServerMetricsSampler(Sampler):
         counters = {key: counter_value(fams, names) for key, names in COUNTERS.items()}
         span, rates = self._rates.add(now, counters)
         generation = rates.get("generation_tokens", NA)
-        source = f"counter deltas over {span:.0f} s" if rates else ""
+        source = f"over {span:.0f} s" if rates else ""
         if generation != generation and gauges["llamacpp_gen_tok_s"] == gauges["llamacpp_gen_tok_s"]:
             generation, source = gauges["llamacpp_gen_tok_s"], "llama.cpp's own average per request"
         hits, queries = counters["prefix_hits"], counters["prefix_queries"]

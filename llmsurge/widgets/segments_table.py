@@ -15,7 +15,7 @@ from llmsurge.metrics.stats import min_samples
 from llmsurge.widgets.format import ms, num
 from llmsurge.widgets.roles import RoleStyles
 
-COLUMNS = ("#", "load", "preset", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache", "done", "errors")
+COLUMNS = ("#", "load", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache", "done", "failed")
 
 
 class SegmentsTable(RoleStyles, DataTable[Text]):
@@ -39,10 +39,11 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         label = Text(s.label)
         if s.starved:
             label.append(" !", style=warn)
+        if self._many_presets:  # a user's preset name: text, never markup
+            label.append(f" {s.scenario}", style=muted)
         return (
             Text(str(s.index)),
             label,
-            Text(s.scenario),  # a user's preset name: text, never markup
             Text(num(s.request_throughput, 2)),
             Text(num(s.output_throughput, 0)),
             pct(s.ttft_p50_ms, 50.0),
@@ -54,7 +55,9 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         )
 
     def show(self, snap: Snapshot) -> None:
-        """Render ``snap``'s segments, newest last (the cursor follows the newest)."""
+        """Render ``snap``'s segments, newest last (the cursor follows the newest). The preset's name follows
+        the load only when the run switched presets (the status line names it otherwise)."""
+        self._many_presets = len({s.scenario for s in snap.segments}) > 1
         rows = [self._row(s) for s in snap.segments]
         if [tuple(c.plain for c in r) for r in rows] == [tuple(c.plain for c in r) for r in self._rows]:
             return

@@ -118,10 +118,10 @@ class ServerPane(TelemetryPane):
         t.add_row("waiting", Text(num(waiting, 0), style=self.role("warn") if (waiting or 0) > 0 else ""))
         t.add_row("KV cache", f"{bar(sample.kv_cache, 10)} {_percent(sample.kv_cache)}")
         t.add_row("prefix hits", _percent(sample.prefix_hit_rate))
-        rates = f"gen {num(sample.generation_tok_s, 0)}  prompt {num(sample.prompt_tok_s, 0)}"
-        t.add_row("server tok/s", rates)
+        rates = Text(f"gen {num(sample.generation_tok_s, 0)}  prompt {num(sample.prompt_tok_s, 0)}")
         if sample.rate_source:
-            t.add_row("", Text(sample.rate_source, style=self.role("muted")))
+            rates.append(f"  {sample.rate_source}", style=self.role("muted"))
+        t.add_row("server tok/s", rates)
         ours = snap.segment_stats
         server = (
             f"server {ms(sample.ttft_p50_ms)}/{ms(sample.ttft_p99_ms)}"
