@@ -99,6 +99,11 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--no-ignore-eos", action="store_true", help="let the model stop early")
     g.add_argument("--temperature", type=_temperature, help="sampling temperature (0-2)")
     g.add_argument("--timeout", type=_positive_float, help="per-request timeout in seconds")
+    g.add_argument(
+        "--slo",
+        metavar="THRESHOLDS",
+        help="a request is good when it meets every one, e.g. ttft=500ms,tpot=50ms,e2el=20s (goodput)",
+    )
     g = p.add_argument_group("target")
     g.add_argument("--model", "-m", default="", help="model id (default: the server's first)")
     g.add_argument("--api-key-env", metavar="VAR", help="read the API key from this environment variable")
@@ -147,9 +152,15 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
     )
     if args.faults and args.url:
         raise ValueError("--faults applies only to the simulated server: drop the URL or the flag")
+    from llmsurge.metrics.slo import parse_slo
     from llmsurge.sim.server import Faults
 
     Faults.parse(args.faults)  # fail early with a clear message
+    slo = parse_slo(args.slo) if args.slo else parse_slo(scenario.slo)
+    if getattr(args, "find_max", None):
+        scenario = _capacity_search(scenario, args)
+        if not slo:
+            raise ValueError("--find-max needs a promise to hold: add --slo, e.g. --slo ttft=500ms,tpot=50ms")
     return RunConfig(
         scenario=scenario,
         url=args.url,
@@ -164,6 +175,25 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
         keep_alive=keep_alive,
         telemetry=not args.no_telemetry,
         gpu_metrics_url=args.gpu_metrics_url,
+        slo=slo,
+    )
+
+
+def _capacity_search(scenario: Any, args: argparse.Namespace) -> Any:
+    """The scenario, its stages replaced by a capacity search over ``--find-max``."""
+    from dataclasses import replace
+
+    from llmsurge.engine.scenario import Search, Stage
+
+    base = scenario.search or Search()
+    search = replace(
+        base,
+        mode=args.find_max,
+        target=args.target_good if args.target_good is not None else base.target,
+        level_duration=args.duration or base.level_duration,
+    )
+    return replace(
+        scenario, search=search, stages=(Stage(search.load_at(search.start), duration=search.level_duration),)
     )
 
 
@@ -217,6 +247,16 @@ def _add_run(sub: Any) -> None:
         "--fail-on",
         metavar="THRESHOLDS",
         help="exit 1 when any is breached, e.g. p99_ttft_ms>500,error_rate>0.01 (segments.KEY: every segment)",
+    )
+    run.add_argument(
+        "--find-max",
+        choices=("concurrency", "rate"),
+        help="search the highest load whose requests still meet --slo (doubling, then bisecting; -d per level)",
+    )
+    run.add_argument(
+        "--target-good",
+        type=lambda v: _number(v, 0.0, 1.0, low_open=True),
+        help="--find-max: the share of requests that must meet the SLO (default 0.95)",
     )
 
 

@@ -78,6 +78,14 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
     row("Request throughput (req/s)", "request_throughput")
     row("Output token throughput (tok/s)", "output_throughput")
     row("Total token throughput (tok/s)", "total_token_throughput")
+    if summary.get("slo"):
+        t.add_section()
+        slo = ", ".join(f"{k.upper()}≤{v:g}ms" for k, v in summary["slo"].items())
+        t.add_row(Text("SLO", style="bold"), Text(slo))
+        row("Good requests", "good_requests", "{:d}")
+        row("Good share of successful requests", "good_share", "{:.1%}")
+        row("Request goodput (req/s)", "request_goodput")
+        row("Good output throughput (tok/s)", "good_output_throughput")
     starred = False
     for name, label in (
         ("ttft", "Time to First Token"),
@@ -106,10 +114,12 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
 def segments_table(summary: dict[str, Any]) -> Table:
     """One row per segment: the saturation table (throughputs as delivered while each segment was open)."""
     t = Table(title="segments")
+    segs = summary.get("segments", [])
+    slo = any("good_share" in s for s in segs)
     columns = ("#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache")
-    for col in columns:
+    for col in (*columns, "good") if slo else columns:
         t.add_column(col, justify="right" if col not in ("load",) else "left")
-    for s in summary.get("segments", []):
+    for s in segs:
         n = int(s.get("n_ttft") or 0)
         hit = s.get("prefix_cache_hit_rate")
         load = Text(str(s.get("load", "")))
@@ -126,6 +136,7 @@ def segments_table(summary: dict[str, Any]) -> Table:
             _cell(s.get("p99_ttft_ms") if n else None, "{:.1f}", 0 < n < min_samples(99.0)),
             _cell(s.get("median_tpot_ms") if s.get("n_tpot") else None, "{:.2f}"),
             _cell(hit, "{:.0%}"),
+            *([_cell(s.get("good_share") if s["completed"] else None, "{:.0%}")] if slo else []),
         )
     return t
 

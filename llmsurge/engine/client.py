@@ -300,6 +300,7 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
     content_chunks = 0
     usage: Any = None
     saw_choices = False
+    texts = rec.text
     async for raw in _raw_chunks(resp):
         t = _now()
         try:
@@ -337,6 +338,7 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
                 text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
                 if text:
                     content_chunks += 1
+                    texts.append(text)
                     if rec.ttfc is None:
                         rec.ttfc = t - st
                 reason = choice.get("finish_reason")
@@ -385,6 +387,7 @@ def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounte
     rec.finish_reason = str(choice.get("finish_reason") or "")
     message = choice.get("message")
     text = (message.get("content") if isinstance(message, dict) else None) or choice.get("text") or ""
+    rec.text.append(str(text))
     words = len(str(text).split())
     usage, timings = msg.get("usage"), msg.get("timings")
     if isinstance(usage, dict) and isinstance(timings, dict):
@@ -457,6 +460,27 @@ def cached_tokens(usage: dict[str, Any]) -> int | None:
     if isinstance(timings, dict) and timings.get("cache_n") is not None:
         return _count(timings["cache_n"])
     return None
+
+
+def curl_command(target: Target, body: bytes, key_var: str | None) -> str:
+    """A shell command that sends ``body`` again as it was sent; the key as ``$VAR``, never its value."""
+    import shlex
+
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = {}
+    endpoint = "chat" if isinstance(payload, dict) and "messages" in payload else "completions"
+    parts = ["curl", "-sS"]
+    if isinstance(payload, dict) and payload.get("stream"):
+        parts.append("-N")
+    parts += [shlex.quote(target.url(endpoint)), "-H", shlex.quote("Content-Type: application/json")]
+    if target.api_key:
+        parts += ["-H", f'"Authorization: Bearer ${key_var or "API_KEY"}"']
+    elif target.basic_auth:
+        parts += ["-u", f'"{target.basic_auth[0]}:$PASSWORD"']
+    parts += ["-d", shlex.quote(body.decode(errors="replace"))]
+    return redact(" ".join(parts))
 
 
 # ---- discovery and one-off requests (not the hot path) ----------------------------------------------
@@ -554,6 +578,7 @@ async def one_request(
     url = target.url(shape.endpoint)
     await run_request(client, url, target.headers(), body, shape.stream, rec, ChunkCounter(), shape.timeout)
     rec.end = _now()
+    rec.keep_text()
     return rec
 
 

@@ -14,12 +14,13 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from llmsurge.engine.client import Target
 from llmsurge.engine.prompts import Calibration
-from llmsurge.engine.scenario import Load, Scenario, Stage
+from llmsurge.engine.scenario import Load, Scenario, Search, Stage
 from llmsurge.engine.worker import (
     MAX_WORKER_IDS,
     TAKEN_BASE,
@@ -323,6 +324,10 @@ class Controller:
         self._changed = asyncio.Event()
         self._restart: Scenario | None = None
         self.manual = False
+        self.judge: Callable[[int], float | None] | None = None
+        """A segment's share of good requests (the SLO's), for a capacity search."""
+        self.capacity: dict[str, Any] | None = None
+        """A capacity search's outcome: the highest load that held, and every level tried."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- the API ------------------------------------------------------------------------------
@@ -440,10 +445,12 @@ class Controller:
             await self._sleep_or_change(wait)
 
     async def _run_scenario(self) -> bool:
-        """Warm-up then every stage; False if interrupted."""
+        """Warm-up then every stage (or a capacity search); False if interrupted."""
         self.manual = False
         await self._warmup()
         self.bus.set_state("paused" if self.paused else "running")
+        if self.scenario.search is not None:
+            return await self._run_search(self.scenario.search)
         previous = 0.0
         for i, stage in enumerate(self.scenario.stages):
             if not await self._run_stage(stage):
@@ -454,6 +461,43 @@ class Controller:
                     self.bus.note(f"throughput stopped growing at {stage.load.describe()}: ramp ends")
                     break
                 previous = max(previous, tput)
+        return True
+
+    async def _run_search(self, search: Search) -> bool:
+        """Raise the load until the good share drops below the target: doubling, then bisecting."""
+        held: float | None = None
+        failed: float | None = None
+        tried: list[dict[str, Any]] = []
+        level: float | None = search.start
+        while level is not None and len(tried) < search.max_levels:
+            load = search.load_at(level)
+            if not await self._run_stage(Stage(load, duration=search.level_duration)):
+                return False
+            share = self.judge(self.segment) if self.judge is not None else None
+            ok = share is not None and share >= search.target
+            tried.append({"load": load.describe(), "level": level, "good_share": share, "held": ok})
+            if ok:
+                held = max(held or level, level)
+            else:
+                failed = min(failed or level, level)
+            level = search.next_level(held, failed)
+            if level is not None and any(t["level"] == level for t in tried):
+                level = None
+        best = search.load_at(held).describe() if held is not None else None
+        self.capacity = {
+            "mode": search.mode,
+            "target_good_share": search.target,
+            "max_held": held,
+            "max_held_load": best,
+            "first_failed": failed,
+            "levels": tried,
+        }
+        target = f"{search.target:.0%} good"
+        self.bus.note(
+            f"capacity: {best} is the most that held {target}"
+            if best
+            else f"capacity: not even the first level held {target}"
+        )
         return True
 
     async def run(self) -> None:

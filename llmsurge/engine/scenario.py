@@ -65,6 +65,36 @@ class Stage:
     duration: float | None = None
 
 
+SEARCH_MODES = ("concurrency", "rate")
+
+
+@dataclass(frozen=True)
+class Search:
+    """A capacity search: raise the load (doubling, then bisecting between the last level that held and the first
+    that did not) until the share of good requests (an SLO) drops below ``target``. Bounded in levels and time."""
+
+    mode: str = "concurrency"  # or "rate" (requests/s, Poisson arrivals)
+    target: float = 0.95  # good share a level must keep
+    start: float = 1.0
+    level_duration: float = 15.0  # seconds per level
+    max_levels: int = 12
+
+    def load_at(self, level: float) -> Load:
+        """The load of one level."""
+        if self.mode == "rate":
+            return Load(concurrency=None, rate=level, arrival="poisson")
+        return Load(concurrency=int(level))
+
+    def next_level(self, held: float | None, failed: float | None) -> float | None:
+        """The next level to try, or None when the bracket is as narrow as it gets."""
+        if failed is None:
+            return (held or self.start) * 2
+        low = held or 0.0
+        if self.mode == "concurrency":
+            return None if failed - low <= 1 else float((int(low) + int(failed)) // 2) or None
+        return None if failed - low <= 0.1 * failed else round((low + failed) / 2, 2)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A preset made concrete: stages run in order, with warm-up requests first."""
@@ -76,9 +106,15 @@ class Scenario:
     warmup: int = 0
     stop_on_plateau: bool = False
     reference: str = ""
+    search: Search | None = None
+    """When set, the stages are replaced by a capacity search."""
+    slo: str = ""
+    """The preset's SLO (``ttft=500ms,…``), used when the command line gives none."""
 
     def peak_concurrency(self) -> int | None:
-        """The most requests any stage keeps in flight (None: an uncapped rate, no bound)."""
+        """The most requests any stage keeps in flight (None: an uncapped rate, a search: no bound)."""
+        if self.search is not None:
+            return None
         peaks = [st.load.concurrency if not st.load.is_open_loop else st.load.max_concurrency for st in self.stages]
         return None if any(p is None for p in peaks) else max(p or 0 for p in peaks) or None
 

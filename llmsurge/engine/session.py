@@ -41,6 +41,8 @@ from llmsurge.metrics.results import (
     default_results_folder,
     write_json_atomic,
 )
+from llmsurge.metrics.slo import Slo, good_mask
+from llmsurge.metrics.stats import ALIGNED
 from llmsurge.metrics.summary import RunFacts, build_summary
 from llmsurge.redaction import register_secret
 from llmsurge.sim.process import SimProcess
@@ -72,6 +74,8 @@ class RunConfig:
     gpu_metrics_url: str | None = None
     measure_read_delay: bool = False  # benchmarks: workers record how late stamped chunks are read
     sim_config: Any = None  # a SimConfig for the embedded server (benchmarks, tests); default when None
+    slo: Slo = field(default_factory=Slo)
+    """Thresholds a request must meet to count as good (goodput); empty: none."""
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +109,7 @@ class RunConfig:
             "scenario": sc,
             "sim_faults": self.sim_faults,
             "seed": self.seed,
+            "slo": str(self.slo) or None,
         }
 
 
@@ -294,6 +299,7 @@ class RunSession:
         )
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
+        self.controller.judge = self._good_share
         if self.config.telemetry:
             from llmsurge.telemetry.probe import TelemetryPlan, make_samplers
 
@@ -302,6 +308,18 @@ class RunSession:
         for s in self.samplers:
             s.start()
         return self.controller
+
+    def _good_share(self, segment: int) -> float | None:
+        """Share of the segment's requests that ended well and met the SLO (failures are not good)."""
+        slo = self.config.slo
+        if not slo:
+            return None
+        seg = self.bus.view().segments[segment - 1]
+        ended = seg.ok + seg.failed
+        if not ended:
+            return 0.0
+        values = {m: seg.columns[m].values() for m in ALIGNED}
+        return int(good_mask(values, slo).sum()) / ended
 
     def _write_failed(self, exc: OSError) -> None:
         """The result writer could not write (disk full …): stop the load; what was written stays."""
@@ -332,6 +350,8 @@ class RunSession:
             workers=self.config.n_workers,
             notes=self.notes,
             telemetry=self.telemetry_summary(),
+            slo=self.config.slo,
+            capacity=self.controller.capacity if self.controller else None,
         )
         return build_summary(self.bus.view(with_stats=True), facts)
 

@@ -234,6 +234,7 @@ class Worker:
         rec.prompt_tokens = expected_in
         rec.max_tokens = max_tokens
         rec.ignore_eos = shape.ignore_eos
+        rec.body = body
         self.inflight[rid] = rec
         self.started += 1
         rec.start = time.monotonic()
@@ -261,6 +262,7 @@ class Worker:
             rec.fail(Failure.CLIENT_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             rec.end = time.monotonic()
+            rec.keep_text()
             if rec.ok:
                 # Streams were counted chunk by chunk as they arrived; settle on the usage figure.
                 counted = (len(rec.itl) + 1 if rec.ttft is not None else 0) if shape.stream else 0

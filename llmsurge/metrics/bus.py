@@ -303,6 +303,14 @@ class MetricsBus:
         with self._lock:
             return self.segments[-1].index if self.segments else 0
 
+    def find_record(self, request_id: str) -> RequestRecord | None:
+        """A recently finished request (the last :data:`RECENT_ROWS`), for the inspector."""
+        with self._lock:
+            for rec in reversed(self._recent):
+                if rec.request_id == request_id:
+                    return rec
+        return None
+
     def delivered_output_throughput(self, index: int) -> float:
         """Output tokens per second that arrived while segment ``index`` was open (the ramp's stop rule)."""
         with self._lock:

@@ -36,6 +36,10 @@ class Failure(str, Enum):
         return self.value
 
 
+TEXT_KEPT = 2000
+"""Characters of an answer kept at each end (the request inspector shows them; requests.jsonl does not)."""
+
+
 def http_kind(status: int) -> str:
     """The failure kind for a non-2xx HTTP status."""
     return f"http_{status}"
@@ -74,7 +78,19 @@ class RequestRecord:
     cached_tokens: int | None = None  # prompt tokens the server served from its prefix cache (None: not reported)
     ignore_eos: bool = False  # asked for exactly max_tokens tokens
     client_wait: float | None = None  # open loop: seconds between the scheduled send and the real one (ours)
+    text: list[str] = field(default_factory=list)  # content as it arrives (the client appends; see keep_text)
+    text_head: str = ""  # the first TEXT_KEPT characters of the answer (for the inspector; not written)
+    text_tail: str = ""  # and the last ones, when the answer was longer
+    body: bytes = b""  # the request as sent (for "copy as curl"; not written)
     usage_rejected: str = ""  # the server's usage figure when it was implausible and chunk counts were used
+
+    def keep_text(self) -> None:
+        """The request is over: keep the answer's first and last :data:`TEXT_KEPT` characters only."""
+        if self.text:
+            full = "".join(t if isinstance(t, str) else str(t) for t in self.text)
+            self.text = []
+            self.text_head = full[:TEXT_KEPT]
+            self.text_tail = full[TEXT_KEPT:][-TEXT_KEPT:]
 
     @property
     def ok(self) -> bool:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.sketch import ItlSketch
-from llmsurge.metrics.stats import PER_REQUEST, SCHEDULED
+from llmsurge.metrics.stats import ALIGNED, SCHEDULED
+
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class SegmentStats:
     """Successful requests that asked for exact lengths (ignore_eos)."""
     short_outputs: int = 0
     """…of which came back shorter: the server ignored ignore_eos."""
-    columns: dict[str, Column] = field(default_factory=lambda: {m: Column() for m in (*PER_REQUEST, *SCHEDULED)})
+    columns: dict[str, Column] = field(default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED)})
     itl: ItlSketch = field(default_factory=ItlSketch)
 
     def add(self, rec: RequestRecord) -> None:
@@ -130,15 +132,14 @@ class SegmentStats:
                 cols["client_wait"].append(rec.client_wait)
                 if rec.e2el is not None:
                     cols["e2el_sched"].append(rec.e2el + rec.client_wait)
-            if rec.ttft is not None:
-                cols["ttft"].append(rec.ttft)
-            if rec.ttfc is not None:
-                cols["ttfc"].append(rec.ttfc)
-            if rec.e2el is not None:
-                cols["e2el"].append(rec.e2el)
             tpot = rec.tpot
-            if tpot is not None:
-                cols["tpot"].append(tpot)
+            # One row per successful request in every aligned column (an SLO judges the row as a whole).
+            cols["ttft"].append(NAN if rec.ttft is None else rec.ttft)
+            cols["ttfc"].append(NAN if rec.ttfc is None else rec.ttfc)
+            cols["e2el"].append(NAN if rec.e2el is None else rec.e2el)
+            cols["tpot"].append(NAN if tpot is None else tpot)
+            cols["itl_max"].append(max(rec.itl) if rec.itl else NAN)
+            cols["output_tokens"].append(rec.output_tokens)
             if rec.itl:
                 self.itl.extend(rec.itl)
         elif rec.status is Status.CANCELLED:

@@ -17,8 +17,8 @@ import numpy as np
 from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent
 from llmsurge.metrics.health import ClientHealth, client_health
 from llmsurge.metrics.segment import SegmentView
-from llmsurge.metrics.sketch import ItlSketch
-from llmsurge.metrics.stats import DEFAULT_PERCENTILES, PER_REQUEST, latency_block
+from llmsurge.metrics.slo import Slo
+from llmsurge.metrics.stats import DEFAULT_PERCENTILES
 from llmsurge.metrics.summary import run_latency, segment_delivery
 
 HISTOGRAM_BINS = 24
@@ -57,6 +57,7 @@ class SegmentRow:
     n: int  # successful requests its percentiles stand on
     starved: bool = False  # measured while other processes held the CPU (timings inflated)
     cache_hit_rate: float | None = None  # share of prompt tokens from the server's prefix cache (None: not said)
+    good_share: float | None = None  # share of successful requests that met the SLO (None: no SLO set)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class Snapshot:
     events: tuple[RunEvent, ...] = ()
     telemetry: dict[str, Any] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
+    slo: Slo = field(default_factory=Slo)
+    """The SLO that goodput in ``segment_stats``/``run_stats`` (``request_goodput``, ``good_share``) is held to."""
 
 
 @dataclass(frozen=True)
@@ -108,15 +111,27 @@ class SnapshotBuilder:
     """Builds snapshots of one bus, recomputing statistics at most every ``stats_every`` seconds."""
 
     def __init__(
-        self, bus: MetricsBus, stats_every: float = 1.0, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+        self,
+        bus: MetricsBus,
+        stats_every: float = 1.0,
+        percentiles: tuple[float, ...] = DEFAULT_PERCENTILES,
+        slo: Slo | None = None,
     ) -> None:
         self.bus = bus
         self.stats_every = stats_every
         self.percentiles = percentiles
+        self.slo = slo or Slo()
         self._stats: _Stats | None = None
         self._at = 0.0
         self._segment_stats: dict[tuple[int, int], dict[str, float]] = {}
         self._run_stats: tuple[tuple[int, int], dict[str, float]] | None = None
+
+    def set_slo(self, slo: Slo) -> None:
+        """Hold goodput to ``slo`` from now on (every segment's figures are recomputed: the values are kept)."""
+        self.slo = slo
+        self._segment_stats.clear()
+        self._run_stats = None
+        self._stats = None
 
     def snapshot(self) -> Snapshot:
         """The run now."""
@@ -137,7 +152,8 @@ class SnapshotBuilder:
         seg_stats = self._segment_latency(current) if current is not None else {}
         run_key = (len(segs), sum(s.ok for s in segs))
         if self._run_stats is None or self._run_stats[0] != run_key:
-            self._run_stats = (run_key, run_latency(segs, self.percentiles))
+            duration = view.now - view.run_start if view.run_start else 0.0
+            self._run_stats = (run_key, run_latency(segs, self.percentiles, self.slo, duration))
         run_stats = self._run_stats[1]
         rows = tuple(self._segment_row(s, view.now) for s in segs)
         version = (self._stats.version + 1) if self._stats is not None else 1
@@ -149,8 +165,7 @@ class SnapshotBuilder:
         key = (seg.index, seg.ok)
         cached = self._segment_stats.get(key)
         if cached is None:
-            values = {m: seg.columns[m].values() for m in PER_REQUEST}
-            cached = latency_block(values, seg.itl or ItlSketch(), self.percentiles)
+            cached = run_latency((seg,), self.percentiles, self.slo, seg.duration(time.monotonic()))
             self._segment_stats = {k: v for k, v in self._segment_stats.items() if k[0] != seg.index}
             self._segment_stats[key] = cached
         return cached
@@ -173,6 +188,7 @@ class SnapshotBuilder:
             seg.ok,
             seg.starved_seconds > 0,
             seg.cache_hit_rate,
+            st.get("good_share") if self.slo else None,
         )
 
     def _assemble(self, view: BusView, stats: _Stats) -> Snapshot:
@@ -207,6 +223,7 @@ class SnapshotBuilder:
             events=view.events[-20:],
             telemetry=view.telemetry,
             info=view.info,
+            slo=self.slo,
         )
 
 
@@ -215,6 +232,9 @@ def ttft_histogram(seg: SegmentView | None, bins: int = HISTOGRAM_BINS) -> tuple
     if seg is None or not seg.columns["ttft"].n:
         return ((), ())
     arr = seg.columns["ttft"].values().astype(np.float64) * 1000.0
+    arr = arr[~np.isnan(arr)]
+    if not arr.size:
+        return ((), ())
     hi = float(np.percentile(arr, 99.5)) if arr.size > 20 else float(arr.max())
     lo = float(arr.min())
     if hi <= lo:

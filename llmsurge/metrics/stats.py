@@ -14,6 +14,9 @@ DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
 METRICS = ("ttft", "tpot", "itl", "e2el")
 PER_REQUEST = ("ttft", "ttfc", "tpot", "e2el")
 """Figures kept exactly, one value per request (ITL, one per token, is sketched)."""
+ALIGNED = (*PER_REQUEST, "itl_max", "output_tokens")
+"""One row per successful request, in the same order in every column (NaN where a request has no such figure):
+what an SLO judges a request on."""
 SCHEDULED = ("client_wait", "e2el_sched")
 """Open loop only: how late we sent a request after its scheduled time (a wait for a free slot under
 ``max_concurrency``, or a late client), and E2EL counted from the scheduled time."""
@@ -72,7 +75,8 @@ def latency_block(
     ``n_<metric>``: how many values each stands on. Snapshots and summaries both use this one block."""
     out: dict[str, float] = {}
     for name in PER_REQUEST:
-        values = per_request.get(name, np.empty(0))
+        values = np.asarray(per_request.get(name, np.empty(0)))
+        values = values[~np.isnan(values)]  # aligned columns hold NaN where a request has no such figure
         out.update(describe_ms(name, values, percentiles))
         out[f"n_{name}"] = len(values)
     if itl.count:

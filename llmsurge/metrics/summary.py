@@ -16,9 +16,10 @@ import numpy as np
 from llmsurge.metrics.bus import BusView
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.sketch import ItlSketch
+from llmsurge.metrics.slo import Slo, goodput
 from llmsurge.metrics.stats import (
+    ALIGNED,
     DEFAULT_PERCENTILES,
-    PER_REQUEST,
     SCHEDULED,
     describe_ms,
     error_rate,
@@ -42,18 +43,32 @@ class RunFacts:
     notes: list[str] = field(default_factory=list)
     telemetry: dict[str, Any] = field(default_factory=dict)  # source → its sampler's summary
     shares_prefixes: bool = False  # the scenario shares prompt prefixes on purpose (a warm cache is intended)
+    slo: Slo = field(default_factory=Slo)
+    capacity: dict[str, Any] | None = None  # a capacity search's outcome
 
 
-def run_latency(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, float]:
-    """The latency block over every segment (views taken with their ITL sketches)."""
-    values = {
-        m: np.concatenate([s.columns[m].values() for s in segments]) if segments else np.empty(0) for m in PER_REQUEST
+def aligned_values(segments: tuple[SegmentView, ...]) -> dict[str, np.ndarray]:
+    """The segments' per-request columns, concatenated (one row per successful request)."""
+    return {
+        m: np.concatenate([s.columns[m].values() for s in segments]) if segments else np.empty(0, np.float32)
+        for m in ALIGNED
     }
+
+
+def run_latency(
+    segments: tuple[SegmentView, ...], percentiles: tuple[float, ...], slo: Slo | None = None, duration: float = 0.0
+) -> dict[str, float]:
+    """The latency block over every segment (views taken with their ITL sketches), and goodput when an SLO is
+    set (over ``duration``)."""
+    values = aligned_values(segments)
     itl = ItlSketch()
     for s in segments:
         if s.itl is not None:
             itl.merge(s.itl)
-    return latency_block(values, itl, percentiles)
+    out = latency_block(values, itl, percentiles)
+    if slo:
+        out.update(goodput(values, slo, duration))
+    return out
 
 
 def scheduled_block(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, float]:
@@ -113,7 +128,9 @@ def segment_delivery(seg: SegmentView, now: float) -> dict[str, float]:
     return throughput(seg.arrived_completions, seg.arrived_input_tokens, seg.arrived_tokens, seg.duration(now))
 
 
-def segment_summary(seg: SegmentView, now: float, percentiles: tuple[float, ...]) -> dict[str, Any]:
+def segment_summary(
+    seg: SegmentView, now: float, percentiles: tuple[float, ...], slo: Slo | None = None
+) -> dict[str, Any]:
     """vLLM bench serve's keys for one segment (the view must carry its ITL sketch)."""
     out: dict[str, Any] = {
         "segment": seg.index,
@@ -134,8 +151,7 @@ def segment_summary(seg: SegmentView, now: float, percentiles: tuple[float, ...]
         "prefix_cache_hit_rate": seg.cache_hit_rate,
     }
     out.update(segment_delivery(seg, now))
-    values = {m: seg.columns[m].values() for m in PER_REQUEST}
-    out.update(latency_block(values, seg.itl or ItlSketch(), percentiles))
+    out.update(run_latency((seg,), percentiles, slo, seg.duration(now)))
     out.update(scheduled_block((seg,), percentiles))
     out["short_outputs"] = seg.short_outputs
     out["client"] = {
@@ -149,7 +165,9 @@ def segment_summary(seg: SegmentView, now: float, percentiles: tuple[float, ...]
     return out
 
 
-def summarize_run(view: BusView, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES) -> dict[str, Any]:
+def summarize_run(
+    view: BusView, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES, slo: Slo | None = None
+) -> dict[str, Any]:
     """vLLM bench serve's top-level keys for the whole run, plus every segment's (a view taken with stats)."""
     segs = view.segments
     start = view.run_start if view.run_start is not None else view.now
@@ -173,11 +191,11 @@ def summarize_run(view: BusView, percentiles: tuple[float, ...] = DEFAULT_PERCEN
         "prefix_cache_hit_rate": _hit_rate(segs),
     }
     out.update(throughput(ok, inp, out_tok, duration))
-    out.update(run_latency(segs, percentiles))
+    out.update(run_latency(segs, percentiles, slo, duration))
     out.update(scheduled_block(segs, percentiles))
     out["short_outputs"] = sum(s.short_outputs for s in segs)
     out["warmup"] = {"completed": view.warmup_done, "failed": view.warmup_failed}
-    out["segments"] = [segment_summary(s, view.now, percentiles) for s in segs]
+    out["segments"] = [segment_summary(s, view.now, percentiles, slo) for s in segs]
     return out
 
 
@@ -194,7 +212,7 @@ def build_summary(
     view: BusView, facts: RunFacts, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
 ) -> dict[str, Any]:
     """The whole of ``summary.json``."""
-    s = summarize_run(view, percentiles)
+    s = summarize_run(view, percentiles, facts.slo)
     for seg in s["segments"]:
         per = {
             name: t["segments"].get(str(seg["segment"]))
@@ -225,4 +243,8 @@ def build_summary(
             "telemetry": facts.telemetry,
         }
     )
+    if facts.slo:
+        s["slo"] = {m: v * 1000.0 for m, v in facts.slo.limits.items()}  # ms, as the other keys
+    if facts.capacity is not None:
+        s["capacity"] = facts.capacity
     return s

@@ -9,7 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from llmsurge.engine import limits
-from llmsurge.engine.scenario import ARRIVALS, ENDPOINTS, Load, PromptCase, RequestShape, Scenario, Stage
+from llmsurge.engine.scenario import (
+    ARRIVALS,
+    ENDPOINTS,
+    SEARCH_MODES,
+    Load,
+    PromptCase,
+    RequestShape,
+    Scenario,
+    Search,
+    Stage,
+)
+from llmsurge.metrics.slo import SLO_METRICS, SloError, parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +40,10 @@ TOP_KEYS = {
     "request",
     "stages",
     "cases",
+    "search",
+    "slo",
 }
+SEARCH_KEYS = {"mode", "target", "start", "level_duration", "max_levels"}
 LOAD_KEYS = {"concurrency", "rate", "arrival", "burstiness", "max_concurrency"}
 LENGTH_KEYS = {"requests", "duration"}
 STAGE_KEYS = LOAD_KEYS | LENGTH_KEYS
@@ -204,6 +218,37 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
     return RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=_cases(c, data))
 
 
+def _search(c: _Checker, data: dict[str, Any]) -> Search | None:
+    if "search" not in data:
+        return None
+    t = c.keys(data["search"], SEARCH_KEYS, "search")
+    w = "search."
+    default = Search()
+    return Search(
+        mode=c.choice(t, "mode", w, SEARCH_MODES) or default.mode,
+        target=c.num(t, "target", w, maximum=1.0) or default.target,
+        start=c.num(t, "start", w, maximum=limits.MAX_RATE) or default.start,
+        level_duration=c.num(t, "level_duration", w) or default.level_duration,
+        max_levels=c.num(t, "max_levels", w, int, maximum=64) or default.max_levels,
+    )
+
+
+def _slo(c: _Checker, data: dict[str, Any]) -> str:
+    """``[slo]`` ``ttft = "500ms"`` (or a number of ms) → the ``--slo`` spelling, checked."""
+    if "slo" not in data:
+        return ""
+    table = c.keys(data["slo"], set(SLO_METRICS), "slo")
+    parts = []
+    for metric, value in table.items():
+        text = f"{value}ms" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+        try:
+            parse_duration(text, metric)
+        except SloError as exc:
+            raise c.fail(f"slo.{metric}", f'must be a duration like "500ms" or "2s" ({exc})') from None
+        parts.append(f"{metric}={text}")
+    return ",".join(parts)
+
+
 def load_preset_file(path: str | Path) -> Scenario:
     """Parse and validate one preset file."""
     path = Path(path)
@@ -216,14 +261,18 @@ def load_preset_file(path: str | Path) -> Scenario:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise c.fail("description", "must be a string")
+    search = _search(c, data)
+    stages = (Stage(search.load_at(search.start), duration=search.level_duration),) if search else _stages(c, data)
     return Scenario(
         name=name,
         description=description,
-        stages=_stages(c, data),
+        stages=stages,
         shape=_shape(c, data),
         warmup=c.num(data, "warmup", "", int, 0, strict=False, maximum=limits.MAX_COUNT) or 0,
         stop_on_plateau=c.boolean(data, "stop_on_plateau", "") or False,
         reference=str(data.get("reference", "")),
+        search=search,
+        slo=_slo(c, data),
     )
 
 

@@ -23,15 +23,17 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
-from llmsurge.engine.client import ServerError
+from llmsurge.engine.client import ServerError, Target, curl_command
 from llmsurge.engine.scenario import Load
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
+from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.presets import PresetError, find_preset
 from llmsurge.redaction import redact
 from llmsurge.tui.commands import LoadCommands
 from llmsurge.tui.driver import ResilientLinuxDriver
+from llmsurge.tui.screens.inspector import InspectorScreen
 from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.screens.presets import PresetPicker
 
@@ -58,16 +60,22 @@ class LLMSurgeApp(App[Path | None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
 
     def __init__(
-        self, config: RunConfig, snapshot_source: Callable[[], Snapshot] | None = None, refresh_hz: float = REFRESH_HZ
+        self,
+        config: RunConfig,
+        snapshot_source: Callable[[], Snapshot] | None = None,
+        refresh_hz: float = REFRESH_HZ,
+        records: dict[str, RequestRecord] | None = None,
     ) -> None:
         super().__init__()
+        self.records = records
+        """Finished requests by id, for a fixed snapshot (tests); a live run asks the bus."""
         self.config = config
         """What to run (the CLI's flags over a preset)."""
         self.session = RunSession(config)
         """The run: simulated server, workers, controller, bus, result files."""
         self.live = snapshot_source is None
         """False when showing fixed snapshots (tests): no server, no workers."""
-        self.snapshots = SnapshotBuilder(self.session.bus)
+        self.snapshots = SnapshotBuilder(self.session.bus, slo=config.slo)
         """Builds the panes' snapshots (statistics recomputed about once a second)."""
         self.snapshot_source = snapshot_source or self.snapshots.snapshot
         """Where the panes' data comes from."""
@@ -239,6 +247,24 @@ class LLMSurgeApp(App[Path | None]):
         step = max(0.1, round(load.rate * 0.1, 2))
         self.set_rate(load.rate + step * (1 if direction > 0 else -1))
 
+    def set_slo(self, metric: str, seconds: float | None) -> None:
+        """Set (or, with None, drop) one SLO threshold; goodput is recomputed for every segment."""
+        slo = self.config.slo.with_limit(metric, seconds)
+        self.config.slo = slo
+        self.snapshots.set_slo(slo)
+        self.refresh_panes(full=True)
+        self.notify(f"SLO: {slo.describe() or 'none'}", timeout=3)
+
+    def inspect(self, request_id: str) -> None:
+        """Open a finished request in the inspector."""
+        rec = self.records.get(request_id) if self.records is not None else self.session.bus.find_record(request_id)
+        if rec is None:
+            self.notify("that request is still running (or no longer kept): open it once it has finished")
+            return
+        target = self.session.target or Target.from_url(self.config.url or "http://127.0.0.1:8000")
+        curl = curl_command(target, rec.body, self.config.api_key_env)
+        self.push_screen(InspectorScreen(rec, curl))
+
     def action_toggle_pause(self) -> None:
         """``space``: stop starting requests (in flight drain), or start again."""
         if self.controller_ready:
@@ -266,6 +292,11 @@ class LLMSurgeApp(App[Path | None]):
             self.notify(str(exc), severity="error")
             return
         assert self.session.controller is not None
+        if scenario.slo and not self.config.slo:  # a preset's promise, when none was given
+            from llmsurge.metrics.slo import parse_slo
+
+            self.config.slo = parse_slo(scenario.slo)
+            self.snapshots.set_slo(self.config.slo)
         self.session.controller.switch_scenario(scenario)
         self.session.bus.set_info(preset=scenario.name)
         self.notify(f"preset {scenario.name}: {scenario.description}", timeout=4)
@@ -317,12 +348,16 @@ class LLMSurgeApp(App[Path | None]):
             self.notify(self.message, title="the run stopped", severity="error", timeout=30)
 
 
-def make_app(config: RunConfig, snapshot_source: Callable[[], Snapshot] | None = None) -> LLMSurgeApp:
+def make_app(
+    config: RunConfig,
+    snapshot_source: Callable[[], Snapshot] | None = None,
+    records: dict[str, RequestRecord] | None = None,
+) -> LLMSurgeApp:
     """The app factory used by the CLI and the tests."""
     # multiprocessing's resource tracker passes sys.stderr's fd to its child; Textual replaces sys.stderr with
     # an object without a real fd, so start the tracker now, before the app runs and spawns workers.
     resource_tracker.ensure_running()
-    return LLMSurgeApp(config, snapshot_source=snapshot_source)
+    return LLMSurgeApp(config, snapshot_source=snapshot_source, records=records)
 
 
 def run_tui(config: RunConfig) -> int:

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
+from llmsurge.metrics.slo import SloError, parse_duration
 from llmsurge.presets import list_presets
 
 if TYPE_CHECKING:
     from llmsurge.tui.app import LLMSurgeApp
 
 _CONCURRENCY = re.compile(r"^\s*(?:concurrency|c)\s*=?\s*(\d+)\s*$", re.I)
+_SLO = re.compile(r"^\s*slo\s+(ttft|ttfc|tpot|itl|e2el)\s*=?\s*(off|none|[0-9.]+\s*(?:ms|s)?)\s*$", re.I)
 _RATE = re.compile(r"^\s*(?:rate|r)\s*=?\s*(\d+(?:\.\d*)?|\.\d+)\s*$", re.I)
 
 
@@ -47,6 +49,7 @@ class LoadCommands(Provider):
             yield DiscoveryHit(name, cb, help=help_)
         yield DiscoveryHit("concurrency N", lambda: None, help="type e.g. 'concurrency 48' to set it exactly")
         yield DiscoveryHit("rate R", lambda: None, help="type e.g. 'rate 12.5' for R requests/s (open loop)")
+        yield DiscoveryHit("slo METRIC VALUE", lambda: None, help="type e.g. 'slo ttft 300ms' (or 'slo ttft off')")
 
     async def search(self, query: str) -> Hits:
         a = self.surge
@@ -56,6 +59,16 @@ class LoadCommands(Provider):
             yield Hit(
                 1.0, f"Set concurrency to {n}", partial(a.set_concurrency, n), help="closed loop: N requests in flight"
             )
+        m = _SLO.match(query)
+        if m:
+            metric, value = m.group(1).lower(), m.group(2).lower().replace(" ", "")
+            try:
+                seconds = None if value in ("off", "none") else parse_duration(value, "slo")
+            except SloError:
+                seconds = -1.0
+            if seconds is None or seconds > 0:
+                label = f"SLO {metric.upper()} ≤ {value}" if seconds else f"Drop the {metric.upper()} SLO"
+                yield Hit(1.0, label, partial(a.set_slo, metric, seconds), help="goodput: requests meeting every SLO")
         m = _RATE.match(query)
         if m:
             r = float(m.group(1))

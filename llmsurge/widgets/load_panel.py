@@ -31,14 +31,18 @@ class LoadPanel(RoleStyles, Static):
             t.add_row("cancelled", f"{snap.cancelled:,}")
         t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style=strong))
         t.add_row("requests/s", num(snap.request_s, 2))
+        share = snap.segment_stats.get("good_share") if snap.slo else None
+        if share is not None:  # goodput of this segment against the SLO
+            style = self.role("good") if share >= 0.95 else bad
+            t.add_row("good", Text(f"{share:.0%} {num(snap.segment_stats.get('request_goodput'), 2)}/s", style=style))
         if snap.errors:
             top = sorted(snap.errors.items(), key=lambda kv: -kv[1])[:2]
             t.add_row("errors", Text(" ".join(f"{k}:{v}" for k, v in top), style=bad))
         c = snap.client
         if c.workers:
-            style = warn if c.saturated else ""
-            t.add_row("client cpu", Text(f"{c.max_cpu:.0%} ({c.workers}w)", style=style))
-            t.add_row("loop lag", Text(f"{c.max_loop_lag_ms:,.0f} ms", style=style))
+            health = warn if c.saturated else ""
+            t.add_row("client cpu", Text(f"{c.max_cpu:.0%} ({c.workers}w)", style=health))
+            t.add_row("loop lag", Text(f"{c.max_loop_lag_ms:,.0f} ms", style=health))
         body: Table | Group = t
         if c.saturated:  # the whole width, wrapped: the reason names the remedy
             body = Group(t, Text(f"{str(c.cause).upper()}: {c.reason}", style=warn))

@@ -1,18 +1,22 @@
 """The most recent requests: those in flight on top (the longest-running first), then finished ones, newest first.
-Failures stand out.
+Failures stand out; ``f`` shows only them; a selected row opens in the inspector (enter, or a double click).
 
 A Line-API ScrollView over the snapshot's bounded rows (as toolong does): each refresh formats only the rows
 that are visible, and a finished request's line is cached, so 1,000 requests in flight cost no more to draw
-than ten.
+than ten. The selection follows a request, not a position: rows move as requests arrive.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from rich.style import Style
 from rich.text import Text
+from textual import events
+from textual.binding import Binding
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -64,9 +68,31 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
     DEFAULT_CSS = """
     RequestStream { scrollbar-size-vertical: 1; }
     """
+    BINDINGS = [
+        Binding("up", "move(-1)", "up", show=False),
+        Binding("down", "move(1)", "down", show=False),
+        Binding("enter", "inspect", "inspect", id="inspect-request"),
+    ]
+
+    @dataclass
+    class Inspect(Message):
+        """Open request ``request_id`` in the inspector."""
+
+        stream: RequestStream
+        request_id: str
+
+        @property
+        def control(self) -> RequestStream:
+            return self.stream
 
     def on_mount(self) -> None:
         self.rows: tuple[RequestRow, ...] = ()
+        """What is shown (the snapshot's rows, failures only when filtered)."""
+        self.all_rows: tuple[RequestRow, ...] = ()
+        self.selected: str | None = None
+        """The request the cursor is on (it follows the request as rows move)."""
+        self.failed_only = False
+        """Show failed requests only (``f``)."""
         self._header = Text(no_wrap=True)
         for name, width in COLUMNS:
             right = name not in ("id", "status", "error")
@@ -86,11 +112,51 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
 
     def show(self, snap: Snapshot) -> None:
         """Take the snapshot's rows and redraw what is visible."""
-        if snap.recent == self.rows:
+        if snap.recent == self.all_rows:
             return
-        self.rows = snap.recent
+        self.all_rows = snap.recent
+        self._filter()
+
+    def _filter(self) -> None:
+        rows = self.all_rows
+        self.rows = tuple(r for r in rows if r.status == "failed") if self.failed_only else rows
         self.virtual_size = Size(sum(w for _n, w in COLUMNS), len(self.rows) + 1)
         self.refresh()
+
+    def toggle_failed_only(self) -> bool:
+        """Show only failures (the ones people open first), or everything again; returns the new state."""
+        self.failed_only = not self.failed_only
+        self._filter()
+        return self.failed_only
+
+    def _index(self) -> int | None:
+        return next((i for i, r in enumerate(self.rows) if r.request_id == self.selected), None)
+
+    def action_move(self, step: int) -> None:
+        """Move the cursor one row (to the first row when none is selected)."""
+        if not self.rows:
+            return
+        i = self._index()
+        i = 0 if i is None else max(0, min(len(self.rows) - 1, i + step))
+        self.selected = self.rows[i].request_id
+        if i < self.scroll_offset.y or i >= self.scroll_offset.y + self.size.height - 1:
+            self.scroll_to(y=max(0, i - self.size.height // 2), animate=False)
+        self.refresh()
+
+    def action_inspect(self) -> None:
+        """Open the selected request in the inspector."""
+        if self.selected is not None:
+            self.post_message(self.Inspect(self, self.selected))
+
+    def on_click(self, event: events.Click) -> None:
+        """Select the row clicked; a double click opens it."""
+        i = event.y - 1 + self.scroll_offset.y
+        if event.y < 1 or not 0 <= i < len(self.rows):
+            return
+        self.selected = self.rows[i].request_id
+        self.refresh()
+        if event.chain >= 2:
+            self.action_inspect()
 
     def row_texts(self) -> list[str]:
         """The rows as plain text (tests)."""
@@ -99,6 +165,7 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
+        selected = False
         if y == 0:
             line = self._header
         else:
@@ -108,7 +175,9 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
             row = self.rows[i]
             styles = self._theme_styles()
             line = format_row(row, styles) if row.status == "running" else self._cached(row)
+            selected = row.request_id == self.selected
         console = self.app.console
         segments = list(line.render(console))
         strip = Strip(segments, line.cell_len).crop(scroll_x, scroll_x + width)
-        return strip.extend_cell_length(width, Style.null())
+        strip = strip.extend_cell_length(width, Style.null())
+        return strip.apply_style(Style(reverse=True)) if selected else strip

@@ -26,6 +26,7 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         self.zebra_stripes = True
         self.add_columns(*COLUMNS)
         self._rows: list[tuple[Text, ...]] = []
+        self._slo = False
         self.border_subtitle = "* too few requests for that percentile · ! CPU starved"
 
     def _row(self, s: SegmentRow) -> tuple[Text, ...]:
@@ -52,12 +53,19 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             Text("—" if s.cache_hit_rate is None else f"{s.cache_hit_rate:.0%}"),
             Text(f"{s.completed:,}"),
             Text(f"{s.failed:,}", style=bad if s.failed else ""),
+            *([Text("—" if s.good_share is None else f"{s.good_share:.0%}")] if self._slo else []),
         )
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``'s segments, newest last (the cursor follows the newest). The preset's name follows
         the load only when the run switched presets (the status line names it otherwise)."""
         self._many_presets = len({s.scenario for s in snap.segments}) > 1
+        slo = bool(snap.slo)
+        if slo != self._slo:  # goodput's column comes and goes with the SLO
+            self._slo = slo
+            self._rows = []
+            self.clear(columns=True)
+            self.add_columns(*COLUMNS, *(("good",) if slo else ()))
         rows = [self._row(s) for s in snap.segments]
         if [tuple(c.plain for c in r) for r in rows] == [tuple(c.plain for c in r) for r in self._rows]:
             return

@@ -22,14 +22,15 @@ class TtftHistogram(Vertical):
     def on_mount(self) -> None:
         self._plot_ready = True
         self.border_subtitle = "x: ms · current segment"
-        self._key: tuple[int, ...] | None = None
+        self._key: tuple[float | None, ...] | None = None
 
     def show(self, snap: Snapshot) -> None:
         """Redraw when the histogram changed."""
         if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
             return
         edges, counts = snap.ttft_hist
-        key = (snap.segment, *counts)
+        slo_ms = snap.slo.limits["ttft"] * 1000.0 if "ttft" in snap.slo.limits else None
+        key = (snap.segment, slo_ms, *counts)
         if key == self._key:
             return
         self._key = key
@@ -49,11 +50,15 @@ class TtftHistogram(Vertical):
             v = st.get(key_)
             if v is not None:
                 plot.add_v_line(min(max(v, edges[0]), edges[-1]), line_style=colors[name])
-        plot.set_xlimits(edges[0], edges[-1])
+        hi = edges[-1]
+        if slo_ms is not None:  # the SLO's threshold, in view even when every request is far below it
+            plot.add_v_line(slo_ms, line_style=theme.accent or "magenta")
+            hi = max(hi, slo_ms * 1.05)
+        plot.set_xlimits(edges[0], hi)
         plot.set_ylimits(0, None)
         marks.update(
             f"[{colors['p50']}]p50 {ms(st.get('median_ttft_ms'))}[/]  "
             f"[{colors['p90']}]p90 {ms(st.get('p90_ttft_ms'))}[/]  "
             f"[{colors['p99']}]p99 {ms(st.get('p99_ttft_ms'))}[/] ms  "
-            f"n={sum(counts):,}"
+            f"n={sum(counts):,}" + (f"  SLO {ms(slo_ms)}" if slo_ms is not None else "")
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -44,6 +45,7 @@ class MainScreen(Screen[None]):
         Binding("space", "app.toggle_pause", "pause", key_display="space", id="pause"),
         Binding("p", "app.presets", "presets", id="presets"),
         Binding("s", "app.save", "save", id="save"),
+        Binding("f", "failed_only", "failures", id="failures-only"),
         Binding("q", "app.quit_and_save", "quit", id="quit"),
     ]
 
@@ -65,6 +67,16 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     _ready = False
+
+    def action_failed_only(self) -> None:
+        """``f``: the request stream shows failures only (the ones people open first), or everything again."""
+        on = self.query_one(RequestStream).toggle_failed_only()
+        self.notify("failed requests only (f again: all)" if on else "all requests", timeout=2)
+
+    @on(RequestStream.Inspect)
+    def open_inspector(self, message: RequestStream.Inspect) -> None:
+        """Enter (or a double click) on a request: the inspector."""
+        self.app.inspect(message.request_id)  # type: ignore[attr-defined]
 
     @property
     def ready(self) -> bool:
