@@ -13,7 +13,7 @@ from llmsurge import __version__
 from llmsurge.engine import limits
 from llmsurge.lifetime import ExitCode
 
-SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "report")
+SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "report", "compare", "runs")
 
 
 def _whole(v: str, low: int, high: int) -> int:
@@ -118,7 +118,14 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--no-telemetry", action="store_true", help="do not sample GPU, host or server metrics")
     g = p.add_argument_group("client")
     g.add_argument("--workers", "-w", type=_workers, default="auto", help="worker processes, or auto")
-    g.add_argument("--output", "-o", type=Path, help="results folder (default: llmsurge-results/DATE-PRESET)")
+    g.add_argument("--output", "-o", type=Path, help="results folder (default: llmsurge-results/DATE-NAME)")
+    g.add_argument("--name", default="", help="a label for this run (its folder and summary.json): runs, compare")
+    g.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="RUN",
+        help="TUI: a saved run (folder or JSON) shown beside this one, load by load",
+    )
     g.add_argument(
         "--seed",
         type=lambda v: _whole(v, 0, 2**63 - 1),
@@ -176,7 +183,18 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
         telemetry=not args.no_telemetry,
         gpu_metrics_url=args.gpu_metrics_url,
         slo=slo,
+        name=args.name,
+        baseline=_checked_baseline(args.baseline),
     )
+
+
+def _checked_baseline(path: Path | None) -> Path | None:
+    """``--baseline``: read now, so a wrong path is one line before anything starts."""
+    if path is not None:
+        from llmsurge.metrics.runs import load_run
+
+        load_run(path)
+    return path
 
 
 def _capacity_search(scenario: Any, args: argparse.Namespace) -> Any:
@@ -232,6 +250,16 @@ def make_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("folder", type=Path, help="a results folder")
     rep.add_argument("--json", action="store_true", help="print the recomputed figures as JSON")
+    cmp = sub.add_parser(
+        "compare",
+        help="a baseline against one or more candidates, per load level, with the noise stated",
+        description="Result folders, summary.json files or `vllm bench serve` JSON files: the first is the baseline.",
+    )
+    cmp.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="baseline, then candidates")
+    cmp.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table")
+    cmp.add_argument("--output", "-o", type=Path, help="write to this file (html: default compare.html)")
+    runs = sub.add_parser("runs", help="list saved runs, newest first", description="Saved runs, newest first.")
+    runs.add_argument("folder", nargs="?", type=Path, default=Path("llmsurge-results"))
     return p
 
 
@@ -322,10 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         from llmsurge.engine.client import ServerError, ServerUnreachable
         from llmsurge.engine.session import ConfigError
         from llmsurge.metrics.report import ReportError
+        from llmsurge.metrics.runs import RunFileError
         from llmsurge.presets import PresetError
         from llmsurge.redaction import redact
 
-        if isinstance(exc, (PresetError, ServerError, ConfigError, ReportError, ValueError)):
+        if isinstance(exc, (PresetError, ServerError, ConfigError, ReportError, RunFileError, ValueError)):
             print(f"llmsurge: error: {redact(str(exc))}", file=sys.stderr)
             return ExitCode.UNREACHABLE if isinstance(exc, ServerUnreachable) else ExitCode.BAD_INPUT
         raise
@@ -337,6 +366,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _presets(args)
     if cmd == "report":
         return _report(args)
+    if cmd == "compare":
+        return _compare(args)
+    if cmd == "runs":
+        return _runs(args)
     if cmd == "sim":
         return _sim(args)
     if cmd == "check":
@@ -385,6 +418,70 @@ def _report(args: argparse.Namespace) -> int:
         console.print(line, markup=False)
     if not differences:
         console.print("summary.json agrees with requests.jsonl (to 0.01%; ITL percentiles within the sketch's 1%)")
+    return ExitCode.OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from llmsurge.metrics import compare_render
+    from llmsurge.metrics.compare import compare
+    from llmsurge.metrics.runs import load_run
+
+    if len(args.runs) < 2:
+        raise ValueError("compare needs a baseline and at least one candidate: llmsurge compare BASE CAND")
+    cmp = compare([load_run(p) for p in args.runs])
+    if args.format == "table":
+        console = Console(highlight=False)
+        for table in compare_render.tables(cmp):
+            console.print(table)
+        for note in [*cmp.notes, f"▲ better, ▼ worse; {compare_render.NOISE_NOTE}"]:
+            console.print(note, style="dim", markup=False, soft_wrap=True)
+        return ExitCode.OK
+    text = {
+        "markdown": compare_render.markdown,
+        "json": lambda c: json.dumps(compare_render.to_json(c), indent=2) + "\n",
+        "html": compare_render.html_page,
+    }[args.format](cmp)
+    out = args.output or (Path("compare.html") if args.format == "html" else None)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"llmsurge: wrote {out}")
+    return ExitCode.OK
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from llmsurge.metrics.runs import find_runs
+
+    runs = find_runs(args.folder)
+    if not runs:
+        raise ValueError(f"no saved runs in {args.folder}: name the folder that holds them (default llmsurge-results)")
+    t = Table(title=f"runs in {args.folder}")
+    for col in ("name", "date", "server", "model", "preset", "done/failed", "out tok/s", "TTFT p50 ms", "folder"):
+        t.add_column(col, justify="right" if col in ("done/failed", "out tok/s", "TTFT p50 ms") else "left")
+    for r in runs:
+        s = r.summary
+        server = s.get("server") or {}
+        t.add_row(
+            Text(r.label),
+            str(s.get("date", "")),
+            Text(str(server.get("kind", ""))),
+            Text(str(s.get("model_id", ""))),
+            Text(str(s.get("preset") or "")),
+            f"{s.get('completed', 0)}/{s.get('failed', 0)}",
+            f"{s.get('output_throughput', 0):,.1f}",
+            f"{s.get('median_ttft_ms', 0):,.1f}" if s.get("completed") else "n/a",
+            Text(str(r.path.parent)),
+        )
+    Console(highlight=False).print(t)
     return ExitCode.OK
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -206,18 +205,15 @@ def test_snapshot_inspector(snap_compare: Callable[..., bool], monkeypatch: pyte
     assert snap_compare(app, terminal_size=(160, 48), run_before=open_it)
 
 
-def test_ask_for_inspector_of_a_running_request_says_so(tmp_path: Path) -> None:
+async def test_ask_for_inspector_of_a_running_request_says_so(tmp_path: Path) -> None:
     from tests.tui_data import seeded_snapshot
 
     snap = seeded_snapshot()
     cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
     app = make_app(cfg, snapshot_source=lambda: snap, records={})
-
-    async def go() -> None:
-        async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.pause(0.5)
-            app.inspect("0-400")
-            await pilot.pause(0.2)
-            assert not isinstance(app.screen, InspectorScreen)
-
-    asyncio.run(go())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.5)
+        app.inspect("0-400")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, InspectorScreen)
+        assert any("still running" in n.message for n in app._notifications)

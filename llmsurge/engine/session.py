@@ -76,6 +76,10 @@ class RunConfig:
     sim_config: Any = None  # a SimConfig for the embedded server (benchmarks, tests); default when None
     slo: Slo = field(default_factory=Slo)
     """Thresholds a request must meet to count as good (goodput); empty: none."""
+    name: str = ""
+    """A label for the run (``--name``): in its folder's name and ``summary.json``, for ``runs`` and ``compare``."""
+    baseline: Path | None = None
+    """A saved run to show beside this one in the TUI (``--baseline``)."""
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -188,7 +192,7 @@ class RunSession:
         self.pool: WorkerPool | None = None
         self.controller: Controller | None = None
         self.writer: ResultWriter | None = None
-        self.output: Path = config.output or default_results_folder(config.scenario.name)
+        self.output: Path = config.output or default_results_folder(config.name or config.scenario.name)
         self.samplers: list[Any] = []
         self.started_wall = time.time()
 
@@ -352,6 +356,8 @@ class RunSession:
             telemetry=self.telemetry_summary(),
             slo=self.config.slo,
             capacity=self.controller.capacity if self.controller else None,
+            name=self.config.name,
+            preset=self.config.scenario.name,
         )
         return build_summary(self.bus.view(with_stats=True), facts)
 

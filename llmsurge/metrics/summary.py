@@ -45,6 +45,8 @@ class RunFacts:
     shares_prefixes: bool = False  # the scenario shares prompt prefixes on purpose (a warm cache is intended)
     slo: Slo = field(default_factory=Slo)
     capacity: dict[str, Any] | None = None  # a capacity search's outcome
+    name: str = ""  # the run's label (--name)
+    preset: str = ""
 
 
 def aligned_values(segments: tuple[SegmentView, ...]) -> dict[str, np.ndarray]:
@@ -224,6 +226,8 @@ def build_summary(
     starved = [seg["segment"] for seg in s["segments"] if seg["starved"]]
     s.update(
         {
+            "name": facts.name or None,
+            "preset": facts.preset or None,
             "llmsurge_version": facts.version,
             "date": time.strftime("%Y%m%d-%H%M%S", time.localtime(facts.started_wall)),
             "backend": "openai-chat" if facts.endpoint == "chat" else "openai",

@@ -8,7 +8,6 @@ the controller; every change takes effect in the workers at once and opens a new
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
 import time
@@ -23,19 +22,18 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
-from llmsurge.engine.client import ServerError, Target, curl_command
-from llmsurge.engine.scenario import Load
+from llmsurge.engine.client import ServerError
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
-from llmsurge.presets import PresetError, find_preset
+from llmsurge.presets import PresetError
 from llmsurge.redaction import redact
 from llmsurge.tui.commands import LoadCommands
 from llmsurge.tui.driver import ResilientLinuxDriver
-from llmsurge.tui.screens.inspector import InspectorScreen
 from llmsurge.tui.screens.main import MainScreen
-from llmsurge.tui.screens.presets import PresetPicker
+from llmsurge.tui.steering import SteeringActions
 
 REFRESH_HZ = 10.0
 UI_NICE = 5  # the drawing thread yields the CPU to the load workers when a core is contended
@@ -51,7 +49,7 @@ def yield_to_workers() -> None:
         pass
 
 
-class LLMSurgeApp(App[Path | None]):
+class LLMSurgeApp(SteeringActions, App[Path | None]):
     """Live load test of one server."""
 
     TITLE = "llmsurge"
@@ -69,6 +67,8 @@ class LLMSurgeApp(App[Path | None]):
         super().__init__()
         self.records = records
         """Finished requests by id, for a fixed snapshot (tests); a live run asks the bus."""
+        self.baseline: SavedRun | None = None
+        """A saved run shown beside this one (``--baseline``, or the palette's ``baseline PATH``)."""
         self.config = config
         """What to run (the CLI's flags over a preset)."""
         self.session = RunSession(config)
@@ -99,6 +99,8 @@ class LLMSurgeApp(App[Path | None]):
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
+        if self.config.baseline is not None:
+            self.call_after_refresh(self.set_baseline, str(self.config.baseline))
         self.set_interval(1.0 / self.refresh_hz, self.refresh_panes)
         if self.live:
             self._handle_stop_signals()
@@ -186,120 +188,6 @@ class LLMSurgeApp(App[Path | None]):
         self.frames += 1
 
     # ---- steering (keys and palette) ---------------------------------------------------------
-
-    @property
-    def controller_ready(self) -> bool:
-        """Whether the run has started (keys do nothing before that)."""
-        ready = self.session.controller is not None
-        if not ready:
-            self.notify("the run has not started yet", severity="warning")
-        return ready
-
-    def _load(self) -> Load:
-        assert self.session.controller is not None
-        return self.session.controller.load
-
-    def set_concurrency(self, n: int) -> None:
-        """Closed loop with ``n`` requests in flight (a new segment)."""
-        if not self.controller_ready:
-            return
-        n = max(1, int(n))
-        assert self.session.controller is not None
-        self.session.controller.set_concurrency(n)
-        self.refresh_panes(full=True)  # show the new target now, not at the next tick
-        self.notify(f"concurrency {n}", timeout=2)
-
-    def set_rate(self, rate: float) -> None:
-        """Open loop at ``rate`` requests/s (a new segment)."""
-        if not self.controller_ready:
-            return
-        assert self.session.controller is not None
-        rate = max(0.1, round(rate, 2))
-        self.session.controller.set_rate(rate)
-        self.refresh_panes(full=True)
-        self.notify(f"rate {rate:g}/s", timeout=2)
-
-    def _closed_base(self) -> int:
-        load = self._load()
-        if load.concurrency is not None and not load.is_open_loop:
-            return load.concurrency
-        return max(1, self.session.bus.inflight_total)  # from rate mode: start from what is in flight
-
-    def action_concurrency(self, delta: int) -> None:
-        """``+`` / ``-``: one more or fewer request in flight."""
-        if self.controller_ready:
-            self.set_concurrency(self._closed_base() + int(delta))
-
-    def action_scale(self, factor: float) -> None:
-        """``]`` / ``[``: double or halve the concurrency."""
-        if self.controller_ready:
-            self.set_concurrency(max(1, math.floor(self._closed_base() * float(factor))))
-
-    def action_rate(self, direction: int) -> None:
-        """``r`` / ``R``: raise or lower the request rate (from closed loop: start at the current req/s)."""
-        if not self.controller_ready:
-            return
-        load = self._load()
-        if load.rate is None:
-            now = self.session.bus.view().request_s
-            self.set_rate(max(0.5, round(now, 1)) if now > 0 else 1.0)
-            return
-        step = max(0.1, round(load.rate * 0.1, 2))
-        self.set_rate(load.rate + step * (1 if direction > 0 else -1))
-
-    def set_slo(self, metric: str, seconds: float | None) -> None:
-        """Set (or, with None, drop) one SLO threshold; goodput is recomputed for every segment."""
-        slo = self.config.slo.with_limit(metric, seconds)
-        self.config.slo = slo
-        self.snapshots.set_slo(slo)
-        self.refresh_panes(full=True)
-        self.notify(f"SLO: {slo.describe() or 'none'}", timeout=3)
-
-    def inspect(self, request_id: str) -> None:
-        """Open a finished request in the inspector."""
-        rec = self.records.get(request_id) if self.records is not None else self.session.bus.find_record(request_id)
-        if rec is None:
-            self.notify("that request is still running (or no longer kept): open it once it has finished")
-            return
-        target = self.session.target or Target.from_url(self.config.url or "http://127.0.0.1:8000")
-        curl = curl_command(target, rec.body, self.config.api_key_env)
-        self.push_screen(InspectorScreen(rec, curl))
-
-    def action_toggle_pause(self) -> None:
-        """``space``: stop starting requests (in flight drain), or start again."""
-        if self.controller_ready:
-            assert self.session.controller is not None
-            paused = self.session.controller.toggle_pause()
-            self.notify("paused: requests in flight finish" if paused else "resumed", timeout=2)
-
-    def action_presets(self) -> None:
-        """``p``: the preset picker."""
-        current = self.session.controller.scenario.name if self.session.controller else self.config.scenario.name
-
-        def chosen(name: str | None) -> None:
-            if name:
-                self.switch_preset(name)
-
-        self.push_screen(PresetPicker(current), chosen)
-
-    def switch_preset(self, name: str) -> None:
-        """Switch to preset ``name`` without stopping the run (a new segment)."""
-        if not self.controller_ready:
-            return
-        try:
-            scenario = find_preset(name)
-        except PresetError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        assert self.session.controller is not None
-        if scenario.slo and not self.config.slo:  # a preset's promise, when none was given
-            from llmsurge.metrics.slo import parse_slo
-
-            self.config.slo = parse_slo(scenario.slo)
-            self.snapshots.set_slo(self.config.slo)
-        self.session.controller.switch_scenario(scenario)
-        self.session.bus.set_info(preset=scenario.name)
-        self.notify(f"preset {scenario.name}: {scenario.description}", timeout=4)
 
     def action_save(self) -> None:
         """``s``: write summary.json now."""

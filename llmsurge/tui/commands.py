@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from llmsurge.tui.app import LLMSurgeApp
 
 _CONCURRENCY = re.compile(r"^\s*(?:concurrency|c)\s*=?\s*(\d+)\s*$", re.I)
+_BASELINE = re.compile(r"^\s*baseline\s+(\S.*?)\s*$", re.I)
 _SLO = re.compile(r"^\s*slo\s+(ttft|ttfc|tpot|itl|e2el)\s*=?\s*(off|none|[0-9.]+\s*(?:ms|s)?)\s*$", re.I)
 _RATE = re.compile(r"^\s*(?:rate|r)\s*=?\s*(\d+(?:\.\d*)?|\.\d+)\s*$", re.I)
 
@@ -50,6 +51,7 @@ class LoadCommands(Provider):
         yield DiscoveryHit("concurrency N", lambda: None, help="type e.g. 'concurrency 48' to set it exactly")
         yield DiscoveryHit("rate R", lambda: None, help="type e.g. 'rate 12.5' for R requests/s (open loop)")
         yield DiscoveryHit("slo METRIC VALUE", lambda: None, help="type e.g. 'slo ttft 300ms' (or 'slo ttft off')")
+        yield DiscoveryHit("baseline PATH", lambda: None, help="type e.g. 'baseline llmsurge-results/RUN'")
 
     async def search(self, query: str) -> Hits:
         a = self.surge
@@ -59,6 +61,10 @@ class LoadCommands(Provider):
             yield Hit(
                 1.0, f"Set concurrency to {n}", partial(a.set_concurrency, n), help="closed loop: N requests in flight"
             )
+        m = _BASELINE.match(query)
+        if m:
+            path = m.group(1)
+            yield Hit(1.0, f"Baseline: {path}", partial(a.set_baseline, path), help="a saved run shown beside this one")
         m = _SLO.match(query)
         if m:
             metric, value = m.group(1).lower(), m.group(2).lower().replace(" ", "")

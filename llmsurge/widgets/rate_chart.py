@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 from textual_plot import HiResMode, PlotWidget
 
+from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.format import num
 from llmsurge.widgets.pane_plot import PanePlot
@@ -22,16 +23,19 @@ class RateChart(Vertical):
         yield Static(id="rate-req-label")
         yield Sparkline([], id="rate-req")
 
+    baseline: SavedRun | None = None
+    """A saved run whose output tok/s at the current load is drawn as a reference line."""
+
     def on_mount(self) -> None:
         self._plot_ready = True
         self.border_subtitle = "x: seconds since start · lines: segment changes"
-        self._last: tuple[int, int] | None = None
+        self._last: tuple[int, ...] | None = None
 
     def show(self, snap: Snapshot) -> None:
         """Redraw when a new second of history has arrived (or segments changed)."""
         if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
             return
-        key = (len(snap.history), len(snap.segment_starts))
+        key = (len(snap.history), len(snap.segment_starts), id(self.baseline))
         if snap.history and self._last == key and snap.history[-1][0] == getattr(self, "_last_t", None):
             return
         self._last = key
@@ -48,7 +52,12 @@ class RateChart(Vertical):
                 x = start - t0
                 if x >= xs[0] - 1:
                     plot.add_v_line(x, line_style=theme.warning or "yellow")
-            plot.set_xlimits(xs[0], max(xs[-1], xs[0] + 10))
+            x_end = max(xs[-1], xs[0] + 10)
+            level = self.baseline.level(snap.load_label) if self.baseline else None
+            if level and level.get("output_throughput"):  # the baseline at this load, for reference
+                y = float(level["output_throughput"])
+                plot.plot([xs[0], x_end], [y, y], line_style=theme.secondary or "magenta", label="baseline")
+            plot.set_xlimits(xs[0], x_end)
             plot.set_ylimits(0, None)
         self.query_one("#rate-req-label", Static).update(
             f"req/s  now {num(snap.request_s, 2)}   segments: {len(snap.segment_starts)}"

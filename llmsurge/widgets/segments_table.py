@@ -10,6 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from llmsurge.metrics.compare import speed_change
+from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import SegmentRow, Snapshot
 from llmsurge.metrics.stats import min_samples
 from llmsurge.widgets.format import ms, num
@@ -21,12 +23,16 @@ COLUMNS = ("#", "load", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50"
 class SegmentsTable(RoleStyles, DataTable[Text]):
     """Rows are rebuilt only when a figure changed."""
 
+    baseline: SavedRun | None = None
+    """A saved run: each row gains the change against its figure at the same load."""
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
         self.add_columns(*COLUMNS)
         self._rows: list[tuple[Text, ...]] = []
         self._slo = False
+        self._with_base = False
         self.border_subtitle = "* too few requests for that percentile · ! CPU starved"
 
     def _row(self, s: SegmentRow) -> tuple[Text, ...]:
@@ -54,18 +60,39 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             Text(f"{s.completed:,}"),
             Text(f"{s.failed:,}", style=bad if s.failed else ""),
             *([Text("—" if s.good_share is None else f"{s.good_share:.0%}")] if self._slo else []),
+            *(self._versus(s) if self.baseline else ()),
         )
+
+    def _versus(self, s: SegmentRow) -> tuple[Text, Text]:
+        """Output tok/s and TTFT p99 against the baseline at the same load (``—`` where it ran no such load)."""
+        level = self.baseline.level(s.label) if self.baseline else None
+        if level is None or not s.n:
+            return Text("—"), Text("—")
+        out = []
+        for base, new, lower in (
+            (level.get("output_throughput"), s.output_throughput, False),
+            (level.get("p99_ttft_ms"), s.ttft_p99_ms, True),
+        ):
+            if not base:
+                out.append(Text("—"))
+                continue
+            text, better = speed_change(float(base), float(new), lower)
+            arrow = "" if better is None else (" ▲" if better else " ▼")
+            out.append(Text(text + arrow, style="" if better is None else self.role("good" if better else "bad")))
+        return out[0], out[1]
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``'s segments, newest last (the cursor follows the newest). The preset's name follows
         the load only when the run switched presets (the status line names it otherwise)."""
         self._many_presets = len({s.scenario for s in snap.segments}) > 1
         slo = bool(snap.slo)
-        if slo != self._slo:  # goodput's column comes and goes with the SLO
-            self._slo = slo
+        shape = (slo, self.baseline is not None)
+        if shape != (self._slo, self._with_base):  # goodput's and the baseline's columns come and go
+            self._slo, self._with_base = shape
             self._rows = []
             self.clear(columns=True)
-            self.add_columns(*COLUMNS, *(("good",) if slo else ()))
+            extra = (("good",) if slo else ()) + (("vs base tok/s", "vs base p99") if self.baseline else ())
+            self.add_columns(*COLUMNS, *extra)
         rows = [self._row(s) for s in snap.segments]
         if [tuple(c.plain for c in r) for r in rows] == [tuple(c.plain for c in r) for r in self._rows]:
             return

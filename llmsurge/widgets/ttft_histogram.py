@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plot import PlotWidget
 
+from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.format import ms
 from llmsurge.widgets.pane_plot import PanePlot
@@ -19,6 +21,9 @@ class TtftHistogram(Vertical):
         yield PanePlot(id="ttft-plot", margin_left=5)
         yield Static(id="ttft-marks")
 
+    baseline: SavedRun | None = None
+    """A saved run whose TTFT distribution at the current load is drawn over this one's."""
+
     def on_mount(self) -> None:
         self._plot_ready = True
         self.border_subtitle = "x: ms · current segment"
@@ -30,7 +35,7 @@ class TtftHistogram(Vertical):
             return
         edges, counts = snap.ttft_hist
         slo_ms = snap.slo.limits["ttft"] * 1000.0 if "ttft" in snap.slo.limits else None
-        key = (snap.segment, slo_ms, *counts)
+        key = (snap.segment, slo_ms, id(self.baseline), *counts)
         if key == self._key:
             return
         self._key = key
@@ -50,6 +55,11 @@ class TtftHistogram(Vertical):
             v = st.get(key_)
             if v is not None:
                 plot.add_v_line(min(max(v, edges[0]), edges[-1]), line_style=colors[name])
+        base = self.baseline.values("ttft", snap.load_label) if self.baseline else None
+        if base is not None and len(base):  # the baseline's histogram on the same bins, scaled to this n
+            base_counts, _ = np.histogram(np.clip(base, edges[0], edges[-1]), bins=list(edges))
+            scale = sum(counts) / max(1, int(base_counts.sum()))
+            plot.plot(centers, [c * scale for c in base_counts], line_style=theme.secondary or "magenta")
         hi = edges[-1]
         if slo_ms is not None:  # the SLO's threshold, in view even when every request is far below it
             plot.add_v_line(slo_ms, line_style=theme.accent or "magenta")

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.latency_table import LatencyTable
 from llmsurge.widgets.load_panel import LoadPanel
@@ -67,6 +68,11 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     _ready = False
+
+    def set_baseline(self, baseline: SavedRun | None) -> None:
+        """Hand a saved run to the panes that show it beside this run (attributes down)."""
+        for pane in (self.query_one(SegmentsTable), self.query_one(RateChart), self.query_one(TtftHistogram)):
+            pane.baseline = baseline
 
     def action_failed_only(self) -> None:
         """``f``: the request stream shows failures only (the ones people open first), or everything again."""

@@ -1,0 +1,148 @@
+"""Saved runs, read back: llmsurge's result folders and ``summary.json`` files, and ``vllm bench serve`` result JSON
+(its keys are ours, so a run can be held against an old vLLM benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PER_REQUEST_MS = ("ttft", "tpot", "e2el", "itl")
+MAX_VALUES = 200_000
+"""Per-request values read back for the noise estimate (a longer run is sampled evenly down to this many)."""
+
+
+class RunFileError(ValueError):
+    """A path that is not a saved run; the message names the fix."""
+
+
+@dataclass
+class SavedRun:
+    """One run's summary, and where its per-request values are."""
+
+    path: Path
+    summary: dict[str, Any]
+    source: str  # "llmsurge" or "vllm bench serve"
+    label: str
+    requests_file: Path | None = None
+    _values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        """One dict per load level (a vLLM result is one level)."""
+        segs = self.summary.get("segments")
+        if isinstance(segs, list) and segs:
+            return segs
+        return [{**self.summary, "segment": 1, "load": vllm_load(self.summary)}]
+
+    def level(self, load: str) -> dict[str, Any] | None:
+        """The segment run at load ``load`` (``c=32``), the last one if several were."""
+        found = [s for s in self.segments if s.get("load") == load]
+        return found[-1] if found else None
+
+    def values(self, metric: str, load: str | None) -> np.ndarray | None:
+        """Exact per-request values in ms (ITL: every gap) of the level ``load`` (None: the whole run), or None
+        when the run kept none (a summary without its requests.jsonl)."""
+        key = (metric, load or "")
+        if key not in self._values:
+            found = self._read_values(metric, load)
+            if found is None:
+                return None
+            self._values[key] = found
+        return self._values[key]
+
+    def _read_values(self, metric: str, load: str | None) -> np.ndarray | None:
+        if self.source == "vllm bench serve":
+            return _vllm_values(self.summary, metric)
+        if self.requests_file is None or not self.requests_file.is_file():
+            return None
+        segments = None
+        if load is not None:
+            segments = {int(s["segment"]) for s in self.segments if s.get("load") == load}
+        out: list[float] = []
+        for row in _rows(self.requests_file):
+            if row.get("warmup") or row.get("status") != "ok":
+                continue
+            if segments is not None and int(row.get("segment", 0)) not in segments:
+                continue
+            if metric == "itl":
+                out.extend(row.get("itl_ms") or [])
+            elif row.get(f"{metric}_ms") is not None:
+                out.append(row[f"{metric}_ms"])
+        return _thin(np.asarray(out, dtype=np.float64))
+
+
+def _thin(values: np.ndarray) -> np.ndarray:
+    if len(values) <= MAX_VALUES:
+        return values
+    return values[np.linspace(0, len(values) - 1, MAX_VALUES).astype(np.int64)]
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if isinstance(row, dict):
+                yield row
+
+
+def vllm_load(summary: dict[str, Any]) -> str:
+    """A vLLM result's load in our labels: ``c=32`` for ``max_concurrency``, ``r=4/s`` for a finite rate."""
+    conc = summary.get("max_concurrency")
+    rate = summary.get("request_rate")
+    if isinstance(rate, (int, float)) and rate not in (float("inf"),) and rate > 0:
+        return f"r={rate:g}/s"
+    if isinstance(conc, int) and conc > 0:
+        return f"c={conc}"
+    return "run"
+
+
+def _vllm_values(summary: dict[str, Any], metric: str) -> np.ndarray | None:
+    """vLLM's detailed results keep per-request lists in seconds: ``ttfts``, ``itls`` (lists), ``e2els``…"""
+    key = {"ttft": "ttfts", "tpot": "tpots", "e2el": "e2els", "itl": "itls"}[metric]
+    raw = summary.get(key)
+    if not isinstance(raw, list) or not raw:
+        return None
+    flat = [v for x in raw for v in (x if isinstance(x, list) else [x]) if isinstance(v, (int, float)) and v > 0]
+    return _thin(np.asarray(flat, dtype=np.float64) * 1000.0) if flat else None
+
+
+def load_run(path: str | Path) -> SavedRun:
+    """A result folder, a ``summary.json``, or a ``vllm bench serve`` JSON file."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "summary.json").is_file():
+            raise RunFileError(f"{p}: no summary.json here: name a results folder llmsurge wrote")
+        p = p / "summary.json"
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise RunFileError(f"{p}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise RunFileError(f"{p}: not a JSON result file ({exc})") from None
+    if not isinstance(data, dict) or "completed" not in data:
+        raise RunFileError(f"{p}: not a benchmark result (no 'completed'): give a results folder or summary.json")
+    if "llmsurge_version" in data:
+        label = data.get("name") or p.parent.name
+        return SavedRun(p, data, "llmsurge", str(label), p.parent / "requests.jsonl")
+    return SavedRun(p, data, "vllm bench serve", p.stem)
+
+
+def find_runs(root: Path) -> list[SavedRun]:
+    """Every llmsurge run under ``root`` (one level of folders, or ``root`` itself), newest first."""
+    candidates = [root] if (root / "summary.json").is_file() else sorted(root.glob("*/summary.json"))
+    runs = []
+    for c in candidates:
+        try:
+            runs.append(load_run(c.parent if c.name == "summary.json" else c))
+        except RunFileError:
+            continue
+    return sorted(runs, key=lambda r: str(r.summary.get("date", "")), reverse=True)

@@ -1,0 +1,177 @@
+"""The app's steering: keys and palette commands that change the load, the SLO, the preset and the baseline, and
+open a request in the inspector. Every load change takes effect in the workers at once and opens a new segment."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, cast
+
+from llmsurge.engine.client import Target, curl_command
+from llmsurge.engine.scenario import Load
+from llmsurge.metrics.records import RequestRecord
+from llmsurge.metrics.runs import RunFileError, SavedRun, load_run
+from llmsurge.metrics.snapshot import SnapshotBuilder
+from llmsurge.presets import PresetError, find_preset
+from llmsurge.tui.screens.inspector import InspectorScreen
+from llmsurge.tui.screens.main import MainScreen
+from llmsurge.tui.screens.presets import PresetPicker
+
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+    from textual.screen import Screen
+
+    from llmsurge.engine.session import RunConfig, RunSession
+
+
+class SteeringActions:
+    """Mixed into the app (which provides these attributes, and Textual's ``notify`` and ``push_screen``)."""
+
+    config: RunConfig
+    session: RunSession
+    snapshots: SnapshotBuilder
+    records: dict[str, RequestRecord] | None
+    baseline: SavedRun | None
+
+    if TYPE_CHECKING:
+        screen_stack: list[Screen[Any]]
+
+        def notify(
+            self,
+            message: str,
+            *,
+            title: str = "",
+            severity: SeverityLevel = "information",
+            timeout: float | None = None,
+            markup: bool = False,
+        ) -> None: ...
+
+        def refresh_panes(self, full: bool | None = None) -> None: ...
+
+    @property
+    def controller_ready(self) -> bool:
+        """Whether the run has started (keys do nothing before that)."""
+        ready = self.session.controller is not None
+        if not ready:
+            self.notify("the run has not started yet", severity="warning")
+        return ready
+
+    def _load(self) -> Load:
+        assert self.session.controller is not None
+        return self.session.controller.load
+
+    def set_concurrency(self, n: int) -> None:
+        """Closed loop with ``n`` requests in flight (a new segment)."""
+        if not self.controller_ready:
+            return
+        n = max(1, int(n))
+        assert self.session.controller is not None
+        self.session.controller.set_concurrency(n)
+        self.refresh_panes(full=True)  # show the new target now, not at the next tick
+        self.notify(f"concurrency {n}", timeout=2)
+
+    def set_rate(self, rate: float) -> None:
+        """Open loop at ``rate`` requests/s (a new segment)."""
+        if not self.controller_ready:
+            return
+        assert self.session.controller is not None
+        rate = max(0.1, round(rate, 2))
+        self.session.controller.set_rate(rate)
+        self.refresh_panes(full=True)
+        self.notify(f"rate {rate:g}/s", timeout=2)
+
+    def _closed_base(self) -> int:
+        load = self._load()
+        if load.concurrency is not None and not load.is_open_loop:
+            return load.concurrency
+        return max(1, self.session.bus.inflight_total)  # from rate mode: start from what is in flight
+
+    def action_concurrency(self, delta: int) -> None:
+        """``+`` / ``-``: one more or fewer request in flight."""
+        if self.controller_ready:
+            self.set_concurrency(self._closed_base() + int(delta))
+
+    def action_scale(self, factor: float) -> None:
+        """``]`` / ``[``: double or halve the concurrency."""
+        if self.controller_ready:
+            self.set_concurrency(max(1, math.floor(self._closed_base() * float(factor))))
+
+    def action_rate(self, direction: int) -> None:
+        """``r`` / ``R``: raise or lower the request rate (from closed loop: start at the current req/s)."""
+        if not self.controller_ready:
+            return
+        load = self._load()
+        if load.rate is None:
+            now = self.session.bus.view().request_s
+            self.set_rate(max(0.5, round(now, 1)) if now > 0 else 1.0)
+            return
+        step = max(0.1, round(load.rate * 0.1, 2))
+        self.set_rate(load.rate + step * (1 if direction > 0 else -1))
+
+    def set_slo(self, metric: str, seconds: float | None) -> None:
+        """Set (or, with None, drop) one SLO threshold; goodput is recomputed for every segment."""
+        slo = self.config.slo.with_limit(metric, seconds)
+        self.config.slo = slo
+        self.snapshots.set_slo(slo)
+        self.refresh_panes(full=True)
+        self.notify(f"SLO: {slo.describe() or 'none'}", timeout=3)
+
+    def set_baseline(self, path: str) -> None:
+        """Show a saved run beside this one: its figures at each load in the segments table, its TTFT histogram
+        and its throughput on the charts."""
+        try:
+            run = load_run(path)
+        except RunFileError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.baseline = run
+        screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        if screen is not None:
+            screen.set_baseline(run)
+        self.refresh_panes(full=True)
+        self.notify(f"baseline: {run.label} ({', '.join(str(s.get('load')) for s in run.segments)})", timeout=4)
+
+    def inspect(self, request_id: str) -> None:
+        """Open a finished request in the inspector."""
+        rec = self.records.get(request_id) if self.records is not None else self.session.bus.find_record(request_id)
+        if rec is None:
+            self.notify("that request is still running (or no longer kept): open it once it has finished")
+            return
+        target = self.session.target or Target.from_url(self.config.url or "http://127.0.0.1:8000")
+        curl = curl_command(target, rec.body, self.config.api_key_env)
+        cast(Any, self).push_screen(InspectorScreen(rec, curl))
+
+    def action_toggle_pause(self) -> None:
+        """``space``: stop starting requests (in flight drain), or start again."""
+        if self.controller_ready:
+            assert self.session.controller is not None
+            paused = self.session.controller.toggle_pause()
+            self.notify("paused: requests in flight finish" if paused else "resumed", timeout=2)
+
+    def action_presets(self) -> None:
+        """``p``: the preset picker."""
+        current = self.session.controller.scenario.name if self.session.controller else self.config.scenario.name
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.switch_preset(name)
+
+        cast(Any, self).push_screen(PresetPicker(current), chosen)
+
+    def switch_preset(self, name: str) -> None:
+        """Switch to preset ``name`` without stopping the run (a new segment)."""
+        if not self.controller_ready:
+            return
+        try:
+            scenario = find_preset(name)
+        except PresetError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        assert self.session.controller is not None
+        if scenario.slo and not self.config.slo:  # a preset's promise, when none was given
+            from llmsurge.metrics.slo import parse_slo
+
+            self.config.slo = parse_slo(scenario.slo)
+            self.snapshots.set_slo(self.config.slo)
+        self.session.controller.switch_scenario(scenario)
+        self.session.bus.set_info(preset=scenario.name)
+        self.notify(f"preset {scenario.name}: {scenario.description}", timeout=4)

@@ -1,0 +1,193 @@
+"""Compare runs: saved runs from the simulated server, a `vllm bench serve` result, the HTML report in a real
+headless Chromium, and the live baseline in the TUI."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmsurge.metrics.compare import compare, speed_change
+from llmsurge.metrics.compare_render import COLORS, markdown
+from llmsurge.metrics.runs import load_run
+from llmsurge.sim.model import EngineTiming
+from llmsurge.sim.process import SimProcess
+from llmsurge.sim.server import SimConfig
+from tests.conftest import FIXTURES
+
+CLI = [sys.executable, "-m", "llmsurge"]
+LATENCY_HEADLINES = ("TTFT p50", "TPOT p50", "E2EL p50")
+
+
+def _run(*args: str, timeout: float = 180, cwd: Path | None = None) -> Any:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """Three saved runs of one ramp: two on the same server setup, one on a server with a quarter of its batch."""
+    root = tmp_path_factory.mktemp("runs")
+    timing = EngineTiming(step_base=0.01, step_per_seq=0.0002, prefill_per_token=0.00005, max_seqs=16)
+    out: dict[str, Path] = {}
+    with SimProcess(SimConfig(timing=timing)) as wide:
+        for name in ("base", "again"):
+            args = ["-c", "8", "-n", "96", "--output-tokens", "40", "--input-tokens", "64", "--name", name]
+            r = _run("run", wide.url, *args, "-o", str(root / name))
+            assert r.returncode == 0, r.stderr
+            out[name] = root / name
+    narrow_timing = EngineTiming(step_base=0.01, step_per_seq=0.0002, prefill_per_token=0.00005, max_seqs=4)
+    with SimProcess(SimConfig(timing=narrow_timing)) as narrow:
+        args = ["-c", "8", "-n", "96", "--output-tokens", "40", "--input-tokens", "64", "--name", "seqs4"]
+        assert _run("run", narrow.url, *args, "-o", str(root / "seqs4")).returncode == 0
+        out["seqs4"] = root / "seqs4"
+    yield out
+
+
+def _rows(cmp: Any, level: int = 0) -> dict[str, Any]:
+    return {row.metric.label: row for row in cmp.levels[level].rows}
+
+
+def test_a_real_difference_is_named_and_identical_runs_are_within_noise(saved: dict[str, Path]) -> None:
+    cmp = compare([load_run(saved["base"]), load_run(saved["again"]), load_run(saved["seqs4"])])
+    assert cmp.matched and [lv.load for lv in cmp.levels] == ["c=8"]
+    rows = _rows(cmp)
+    for label in LATENCY_HEADLINES:
+        same, different = rows[label].changes[1], rows[label].changes[2]
+        assert same is not None and same.text == "within noise", (label, same)
+        assert different is not None and different.noise_known and different.text != "within noise", (label, different)
+    ttft = rows["TTFT p50"].changes[2]
+    assert ttft is not None and ttft.better is False  # a quarter of the batch: requests wait, TTFT worse
+    assert "slower" in ttft.text or ttft.text.startswith("+")
+    latency = [r for r in cmp.levels[0].rows if r.metric.stat is not None]
+    quiet = sum(1 for r in latency if r.changes[1] is not None and r.changes[1].text == "within noise")
+    assert quiet >= 0.75 * len(latency)  # the same setup twice: (nearly) nothing to report
+
+
+def test_cli_tables_markdown_and_json(saved: dict[str, Path]) -> None:
+    r = _run("compare", str(saved["base"]), str(saved["seqs4"]))
+    assert r.returncode == 0 and "load c=8" in r.stdout and "▼" in r.stdout
+    md = _run("compare", str(saved["base"]), str(saved["seqs4"]), "--format", "markdown").stdout
+    assert md.startswith("### Load c=8") and "| Metric | base (baseline) | seqs4 | Change |" in md
+    data = json.loads(_run("compare", str(saved["base"]), str(saved["again"]), "--format", "json").stdout)
+    assert data["matched_by_load"] and data["runs"][1]["label"] == "again"
+    assert _run("compare", str(saved["base"])).returncode == 2  # a baseline alone: one line
+
+
+def test_speed_changes_read_as_people_write_them() -> None:
+    assert speed_change(10979, 224.5, lower_is_better=True) == ("49x faster", True)
+    assert speed_change(84.3, 40.1, lower_is_better=False) == ("0.5x slower", False)
+    assert speed_change(84.3, 43.3, lower_is_better=False) == ("-48.6%", False)  # within 2x: a percentage
+    assert speed_change(1002, 1661, lower_is_better=False)[0] == "+65.8%"
+    assert speed_change(7001, 4513, lower_is_better=True) == ("-35.5%", True)
+
+
+def test_a_vllm_bench_serve_result_is_a_baseline(saved: dict[str, Path]) -> None:
+    vllm = load_run(FIXTURES / "vllm_bench_serve.json")
+    assert vllm.source == "vllm bench serve" and vllm.segments[0]["load"] == "c=8"
+    cmp = compare([vllm, load_run(saved["base"])])
+    assert cmp.matched and cmp.levels[0].load == "c=8"  # its max_concurrency 8 matches our c=8 segment
+    rows = _rows(cmp)
+    assert rows["TTFT p50"].values[0] == pytest.approx(vllm.summary["median_ttft_ms"])
+    assert rows["TTFT p50"].changes[1] is not None and rows["TTFT p50"].changes[1].noise_known  # its ttfts kept
+    assert rows["E2EL p50"].changes[1] is not None and not rows["E2EL p50"].changes[1].noise_known  # no e2els
+    assert "| Metric | vllm_bench_serve (baseline) | base | Change |" in markdown(cmp)
+
+
+def test_runs_lists_saved_runs_newest_first(saved: dict[str, Path]) -> None:
+    r = _run("runs", str(saved["base"].parent))
+    assert r.returncode == 0
+    lines = r.stdout
+    assert "seqs4" in lines and "base" in lines and "again" in lines
+    assert lines.index("seqs4") < lines.index("again") < lines.index("base")
+    assert json.loads((saved["base"] / "summary.json").read_text())["name"] == "base"
+
+
+def test_html_report_charts_render_in_a_real_browser(saved: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    page_file = tmp_path / "compare.html"
+    r = _run("compare", str(saved["base"]), str(saved["seqs4"]), "--format", "html", "-o", str(page_file))
+    assert r.returncode == 0, r.stderr
+    text = page_file.read_text()
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+    assert text.index("<svg") < text.index("<table")  # the charts come first
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(page_file.as_uri())
+        charts = page.locator("svg.chart")
+        assert charts.count() == 3
+        shot = charts.nth(2).screenshot()  # the TTFT distributions, overlaid
+        browser.close()
+    img = Image.open(io.BytesIO(shot)).convert("RGB")
+    colours = {_hex(c) for c in COLORS[:2]}
+    width, height = img.size
+    drawn = sum(1 for x in range(width) for y in range(height) if _near(img.getpixel((x, y)), colours))
+    assert drawn > 200, drawn  # both runs' curves are on the page
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def _chromium() -> str:
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Debian's chromium package is needed for the browser tests (.ci/run installs it)"
+    return path
+
+
+def _hex(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def _near(px: tuple[int, int, int], colours: set[tuple[int, int, int]]) -> bool:
+    return any(abs(px[0] - c[0]) + abs(px[1] - c[1]) + abs(px[2] - c[2]) < 40 for c in colours)
+
+
+async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "condition not reached in time"
+        await pilot.pause(0.05)
+
+
+async def test_live_baseline_in_the_tui(saved: dict[str, Path], tmp_path: Path) -> None:
+    from llmsurge.engine.session import RunConfig
+    from llmsurge.presets import find_preset
+    from llmsurge.tui.app import make_app
+    from llmsurge.widgets.segments_table import SegmentsTable
+
+    timing = EngineTiming(step_base=0.01, step_per_seq=0.0002, prefill_per_token=0.00005, max_seqs=4)
+    with SimProcess(SimConfig(timing=timing)) as sim:
+        scenario = find_preset("demo").with_overrides(concurrency=8, output_tokens=40, input_tokens=64)
+        cfg = RunConfig(
+            scenario=scenario, url=sim.url, workers=1, output=tmp_path / "r", keep_alive=True, calibrate=False,
+            baseline=saved["base"],
+        )  # fmt: skip
+        app = make_app(cfg)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await _until(pilot, lambda: app.baseline is not None and bool(app.session.bus.view().segments))
+            await _until(pilot, lambda: app.session.bus.view().segments[0].ok >= 16, 30)
+            await pilot.pause(1.2)
+            table = app.screen.query_one(SegmentsTable)
+            labels = [str(c.label) for c in table.columns.values()]
+            assert labels[-2:] == ["vs base tok/s", "vs base p99"]
+            row = [str(c) for c in table.get_row_at(0)]
+            assert row[-1] != "—" and row[-1].endswith("▼")  # a quarter of the batch: p99 TTFT worse than base
+            app.baseline = None
+            await pilot.press("ctrl+p")
+            await pilot.press(*f"baseline {saved['again']}")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await _until(pilot, lambda: app.baseline is not None and app.baseline.label == "again")
+            await pilot.press("q")
+            await _until(pilot, lambda: not app.is_running)
