@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -281,3 +284,200 @@ async def test_preset_picker_names_bad_files_and_does_not_crash(
         labels = [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
         assert any("is a folder" in x for x in labels) and any("not UTF-8" in x for x in labels)
         assert any("mine[/b]" in x and "[bold red]x[/]" in x for x in labels)
+
+
+# ---- sizes: 80×24 and up ------------------------------------------------------------------------------------
+
+SIZES = [(80, 24), (100, 30), (120, 40), (160, 48), (200, 60)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_snapshot_sizes(snap_compare: Callable[..., bool], no_user_presets: None, size: tuple[int, int]) -> None:
+    async def ready(pilot: object) -> None:
+        await _settle(pilot)
+
+    assert snap_compare(_static_app(), terminal_size=size, run_before=ready)
+
+
+def _screen_lines(svg: str) -> list[str]:
+    """The text of an SVG screenshot, line by line (Textual writes one <text> per styled run)."""
+    import html
+    import re
+
+    runs: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text[^>]*\sx="([\d.]+)"[^>]*\sy="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        x, y, text = float(m.group(1)), float(m.group(2)), html.unescape(m.group(3)).replace("\xa0", " ")
+        runs.setdefault(y, []).append((x, text))
+    return ["".join(t for _x, t in sorted(parts)) for _y, parts in sorted(runs.items())]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+async def test_no_number_is_cut_at_any_size(no_user_presets: None, size: tuple[int, int]) -> None:
+    """Every pane drops a column, abbreviates or moves to a tab rather than cut a number with an ellipsis."""
+    import re
+
+    app = _static_app()
+    async with app.run_test(size=size) as pilot:
+        await _settle(pilot)
+        lines = _screen_lines(app.export_screenshot())
+        if size == (80, 24):  # the compact screen: every pane, one at a time
+            for key in "12345678":
+                await pilot.press(key)
+                await pilot.pause(0.2)
+                app.refresh_panes(full=True)
+                await pilot.pause(0.3)
+                lines += _screen_lines(app.export_screenshot())
+    assert len(lines) >= size[1] - 2
+    cut = [line for line in lines if re.search(r"\d[\d,.]*…", line)]
+    assert not cut, cut
+
+
+async def test_resizing_switches_layouts_live_and_z_zooms_a_pane(
+    sim_url: str, tmp_path: Path, no_user_presets: None
+) -> None:
+    """A running app (real sim, real sockets) resized across every size class keeps drawing and keeps running."""
+    from llmsurge.tui.screens.compact import CompactScreen
+    from llmsurge.tui.screens.main import MainScreen
+    from llmsurge.widgets.segments_table import SegmentsTable
+
+    app = make_app(_config(sim_url, tmp_path))
+    async with app.run_test(size=(160, 48)) as pilot:
+        bus = app.session.bus
+        await _until(pilot, lambda: bus.finished_total >= 2)
+        assert isinstance(app.screen, MainScreen)
+        for w, h in [*SIZES, *reversed(SIZES)]:
+            done, frames = bus.finished_total, app.frames
+            await pilot.resize_terminal(w, h)
+            await _until(pilot, lambda d=done, f=frames: bus.finished_total > d and app.frames > f + 2)
+            assert isinstance(app.screen, CompactScreen if (w, h) == (80, 24) else MainScreen), (w, h)
+            assert app.screen.ready
+            shown = re.search(r"\bdone\s+([\d,]+)", "\n".join(_screen_lines(app.export_screenshot())))
+            assert shown and int(shown.group(1).replace(",", "")) >= done > 0, (w, h)  # live numbers on screen
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.4)
+        await pilot.press("4")  # the compact screen: the segments pane fills the main area
+        await pilot.pause(0.3)
+        compact = app.screen
+        assert isinstance(compact, CompactScreen) and compact.current == "segments"
+        assert compact.query_one(SegmentsTable).display
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause(0.4)
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        main.query_one(SegmentsTable).focus()
+        await pilot.press("z")
+        await pilot.pause(0.2)
+        assert main.maximized is main.query_one(SegmentsTable)
+        await pilot.press("z")
+        await pilot.pause(0.2)
+        assert main.maximized is None
+        await pilot.press("tab")  # focus moves between panes
+        assert app.focused is not None and app.focused is not main.query_one(SegmentsTable)
+        assert "zoom" in app.screen.active_bindings["z"].binding.description
+
+
+async def test_mouse_focuses_panes_scrolls_the_stream_and_opens_a_row(no_user_presets: None) -> None:
+    from llmsurge.metrics.records import RequestRecord
+    from llmsurge.tui.screens.inspector import InspectorScreen
+    from llmsurge.widgets.request_stream import RequestStream
+    from llmsurge.widgets.segments_table import SegmentsTable
+
+    snap = seeded_snapshot()
+    records: dict[str, RequestRecord] = {}
+    cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
+    app = make_app(cfg, snapshot_source=lambda: snap, records=records)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(pilot)
+        segments = app.screen.query_one(SegmentsTable)
+        await pilot.click(SegmentsTable)
+        assert app.focused is segments
+        stream = app.screen.query_one(RequestStream)
+        await pilot.click(RequestStream, offset=(10, 3))  # border, header, first row, second row
+        assert app.focused is stream and stream.selected == stream.rows[1].request_id
+        picked = stream.rows[1].request_id
+        records[picked] = RequestRecord(picked, 0, 0, 0.0, 0.0, ttft=0.05, e2el=1.0, output_tokens=8)
+        assert stream.scroll_offset.y == 0
+        stream.scroll_down(animate=False)
+        await pilot.pause(0.1)
+        assert stream.scroll_offset.y > 0  # the wheel's action scrolls the rows
+        stream.scroll_home(animate=False)
+        await pilot.pause(0.1)
+        await pilot.double_click(RequestStream, offset=(10, 3))  # a double click opens the row
+        await _until(pilot, lambda: isinstance(app.screen, InspectorScreen))
+        inspector = app.screen
+        assert isinstance(inspector, InspectorScreen) and inspector.rec.request_id == picked
+        await pilot.press("escape")
+        await _until(pilot, lambda: not isinstance(app.screen, InspectorScreen))
+        app.screen.query_one(RequestStream).focus()
+        await pilot.press("enter")  # and so does enter on the selected row
+        await _until(pilot, lambda: isinstance(app.screen, InspectorScreen))
+
+
+def test_ticks_are_nice_and_fit() -> None:
+    from llmsurge.widgets.pane_plot import nice_ticks
+
+    for lo, hi, most in [(0, 60, 8), (23, 71, 3), (0.0, 1.0, 5), (1000, 1e6, 4), (40, 41, 6)]:
+        ticks = nice_ticks(lo, hi, most)
+        assert 1 <= len(ticks) <= most and all(lo <= t <= hi for t in ticks), (lo, hi, ticks)
+        steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
+        assert len(steps) <= 1
+        if steps:
+            step = steps.pop()
+            mantissa = step / 10 ** math.floor(math.log10(step))
+            assert round(mantissa, 6) in (1.0, 2.0, 5.0), (lo, hi, ticks)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+async def test_axis_labels_never_run_together(no_user_presets: None, size: tuple[int, int]) -> None:
+    """Each chart's x-axis line holds its tick labels as separate words, never two run into one ("2530")."""
+    from textual_hires_canvas import Canvas
+
+    from llmsurge.widgets.pane_plot import PanePlot
+
+    app = _static_app()
+    async with app.run_test(size=size) as pilot:
+        await _settle(pilot)
+        seen = 0
+        for key in "12" if size == (80, 24) else "_":
+            if key != "_":
+                await pilot.press(key)
+                await pilot.pause(0.2)
+                app.refresh_panes(full=True)
+                await pilot.pause(0.3)
+            for plot in app.screen.query(PanePlot):
+                if not plot.display or plot.size.width == 0 or plot._x_ticks is None:
+                    continue
+                words = plot.query_one("#margin-bottom", Canvas).render_line(0).text.split()
+                labels = {f"{t:g}" for t in plot._x_ticks}
+                assert words and all(w in labels for w in words), (size, words, labels)
+                seen += 1
+        assert seen >= (1 if size == (80, 24) else 2)
+
+
+async def test_theme_from_the_palette_recolours_the_panes(no_user_presets: None) -> None:
+    from llmsurge.widgets.load_panel import LoadPanel
+
+    app = _static_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(pilot)
+        dark = app.screen.query_one(LoadPanel).role("muted")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"theme")
+        await pilot.pause(0.3)
+        await pilot.press("enter")  # the theme list
+        await pilot.pause(0.3)
+        await pilot.press(*"textual-light")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.theme == "textual-light"
+        await _settle(pilot)
+        assert app.screen.query_one(LoadPanel).role("muted") != dark  # colours come from the theme
+
+
+def test_snapshot_light_theme(snap_compare: Callable[..., bool], no_user_presets: None) -> None:
+    async def light(pilot: Any) -> None:
+        pilot.app.theme = "textual-light"
+        await _settle(pilot)
+
+    assert snap_compare(_static_app(), terminal_size=SIZE, run_before=light)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
@@ -32,10 +32,14 @@ from llmsurge.presets import PresetError
 from llmsurge.redaction import redact
 from llmsurge.tui.commands import LoadCommands
 from llmsurge.tui.driver import ResilientLinuxDriver
+from llmsurge.tui.screens.compact import CompactScreen
+from llmsurge.tui.screens.dashboard import DashboardScreen
 from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.steering import SteeringActions
 
 REFRESH_HZ = 10.0
+COMPACT_BELOW = (100, 28)
+"""Terminals narrower or shorter than this get the compact dashboard (one pane at a time)."""
 UI_NICE = 5  # the drawing thread yields the CPU to the load workers when a core is contended
 
 
@@ -55,7 +59,8 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
     TITLE = "llmsurge"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {LoadCommands}
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-w-compact"), (100, "-w-reduced"), (150, "-w-full"), (190, "-w-large")]
+    VERTICAL_BREAKPOINTS = [(0, "-h-compact"), (28, "-h-reduced"), (44, "-h-full"), (56, "-h-large")]
 
     def __init__(
         self,
@@ -98,13 +103,31 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.push_screen(MainScreen())
+        self.install_screen(MainScreen(), name="main")
+        self.install_screen(CompactScreen(), name="compact")
+        self.push_screen(self._layout_for(self.size.width, self.size.height))
         if self.config.baseline is not None:
             self.call_after_refresh(self.set_baseline, str(self.config.baseline))
         self.set_interval(1.0 / self.refresh_hz, self.refresh_panes)
+        # Panes bake colours into their text: a new theme redraws every pane, even after the run ended.
+        self.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self.refresh_panes, True))
         if self.live:
             self._handle_stop_signals()
             self.run_session()
+
+    @staticmethod
+    def _layout_for(width: int, height: int) -> str:
+        """``compact`` (one pane at a time) below 100×28, else ``main`` (every pane)."""
+        return "compact" if width < COMPACT_BELOW[0] or height < COMPACT_BELOW[1] else "main"
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Switch dashboards live when the terminal crosses the compact size (not under a dialog)."""
+        if not isinstance(self.screen, DashboardScreen):
+            return
+        target = self._layout_for(event.size.width, event.size.height)
+        if self.screen is not self.get_screen(target):
+            self.switch_screen(target)
+            self.call_after_refresh(self.refresh_panes, True)
 
     def _handle_stop_signals(self) -> None:
         """SIGTERM, SIGHUP (the terminal closed) and SIGINT do what ``q`` does: stop, save, leave."""
@@ -174,7 +197,9 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
     def refresh_panes(self, full: bool | None = None) -> None:
         """Read one snapshot and update the visible panes in one batch; the statistics panes only when the
         snapshot's statistics are new (or ``full`` is asked for)."""
-        screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        screen = self.screen if isinstance(self.screen, DashboardScreen) else None
+        if screen is None:
+            screen = next((s for s in reversed(self.screen_stack) if isinstance(s, DashboardScreen)), None)
         if screen is None or not screen.ready:
             return
         snap = self.snapshot_source()

@@ -12,8 +12,8 @@ from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.runs import RunFileError, SavedRun, load_run
 from llmsurge.metrics.snapshot import SnapshotBuilder
 from llmsurge.presets import PresetError, find_preset
+from llmsurge.tui.screens.dashboard import DashboardScreen
 from llmsurge.tui.screens.inspector import InspectorScreen
-from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.screens.presets import PresetPicker
 
 if TYPE_CHECKING:
@@ -124,9 +124,10 @@ class SteeringActions:
             self.notify(str(exc), severity="error")
             return
         self.baseline = run
-        screen = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
-        if screen is not None:
-            screen.set_baseline(run)
+        for name in ("main", "compact"):
+            screen = cast(Any, self).get_screen(name)
+            if isinstance(screen, DashboardScreen) and screen.is_mounted:
+                screen.set_baseline(run)
         self.refresh_panes(full=True)
         self.notify(f"baseline: {run.label} ({', '.join(str(s.get('load')) for s in run.segments)})", timeout=4)
 

@@ -15,7 +15,7 @@ ROWS = (("TTFT", "ttft"), ("TTFC", "ttfc"), ("TPOT", "tpot"), ("ITL", "itl"), ("
 QUANTILES = (("p50", "median", 50.0), ("p90", "p90", 90.0), ("p99", "p99", 99.0))
 
 
-class LatencyTable(RoleStyles, Static):
+class LatencyTable(RoleStyles, Static, can_focus=True):
     """Latency percentiles side by side: this segment | whole run (the run columns need room). A percentile that
     rests on fewer values than it needs is dimmed and starred."""
 
@@ -24,9 +24,11 @@ class LatencyTable(RoleStyles, Static):
         muted = self.role("muted")
         t = Table(expand=True, box=None, padding=(0, 1), header_style=self.role("strong"))
         t.add_column("ms", style=self.role("strong"), no_wrap=True)
-        scopes = ("seg", "run") if self.size.width >= 84 else ("seg",)
+        width = self.size.width
+        scopes = ("seg", "run") if width >= 84 else ("seg",)
+        names = ("p50", "p90", "p99", "mean", "n") if width >= 50 else ("p50", "p90", "p99", "n")
         for scope in scopes:
-            for name in ("p50", "p90", "p99", "mean", "n"):
+            for name in names:
                 t.add_column(f"{scope} {name}" if name == "p50" else name, justify="right", no_wrap=True)
         for label, key in ROWS:
             cells: list[Text] = []
@@ -36,7 +38,8 @@ class LatencyTable(RoleStyles, Static):
                     value = ms(stats.get(f"{prefix}_{key}_ms")) if n else "—"
                     weak = 0 < n < min_samples(q)
                     cells.append(Text(value + ("*" if weak else ""), style=muted if weak else ""))
-                cells.append(Text(ms(stats.get(f"mean_{key}_ms")) if n else "—"))
+                if "mean" in names:
+                    cells.append(Text(ms(stats.get(f"mean_{key}_ms")) if n else "—"))
                 cells.append(Text(compact(n), style=muted))
             t.add_row(label, *cells)
         self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow

@@ -14,7 +14,7 @@ from llmsurge.widgets.roles import RoleStyles
 LABEL_WIDTH = 12  # the longest label ("output tok/s"): labels are never squeezed by long values
 
 
-class LoadPanel(RoleStyles, Static):
+class LoadPanel(RoleStyles, Static, can_focus=True):
     """What the client is doing now."""
 
     def show(self, snap: Snapshot) -> None:

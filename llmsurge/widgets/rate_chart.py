@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
-from textual_plot import HiResMode, PlotWidget
+from textual_plot import HiResMode
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
@@ -15,7 +15,7 @@ from llmsurge.widgets.pane_plot import PanePlot
 WINDOW_S = 300
 
 
-class RateChart(Vertical):
+class RateChart(Vertical, can_focus=True):
     """Token rate per second with a time axis and value labels; a vertical line at each segment start."""
 
     def compose(self) -> ComposeResult:
@@ -41,7 +41,7 @@ class RateChart(Vertical):
         self._last = key
         hist = snap.history[-WINDOW_S:]
         self._last_t = hist[-1][0] if hist else None
-        plot = self.query_one(PlotWidget)
+        plot = self.query_one(PanePlot)
         plot.clear()
         theme = self.app.current_theme
         if hist:
@@ -59,6 +59,10 @@ class RateChart(Vertical):
                 plot.plot([xs[0], x_end], [y, y], line_style=theme.secondary or "magenta", label="baseline")
             plot.set_xlimits(xs[0], x_end)
             plot.set_ylimits(0, None)
+            top = max([h[1] for h in hist] + [float(level["output_throughput"]) if level else 0.0])
+            plot.fit_ticks((xs[0], x_end), (0.0, top * 1.05 or 1.0))
+        else:
+            plot.fit_ticks((0.0, 1.0), (0.0, 1.0))
         self.query_one("#rate-req-label", Static).update(
             f"req/s  now {num(snap.request_s, 2)}   segments: {len(snap.segment_starts)}"
         )

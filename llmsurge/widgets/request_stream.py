@@ -35,9 +35,24 @@ COLUMNS = (
     ("error", 14),
 )
 STATUS_ROLE = {"ok": "good", "failed": "bad", "cancelled": "warn", "running": "accent"}
+PRIORITY = ("id", "status", "TTFT ms", "latency ms", "tokens", "tok/s", "error", "seg")
+"""Which columns stay when the pane is narrow (a column is dropped whole, never cut)."""
+ALL = tuple(name for name, _w in COLUMNS)
 
 
-def format_row(r: RequestRow, styles: dict[str, Style] | None = None) -> Text:
+def columns_for(width: int) -> tuple[str, ...]:
+    """The columns that fit in ``width`` cells, in their usual order."""
+    widths = dict(COLUMNS)
+    kept: set[str] = set()
+    used = 0
+    for name in PRIORITY:
+        if used + widths[name] <= width:
+            kept.add(name)
+            used += widths[name]
+    return tuple(name for name in ALL if name in kept)
+
+
+def format_row(r: RequestRow, styles: dict[str, Style] | None = None, columns: tuple[str, ...] = ALL) -> Text:
     """One request as a line of fixed-width columns (``styles``: role → style, for the status and error)."""
     styles = styles or {}
     cells = (
@@ -52,6 +67,8 @@ def format_row(r: RequestRow, styles: dict[str, Style] | None = None) -> Text:
     )
     t = Text(no_wrap=True, overflow="ellipsis")
     for (name, width), cell in zip(COLUMNS, cells, strict=True):
+        if name not in columns:
+            continue
         style: Style | str = ""
         if name == "status":
             style = styles.get(STATUS_ROLE.get(r.status, ""), "")
@@ -85,7 +102,8 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
         def control(self) -> RequestStream:
             return self.stream
 
-    def on_mount(self) -> None:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.rows: tuple[RequestRow, ...] = ()
         """What is shown (the snapshot's rows, failures only when filtered)."""
         self.all_rows: tuple[RequestRow, ...] = ()
@@ -93,15 +111,26 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
         """The request the cursor is on (it follows the request as rows move)."""
         self.failed_only = False
         """Show failed requests only (``f``)."""
-        self._header = Text(no_wrap=True)
-        for name, width in COLUMNS:
-            right = name not in ("id", "status", "error")
-            self._header.append((name.rjust(width - 1) if right else name.ljust(width - 1)) + " ", style="bold")
+        self._columns: tuple[str, ...] = ()
+        self._header = Text()
         self._styles: dict[str, Style] = {}
         self._cached = lru_cache(maxsize=1024)(self._format)
 
-    def _format(self, row: RequestRow) -> Text:
-        return format_row(row, self._styles)
+    def _format(self, row: RequestRow, columns: tuple[str, ...]) -> Text:
+        return format_row(row, self._styles, columns)
+
+    def _fit_columns(self) -> tuple[str, ...]:
+        """The columns for the pane's width now (the header is rebuilt when they change)."""
+        columns = columns_for(max(0, self.size.width - 1))
+        if columns != self._columns:
+            self._columns = columns
+            self._header = Text(no_wrap=True)
+            for name, width in COLUMNS:
+                if name in columns:
+                    right = name not in ("id", "status", "error")
+                    label = name.rjust(width - 1) if right else name.ljust(width - 1)
+                    self._header.append(label + " ", style="bold")
+        return columns
 
     def _theme_styles(self) -> dict[str, Style]:
         styles = {role: self.role(role) for role in ("good", "bad", "warn", "accent")}
@@ -120,8 +149,12 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
     def _filter(self) -> None:
         rows = self.all_rows
         self.rows = tuple(r for r in rows if r.status == "failed") if self.failed_only else rows
-        self.virtual_size = Size(sum(w for _n, w in COLUMNS), len(self.rows) + 1)
+        self.virtual_size = Size(sum(w for n, w in COLUMNS if n in self._fit_columns()), len(self.rows) + 1)
         self.refresh()
+
+    def on_resize(self) -> None:
+        self._fit_columns()
+        self._filter()
 
     def toggle_failed_only(self) -> bool:
         """Show only failures (the ones people open first), or everything again; returns the new state."""
@@ -150,8 +183,11 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         """Select the row clicked; a double click opens it."""
-        i = event.y - 1 + self.scroll_offset.y
-        if event.y < 1 or not 0 <= i < len(self.rows):
+        offset = event.get_content_offset(self)  # inside the border: line 0 is the header
+        if offset is None or offset.y < 1:
+            return
+        i = offset.y - 1 + self.scroll_offset.y
+        if not 0 <= i < len(self.rows):
             return
         self.selected = self.rows[i].request_id
         self.refresh()
@@ -160,24 +196,26 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
 
     def row_texts(self) -> list[str]:
         """The rows as plain text (tests)."""
-        return [format_row(r).plain for r in self.rows]
+        return [format_row(r, columns=self._columns or ALL).plain for r in self.rows]
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
         selected = False
+        columns = self._fit_columns()
         if y == 0:
             line = self._header
         else:
             i = y - 1 + scroll_y
             if i >= len(self.rows):
-                return Strip.blank(width)
+                return Strip.blank(width, self.rich_style)
             row = self.rows[i]
             styles = self._theme_styles()
-            line = format_row(row, styles) if row.status == "running" else self._cached(row)
+            line = format_row(row, styles, columns) if row.status == "running" else self._cached(row, columns)
             selected = row.request_id == self.selected
         console = self.app.console
         segments = list(line.render(console))
         strip = Strip(segments, line.cell_len).crop(scroll_x, scroll_x + width)
-        strip = strip.extend_cell_length(width, Style.null())
+        # The pane's own colours under the text (a line-API widget paints its background itself).
+        strip = strip.extend_cell_length(width).apply_style(self.rich_style)
         return strip.apply_style(Style(reverse=True)) if selected else strip

@@ -24,10 +24,40 @@ class RoleStyles:
         # Textual collects component classes along the first widget base only: declare them on each class.
         cls.COMPONENT_CLASSES = set(ROLE_CLASSES) | set(cls.__dict__.get("COMPONENT_CLASSES", set()))  # type: ignore[attr-defined]
 
+    _role_cache: dict[str, Style] | None = None
+
+    def notify_style_update(self) -> None:
+        """The stylesheet was applied again (a theme change): the role styles are worked out afresh."""
+        self._role_cache = None
+        super().notify_style_update()  # type: ignore[misc]
+
+    def _role_styles(self) -> dict[str, Style]:
+        if self._role_cache is None:
+            self._role_cache = {}
+        return self._role_cache
+
     def role(self, name: str) -> Style:
-        """The rich style of role ``name`` in the current theme."""
-        return cast(Widget, self).get_component_rich_style(f"pane--{name}", partial=True)
+        """The rich style of role ``name`` in the current theme.
+
+        A translucent colour (``$foreground-muted``) is blended onto the pane's background here: a rich style
+        cannot carry alpha, and Textual's partial style would drop it (muted text would show at full strength).
+        """
+        cache = self._role_styles()
+        key = f"pane--{name}"
+        if key not in cache:
+            widget = cast(Widget, self)
+            styles = widget.get_component_styles(key)
+            style = styles.partial_rich_style
+            if styles.has_rule("color") and styles.color.a < 1:
+                _, background = widget.background_colors
+                style += Style(color=(background + styles.color).rich_color)
+            cache[key] = style
+        return cache[key]
 
     def state_style(self, state: str) -> Style:
         """The badge style of a run state (``running``, ``paused`` …) in the current theme."""
-        return cast(Widget, self).get_component_rich_style(f"state--{state}")
+        cache = self._role_styles()
+        key = f"state--{state}"
+        if key not in cache:
+            cache[key] = cast(Widget, self).get_component_styles(key).rich_style
+        return cache[key]

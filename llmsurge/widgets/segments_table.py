@@ -18,10 +18,39 @@ from llmsurge.widgets.format import ms, num
 from llmsurge.widgets.roles import RoleStyles
 
 COLUMNS = ("#", "load", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache", "done", "failed")
+GOOD = ("good",)
+VERSUS = ("vs base tok/s", "vs base p99")
+PRIORITY = (
+    "#",
+    "load",
+    "out tok/s",
+    "TTFT p50",
+    "TTFT p99",
+    "good",
+    "vs base tok/s",
+    "vs base p99",
+    "done",
+    "failed",
+    "req/s",
+    "TPOT p50",
+    "cache",
+)
+"""Which columns stay when the pane is narrow: a column is dropped whole, never cut through a number."""
+
+
+def fit_columns(names: tuple[str, ...], widths: dict[str, int], room: int) -> tuple[str, ...]:
+    """The columns (in their usual order) that fit in ``room`` cells, kept by :data:`PRIORITY`."""
+    kept: set[str] = set()
+    used = 0
+    for name in PRIORITY:
+        if name in names and used + widths[name] <= room:
+            kept.add(name)
+            used += widths[name]
+    return tuple(n for n in names if n in kept)
 
 
 class SegmentsTable(RoleStyles, DataTable[Text]):
-    """Rows are rebuilt only when a figure changed."""
+    """Rows are rebuilt only when a figure (or the columns that fit) changed."""
 
     baseline: SavedRun | None = None
     """A saved run: each row gains the change against its figure at the same load."""
@@ -29,13 +58,12 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns(*COLUMNS)
+        self._shown: tuple[str, ...] = ()
         self._rows: list[tuple[Text, ...]] = []
-        self._slo = False
-        self._with_base = False
-        self.border_subtitle = "* too few requests for that percentile · ! CPU starved"
+        self._last: Snapshot | None = None
+        self.border_subtitle = "* too few for that percentile · ! CPU starved"
 
-    def _row(self, s: SegmentRow) -> tuple[Text, ...]:
+    def _row(self, s: SegmentRow, slo: bool) -> dict[str, Text]:
         muted, bad, warn = self.role("muted"), self.role("bad"), self.role("warn")
 
         def pct(value: float, q: float) -> Text:
@@ -48,20 +76,23 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             label.append(" !", style=warn)
         if self._many_presets:  # a user's preset name: text, never markup
             label.append(f" {s.scenario}", style=muted)
-        return (
-            Text(str(s.index)),
-            label,
-            Text(num(s.request_throughput, 2)),
-            Text(num(s.output_throughput, 0)),
-            pct(s.ttft_p50_ms, 50.0),
-            pct(s.ttft_p99_ms, 99.0),
-            pct(s.tpot_p50_ms, 50.0),
-            Text("—" if s.cache_hit_rate is None else f"{s.cache_hit_rate:.0%}"),
-            Text(f"{s.completed:,}"),
-            Text(f"{s.failed:,}", style=bad if s.failed else ""),
-            *([Text("—" if s.good_share is None else f"{s.good_share:.0%}")] if self._slo else []),
-            *(self._versus(s) if self.baseline else ()),
-        )
+        cells = {
+            "#": Text(str(s.index)),
+            "load": label,
+            "req/s": Text(num(s.request_throughput, 2)),
+            "out tok/s": Text(num(s.output_throughput, 0)),
+            "TTFT p50": pct(s.ttft_p50_ms, 50.0),
+            "TTFT p99": pct(s.ttft_p99_ms, 99.0),
+            "TPOT p50": pct(s.tpot_p50_ms, 50.0),
+            "cache": Text("—" if s.cache_hit_rate is None else f"{s.cache_hit_rate:.0%}"),
+            "done": Text(f"{s.completed:,}"),
+            "failed": Text(f"{s.failed:,}", style=bad if s.failed else ""),
+        }
+        if slo:
+            cells["good"] = Text("—" if s.good_share is None else f"{s.good_share:.0%}")
+        if self.baseline is not None:
+            cells["vs base tok/s"], cells["vs base p99"] = self._versus(s)
+        return cells
 
     def _versus(self, s: SegmentRow) -> tuple[Text, Text]:
         """Output tok/s and TTFT p99 against the baseline at the same load (``—`` where it ran no such load)."""
@@ -81,24 +112,34 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             out.append(Text(text + arrow, style="" if better is None else self.role("good" if better else "bad")))
         return out[0], out[1]
 
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.show(self._last)
+
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``'s segments, newest last (the cursor follows the newest). The preset's name follows
-        the load only when the run switched presets (the status line names it otherwise)."""
+        the load only when the run switched presets (the status line names it otherwise); goodput's and the
+        baseline's columns come with an SLO and a baseline."""
+        self._last = snap
         self._many_presets = len({s.scenario for s in snap.segments}) > 1
         slo = bool(snap.slo)
-        shape = (slo, self.baseline is not None)
-        if shape != (self._slo, self._with_base):  # goodput's and the baseline's columns come and go
-            self._slo, self._with_base = shape
-            self._rows = []
-            self.clear(columns=True)
-            extra = (("good",) if slo else ()) + (("vs base tok/s", "vs base p99") if self.baseline else ())
-            self.add_columns(*COLUMNS, *extra)
-        rows = [self._row(s) for s in snap.segments]
-        if [tuple(c.plain for c in r) for r in rows] == [tuple(c.plain for c in r) for r in self._rows]:
+        names = COLUMNS + (GOOD if slo else ()) + (VERSUS if self.baseline is not None else ())
+        cells = [self._row(s, slo) for s in snap.segments]
+        widths = {n: max([len(n)] + [c[n].cell_len for c in cells]) + 2 for n in names}
+        shown = fit_columns(names, widths, max(10, self.size.width - 2))
+        rows = [tuple(c[n] for n in shown) for c in cells]
+        if shown == self._shown and [tuple(x.plain for x in r) for r in rows] == [
+            tuple(x.plain for x in r) for r in self._rows
+        ]:
             return
         follow = self.cursor_row >= len(self._rows) - 1
+        if shown != self._shown:
+            self._shown = shown
+            self.clear(columns=True)
+            self.add_columns(*shown)
+        else:
+            self.clear()
         self._rows = rows
-        self.clear()
         for r in rows:
             self.add_row(*r)
         if follow and rows:

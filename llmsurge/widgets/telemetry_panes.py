@@ -17,7 +17,7 @@ from llmsurge.widgets.roles import RoleStyles
 NOT_EXPORTED = "not exported by the server"
 
 
-class TelemetryPane(RoleStyles, Static):
+class TelemetryPane(RoleStyles, Static, can_focus=True):
     """Base: picks its source from ``snap.telemetry`` and renders it or its empty state."""
 
     source = ""
@@ -40,11 +40,17 @@ class TelemetryPane(RoleStyles, Static):
         """Draw one sample (subclasses)."""
         raise NotImplementedError
 
-    def grid(self) -> Table:
-        """A two-column grid: a muted label, then the value."""
+    def grid(self, rows: list[tuple[int, str, RenderableType]], reserve: int = 0) -> Table:
+        """A two-column grid (a muted label, then the value) of the rows that fit the pane's height, the most
+        important first (``rows``: priority, lower stays longer; label; value), shown in their given order."""
+        fixed = self.styles.height is not None and not self.styles.height.is_auto
+        room = max(1, self.content_size.height - reserve) if fixed and self.content_size.height else len(rows)
+        keep = sorted(range(len(rows)), key=lambda i: rows[i][0])[:room]
         t = Table.grid(padding=(0, 1), expand=True)
-        t.add_column(style=self.role("muted"), no_wrap=True)
-        t.add_column(no_wrap=True)
+        t.add_column(style=self.role("muted"), no_wrap=True, width=max(len(r[1]) for r in rows))
+        t.add_column(no_wrap=True, ratio=1)
+        for i in sorted(keep):
+            t.add_row(rows[i][1], rows[i][2])
         return t
 
 
@@ -69,22 +75,33 @@ class GpuPane(TelemetryPane):
 
     source = "gpu"
 
+    COLUMNS = (("gpu", 17), ("util", 12), ("mem", 9), ("power", 10), ("temp", 6), ("clk", 9), ("hist", 16))
+    """Column and the width it needs: those that do not fit the pane are dropped whole (from the right)."""
+
     def render_sample(self, sample: GpuSample, snap: Snapshot) -> RenderableType:
+        room = max(20, self.size.width - 2)
+        shown, used = [], 0
+        for name, width in self.COLUMNS:  # dropped from the right: the first that does not fit ends the row
+            if used + width > room:
+                break
+            shown.append(name)
+            used += width
         t = Table.grid(padding=(0, 1), expand=True)
-        for col in ("gpu", "util", "mem", "power", "temp", "clk", "hist"):
+        for col in shown:
             t.add_column(col, no_wrap=True, justify="left" if col in ("gpu", "hist") else "right")
         for g in sample.gpus:
             util, limit = g.util, g.power_limit_w
-            t.add_row(
-                Text(f"{g.index} {g.name[:14]}", style=self.role("strong")),
-                f"{bar(util / 100, 6)}{num(util, 0):>4}%",
-                f"{num(g.mem_used_mib / 1024, 0)}/{num(g.mem_total_mib / 1024, 0)}G",
-                f"{num(g.power_w, 0)}/{num(limit, 0)}W" if limit == limit else f"{num(g.power_w, 0)}W",
-                f"{num(g.temp_c, 0)}°C",
-                f"{num(g.sm_clock_mhz, 0)}MHz",
-                _spark(g.util_history, 100.0),
-            )
-        return Group(t, Text(sample.backend, style=self.role("muted")))
+            cells: dict[str, Text | str] = {
+                "gpu": Text(f"{g.index} {g.name[:14]}", style=self.role("strong")),
+                "util": f"{bar(util / 100, 6)}{num(util, 0):>4}%",
+                "mem": f"{num(g.mem_used_mib / 1024, 0)}/{num(g.mem_total_mib / 1024, 0)}G",
+                "power": f"{num(g.power_w, 0)}/{num(limit, 0)}W" if limit == limit else f"{num(g.power_w, 0)}W",
+                "temp": f"{num(g.temp_c, 0)}°C",
+                "clk": f"{num(g.sm_clock_mhz, 0)}MHz",
+                "hist": _spark(g.util_history[-14:], 100.0),
+            }
+            t.add_row(*(cells[c] for c in shown))
+        return Group(t, Text(sample.backend, style=self.role("muted"), overflow="ellipsis", no_wrap=True))
 
 
 class HostPane(TelemetryPane):
@@ -93,17 +110,18 @@ class HostPane(TelemetryPane):
     source = "host"
 
     def render_sample(self, sample: HostSample, snap: Snapshot) -> RenderableType:
-        t = self.grid()
         cpu, mem = sample.cpu_percent, sample.mem_percent
-        t.add_row("host cpu", f"{bar(cpu / 100, 12)} {num(cpu, 0)}% of {sample.cpu_count} cores")
-        t.add_row("host mem", f"{bar(mem / 100, 12)} {num(mem, 0)}%")
-        t.add_row("llmsurge cpu", f"workers {num(sample.workers_cpu_percent, 0)}%  ui {num(sample.ui_cpu_percent, 0)}%")
         c = snap.client
         warn = self.role("warn") if c.saturated else ""
-        t.add_row("client", Text(f"loop lag max {c.max_loop_lag_ms:,.0f} ms", style=warn))
+        rows: list[tuple[int, str, RenderableType]] = [
+            (0, "host cpu", f"{bar(cpu / 100, 8)} {num(cpu, 0)}% of {sample.cpu_count} cores"),
+            (3, "host mem", f"{bar(mem / 100, 8)} {num(mem, 0)}%"),
+            (2, "llmsurge cpu", f"workers {num(sample.workers_cpu_percent, 0)}%  ui {num(sample.ui_cpu_percent, 0)}%"),
+            (1, "client", Text(f"loop lag max {c.max_loop_lag_ms:,.0f} ms", style=warn)),
+        ]
         if c.saturated:
-            return Group(t, Text(c.reason, style=warn))
-        return t
+            return Group(self.grid(rows, reserve=2), Text(c.reason, style=warn))
+        return self.grid(rows)
 
 
 class ServerPane(TelemetryPane):
@@ -112,23 +130,28 @@ class ServerPane(TelemetryPane):
     source = "server"
 
     def render_sample(self, sample: ServerSample, snap: Snapshot) -> RenderableType:
-        t = self.grid()
-        t.add_row("running", num(sample.running, 0))
         waiting = sample.waiting
-        t.add_row("waiting", Text(num(waiting, 0), style=self.role("warn") if (waiting or 0) > 0 else ""))
-        t.add_row("KV cache", f"{bar(sample.kv_cache, 10)} {_percent(sample.kv_cache)}")
-        t.add_row("prefix hits", _percent(sample.prefix_hit_rate))
         rates = Text(f"gen {num(sample.generation_tok_s, 0)}  prompt {num(sample.prompt_tok_s, 0)}")
-        if sample.rate_source:
-            rates.append(f"  {sample.rate_source}", style=self.role("muted"))
-        t.add_row("server tok/s", rates)
+        if sample.rate_source and rates.cell_len + len(sample.rate_source) + 16 <= self.content_size.width:
+            rates.append(f"  {sample.rate_source}", style=self.role("muted"))  # what the figure is, if room
         ours = snap.segment_stats
         server = (
-            f"server {ms(sample.ttft_p50_ms)}/{ms(sample.ttft_p99_ms)}"
+            f"{ms(sample.ttft_p50_ms)}/{ms(sample.ttft_p99_ms)} ms"
             if sample.ttft_p50_ms == sample.ttft_p50_ms
-            else f"server: {NOT_EXPORTED}"
+            else Text(NOT_EXPORTED, style=self.role("muted"))
         )
-        t.add_row("TTFT p50/p99", f"{server}  ours {ms(ours.get('median_ttft_ms'))}/{ms(ours.get('p99_ttft_ms'))}")
+        rows: list[tuple[int, str, RenderableType]] = [
+            (0, "running", num(sample.running, 0)),
+            (1, "waiting", Text(num(waiting, 0), style=self.role("warn") if (waiting or 0) > 0 else "")),
+            (2, "KV cache", f"{bar(sample.kv_cache, 10)} {_percent(sample.kv_cache)}"),
+            (5, "prefix hits", _percent(sample.prefix_hit_rate)),
+            (3, "server tok/s", rates),
+            (4, "TTFT p50/p99", server),
+            (6, "  ours", f"{ms(ours.get('median_ttft_ms'))}/{ms(ours.get('p99_ttft_ms'))} ms"),
+        ]
         if sample.preemptions_per_s:
-            t.add_row("preemptions", Text(f"{num(sample.preemptions_per_s, 2)}/s", style=self.role("bad")))
-        return Group(t, Text(f"{sample.kind} /metrics", style=self.role("muted")))
+            rows.insert(3, (1, "preemptions", Text(f"{num(sample.preemptions_per_s, 2)}/s", style=self.role("bad"))))
+        fixed = self.styles.height is not None and not self.styles.height.is_auto
+        if fixed and self.content_size.height and self.content_size.height <= len(rows):
+            return self.grid(rows)
+        return Group(self.grid(rows, reserve=1), Text(f"{sample.kind} /metrics", style=self.role("muted")))

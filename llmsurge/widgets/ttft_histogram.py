@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
-from textual_plot import PlotWidget
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
@@ -14,7 +14,7 @@ from llmsurge.widgets.format import ms
 from llmsurge.widgets.pane_plot import PanePlot
 
 
-class TtftHistogram(Vertical):
+class TtftHistogram(Vertical, can_focus=True):
     """Bars of TTFT counts (ms) and vertical lines at the percentiles."""
 
     def compose(self) -> ComposeResult:
@@ -39,12 +39,13 @@ class TtftHistogram(Vertical):
         if key == self._key:
             return
         self._key = key
-        plot = self.query_one(PlotWidget)
+        plot = self.query_one(PanePlot)
         plot.clear()
         st = snap.segment_stats
         theme = self.app.current_theme
         marks = self.query_one("#ttft-marks", Static)
         if not counts:
+            plot.fit_ticks((0.0, 1.0), (0.0, 1.0))
             marks.update("waiting for the first completed request of this segment")
             return
         centers = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
@@ -66,9 +67,15 @@ class TtftHistogram(Vertical):
             hi = max(hi, slo_ms * 1.05)
         plot.set_xlimits(edges[0], hi)
         plot.set_ylimits(0, None)
-        marks.update(
-            f"[{colors['p50']}]p50 {ms(st.get('median_ttft_ms'))}[/]  "
-            f"[{colors['p90']}]p90 {ms(st.get('p90_ttft_ms'))}[/]  "
-            f"[{colors['p99']}]p99 {ms(st.get('p99_ttft_ms'))}[/] ms  "
-            f"n={sum(counts):,}" + (f"  SLO {ms(slo_ms)}" if slo_ms is not None else "")
-        )
+        plot.fit_ticks((edges[0], hi), (0.0, max(counts) * 1.05 or 1.0))
+        parts = [
+            Text(f"p50 {ms(st.get('median_ttft_ms'))}", style=colors["p50"]),
+            Text(f"p90 {ms(st.get('p90_ttft_ms'))}", style=colors["p90"]),
+            Text(f"p99 {ms(st.get('p99_ttft_ms'))} ms", style=colors["p99"]),
+            Text(f"n={sum(counts):,}"),
+        ]
+        if slo_ms is not None:
+            parts.append(Text(f"SLO {ms(slo_ms)}"))
+        while len(parts) > 1 and sum(p.cell_len + 2 for p in parts) > marks.size.width:
+            parts.pop()  # whole figures only: drop from the right, never cut one
+        marks.update(Text("  ").join(parts))

@@ -1,0 +1,136 @@
+"""What the two dashboards share: the keys that steer the load, the panes' snapshot feed, zoom and the inspector.
+
+:class:`~llmsurge.tui.screens.main.MainScreen` lays every pane out at once (100×30 and up); the compact one
+(:class:`~llmsurge.tui.screens.compact.CompactScreen`, at 80×24) shows the load and one large pane, chosen with
+number keys or tabs. The app shows the one that fits the terminal, switching live on resize.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from textual import on
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widget import Widget
+
+from llmsurge.metrics.runs import SavedRun
+from llmsurge.metrics.snapshot import Snapshot
+from llmsurge.widgets.latency_table import LatencyTable
+from llmsurge.widgets.load_panel import LoadPanel
+from llmsurge.widgets.rate_chart import RateChart
+from llmsurge.widgets.request_stream import RequestStream
+from llmsurge.widgets.segments_table import SegmentsTable
+from llmsurge.widgets.status_line import StatusLine
+from llmsurge.widgets.telemetry_panes import GpuPane, HostPane, ServerPane
+from llmsurge.widgets.ttft_histogram import TtftHistogram
+
+W = TypeVar("W", bound=Widget)
+
+PANES: tuple[tuple[str, str, type[Widget]], ...] = (
+    ("rate", "output tok/s", RateChart),
+    ("ttft", "TTFT histogram", TtftHistogram),
+    ("latency", "latency (ms): segment | run", LatencyTable),
+    ("segments", "segments", SegmentsTable),
+    ("requests", "requests: running (oldest first), finished (newest first)", RequestStream),
+    ("gpu", "GPU", GpuPane),
+    ("server", "server /metrics", ServerPane),
+    ("host", "host / client", HostPane),
+)
+"""The panes below the status line and the load panel: id, title, widget (in the compact screen's tab order)."""
+STATISTICS = (RateChart, TtftHistogram, LatencyTable, SegmentsTable, GpuPane, ServerPane, HostPane)
+
+
+def titled(widget: W, title: str) -> W:
+    """``widget`` with its border title."""
+    widget.border_title = title
+    return widget
+
+
+def make_pane(pane_id: str) -> Widget:
+    """A new pane by id, titled."""
+    _id, title, cls = next(p for p in PANES if p[0] == pane_id)
+    return titled(cls(id=pane_id), title)
+
+
+class DashboardScreen(Screen[None]):
+    """A screen of panes fed by snapshots; keys call the app's steering actions."""
+
+    BINDINGS = [
+        Binding("plus", "app.concurrency(1)", "+1", key_display="+", id="concurrency-up"),
+        Binding("minus", "app.concurrency(-1)", "-1", key_display="-", id="concurrency-down"),
+        Binding("right_square_bracket", "app.scale(2)", "×2", key_display="]", id="concurrency-double"),
+        Binding("left_square_bracket", "app.scale(0.5)", "÷2", key_display="[", id="concurrency-halve"),
+        Binding("r", "app.rate(1)", "rate+", id="rate-up"),
+        Binding("R", "app.rate(-1)", "rate-", key_display="R", id="rate-down"),
+        Binding("space", "app.toggle_pause", "pause", key_display="space", id="pause"),
+        Binding("p", "app.presets", "presets", id="presets"),
+        Binding("s", "app.save", "save", id="save"),
+        Binding("f", "failed_only", "failures", id="failures-only"),
+        Binding("z", "zoom", "zoom", id="zoom"),
+        Binding("tab", "app.focus_next", "next pane", show=False, id="focus-next"),
+        Binding("shift+tab", "app.focus_previous", "previous pane", show=False, id="focus-previous"),
+        Binding("q", "app.quit_and_save", "quit", id="quit"),
+    ]
+
+    _ready = False
+
+    @property
+    def ready(self) -> bool:
+        """True once every pane is in the DOM and until the screen starts closing (snapshots arriving earlier or
+        later are skipped)."""
+        if self._closing or self._closed or not self.app.is_running:
+            return False
+        if not self._ready:
+            self._ready = bool(self.query(HostPane)) and bool(self.query(StatusLine))
+        return self._ready
+
+    def on_screen_resume(self) -> None:
+        """Shown again (or for the first time, after a resize): take up the app's baseline."""
+        self.set_baseline(getattr(self.app, "baseline", None))
+
+    def set_baseline(self, baseline: SavedRun | None) -> None:
+        """Hand a saved run to the panes that show it beside this run (attributes down)."""
+        for cls in (SegmentsTable, RateChart, TtftHistogram):
+            for pane in self.query(cls):
+                pane.baseline = baseline  # type: ignore[attr-defined]
+
+    def action_failed_only(self) -> None:
+        """``f``: the request stream shows failures only (the ones people open first), or everything again."""
+        on = self.query_one(RequestStream).toggle_failed_only()
+        self.notify("failed requests only (f again: all)" if on else "all requests", timeout=2)
+
+    def action_zoom(self) -> None:
+        """``z``: the focused pane fills the screen; ``z`` (or escape) again: back (tmux's habit)."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        pane = self.focused
+        while pane is not None and pane.parent is not self and pane.id not in {p[0] for p in PANES}:
+            pane = pane.parent if isinstance(pane.parent, Widget) else None
+        if pane is None or pane.id not in {p[0] for p in PANES} | {"load"}:
+            self.notify("focus a pane first (tab, or a click), then z", timeout=3)
+            return
+        self.maximize(pane, container=False)
+
+    @on(RequestStream.Inspect)
+    def open_inspector(self, message: RequestStream.Inspect) -> None:
+        """Enter (or a double click) on a request: the inspector."""
+        self.app.inspect(message.request_id)  # type: ignore[attr-defined]
+
+    def visible_panes(self) -> list[Widget]:
+        """The panes that are shown now (all of them here; the compact screen shows one)."""
+        return [self.query_one(f"#{p[0]}") for p in PANES]
+
+    def show(self, snap: Snapshot, waiting_for: float | None, message: str, full: bool = True) -> None:
+        """Hand the snapshot to the visible panes (the app wraps this in one batch update).
+
+        The status line, load panel and request stream follow every snapshot; the statistics panes (chart,
+        histogram, tables, telemetry) only when ``full``: when the snapshot's statistics were recomputed (about
+        once a second, and at once after a change of load or of the pane shown).
+        """
+        self.query_one(StatusLine).show(snap, waiting_for, message)
+        self.query_one(LoadPanel).show(snap)
+        for pane in self.visible_panes():
+            if full or not isinstance(pane, STATISTICS):
+                pane.show(snap)  # type: ignore[attr-defined]
