@@ -71,6 +71,15 @@ def _port(v: str) -> int:
     return n
 
 
+def _length(v: str) -> Any:
+    from llmsurge.engine.lengths import LengthDist, LengthError
+
+    try:
+        return LengthDist.parse(v)
+    except LengthError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _workers(v: str) -> int | str:
     return "auto" if v == "auto" else _positive_int(v)
 
@@ -92,8 +101,37 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--requests", "-n", type=_positive_int, help="stop after N requests")
     g.add_argument("--duration", "-d", type=_positive_float, help="stop after SECONDS")
     g = p.add_argument_group("requests (override the preset)")
-    g.add_argument("--input-tokens", type=_positive_int, help="prompt length in tokens (calibrated)")
-    g.add_argument("--output-tokens", type=_positive_int, help="max_tokens (with ignore_eos: exact length)")
+    g.add_argument(
+        "--input-tokens",
+        type=_length,
+        metavar="N|DIST",
+        help="prompt length in tokens (calibrated): 512, uniform:A,B, normal:MEAN,SD, lognormal:MEDIAN,SIGMA,"
+        " empirical:LEN=WEIGHT,…",
+    )
+    g.add_argument(
+        "--output-tokens",
+        type=_length,
+        metavar="N|DIST",
+        help="max_tokens (with ignore_eos: exact length); a distribution as for --input-tokens",
+    )
+    g.add_argument(
+        "--dataset",
+        metavar="FILE|sample",
+        help="prompts from a JSONL (messages or prompt, optional max_tokens) or ShareGPT JSON file; sample: bundled",
+    )
+    g.add_argument(
+        "--shared-prefix-tokens",
+        type=lambda v: _whole(v, 0, limits.MAX_COUNT),
+        metavar="N",
+        help="each prompt starts with one of --prefix-groups shared system prompts of N tokens (prefix caching)",
+    )
+    g.add_argument("--prefix-groups", type=_concurrency, metavar="K", help="how many shared prefixes (default 1)")
+    g.add_argument(
+        "--turns",
+        type=lambda v: _whole(v, 1, limits.MAX_TURNS),
+        help="multi-turn chats: each user sends N turns, the growing history each time (closed loop)",
+    )
+    g.add_argument("--think-time", type=_wait, metavar="SECONDS", help="pause between a user's turns")
     g.add_argument("--endpoint", choices=("chat", "completions"), help="/v1/chat/completions or /v1/completions")
     g.add_argument("--no-stream", action="store_true", help="ask for whole responses instead of SSE")
     g.add_argument("--no-ignore-eos", action="store_true", help="let the model stop early")
@@ -151,6 +189,11 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
         duration=args.duration,
         input_tokens=args.input_tokens,
         output_tokens=args.output_tokens,
+        dataset=args.dataset,
+        shared_prefix_tokens=args.shared_prefix_tokens,
+        prefix_groups=args.prefix_groups,
+        turns=args.turns,
+        think_time=args.think_time,
         endpoint=args.endpoint,
         stream=False if args.no_stream else None,
         ignore_eos=False if args.no_ignore_eos else None,
@@ -307,6 +350,20 @@ def _add_sim(sub: Any) -> None:
         "--stamp", action="store_true", help='add each chunk\'s send time (time.monotonic()) as "llmsurge_sent"'
     )
     sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
+    sim.add_argument(
+        "--reasoning-tokens",
+        type=lambda v: _whole(v, 0, limits.MAX_COUNT),
+        default=0,
+        metavar="N",
+        help="a reasoning model: the first N output tokens stream as delta.reasoning_content",
+    )
+    sim.add_argument(
+        "--max-model-len",
+        type=_positive_int,
+        default=32768,
+        metavar="N",
+        help="context length: prompt + max_tokens beyond it get HTTP 400 (default 32768)",
+    )
     sim.add_argument("--step-ms", type=_wait, help="base decode step time in ms (default 12)")
     sim.add_argument(
         "--processes",
@@ -512,7 +569,7 @@ def _presets(args: argparse.Namespace) -> int:
         sh = sc.shape
         console.print(
             f"requests: {sh.endpoint}, {'stream' if sh.stream else 'no stream'}, "
-            f"{sh.input_tokens} in / {sh.output_tokens} out, ignore_eos={sh.ignore_eos}, "
+            f"{sh.describe_lengths()}, ignore_eos={sh.ignore_eos}, "
             f"temperature={sh.temperature:g}, timeout={sh.timeout:g}s"
         )
         for case in sh.cases:
@@ -561,7 +618,14 @@ def _sim(args: argparse.Namespace) -> int:
         timing.step_base = args.step_ms / 1000.0
     if not args.fast:
         timing.max_seqs = args.max_seqs
-    config = SimConfig(model=args.model, timing=timing, faults=faults, stamp=args.stamp)
+    config = SimConfig(
+        model=args.model,
+        timing=timing,
+        faults=faults,
+        stamp=args.stamp,
+        reasoning_tokens=args.reasoning_tokens,
+        max_model_len=args.max_model_len,
+    )
 
     def ready(port: int) -> None:
         extra = f", faults {faults.describe()}" if faults.describe() else ""

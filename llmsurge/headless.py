@@ -75,6 +75,12 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
     row("Total generated tokens", "total_output_tokens", "{:d}")
     if summary.get("prefix_cache_hit_rate") is not None:
         row("Prompt tokens from the server's cache", "prefix_cache_hit_rate", "{:.1%}")
+    if summary.get("completed"):
+        t.add_row(
+            "Input / output tokens, mean (p90)",
+            f"{summary.get('mean_input_tokens', 0):,.0f} ({summary.get('p90_input_tokens', 0):,.0f}) / "
+            f"{summary.get('mean_output_tokens', 0):,.0f} ({summary.get('p90_output_tokens', 0):,.0f})",
+        )
     row("Request throughput (req/s)", "request_throughput")
     row("Output token throughput (tok/s)", "output_throughput")
     row("Total token throughput (tok/s)", "total_token_throughput")
@@ -106,6 +112,13 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
             starred |= weak
             value = summary.get(f"{key}_{name}_ms") if n or "n_ttft" not in summary else None
             t.add_row(f"{stat} {name.upper()} (ms)", _cell(value, "{:.2f}", weak))
+    reasoning = summary.get("reasoning")
+    if reasoning:
+        t.add_section()
+        t.add_row(Text("Reasoning", style="bold"), Text(f"n={reasoning['completed']:,}", style="dim"))
+        t.add_row("Mean reasoning tokens", _cell(reasoning.get("mean_reasoning_tokens"), "{:.1f}"))
+        t.add_row("Median time to first reasoning token (ms)", _cell(reasoning.get("median_ttfr_ms"), "{:.2f}"))
+        t.add_row("Median time to first answer token (ms)", _cell(reasoning.get("median_answer_ttfc_ms"), "{:.2f}"))
     if starred:
         t.caption = "* fewer values than the percentile needs (p90 about 10, p99 about 100): read it as the maximum"
     return t
@@ -116,7 +129,10 @@ def segments_table(summary: dict[str, Any]) -> Table:
     t = Table(title="segments")
     segs = summary.get("segments", [])
     slo = any("good_share" in s for s in segs)
-    columns = ("#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache")
+    columns = (
+        "#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache",
+        "in mean/p90", "out mean/p90",
+    )  # fmt: skip
     for col in (*columns, "good") if slo else columns:
         t.add_column(col, justify="right" if col not in ("load",) else "left")
     for s in segs:
@@ -136,7 +152,27 @@ def segments_table(summary: dict[str, Any]) -> Table:
             _cell(s.get("p99_ttft_ms") if n else None, "{:.1f}", 0 < n < min_samples(99.0)),
             _cell(s.get("median_tpot_ms") if s.get("n_tpot") else None, "{:.2f}"),
             _cell(hit, "{:.0%}"),
+            f"{s.get('mean_input_tokens', 0):,.0f}/{s.get('p90_input_tokens', 0):,.0f}" if s["completed"] else "—",
+            f"{s.get('mean_output_tokens', 0):,.0f}/{s.get('p90_output_tokens', 0):,.0f}" if s["completed"] else "—",
             *([_cell(s.get("good_share") if s["completed"] else None, "{:.0%}")] if slo else []),
+        )
+    return t
+
+
+def turns_table(summary: dict[str, Any]) -> Table:
+    """Multi-turn chats: TTFT and prefix-cache hits per turn (turn 1 is cold; later turns carry the history)."""
+    t = Table(title="turns")
+    for col in ("turn", "done", "prompt tokens", "TTFT p50", "TTFT p90", "cache"):
+        t.add_column(col, justify="right")
+    for r in summary.get("turns", []):
+        n = r["completed"]
+        t.add_row(
+            str(r["turn"]),
+            str(n),
+            _cell(r.get("mean_prompt_tokens"), "{:,.0f}"),
+            _cell(r.get("median_ttft_ms"), "{:.1f}"),
+            _cell(r.get("p90_ttft_ms"), "{:.1f}", 0 < n < min_samples(90.0)),
+            _cell(r.get("prefix_cache_hit_rate"), "{:.0%}"),
         )
     return t
 
@@ -259,6 +295,8 @@ def _report(
     console.print(summary_table(summary))
     if len(summary.get("segments", [])) > 1:
         console.print(segments_table(summary))
+    if summary.get("turns"):
+        console.print(turns_table(summary))
     for note in summary.get("notes", []):
         console.print(f"note: {redact(note)}", style="dim", markup=False, highlight=False, soft_wrap=True)
     if summary["client"]["saturated"]:

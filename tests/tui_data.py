@@ -9,6 +9,8 @@ from llmsurge.metrics.snapshot import RequestRow, SegmentRow, Snapshot
 from llmsurge.metrics.stats import describe_ms
 from llmsurge.telemetry.samples import GpuReading, GpuSample, ServerSample, Unavailable
 
+LENGTHS = {"input_mean": 128.0, "input_p90": 128.0, "output_mean": 126.0, "output_p90": 128.0}
+
 
 def seeded_snapshot(seed: int = 3) -> Snapshot:
     rng = random.Random(seed)
@@ -42,9 +44,9 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
             )
         )
     segments = (
-        SegmentRow(1, "c=8", "demo", 20.0, 80, 0, 4.0, 530.0, 47.0, 56.0, 14.5, 80),
-        SegmentRow(2, "c=16", "demo", 20.0, 150, 1, 7.5, 990.0, 51.0, 60.0, 17.0, 150),
-        SegmentRow(3, "c=32", "demo", 20.0, 270, 3, 13.5, 1600.0, 70.0, 79.0, 24.0, 270),
+        SegmentRow(1, "c=8", "demo", 20.0, 80, 0, 4.0, 530.0, 47.0, 56.0, 14.5, 80, **LENGTHS),
+        SegmentRow(2, "c=16", "demo", 20.0, 150, 1, 7.5, 990.0, 51.0, 60.0, 17.0, 150, **LENGTHS),
+        SegmentRow(3, "c=32", "demo", 20.0, 270, 3, 13.5, 1600.0, 70.0, 79.0, 24.0, 270, **LENGTHS),
     )
     gpu = GpuReading(
         index=0,

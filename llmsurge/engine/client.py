@@ -113,13 +113,15 @@ class Target:
         return self.base_url + path
 
 
-def build_body(shape: RequestShape, model: str, prompt: str, max_tokens: int) -> bytes:
-    """The JSON body of one request."""
+def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any]], max_tokens: int) -> bytes:
+    """The JSON body of one request: ``prompt`` is a user message's text, or whole chat messages."""
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": shape.temperature}
     if shape.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
-    else:
+        body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    elif isinstance(prompt, str):
         body["prompt"] = prompt
+    else:
+        body["prompt"] = "\n\n".join(str(m.get("content", "")) for m in prompt)
     if shape.ignore_eos:
         body["ignore_eos"] = True
     if shape.stream:
@@ -335,7 +337,16 @@ async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkC
                     rec.ttft = t - st
                 last = t
                 delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                if isinstance(delta, dict):
+                    text = delta.get("content")
+                    # Reasoning models stream their thinking first: vLLM and SGLang as reasoning_content,
+                    # others (OpenRouter, Ollama, vLLM >= 0.10) as reasoning. It is output; the answer is content.
+                    if not text and (delta.get("reasoning_content") or delta.get("reasoning")):
+                        rec.reasoning_chunks += 1
+                        if rec.ttfr is None:
+                            rec.ttfr = t - st
+                else:
+                    text = choice.get("text")
                 if text:
                     content_chunks += 1
                     texts.append(text)
@@ -367,7 +378,7 @@ def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, conte
         rec.fail(Failure.PROTOCOL, "stream had no choices chunk")
         return
     rec.e2el = last - rec.start
-    _apply_usage(rec, usage, content_chunks, len(rec.itl) + 1)
+    _apply_usage(rec, usage, content_chunks + rec.reasoning_chunks, len(rec.itl) + 1)
     if not rec.finish_reason:
         rec.fail(Failure.TRUNCATED, "stream ended without finish_reason")
 
@@ -541,6 +552,31 @@ async def resolve_model(client: httpx.AsyncClient, target: Target) -> str:
             return target.model
         raise
     return choose_model(models, target.model, target.base_url)
+
+
+async def context_length(client: httpx.AsyncClient, target: Target) -> int | None:
+    """The server's context length in tokens, where it says: llama.cpp's ``/props`` ``n_ctx`` (per slot), else
+    ``/v1/models``' ``max_model_len`` (vLLM, SGLang) or ``meta.n_ctx_train``. None when it does not say."""
+    found: int | None = None
+    try:
+        resp = await client.get(target.base_url + "/props", headers=target.headers(), timeout=5.0)
+        if resp.status_code == 200:
+            settings = resp.json().get("default_generation_settings") or {}
+            found = _count(settings.get("n_ctx")) or None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    if found:
+        return found
+    try:
+        resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=5.0)
+        for m in resp.json().get("data", []):
+            if isinstance(m, dict) and (m.get("id") == target.model or not target.model):
+                meta = m.get("meta")
+                meta = meta if isinstance(meta, dict) else {}
+                return _count(m.get("max_model_len")) or _count(meta.get("n_ctx_train")) or None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return None
 
 
 async def wait_until_up(

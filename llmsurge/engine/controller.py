@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from llmsurge.engine.client import Target
+from llmsurge.engine.dataset import load_index
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, Scenario, Search, Stage
 from llmsurge.engine.worker import (
@@ -267,9 +268,11 @@ class WorkerPool:
         with self.tickets.get_lock():
             self.tickets[TICKET_SEGMENT] = segment
         shares = split_load(load, self.n)
+        shape = scenario.shape
+        dataset = load_index(shape.dataset) if shape.dataset else None  # indexed once per process and file
         with self._lock:
             for index, share in enumerate(shares):
-                self._last_load[index] = LoadCommand(segment, share, scenario.shape)
+                self._last_load[index] = LoadCommand(segment, share, shape, index, self.n, dataset)
             for slot in self.slots:
                 if not slot.gone:
                     slot.commands.put(self._last_load[slot.index])

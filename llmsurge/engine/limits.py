@@ -7,3 +7,4 @@ MAX_COUNT = 1_000_000_000  # requests in a run, tokens in a request
 MAX_SECONDS = 30 * 24 * 3600.0  # durations, timeouts and waits: 30 days
 MAX_RATE = 1_000_000.0  # requests per second
 MAX_TEMPERATURE = 2.0  # the OpenAI API's range
+MAX_TURNS = 1000  # turns of one simulated chat

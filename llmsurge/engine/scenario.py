@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from llmsurge.engine.lengths import LengthDist
+
 ARRIVALS = ("constant", "poisson", "gamma")
 ENDPOINTS = ("chat", "completions")
 
@@ -29,6 +31,42 @@ class RequestShape:
     temperature: float = 0.0
     timeout: float = 300.0
     cases: tuple[PromptCase, ...] = ()
+    input_dist: LengthDist | None = None
+    """Prompt lengths drawn from a distribution (``input_tokens`` is then its nominal value); None: fixed."""
+    output_dist: LengthDist | None = None
+    """Output lengths (max_tokens) drawn from a distribution; None: ``output_tokens`` every time."""
+    dataset: str = ""
+    """Prompts from a file (or a bundled dataset's name) instead of random words."""
+    shared_prefix_tokens: int = 0
+    """Each prompt starts with one of ``prefix_groups`` shared system prompts of this many tokens (0: none)."""
+    prefix_groups: int = 1
+    turns: int = 1
+    """Closed loop: each user keeps a conversation of this many turns, sending the growing history each turn."""
+    think_time: float = 0.0
+    """Seconds a user waits between the turns of a conversation."""
+    fill_context: float = 0.0
+    """Long context: prompts fill this share of the server's context length (0: use ``input_tokens``)."""
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """Whether prompts share prefixes on purpose (a warm prefix cache is what is being measured), or come
+        from the user's own prompts, whose shared system prompts are real traffic."""
+        return self.shared_prefix_tokens > 0 or self.turns > 1 or bool(self.dataset)
+
+    def describe_lengths(self) -> str:
+        """``256 in / 256 out`` with distributions, prefixes, turns and datasets spelled out."""
+        if self.cases:
+            return f"{len(self.cases)} fixed prompts"
+        inp = f"dataset {self.dataset}" if self.dataset else f"{self.input_dist or self.input_tokens} in"
+        if self.fill_context:
+            inp = f"{self.fill_context:.0%} of the context in"
+        out = f"{self.output_dist or self.output_tokens} out"
+        extra = ""
+        if self.shared_prefix_tokens:
+            extra += f", shared prefix {self.shared_prefix_tokens} tokens × {self.prefix_groups}"
+        if self.turns > 1:
+            extra += f", {self.turns} turns (think {self.think_time:g}s)"
+        return f"{inp} / {out}{extra}"
 
 
 @dataclass(frozen=True)
@@ -160,7 +198,16 @@ class Scenario:
                 for st in stages
             )
         clean = {k: v for k, v in shape.items() if v is not None}
+        for key in ("input_tokens", "output_tokens"):  # a distribution: its nominal length, and the draw
+            value = clean.get(key)
+            if isinstance(value, LengthDist):
+                clean[key] = value.nominal
+                clean[key.replace("tokens", "dist")] = None if value.is_fixed else value
+            elif value is not None:
+                clean[key.replace("tokens", "dist")] = None
         new_shape = replace(self.shape, **clean) if clean else self.shape  # type: ignore[arg-type]
-        if "input_tokens" in clean or "output_tokens" in clean:
+        if {"input_tokens", "output_tokens", "dataset"} & clean.keys():
             new_shape = replace(new_shape, cases=())
+        if "input_tokens" in clean:
+            new_shape = replace(new_shape, fill_context=0.0)
         return replace(self, stages=stages, shape=new_shape)

@@ -21,6 +21,7 @@ from llmsurge import __version__
 from llmsurge.engine.client import (
     ServerError,
     Target,
+    context_length,
     make_client,
     normalize_base_url,
     one_request,
@@ -28,6 +29,7 @@ from llmsurge.engine.client import (
     wait_until_up,
 )
 from llmsurge.engine.controller import Controller, WorkerPool, auto_workers, cap_workers
+from llmsurge.engine.dataset import DatasetError, load_index
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import RequestShape, Scenario
 from llmsurge.lifetime import open_files_note, raise_open_files_limit
@@ -195,6 +197,11 @@ class RunSession:
         self.output: Path = config.output or default_results_folder(config.name or config.scenario.name)
         self.samplers: list[Any] = []
         self.started_wall = time.time()
+        self.context_length: int | None = None
+        """The server's context length in tokens, when it says (the long-context preset fills it)."""
+        self._datasets_told: set[str] = set()
+        self.shares_prefixes = False
+        """Some scenario of the run shares prompt prefixes on purpose (no cold-cache warning then)."""
 
     @property
     def simulated(self) -> bool:
@@ -251,6 +258,8 @@ class RunSession:
             target = dataclasses.replace(target, model=model)
             self.server_kind = "simulated" if self.simulated else await detect_server_kind(client, target)
             self.bus.set_info(model=model, server=self.server_kind)
+            self.context_length = await context_length(client, target)
+            cfg.scenario = self.adapt(cfg.scenario, say)
             answered = await self._negotiate(client, target, say)
             if cfg.calibrate and not cfg.scenario.shape.cases and answered:
                 say("calibrating prompt length against the server's token count")
@@ -259,6 +268,55 @@ class RunSession:
                     self.note("the server reported no prompt usage: input lengths are estimates")
         self.target = target
         self.config.model = model
+
+    CONTEXT_MARGIN = 16
+    """Tokens left free under the context length (the chat template's own, and the count's rounding)."""
+
+    def adapt(self, scenario: Scenario, say: Callable[[str], None] | None = None) -> Scenario:
+        """``scenario`` made ready for this server: its dataset indexed (bad entries said once), prompts sized to
+        the context length when it asks to fill it. :class:`ConfigError` naming the fix when it cannot run."""
+        shape = scenario.shape
+        tell = say or (lambda _m: None)
+        self.shares_prefixes |= shape.shares_prefixes
+        if shape.turns > 1 and any(st.load.is_open_loop for st in scenario.stages):
+            raise ConfigError(
+                f"{scenario.name}: multi-turn chats need a closed loop (each user keeps a conversation):"
+                " use --concurrency N instead of --rate"
+            )
+        if shape.dataset:
+            try:
+                index = load_index(shape.dataset)
+            except DatasetError as exc:
+                raise ConfigError(str(exc)) from None
+            if index.path not in self._datasets_told:
+                self._datasets_told.add(index.path)
+                self.note(f"dataset {index.describe()}", "warning" if index.bad else "info")
+                tell(self.notes[-1])
+                for example in index.bad_examples:
+                    self.note(f"skipped {example}", "warning")
+                    tell(self.notes[-1])
+        if shape.fill_context:
+            ctx = self.context_length
+            if ctx is None:
+                self.note(
+                    f"{scenario.name}: the server does not say its context length (max_model_len, n_ctx): prompts"
+                    f" stay at {shape.input_tokens} tokens; give --input-tokens to size them",
+                    "warning",
+                )
+                tell(self.notes[-1])
+                return scenario
+            out = shape.output_dist.nominal if shape.output_dist else shape.output_tokens
+            n = int(ctx * shape.fill_context) - out - self.CONTEXT_MARGIN
+            if n < 1:
+                raise ConfigError(
+                    f"{scenario.name}: a context of {ctx} tokens leaves no room for {out} output tokens:"
+                    " lower --output-tokens"
+                )
+            shape = dataclasses.replace(shape, input_tokens=n, input_dist=None)
+            self.note(f"long context: the server's context is {ctx:,} tokens; prompts of {n:,} tokens + {out} out")
+            tell(self.notes[-1])
+            scenario = dataclasses.replace(scenario, shape=shape)
+        return scenario
 
     async def _negotiate(self, client: httpx.AsyncClient, target: Target, say: Callable[[str], None]) -> bool:
         """Send one short request; drop request fields the server rejects (e.g. ``ignore_eos``) with a note.
@@ -358,6 +416,7 @@ class RunSession:
             capacity=self.controller.capacity if self.controller else None,
             name=self.config.name,
             preset=self.config.scenario.name,
+            shares_prefixes=self.shares_prefixes,
         )
         return build_summary(self.bus.view(with_stats=True), facts)
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmsurge.engine.arrivals import Arrivals
 from llmsurge.engine.client import ChunkCounter, Target, build_body, make_client, run_request
+from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import Load, RequestShape
 from llmsurge.lifetime import die_with_parent, ignore_stop_signals, set_process_name
@@ -45,11 +47,23 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class LoadCommand:
-    """Apply ``load`` (this worker's share) with ``shape``; new requests belong to ``segment``."""
+    """Apply ``load`` (this worker's share) with ``shape``; new requests belong to ``segment``. ``slot`` of
+    ``slots``: which share of a dataset's shuffled entries this worker sends (``dataset``: the file's index)."""
 
     segment: int
     load: Load
     shape: RequestShape
+    slot: int = 0
+    slots: int = 1
+    dataset: DatasetIndex | None = None
+
+
+@dataclass
+class Conversation:
+    """A simulated user's chat: the history sent with each turn, and how many turns were taken."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,9 @@ class Worker:
         self.users: dict[int, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.case_index = 0
+        self.lengths = random.Random(spec.seed * 7919 + spec.worker_id + 1)
+        self.reader: DatasetReader | None = None
+        self._prefixes: dict[tuple[int, int], str] = {}
         self._wake: asyncio.Event
         self._stopped: asyncio.Event
 
@@ -114,6 +131,7 @@ class Worker:
         """Apply a controller command (runs on the worker's loop)."""
         if isinstance(cmd, LoadCommand):
             self.segment, self.load, self.shape = cmd.segment, cmd.load, cmd.shape
+            self._open_dataset(cmd)
             self.generation += 1
             self._apply_load()
         elif isinstance(cmd, Pause):
@@ -127,6 +145,16 @@ class Worker:
                 t.cancel()
             self._stopped.set()
         self._wake.set()
+
+    def _open_dataset(self, cmd: LoadCommand) -> None:
+        index = cmd.dataset
+        if self.reader is not None and (index is None or self.reader.index is not index):
+            if index is not None and self.reader.index.path == index.path and self.reader.index.size == index.size:
+                return  # the same file, sent again with a new load
+            self.reader.close()
+            self.reader = None
+        if index is not None and self.reader is None:
+            self.reader = DatasetReader(index, self.spec.seed, first=cmd.slot, stride=cmd.slots)
 
     def _apply_load(self) -> None:
         loop = asyncio.get_running_loop()
@@ -171,13 +199,22 @@ class Worker:
 
     async def _user(self, idx: int) -> None:
         failures = 0
+        conv: Conversation | None = None
         while not self.stopping and idx < self.n_users and not self.load.is_open_loop:
             if self.paused or not self._take_ticket():
                 await self._wait_wake()
                 continue
-            if await self._request():
+            turns = self.shape.turns
+            if turns > 1 and (conv is None or conv.turn >= turns):
+                conv = Conversation()  # a new user: a fresh chat
+            elif turns <= 1:
+                conv = None
+            if await self._request(conv=conv):
                 failures = 0
+                if conv is not None and conv.turn < turns and self.shape.think_time > 0:
+                    await asyncio.sleep(self.shape.think_time)  # the user reads the answer and types the next turn
             else:
+                conv = None  # a failed turn ends the conversation; the next request starts another
                 # Back off after failures (up to 0.5 s) so a dead or refusing server is not hammered in a loop.
                 failures += 1
                 await asyncio.sleep(min(0.5, 0.005 * 2 ** min(failures, 7)))
@@ -213,24 +250,66 @@ class Worker:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    def _next_prompt(self, shape: RequestShape) -> tuple[str, int, int]:
+    def _prefix(self, tokens: int, group: int) -> str:
+        """Shared system prompt ``group``: the same in every worker (seeded by the run and the group only), and
+        different between runs with different seeds."""
+        key = (tokens, group)
+        if key not in self._prefixes:
+            factory = PromptFactory(self.spec.calibration, seed=self.spec.seed * 1_000_003 + group * 7 + 11)
+            self._prefixes[key] = factory.prompt(tokens)
+        return self._prefixes[key]
+
+    def _next_prompt(
+        self, shape: RequestShape, conv: Conversation | None = None
+    ) -> tuple[str | list[dict[str, Any]], int, int]:
+        """What to send: (a user message's text or whole chat messages, max_tokens, expected prompt tokens (0:
+        unknown until the server's usage says))."""
         if shape.cases:
             case = shape.cases[self.case_index % len(shape.cases)]
             self.case_index += 1
             return case.prompt, case.output_tokens, 0
-        prompt = self.prompts.prompt(shape.input_tokens)
-        return prompt, shape.output_tokens, shape.input_tokens
+        max_tokens = shape.output_dist.sample(self.lengths) if shape.output_dist else shape.output_tokens
+        messages: list[dict[str, Any]]
+        expected = 0
+        if self.reader is not None:
+            entry = self.reader.next()
+            max_tokens = entry.max_tokens or max_tokens
+            messages = entry.as_messages()
+        else:
+            n = shape.input_dist.sample(self.lengths) if shape.input_dist else shape.input_tokens
+            messages = [{"role": "user", "content": self.prompts.prompt(n)}]
+            expected = n
+        if conv is not None and conv.messages:  # the history first, then this turn's user message(s)
+            messages = [*conv.messages, *(m for m in messages if m.get("role") != "system")]
+            expected = 0  # the history's length is the server's to count
+        if shape.shared_prefix_tokens and not (conv is not None and conv.messages):
+            group = self.lengths.randrange(max(1, shape.prefix_groups))
+            system = {"role": "system", "content": self._prefix(shape.shared_prefix_tokens, group)}
+            messages = [system, *messages]
+            expected += shape.shared_prefix_tokens if expected else 0
+        if len(messages) == 1 and messages[0]["role"] == "user" and isinstance(messages[0]["content"], str):
+            return messages[0]["content"], max_tokens, expected
+        return messages, max_tokens, expected
 
-    async def _request(self, due: float | None = None) -> bool:
+    async def _request(self, due: float | None = None, conv: Conversation | None = None) -> bool:
         """One request, measured and queued for the next tick; returns whether it succeeded. ``due``: when an
-        open-loop arrival should have been sent (``time.monotonic()``)."""
+        open-loop arrival should have been sent (``time.monotonic()``); ``conv``: the chat this turn belongs to
+        (it gains the turn and the answer when the request succeeds)."""
         shape = self.shape
         segment = self.segment
         self.seq += 1
         rid = f"{self.spec.worker_id}-{self.seq}"
-        prompt, max_tokens, expected_in = self._next_prompt(shape)
+        try:
+            prompt, max_tokens, expected_in = self._next_prompt(shape, conv)
+        except (OSError, ValueError) as exc:  # a dataset file that changed or vanished under the run
+            prompt, max_tokens, expected_in = "", 0, 0
+            problem: Exception | None = exc
+        else:
+            problem = None
         body = build_body(shape, self.spec.target.model, prompt, max_tokens)
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
+        if conv is not None:
+            rec.turn = conv.turn + 1
         rec.prompt_tokens = expected_in
         rec.max_tokens = max_tokens
         rec.ignore_eos = shape.ignore_eos
@@ -242,6 +321,8 @@ class Worker:
             rec.client_wait = max(0.0, rec.start - due)
         self.starts.append(RequestStart(rid, segment, rec.start, rec.wall_start, rec.warmup))
         try:
+            if problem is not None:
+                raise problem
             await run_request(
                 self.client,
                 self.urls[shape.endpoint],
@@ -262,6 +343,10 @@ class Worker:
             rec.fail(Failure.CLIENT_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             rec.end = time.monotonic()
+            if conv is not None and rec.ok:
+                sent = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+                conv.messages = [*sent, {"role": "assistant", "content": "".join(rec.text)}]
+                conv.turn += 1
             rec.keep_text()
             if rec.ok:
                 # Streams were counted chunk by chunk as they arrived; settle on the usage figure.

@@ -249,9 +249,19 @@ class MetricsBus:
                 completed += 1
                 prompt_tokens += rec.prompt_tokens
             elif rec.status is not Status.CANCELLED:
+                if rec.error_kind not in self.errors and rec.error_kind.startswith("http_4"):
+                    self._say_refused(rec)
                 self.errors[rec.error_kind] += 1
             self._recent.append(rec)
         return completed, prompt_tokens
+
+    def _say_refused(self, rec: RequestRecord) -> None:
+        """The first request the server refused with this 4xx: say why, once (the rest are counted, not shown)."""
+        why = rec.error.strip() or "no reason given"
+        long = any(w in why.lower() for w in ("context length", "maximum context", "too long", "exceeds", "n_ctx"))
+        lead = "the server refused a prompt as too long for its context" if long else "the server refused a request"
+        message = f"{lead} ({rec.error_kind}): {why[:200]} (every {rec.error_kind} is counted; said once)"
+        self.events.append(RunEvent(len(self.events) + 1, time.monotonic() - self.t0, "warning", redact(message)))
 
     def worker_lost(self, worker: int, taken: int, last_segment: int, why: str) -> list[RequestRecord]:
         """Account for a worker process that died: every request it had started and not reported finished becomes

@@ -83,6 +83,9 @@ class RequestRecord:
     text_tail: str = ""  # and the last ones, when the answer was longer
     body: bytes = b""  # the request as sent (for "copy as curl"; not written)
     usage_rejected: str = ""  # the server's usage figure when it was implausible and chunk counts were used
+    ttfr: float | None = None  # reasoning models: the first non-empty reasoning token (TTFC is the first answer one)
+    reasoning_chunks: int = 0  # choices messages that carried reasoning (counted as output, as servers count them)
+    turn: int = 0  # multi-turn chats: which turn of its conversation (1, 2, …); 0 when not a conversation
 
     def keep_text(self) -> None:
         """The request is over: keep the answer's first and last :data:`TEXT_KEPT` characters only."""
@@ -171,4 +174,9 @@ class RequestRecord:
         }
         if self.usage_rejected:
             out["usage_rejected"] = self.usage_rejected
+        if self.ttfr is not None:
+            out["ttfr_ms"] = ms(self.ttfr)
+            out["reasoning_chunks"] = self.reasoning_chunks
+        if self.turn:
+            out["turn"] = self.turn
         return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.sketch import ItlSketch
-from llmsurge.metrics.stats import ALIGNED, SCHEDULED
+from llmsurge.metrics.stats import ALIGNED, REASONING, SCHEDULED, TURNS
 
 NAN = float("nan")
 
@@ -108,7 +108,9 @@ class SegmentStats:
     """Successful requests that asked for exact lengths (ignore_eos)."""
     short_outputs: int = 0
     """…of which came back shorter: the server ignored ignore_eos."""
-    columns: dict[str, Column] = field(default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED)})
+    columns: dict[str, Column] = field(
+        default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED, *TURNS, *REASONING)}
+    )
     itl: ItlSketch = field(default_factory=ItlSketch)
 
     def add(self, rec: RequestRecord) -> None:
@@ -140,6 +142,16 @@ class SegmentStats:
             cols["tpot"].append(NAN if tpot is None else tpot)
             cols["itl_max"].append(max(rec.itl) if rec.itl else NAN)
             cols["output_tokens"].append(rec.output_tokens)
+            cols["input_tokens"].append(rec.prompt_tokens)
+            if rec.turn:
+                cols["turn"].append(rec.turn)
+                cols["turn_ttft"].append(NAN if rec.ttft is None else rec.ttft)
+                cols["turn_prompt"].append(rec.prompt_tokens)
+                cols["turn_cached"].append(NAN if rec.cached_tokens is None else rec.cached_tokens)
+            if rec.ttfr is not None:
+                cols["ttfr"].append(rec.ttfr)
+                cols["answer_ttfc"].append(NAN if rec.ttfc is None else rec.ttfc)
+                cols["reasoning"].append(rec.reasoning_chunks)
             if rec.itl:
                 self.itl.extend(rec.itl)
         elif rec.status is Status.CANCELLED:

@@ -19,7 +19,7 @@ from llmsurge.metrics.health import ClientHealth, client_health
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.slo import Slo
 from llmsurge.metrics.stats import DEFAULT_PERCENTILES
-from llmsurge.metrics.summary import run_latency, segment_delivery
+from llmsurge.metrics.summary import lengths_block, run_latency, segment_delivery
 
 HISTOGRAM_BINS = 24
 STREAM_ROWS = 100
@@ -58,6 +58,10 @@ class SegmentRow:
     starved: bool = False  # measured while other processes held the CPU (timings inflated)
     cache_hit_rate: float | None = None  # share of prompt tokens from the server's prefix cache (None: not said)
     good_share: float | None = None  # share of successful requests that met the SLO (None: no SLO set)
+    input_mean: float = 0.0  # realised prompt tokens of its successful requests: mean and p90
+    input_p90: float = 0.0
+    output_mean: float = 0.0  # and output tokens
+    output_p90: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,7 @@ class SnapshotBuilder:
         cached = self._segment_stats.get(key)
         if cached is None:
             cached = run_latency((seg,), self.percentiles, self.slo, seg.duration(time.monotonic()))
+            cached.update(lengths_block((seg,)))
             self._segment_stats = {k: v for k, v in self._segment_stats.items() if k[0] != seg.index}
             self._segment_stats[key] = cached
         return cached
@@ -189,6 +194,10 @@ class SnapshotBuilder:
             seg.starved_seconds > 0,
             seg.cache_hit_rate,
             st.get("good_share") if self.slo else None,
+            st.get("mean_input_tokens", 0.0),
+            st.get("p90_input_tokens", 0.0),
+            st.get("mean_output_tokens", 0.0),
+            st.get("p90_output_tokens", 0.0),
         )
 
     def _assemble(self, view: BusView, stats: _Stats) -> Snapshot:

@@ -14,12 +14,18 @@ DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
 METRICS = ("ttft", "tpot", "itl", "e2el")
 PER_REQUEST = ("ttft", "ttfc", "tpot", "e2el")
 """Figures kept exactly, one value per request (ITL, one per token, is sketched)."""
-ALIGNED = (*PER_REQUEST, "itl_max", "output_tokens")
+ALIGNED = (*PER_REQUEST, "itl_max", "output_tokens", "input_tokens")
 """One row per successful request, in the same order in every column (NaN where a request has no such figure):
 what an SLO judges a request on."""
 SCHEDULED = ("client_wait", "e2el_sched")
 """Open loop only: how late we sent a request after its scheduled time (a wait for a free slot under
 ``max_concurrency``, or a late client), and E2EL counted from the scheduled time."""
+TURNS = ("turn", "turn_ttft", "turn_prompt", "turn_cached")
+"""Multi-turn chats only, one row per successful turn: its index, TTFT, prompt tokens and cached prompt tokens
+(NaN: not reported), so turn 1 can be held against later turns (does the server reuse the history's cache?)."""
+REASONING = ("ttfr", "answer_ttfc", "reasoning")
+"""Reasoning models only, one row per successful request that reasoned: time to the first reasoning token, to the
+first answer token, and the reasoning chunks received."""
 SUPPORT = {50.0: 2, 90.0: 10, 99.0: 100, 99.9: 1000}
 """Samples a percentile needs before it says more than the maximum does (p99 of 9 values is the largest one)."""
 

@@ -84,6 +84,53 @@ def scheduled_block(segments: tuple[SegmentView, ...], percentiles: tuple[float,
     return out
 
 
+def _joined(segments: tuple[SegmentView, ...], name: str) -> np.ndarray:
+    parts = [s.columns[name].values() for s in segments if s.columns[name].n]
+    return np.concatenate(parts).astype(np.float64) if parts else np.empty(0, np.float64)
+
+
+def lengths_block(segments: tuple[SegmentView, ...]) -> dict[str, Any]:
+    """Realised prompt and output lengths of the successful requests: ``mean_`` and ``p90_input_tokens`` / …"""
+    out: dict[str, Any] = {}
+    for name in ("input_tokens", "output_tokens"):
+        v = _joined(segments, name)
+        out[f"mean_{name}"] = float(v.mean()) if v.size else 0.0
+        out[f"p90_{name}"] = float(np.percentile(v, 90)) if v.size else 0.0
+    return out
+
+
+def workload_block(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, Any]:
+    """What the requests were: realised mean and p90 prompt and output lengths; per turn of a multi-turn chat, its
+    TTFT and prefix-cache hits (``turns``); for a reasoning model, time to the first reasoning and first answer
+    token (``reasoning``). The last two only when the run had such requests."""
+    out = lengths_block(segments)
+    turn = _joined(segments, "turn")
+    if turn.size:
+        ttft, prompt, cached = (_joined(segments, m) for m in ("turn_ttft", "turn_prompt", "turn_cached"))
+        rows = []
+        for k in sorted({int(t) for t in turn}):
+            sel = turn == k
+            t_k, c_k, p_k = ttft[sel], cached[sel], prompt[sel]
+            reported = ~np.isnan(c_k)
+            hit = float(c_k[reported].sum() / p_k[reported].sum()) if reported.any() and p_k[reported].sum() else None
+            row: dict[str, Any] = {"turn": k, "completed": int(sel.sum()), "mean_prompt_tokens": float(p_k.mean())}
+            row.update(describe_ms("ttft", t_k[~np.isnan(t_k)], percentiles))
+            row["prefix_cache_hit_rate"] = hit
+            rows.append(row)
+        out["turns"] = rows
+    ttfr = _joined(segments, "ttfr")
+    if ttfr.size:
+        answer = _joined(segments, "answer_ttfc")
+        block: dict[str, Any] = {
+            "completed": int(ttfr.size),
+            "mean_reasoning_tokens": float(_joined(segments, "reasoning").mean()),
+        }
+        block.update(describe_ms("ttfr", ttfr, percentiles))
+        block.update(describe_ms("answer_ttfc", answer[~np.isnan(answer)], percentiles))
+        out["reasoning"] = block
+    return out
+
+
 CLIENT_WAIT_NOTE_MS = 10.0
 SHORT_OUTPUT_NOTE = 0.01
 
@@ -155,6 +202,7 @@ def segment_summary(
     out.update(segment_delivery(seg, now))
     out.update(run_latency((seg,), percentiles, slo, seg.duration(now)))
     out.update(scheduled_block((seg,), percentiles))
+    out.update(workload_block((seg,), percentiles))
     out["short_outputs"] = seg.short_outputs
     out["client"] = {
         "max_loop_lag_ms": seg.max_loop_lag_ms,
@@ -195,6 +243,7 @@ def summarize_run(
     out.update(throughput(ok, inp, out_tok, duration))
     out.update(run_latency(segs, percentiles, slo, duration))
     out.update(scheduled_block(segs, percentiles))
+    out.update(workload_block(segs, percentiles))
     out["short_outputs"] = sum(s.short_outputs for s in segs)
     out["warmup"] = {"completed": view.warmup_done, "failed": view.warmup_failed}
     out["segments"] = [segment_summary(s, view.now, percentiles, slo) for s in segs]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmsurge.engine import limits
+from llmsurge.engine.lengths import LengthDist, LengthError
 from llmsurge.engine.scenario import (
     ARRIVALS,
     ENDPOINTS,
@@ -55,6 +56,12 @@ REQUEST_KEYS = {
     "ignore_eos",
     "temperature",
     "timeout",
+    "dataset",
+    "shared_prefix_tokens",
+    "prefix_groups",
+    "turns",
+    "think_time",
+    "fill_context",
 }
 CASE_KEYS = {"name", "prompt", "output_tokens"}
 
@@ -209,12 +216,29 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
     shape_kwargs: dict[str, Any] = {
         "endpoint": c.choice(req, "endpoint", w, ENDPOINTS),
         "stream": c.boolean(req, "stream", w),
-        "input_tokens": c.num(req, "input_tokens", w, int, maximum=limits.MAX_COUNT),
-        "output_tokens": c.num(req, "output_tokens", w, int, maximum=limits.MAX_COUNT),
         "ignore_eos": c.boolean(req, "ignore_eos", w),
         "temperature": c.num(req, "temperature", w, float, 0.0, strict=False, maximum=limits.MAX_TEMPERATURE),
         "timeout": c.num(req, "timeout", w),
+        "shared_prefix_tokens": c.num(req, "shared_prefix_tokens", w, int, maximum=limits.MAX_COUNT),
+        "prefix_groups": c.num(req, "prefix_groups", w, int, maximum=limits.MAX_CONCURRENCY),
+        "turns": c.num(req, "turns", w, int, maximum=limits.MAX_TURNS),
+        "think_time": c.num(req, "think_time", w, float, 0.0, strict=False),
+        "fill_context": c.num(req, "fill_context", w, maximum=1.0),
     }
+    for key in ("input_tokens", "output_tokens"):
+        if key in req:
+            try:
+                dist = LengthDist.parse(req[key])
+            except LengthError as exc:
+                raise c.fail(f"{w}{key}", str(exc)) from None
+            shape_kwargs[key] = dist.nominal
+            shape_kwargs[key.replace("tokens", "dist")] = None if dist.is_fixed else dist
+    if "dataset" in req:
+        ds = req["dataset"]
+        if not isinstance(ds, str) or not ds:
+            raise c.fail(f"{w}dataset", "must be a file path (relative to the preset's folder) or a bundled name")
+        beside = c.path.parent / Path(ds).expanduser()
+        shape_kwargs["dataset"] = str(beside) if not Path(ds).expanduser().is_absolute() and beside.exists() else ds
     return RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=_cases(c, data))
 
 

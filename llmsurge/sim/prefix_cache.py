@@ -47,3 +47,15 @@ class PrefixCache:
         self.queries += len(tokens)
         self.hits += cached
         return cached
+
+    def insert(self, tokens: Sequence[str]) -> None:
+        """Cache the whole blocks of ``tokens`` without counting a lookup: a finished request's prompt and
+        answer, as vLLM keeps the blocks it generated (a chat's next turn resends them as history)."""
+        b = self.block_tokens
+        key = 0
+        for start in range(0, len(tokens) - b + 1, b):
+            key = hash((key, tuple(tokens[start : start + b])))
+            self._blocks[key] = None
+            self._blocks.move_to_end(key)
+            if len(self._blocks) > self.capacity:
+                self._blocks.popitem(last=False)

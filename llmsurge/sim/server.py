@@ -90,6 +90,10 @@ class SimConfig:
     seed: int = 0
     default_max_tokens: int = 256
     gpu_name: str = "Simulated GPU 80GB"
+    max_model_len: int = 32768
+    """Prompt + max_tokens beyond this are refused with HTTP 400, as vLLM refuses them."""
+    reasoning_tokens: int = 0
+    """A reasoning model: the first N output tokens of a chat stream come as ``delta.reasoning_content``."""
 
 
 _WORDS = [
@@ -193,7 +197,7 @@ class SimServer:
                         "object": "model",
                         "created": self.created,
                         "owned_by": "llmsurge-sim",
-                        "max_model_len": 32768,
+                        "max_model_len": self.config.max_model_len,
                     }
                 ],
             },
@@ -230,9 +234,19 @@ class SimServer:
             return self._error(503, "simulated overload", "ServiceUnavailableError")
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or self.config.default_max_tokens)
         max_tokens = max(1, max_tokens)
+        tokens = prompt_tokens(body, chat)
+        limit = self.config.max_model_len
+        if len(tokens) + max_tokens > limit:
+            where = "messages" if chat else "prompt"
+            return self._error(
+                400,
+                f"This model's maximum context length is {limit} tokens. However, you requested"
+                f" {len(tokens) + max_tokens} tokens ({len(tokens)} in the {where}, {max_tokens} in the completion)."
+                f" Please reduce the length of the {where} or completion.",
+                "BadRequestError",
+            )
         if not body.get("ignore_eos"):
             max_tokens = self.rng.randint(max(1, max_tokens // 2), max_tokens)  # an "EOS" comes early
-        tokens = prompt_tokens(body, chat)
         seq = Sequence(len(tokens), max_tokens)
         seq.cached_tokens = self.engine.prefix_cache.admit(tokens)
         self.engine.submit(seq)
@@ -244,6 +258,10 @@ class SimServer:
             return await self._plain(seq, chat, model, fault)
         finally:
             self.engine.finish(seq)
+            if chat and seq.produced and not seq.cancelled:  # the answer's blocks stay cached, as vLLM's do
+                nwords = len(_WORDS)
+                answer = [_WORDS[k % nwords].decode().strip() for k in range(1, seq.produced + 1)]
+                self.engine.prefix_cache.insert(tokens + answer)
 
     async def _plain(self, seq: Sequence, chat: bool, model: str, fault: str) -> web.Response:
         while not seq.done:
@@ -253,7 +271,15 @@ class SimServer:
         rid = uuid.uuid4().hex
         choice: dict[str, object] = {"index": 0, "finish_reason": "length"}
         if chat:
+            thinking = min(self.config.reasoning_tokens, max(0, seq.produced - 1))
             choice["message"] = {"role": "assistant", "content": text}
+            if thinking:
+                words = text.split(" ")
+                choice["message"] = {
+                    "role": "assistant",
+                    "reasoning_content": " ".join(words[: thinking + 1]),
+                    "content": " " + " ".join(words[thinking + 1 :]),
+                }
         else:
             choice["text"] = text
         out: dict[str, object] = {
@@ -272,7 +298,8 @@ class SimServer:
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        head, role, mid, usage_head = _framing(chat, model)
+        head, role, mid, usage_head, think_head = _framing(chat, model)
+        thinking = min(self.config.reasoning_tokens, seq.max_tokens - 1) if chat else 0
         stamp = self.config.stamp
         nwords = len(_WORDS)
         # Where a mid-stream fault strikes: somewhere in the first half of the output.
@@ -307,7 +334,9 @@ class SimServer:
                     tail = b'"length"}]' if last else b"null}]"
                     if stamp:
                         tail += b',"llmsurge_sent":' + repr(time.monotonic()).encode()
-                    parts.append(head + _WORDS[sent % nwords] + mid + tail + b"}\n\n")
+                    parts.append(
+                        (think_head if sent <= thinking else head) + _WORDS[sent % nwords] + mid + tail + b"}\n\n"
+                    )
                 await resp.write(b"".join(parts))
             end = usage_head + _usage_json(seq) + b"}\n\n" if usage else b""
             await resp.write(end + b"data: [DONE]\n\n")
@@ -329,9 +358,9 @@ class SimServer:
             await asyncio.sleep(0.2)
 
 
-def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes]:
+def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """The fixed bytes around each token of one stream: (before the text, a role-only first chunk for chat,
-    after the text up to the finish reason, the usage chunk up to its usage object)."""
+    after the text up to the finish reason, the usage chunk up to its usage object, before a reasoning token)."""
     rid = uuid.uuid4().hex
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
@@ -341,8 +370,10 @@ def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes]:
     if chat:
         head = (prefix + '{"index":0,"delta":{"content":"').encode()
         role = (prefix + '{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n').encode()
-        return head, role, b'"},"finish_reason":', usage_head
-    return (prefix + '{"index":0,"text":"').encode(), b"", b'","finish_reason":', usage_head
+        think = (prefix + '{"index":0,"delta":{"reasoning_content":"').encode()
+        return head, role, b'"},"finish_reason":', usage_head, think
+    text_head = (prefix + '{"index":0,"text":"').encode()
+    return text_head, b"", b'","finish_reason":', usage_head, text_head
 
 
 def _usage_json(seq: Sequence) -> bytes:
@@ -469,6 +500,8 @@ def to_json(config: SimConfig) -> dict[str, object]:
         "max_seqs": config.timing.max_seqs,
         "faults": config.faults.describe(),
         "stamp": config.stamp,
+        "max_model_len": config.max_model_len,
+        "reasoning_tokens": config.reasoning_tokens,
     }
 
 

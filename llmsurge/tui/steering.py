@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from llmsurge.engine.client import Target, curl_command
 from llmsurge.engine.scenario import Load
+from llmsurge.engine.session import ConfigError
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.runs import RunFileError, SavedRun, load_run
 from llmsurge.metrics.snapshot import SnapshotBuilder
@@ -163,8 +164,8 @@ class SteeringActions:
         if not self.controller_ready:
             return
         try:
-            scenario = find_preset(name)
-        except PresetError as exc:
+            scenario = self.session.adapt(find_preset(name))
+        except (PresetError, ConfigError) as exc:
             self.notify(str(exc), severity="error")
             return
         assert self.session.controller is not None

@@ -17,7 +17,20 @@ from llmsurge.metrics.stats import min_samples
 from llmsurge.widgets.format import ms, num
 from llmsurge.widgets.roles import RoleStyles
 
-COLUMNS = ("#", "load", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache", "done", "failed")
+COLUMNS = (
+    "#",
+    "load",
+    "req/s",
+    "out tok/s",
+    "TTFT p50",
+    "TTFT p99",
+    "TPOT p50",
+    "cache",
+    "in mean/p90",
+    "out mean/p90",
+    "done",
+    "failed",
+)
 GOOD = ("good",)
 VERSUS = ("vs base tok/s", "vs base p99")
 PRIORITY = (
@@ -34,6 +47,8 @@ PRIORITY = (
     "req/s",
     "TPOT p50",
     "cache",
+    "in mean/p90",
+    "out mean/p90",
 )
 """Which columns stay when the pane is narrow: a column is dropped whole, never cut through a number."""
 
@@ -85,6 +100,8 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             "TTFT p99": pct(s.ttft_p99_ms, 99.0),
             "TPOT p50": pct(s.tpot_p50_ms, 50.0),
             "cache": Text("—" if s.cache_hit_rate is None else f"{s.cache_hit_rate:.0%}"),
+            "in mean/p90": Text(f"{s.input_mean:,.0f}/{s.input_p90:,.0f}" if s.n else "—"),
+            "out mean/p90": Text(f"{s.output_mean:,.0f}/{s.output_p90:,.0f}" if s.n else "—"),
             "done": Text(f"{s.completed:,}"),
             "failed": Text(f"{s.failed:,}", style=bad if s.failed else ""),
         }
