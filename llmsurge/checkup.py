@@ -24,6 +24,7 @@ from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.session import detect_server_kind
 from llmsurge.lifetime import ExitCode
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.quality import ITEMS, QUALITY_THRESHOLD, QualityItem, judge
 from llmsurge.redaction import markup_safe as safe
 
 
@@ -40,6 +41,20 @@ class CheckResult:
     telemetry: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     unreachable: bool = False
+    quality: list[tuple[QualityItem, RequestRecord, bool, str]] = field(default_factory=list)
+    """The quality set: item, its request, right or not, why not."""
+    quality_threshold: float = QUALITY_THRESHOLD
+
+    @property
+    def quality_score(self) -> float | None:
+        """Share of the quality set answered right (None: not run)."""
+        return sum(ok for _i, _r, ok, _w in self.quality) / len(self.quality) if self.quality else None
+
+    @property
+    def degraded(self) -> bool:
+        """Healthy, but the quality set scored below the threshold."""
+        score = self.quality_score
+        return score is not None and score < self.quality_threshold
 
     @property
     def healthy(self) -> bool:
@@ -47,13 +62,50 @@ class CheckResult:
         return not self.problems and bool(self.probes) and all(r.ok for r in self.probes.values())
 
 
+QUALITY_CONCURRENCY = 4
+
+
+async def run_quality(client: Any, target: Target, res: CheckResult, console: Console, show_items: bool) -> None:
+    """The quality set at temperature 0, a few at a time; each answer judged."""
+    shape = RequestShape(endpoint="chat", stream=True, ignore_eos=False, temperature=0.0, timeout=120.0)
+    gate = asyncio.Semaphore(QUALITY_CONCURRENCY)
+
+    async def ask(item: QualityItem) -> tuple[QualityItem, RequestRecord, bool, str]:
+        async with gate:
+            rec = await one_request(client, target, shape, item.prompt, item.max_tokens)
+        if not rec.ok:
+            return item, rec, False, f"{rec.error_kind}: {rec.error[:80]}"
+        ok, why = judge(item, rec.text_head + rec.text_tail)
+        return item, rec, ok, why
+
+    res.quality = list(await asyncio.gather(*(ask(i) for i in ITEMS)))
+    score = res.quality_score or 0.0
+    right = sum(ok for *_x, ok, _w in res.quality)
+    mark = "[green]✓[/green]" if score >= res.quality_threshold else "[red]✗[/red]"
+    console.print(f"{mark} quality: {right} of {len(res.quality)} answers right ({score:.0%}, temperature 0)")
+    for item, _rec, ok, why in res.quality:
+        if show_items or (not ok and score < res.quality_threshold):
+            verdict = "right" if ok else f"wrong: {why}"
+            console.print(f"    {'✓' if ok else '✗'} {item.name}: {verdict}", markup=False, highlight=False)
+
+
 async def run_check(
-    url: str, model: str, api_key: str | None, wait: float, console: Console, max_tokens: int = 64
+    url: str,
+    model: str,
+    api_key: str | None,
+    wait: float,
+    console: Console,
+    max_tokens: int = 64,
+    threshold: float | None = None,
+    quality: bool = True,
+    show_items: bool = False,
 ) -> CheckResult:
-    """Wait for the server, list models, one streaming chat and one streaming completion."""
+    """Wait for the server, list models, one streaming chat and one streaming completion, the quality set."""
     target = Target.from_url(url, model, api_key)
     base = target.base_url
     res = CheckResult(base)
+    if threshold is not None:
+        res.quality_threshold = threshold
     tty = console.is_terminal
     last = [0.0]
 
@@ -102,6 +154,8 @@ async def run_check(
                 console.print(f"[red]✗[/red] streaming {endpoint}: {safe(rec.error_kind)}: {safe(rec.error)}")
                 if endpoint == "completions" and rec.http_status == 404:
                     res.problems.append("no /v1/completions endpoint (chat-only server): use --endpoint chat")
+        if quality and res.probes.get("chat") is not None and res.probes["chat"].ok:
+            await run_quality(client, target, res, console, show_items)
         res.telemetry = await probe_telemetry(client, target)
         print_telemetry(console, res.telemetry)
     return res
@@ -120,22 +174,41 @@ async def probe_telemetry(client: Any, target: Target) -> dict[str, str]:
     return await probe_sources(client, target)
 
 
-def check_main(url: str, model: str, api_key: str | None, wait: float, max_tokens: int) -> int:
-    """Run the check and print a verdict; the exit status is 0 only when healthy."""
+def check_main(
+    url: str,
+    model: str,
+    api_key: str | None,
+    wait: float,
+    max_tokens: int,
+    threshold: float | None = None,
+    quality: bool = True,
+    show_items: bool = False,
+) -> int:
+    """Run the check and print a verdict; the exit status is 0 only when healthy (and not degraded)."""
     console = Console()
     t0 = time.monotonic()
     try:
-        res = asyncio.run(run_check(url, model, api_key, wait, console, max_tokens))
+        res = asyncio.run(run_check(url, model, api_key, wait, console, max_tokens, threshold, quality, show_items))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
         return 130
     for p in res.problems:
         console.print(f"[red]✗[/red] {safe(p)}")
     took = time.monotonic() - t0
+    if res.healthy and res.degraded:
+        wrong = [i.name for i, _r, ok, _w in res.quality if not ok]
+        console.print(
+            f"[bold yellow]DEGRADED[/bold yellow]: {safe(res.server_kind)} serving {safe(res.model)} answers, but only"
+            f" {res.quality_score:.0%} of the quality set right (threshold {res.quality_threshold:.0%}); wrong:"
+            f" {safe(', '.join(wrong[:8]))}{' …' if len(wrong) > 8 else ''} (checked in {took:.1f}s)"
+        )
+        return ExitCode.THRESHOLDS
     if res.healthy:
         chat = res.probes.get("chat")
         rate = chat.decode_rate if chat else None
         tail = f", decode ~{rate:.0f} tok/s" if rate else ""
+        if res.quality_score is not None:
+            tail += f", quality {res.quality_score:.0%}"
         console.print(
             f"[bold green]HEALTHY[/bold green]: {safe(res.server_kind)} serving {safe(res.model)}{tail}"
             f" (checked in {took:.1f}s)"

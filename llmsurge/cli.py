@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,18 @@ def _length(v: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9, "t": 1e12}
+
+
+def _amount(v: str) -> float:
+    """``16e9``, ``16G``, ``246.6M``, ``14B`` (billion): a positive amount."""
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kmgbt]?)(?:i?b)?\s*", v, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{v!r} is not an amount: use e.g. 16e9, 16G, 246M or 14B")
+    x = _number(m.group(1), 0.0, 1e18, low_open=True) * _SCALE[m.group(2).lower()]
+    return x
+
+
 def _workers(v: str) -> int | str:
     return "auto" if v == "auto" else _positive_int(v)
 
@@ -153,6 +166,12 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         help="how long to wait for the server to answer (default 600)",
     )
     g.add_argument("--gpu-metrics-url", help="a DCGM exporter /metrics URL for a GPU on another machine")
+    g = p.add_argument_group("roofline (the decode ceiling; each found from the server or the GPU when it says)")
+    g.add_argument("--model-bytes", type=_amount, metavar="BYTES", help="weight bytes read per decode step, e.g. 16G")
+    g.add_argument("--model-params", type=_amount, metavar="N", help="parameters, e.g. 8B (for the compute ceiling)")
+    g.add_argument("--mem-bandwidth", type=_amount, metavar="GB/S", help="memory bandwidth in GB/s, e.g. 3350")
+    g.add_argument("--peak-tflops", type=_amount, metavar="TFLOPS", help="dense FP16/BF16 peak in TFLOPS")
+    g.add_argument("--kv-bytes-per-token", type=_amount, metavar="BYTES", help="KV cache bytes per token")
     g.add_argument("--no-telemetry", action="store_true", help="do not sample GPU, host or server metrics")
     g = p.add_argument_group("client")
     g.add_argument("--workers", "-w", type=_workers, default="auto", help="worker processes, or auto")
@@ -228,7 +247,28 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
         slo=slo,
         name=args.name,
         baseline=_checked_baseline(args.baseline),
+        roofline=_roofline_flags(args),
     )
+
+
+def _roofline_flags(args: argparse.Namespace) -> Any:
+    from llmsurge.metrics.roofline import GB, TERA, RooflineInputs
+
+    values = {
+        "weight_bytes": args.model_bytes,
+        "params": args.model_params,
+        "bandwidth": args.mem_bandwidth * GB if args.mem_bandwidth else None,
+        "peak_flops": args.peak_tflops * TERA if args.peak_tflops else None,
+        "kv_bytes_per_token": args.kv_bytes_per_token,
+    }
+    flags = {
+        "weight_bytes": "--model-bytes",
+        "params": "--model-params",
+        "bandwidth": "--mem-bandwidth",
+        "peak_flops": "--peak-tflops",
+        "kv_bytes_per_token": "--kv-bytes-per-token",
+    }
+    return RooflineInputs(**values, sources={k: flags[k] for k, v in values.items() if v is not None})
 
 
 def _checked_baseline(path: Path | None) -> Path | None:
@@ -358,6 +398,13 @@ def _add_sim(sub: Any) -> None:
         help="a reasoning model: the first N output tokens stream as delta.reasoning_content",
     )
     sim.add_argument(
+        "--answers",
+        choices=("words", "correct", "wrong", "degenerate"),
+        default="words",
+        help="how it answers llmsurge's quality set: filler words (default), correctly, fluently but wrongly,"
+        " or degenerately (every answer one word repeated)",
+    )
+    sim.add_argument(
         "--max-model-len",
         type=_positive_int,
         default=32768,
@@ -390,6 +437,15 @@ def _add_check(sub: Any) -> None:
         help="how long to wait for it to answer (default 900: vLLM takes minutes to load)",
     )
     chk.add_argument("--max-tokens", type=_positive_int, default=64)
+    chk.add_argument(
+        "--quality-threshold",
+        type=lambda v: _number(v, 0.0, 1.0),
+        default=None,
+        metavar="SHARE",
+        help="DEGRADED when fewer answers of the quality set are right (default 0.8)",
+    )
+    chk.add_argument("--no-quality", action="store_true", help="skip the quality set (30 short prompts)")
+    chk.add_argument("--items", action="store_true", help="list every quality item with its verdict")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,7 +490,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from llmsurge.engine.session import read_api_key
 
         key = read_api_key(args.api_key_env)
-        return check_main(args.url, args.model, key, args.wait, args.max_tokens)
+        quality = None if args.no_quality else args.quality_threshold
+        return check_main(
+            args.url, args.model, key, args.wait, args.max_tokens, quality, not args.no_quality, args.items
+        )
     if cmd == "run":
         from rich.console import Console
 
@@ -625,6 +684,7 @@ def _sim(args: argparse.Namespace) -> int:
         stamp=args.stamp,
         reasoning_tokens=args.reasoning_tokens,
         max_model_len=args.max_model_len,
+        answers="" if args.answers == "words" else args.answers,
     )
 
     def ready(port: int) -> None:

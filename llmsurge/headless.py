@@ -159,6 +159,32 @@ def segments_table(summary: dict[str, Any]) -> Table:
     return t
 
 
+def roofline_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per segment: decode per stream against its ceiling, and the inputs' sources once."""
+    block = summary.get("roofline")
+    if not block:
+        return []
+    if block.get("missing"):
+        if not any(block["inputs"].values()):
+            return []  # nothing known: not worth a line on every run
+        return [f"roofline: needs {' and '.join(block['missing'])} (the server and the GPU did not say)"]
+    lines = []
+    for seg in summary.get("segments", []):
+        r = seg.get("roofline")
+        if r and r.get("fraction") is not None:
+            lines.append(
+                f"roofline segment {seg['segment']} ({seg['load']}): decode {r['measured_per_stream_tok_s']:,.1f}"
+                f" tok/s per stream = {r['fraction']:.0%} of the {r['ceiling_per_stream_tok_s']:,.1f} tok/s"
+                f" {r['bound']} ceiling at batch {r['batch']:.1f}"
+            )
+    used = {k: v["source"] for k, v in block["inputs"].items() if v}
+    if lines:
+        lines.append("roofline inputs: " + ", ".join(f"{k} from {v}" for k, v in used.items()))
+    if block.get("note"):
+        lines.append(f"roofline: {block['note']}")
+    return lines
+
+
 def turns_table(summary: dict[str, Any]) -> Table:
     """Multi-turn chats: TTFT and prefix-cache hits per turn (turn 1 is cold; later turns carry the history)."""
     t = Table(title="turns")
@@ -297,6 +323,8 @@ def _report(
         console.print(segments_table(summary))
     if summary.get("turns"):
         console.print(turns_table(summary))
+    for line in roofline_lines(summary):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):
         console.print(f"note: {redact(note)}", style="dim", markup=False, highlight=False, soft_wrap=True)
     if summary["client"]["saturated"]:

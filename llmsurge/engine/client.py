@@ -579,6 +579,20 @@ async def context_length(client: httpx.AsyncClient, target: Target) -> int | Non
     return None
 
 
+async def model_meta(client: httpx.AsyncClient, target: Target) -> dict[str, Any]:
+    """The model's ``meta`` from ``/v1/models`` where the server gives one (llama.cpp: ``n_params``, ``size``,
+    ``n_ctx_train`` …); empty otherwise."""
+    try:
+        resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=5.0)
+        for m in resp.json().get("data", []):
+            if isinstance(m, dict) and (m.get("id") == target.model or not target.model):
+                meta = m.get("meta")
+                return dict(meta) if isinstance(meta, dict) else {}
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return {}
+
+
 async def wait_until_up(
     client: httpx.AsyncClient, target: Target, deadline: float | None, on_wait: Any = None
 ) -> float:

@@ -17,6 +17,8 @@ class PromptCase:
     name: str
     prompt: str
     output_tokens: int
+    checked: bool = False
+    """A quality-set prompt: its answer is judged (llmsurge.quality)."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,9 @@ class RequestShape:
 
     @property
     def shares_prefixes(self) -> bool:
-        """Whether prompts share prefixes on purpose (a warm prefix cache is what is being measured), or come
-        from the user's own prompts, whose shared system prompts are real traffic."""
-        return self.shared_prefix_tokens > 0 or self.turns > 1 or bool(self.dataset)
+        """Whether prompts share prefixes on purpose (a warm prefix cache is what is being measured), come from
+        the user's own prompts (whose shared system prompts are real traffic), or are a fixed set sent again."""
+        return self.shared_prefix_tokens > 0 or self.turns > 1 or bool(self.dataset) or bool(self.cases)
 
     def describe_lengths(self) -> str:
         """``256 in / 256 out`` with distributions, prefixes, turns and datasets spelled out."""

@@ -23,6 +23,7 @@ from llmsurge.engine.client import (
     Target,
     context_length,
     make_client,
+    model_meta,
     normalize_base_url,
     one_request,
     resolve_model,
@@ -43,6 +44,7 @@ from llmsurge.metrics.results import (
     default_results_folder,
     write_json_atomic,
 )
+from llmsurge.metrics.roofline import RooflineInputs, from_llamacpp_meta
 from llmsurge.metrics.slo import Slo, good_mask
 from llmsurge.metrics.stats import ALIGNED
 from llmsurge.metrics.summary import RunFacts, build_summary
@@ -75,6 +77,8 @@ class RunConfig:
     telemetry: bool = True
     gpu_metrics_url: str | None = None
     measure_read_delay: bool = False  # benchmarks: workers record how late stamped chunks are read
+    roofline: RooflineInputs = field(default_factory=RooflineInputs)
+    """Roofline inputs given as flags (--model-bytes, --mem-bandwidth …)."""
     sim_config: Any = None  # a SimConfig for the embedded server (benchmarks, tests); default when None
     slo: Slo = field(default_factory=Slo)
     """Thresholds a request must meet to count as good (goodput); empty: none."""
@@ -201,6 +205,8 @@ class RunSession:
         """The server's context length in tokens, when it says (the long-context preset fills it)."""
         self._datasets_told: set[str] = set()
         self.shares_prefixes = False
+        self.server_roofline = RooflineInputs()
+        """Roofline inputs the server gave (llama.cpp's model meta)."""
         """Some scenario of the run shares prompt prefixes on purpose (no cold-cache warning then)."""
 
     @property
@@ -259,6 +265,7 @@ class RunSession:
             self.server_kind = "simulated" if self.simulated else await detect_server_kind(client, target)
             self.bus.set_info(model=model, server=self.server_kind)
             self.context_length = await context_length(client, target)
+            self.server_roofline = from_llamacpp_meta(await model_meta(client, target))
             cfg.scenario = self.adapt(cfg.scenario, say)
             answered = await self._negotiate(client, target, say)
             if cfg.calibrate and not cfg.scenario.shape.cases and answered:
@@ -417,8 +424,16 @@ class RunSession:
             name=self.config.name,
             preset=self.config.scenario.name,
             shares_prefixes=self.shares_prefixes,
+            roofline=self.roofline_inputs(),
         )
         return build_summary(self.bus.view(with_stats=True), facts)
+
+    def roofline_inputs(self) -> RooflineInputs:
+        """The roofline's inputs now: flags first, then what the server said, then the GPU's identity."""
+        inputs = self.config.roofline.merged(self.server_roofline)
+        gpu = self.bus.view().telemetry.get("gpu")
+        names = [g.name for g in getattr(gpu, "gpus", ()) if g.name]
+        return inputs.with_device(names[0]) if names else inputs
 
     def telemetry_summary(self) -> dict[str, Any]:
         """Per-source summaries from the telemetry samplers (empty when none ran)."""

@@ -19,10 +19,11 @@ from llmsurge.engine.arrivals import Arrivals
 from llmsurge.engine.client import ChunkCounter, Target, build_body, make_client, run_request
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.prompts import Calibration, PromptFactory
-from llmsurge.engine.scenario import Load, RequestShape
+from llmsurge.engine.scenario import Load, PromptCase, RequestShape
 from llmsurge.lifetime import die_with_parent, ignore_stop_signals, set_process_name
 from llmsurge.metrics.records import Failure, RequestRecord
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerReady, WorkerTick
+from llmsurge.quality import BY_PROMPT, TAIL_CHARS, degenerate_reason, judge
 
 TICK_S = 0.05
 LIVE_EVERY = 5  # ticks between samples of in-flight requests
@@ -122,6 +123,7 @@ class Worker:
         self.lengths = random.Random(spec.seed * 7919 + spec.worker_id + 1)
         self.reader: DatasetReader | None = None
         self._prefixes: dict[tuple[int, int], str] = {}
+        self.case: PromptCase | None = None
         self._wake: asyncio.Event
         self._stopped: asyncio.Event
 
@@ -264,9 +266,11 @@ class Worker:
     ) -> tuple[str | list[dict[str, Any]], int, int]:
         """What to send: (a user message's text or whole chat messages, max_tokens, expected prompt tokens (0:
         unknown until the server's usage says))."""
+        self.case = None
         if shape.cases:
             case = shape.cases[self.case_index % len(shape.cases)]
             self.case_index += 1
+            self.case = case
             return case.prompt, case.output_tokens, 0
         max_tokens = shape.output_dist.sample(self.lengths) if shape.output_dist else shape.output_tokens
         messages: list[dict[str, Any]]
@@ -306,6 +310,7 @@ class Worker:
             problem: Exception | None = exc
         else:
             problem = None
+        case = self.case
         body = build_body(shape, self.spec.target.model, prompt, max_tokens)
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         if conv is not None:
@@ -347,6 +352,8 @@ class Worker:
                 sent = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
                 conv.messages = [*sent, {"role": "assistant", "content": "".join(rec.text)}]
                 conv.turn += 1
+            if rec.ok:
+                judge_answer(rec, case)
             rec.keep_text()
             if rec.ok:
                 # Streams were counted chunk by chunk as they arrived; settle on the usage figure.
@@ -445,6 +452,24 @@ class Worker:
         for client in (self.client, self.resend_client):
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+
+def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
+    """A finished answer: is its tail degenerate (every request, from the last few hundred characters), and for a
+    quality-set prompt, is it right."""
+    tail: list[str] = []
+    size = 0
+    for raw in reversed(rec.text):
+        piece = raw if isinstance(raw, str) else str(raw)
+        tail.append(piece)
+        size += len(piece)
+        if size >= TAIL_CHARS:
+            break
+    rec.degenerate = degenerate_reason("".join(reversed(tail)), rec.output_tokens, rec.reasoning_chunks)
+    item = BY_PROMPT.get(case.prompt) if case is not None and case.checked else None
+    if item is not None:
+        rec.quality_item = item.name
+        rec.quality_ok, rec.quality_why = judge(item, "".join(str(t) for t in rec.text))
 
 
 def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None:

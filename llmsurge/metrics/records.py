@@ -86,6 +86,10 @@ class RequestRecord:
     ttfr: float | None = None  # reasoning models: the first non-empty reasoning token (TTFC is the first answer one)
     reasoning_chunks: int = 0  # choices messages that carried reasoning (counted as output, as servers count them)
     turn: int = 0  # multi-turn chats: which turn of its conversation (1, 2, …); 0 when not a conversation
+    degenerate: str = ""  # why the answer's tail is degenerate text ('' when it looks like text): a warning
+    quality_item: str = ""  # a quality-set prompt: its name
+    quality_ok: bool | None = None  # and whether the answer was right (None: not a quality prompt)
+    quality_why: str = ""  # what was wrong with it
 
     def keep_text(self) -> None:
         """The request is over: keep the answer's first and last :data:`TEXT_KEPT` characters only."""
@@ -179,4 +183,8 @@ class RequestRecord:
             out["reasoning_chunks"] = self.reasoning_chunks
         if self.turn:
             out["turn"] = self.turn
+        if self.degenerate:
+            out["degenerate"] = self.degenerate
+        if self.quality_ok is not None:
+            out["quality"] = {"item": self.quality_item, "correct": self.quality_ok, "why": self.quality_why or None}
         return out

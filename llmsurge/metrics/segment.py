@@ -49,6 +49,9 @@ class SegmentView:
     cache_reported_prompt_tokens: int
     exact_asked: int
     short_outputs: int
+    degenerate: int
+    quality_asked: int
+    quality_ok: int
     columns: dict[str, ColumnView]
     itl: ItlSketch | None  # a copy, present when the view was taken for statistics
 
@@ -56,6 +59,11 @@ class SegmentView:
     def finished(self) -> int:
         """Requests of this segment that have ended, whatever the outcome."""
         return self.ok + self.failed + self.cancelled
+
+    @property
+    def quality_score(self) -> float | None:
+        """Share of quality-set answers that were right (None: none asked)."""
+        return self.quality_ok / self.quality_asked if self.quality_asked else None
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -108,6 +116,11 @@ class SegmentStats:
     """Successful requests that asked for exact lengths (ignore_eos)."""
     short_outputs: int = 0
     """…of which came back shorter: the server ignored ignore_eos."""
+    degenerate: int = 0
+    """Successful requests whose answer ended in degenerate text (a warning, not a failure)."""
+    quality_asked: int = 0
+    """Quality-set prompts answered, and how many of them right."""
+    quality_ok: int = 0
     columns: dict[str, Column] = field(
         default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED, *TURNS, *REASONING)}
     )
@@ -126,6 +139,11 @@ class SegmentStats:
             if rec.cached_tokens is not None:
                 self.cached_tokens += rec.cached_tokens
                 self.cache_reported_prompt_tokens += rec.prompt_tokens
+            if rec.degenerate:
+                self.degenerate += 1
+            if rec.quality_ok is not None:
+                self.quality_asked += 1
+                self.quality_ok += rec.quality_ok
             if rec.ignore_eos:
                 self.exact_asked += 1
                 self.short_outputs += rec.came_back_short
@@ -194,6 +212,9 @@ class SegmentStats:
             cache_reported_prompt_tokens=self.cache_reported_prompt_tokens,
             exact_asked=self.exact_asked,
             short_outputs=self.short_outputs,
+            degenerate=self.degenerate,
+            quality_asked=self.quality_asked,
+            quality_ok=self.quality_ok,
             columns={k: c.view() for k, c in self.columns.items()},
             itl=self.itl.copy() if with_itl else None,
         )

@@ -16,6 +16,7 @@ import numpy as np
 
 from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent
 from llmsurge.metrics.health import ClientHealth, client_health
+from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.slo import Slo
 from llmsurge.metrics.stats import DEFAULT_PERCENTILES
@@ -62,6 +63,8 @@ class SegmentRow:
     input_p90: float = 0.0
     output_mean: float = 0.0  # and output tokens
     output_p90: float = 0.0
+    degenerate: int = 0  # answers that ended in degenerate text
+    quality_score: float | None = None  # share of quality-set answers right (None: none asked)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,11 @@ class Snapshot:
     telemetry: dict[str, Any] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
     slo: Slo = field(default_factory=Slo)
+    roofline: tuple[str, str] = ("", "")
+    """``decode 84 tok/s per stream = 62% of the 135 tok/s memory ceiling`` and ``62% of 135/s`` (empty when it
+    cannot be said)."""
+    roofline_aggregate: float | None = None
+    """The decode ceiling in output tok/s at the current batch (the rate chart draws it when it is in view)."""
     """The SLO that goodput in ``segment_stats``/``run_stats`` (``request_goodput``, ``good_share``) is held to."""
 
 
@@ -129,6 +137,8 @@ class SnapshotBuilder:
         self._at = 0.0
         self._segment_stats: dict[tuple[int, int], dict[str, float]] = {}
         self._run_stats: tuple[tuple[int, int], dict[str, float]] | None = None
+        self.roofline: RooflineInputs | None = None
+        """Roofline inputs from flags and the server (the GPU's identity is added from telemetry)."""
 
     def set_slo(self, slo: Slo) -> None:
         """Hold goodput to ``slo`` from now on (every segment's figures are recomputed: the values are kept)."""
@@ -198,6 +208,8 @@ class SnapshotBuilder:
             st.get("p90_input_tokens", 0.0),
             st.get("mean_output_tokens", 0.0),
             st.get("p90_output_tokens", 0.0),
+            seg.degenerate,
+            seg.quality_score,
         )
 
     def _assemble(self, view: BusView, stats: _Stats) -> Snapshot:
@@ -233,7 +245,26 @@ class SnapshotBuilder:
             telemetry=view.telemetry,
             info=view.info,
             slo=self.slo,
+            roofline=(roof := self._roofline(view, stats.segment_stats))[:2],
+            roofline_aggregate=roof[2],
         )
+
+    def _roofline(self, view: BusView, seg: dict[str, float]) -> tuple[str, str, float | None]:
+        """The current segment's decode rate against its ceiling: (in words, short, the aggregate ceiling in
+        tok/s); empty when an input is missing."""
+        if self.roofline is None or not seg.get("median_tpot_ms") or not view.output_tok_s:
+            return "", "", None
+        inputs = self.roofline
+        gpu = view.telemetry.get("gpu")
+        names = [g.name for g in getattr(gpu, "gpus", ()) if g.name]
+        if names:
+            inputs = inputs.with_device(names[0])
+        per_stream = 1000.0 / seg["median_tpot_ms"]
+        context = seg.get("mean_input_tokens", 0.0) + seg.get("mean_output_tokens", 0.0) / 2
+        c = ceiling(inputs, max(1.0, view.output_tok_s / per_stream), context)
+        if not c.per_stream:
+            return "", "", None
+        return describe(per_stream, c), f"{per_stream / c.per_stream:.0%} of {c.per_stream:,.0f}/s", c.aggregate
 
 
 def ttft_histogram(seg: SegmentView | None, bins: int = HISTOGRAM_BINS) -> tuple[tuple[float, ...], tuple[int, ...]]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from llmsurge.metrics.bus import BusView
+from llmsurge.metrics.roofline import RooflineInputs, segment_roofline
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.sketch import ItlSketch
 from llmsurge.metrics.slo import Slo, goodput
@@ -47,6 +48,7 @@ class RunFacts:
     capacity: dict[str, Any] | None = None  # a capacity search's outcome
     name: str = ""  # the run's label (--name)
     preset: str = ""
+    roofline: RooflineInputs | None = None  # the decode roofline's inputs (each with its source)
 
 
 def aligned_values(segments: tuple[SegmentView, ...]) -> dict[str, np.ndarray]:
@@ -96,6 +98,16 @@ def lengths_block(segments: tuple[SegmentView, ...]) -> dict[str, Any]:
         v = _joined(segments, name)
         out[f"mean_{name}"] = float(v.mean()) if v.size else 0.0
         out[f"p90_{name}"] = float(np.percentile(v, 90)) if v.size else 0.0
+    return out
+
+
+def quality_block(segments: tuple[SegmentView, ...]) -> dict[str, Any]:
+    """``degenerate``: answers that ended in degenerate text; ``quality``: the quality set's score, when asked."""
+    out: dict[str, Any] = {"degenerate": sum(s.degenerate for s in segments)}
+    asked = sum(s.quality_asked for s in segments)
+    if asked:
+        right = sum(s.quality_ok for s in segments)
+        out["quality"] = {"asked": asked, "correct": right, "score": right / asked}
     return out
 
 
@@ -156,6 +168,13 @@ def _notes(s: dict[str, Any], view: BusView, facts: RunFacts) -> list[str]:
             f"asked for exact output lengths (ignore_eos) but {short} of {asked} requests ({short / asked:.0%})"
             " came back shorter: the server ignores ignore_eos, so lengths and throughput are not what was asked"
         )
+    if s.get("degenerate"):
+        where = [str(seg["segment"]) for seg in s["segments"] if seg.get("degenerate")]
+        notes.append(
+            f"{s['degenerate']} answer(s) ended in degenerate text (a token or phrase repeated, one character, broken"
+            f" decoding) in segment(s) {', '.join(where)}: the server may emit garbage at that load"
+            " (requests.jsonl: degenerate)"
+        )
     wait = s.get("p99_client_wait_ms")
     if wait is not None and wait > CLIENT_WAIT_NOTE_MS:
         notes.append(
@@ -203,6 +222,7 @@ def segment_summary(
     out.update(run_latency((seg,), percentiles, slo, seg.duration(now)))
     out.update(scheduled_block((seg,), percentiles))
     out.update(workload_block((seg,), percentiles))
+    out.update(quality_block((seg,)))
     out["short_outputs"] = seg.short_outputs
     out["client"] = {
         "max_loop_lag_ms": seg.max_loop_lag_ms,
@@ -244,10 +264,24 @@ def summarize_run(
     out.update(run_latency(segs, percentiles, slo, duration))
     out.update(scheduled_block(segs, percentiles))
     out.update(workload_block(segs, percentiles))
+    out.update(quality_block(segs))
     out["short_outputs"] = sum(s.short_outputs for s in segs)
     out["warmup"] = {"completed": view.warmup_done, "failed": view.warmup_failed}
     out["segments"] = [segment_summary(s, view.now, percentiles, slo) for s in segs]
     return out
+
+
+def _add_roofline(s: dict[str, Any], inputs: RooflineInputs) -> None:
+    """``roofline``: the inputs and, per segment, the decode ceilings against what was measured."""
+    block: dict[str, Any] = {"inputs": inputs.to_json()}
+    missing = inputs.missing()
+    if missing:
+        block["missing"] = missing
+    elif inputs.kv_bytes_per_token is None:
+        block["note"] = "KV cache bytes per token unknown (--kv-bytes-per-token): the ceilings count weights only"
+    s["roofline"] = block
+    for seg in s["segments"]:
+        seg["roofline"] = segment_roofline(inputs, seg)
 
 
 def _hit_rate(segs: tuple[SegmentView, ...]) -> float | None:
@@ -271,6 +305,8 @@ def build_summary(
             if t.get("available") and t.get("segments")
         }
         seg["telemetry"] = {k: v for k, v in per.items() if v}
+    if facts.roofline is not None:
+        _add_roofline(s, facts.roofline)
     notes = _notes(s, view, facts)
     starved = [seg["segment"] for seg in s["segments"] if seg["starved"]]
     s.update(

@@ -62,6 +62,7 @@ REQUEST_KEYS = {
     "turns",
     "think_time",
     "fill_context",
+    "quality",
 }
 CASE_KEYS = {"name", "prompt", "output_tokens"}
 
@@ -239,7 +240,12 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
             raise c.fail(f"{w}dataset", "must be a file path (relative to the preset's folder) or a bundled name")
         beside = c.path.parent / Path(ds).expanduser()
         shape_kwargs["dataset"] = str(beside) if not Path(ds).expanduser().is_absolute() and beside.exists() else ds
-    return RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=_cases(c, data))
+    cases = _cases(c, data)
+    if c.boolean(req, "quality", w):
+        from llmsurge.quality import ITEMS
+
+        cases += tuple(PromptCase(i.name, i.prompt, i.max_tokens, checked=True) for i in ITEMS)
+    return RequestShape(**{k: v for k, v in shape_kwargs.items() if v is not None}, cases=cases)
 
 
 def _search(c: _Checker, data: dict[str, Any]) -> Search | None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from llmsurge.quality import BY_PROMPT
 from llmsurge.sim.model import Engine, EngineTiming, Sequence
 
 FAULT_NAMES = ("http500", "http429", "http503", "reset", "stall", "malformed", "no_usage")
@@ -94,6 +96,9 @@ class SimConfig:
     """Prompt + max_tokens beyond this are refused with HTTP 400, as vLLM refuses them."""
     reasoning_tokens: int = 0
     """A reasoning model: the first N output tokens of a chat stream come as ``delta.reasoning_content``."""
+    answers: str = ""
+    """How it answers the quality set (llmsurge.quality): "" (filler words like any prompt), "correct", "wrong"
+    (fluent but wrong: a broken quantization), or "degenerate" (every answer one word repeated)."""
 
 
 _WORDS = [
@@ -245,7 +250,10 @@ class SimServer:
                 f" Please reduce the length of the {where} or completion.",
                 "BadRequestError",
             )
-        if not body.get("ignore_eos"):
+        words = self._answer(body, chat)
+        if words is not None and self.config.answers != "degenerate":
+            max_tokens = min(max_tokens, len(words))  # the answer, then EOS
+        elif not body.get("ignore_eos"):
             max_tokens = self.rng.randint(max(1, max_tokens // 2), max_tokens)  # an "EOS" comes early
         seq = Sequence(len(tokens), max_tokens)
         seq.cached_tokens = self.engine.prefix_cache.admit(tokens)
@@ -254,31 +262,56 @@ class SimServer:
             if body.get("stream"):
                 opts = body.get("stream_options")
                 usage = isinstance(opts, dict) and bool(opts.get("include_usage")) and fault != "no_usage"
-                return await self._stream(request, seq, chat, model, usage, fault)
-            return await self._plain(seq, chat, model, fault)
+                return await self._stream(request, seq, chat, model, usage, fault, words)
+            return await self._plain(seq, chat, model, fault, words)
         finally:
             self.engine.finish(seq)
-            if chat and seq.produced and not seq.cancelled:  # the answer's blocks stay cached, as vLLM's do
+            if chat and seq.produced and not seq.cancelled and words is None:  # the answer's blocks stay cached
                 nwords = len(_WORDS)
                 answer = [_WORDS[k % nwords].decode().strip() for k in range(1, seq.produced + 1)]
                 self.engine.prefix_cache.insert(tokens + answer)
 
-    async def _plain(self, seq: Sequence, chat: bool, model: str, fault: str) -> web.Response:
+    def _answer(self, body: dict[str, Any], chat: bool) -> list[bytes] | None:
+        """The answer's tokens (JSON-escaped, each with its leading space) in a quality mode, else None."""
+        mode = self.config.answers
+        if not mode:
+            return None
+        if mode == "degenerate":
+            return [b" the"] * 4
+        if chat:
+            msgs = body.get("messages") or []
+            last = msgs[-1] if isinstance(msgs, list) and msgs else {}
+            text = last.get("content") if isinstance(last, dict) else None
+        else:
+            text = body.get("prompt")
+        item = BY_PROMPT.get(str(text)) if text else None
+        if item is None:
+            return None
+        answer = item.answer() if mode == "correct" else item.wrong_answer()
+        return [json.dumps(p)[1:-1].encode() for p in re.findall(r"\s*\S+", answer)]
+
+    async def _plain(
+        self, seq: Sequence, chat: bool, model: str, fault: str, words: list[bytes] | None = None
+    ) -> web.Response:
         while not seq.done:
             await seq.ready.wait()
             seq.ready.clear()
-        text = b"".join(_WORDS[i % len(_WORDS)] for i in range(seq.produced)).decode()
+        if words is not None:
+            text = json.loads(b'"' + b"".join(_cycle(words, k) for k in range(1, seq.produced + 1)) + b'"')
+        else:
+            text = b"".join(_WORDS[i % len(_WORDS)] for i in range(seq.produced)).decode()
         rid = uuid.uuid4().hex
-        choice: dict[str, object] = {"index": 0, "finish_reason": "length"}
+        finish = "stop" if words is not None and self.config.answers != "degenerate" else "length"
+        choice: dict[str, object] = {"index": 0, "finish_reason": finish}
         if chat:
             thinking = min(self.config.reasoning_tokens, max(0, seq.produced - 1))
             choice["message"] = {"role": "assistant", "content": text}
             if thinking:
-                words = text.split(" ")
+                split = text.split(" ")
                 choice["message"] = {
                     "role": "assistant",
-                    "reasoning_content": " ".join(words[: thinking + 1]),
-                    "content": " " + " ".join(words[thinking + 1 :]),
+                    "reasoning_content": " ".join(split[: thinking + 1]),
+                    "content": " " + " ".join(split[thinking + 1 :]),
                 }
         else:
             choice["text"] = text
@@ -294,7 +327,14 @@ class SimServer:
         return web.json_response(out)
 
     async def _stream(
-        self, request: web.Request, seq: Sequence, chat: bool, model: str, usage: bool, fault: str
+        self,
+        request: web.Request,
+        seq: Sequence,
+        chat: bool,
+        model: str,
+        usage: bool,
+        fault: str,
+        words: list[bytes] | None = None,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -331,12 +371,12 @@ class SimServer:
                             await self._stall(request)
                             return resp
                     last = sent == seq.max_tokens
-                    tail = b'"length"}]' if last else b"null}]"
+                    stop = words is not None and self.config.answers != "degenerate"
+                    tail = (b'"stop"}]' if stop else b'"length"}]') if last else b"null}]"
                     if stamp:
                         tail += b',"llmsurge_sent":' + repr(time.monotonic()).encode()
-                    parts.append(
-                        (think_head if sent <= thinking else head) + _WORDS[sent % nwords] + mid + tail + b"}\n\n"
-                    )
+                    word = _cycle(words, sent) if words is not None else _WORDS[sent % nwords]
+                    parts.append((think_head if sent <= thinking else head) + word + mid + tail + b"}\n\n")
                 await resp.write(b"".join(parts))
             end = usage_head + _usage_json(seq) + b"}\n\n" if usage else b""
             await resp.write(end + b"data: [DONE]\n\n")
@@ -356,6 +396,11 @@ class SimServer:
             if t is None or t.is_closing():
                 return
             await asyncio.sleep(0.2)
+
+
+def _cycle(words: list[bytes], k: int) -> bytes:
+    """Token ``k`` (from 1) of an answer, round again past its end."""
+    return words[(k - 1) % len(words)]
 
 
 def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes, bytes]:
@@ -502,6 +547,7 @@ def to_json(config: SimConfig) -> dict[str, object]:
         "stamp": config.stamp,
         "max_model_len": config.max_model_len,
         "reasoning_tokens": config.reasoning_tokens,
+        "answers": config.answers or None,
     }
 
 

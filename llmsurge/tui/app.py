@@ -178,6 +178,7 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
             return
         self.waiting_since = None
         self.message = ""
+        self.snapshots.roofline = self.config.roofline.merged(session.server_roofline)
         # Spawning the workers, starting NVML and probing /metrics block: not on the loop that draws the screen.
         controller = await asyncio.to_thread(session.start)
         yield_to_workers()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
+from llmsurge.engine import limits
 from llmsurge.metrics.slo import SloError, parse_duration
 from llmsurge.presets import list_presets
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 _CONCURRENCY = re.compile(r"^\s*(?:concurrency|c)\s*=?\s*(\d+)\s*$", re.I)
 _BASELINE = re.compile(r"^\s*baseline\s+(\S.*?)\s*$", re.I)
 _SLO = re.compile(r"^\s*slo\s+(ttft|ttfc|tpot|itl|e2el)\s*=?\s*(off|none|[0-9.]+\s*(?:ms|s)?)\s*$", re.I)
+_QUALITY = re.compile(r"^\s*quality\s+(\d+)\s*$", re.I)
 _RATE = re.compile(r"^\s*(?:rate|r)\s*=?\s*(\d+(?:\.\d*)?|\.\d+)\s*$", re.I)
 
 
@@ -75,6 +77,15 @@ class LoadCommands(Provider):
             if seconds is None or seconds > 0:
                 label = f"SLO {metric.upper()} ≤ {value}" if seconds else f"Drop the {metric.upper()} SLO"
                 yield Hit(1.0, label, partial(a.set_slo, metric, seconds), help="goodput: requests meeting every SLO")
+        m = _QUALITY.match(query)
+        if m and 0 < int(m.group(1)) <= limits.MAX_CONCURRENCY:
+            n = int(m.group(1))
+            yield Hit(
+                1.0,
+                f"Quality set at concurrency {n}",
+                partial(a.run_quality, n),
+                help="30 prompts with checkable answers; the score shows per segment",
+            )
         m = _RATE.match(query)
         if m:
             r = float(m.group(1))

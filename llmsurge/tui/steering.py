@@ -7,7 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any, cast
 
 from llmsurge.engine.client import Target, curl_command
-from llmsurge.engine.scenario import Load
+from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.session import ConfigError
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.runs import RunFileError, SavedRun, load_run
@@ -168,6 +168,20 @@ class SteeringActions:
         except (PresetError, ConfigError) as exc:
             self.notify(str(exc), severity="error")
             return
+        self._switch(scenario)
+
+    def run_quality(self, concurrency: int) -> None:
+        """The quality set at ``concurrency`` (a new segment whose score shows in the segments table)."""
+        if not self.controller_ready:
+            return
+        try:
+            scenario = self.session.adapt(find_preset("quality").with_overrides(concurrency=concurrency))
+        except (PresetError, ConfigError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._switch(scenario)
+
+    def _switch(self, scenario: Scenario) -> None:
         assert self.session.controller is not None
         if scenario.slo and not self.config.slo:  # a preset's promise, when none was given
             from llmsurge.metrics.slo import parse_slo

@@ -31,6 +31,9 @@ class LoadPanel(RoleStyles, Static, can_focus=True):
             t.add_row("cancelled", f"{snap.cancelled:,}")
         t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style=strong))
         t.add_row("requests/s", num(snap.request_s, 2))
+        if snap.roofline[1]:
+            t.add_row("of ceiling", Text(snap.roofline[1]))  # decode per stream against the roofline
+        self.tooltip = snap.roofline[0] or None
         share = snap.segment_stats.get("good_share") if snap.slo else None
         if share is not None:  # goodput of this segment against the SLO
             style = self.role("good") if share >= 0.95 else bad

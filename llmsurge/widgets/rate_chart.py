@@ -35,7 +35,7 @@ class RateChart(Vertical, can_focus=True):
         """Redraw when a new second of history has arrived (or segments changed)."""
         if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
             return
-        key = (len(snap.history), len(snap.segment_starts), id(self.baseline))
+        key = (len(snap.history), len(snap.segment_starts), id(self.baseline), round(snap.roofline_aggregate or 0))
         if snap.history and self._last == key and snap.history[-1][0] == getattr(self, "_last_t", None):
             return
         self._last = key
@@ -57,9 +57,15 @@ class RateChart(Vertical, can_focus=True):
             if level and level.get("output_throughput"):  # the baseline at this load, for reference
                 y = float(level["output_throughput"])
                 plot.plot([xs[0], x_end], [y, y], line_style=theme.secondary or "magenta", label="baseline")
-            plot.set_xlimits(xs[0], x_end)
-            plot.set_ylimits(0, None)
             top = max([h[1] for h in hist] + [float(level["output_throughput"]) if level else 0.0])
+            roof = snap.roofline_aggregate
+            ceiling_top = None
+            if roof and roof <= 3 * max(top, 1.0):  # the roofline, when it is near enough to read against
+                plot.plot([xs[0], x_end], [roof, roof], line_style=theme.error or "red", hires_mode=HiResMode.BRAILLE)
+                top = max(top, roof)
+                ceiling_top = top * 1.08  # room above the line, so the frame does not hide it
+            plot.set_xlimits(xs[0], x_end)
+            plot.set_ylimits(0, ceiling_top)
             plot.fit_ticks((xs[0], x_end), (0.0, top * 1.05 or 1.0))
         else:
             plot.fit_ticks((0.0, 1.0), (0.0, 1.0))

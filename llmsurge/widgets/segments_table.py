@@ -30,7 +30,9 @@ COLUMNS = (
     "out mean/p90",
     "done",
     "failed",
+    "degen",
 )
+QUALITY = ("quality",)
 GOOD = ("good",)
 VERSUS = ("vs base tok/s", "vs base p99")
 PRIORITY = (
@@ -47,6 +49,8 @@ PRIORITY = (
     "req/s",
     "TPOT p50",
     "cache",
+    "quality",
+    "degen",
     "in mean/p90",
     "out mean/p90",
 )
@@ -104,6 +108,8 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             "out mean/p90": Text(f"{s.output_mean:,.0f}/{s.output_p90:,.0f}" if s.n else "—"),
             "done": Text(f"{s.completed:,}"),
             "failed": Text(f"{s.failed:,}", style=bad if s.failed else ""),
+            "degen": Text(f"{s.degenerate:,}", style=warn if s.degenerate else muted),
+            "quality": Text("—" if s.quality_score is None else f"{s.quality_score:.0%}"),
         }
         if slo:
             cells["good"] = Text("—" if s.good_share is None else f"{s.good_share:.0%}")
@@ -140,7 +146,8 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         self._last = snap
         self._many_presets = len({s.scenario for s in snap.segments}) > 1
         slo = bool(snap.slo)
-        names = COLUMNS + (GOOD if slo else ()) + (VERSUS if self.baseline is not None else ())
+        quality = any(s.quality_score is not None for s in snap.segments)
+        names = COLUMNS + (QUALITY if quality else ()) + (GOOD if slo else ()) + (VERSUS if self.baseline else ())
         cells = [self._row(s, slo) for s in snap.segments]
         widths = {n: max([len(n)] + [c[n].cell_len for c in cells]) + 2 for n in names}
         shown = fit_columns(names, widths, max(10, self.size.width - 2))

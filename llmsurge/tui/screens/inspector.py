@@ -31,6 +31,10 @@ def details(rec: RequestRecord) -> Table:
     t.add_row("HTTP", str(rec.http_status or MISSING))
     t.add_row("finish reason", Text(rec.finish_reason or MISSING))
     t.add_row("TTFT / TTFC", f"{_ms(rec.ttft)} / {_ms(rec.ttfc)} ms")
+    if rec.ttfr is not None:
+        t.add_row("reasoning", f"first token {_ms(rec.ttfr)} ms, {rec.reasoning_chunks:,} chunks")
+    if rec.turn:
+        t.add_row("turn", f"{rec.turn} of its conversation")
     t.add_row("TPOT / E2EL", f"{_ms(rec.tpot)} / {_ms(rec.e2el)} ms")
     tokens = f"{rec.output_tokens:,}" + (" (counted by us: no usable usage)" if rec.tokens_estimated else "")
     t.add_row("output tokens", f"{tokens} of max {rec.max_tokens or MISSING}")
@@ -43,6 +47,11 @@ def details(rec: RequestRecord) -> Table:
         t.add_row("usage", Text(f"rejected: {rec.usage_rejected}"))
     if rec.error:
         t.add_row("error", Text(rec.error))
+    if rec.degenerate:
+        t.add_row("degenerate", Text(rec.degenerate))
+    if rec.quality_ok is not None:
+        verdict = "right" if rec.quality_ok else f"wrong: {rec.quality_why}"
+        t.add_row("quality", Text(f"{rec.quality_item}: {verdict}"))
     return t
 
 
