@@ -14,7 +14,7 @@ from llmsurge import __version__
 from llmsurge.engine import limits
 from llmsurge.lifetime import ExitCode
 
-SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "report", "compare", "runs")
+SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "web", "report", "compare", "runs")
 
 
 def _whole(v: str, low: int, high: int) -> int:
@@ -315,6 +315,14 @@ def make_parser() -> argparse.ArgumentParser:
         description="The TUI against the embedded simulated server.",
     )
     add_load_args(demo, "demo")
+    web = sub.add_parser(
+        "web",
+        help="the TUI in a browser (textual-serve), for a team watching a launch",
+        description="Serve the TUI to a browser. Every flag of the TUI applies; the page holds the run.",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    web.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    add_load_args(web, "demo")
     _add_run(sub)
     _add_sim(sub)
     _add_check(sub)
@@ -399,10 +407,10 @@ def _add_sim(sub: Any) -> None:
     )
     sim.add_argument(
         "--answers",
-        choices=("words", "correct", "wrong", "degenerate"),
-        default="words",
-        help="how it answers llmsurge's quality set: filler words (default), correctly, fluently but wrongly,"
-        " or degenerately (every answer one word repeated)",
+        choices=("correct", "wrong", "degenerate", "words"),
+        default="correct",
+        help="how it answers llmsurge's quality set: correctly (default: a healthy model), fluently but wrongly,"
+        " degenerately (every answer one word repeated), or with filler words like any prompt",
     )
     sim.add_argument(
         "--max-model-len",
@@ -455,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["tui", *argv]
     parser = make_parser()
     args = parser.parse_args(argv)
+    args.raw_argv = argv[1:]
     try:
         return _dispatch(args, parser)
     except KeyboardInterrupt:
@@ -505,12 +514,34 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         config = build_config(args, keep_alive=False)
         session = RunSession(config)
         return asyncio.run(run_headless(session, Console(), args.progress_interval, fail_on))
+    if cmd == "web":
+        build_config(args, keep_alive=True)  # bad flags fail here, in one line, not in the page
+        from llmsurge.tui.web import serve
+
+        return serve(_without(args.raw_argv, ("--host", "--port")), args.host, args.port)
     if cmd == "demo":
         args.url = None
     from llmsurge.tui.app import run_tui
 
     config = build_config(args, keep_alive=True)
     return run_tui(config)
+
+
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """``argv`` less ``options`` and their values (``--port 1`` or ``--port=1``)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in options:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in options:
+            continue
+        out.append(a)
+    return out
 
 
 def _report(args: argparse.Namespace) -> int:

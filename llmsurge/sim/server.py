@@ -96,9 +96,10 @@ class SimConfig:
     """Prompt + max_tokens beyond this are refused with HTTP 400, as vLLM refuses them."""
     reasoning_tokens: int = 0
     """A reasoning model: the first N output tokens of a chat stream come as ``delta.reasoning_content``."""
-    answers: str = ""
-    """How it answers the quality set (llmsurge.quality): "" (filler words like any prompt), "correct", "wrong"
-    (fluent but wrong: a broken quantization), or "degenerate" (every answer one word repeated)."""
+    answers: str = "correct"
+    """How it answers the quality set (llmsurge.quality): "correct" (a healthy model), "wrong" (fluent but wrong:
+    a broken quantization), "degenerate" (every answer one word repeated), or "" (filler words, as for any
+    other prompt)."""
 
 
 _WORDS = [

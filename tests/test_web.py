@@ -1,0 +1,116 @@
+"""`llmsurge web`: the TUI served by textual-serve, driven in a real browser (Debian's chromium via Playwright)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from llmsurge.cli import _without
+from llmsurge.tui.web import open_warning, web_command
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    port = _free_port()
+    out = tmp_path / "run"
+    args = ["-c", "2", "--input-tokens", "32", "--output-tokens", "32", "-o", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmsurge", "web", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert f"open http://127.0.0.1:{port}" in first, first
+    yield f"http://127.0.0.1:{port}", out, proc
+    proc.terminate()
+    proc.wait(10)
+
+
+def _pane_pixels(png: bytes) -> tuple[int, int]:
+    """How many pixels are pane-border blue, and how many are the status line's RUNNING green."""
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png)).convert("RGB").resize((800, 500))
+    blue = green = 0
+    for r, g, b in img.getdata():  # type: ignore[misc]
+        if b > 150 and r < 60 and 80 < g < 160:
+            blue += 1
+        if g > 150 and r < 120 and b < 120:
+            green += 1
+    return blue, green
+
+
+async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
+    web: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    from playwright.async_api import async_playwright
+
+    url, out, _proc = web
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await browser.new_page(viewport={"width": 1600, "height": 1000})
+        await page.goto(url)
+        deadline = time.monotonic() + 60
+        blue = green = 0
+        while time.monotonic() < deadline:  # the app starts, finds the simulated server and draws
+            await page.wait_for_timeout(1000)
+            blue, green = _pane_pixels(await page.screenshot())
+            if blue > 3000 and green > 100:
+                break
+        assert blue > 3000 and green > 100, (blue, green)  # pane borders everywhere, the RUNNING badge
+
+        async with aiohttp.ClientSession() as s:  # a second page would be a second run: refused while one holds it
+            ws_url = url.replace("http", "ws") + "/ws?width=80&height=24"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(ws_url)
+            assert refused.value.status == 409
+
+        await page.mouse.click(800, 500)
+        await page.wait_for_timeout(2000)
+        await page.keyboard.press("+")  # one more in flight: a new segment at c=3
+        await page.wait_for_timeout(4000)
+        await page.keyboard.press("q")  # stop, save and quit
+        summary = out / "summary.json"
+        for _ in range(60):
+            if summary.exists():
+                break
+            await asyncio.sleep(0.5)
+        await browser.close()
+    data = json.loads(summary.read_text())
+    assert [s["load"] for s in data["segments"]] == ["c=2", "c=3"]
+    assert data["segments"][1]["completed"] > 0
+
+
+def test_the_page_runs_the_tui_with_the_users_flags_and_warns_off_loopback() -> None:
+    argv = ["--host", "0.0.0.0", "--port=9000", "http://127.0.0.1:8000", "-c", "4"]
+    assert _without(argv, ("--host", "--port")) == ["http://127.0.0.1:8000", "-c", "4"]
+    cmd = web_command(["http://127.0.0.1:8000", "-c", "4"])
+    assert cmd.endswith("-m llmsurge tui http://127.0.0.1:8000 -c 4") and cmd.startswith(sys.executable)
+    assert open_warning("127.0.0.1", 8765) == ""
+    assert "no authentication" in open_warning("0.0.0.0", 8765)
+    r = subprocess.run(
+        [sys.executable, "-m", "llmsurge", "web", "--preset", "nope"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and "no preset named 'nope'" in r.stderr  # bad flags fail before serving
