@@ -63,16 +63,18 @@ def _scenario(streams: int, seconds: float) -> Scenario:
 
 
 async def _llmsurge_window(
-    url: str, streams: int, workers: int, seconds: float, delays: bool, sim_pids: list[int]
+    url: str, streams: int, workers: int, seconds: float, delays: bool, sim_pids: list[int], backend: Any = None
 ) -> dict[str, Any]:
     bus = CountingBus()
-    pool = WorkerPool(Target(url, "llmsurge-sim"), Calibration(), bus, workers, measure_read_delay=delays)
+    pool = WorkerPool(
+        Target(url, "llmsurge-sim"), Calibration(), bus, workers, measure_read_delay=delays, backend=backend
+    )
     pool.start()
     ctrl = Controller(pool, bus, _scenario(streams, seconds), drain_grace=0)
     task = asyncio.create_task(ctrl.run())
     await pool.wait_ready()
     await asyncio.sleep(WARM_S)
-    pids = [p.pid for p in pool.procs]
+    pids = [p.pid for p in pool.procs] if backend is None else [backend.pid(p) for p in pool.procs]
     _pin(pids, CLIENT_CORE)
     start = time.monotonic()
     bus.window = (start, start + seconds)
@@ -93,10 +95,17 @@ async def _llmsurge_window(
 
 
 def llmsurge_window(
-    url: str, streams: int, workers: int, seconds: float, sim_pids: list[int], delays: bool = False
+    url: str,
+    streams: int,
+    workers: int,
+    seconds: float,
+    sim_pids: list[int],
+    delays: bool = False,
+    backend: Any = None,
 ) -> dict[str, Any]:
-    """llmsurge's worker pool reading ``streams`` concurrent streams for ``seconds``."""
-    return asyncio.run(_llmsurge_window(url, streams, workers, seconds, delays, sim_pids))
+    """llmsurge's worker pool reading ``streams`` concurrent streams for ``seconds`` (as local processes, or as
+    Ray actors with a Ray ``backend``)."""
+    return asyncio.run(_llmsurge_window(url, streams, workers, seconds, delays, sim_pids, backend))
 
 
 def reference_window(
@@ -454,6 +463,60 @@ def table_startup(r: dict[str, Any]) -> str:
     )
 
 
+# ---- 6. Ray actors against local processes ----------------------------------------------------------
+
+
+def bench_ray(repeats: int, seconds: float) -> dict[str, Any]:
+    """The same window read by one local worker process and by one Ray actor on a local Ray instance: the cost
+    of the Ray path (its collector drains actors over Ray calls instead of a pipe)."""
+    import ray
+
+    from llmsurge.engine.ray_pool import RayBackend
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rows: dict[str, Any] = {}
+    try:
+        with fast_sim() as sim:
+            pids = sim.pids
+            for streams in (32, 256):
+                for client in ("local-1w", "ray-1w"):
+                    runs = []
+                    for _ in range(repeats):
+                        backend = RayBackend("auto") if client.startswith("ray") else None
+                        r = llmsurge_window(sim.url, streams, 1, seconds, pids, backend=backend)
+                        r.pop("delays", None)
+                        runs.append(r)
+                        print(
+                            f"  ray {streams:>5} {client:<9} {r['events'] / r['seconds']:>9,.0f} ev/s "
+                            f"{r['events'] / max(r['cpu'], 1e-9):>9,.0f} ev/cpu-s  server cpu {r['server_cpu']:.0%}",
+                            flush=True,
+                        )
+                    rows[f"{streams}/{client}"] = runs
+    finally:
+        ray.shutdown()
+    return rows
+
+
+def table_ray(rows: dict[str, Any]) -> str:
+    lines = [
+        "| streams | workers as | events/s (total) | events per client CPU-s | per-core vs local |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for streams in (32, 256):
+        base = None
+        for client in ("local-1w", "ray-1w"):
+            runs = rows.get(f"{streams}/{client}")
+            if not runs:
+                continue
+            rate = [r["events"] / r["seconds"] for r in runs]
+            per_cpu = [r["events"] / max(r["cpu"], 1e-9) for r in runs]
+            med = sorted(per_cpu)[len(per_cpu) // 2]
+            base = base or med
+            ratio = "" if client == "local-1w" else f"{med / base:.2f}x"
+            lines.append(f"| {streams} | {client} | {fmt(rate)} | {fmt(per_cpu)} | {ratio} |")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     return (
         f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
@@ -464,7 +527,9 @@ def machine() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("which", nargs="*", default=["all"], choices=["all", "ingest", "timing", "ui", "memory", "startup"])
+    p.add_argument(
+        "which", nargs="*", default=["all"], choices=["all", "ingest", "timing", "ui", "memory", "startup", "ray"]
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--memory-requests", type=int, default=1_000_000)
@@ -496,6 +561,9 @@ def main() -> None:
     if "startup" in which:
         raw["startup"] = bench_startup(args.repeats)
         tables.append("### 5. Start-up\n\n" + table_startup(raw["startup"]))
+    if "ray" in which:
+        raw["ray"] = bench_ray(args.repeats, args.seconds)
+        tables.append("### 6. Ray actors against local processes\n\n" + table_ray(raw["ray"]))
     (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
     print(f"\nmachine: {raw['machine']}\n")
     print("\n\n".join(tables))

@@ -175,6 +175,12 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--no-telemetry", action="store_true", help="do not sample GPU, host or server metrics")
     g = p.add_argument_group("client")
     g.add_argument("--workers", "-w", type=_workers, default="auto", help="worker processes, or auto")
+    g.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="run the workers as Ray actors on a cluster (auto: the one this machine is in); pip install"
+        " 'llmsurge[ray]'",
+    )
     g.add_argument("--output", "-o", type=Path, help="results folder (default: llmsurge-results/DATE-NAME)")
     g.add_argument("--name", default="", help="a label for this run (its folder and summary.json): runs, compare")
     g.add_argument(
@@ -248,6 +254,7 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
         name=args.name,
         baseline=_checked_baseline(args.baseline),
         roofline=_roofline_flags(args),
+        ray=getattr(args, "ray", None),
     )
 
 

@@ -282,7 +282,8 @@ async def _run(
     console.print(
         f"[bold]llmsurge[/bold] {markup_safe(session.config.scenario.name)} →"
         f" {markup_safe(target.base_url if target else '?')} model [bold]{markup_safe(session.config.model)}[/bold]"
-        f" ({markup_safe(session.server_kind)}), {session.config.n_workers} worker(s), results in"
+        f" ({markup_safe(session.server_kind)}), {session.workers_used} worker(s)"
+        f"{' on Ray' if session.config.ray else ''}, results in"
         f" {markup_safe(session.output)}"
     )
     task = asyncio.create_task(ctrl.run())

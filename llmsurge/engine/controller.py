@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,11 +23,8 @@ from llmsurge.engine.client import Target
 from llmsurge.engine.dataset import load_index
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, Scenario, Search, Stage
+from llmsurge.engine.tickets import MAX_WORKER_IDS, TAKEN_BASE, TICKET_SEGMENT, TICKETS_LEFT, LocalTickets, TicketsBase
 from llmsurge.engine.worker import (
-    MAX_WORKER_IDS,
-    TAKEN_BASE,
-    TICKET_SEGMENT,
-    TICKETS_LEFT,
     LoadCommand,
     Pause,
     Resume,
@@ -83,6 +81,37 @@ def split_load(load: Load, n: int) -> list[Load]:
     return [replace(load, concurrency=c // n + (1 if i < c % n else 0)) for i in range(n)]
 
 
+class LocalBackend:
+    """Workers as processes of this machine (spawned, so each has its own interpreter and event loop)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._ctx = mp.get_context("spawn")
+
+    def room(self, requested: int) -> int:
+        """Workers that can be started (all of them: the count was capped to this machine's cores)."""
+        return requested
+
+    def tickets(self, size: int) -> TicketsBase:
+        return LocalTickets(self._ctx)
+
+    def out(self) -> Any:
+        return self._ctx.Queue()
+
+    def spawn(self, spec: WorkerSpec, out: Any, tickets: TicketsBase) -> tuple[Any, Any]:
+        q = self._ctx.Queue()
+        p = self._ctx.Process(
+            target=worker_main, args=(spec, q, out, tickets), daemon=True, name=f"llmsurge-worker-{spec.worker_id}"
+        )
+        p.start()
+        return p, q
+
+    def where(self, proc: Any, timeout: float = 0.0) -> str:
+        """The host a worker runs on: this one."""
+        return socket.gethostname()
+
+
 @dataclass
 class _Slot:
     """One share of the load and the worker process carrying it (replaced, under a new id, if it dies)."""
@@ -110,6 +139,7 @@ class WorkerPool:
         workers: int = 1,
         seed: int = 0,
         measure_read_delay: bool = False,
+        backend: Any = None,
     ) -> None:
         self.target = target
         self.calibration = calibration
@@ -117,11 +147,11 @@ class WorkerPool:
         self.n = max(1, min(workers, MAX_WORKERS))
         self.seed = seed
         self.measure_read_delay = measure_read_delay
-        self._ctx = mp.get_context("spawn")
-        # See worker.TICKET_SEGMENT: a worker takes a ticket only once it runs that segment, so no request is
+        self.backend = backend or LocalBackend()
+        # See llmsurge.engine.tickets: a worker takes a ticket only once it runs that segment, so no request is
         # started under a segment that has already been closed; each worker counts the tickets it took.
-        self.tickets = self._ctx.Array("q", TAKEN_BASE + MAX_WORKER_IDS)
-        self.out: Any = self._ctx.Queue()
+        self.tickets: TicketsBase = self.backend.tickets(TAKEN_BASE + MAX_WORKER_IDS)
+        self.out: Any = self.backend.out()
         self.slots: list[_Slot] = []
         self._lock = threading.RLock()
         self._next_id = 0
@@ -152,15 +182,8 @@ class WorkerPool:
     def _spawn(self, index: int) -> _Slot:
         worker_id = self._next_id
         self._next_id += 1
-        q = self._ctx.Queue()
         spec = WorkerSpec(worker_id, self.target, self.calibration, self.seed, self.measure_read_delay)
-        p = self._ctx.Process(
-            target=worker_main,
-            args=(spec, q, self.out, self.tickets),
-            daemon=True,
-            name=f"llmsurge-worker-{worker_id}",
-        )
-        p.start()
+        p, q = self.backend.spawn(spec, self.out, self.tickets)
         return _Slot(index, worker_id, p, q)
 
     # ---- the collector thread -------------------------------------------------------------------
@@ -190,6 +213,9 @@ class WorkerPool:
                 self._check_done()
         elif isinstance(item, WorkerReady):
             self._ready.add(item.worker)
+            slot = next((s for s in self.slots if s.worker_id == item.worker), None)
+            if slot is not None:  # per-host client health (a Ray run spans hosts)
+                self.bus.set_worker_host(item.worker, self.backend.where(slot.proc))
             if len(self._ready) >= self.n:
                 self._ready_evt.set()
         elif isinstance(item, WorkerCrashed):
@@ -202,24 +228,32 @@ class WorkerPool:
                 if slot.gone or slot.proc.is_alive():
                     continue
                 slot.gone = True
+                self._drain()  # what it sent before it ended: its last tick may be among it
                 if slot.worker_id in self._final:
                     continue  # it stopped when told to, after its last tick
                 self._lost(slot, f"worker process {slot.worker_id} died (exit code {slot.proc.exitcode})")
             self._check_done()
 
-    def _lost(self, slot: _Slot, why: str) -> None:
-        """Account for a dead worker's requests and, while the run goes on, start another in its place."""
-        while True:  # drain what it sent before it died, so nothing it finished is counted as lost
+    def _drain(self) -> None:
+        """Handle everything the workers have sent so far."""
+        while True:
             try:
                 item = self.out.get_nowait()
             except (queue.Empty, EOFError, OSError):
-                break
+                return
             self._handle(item)
-        taken = int(self.tickets[TAKEN_BASE + slot.worker_id])
+
+    def _lost(self, slot: _Slot, why: str) -> None:
+        """Account for a dead worker's requests and, while the run goes on, start another in its place."""
+        self._drain()  # so nothing it finished is counted as lost
+        taken = self.tickets.get(TAKEN_BASE + slot.worker_id)
         load = self._last_load.get(slot.index)
         lost = self.bus.worker_lost(slot.worker_id, taken, load.segment if load else 0, why)
         message = f"{why}: {len(lost)} request(s) in flight recorded as worker_lost"
-        if not self._stopping and self.replaced < MAX_REPLACEMENTS and self._next_id < MAX_WORKER_IDS:
+        room = self.backend.room(1) if not self._stopping else 0
+        if not self._stopping and not room:
+            message += "; no room for a replacement on the cluster: the others carry on"
+        elif not self._stopping and self.replaced < MAX_REPLACEMENTS and self._next_id < MAX_WORKER_IDS:
             new = self._spawn(slot.index)
             self.replaced += 1
             if load is not None:
@@ -245,14 +279,13 @@ class WorkerPool:
 
     def set_tickets(self, n: int) -> None:
         """How many more requests may start (``UNLIMITED`` for no budget)."""
-        with self.tickets.get_lock():
-            self.tickets[TICKETS_LEFT] = n
+        self.tickets.set(TICKETS_LEFT, n)
         self.broadcast(Wake())
 
     @property
     def tickets_left(self) -> int:
         """Requests that may still start (``UNLIMITED`` = no budget)."""
-        return int(self.tickets[TICKETS_LEFT])
+        return self.tickets.get(TICKETS_LEFT)
 
     def broadcast(self, cmd: WorkerCommand) -> None:
         """Send one command to every worker."""
@@ -265,8 +298,7 @@ class WorkerPool:
 
     def apply(self, segment: int, load: Load, scenario: Scenario) -> None:
         """Give every worker its share of ``load``; the request budget now belongs to ``segment``."""
-        with self.tickets.get_lock():
-            self.tickets[TICKET_SEGMENT] = segment
+        self.tickets.set(TICKET_SEGMENT, segment)
         shares = split_load(load, self.n)
         shape = scenario.shape
         dataset = load_index(shape.dataset) if shape.dataset else None  # indexed once per process and file
@@ -301,6 +333,9 @@ class WorkerPool:
                 slot.proc.kill()
         if self._collector is not None and self._collector is not threading.current_thread():
             self._collector.join(2.0)
+        close = getattr(self.tickets, "close", None)
+        if close is not None:  # a Ray run's ticket bank
+            close()
 
 
 class Controller:

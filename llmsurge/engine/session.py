@@ -52,6 +52,9 @@ from llmsurge.redaction import register_secret
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import Faults, SimConfig
 
+RAY_SETTLE_S = 3.0
+"""How long a Ray run waits for CPUs being freed before it says how many workers fit."""
+
 
 class ConfigError(ValueError):
     """Bad input from the user; the message names the fix."""
@@ -77,6 +80,9 @@ class RunConfig:
     telemetry: bool = True
     gpu_metrics_url: str | None = None
     measure_read_delay: bool = False  # benchmarks: workers record how late stamped chunks are read
+    ray: str | None = None
+    """Run the workers as Ray actors on the cluster at this address ("auto": the one this machine is in)."""
+    ray_cpus_per_worker: float = 1.0
     roofline: RooflineInputs = field(default_factory=RooflineInputs)
     """Roofline inputs given as flags (--model-bytes, --mem-bandwidth …)."""
     sim_config: Any = None  # a SimConfig for the embedded server (benchmarks, tests); default when None
@@ -98,6 +104,8 @@ class RunConfig:
 
     def worker_plan(self) -> tuple[int, str]:
         """Worker processes to start, and a note when the number asked for was capped."""
+        if self.ray:  # the cluster decides how many fit (RunSession.start)
+            return (0 if self.workers == "auto" else max(1, int(self.workers))), ""
         if self.workers == "auto":
             return auto_workers(), ""
         peak = None if self.keep_alive else self.scenario.peak_concurrency()
@@ -205,6 +213,8 @@ class RunSession:
         """The server's context length in tokens, when it says (the long-context preset fills it)."""
         self._datasets_told: set[str] = set()
         self.shares_prefixes = False
+        self.workers_used = 0
+        """Workers the pool started (a Ray cluster may hold fewer than asked for)."""
         self.server_roofline = RooflineInputs()
         """Roofline inputs the server gave (llama.cpp's model meta)."""
         """Some scenario of the run shares prompt prefixes on purpose (no cold-cache warning then)."""
@@ -358,13 +368,15 @@ class RunSession:
         except (ResultsFolderError, FileExistsError) as exc:
             raise ConfigError(str(exc) if isinstance(exc, ResultsFolderError) else f"{self.output}: {exc}") from None
         self.bus.on_records = self.writer.add_requests
+        backend, self.workers_used = self._backend()
         self.pool = WorkerPool(
             self.target,
             self.calibration,
             self.bus,
-            self.config.n_workers,
+            self.workers_used,
             self.config.seed or 0,
             measure_read_delay=self.config.measure_read_delay,
+            backend=backend,
         )
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
@@ -377,6 +389,37 @@ class RunSession:
         for s in self.samplers:
             s.start()
         return self.controller
+
+    def _backend(self) -> tuple[Any, int]:
+        """Local worker processes, or Ray actors on as many of the workers asked for as the cluster holds now
+        (said at once: never a silent wait for resources that will not come)."""
+        cfg = self.config
+        if not cfg.ray:
+            return None, cfg.n_workers
+        from llmsurge.engine.ray_pool import RayBackend, RayUnavailable
+
+        try:
+            backend = RayBackend(cfg.ray, cfg.ray_cpus_per_worker)
+        except RayUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+        per = cfg.ray_cpus_per_worker
+        requested = cfg.n_workers or max(1, int(backend.free.get("CPU", 0.0) // per))
+        peak = None if cfg.keep_alive else cfg.scenario.peak_concurrency()
+        if peak:
+            requested = min(requested, peak)
+        room = backend.room(requested, settle=RAY_SETTLE_S)
+        free = backend.free.get("CPU", 0.0)
+        if room == 0:
+            raise ConfigError(
+                f"the Ray cluster has no room for a worker ({free:g} CPU free, {per:g} per worker): add nodes or"
+                " free some, or lower --workers"
+            )
+        if room < requested:
+            self.note(
+                f"the Ray cluster has room for {room} of {requested} workers ({free:g} CPU free): running with {room}",
+                "warning",
+            )
+        return backend, room
 
     def _good_share(self, segment: int) -> float | None:
         """Share of the segment's requests that ended well and met the SLO (failures are not good)."""
@@ -416,7 +459,7 @@ class RunSession:
             },
             config=self.config.public(),
             calibration=dataclasses.asdict(self.calibration),
-            workers=self.config.n_workers,
+            workers=self.workers_used or self.config.n_workers,
             notes=self.notes,
             telemetry=self.telemetry_summary(),
             slo=self.config.slo,
@@ -425,6 +468,7 @@ class RunSession:
             preset=self.config.scenario.name,
             shares_prefixes=self.shares_prefixes,
             roofline=self.roofline_inputs(),
+            backend="ray" if self.config.ray else "local",
         )
         return build_summary(self.bus.view(with_stats=True), facts)
 

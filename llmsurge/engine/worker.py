@@ -20,6 +20,7 @@ from llmsurge.engine.client import ChunkCounter, Target, build_body, make_client
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import Load, PromptCase, RequestShape
+from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
 from llmsurge.lifetime import die_with_parent, ignore_stop_signals, set_process_name
 from llmsurge.metrics.records import Failure, RequestRecord
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerReady, WorkerTick
@@ -28,10 +29,6 @@ from llmsurge.quality import BY_PROMPT, TAIL_CHARS, degenerate_reason, judge
 TICK_S = 0.05
 LIVE_EVERY = 5  # ticks between samples of in-flight requests
 LIVE_ROWS = 12
-TICKET_SEGMENT, TICKETS_LEFT, TAKEN_BASE = 0, 1, 2
-"""The shared ticket array: [segment the budget is for, requests left (-1: no budget), then requests taken by
-worker 0, 1, …]. A worker's taken count is how many requests it has started, even ones it never reported."""
-MAX_WORKER_IDS = 256
 WORKER_PROCESS_NAME = "llmsurge-worker"
 
 
@@ -96,7 +93,7 @@ WorkerCommand = LoadCommand | Pause | Resume | Wake | Stop
 class Worker:
     """The load loop of one process."""
 
-    def __init__(self, spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None:
+    def __init__(self, spec: WorkerSpec, commands: Any, out: Any, tickets: TicketsBase) -> None:
         self.spec = spec
         self.commands = commands
         self.out = out
@@ -181,16 +178,8 @@ class Worker:
 
         return forget
 
-    def _take_ticket(self) -> bool:
-        t = self.tickets
-        with t.get_lock():
-            v = t[TICKETS_LEFT]
-            if v == 0 or t[TICKET_SEGMENT] != self.segment:
-                return False
-            if v > 0:
-                t[TICKETS_LEFT] = v - 1
-            t[self.taken_index] += 1
-            return True
+    async def _take_ticket(self) -> bool:
+        return await self.tickets.take_async(self.segment, self.taken_index)
 
     async def _wait_wake(self, timeout: float = 0.2) -> None:
         self._wake.clear()
@@ -203,7 +192,7 @@ class Worker:
         failures = 0
         conv: Conversation | None = None
         while not self.stopping and idx < self.n_users and not self.load.is_open_loop:
-            if self.paused or not self._take_ticket():
+            if self.paused or not await self._take_ticket():
                 await self._wait_wake()
                 continue
             turns = self.shape.turns
@@ -244,7 +233,7 @@ class Worker:
             cap = load.max_concurrency
             while cap and len(self.inflight) >= cap and not self.stopping:
                 await self._wait_wake(0.01)
-            if not self._take_ticket():
+            if not await self._take_ticket():
                 await self._wait_wake()
                 next_t = loop.time() + arrivals.next_gap()
                 continue
@@ -438,7 +427,8 @@ class Worker:
         t = self.spec.target
         self.urls = {"chat": t.url("chat"), "completions": t.url("completions")}
         self.headers = t.headers()
-        threading.Thread(target=self._read_commands, args=(loop,), daemon=True, name="commands").start()
+        if self.commands is not None:  # a Ray actor gets its commands as method calls instead
+            threading.Thread(target=self._read_commands, args=(loop,), daemon=True, name="commands").start()
         ticker = loop.create_task(self._ticker())
         self.out.put(WorkerReady(self.spec.worker_id))
         await self._stopped.wait()
@@ -472,7 +462,7 @@ def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
         rec.quality_ok, rec.quality_why = judge(item, "".join(str(t) for t in rec.text))
 
 
-def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: Any) -> None:
+def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: TicketsBase) -> None:
     """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
     die_with_parent()
     ignore_stop_signals()

@@ -67,6 +67,11 @@ class BusView:
     saturation_events: tuple[str, ...]
     events: tuple[RunEvent, ...]
     telemetry: dict[str, Any] = field(default_factory=dict)
+    hosts: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    """Per client host: (workers, loop lag ms, cpu fraction), the worst of its live workers' latest readings (a
+    Ray run spans several hosts; a local run has one)."""
+    hosts_worst: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    """The same over the whole run: (workers that ran there, worst loop lag ms, worst cpu fraction)."""
     usage_rejected: int = 0
     usage_rejected_example: str = ""
 
@@ -109,6 +114,8 @@ class MetricsBus:
         self._live: dict[int, list[LiveRequest]] = {}
         self._open: dict[str, RequestStart] = {}  # every request in flight, by id
         self._lost_workers: set[int] = set()
+        self._hosts: dict[int, str] = {}  # worker → the host it runs on
+        self._worker_worst: dict[int, tuple[float, float]] = {}  # worker → its worst (loop lag ms, cpu) of the run
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -161,6 +168,21 @@ class MetricsBus:
             self.events.append(event)
             return event
 
+    def set_worker_host(self, worker: int, host: str) -> None:
+        """Where worker ``worker`` runs (for per-host client health)."""
+        with self._lock:
+            self._hosts[worker] = host or "?"
+
+    def _host_health(self, worst: bool = False) -> dict[str, tuple[int, float, float]]:
+        out: dict[str, tuple[int, float, float]] = {}
+        for w, (lag, cpu) in (self._worker_worst if worst else self._health).items():
+            if w in self._lost_workers and not worst:
+                continue
+            host = self._hosts.get(w, "?")
+            n, worst_lag, worst_cpu = out.get(host, (0, 0.0, 0.0))
+            out[host] = (n + 1, max(worst_lag, lag), max(worst_cpu, cpu))
+        return out
+
     def _open_segment(self) -> SegmentStats | None:
         seg = self.segments[-1] if self.segments else None
         return seg if seg is not None and seg.closed is None else None
@@ -175,6 +197,8 @@ class MetricsBus:
             self._started[w] = tick.started
             self._inflight[w] = tick.inflight
             self._health[w] = (tick.loop_lag_ms, tick.cpu)
+            worst = self._worker_worst.get(w, (0.0, 0.0))
+            self._worker_worst[w] = (max(worst[0], tick.loop_lag_ms), max(worst[1], tick.cpu))
             if tick.live is not None:
                 self._live[w] = tick.live
             if tick.read_delays and self.read_delays is not None and len(self.read_delays) < 5_000_000:
@@ -354,7 +378,9 @@ class MetricsBus:
                 segments=tuple(s.view(with_stats) for s in self.segments),
                 recent=tuple(self._recent),
                 live=tuple(r for rows in self._live.values() for r in rows if r.request_id in self._open),
-                workers=tuple(self._health.values()),
+                workers=tuple(h for w, h in self._health.items() if w not in self._lost_workers),
+                hosts=self._host_health(),
+                hosts_worst=self._host_health(worst=True),
                 worst_loop_lag_ms=self._worst[0],
                 worst_worker_cpu=self._worst[1],
                 host_cpu=self._host_cpu,

@@ -104,6 +104,8 @@ class Snapshot:
     roofline: tuple[str, str] = ("", "")
     """``decode 84 tok/s per stream = 62% of the 135 tok/s memory ceiling`` and ``62% of 135/s`` (empty when it
     cannot be said)."""
+    client_hosts: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    """Per client host: (workers, worst loop lag ms, worst cpu fraction) — several in a Ray run."""
     roofline_aggregate: float | None = None
     """The decode ceiling in output tok/s at the current batch (the rate chart draws it when it is in view)."""
     """The SLO that goodput in ``segment_stats``/``run_stats`` (``request_goodput``, ``good_share``) is held to."""
@@ -247,6 +249,7 @@ class SnapshotBuilder:
             slo=self.slo,
             roofline=(roof := self._roofline(view, stats.segment_stats))[:2],
             roofline_aggregate=roof[2],
+            client_hosts=view.hosts,
         )
 
     def _roofline(self, view: BusView, seg: dict[str, float]) -> tuple[str, str, float | None]:

@@ -49,6 +49,7 @@ class RunFacts:
     name: str = ""  # the run's label (--name)
     preset: str = ""
     roofline: RooflineInputs | None = None  # the decode roofline's inputs (each with its source)
+    backend: str = "local"  # where the workers ran: local processes or Ray actors
 
 
 def aligned_values(segments: tuple[SegmentView, ...]) -> dict[str, np.ndarray]:
@@ -327,6 +328,11 @@ def build_summary(
                 "saturated": bool(view.saturation_events),
                 "saturation_events": list(view.saturation_events),
                 "starved_segments": starved,
+                "backend": facts.backend,
+                "hosts": {
+                    host: {"workers": n, "max_loop_lag_ms": lag, "max_cpu": cpu}
+                    for host, (n, lag, cpu) in view.hosts_worst.items()
+                },
             },
             "notes": notes,
             "telemetry": facts.telemetry,

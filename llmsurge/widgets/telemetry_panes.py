@@ -119,6 +119,9 @@ class HostPane(TelemetryPane):
             (2, "llmsurge cpu", f"workers {num(sample.workers_cpu_percent, 0)}%  ui {num(sample.ui_cpu_percent, 0)}%"),
             (1, "client", Text(f"loop lag max {c.max_loop_lag_ms:,.0f} ms", style=warn)),
         ]
+        if len(snap.client_hosts) > 1:  # a Ray run: each client host's own health
+            for i, (host, (n, lag, hcpu)) in enumerate(sorted(snap.client_hosts.items())):
+                rows.append((4 + i, host[-18:], f"{n}w  cpu {hcpu:.0%}  lag {lag:,.0f} ms"))
         if c.saturated:
             return Group(self.grid(rows, reserve=2), Text(c.reason, style=warn))
         return self.grid(rows)
