@@ -58,10 +58,10 @@ async def _run(session: RunSession, steer: Any = None, timeout: float = 90.0) ->
         session.close()
 
 
-async def _until(cond: Any, timeout: float = 60.0) -> None:
+async def _until(cond: Any, timeout: float = 60.0, why: Any = None) -> None:
     t0 = time.monotonic()
     while not cond():
-        assert time.monotonic() - t0 < timeout, "condition not reached in time"
+        assert time.monotonic() - t0 < timeout, f"condition not reached in time: {why() if why else ''}"
         await asyncio.sleep(0.1)
 
 
@@ -134,7 +134,11 @@ async def test_a_node_lost_mid_run_records_its_requests_as_worker_lost(
         cluster.remove_node(cluster.victim)  # a node goes, with the actor on it
         await _until(lambda: any("died" in n for n in s.notes), timeout=60)
         done = bus.finished_total
-        await _until(lambda: bus.finished_total >= done + 20)  # the survivor carries on
+
+        def state() -> Any:  # what to show if the survivor stalls
+            return bus.finished_total, bus.inflight_total, s.notes, [s.pool.tickets.get(k) for k in range(2)]
+
+        await _until(lambda: bus.finished_total >= done + 20, why=state)  # the survivor carries on
         controller.stop()
 
     await _run(session, steer)

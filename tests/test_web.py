@@ -50,15 +50,13 @@ def _pane_pixels(png: bytes) -> tuple[int, int]:
     """How many pixels are pane-border blue, and how many are the status line's RUNNING green."""
     import io
 
+    import numpy as np
     from PIL import Image
 
-    img = Image.open(io.BytesIO(png)).convert("RGB").resize((800, 500))
-    blue = green = 0
-    for r, g, b in img.getdata():  # type: ignore[misc]
-        if b > 150 and r < 60 and 80 < g < 160:
-            blue += 1
-        if g > 150 and r < 120 and b < 120:
-            green += 1
+    px = np.asarray(Image.open(io.BytesIO(png)).convert("RGB").resize((800, 500))).astype(int)
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    blue = int(((b > 150) & (r < 60) & (g > 80) & (g < 160)).sum())
+    green = int(((g > 150) & (r < 120) & (b < 120)).sum())
     return blue, green
 
 

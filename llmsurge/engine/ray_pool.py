@@ -324,7 +324,7 @@ class RayBackend:
         """The ticket bank, on this machine's node: it lives and dies with the run, not with a load node."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         return RayTickets(self._bank_cls.options(scheduling_strategy=here).remote(size))
 
     def out(self) -> RayOut:

@@ -11,7 +11,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from llmsurge.metrics.compare import Change, Comparison, Row, saturation_curves
+from llmsurge.metrics.compare import RESOLUTION, Change, Comparison, Row, saturation_curves
 
 UP, DOWN = "▲", "▼"
 COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
@@ -84,7 +84,7 @@ def markdown(cmp: Comparison) -> str:
 
 NOISE_NOTE = (
     "'within noise': the 95% bootstrap interval of the difference (1,000 resamples of each run's requests) holds"
-    " zero, or the change is under 1%"
+    f" zero, or the change is under {RESOLUTION:.0%}"
 )
 
 
