@@ -90,6 +90,7 @@ def test_a_run_reports_each_segments_roofline(sim_url: str, tmp_path: Path) -> N
     assert seg["ceiling_per_stream_tok_s"] == pytest.approx(3350e9 / 16e9)  # weights only: the batch shares them
     assert seg["fraction"] == pytest.approx(per_stream / (3350e9 / 16e9)) and seg["bound"] == "memory"
     assert 1.0 <= seg["batch"] <= 4.5
+    assert 0.0 < seg["measured_dram_active"] <= 0.8  # DCGM's DRAM activity beside the computed fraction
     assert "of the 209.4 tok/s memory ceiling" in r.stdout
     r = subprocess.run([*CLI, "run", sim_url, "-n", "2", "--model-bytes", "lots"], capture_output=True, text=True)
     assert r.returncode == 2 and "not an amount" in r.stderr
@@ -138,7 +139,10 @@ async def test_the_load_pane_shows_decode_against_its_ceiling(sim_url: str, tmp_
         await _until(pilot, lambda: bool(app.snapshot_source().roofline[1]), timeout=30)
         text, short = app.snapshot_source().roofline
         assert text.startswith("decode ") and "of the 209 tok/s memory ceiling" in text
-        assert short.endswith("of 209/s")
+        assert "of 209/s" in short
+        await _until(pilot, lambda: "DRAM" in app.snapshot_source().roofline[1], timeout=30)
+        text, short = app.snapshot_source().roofline
+        assert "DRAM active" in text and "measured (DCGM)" in text  # the sim's DCGM_FI_PROF_DRAM_ACTIVE
         agg = app.snapshot_source().roofline_aggregate
         assert agg is not None and agg == pytest.approx(3350e9 / 16e9 * max(1.0, agg / (3350e9 / 16e9)))
         await pilot.pause(0.5)

@@ -479,5 +479,6 @@ def test_snapshot_light_theme(snap_compare: Callable[..., bool], no_user_presets
     async def light(pilot: Any) -> None:
         pilot.app.theme = "textual-light"
         await _settle(pilot)
+        await _settle(pilot)  # every pane drawn again once the theme has reached them all
 
     assert snap_compare(_static_app(), terminal_size=SIZE, run_before=light)

@@ -259,15 +259,22 @@ class SnapshotBuilder:
             return "", "", None
         inputs = self.roofline
         gpu = view.telemetry.get("gpu")
-        names = [g.name for g in getattr(gpu, "gpus", ()) if g.name]
+        gpus = getattr(gpu, "gpus", ())
+        names = [g.name for g in gpus if g.name]
         if names:
             inputs = inputs.with_device(names[0])
+        dram = [g.dram_active for g in gpus if g.dram_active == g.dram_active]
         per_stream = 1000.0 / seg["median_tpot_ms"]
         context = seg.get("mean_input_tokens", 0.0) + seg.get("mean_output_tokens", 0.0) / 2
         c = ceiling(inputs, max(1.0, view.output_tok_s / per_stream), context)
         if not c.per_stream:
             return "", "", None
-        return describe(per_stream, c), f"{per_stream / c.per_stream:.0%} of {c.per_stream:,.0f}/s", c.aggregate
+        text, short = describe(per_stream, c), f"{per_stream / c.per_stream:.0%} of {c.per_stream:,.0f}/s"
+        if dram:  # the memory interface's measured activity, beside the computed share (DCGM)
+            active = sum(dram) / len(dram)
+            text += f"; DRAM active {active:.0%} measured (DCGM)"
+            short += f" ·DRAM {active:.0%}"
+        return text, short, c.aggregate
 
 
 def ttft_histogram(seg: SegmentView | None, bins: int = HISTOGRAM_BINS) -> tuple[tuple[float, ...], tuple[int, ...]]:

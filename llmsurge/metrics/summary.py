@@ -282,7 +282,10 @@ def _add_roofline(s: dict[str, Any], inputs: RooflineInputs) -> None:
         block["note"] = "KV cache bytes per token unknown (--kv-bytes-per-token): the ceilings count weights only"
     s["roofline"] = block
     for seg in s["segments"]:
-        seg["roofline"] = segment_roofline(inputs, seg)
+        seg["roofline"] = r = segment_roofline(inputs, seg)
+        dram = [t["mean_gpu_dram_active"] for t in seg.get("telemetry", {}).values() if "mean_gpu_dram_active" in t]
+        if r is not None and dram:  # the memory interface's measured activity, beside the computed fraction
+            r["measured_dram_active"] = dram[0]
 
 
 def _hit_rate(segs: tuple[SegmentView, ...]) -> float | None:

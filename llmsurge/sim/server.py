@@ -497,6 +497,11 @@ class _SimCollector(Collector):
             ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", round(34.0 + 40.0 * busy)),
             ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", 1980 if busy else 345),
             ("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", 2619 if busy else 1593),
+            (
+                "DCGM_FI_PROF_DRAM_ACTIVE",
+                "Ratio of cycles the device memory interface is active.",
+                round(0.8 * busy, 3),
+            ),
         ):
             g = GaugeMetricFamily(name, doc, labels=glabels)
             g.add_metric(gv, value)

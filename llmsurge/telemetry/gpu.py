@@ -45,9 +45,12 @@ class GpuSampler(Sampler):
         util = [g.util for g in gpus if g.util == g.util]
         mem = [g.mem_used_mib for g in gpus if g.mem_used_mib == g.mem_used_mib]
         power = [g.power_w for g in gpus if g.power_w == g.power_w]
+        dram = [g.dram_active for g in gpus if g.dram_active == g.dram_active]
         out: dict[str, float] = {}
         if util:
             out["gpu_util"] = sum(util) / len(util)
+        if dram:
+            out["gpu_dram_active"] = sum(dram) / len(dram)
         if mem:
             out["gpu_mem_used_mib"] = sum(mem)
         if power:
@@ -161,6 +164,7 @@ DCGM_FIELDS = {
     "DCGM_FI_DEV_SM_CLOCK": "sm_clock_mhz",
     "DCGM_FI_DEV_MEM_CLOCK": "mem_clock_mhz",
     "DCGM_FI_DEV_POWER_MGMT_LIMIT": "power_limit_w",
+    "DCGM_FI_PROF_DRAM_ACTIVE": "dram_active",
 }
 
 

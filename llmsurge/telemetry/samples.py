@@ -29,6 +29,7 @@ class GpuReading:
     name: str
     util: float = NA  # percent
     mem_util: float = NA  # percent of time the memory was read or written (NVML)
+    dram_active: float = NA  # fraction of cycles the memory interface was busy (DCGM_FI_PROF_DRAM_ACTIVE)
     mem_used_mib: float = NA
     mem_total_mib: float = NA
     power_w: float = NA

@@ -29,13 +29,20 @@ class RateChart(Vertical, can_focus=True):
     def on_mount(self) -> None:
         self._plot_ready = True
         self.border_subtitle = "x: seconds since start · lines: segment changes"
-        self._last: tuple[int, ...] | None = None
+        self._last: tuple[object, ...] | None = None
 
     def show(self, snap: Snapshot) -> None:
         """Redraw when a new second of history has arrived (or segments changed)."""
         if not getattr(self, "_plot_ready", False):  # the plot's own children are not composed yet
             return
-        key = (len(snap.history), len(snap.segment_starts), id(self.baseline), round(snap.roofline_aggregate or 0))
+        key = (
+            len(snap.history),
+            len(snap.segment_starts),
+            id(self.baseline),
+            round(snap.roofline_aggregate or 0),
+            self.query_one(PanePlot).size,  # ticks are fitted to the plot's size: a resized chart is drawn again
+            self.app.theme,  # and its colours come from the theme
+        )
         if snap.history and self._last == key and snap.history[-1][0] == getattr(self, "_last_t", None):
             return
         self._last = key

@@ -152,10 +152,14 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         widths = {n: max([len(n)] + [c[n].cell_len for c in cells]) + 2 for n in names}
         shown = fit_columns(names, widths, max(10, self.size.width - 2))
         rows = [tuple(c[n] for n in shown) for c in cells]
-        if shown == self._shown and [tuple(x.plain for x in r) for r in rows] == [
-            tuple(x.plain for x in r) for r in self._rows
-        ]:
+        theme = self.app.theme
+        if (
+            shown == self._shown
+            and theme == getattr(self, "_theme", None)
+            and [tuple(x.plain for x in r) for r in rows] == [tuple(x.plain for x in r) for r in self._rows]
+        ):
             return
+        self._theme = theme
         follow = self.cursor_row >= len(self._rows) - 1
         if shown != self._shown:
             self._shown = shown

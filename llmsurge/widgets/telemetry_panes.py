@@ -23,9 +23,10 @@ class TelemetryPane(RoleStyles, Static, can_focus=True):
     source = ""
 
     def show(self, snap: Snapshot) -> None:
-        """Render ``snap``."""
+        """Render ``snap`` (again when the pane's size changed: which columns and rows fit depends on it)."""
         sample = snap.telemetry.get(self.source)
-        key = (id(sample), snap.stats_version, snap.client)
+        key = (id(sample), snap.stats_version, snap.client, snap.client_hosts, self.content_size, self.app.theme)
+        self._last = snap
         if key == getattr(self, "_key", None):
             return  # nothing new to draw
         self._key = key
@@ -35,6 +36,11 @@ class TelemetryPane(RoleStyles, Static, can_focus=True):
             self.update(Text(f"not available: {sample.reason}", style=self.role("muted")))
         else:
             self.update(self.render_sample(sample, snap))
+
+    def on_resize(self) -> None:
+        last = getattr(self, "_last", None)
+        if last is not None:
+            self.show(last)
 
     def render_sample(self, sample: Any, snap: Snapshot) -> RenderableType:
         """Draw one sample (subclasses)."""

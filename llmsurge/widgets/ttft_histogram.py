@@ -27,7 +27,7 @@ class TtftHistogram(Vertical, can_focus=True):
     def on_mount(self) -> None:
         self._plot_ready = True
         self.border_subtitle = "x: ms · current segment"
-        self._key: tuple[float | None, ...] | None = None
+        self._key: tuple[float | str | None, ...] | None = None
 
     def show(self, snap: Snapshot) -> None:
         """Redraw when the histogram changed."""
@@ -35,7 +35,8 @@ class TtftHistogram(Vertical, can_focus=True):
             return
         edges, counts = snap.ttft_hist
         slo_ms = snap.slo.limits["ttft"] * 1000.0 if "ttft" in snap.slo.limits else None
-        key = (snap.segment, slo_ms, id(self.baseline), *counts)
+        size = self.query_one(PanePlot).size  # ticks are fitted to the plot's size: resized, it is drawn again
+        key = (snap.segment, slo_ms, id(self.baseline), size.width, size.height, self.app.theme, *counts)
         if key == self._key:
             return
         self._key = key
