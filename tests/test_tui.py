@@ -374,6 +374,8 @@ async def test_resizing_switches_layouts_live_and_z_zooms_a_pane(
         await pilot.press("tab")  # focus moves between panes
         assert app.focused is not None and app.focused is not main.query_one(SegmentsTable)
         assert "zoom" in app.screen.active_bindings["z"].binding.description
+        await pilot.press("q")  # stop the run: its worker and simulated server end with it
+        await _until(pilot, lambda: not app.is_running)
 
 
 async def test_mouse_focuses_panes_scrolls_the_stream_and_opens_a_row(no_user_presets: None) -> None:
