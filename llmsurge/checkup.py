@@ -10,22 +10,23 @@ from typing import Any
 
 from rich.console import Console
 
-from llmsurge.engine.client import (
+from llmsurge.engine.client import make_client, one_request
+from llmsurge.engine.discovery import (
     ServerError,
     ServerUnreachable,
-    Target,
     choose_model,
+    detect_server_kind,
     list_models,
-    make_client,
-    one_request,
     wait_until_up,
 )
 from llmsurge.engine.scenario import RequestShape
-from llmsurge.engine.session import detect_server_kind
 from llmsurge.lifetime import ExitCode
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.net import Target
 from llmsurge.quality import ITEMS, QUALITY_THRESHOLD, QualityItem, judge
+from llmsurge.redaction import listed
 from llmsurge.redaction import markup_safe as safe
+from llmsurge.render.console import make_console
 
 
 @dataclass
@@ -128,7 +129,7 @@ async def run_check(
                 res.problems.append(str(exc))
                 return res
             console.print(f"[yellow]![/yellow] {safe(exc)}; going on with --model {safe(model)}")
-        console.print(f"[green]✓[/green] models: {safe(', '.join(res.models) or '(none)')}")
+        console.print(f"[green]✓[/green] models: {safe(listed(res.models) or '(none)')}")
         try:
             res.model = choose_model(res.models, model, base)
         except ServerError as exc:
@@ -185,7 +186,7 @@ def check_main(
     show_items: bool = False,
 ) -> int:
     """Run the check and print a verdict; the exit status is 0 only when healthy (and not degraded)."""
-    console = Console()
+    console = make_console()
     t0 = time.monotonic()
     try:
         res = asyncio.run(run_check(url, model, api_key, wait, console, max_tokens, threshold, quality, show_items))

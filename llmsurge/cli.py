@@ -355,7 +355,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="baseline, then candidates")
     cmp.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table")
-    cmp.add_argument("--output", "-o", type=Path, help="write to this file (html: default compare.html)")
+    cmp.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        help="write to this file (html on a terminal: default compare.html; to a pipe or file: stdout)",
+    )
+    cmp.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     runs = sub.add_parser("runs", help="list saved runs, newest first", description="Saved runs, newest first.")
     runs.add_argument("folder", nargs="?", type=Path, default=Path("llmsurge-results"))
     return p
@@ -476,15 +482,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from llmsurge.engine.client import ServerError, ServerUnreachable
+        from llmsurge.engine.discovery import ServerError, ServerUnreachable
         from llmsurge.engine.session import ConfigError
         from llmsurge.metrics.report import ReportError
         from llmsurge.metrics.runs import RunFileError
         from llmsurge.presets import PresetError
-        from llmsurge.redaction import redact
+        from llmsurge.redaction import shown
 
         if isinstance(exc, (PresetError, ServerError, ConfigError, ReportError, RunFileError, ValueError)):
-            print(f"llmsurge: error: {redact(str(exc))}", file=sys.stderr)
+            print(f"llmsurge: error: {shown(exc, limit=2000)}", file=sys.stderr)
             return ExitCode.UNREACHABLE if isinstance(exc, ServerUnreachable) else ExitCode.BAD_INPUT
         raise
 
@@ -511,16 +517,15 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             args.url, args.model, key, args.wait, args.max_tokens, quality, not args.no_quality, args.items
         )
     if cmd == "run":
-        from rich.console import Console
-
         from llmsurge.engine.session import RunSession
         from llmsurge.headless import run_headless
         from llmsurge.metrics.thresholds import parse_thresholds
+        from llmsurge.render.console import make_console
 
         fail_on = parse_thresholds(args.fail_on)
         config = build_config(args, keep_alive=False)
         session = RunSession(config)
-        return asyncio.run(run_headless(session, Console(), args.progress_interval, fail_on))
+        return asyncio.run(run_headless(session, make_console(), args.progress_interval, fail_on))
     if cmd == "web":
         build_config(args, keep_alive=True)  # bad flags fail here, in one line, not in the page
         from llmsurge.tui.web import serve
@@ -554,16 +559,15 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
-
     from llmsurge.headless import segments_table, summary_table
     from llmsurge.metrics.report import compare_with_saved, recompute
+    from llmsurge.render.console import make_console
 
     figures = recompute(args.folder)
     if args.json:
         print(json.dumps(figures, indent=2))
         return ExitCode.OK
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     console.print(summary_table(figures, title="recomputed from requests.jsonl"))
     if len(figures.get("segments", [])) > 1:
         console.print(segments_table(figures))
@@ -578,17 +582,18 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
-
     from llmsurge.metrics import compare_render
     from llmsurge.metrics.compare import compare
+    from llmsurge.metrics.results import write_text_atomic
     from llmsurge.metrics.runs import load_run
+    from llmsurge.redaction import shown, visible
+    from llmsurge.render.console import make_console
 
     if len(args.runs) < 2:
         raise ValueError("compare needs a baseline and at least one candidate: llmsurge compare BASE CAND")
     cmp = compare([load_run(p) for p in args.runs])
     if args.format == "table":
-        console = Console(highlight=False)
+        console = make_console(highlight=False)
         for table in compare_render.tables(cmp):
             console.print(table)
         for note in [*cmp.notes, f"▲ better, ▼ worse; {compare_render.NOISE_NOTE}"]:
@@ -599,21 +604,26 @@ def _compare(args: argparse.Namespace) -> int:
         "json": lambda c: json.dumps(compare_render.to_json(c), indent=2) + "\n",
         "html": compare_render.html_page,
     }[args.format](cmp)
-    out = args.output or (Path("compare.html") if args.format == "html" else None)
+    out = args.output
+    if out is None and args.format == "html" and sys.stdout.isatty():
+        out = Path("compare.html")  # a page on a terminal is unreadable: a file, said on stderr
     if out is None:
-        sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        print(f"llmsurge: wrote {out}")
+        sys.stdout.write(text if args.format == "json" else visible(text, newlines=True))
+        return ExitCode.OK
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists: name another with -o, or add --force to overwrite it")
+    write_text_atomic(out, text)
+    print(f"llmsurge: wrote {shown(out)}", file=sys.stderr)
     return ExitCode.OK
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from llmsurge.metrics.runs import find_runs
+    from llmsurge.redaction import shown
+    from llmsurge.render.console import make_console
 
     runs = find_runs(args.folder)
     if not runs:
@@ -625,36 +635,36 @@ def _runs(args: argparse.Namespace) -> int:
         s = r.summary
         server = s.get("server") or {}
         t.add_row(
-            Text(r.label),
-            str(s.get("date", "")),
-            Text(str(server.get("kind", ""))),
-            Text(str(s.get("model_id", ""))),
-            Text(str(s.get("preset") or "")),
+            Text(shown(r.label)),
+            Text(shown(s.get("date", ""))),
+            Text(shown(server.get("kind", ""))),
+            Text(shown(s.get("model_id", ""), limit=60)),
+            Text(shown(s.get("preset") or "")),
             f"{s.get('completed', 0)}/{s.get('failed', 0)}",
             f"{s.get('output_throughput', 0):,.1f}",
             f"{s.get('median_ttft_ms', 0):,.1f}" if s.get("completed") else "n/a",
-            Text(str(r.path.parent)),
+            Text(shown(r.path.parent, limit=None)),
         )
-    Console(highlight=False).print(t)
+    make_console(highlight=False).print(t)
     return ExitCode.OK
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from llmsurge.presets import find_preset, list_presets, user_presets_dir
-    from llmsurge.redaction import markup_safe
+    from llmsurge.redaction import markup_safe, shown
+    from llmsurge.render.console import make_console
 
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     if args.action == "show":
         if not args.name:
             raise ValueError("presets show NAME: name a preset (`llmsurge presets` lists them)")
         sc = find_preset(args.name)
         console.print(f"[bold]{markup_safe(sc.name)}[/bold]: {markup_safe(sc.description)}")
         if sc.reference:
-            console.print(sc.reference, style="dim", markup=False)
+            console.print(shown(sc.reference, newlines=True, limit=None), style="dim", markup=False)
         console.print(f"warm-up requests: {sc.warmup}")
         for i, st in enumerate(sc.stages, 1):
             length = " and ".join(
@@ -670,7 +680,9 @@ def _presets(args: argparse.Namespace) -> int:
             f"temperature={sh.temperature:g}, timeout={sh.timeout:g}s"
         )
         for case in sh.cases:
-            console.print(f"  case {case.name}: {case.output_tokens} tokens: {case.prompt}", markup=False)
+            console.print(
+                shown(f"  case {case.name}: {case.output_tokens} tokens: {case.prompt}", limit=None), markup=False
+            )
         if sc.stop_on_plateau:
             console.print("stops when output tokens/s stops growing")
         return 0
@@ -679,9 +691,9 @@ def _presets(args: argparse.Namespace) -> int:
     t.add_column("description")
     for preset, path, err in list_presets():
         if preset is None:
-            t.add_row(Text(path.stem), Text(err, style="red"))
+            t.add_row(Text(shown(path.stem)), Text(shown(err, limit=None), style="red"))
         else:
-            t.add_row(Text(preset.name), Text(preset.description))
+            t.add_row(Text(shown(preset.name)), Text(shown(preset.description, limit=None)))
     console.print(t)
     return 0
 

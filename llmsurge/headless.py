@@ -22,7 +22,8 @@ from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.metrics.stats import min_samples
 from llmsurge.metrics.thresholds import Threshold, breaches
-from llmsurge.redaction import markup_safe, redact
+from llmsurge.redaction import SHORT, markup_safe, shown
+from llmsurge.render.console import make_console
 
 NOT_AVAILABLE = "n/a"
 
@@ -89,7 +90,7 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
         slo = ", ".join(f"{k.upper()}≤{v:g}ms" for k, v in summary["slo"].items())
         t.add_row(Text("SLO", style="bold"), Text(slo))
         row("Good requests", "good_requests", "{:d}")
-        row("Good share of successful requests", "good_share", "{:.1%}")
+        row("Good share of ended requests", "good_share", "{:.1%}")
         row("Request goodput (req/s)", "request_goodput")
         row("Good output throughput (tok/s)", "good_output_throughput")
     starred = False
@@ -207,11 +208,11 @@ async def _show_progress(
     session: RunSession, task: asyncio.Task[None], console: Console, interval: float | None
 ) -> None:
     """Progress while ``task`` runs: a bar on a terminal, a line every few seconds otherwise."""
-    total = sum(st.requests or 0 for st in session.config.scenario.stages) or None
+    total = sum(st.requests or 0 for st in session.scenario.stages) or None
     snapshots = SnapshotBuilder(session.bus)
     if console.is_terminal:
         # A bar over the request budget (or the planned duration), with the live figures beside it.
-        seconds = sum(st.duration or 0 for st in session.config.scenario.stages) or None
+        seconds = sum(st.duration or 0 for st in session.scenario.stages) or None
         with Progress(
             SpinnerColumn(),
             BarColumn(bar_width=30),
@@ -233,7 +234,7 @@ async def _show_progress(
         await asyncio.wait({task}, timeout=0.25)
         if time.monotonic() - last >= every:
             last = time.monotonic()
-            print(progress_line(snapshots.snapshot(), total), flush=True)
+            console.print(progress_line(snapshots.snapshot(), total), markup=False, highlight=False, soft_wrap=True)
 
 
 async def run_headless(
@@ -242,7 +243,7 @@ async def run_headless(
     """Prepare, run to the end (or a stop signal), save, print; returns the exit status."""
     loop = asyncio.get_running_loop()
     signals = StopSignals()
-    err = Console(stderr=True, highlight=False)
+    err = make_console(stderr=True, highlight=False)
     prep = asyncio.ensure_future(session.prepare(lambda m: err.print(m, style="dim", markup=False)))
 
     def stop() -> None:
@@ -280,8 +281,9 @@ async def _run(
     ctrl = await asyncio.to_thread(session.start)
     target = session.target
     console.print(
-        f"[bold]llmsurge[/bold] {markup_safe(session.config.scenario.name)} →"
-        f" {markup_safe(target.base_url if target else '?')} model [bold]{markup_safe(session.config.model)}[/bold]"
+        f"[bold]llmsurge[/bold] {markup_safe(session.scenario.name)} →"
+        f" {markup_safe(target.base_url if target else '?')}"
+        f" model [bold]{markup_safe(session.model, limit=SHORT)}[/bold]"
         f" ({markup_safe(session.server_kind)}), {session.workers_used} worker(s)"
         f"{' on Ray' if session.config.ray else ''}, results in"
         f" {markup_safe(session.output)}"
@@ -327,13 +329,13 @@ def _report(
     for line in roofline_lines(summary):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):
-        console.print(f"note: {redact(note)}", style="dim", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"note: {shown(note, limit=2000)}", style="dim", markup=False, highlight=False, soft_wrap=True)
     if summary["client"]["saturated"]:
         console.print(
             "[yellow]warning: the client itself was near saturation at times; see summary.json "
             "client.saturation_events (try --workers N)[/yellow]"
         )
-    console.print(f"results: {session.output}", markup=False, highlight=False)
+    console.print(f"results: {shown(session.output, limit=None)}", markup=False, highlight=False)
     broken = breaches(fail_on, summary)
     for line in broken:
         console.print(f"threshold breached: {line}", style="bold red", markup=False, highlight=False, soft_wrap=True)

@@ -48,10 +48,40 @@ def set_process_name(name: str) -> None:
         pass
 
 
-def ignore_stop_signals() -> None:
-    """Leave SIGINT, SIGTERM and SIGHUP to the parent (it stops us through our command queue)."""
+def leave_stop_signals_to_parent() -> None:
+    """Leave stop signals meant for the whole group to the parent (it stops us through our command queue).
+
+    SIGINT and SIGHUP are ignored. SIGTERM is obeyed when it cannot be the group's: when our own parent sent it
+    (``Process.terminate()``, multiprocessing's exit handler, which would otherwise wait on us forever) or when the
+    parent is gone (orphaned, ppid changed). A SIGTERM sent to the whole process group by anyone else (systemd,
+    ``docker stop``) is left to the parent, which cancels, records and saves, then ends us.
+    """
+    parent = os.getppid()
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        if sig != getattr(signal, "SIGTERM", None):
+            signal.signal(sig, signal.SIG_IGN)
+    if not hasattr(signal, "SIGTERM"):  # pragma: no cover - not on this platform
+        return
+
+    def orphaned() -> bool:
+        return os.getppid() != parent
+
+    def on_term(_signum: int, _frame: object) -> None:  # a thread that did not block SIGTERM took it
+        if orphaned():
+            os._exit(exit_status(signal.SIGTERM))
+
+    signal.signal(signal.SIGTERM, on_term)
+    if not hasattr(signal, "sigwaitinfo"):  # pragma: no cover - macOS: the orphan check alone
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started from now on inherit the mask
+
+    def watch() -> None:
+        while True:
+            info = signal.sigwaitinfo({signal.SIGTERM})
+            if info.si_pid == parent or orphaned():
+                os._exit(exit_status(signal.SIGTERM))
+
+    threading.Thread(target=watch, daemon=True, name="sigterm-watch").start()
 
 
 FORCE_AFTER_S = 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from llmsurge.sim.model import EngineTiming
@@ -12,6 +13,45 @@ from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import Faults, SimConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+LINGER_S = 10.0
+"""How long a process a test started may take to exit after the test before it counts as left behind."""
+KEEP = ("resource_tracker", "forkserver", "ray", "raylet", "gcs_server", "plasma", "dashboard")
+"""Helpers of the interpreter or of a session-wide Ray cluster: not a test's to end."""
+
+
+def _live_children() -> dict[int, psutil.Process]:
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE or any(k in " ".join(p.cmdline()) for k in KEEP):
+                continue
+            out[p.pid] = p
+        except psutil.Error:
+            pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Every process a test starts ends with it: one still running :data:`LINGER_S` after the test is killed and
+    the test fails, so a broken test can never keep pytest (and CI) waiting at exit."""
+    before = set(_live_children())
+    yield
+    left = [p for pid, p in _live_children().items() if pid not in before]
+    if not left:
+        return
+    _gone, alive = psutil.wait_procs(left, timeout=LINGER_S)
+    names = []
+    for p in alive:
+        try:
+            names.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    if names:
+        pytest.fail(f"the test left {len(names)} process(es) running (killed now): {'; '.join(names)}")
 
 
 def quick_timing(max_seqs: int = 64) -> EngineTiming:

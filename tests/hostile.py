@@ -11,10 +11,22 @@ proxies do. The model id picks the misbehaviour, so one server serves every case
 - ``huge-line``: one SSE line of 50 MB without a newline
 - ``slow``: a normal 8-token stream, 0.4 s per token
 - ``cached``: a normal stream whose usage reports cached prompt tokens (vLLM's and llama.cpp's forms)
+- ``gzip``: a normal stream, gzip-encoded (as gateways and proxies send it), whatever the client accepts
+- ``redirect``: 307 to another origin
+- ``json-answer``: a whole JSON completion where a stream was asked
+- ``busy``: every other request (the first included) refused with 429 and ``Retry-After: 1``; the others
+  answered normally, with prompt tokens that follow the prompt's length (so calibration can be measured)
+- ``counted``: a normal stream (its arrivals, in ``/stats``, tell whether a run sent anything)
+- ``escapes``: streams text and answers errors that carry terminal controls (see :data:`EVIL`)
 
-``/v1/models`` lists every id; a bearer token containing ``bad-key`` gets 401 there. ``GET /hang`` never answers.
+``/v1/models`` lists every id; a bearer token containing ``bad-key`` gets 401 there. ``GET /hang`` never answers;
+``GET /stats`` counts the generation requests received, by model, with their arrival times.
 
-    python -m tests.hostile [--port 0] [--keepalive S]   prints "hostile server on http://127.0.0.1:PORT"
+    python -m tests.hostile [--port 0] [--profile P]   prints "hostile server on http://127.0.0.1:PORT"
+
+``--profile`` changes the whole server: ``trickle`` (every path sends its headers, then a byte a second forever),
+``big-metrics`` (a 50 MB ``/metrics``), ``many-models`` (20,000 models, the first a 10 KB id) and ``escapes``
+(the model id, error bodies, streamed text and ``/metrics`` labels carry terminal controls: :data:`EVIL`).
 
 ``--drop-idle S`` drops a request that comes on a connection idle for S seconds, as a client meets llama-server
 closing kept-alive connections (after 5 s there).
@@ -43,8 +55,19 @@ MODELS = (
     "huge-line",
     "slow",
     "cached",
+    "gzip",
+    "redirect",
+    "json-answer",
+    "busy",
+    "counted",
 )
 MARKUP = "[bold red]PWNED[/] [link=http://x]click[/link] [/bold]"
+EVIL = "esc\x1b[2JPWNED\x1b]0;PWNED-TITLE\x07\x1b]52;c;UFdORUQ=\x07\u009b31mPWNED\u202eDENWP\x07end"
+"""Erase the screen, set the window title, write the clipboard (OSC 52), a C1 CSI, a bidi override, a bell."""
+EVIL_RAW = (b"\x1b[2JPWNED", b"\x1b]0;PWNED", b"\x1b]52;c;", "\u009b31m".encode(), "\u202e".encode())
+"""The bytes none of which may reach a terminal."""
+STARTED = time.monotonic()
+ARRIVALS: dict[str, list[float]] = {}
 
 
 def _chunk(text: str, finish: str | None = None, **extra: Any) -> bytes:
@@ -80,6 +103,45 @@ async def _normal(request: web.Request, tokens: int = 4, delay: float = 0.0, usa
 async def _generate(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     model = body.get("model", "")
+    ARRIVALS.setdefault(model, []).append(round(time.monotonic() - STARTED, 3))
+    if model == EVIL:
+        if len(ARRIVALS[model]) % 3 == 1:  # the first request, and every third: refused with controls in the body
+            return web.json_response({"error": {"message": f"bad request {EVIL}"}}, status=400)
+        resp = await _stream(request)
+        await resp.write(_chunk(f"answer {EVIL}\nline two", "stop"))
+        await resp.write(
+            b"data: "
+            + json.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}).encode()
+            + b"\n\n"
+        )
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+    if model == "gzip":
+        import gzip
+
+        raw = (
+            _chunk(" a")
+            + _chunk(" b", "stop")
+            + b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}\n\n'
+        )
+        payload = gzip.compress(raw + b"data: [DONE]\n\n")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"})
+        await resp.prepare(request)
+        for i in range(0, len(payload), 16):
+            await resp.write(payload[i : i + 16])
+        await resp.write_eof()
+        return resp
+    if model == "redirect":
+        return web.Response(status=307, headers={"Location": "http://127.0.0.2:9/v1/chat/completions"})
+    if model == "json-answer":
+        choice = {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        return web.json_response({"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+    if model == "busy":
+        if len(ARRIVALS[model]) % 2 == 1:
+            ARRIVALS[model][-1] = -ARRIVALS[model][-1] - 1e-3  # refused ones are stored negative
+            return web.json_response({"error": {"message": "busy"}}, status=429, headers={"Retry-After": "1"})
+        words = len(str(body.get("messages", body.get("prompt", ""))).split())
+        return await _normal(request, usage={"prompt_tokens": words + 5, "completion_tokens": 4})
     if model == "no-headers":
         await asyncio.sleep(3600)
     if model == "echo-headers":
@@ -119,10 +181,43 @@ async def _generate(request: web.Request) -> web.StreamResponse:
     return await _normal(request)
 
 
-def make_app(drop_idle: float = 0.0) -> web.Application:
+def _trickle(_request: web.Request) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        while True:  # headers at once, then a byte a second: every per-read timeout is met, the answer never ends
+            await resp.write(b":" if request.method == "POST" else b" ")
+            await asyncio.sleep(1.0)
+
+    return handler
+
+
+async def _big_metrics(_request: web.Request) -> web.Response:
+    line = b"vllm:num_requests_running" + b'{model_name="m",x="' + b"y" * 100 + b'"} 1\n'
+    return web.Response(body=line * (50 * (1 << 20) // len(line)), content_type="text/plain")
+
+
+async def _evil_metrics(_request: web.Request) -> web.Response:
+    label = EVIL.replace("\\", "\\\\").replace('"', '\\"')
+    text = f'vllm:num_requests_running{{model_name="{label}"}} 1\nvllm:num_requests_waiting{{model_name="{label}"}} 0\n'
+    return web.Response(text=text, content_type="text/plain")
+
+
+def _model_list(ids: list[str]) -> Any:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in ids]})
+
+    return handler
+
+
+async def _stats(_request: web.Request) -> web.Response:
+    return web.json_response(ARRIVALS)
+
+
+def make_app(drop_idle: float = 0.0, profile: str = "") -> web.Application:
     """The hostile application. ``drop_idle``: a request arriving on a connection idle that long is dropped
     (the connection aborted, no response byte) — what a client meets when it reuses a kept-alive connection just
-    as llama-server closes it for idleness."""
+    as llama-server closes it for idleness. ``profile``: a server-wide misbehaviour (see the module's text)."""
     last_used: dict[int, float] = {}
 
     @web.middleware
@@ -140,13 +235,27 @@ def make_app(drop_idle: float = 0.0) -> web.Application:
             last_used[key] = time.monotonic()
 
     app = web.Application(middlewares=[dropper])
+    if profile == "trickle":
+        app.add_routes([web.route("*", "/{tail:.*}", _trickle(None))])
+        return app
+    models: Any = _models
+    metrics: list[web.RouteDef] = []
+    if profile == "many-models":
+        models = _model_list(["m" * 10_240, *(f"model-{i:05d}" for i in range(1, 20_000))])
+    elif profile == "escapes":
+        models = _model_list([EVIL, *MODELS])
+        metrics = [web.get("/metrics", _evil_metrics)]
+    elif profile == "big-metrics":
+        metrics = [web.get("/metrics", _big_metrics)]
     app.add_routes(
         [
-            web.get("/v1/models", _models),
+            web.get("/v1/models", models),
             web.get("/health", _health),
             web.get("/hang", _hang),
+            web.get("/stats", _stats),
             web.post("/v1/chat/completions", _generate),
             web.post("/v1/completions", _generate),
+            *metrics,
         ]
     )
     return app
@@ -170,10 +279,11 @@ def main() -> None:
         default=0.0,
         help="drop a request that arrives on a connection idle this long, before any response byte",
     )
+    p.add_argument("--profile", default="", choices=("", "trickle", "big-metrics", "many-models", "escapes"))
     args = p.parse_args()
 
     async def run() -> None:
-        runner = web.AppRunner(make_app(args.drop_idle), access_log=None)
+        runner = web.AppRunner(make_app(args.drop_idle, args.profile), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", args.port)
         await site.start()

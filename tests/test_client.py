@@ -8,17 +8,11 @@ import time
 import pytest
 from aiohttp import web
 
-from llmsurge.engine.client import (
-    ChunkCounter,
-    ServerError,
-    Target,
-    execute,
-    make_client,
-    one_request,
-    resolve_model,
-)
+from llmsurge.engine.client import ChunkCounter, execute, make_client, one_request
+from llmsurge.engine.discovery import ServerError, discover
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.net import Target
 from tests.conftest import FIXTURES
 
 
@@ -26,7 +20,7 @@ from tests.conftest import FIXTURES
 @pytest.mark.parametrize("stream", [True, False])
 async def test_request_against_sim(sim_url: str, endpoint: str, stream: bool) -> None:
     async with make_client() as c:
-        target = Target(sim_url, await resolve_model(c, Target(sim_url)))
+        target = Target(sim_url, (await discover(c, Target(sim_url), wait=10)).model)
         rec = await one_request(c, target, RequestShape(endpoint=endpoint, stream=stream), "one two three four", 24)
     assert rec.ok, rec.error
     assert rec.output_tokens == 24 and not rec.tokens_estimated
@@ -43,7 +37,7 @@ async def test_request_against_sim(sim_url: str, endpoint: str, stream: bool) ->
 async def test_wrong_model_lists_served_models(sim_url: str) -> None:
     async with make_client() as c:
         with pytest.raises(ServerError, match="llmsurge-sim"):
-            await resolve_model(c, Target(sim_url, "no-such-model"))
+            await discover(c, Target(sim_url, "no-such-model"), wait=10)
 
 
 async def _serve_bytes(body: bytes, status: int = 200) -> tuple[web.AppRunner, str]:

@@ -6,12 +6,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from llmsurge.engine.client import Target
 from llmsurge.engine.controller import Controller, WorkerPool, split_load
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.summary import summarize_run
+from llmsurge.net import Target
 
 
 async def _until(cond: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -20,13 +20,14 @@ from typing import Any
 import psutil
 import pytest
 
-from llmsurge.engine.client import Target, make_client, one_request
+from llmsurge.engine.client import make_client, one_request
 from llmsurge.engine.controller import Controller, WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.summary import summarize_run
+from llmsurge.net import Target
 
 CLI = [sys.executable, "-m", "llmsurge"]
 
@@ -353,7 +354,7 @@ def test_exit_status_and_fail_on(hostile_url: str, tmp_path: Path) -> None:
 
 
 def test_ipv6_urls_are_printed_so_they_can_be_used() -> None:
-    from llmsurge.engine.client import normalize_base_url
+    from llmsurge.net import normalize_base_url
     from llmsurge.sim.process import url_for
 
     assert url_for("::1", 8000) == "http://[::1]:8000"

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmsurge.engine.client import Target, make_client, one_request
+from llmsurge.engine.client import make_client, one_request
 from llmsurge.engine.scenario import RequestShape
+from llmsurge.net import Target
 from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import Faults, SimConfig

@@ -57,6 +57,27 @@ def test_slo_spec_and_goodput() -> None:
     assert good_mask(values, parse_slo("ttft=500ms,tpot=50ms")).tolist() == [True, False, True, False]
     g = goodput(values, parse_slo("ttft=500ms"), duration=2.0)
     assert g == {"good_requests": 3, "good_share": 0.75, "request_goodput": 1.5, "good_output_throughput": 60.5}
+    # a failed request is never good: 3 good of 4 ok + 4 failed is 3/8, not 3/4
+    assert goodput(values, parse_slo("ttft=500ms"), duration=2.0, failed=4)["good_share"] == 3 / 8
+
+
+def test_good_share_counts_failures_alike_in_the_summary_the_segments_and_the_search(tmp_path: Path) -> None:
+    """One definition: the table, summary.json and the capacity search read the same share (DESIGN.md)."""
+    out = tmp_path / "half"
+    args = ["--faults", "http500=0.5", "--slo", "e2el=30s", "--find-max", "concurrency", "-d", "2"]
+    r = _run("run", *args, "--output-tokens", "8", "--seed", "3", "-o", str(out), timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["failed"] > 0 and s["completed"] > 0
+    assert s["good_share"] == pytest.approx(s["good_requests"] / (s["completed"] + s["failed"]))
+    assert s["good_share"] < 0.8  # every ok request met the loose SLO, about half failed
+    first = s["segments"][0]
+    assert first["good_share"] == pytest.approx(first["good_requests"] / (first["completed"] + first["failed"]))
+    # the search judged the level as it closed (requests still in flight then end later): the same definition,
+    # so the same figure within a few requests, and far from the 100% that counting only successes gives
+    level = s["capacity"]["levels"][0]
+    assert level["good_share"] < 0.8 and abs(level["good_share"] - first["good_share"]) < 0.2
+    assert s["capacity"]["max_held"] is None and s["capacity"]["partial"] is False
 
 
 def test_an_slo_the_server_meets_at_c4_and_breaks_at_c64(knee_sim: str, tmp_path: Path) -> None:
@@ -132,8 +153,8 @@ async def test_palette_sets_the_slo_and_goodput_shows(knee_sim: str, tmp_path: P
         await pilot.press(*"slo ttft 300ms")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await _until(pilot, lambda: "ttft" in app.config.slo.limits)
-        assert app.config.slo.limits == {"ttft": 0.3}
+        await _until(pilot, lambda: "ttft" in app.session.slo.limits)
+        assert app.session.slo.limits == {"ttft": 0.3}
         await pilot.pause(1.2)
         from tests.test_tui import _plain
 

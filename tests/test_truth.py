@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from llmsurge.engine.client import Target
 from llmsurge.engine.controller import Controller, WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
@@ -26,6 +25,7 @@ from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.sketch import EXACT_UP_TO, ItlSketch
 from llmsurge.metrics.summary import RunFacts, build_summary, summarize_run
 from llmsurge.metrics.wire import WorkerTick
+from llmsurge.net import Target
 from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig

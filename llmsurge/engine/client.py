@@ -7,10 +7,9 @@ splits SSE events with the one :class:`~llmsurge.engine.sse.SSEParser` and decod
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
-from dataclasses import dataclass, field
+import zlib
 from typing import Any
 
 import httpx
@@ -18,7 +17,8 @@ import httpx
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
 from llmsurge.metrics.records import Failure, RequestRecord, Status, http_kind
-from llmsurge.redaction import redact, register_basic_auth, register_secret
+from llmsurge.net import Target
+from llmsurge.redaction import redact
 
 try:  # The aiohttp transport reads ~3x more token events per core than httpx's default one.
     import aiohttp
@@ -35,82 +35,6 @@ KEEPALIVE_S = 4.0
 into a connection the server has just closed."""
 ABANDON_AFTER_S = 1.0
 """How long a timed-out request's clean-up may take before it is left behind: it must not wait on the server."""
-
-
-def _parse_url(url: str) -> httpx.URL:
-    """Parse a server URL; ``ValueError`` naming the fix when it cannot be one."""
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    if url.endswith("/v1"):
-        url = url[:-3]
-    hint = "give one like http://127.0.0.1:8000 (an IPv6 address in brackets: http://[::1]:8000)"
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"{redact(url)!r} is not a server URL ({exc}): {hint}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"{redact(url)!r} is not a server URL: {hint}")
-    if parsed.port is not None and not 0 < parsed.port <= 65535:
-        raise ValueError(f"{redact(url)!r} has port {parsed.port}, which does not exist: use 1-65535")
-    return parsed
-
-
-def normalize_base_url(url: str) -> str:
-    """``http://h:8000/v1/`` → ``http://h:8000``; a bare ``host:port`` gets ``http://``; credentials dropped."""
-    return str(_parse_url(url).copy_with(username=None, password=None)).rstrip("/")
-
-
-def url_credentials(url: str) -> tuple[str, str] | None:
-    """The ``user:password`` of a URL (registered as secrets at once), or None."""
-    parsed = _parse_url(url)
-    if not parsed.username and not parsed.password:
-        return None
-    register_basic_auth(parsed.username, parsed.password)
-    return parsed.username, parsed.password
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where requests go. ``api_key`` and ``basic_auth`` are secrets: never printed, logged or written."""
-
-    base_url: str
-    model: str = ""
-    api_key: str | None = field(default=None, repr=False)
-    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_url(cls, url: str, model: str = "", api_key: str | None = None) -> Target:
-        """A target from what the user typed: a URL that may carry ``user:password@`` for basic auth."""
-        credentials = url_credentials(url)
-        if credentials and api_key:
-            raise ValueError(
-                "the URL carries user:password and --api-key-env gives a key: both want the Authorization"
-                " header, so keep one"
-            )
-        register_secret(api_key)
-        return cls(normalize_base_url(url), model, api_key, credentials)
-
-    def headers(self) -> dict[str, str]:
-        """Request headers, with the bearer token (or basic auth) when one was given."""
-        h = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
-        if self.api_key:
-            h["Authorization"] = f"Bearer {self.api_key}"
-        elif self.basic_auth:
-            token = base64.b64encode(f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode()).decode()
-            h["Authorization"] = f"Basic {token}"
-        return h
-
-    def register_secrets(self) -> None:
-        """Register this target's secrets for redaction (in each process that holds them)."""
-        register_secret(self.api_key)
-        if self.basic_auth:
-            register_basic_auth(*self.basic_auth)
-
-    def url(self, endpoint: str) -> str:
-        """The URL of ``chat`` or ``completions``."""
-        path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
-        return self.base_url + path
 
 
 def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any]], max_tokens: int) -> bytes:
@@ -231,15 +155,15 @@ async def execute(
                 got_response = True
                 status = resp.status_code
                 if status < 200 or status >= 300:
-                    text = (await resp.aread())[:2000]
-                    msg = text.decode(errors="replace")
-                    try:
-                        msg = _error_message(_loads(text))
-                    except ValueError:
-                        pass
-                    rec.fail(http_kind(status), msg, status)
+                    await _refused(resp, rec)
                     return
                 rec.http_status = status
+                if stream and resp.headers.get("content-type", "").startswith("application/json"):
+                    why = _error_text(await _read_capped(resp))
+                    rec.fail(
+                        Failure.PROTOCOL, "the server answered JSON, not an event stream" + (f": {why}" if why else "")
+                    )
+                    return
                 if stream:
                     await _read_stream(resp, rec, counter)
                 else:
@@ -285,16 +209,104 @@ async def run_request(
     await asyncio.wait((task,), timeout=ABANDON_AFTER_S)
 
 
+ERROR_BODY_CAP = 4096
+"""Bytes of an error answer read (the message is kept to 300 characters)."""
+RETRY_AFTER_MAX_S = 30.0
+"""The longest ``Retry-After`` a worker slot honours (a server asking for more is waited on this long, then asked
+again)."""
+
+
+async def _read_capped(resp: httpx.Response, cap: int = ERROR_BODY_CAP) -> bytes:
+    """At most ``cap`` bytes of the body (decoded): an error answer can be endless too."""
+    out = bytearray()
+    async for chunk in resp.aiter_bytes():
+        out.extend(chunk)
+        if len(out) >= cap:
+            break
+    return bytes(out[:cap])
+
+
+def _error_text(raw: bytes) -> str:
+    """The ``error.message`` of a JSON error body, else the body's text."""
+    try:
+        return _error_message(_loads(raw))
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number of seconds, or an HTTP date), bounded to
+    :data:`RETRY_AFTER_MAX_S`; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(RETRY_AFTER_MAX_S, max(0.0, seconds))
+
+
+async def _refused(resp: httpx.Response, rec: RequestRecord) -> None:
+    """A non-2xx answer: its cause named (a redirect says where to), its ``Retry-After`` kept."""
+    status = resp.status_code
+    if 300 <= status < 400:
+        where = resp.headers.get("location") or "(no Location given)"
+        rec.fail(http_kind(status), f"redirected to {where}; redirects are not followed: use that URL", status)
+        return
+    if status in (429, 503):
+        rec.retry_after = retry_after(resp.headers.get("retry-after"))
+    rec.fail(http_kind(status), _error_text(await _read_capped(resp)), status)
+
+
+class EncodingError(Exception):
+    """A body encoded in a way this client does not decode."""
+
+
+async def _decoded(chunks: Any, encoding: str) -> Any:
+    """Chunks of a gzip- or deflate-encoded body, decoded as they arrive (gateways and proxies encode streams
+    whatever the request accepted)."""
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise EncodingError(f"the body came {encoding}-encoded, which this client does not decode")
+    d = zlib.decompressobj(wbits=47)  # a gzip or zlib header, detected
+    try:
+        async for raw in chunks:
+            out = d.decompress(raw)
+            if out:
+                yield out
+        tail = d.flush()
+    except zlib.error as exc:
+        raise EncodingError(f"the {encoding}-encoded body could not be decoded ({exc})") from None
+    if tail:
+        yield tail
+
+
 def _raw_chunks(resp: httpx.Response) -> Any:
     """The response body as it arrives. On the aiohttp transport, read aiohttp's stream directly: httpx's
-    wrapper generators cost ~15% of the worker's CPU per chunk at 1,024 streams (bench/RESULTS.md)."""
+    wrapper generators cost ~15% of the worker's CPU per chunk at 1,024 streams (bench/RESULTS.md). A body
+    that arrives encoded despite ``Accept-Encoding: identity`` is decoded."""
     inner = getattr(resp.stream, "_aiohttp_response", None)
-    if inner is not None and aiohttp is not None:
-        return inner.content.iter_any()
-    return resp.aiter_raw()
+    chunks = inner.content.iter_any() if inner is not None and aiohttp is not None else resp.aiter_raw()
+    encoding = resp.headers.get("content-encoding")
+    if encoding and encoding.lower() != "identity":
+        return _decoded(chunks, encoding.strip().lower())
+    return chunks
 
 
 async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkCounter) -> None:
+    try:
+        await _parse_stream(resp, rec, counter)
+    except EncodingError as exc:
+        rec.fail(Failure.PROTOCOL, str(exc))
+
+
+async def _parse_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkCounter) -> None:
     parser = SSEParser()
     st = rec.start
     last = 0.0
@@ -494,127 +506,7 @@ def curl_command(target: Target, body: bytes, key_var: str | None) -> str:
     return redact(" ".join(parts))
 
 
-# ---- discovery and one-off requests (not the hot path) ----------------------------------------------
-
-
-class ServerError(Exception):
-    """A server answered, but not as an OpenAI-compatible one should; the message names the fix."""
-
-
-class ServerUnreachable(ServerError):
-    """The server did not answer at all within the wait (exit status 3)."""
-
-
-async def list_models(client: httpx.AsyncClient, target: Target) -> list[str]:
-    """The ids from ``GET /v1/models``."""
-    resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=10.0)
-    if resp.status_code in (401, 403):
-        if target.api_key or target.basic_auth:
-            raise ServerError(
-                f"{target.base_url} refused the credentials given (HTTP {resp.status_code}): check the key's value"
-                " or the URL's user:password"
-            )
-        raise ServerError(
-            f"{target.base_url} answered {resp.status_code} Unauthorized: pass the key with --api-key-env VAR"
-        )
-    if resp.status_code >= 300:
-        raise ServerError(
-            f"GET /v1/models answered HTTP {resp.status_code}: is this an OpenAI-compatible server?"
-            " (if it is, name the model with --model)"
-        )
-    try:
-        data = resp.json()
-        return [str(m["id"]) for m in data.get("data", [])]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ServerError("GET /v1/models did not return an OpenAI model list") from exc
-
-
-def choose_model(models: list[str], requested: str, base_url: str) -> str:
-    """The model to use: the one asked for if the server has it, else the server's first (the one rule)."""
-    if requested:
-        if models and requested not in models:
-            raise ServerError(
-                f"model {requested!r} is not served by {base_url}; it serves: {', '.join(models)}"
-                " (pass one with --model)"
-            )
-        return requested
-    if not models:
-        raise ServerError(f"{base_url} lists no models: pass one with --model")
-    return models[0]
-
-
-async def resolve_model(client: httpx.AsyncClient, target: Target) -> str:
-    """The model to use, from ``GET /v1/models`` (when that is broken, the one the user named)."""
-    try:
-        models = await list_models(client, target)
-    except ServerError:
-        if target.model:  # /v1/models is broken but the user named the model: trust them
-            return target.model
-        raise
-    return choose_model(models, target.model, target.base_url)
-
-
-async def context_length(client: httpx.AsyncClient, target: Target) -> int | None:
-    """The server's context length in tokens, where it says: llama.cpp's ``/props`` ``n_ctx`` (per slot), else
-    ``/v1/models``' ``max_model_len`` (vLLM, SGLang) or ``meta.n_ctx_train``. None when it does not say."""
-    found: int | None = None
-    try:
-        resp = await client.get(target.base_url + "/props", headers=target.headers(), timeout=5.0)
-        if resp.status_code == 200:
-            settings = resp.json().get("default_generation_settings") or {}
-            found = _count(settings.get("n_ctx")) or None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        pass
-    if found:
-        return found
-    try:
-        resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=5.0)
-        for m in resp.json().get("data", []):
-            if isinstance(m, dict) and (m.get("id") == target.model or not target.model):
-                meta = m.get("meta")
-                meta = meta if isinstance(meta, dict) else {}
-                return _count(m.get("max_model_len")) or _count(meta.get("n_ctx_train")) or None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        pass
-    return None
-
-
-async def model_meta(client: httpx.AsyncClient, target: Target) -> dict[str, Any]:
-    """The model's ``meta`` from ``/v1/models`` where the server gives one (llama.cpp: ``n_params``, ``size``,
-    ``n_ctx_train`` …); empty otherwise."""
-    try:
-        resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=5.0)
-        for m in resp.json().get("data", []):
-            if isinstance(m, dict) and (m.get("id") == target.model or not target.model):
-                meta = m.get("meta")
-                return dict(meta) if isinstance(meta, dict) else {}
-    except (httpx.HTTPError, ValueError, AttributeError):
-        pass
-    return {}
-
-
-async def wait_until_up(
-    client: httpx.AsyncClient, target: Target, deadline: float | None, on_wait: Any = None
-) -> float:
-    """Poll ``/v1/models`` until the server answers; returns seconds waited. ``on_wait(elapsed)`` is told."""
-    t0 = time.monotonic()
-    while True:
-        try:
-            resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=3.0)
-            if resp.status_code < 500:
-                return time.monotonic() - t0
-            # Some servers fail /v1/models but are ready (transformers serve without a hub cache): ask /health.
-            health = await client.get(target.base_url + "/health", headers=target.headers(), timeout=3.0)
-            if health.status_code == 200:
-                return time.monotonic() - t0
-        except httpx.HTTPError:
-            pass
-        elapsed = time.monotonic() - t0
-        if deadline is not None and elapsed > deadline:
-            raise ServerUnreachable(f"{target.base_url} did not answer within {deadline:.0f}s: is the server running?")
-        if on_wait is not None:
-            on_wait(elapsed)
-        await asyncio.sleep(0.5)
+# ---- one-off requests (not the hot path) -------------------------------------------------------------
 
 
 async def one_request(
@@ -632,4 +524,4 @@ async def one_request(
     return rec
 
 
-__all__ = ["Failure", "ServerError", "ServerUnreachable", "Status", "Target"]
+__all__ = ["Failure", "Status", "Target"]

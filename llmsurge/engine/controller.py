@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from llmsurge.engine.client import Target
 from llmsurge.engine.dataset import load_index
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, Scenario, Search, Stage
@@ -36,6 +35,7 @@ from llmsurge.engine.worker import (
 )
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.wire import WorkerCrashed, WorkerReady, WorkerTick
+from llmsurge.net import Target
 
 UNLIMITED = -1
 DRAIN_GRACE_S = 30.0
@@ -502,14 +502,17 @@ class Controller:
         return True
 
     async def _run_search(self, search: Search) -> bool:
-        """Raise the load until the good share drops below the target: doubling, then bisecting."""
+        """Raise the load until the good share drops below the target: doubling, then bisecting. What was found
+        is kept in :attr:`capacity` after every level, so an interrupted search still reports it (``partial``)."""
         held: float | None = None
         failed: float | None = None
         tried: list[dict[str, Any]] = []
         level: float | None = search.start
+        self._record_capacity(search, held, failed, tried, partial=True)
         while level is not None and len(tried) < search.max_levels:
             load = search.load_at(level)
             if not await self._run_stage(Stage(load, duration=search.level_duration)):
+                self._say_capacity(search, held, tried, partial=True)
                 return False
             share = self.judge(self.segment) if self.judge is not None else None
             ok = share is not None and share >= search.target
@@ -518,25 +521,41 @@ class Controller:
                 held = max(held or level, level)
             else:
                 failed = min(failed or level, level)
+            self._record_capacity(search, held, failed, tried, partial=True)
             level = search.next_level(held, failed)
             if level is not None and any(t["level"] == level for t in tried):
                 level = None
-        best = search.load_at(held).describe() if held is not None else None
+        self._record_capacity(search, held, failed, tried, partial=False)
+        self._say_capacity(search, held, tried, partial=False)
+        return True
+
+    def _record_capacity(
+        self, search: Search, held: float | None, failed: float | None, tried: list[dict[str, Any]], partial: bool
+    ) -> None:
         self.capacity = {
             "mode": search.mode,
             "target_good_share": search.target,
             "max_held": held,
-            "max_held_load": best,
+            "max_held_load": search.load_at(held).describe() if held is not None else None,
             "first_failed": failed,
-            "levels": tried,
+            "levels": list(tried),
+            "partial": partial,
         }
+
+    def _say_capacity(self, search: Search, held: float | None, tried: list[dict[str, Any]], partial: bool) -> None:
         target = f"{search.target:.0%} good"
+        best = search.load_at(held).describe() if held is not None else None
+        if partial:
+            found = f"{best} is the most that held {target} so far" if best else f"no level held {target} yet"
+            self.bus.note(
+                f"capacity search interrupted after {len(tried)} level(s): {found} (partial result)", "warning"
+            )
+            return
         self.bus.note(
             f"capacity: {best} is the most that held {target}"
             if best
             else f"capacity: not even the first level held {target}"
         )
-        return True
 
     async def run(self) -> None:
         """Run the scenario (and any the user switches to) until done, or until ``stop()``."""

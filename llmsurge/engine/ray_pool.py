@@ -42,6 +42,37 @@ class RayUnavailable(RuntimeError):
     """Ray is not installed or no cluster could be reached; the message names the fix."""
 
 
+RAY_PROBE_S = 2.0
+"""How long ``--ray HOST:PORT`` waits for something to accept a connection there before it says nothing does."""
+
+
+def check_address(address: str) -> None:
+    """Fail in one line, within :data:`RAY_PROBE_S`, when nothing listens at ``--ray HOST:PORT`` (``ray.init``
+    would retry for tens of seconds first). ``auto`` is not checked: it starts a local cluster when none runs."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if ray is None:
+        raise RayUnavailable("--ray needs Ray: pip install 'llmsurge[ray]'")
+    if address in ("auto", "local", ""):
+        return
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = parts.hostname, parts.port or (10001 if parts.scheme == "ray" else 6379)
+    except ValueError:
+        raise RayUnavailable(f"--ray {address}: not an address: give HOST:PORT, ray://HOST:PORT or auto") from None
+    if not host:
+        raise RayUnavailable(f"--ray {address}: not an address: give HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, port), timeout=RAY_PROBE_S).close()
+    except OSError as exc:
+        why = "nothing answered" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise RayUnavailable(
+            f"--ray {address}: no Ray cluster at {host}:{port} ({why}): start one there (ray start --head) or give"
+            " its address; --ray auto uses this machine's"
+        ) from None
+
+
 def connect(address: str) -> dict[str, float]:
     """Join the cluster at ``address`` (``auto``: the one this machine belongs to, else a local one); returns
     its free resources."""

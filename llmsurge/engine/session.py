@@ -15,24 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from llmsurge import __version__
-from llmsurge.engine.client import (
-    ServerError,
-    Target,
-    context_length,
-    make_client,
-    model_meta,
-    normalize_base_url,
-    one_request,
-    resolve_model,
-    wait_until_up,
-)
+from llmsurge.engine.client import make_client
 from llmsurge.engine.controller import Controller, WorkerPool, auto_workers, cap_workers
 from llmsurge.engine.dataset import DatasetError, load_index
-from llmsurge.engine.prompts import Calibration, PromptFactory
-from llmsurge.engine.scenario import RequestShape, Scenario
+from llmsurge.engine.discovery import ServerError, ServerFacts, discover, negotiate
+from llmsurge.engine.prompts import Calibration
+from llmsurge.engine.scenario import Scenario
 from llmsurge.lifetime import open_files_note, raise_open_files_limit
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.results import (
@@ -44,10 +33,11 @@ from llmsurge.metrics.results import (
     default_results_folder,
     write_json_atomic,
 )
-from llmsurge.metrics.roofline import RooflineInputs, from_llamacpp_meta
-from llmsurge.metrics.slo import Slo, good_mask
+from llmsurge.metrics.roofline import RooflineInputs
+from llmsurge.metrics.slo import Slo, goodput
 from llmsurge.metrics.stats import ALIGNED
 from llmsurge.metrics.summary import RunFacts, build_summary
+from llmsurge.net import Target, normalize_base_url
 from llmsurge.redaction import register_secret
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import Faults, SimConfig
@@ -62,7 +52,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunConfig:
-    """Everything a run needs from the command line. ``api_key`` is read from ``api_key_env`` only."""
+    """Everything a run needs from the command line: read-only input (the session keeps what it resolves from
+    it and from the server in :class:`~llmsurge.engine.discovery.ServerFacts`). The API key is read from
+    ``api_key_env`` by the session, never held here."""
 
     scenario: Scenario
     url: str | None = None
@@ -92,15 +84,10 @@ class RunConfig:
     """A label for the run (``--name``): in its folder's name and ``summary.json``, for ``runs`` and ``compare``."""
     baseline: Path | None = None
     """A saved run to show beside this one in the TUI (``--baseline``)."""
-    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.seed is None:
             self.seed = secrets.randbelow(2**31)
-
-    def resolve_key(self) -> None:
-        """Read the API key from the named environment variable (never from a flag or a file)."""
-        self.api_key = read_api_key(self.api_key_env)
 
     def worker_plan(self) -> tuple[int, str]:
         """Worker processes to start, and a note when the number asked for was capped."""
@@ -142,87 +129,52 @@ def read_api_key(var: str | None) -> str | None:
     return key
 
 
-OWNER_KINDS = (
-    ("llmsurge-sim", "simulated"),
-    ("vllm", "vLLM"),
-    ("llamacpp", "llama.cpp"),
-    ("sglang", "SGLang"),
-    ("ollama", "Ollama"),
-    ("library", "Ollama"),
-    ("organization_owner", "LM Studio"),
-)
-"""``owned_by`` in ``/v1/models`` → server kind, for servers without ``/metrics``."""
-
-
-async def detect_server_kind(client: httpx.AsyncClient, target: Target) -> str:
-    """vLLM, llama.cpp, SGLang, TGI, Ollama … from ``/metrics`` names, ``/v1/models`` or headers."""
-    from llmsurge.telemetry.prometheus import is_simulated, parse_metrics, server_kind
-
-    try:
-        resp = await client.get(target.base_url + "/metrics", headers=target.headers(), timeout=3.0)
-        if resp.status_code == 200:
-            fams = parse_metrics(resp.text)
-            kind = "simulated" if is_simulated(fams) else server_kind(fams)
-            if kind != "unknown":
-                return kind
-    except httpx.HTTPError:
-        pass
-    try:
-        resp = await client.get(target.base_url + "/v1/models", headers=target.headers(), timeout=3.0)
-        owned = " ".join(str(m.get("owned_by", "")) for m in resp.json().get("data", [])).lower()
-        for marker, kind in OWNER_KINDS:
-            if marker in owned:
-                return kind
-        if "text-generation-inference" in resp.headers.get("server", "").lower():
-            return "TGI"
-    except (httpx.HTTPError, ValueError, AttributeError):
-        pass
-    return "unknown"
-
-
-async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestShape) -> Calibration:
-    """Two one-token requests of different lengths give tokens per word and the template overhead."""
-    f = PromptFactory(Calibration(), seed=12345)
-    probe = dataclasses.replace(shape, ignore_eos=True, timeout=min(shape.timeout, 120.0))
-    points = []
-    for n in (16, 256):
-        rec = await one_request(client, target, probe, f.words(n), 1)
-        if not rec.ok or rec.tokens_estimated or rec.prompt_tokens <= 0:
-            return Calibration()
-        points.append((n, rec.prompt_tokens))
-    return Calibration.from_points(points[0][0], points[0][1], points[1][0], points[1][1])
-
-
 class RunSession:
     """Owns the parts of one run and their order of start and stop."""
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
+        """The user's input, never written."""
+        self.scenario = config.scenario
+        """The scenario being run: the config's, made ready for this server (:meth:`adapt`) and as steered."""
+        self.server: ServerFacts | None = None
+        """What the server said about itself, once :meth:`prepare` has run."""
+        self.slo = config.slo
+        """The SLO goodput is held to: the config's, or as set while the run goes on (the TUI's palette)."""
         self.bus = MetricsBus()
         self.sim: SimProcess | None = None
         self.target: Target | None = None
-        self.calibration = Calibration()
-        self.server_kind = "unknown"
         self.pool: WorkerPool | None = None
         self.controller: Controller | None = None
         self.writer: ResultWriter | None = None
         self.output: Path = config.output or default_results_folder(config.name or config.scenario.name)
         self.samplers: list[Any] = []
         self.started_wall = time.time()
-        self.context_length: int | None = None
-        """The server's context length in tokens, when it says (the long-context preset fills it)."""
         self._datasets_told: set[str] = set()
         self.shares_prefixes = False
+        """Some scenario of the run shares prompt prefixes on purpose (no cold-cache warning then)."""
         self.workers_used = 0
         """Workers the pool started (a Ray cluster may hold fewer than asked for)."""
-        self.server_roofline = RooflineInputs()
-        """Roofline inputs the server gave (llama.cpp's model meta)."""
-        """Some scenario of the run shares prompt prefixes on purpose (no cold-cache warning then)."""
 
     @property
     def simulated(self) -> bool:
         """Whether the target is the embedded simulated server."""
         return self.config.url is None
+
+    @property
+    def model(self) -> str:
+        """The model the run uses (the one asked for until the server has been asked)."""
+        return self.server.model if self.server else self.config.model
+
+    @property
+    def server_kind(self) -> str:
+        """vLLM, llama.cpp … (``unknown`` until the server has been asked)."""
+        return self.server.kind if self.server else "unknown"
+
+    @property
+    def calibration(self) -> Calibration:
+        """Prompt calibration against the server's token count."""
+        return self.server.calibration if self.server else Calibration()
 
     @property
     def notes(self) -> list[str]:
@@ -234,14 +186,13 @@ class RunSession:
         self.bus.note(message, level)
 
     async def prepare(self, on_status: Callable[[str], None] | None = None) -> None:
-        """Claim the results folder, start the simulated server if needed, wait for the target, find the model,
-        calibrate prompts. Bad input fails here, before any load."""
+        """Check the inputs (the results folder can be written), start the simulated server if needed, wait for
+        the target, learn what it is and accepts, calibrate prompts. Bad input fails here, before any request."""
         cfg = self.config
         say = on_status or (lambda _m: None)
-        cfg.resolve_key()
-        try:
-            if cfg.output is not None:  # a default folder is made unique when claimed
-                check_results_folder(self.output)
+        api_key = read_api_key(cfg.api_key_env)
+        try:  # a default folder is made unique when claimed: only where it goes is checked
+            check_results_folder(self.output if cfg.output is not None else self.output.parent)
         except ResultsFolderError as exc:
             raise ConfigError(str(exc)) from None
         n_workers, capped = cfg.worker_plan()
@@ -252,6 +203,8 @@ class RunSession:
         if files:
             self.note(files, "warning")
             say(files)
+        if cfg.ray:
+            self._check_ray()
         if cfg.url is None:
             faults = Faults.parse(cfg.sim_faults)
             sim_cfg = cfg.sim_config or SimConfig(faults=faults)
@@ -262,29 +215,46 @@ class RunSession:
             await asyncio.to_thread(self.sim.start)
             target = Target(self.sim.url, cfg.model)
         else:
-            target = Target.from_url(cfg.url, cfg.model, cfg.api_key)
+            target = Target.from_url(cfg.url, cfg.model, api_key)
         base = target.base_url
         self.bus.set_info(url=base if not self.simulated else f"{base} (simulated)", preset=cfg.scenario.name)
         self.bus.set_state("waiting")
         async with make_client(timeout=30.0) as client:
-            await wait_until_up(
-                client, target, cfg.wait_timeout, lambda s: say(f"waiting for {base} to answer ({s:.0f}s)")
+            facts = await discover(
+                client, target, cfg.wait_timeout, lambda s: say(f"waiting for {base} to answer ({s:.0f}s)"),
+                simulated=self.simulated,
+            )  # fmt: skip
+            target = dataclasses.replace(target, model=facts.model)
+            self.server = facts
+            self.bus.set_info(model=facts.model, server=facts.kind)
+            self.scenario = self.adapt(self.scenario, say)
+            shape = self.scenario.shape
+            if cfg.calibrate and not shape.cases:
+                say("asking the server what it accepts and calibrating prompt length against its token count")
+            facts = await negotiate(client, target, facts, shape, cfg.calibrate and not shape.cases)
+        self.server = facts
+        if not facts.accepts_ignore_eos and self.scenario.shape.ignore_eos:
+            self.scenario = dataclasses.replace(
+                self.scenario, shape=dataclasses.replace(self.scenario.shape, ignore_eos=False)
             )
-            model = await resolve_model(client, target)
-            target = dataclasses.replace(target, model=model)
-            self.server_kind = "simulated" if self.simulated else await detect_server_kind(client, target)
-            self.bus.set_info(model=model, server=self.server_kind)
-            self.context_length = await context_length(client, target)
-            self.server_roofline = from_llamacpp_meta(await model_meta(client, target))
-            cfg.scenario = self.adapt(cfg.scenario, say)
-            answered = await self._negotiate(client, target, say)
-            if cfg.calibrate and not cfg.scenario.shape.cases and answered:
-                say("calibrating prompt length against the server's token count")
-                self.calibration = await calibrate(client, target, cfg.scenario.shape)
-                if not self.calibration.measured:
-                    self.note("the server reported no prompt usage: input lengths are estimates")
+        for level, message in facts.notes:
+            self.note(message, level)
+            say(message)
         self.target = target
-        self.config.model = model
+
+    def _check_ray(self) -> None:
+        """Fail at once, before anything is sent, when no Ray cluster answers at the address given."""
+        from llmsurge.engine.ray_pool import RayUnavailable, check_address
+
+        try:
+            check_address(self.config.ray or "")
+        except RayUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def context_length(self) -> int | None:
+        """The server's context length in tokens, when it says (the long-context preset fills it)."""
+        return self.server.context_length if self.server else None
 
     CONTEXT_MARGIN = 16
     """Tokens left free under the context length (the chat template's own, and the count's rounding)."""
@@ -335,30 +305,6 @@ class RunSession:
             scenario = dataclasses.replace(scenario, shape=shape)
         return scenario
 
-    async def _negotiate(self, client: httpx.AsyncClient, target: Target, say: Callable[[str], None]) -> bool:
-        """Send one short request; drop request fields the server rejects (e.g. ``ignore_eos``) with a note.
-        Returns whether the server answered it (calibrating a server that does not is time lost)."""
-        shape = self.config.scenario.shape
-        rec = None
-        for _ in range(2):
-            rec = await one_request(
-                client, target, dataclasses.replace(shape, timeout=min(shape.timeout, 120.0)), "Say hello.", 4
-            )
-            if rec.ok or rec.http_status not in (400, 422) or "ignore_eos" not in rec.error or not shape.ignore_eos:
-                break
-            shape = dataclasses.replace(shape, ignore_eos=False)
-            self.note("the server rejects ignore_eos: output lengths may end early at EOS")
-            say(self.notes[-1])
-        if shape is not self.config.scenario.shape:
-            self.config.scenario = dataclasses.replace(self.config.scenario, shape=shape)
-        if rec is not None and not rec.ok:
-            self.note(
-                f"the first request failed ({rec.error_kind}: {rec.error[:120]}): prompts are not calibrated",
-                "warning",
-            )
-            return False
-        return True
-
     def start(self) -> Controller:
         """Open the result folder and start the workers; returns the controller to drive."""
         assert self.target is not None, "prepare() first"
@@ -379,7 +325,7 @@ class RunSession:
             backend=backend,
         )
         self.pool.start()
-        self.controller = Controller(self.pool, self.bus, self.config.scenario, keep_alive=self.config.keep_alive)
+        self.controller = Controller(self.pool, self.bus, self.scenario, keep_alive=self.config.keep_alive)
         self.controller.judge = self._good_share
         if self.config.telemetry:
             from llmsurge.telemetry.probe import TelemetryPlan, make_samplers
@@ -404,7 +350,7 @@ class RunSession:
             raise ConfigError(str(exc)) from None
         per = cfg.ray_cpus_per_worker
         requested = cfg.n_workers or max(1, int(backend.free.get("CPU", 0.0) // per))
-        peak = None if cfg.keep_alive else cfg.scenario.peak_concurrency()
+        peak = None if cfg.keep_alive else self.scenario.peak_concurrency()
         if peak:
             requested = min(requested, peak)
         room = backend.room(requested, settle=RAY_SETTLE_S)
@@ -422,16 +368,12 @@ class RunSession:
         return backend, room
 
     def _good_share(self, segment: int) -> float | None:
-        """Share of the segment's requests that ended well and met the SLO (failures are not good)."""
-        slo = self.config.slo
-        if not slo:
+        """Share of the segment's ended requests that were good (the one definition: failures are not good)."""
+        if not self.slo:
             return None
         seg = self.bus.view().segments[segment - 1]
-        ended = seg.ok + seg.failed
-        if not ended:
-            return 0.0
         values = {m: seg.columns[m].values() for m in ALIGNED}
-        return int(good_mask(values, slo).sum()) / ended
+        return goodput(values, self.slo, 0.0, failed=seg.failed)["good_share"]
 
     def _write_failed(self, exc: OSError) -> None:
         """The result writer could not write (disk full …): stop the load; what was written stays."""
@@ -449,12 +391,12 @@ class RunSession:
         facts = RunFacts(
             version=__version__,
             started_wall=self.started_wall,
-            endpoint=self.config.scenario.shape.endpoint,
-            model=self.config.model,
+            endpoint=self.scenario.shape.endpoint,
+            model=self.model,
             server={
                 "url": self.target.base_url if self.target else None,
                 "kind": self.server_kind,
-                "model": self.config.model,
+                "model": self.model,
                 "simulated": self.simulated,
             },
             config=self.config.public(),
@@ -462,10 +404,10 @@ class RunSession:
             workers=self.workers_used or self.config.n_workers,
             notes=self.notes,
             telemetry=self.telemetry_summary(),
-            slo=self.config.slo,
+            slo=self.slo,
             capacity=self.controller.capacity if self.controller else None,
             name=self.config.name,
-            preset=self.config.scenario.name,
+            preset=self.scenario.name,
             shares_prefixes=self.shares_prefixes,
             roofline=self.roofline_inputs(),
             backend="ray" if self.config.ray else "local",
@@ -474,7 +416,7 @@ class RunSession:
 
     def roofline_inputs(self) -> RooflineInputs:
         """The roofline's inputs now: flags first, then what the server said, then the GPU's identity."""
-        inputs = self.config.roofline.merged(self.server_roofline)
+        inputs = self.config.roofline.merged(self.server.roofline if self.server else RooflineInputs())
         gpu = self.bus.view().telemetry.get("gpu")
         names = [g.name for g in getattr(gpu, "gpus", ()) if g.name]
         return inputs.with_device(names[0]) if names else inputs

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmsurge.engine.arrivals import Arrivals
-from llmsurge.engine.client import ChunkCounter, Target, build_body, make_client, run_request
+from llmsurge.engine.client import ChunkCounter, build_body, make_client, run_request
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
-from llmsurge.lifetime import die_with_parent, ignore_stop_signals, set_process_name
+from llmsurge.lifetime import die_with_parent, leave_stop_signals_to_parent, set_process_name
 from llmsurge.metrics.records import Failure, RequestRecord
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerReady, WorkerTick
+from llmsurge.net import Target
 from llmsurge.quality import BY_PROMPT, TAIL_CHARS, degenerate_reason, judge
 
 TICK_S = 0.05
@@ -200,15 +201,17 @@ class Worker:
                 conv = Conversation()  # a new user: a fresh chat
             elif turns <= 1:
                 conv = None
-            if await self._request(conv=conv):
+            rec = await self._request(conv=conv)
+            if rec.ok:
                 failures = 0
                 if conv is not None and conv.turn < turns and self.shape.think_time > 0:
                     await asyncio.sleep(self.shape.think_time)  # the user reads the answer and types the next turn
             else:
                 conv = None  # a failed turn ends the conversation; the next request starts another
-                # Back off after failures (up to 0.5 s) so a dead or refusing server is not hammered in a loop.
+                # Back off after failures (up to 0.5 s) so a dead or refusing server is not hammered in a loop;
+                # a 429/503 that says when to come back is waited on that long (bounded by the client).
                 failures += 1
-                await asyncio.sleep(min(0.5, 0.005 * 2 ** min(failures, 7)))
+                await asyncio.sleep(max(min(0.5, 0.005 * 2 ** min(failures, 7)), rec.retry_after or 0.0))
 
     async def _arrivals(self, generation: int) -> None:
         load = self.load
@@ -284,8 +287,8 @@ class Worker:
             return messages[0]["content"], max_tokens, expected
         return messages, max_tokens, expected
 
-    async def _request(self, due: float | None = None, conv: Conversation | None = None) -> bool:
-        """One request, measured and queued for the next tick; returns whether it succeeded. ``due``: when an
+    async def _request(self, due: float | None = None, conv: Conversation | None = None) -> RequestRecord:
+        """One request, measured and queued for the next tick; returns its record. ``due``: when an
         open-loop arrival should have been sent (``time.monotonic()``); ``conv``: the chat this turn belongs to
         (it gains the turn and the answer when the request succeeds)."""
         shape = self.shape
@@ -351,7 +354,7 @@ class Worker:
             del self.inflight[rid]
             self.done.append(rec)
             self._wake.set()
-        return rec.ok
+        return rec
 
     # ---- reporting ----------------------------------------------------------------------------
 
@@ -464,8 +467,8 @@ def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
 
 def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: TicketsBase) -> None:
     """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
+    leave_stop_signals_to_parent()  # first: threads started later inherit its signal mask
     die_with_parent()
-    ignore_stop_signals()
     set_process_name(WORKER_PROCESS_NAME)
     spec.target.register_secrets()
     try:

@@ -95,6 +95,8 @@ class MetricsBus:
         self.events: list[RunEvent] = []
         self.telemetry: dict[str, Any] = {}
         self.usage_rejected = 0
+        self.retry_after_told = False
+        """Whether the first ``Retry-After`` was said (it is said once)."""
         """Requests whose usage figure was implausible (chunk counts used instead)."""
         self.usage_rejected_example = ""
         self.on_records: Callable[[list[RequestRecord]], None] | None = None
@@ -273,8 +275,10 @@ class MetricsBus:
                 completed += 1
                 prompt_tokens += rec.prompt_tokens
             elif rec.status is not Status.CANCELLED:
-                if rec.error_kind not in self.errors and rec.error_kind.startswith("http_4"):
+                if rec.error_kind not in self.errors and rec.error_kind.startswith(("http_3", "http_4")):
                     self._say_refused(rec)
+                if rec.retry_after is not None and not self.retry_after_told:
+                    self._say_retry_after(rec)
                 self.errors[rec.error_kind] += 1
             self._recent.append(rec)
         return completed, prompt_tokens
@@ -286,6 +290,15 @@ class MetricsBus:
         lead = "the server refused a prompt as too long for its context" if long else "the server refused a request"
         message = f"{lead} ({rec.error_kind}): {why[:200]} (every {rec.error_kind} is counted; said once)"
         self.events.append(RunEvent(len(self.events) + 1, time.monotonic() - self.t0, "warning", redact(message)))
+
+    def _say_retry_after(self, rec: RequestRecord) -> None:
+        """The first ``Retry-After``: say that it is honoured, once."""
+        self.retry_after_told = True
+        message = (
+            f"the server asked to retry later ({rec.error_kind}, Retry-After {rec.retry_after:g}s): each closed-loop"
+            " slot waits that long (at most 30 s) before its next request; an open-loop schedule is kept as set"
+        )
+        self.events.append(RunEvent(len(self.events) + 1, time.monotonic() - self.t0, "warning", message))
 
     def worker_lost(self, worker: int, taken: int, last_segment: int, why: str) -> list[RequestRecord]:
         """Account for a worker process that died: every request it had started and not reported finished becomes

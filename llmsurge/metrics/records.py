@@ -90,6 +90,7 @@ class RequestRecord:
     quality_item: str = ""  # a quality-set prompt: its name
     quality_ok: bool | None = None  # and whether the answer was right (None: not a quality prompt)
     quality_why: str = ""  # what was wrong with it
+    retry_after: float | None = None  # a 429/503 said when to ask again (seconds, bounded)
 
     def keep_text(self) -> None:
         """The request is over: keep the answer's first and last :data:`TEXT_KEPT` characters only."""
@@ -178,6 +179,8 @@ class RequestRecord:
         }
         if self.usage_rejected:
             out["usage_rejected"] = self.usage_rejected
+        if self.retry_after is not None:
+            out["retry_after_s"] = self.retry_after
         if self.ttfr is not None:
             out["ttfr_ms"] = ms(self.ttfr)
             out["reasoning_chunks"] = self.reasoning_chunks

@@ -33,13 +33,28 @@ def default_results_folder(label: str, root: Path = Path("llmsurge-results")) ->
 
 
 def check_results_folder(folder: Path) -> None:
-    """Refuse, in one line, a folder that cannot be this run's own: a file, or a folder holding another run."""
+    """Refuse, in one line, a folder that cannot be this run's own: a file, a folder holding another run, or one
+    that cannot be written or created (a probe file is made and removed where it would go). Called before any
+    request is sent."""
     if folder.exists() and not folder.is_dir():
         raise ResultsFolderError(f"--output {folder}: that is a file, not a folder: name a new folder")
     if folder.is_dir() and any((folder / f).exists() for f in RUN_FILES):
         raise ResultsFolderError(
             f"--output {folder} already holds a run's results: name a new folder (or leave -o out for a fresh one)"
         )
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ResultsFolderError(f"--output {folder}: {where} is a file, so the folder cannot be made: name another")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".llmsurge-probe-", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ResultsFolderError(
+            f"--output {folder}: cannot write in {where} ({exc.strerror or exc}): name a folder you can write to"
+        ) from None
 
 
 def claim_results_folder(folder: Path, unique: bool = False) -> Path:
@@ -69,15 +84,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it over: readers never see half a file.
 
     The text is redacted of every registered secret, whatever put it there."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_default, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (redacted) to a temporary file beside ``path`` and rename it over."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, default=_default, allow_nan=False)
     if has_secrets():
         text = redact(text)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-            f.write("\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,9 +1,10 @@
 """Service-level objectives and goodput, as vLLM's benchmark defines them.
 
 ``--slo ttft=500ms,tpot=50ms,e2el=20s``: a request is *good* when it succeeded and met every threshold. Goodput is
-good requests per second (``request_goodput``, vLLM's key); ``good_share`` is the good fraction of the successful
-requests, and ``good_output_throughput`` the output tokens of good requests per second. ITL's threshold holds for
-each of a request's gaps (its largest one). A figure a request does not have (TPOT of a one-token answer) does not
+good requests per second (``request_goodput``, vLLM's key); ``good_share`` is the good fraction of the requests
+that ended (ok or failed: a failed request is never good; DESIGN.md's one definition), and
+``good_output_throughput`` the output tokens of good requests per second. ITL's threshold holds for each of a
+request's gaps (its largest one). A figure a request does not have (TPOT of a one-token answer) does not
 count against it, as in vLLM.
 """
 
@@ -95,16 +96,20 @@ def good_mask(values: dict[str, np.ndarray], slo: Slo) -> np.ndarray:
     return good
 
 
-def goodput(values: dict[str, np.ndarray], slo: Slo, duration: float) -> dict[str, float]:
-    """``request_goodput``, ``good_share``, ``good_output_throughput`` and ``good_requests`` (empty: no SLO)."""
+def goodput(values: dict[str, np.ndarray], slo: Slo, duration: float, failed: int = 0) -> dict[str, float]:
+    """``request_goodput``, ``good_share``, ``good_output_throughput`` and ``good_requests`` (empty: no SLO).
+
+    ``values`` hold the successful requests; ``failed`` counts the requests that failed in the same span: they are
+    never good, and ``good_share`` counts them among the requests that ended."""
     if not slo:
         return {}
     good = good_mask(values, slo)
     n_good = int(good.sum())
     tokens = float(np.nansum(values["output_tokens"][good])) if n_good else 0.0
+    ended = len(good) + failed
     return {
         "good_requests": n_good,
-        "good_share": n_good / len(good) if len(good) else 0.0,
+        "good_share": n_good / ended if ended else 0.0,
         "request_goodput": n_good / duration if duration > 0 else 0.0,
         "good_output_throughput": tokens / duration if duration > 0 else 0.0,
     }

@@ -8,6 +8,7 @@ request stream are fresh in every snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.slo import Slo
 from llmsurge.metrics.stats import DEFAULT_PERCENTILES
 from llmsurge.metrics.summary import lengths_block, run_latency, segment_delivery
+from llmsurge.redaction import shown
 
 HISTOGRAM_BINS = 24
 STREAM_ROWS = 100
@@ -58,7 +60,7 @@ class SegmentRow:
     n: int  # successful requests its percentiles stand on
     starved: bool = False  # measured while other processes held the CPU (timings inflated)
     cache_hit_rate: float | None = None  # share of prompt tokens from the server's prefix cache (None: not said)
-    good_share: float | None = None  # share of successful requests that met the SLO (None: no SLO set)
+    good_share: float | None = None  # share of ended requests that were good (None: no SLO set)
     input_mean: float = 0.0  # realised prompt tokens of its successful requests: mean and p90
     input_p90: float = 0.0
     output_mean: float = 0.0  # and output tokens
@@ -69,7 +71,8 @@ class SegmentRow:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """An immutable view of the run for panes and reporters."""
+    """An immutable view of the run for panes and reporters. Its text from outside (model, URL, preset and
+    scenario names, event messages) is already :func:`~llmsurge.redaction.shown`: safe to put on a screen."""
 
     elapsed: float
     state: str
@@ -193,7 +196,7 @@ class SnapshotBuilder:
         return SegmentRow(
             seg.index,
             seg.label,
-            seg.scenario,
+            shown(seg.scenario),
             seg.duration(now),
             seg.ok,
             seg.failed,
@@ -220,7 +223,7 @@ class SnapshotBuilder:
         return Snapshot(
             elapsed=view.now - view.run_start if view.run_start else 0.0,
             state=view.state,
-            scenario=view.scenario,
+            scenario=shown(view.scenario),
             segment=current.index if current else 0,
             load_label=current.label if current else "",
             paused=view.paused,
@@ -243,9 +246,9 @@ class SnapshotBuilder:
             client=client_health(list(view.workers), view.host_cpu),
             warmup_done=view.warmup_done,
             stats_version=stats.version,
-            events=view.events[-20:],
+            events=tuple(dataclasses.replace(e, message=shown(e.message, limit=600)) for e in view.events[-20:]),
             telemetry=view.telemetry,
-            info=view.info,
+            info={k: shown(v) for k, v in view.info.items()},
             slo=self.slo,
             roofline=(roof := self._roofline(view, stats.segment_stats))[:2],
             roofline_aggregate=roof[2],

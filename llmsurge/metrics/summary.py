@@ -72,7 +72,7 @@ def run_latency(
             itl.merge(s.itl)
     out = latency_block(values, itl, percentiles)
     if slo:
-        out.update(goodput(values, slo, duration))
+        out.update(goodput(values, slo, duration, failed=sum(s.failed for s in segments)))
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from types import TracebackType
 
-from llmsurge.lifetime import die_with_parent, ignore_stop_signals, set_process_name
+from llmsurge.lifetime import die_with_parent, leave_stop_signals_to_parent, set_process_name
 from llmsurge.sim.server import SimConfig, serve
 
 
@@ -15,8 +15,8 @@ def url_for(host: str, port: int) -> str:
 
 
 def _child(config: SimConfig, host: str, port: int, ready: mp.Queue, reuse_port: bool) -> None:  # type: ignore[type-arg]
+    leave_stop_signals_to_parent()  # first (threads inherit its mask): the parent decides when we stop
     die_with_parent()  # a load test's server never outlives the run that started it
-    ignore_stop_signals()  # the parent decides when we stop (it kills us: there is nothing to save)
     set_process_name("llmsurge-sim")
     serve(config, host, port, on_ready=ready.put, reuse_port=reuse_port)
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llmsurge.engine.client import Target
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.net import METRICS_CAP, Target, fetch, fetch_sync
 from llmsurge.telemetry.base import Sampler, TelemetrySink
 from llmsurge.telemetry.gpu import GpuSampler
 from llmsurge.telemetry.samples import TelemetrySample, Unavailable
@@ -65,14 +65,12 @@ def local_gpu_sampler(bus: MetricsBus | None = None, writer: TelemetrySink | Non
 
 
 def _serves_dcgm(url: str, headers: dict[str, str]) -> bool:
-    """Whether ``url`` carries DCGM exporter GPU metrics (the simulated server does)."""
+    """Whether ``url`` carries DCGM exporter GPU metrics (the simulated server does); bounded like every probe."""
     import httpx
 
-    try:
-        resp = httpx.get(url, headers=headers, timeout=2.0)
-    except httpx.HTTPError:
-        return False
-    return resp.status_code == 200 and "DCGM_FI_DEV_GPU_UTIL" in resp.text
+    with httpx.Client(headers=headers) as client:
+        ans = fetch_sync(client, url, deadline=2.0, cap=METRICS_CAP)
+    return ans.ok and "DCGM_FI_DEV_GPU_UTIL" in ans.text
 
 
 def make_samplers(plan: TelemetryPlan, bus: MetricsBus, writer: TelemetrySink | None) -> list[Sampler]:
@@ -114,22 +112,24 @@ async def probe_sources(client: Any, target: Target) -> dict[str, str]:
     from llmsurge.telemetry.prometheus import parse_metrics, server_kind
 
     out: dict[str, str] = {}
-    try:
-        resp = await client.get(target.base_url + "/metrics", headers=target.headers(), timeout=3.0)
-        if resp.status_code == 200:
-            fams = parse_metrics(resp.text)
-            kind = server_kind(fams)
+    ans = await fetch(client, target.base_url + "/metrics", target.headers(), cap=METRICS_CAP)
+    if not ans.ok:
+        out["server /metrics"] = f"not available: {ans.why()}"
+    else:
+        try:
+            fams = parse_metrics(ans.text)
+        except ValueError as exc:
+            fams = {}
+            out["server /metrics"] = f"not available: not Prometheus text ({exc})"
+        kind = server_kind(fams)
+        if "server /metrics" not in out:
             out["server /metrics"] = (
                 f"available ({kind}, {len(fams)} metrics)"
                 if kind != "unknown"
                 else "not available: no known server metrics in /metrics"
             )
-            if "DCGM_FI_DEV_GPU_UTIL" in fams:
-                out["gpu"] = "available (DCGM metrics on the server's /metrics)"
-        else:
-            out["server /metrics"] = f"not available: HTTP {resp.status_code}"
-    except Exception as exc:
-        out["server /metrics"] = f"not available: {type(exc).__name__}"
+        if "DCGM_FI_DEV_GPU_UTIL" in fams:
+            out["gpu"] = "available (DCGM metrics on the server's /metrics)"
     if "gpu" not in out:
         local = local_gpu_sampler()
         if isinstance(local, GpuSampler):

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmsurge.net import METRICS_CAP, fetch_sync
 from llmsurge.telemetry.base import NA, Sampler
 from llmsurge.telemetry.samples import ServerSample, TelemetrySample, Unavailable
 
@@ -63,14 +64,16 @@ class MetricsFetcher:
 
     def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 2.0) -> None:
         self.url = url
+        self.timeout = timeout
         self.client = httpx.Client(timeout=timeout, headers=headers or {})
 
     def fetch_text(self) -> str:
-        """The exposition text; raises ``httpx.HTTPError`` or ``LookupError`` (not a metrics endpoint)."""
-        resp = self.client.get(self.url)
-        if resp.status_code != 200:
-            raise LookupError(f"{self.url} answered HTTP {resp.status_code}")
-        return resp.text
+        """The exposition text, read within the deadline and size cap of every probe; raises ``LookupError``
+        naming why when there is none (not a metrics endpoint, too slow, too large)."""
+        ans = fetch_sync(self.client, self.url, deadline=self.timeout, cap=METRICS_CAP)
+        if not ans.ok:
+            raise LookupError(f"{self.url}: {ans.why()}")
+        return ans.text
 
     def fetch(self) -> list[Any]:
         """Parsed metric families."""

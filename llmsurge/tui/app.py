@@ -22,14 +22,14 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
-from llmsurge.engine.client import ServerError
+from llmsurge.engine.discovery import ServerError
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.presets import PresetError
-from llmsurge.redaction import redact
+from llmsurge.redaction import shown
 from llmsurge.tui.commands import LoadCommands
 from llmsurge.tui.driver import ResilientLinuxDriver
 from llmsurge.tui.screens.compact import CompactScreen
@@ -160,8 +160,15 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """Notifications are text, never markup (server messages and file names flow into them), and redacted."""
-        super().notify(redact(message), title=redact(title), severity=severity, timeout=timeout, markup=markup)
+        """Notifications are text, never markup or terminal controls (server messages and file names flow into them),
+        and redacted."""
+        super().notify(
+            shown(message, newlines=True, limit=600),
+            title=shown(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     @work(exclusive=True, group="session", exit_on_error=False)
     async def run_session(self) -> None:
@@ -173,19 +180,19 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         except (ServerError, ConfigError, PresetError, ValueError, RuntimeError, OSError) as exc:
             self.waiting_since = None
             session.bus.set_state("error")
-            self.message = redact(str(exc))
+            self.message = shown(exc)
             self.notify(str(exc), title="cannot start", severity="error", timeout=30)
             return
         self.waiting_since = None
         self.message = ""
-        self.snapshots.roofline = self.config.roofline.merged(session.server_roofline)
+        self.snapshots.roofline = session.roofline_inputs()
         # Spawning the workers, starting NVML and probing /metrics block: not on the loop that draws the screen.
         controller = await asyncio.to_thread(session.start)
         yield_to_workers()
         await controller.run()
 
     def _on_status(self, message: str) -> None:
-        self.message = "" if message.startswith("waiting for") else redact(message)
+        self.message = "" if message.startswith("waiting for") else shown(message)
 
     def _notify_events(self, snap: Snapshot) -> None:
         """Tell the user, once, what the run noted since the last snapshot (lost workers, disk full …)."""
@@ -258,7 +265,7 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         if event.worker.group == "session" and event.state == WorkerState.ERROR:
             err = event.worker.error
             self.session.bus.set_state("error")
-            self.message = f"{type(err).__name__}: {err}"
+            self.message = shown(f"{type(err).__name__}: {err}")
             self.notify(self.message, title="the run stopped", severity="error", timeout=30)
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, cast
 
-from llmsurge.engine.client import Target, curl_command
+from llmsurge.engine.client import curl_command
 from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.session import ConfigError
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.runs import RunFileError, SavedRun, load_run
 from llmsurge.metrics.snapshot import SnapshotBuilder
+from llmsurge.net import Target
 from llmsurge.presets import PresetError, find_preset
 from llmsurge.tui.screens.dashboard import DashboardScreen
 from llmsurge.tui.screens.inspector import InspectorScreen
@@ -110,8 +111,8 @@ class SteeringActions:
 
     def set_slo(self, metric: str, seconds: float | None) -> None:
         """Set (or, with None, drop) one SLO threshold; goodput is recomputed for every segment."""
-        slo = self.config.slo.with_limit(metric, seconds)
-        self.config.slo = slo
+        slo = self.session.slo.with_limit(metric, seconds)
+        self.session.slo = slo
         self.snapshots.set_slo(slo)
         self.refresh_panes(full=True)
         self.notify(f"SLO: {slo.describe() or 'none'}", timeout=3)
@@ -151,7 +152,7 @@ class SteeringActions:
 
     def action_presets(self) -> None:
         """``p``: the preset picker."""
-        current = self.session.controller.scenario.name if self.session.controller else self.config.scenario.name
+        current = self.session.controller.scenario.name if self.session.controller else self.session.scenario.name
 
         def chosen(name: str | None) -> None:
             if name:
@@ -183,11 +184,11 @@ class SteeringActions:
 
     def _switch(self, scenario: Scenario) -> None:
         assert self.session.controller is not None
-        if scenario.slo and not self.config.slo:  # a preset's promise, when none was given
+        if scenario.slo and not self.session.slo:  # a preset's promise, when none was given
             from llmsurge.metrics.slo import parse_slo
 
-            self.config.slo = parse_slo(scenario.slo)
-            self.snapshots.set_slo(self.config.slo)
+            self.session.slo = parse_slo(scenario.slo)
+            self.snapshots.set_slo(self.session.slo)
         self.session.controller.switch_scenario(scenario)
         self.session.bus.set_info(preset=scenario.name)
         self.notify(f"preset {scenario.name}: {scenario.description}", timeout=4)

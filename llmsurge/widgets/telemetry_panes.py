@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
+from llmsurge.redaction import shown
 from llmsurge.telemetry.samples import GpuSample, HostSample, ServerSample, Unavailable
 from llmsurge.widgets.format import bar, ms, num
 from llmsurge.widgets.roles import RoleStyles
@@ -33,7 +34,7 @@ class TelemetryPane(RoleStyles, Static, can_focus=True):
         if sample is None:
             self.update(Text("waiting for the first sample", style=self.role("muted")))
         elif isinstance(sample, Unavailable):
-            self.update(Text(f"not available: {sample.reason}", style=self.role("muted")))
+            self.update(Text(f"not available: {shown(sample.reason, limit=300)}", style=self.role("muted")))
         else:
             self.update(self.render_sample(sample, snap))
 
@@ -86,19 +87,19 @@ class GpuPane(TelemetryPane):
 
     def render_sample(self, sample: GpuSample, snap: Snapshot) -> RenderableType:
         room = max(20, self.size.width - 2)
-        shown, used = [], 0
+        columns, used = [], 0
         for name, width in self.COLUMNS:  # dropped from the right: the first that does not fit ends the row
             if used + width > room:
                 break
-            shown.append(name)
+            columns.append(name)
             used += width
         t = Table.grid(padding=(0, 1), expand=True)
-        for col in shown:
+        for col in columns:
             t.add_column(col, no_wrap=True, justify="left" if col in ("gpu", "hist") else "right")
         for g in sample.gpus:
             util, limit = g.util, g.power_limit_w
             cells: dict[str, Text | str] = {
-                "gpu": Text(f"{g.index} {g.name[:14]}", style=self.role("strong")),
+                "gpu": Text(f"{shown(g.index)} {shown(g.name)[:14]}", style=self.role("strong")),
                 "util": f"{bar(util / 100, 6)}{num(util, 0):>4}%",
                 "mem": f"{num(g.mem_used_mib / 1024, 0)}/{num(g.mem_total_mib / 1024, 0)}G",
                 "power": f"{num(g.power_w, 0)}/{num(limit, 0)}W" if limit == limit else f"{num(g.power_w, 0)}W",
@@ -106,7 +107,7 @@ class GpuPane(TelemetryPane):
                 "clk": f"{num(g.sm_clock_mhz, 0)}MHz",
                 "hist": _spark(g.util_history[-14:], 100.0),
             }
-            t.add_row(*(cells[c] for c in shown))
+            t.add_row(*(cells[c] for c in columns))
         return Group(t, Text(sample.backend, style=self.role("muted"), overflow="ellipsis", no_wrap=True))
 
 
@@ -129,7 +130,7 @@ class HostPane(TelemetryPane):
             for i, (host, (n, lag, hcpu)) in enumerate(sorted(snap.client_hosts.items())):
                 rows.append((4 + i, host[-18:], f"{n}w  cpu {hcpu:.0%}  lag {lag:,.0f} ms"))
         if c.saturated:
-            return Group(self.grid(rows, reserve=2), Text(c.reason, style=warn))
+            return Group(self.grid(rows, reserve=2), Text(shown(c.reason, limit=300), style=warn))
         return self.grid(rows)
 
 

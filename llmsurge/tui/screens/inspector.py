@@ -12,6 +12,7 @@ from textual.widgets import Footer, Static
 from textual_plot import HiResMode
 
 from llmsurge.metrics.records import RequestRecord
+from llmsurge.redaction import shown
 from llmsurge.widgets.format import MISSING, ms
 from llmsurge.widgets.pane_plot import PanePlot
 
@@ -29,7 +30,7 @@ def details(rec: RequestRecord) -> Table:
     t.add_row("status", Text(status))
     t.add_row("segment", str(rec.segment) + (" (warm-up)" if rec.warmup else ""))
     t.add_row("HTTP", str(rec.http_status or MISSING))
-    t.add_row("finish reason", Text(rec.finish_reason or MISSING))
+    t.add_row("finish reason", Text(shown(rec.finish_reason or MISSING)))
     t.add_row("TTFT / TTFC", f"{_ms(rec.ttft)} / {_ms(rec.ttfc)} ms")
     if rec.ttfr is not None:
         t.add_row("reasoning", f"first token {_ms(rec.ttfr)} ms, {rec.reasoning_chunks:,} chunks")
@@ -44,14 +45,14 @@ def details(rec: RequestRecord) -> Table:
     if rec.client_wait is not None:
         t.add_row("client wait", f"{_ms(rec.client_wait)} ms after its scheduled time")
     if rec.usage_rejected:
-        t.add_row("usage", Text(f"rejected: {rec.usage_rejected}"))
+        t.add_row("usage", Text(f"rejected: {shown(rec.usage_rejected, limit=None)}"))
     if rec.error:
-        t.add_row("error", Text(rec.error))
+        t.add_row("error", Text(shown(rec.error, newlines=True, limit=None)))
     if rec.degenerate:
-        t.add_row("degenerate", Text(rec.degenerate))
+        t.add_row("degenerate", Text(shown(rec.degenerate, limit=None)))
     if rec.quality_ok is not None:
         verdict = "right" if rec.quality_ok else f"wrong: {rec.quality_why}"
-        t.add_row("quality", Text(f"{rec.quality_item}: {verdict}"))
+        t.add_row("quality", Text(shown(f"{rec.quality_item}: {verdict}", limit=None)))
     return t
 
 
@@ -74,7 +75,7 @@ class InspectorScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         rec = self.rec
         with Vertical(id="inspector"):
-            yield Static(Text(f"request {rec.request_id}", style="bold"), id="inspector-title")
+            yield Static(Text(f"request {shown(rec.request_id)}", style="bold"), id="inspector-title")
             with Horizontal(id="inspector-top"):
                 yield Static(details(rec), id="inspector-details")
                 yield PanePlot(id="inspector-itl", margin_left=7)
@@ -87,10 +88,10 @@ class InspectorScreen(ModalScreen[None]):
         rec = self.rec
         if not rec.text_head:
             return Text("(no content came back)", style="italic")
-        t = Text(rec.text_head)
+        t = Text(shown(rec.text_head, newlines=True, limit=None))
         if rec.text_tail:
             t.append("\n\n[… the middle of the answer is not kept …]\n\n", style="italic")
-            t.append(rec.text_tail)
+            t.append(shown(rec.text_tail, newlines=True, limit=None))
         return t
 
     def on_mount(self) -> None:
@@ -105,7 +106,7 @@ class InspectorScreen(ModalScreen[None]):
     def action_copy_curl(self) -> None:
         """Copy the curl command and show it."""
         self.app.copy_to_clipboard(self.curl)
-        self.query_one("#inspector-curl", Static).update(Text(self.curl, style="dim"))
+        self.query_one("#inspector-curl", Static).update(Text(shown(self.curl, newlines=True, limit=None), style="dim"))
         self.notify("copied a curl command that sends this request again", timeout=3)
 
 

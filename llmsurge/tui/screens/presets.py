@@ -11,6 +11,7 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from llmsurge.presets import list_presets
+from llmsurge.redaction import shown
 
 
 class PresetPicker(ModalScreen[str | None]):
@@ -27,11 +28,17 @@ class PresetPicker(ModalScreen[str | None]):
         options = []
         for sc, path, err in list_presets():
             if sc is None:
-                options.append(Option(Text(f"{path.stem}  (invalid: {err})", style="red"), id=path.stem, disabled=True))
+                options.append(
+                    Option(
+                        Text(shown(f"{path.stem}  (invalid: {err})", limit=300), style="red"),
+                        id=path.stem,
+                        disabled=True,
+                    )
+                )
                 continue
             label = Text()
-            label.append(f"{sc.name:<16}", style="bold")
-            label.append(sc.description)
+            label.append(f"{shown(sc.name):<16}", style="bold")
+            label.append(shown(sc.description, limit=200))
             if sc.name == self.current:
                 label.append("  (running)", style="italic")
             options.append(Option(label, id=sc.name))

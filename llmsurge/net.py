@@ -1,0 +1,222 @@
+"""Where requests go, and the one way to ask a server a side question (probes, telemetry scrapes).
+
+Every probe has a whole-request deadline and a size cap, whatever the server does: httpx's timeouts are per read,
+so an answer that keeps trickling (a byte a second, forever) or a 50 MB ``/metrics`` would otherwise hold a run's
+start-up for as long as the server likes. :func:`fetch` and :func:`fetch_sync` return an :class:`Answer` that says
+what came back and, when the body is missing or cut, why — so the caller can say which probe gave up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from llmsurge.redaction import redact, register_basic_auth, register_secret
+
+PROBE_DEADLINE_S = 5.0
+"""Whole-request deadline of a start-up probe (``/v1/models``, ``/props``, ``/metrics``, ``/health``)."""
+PROBE_CAP = 4 << 20
+"""Bytes a probe reads at most (a model list, a props document)."""
+METRICS_CAP = 16 << 20
+"""Bytes a ``/metrics`` scrape reads at most (a real vLLM's is ~0.1–1 MB; a larger one is not a server's)."""
+
+
+def _parse_url(url: str) -> httpx.URL:
+    """Parse a server URL; ``ValueError`` naming the fix when it cannot be one."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    if url.endswith("/v1"):
+        url = url[:-3]
+    hint = "give one like http://127.0.0.1:8000 (an IPv6 address in brackets: http://[::1]:8000)"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{redact(url)!r} is not a server URL ({exc}): {hint}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{redact(url)!r} is not a server URL: {hint}")
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise ValueError(f"{redact(url)!r} has port {parsed.port}, which does not exist: use 1-65535")
+    return parsed
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://h:8000/v1/`` → ``http://h:8000``; a bare ``host:port`` gets ``http://``; credentials dropped."""
+    return str(_parse_url(url).copy_with(username=None, password=None)).rstrip("/")
+
+
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """The ``user:password`` of a URL (registered as secrets at once), or None."""
+    parsed = _parse_url(url)
+    if not parsed.username and not parsed.password:
+        return None
+    register_basic_auth(parsed.username, parsed.password)
+    return parsed.username, parsed.password
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go. ``api_key`` and ``basic_auth`` are secrets: never printed, logged or written."""
+
+    base_url: str
+    model: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str, model: str = "", api_key: str | None = None) -> Target:
+        """A target from what the user typed: a URL that may carry ``user:password@`` for basic auth."""
+        credentials = url_credentials(url)
+        if credentials and api_key:
+            raise ValueError(
+                "the URL carries user:password and --api-key-env gives a key: both want the Authorization"
+                " header, so keep one"
+            )
+        register_secret(api_key)
+        return cls(normalize_base_url(url), model, api_key, credentials)
+
+    def headers(self) -> dict[str, str]:
+        """Request headers, with the bearer token (or basic auth) when one was given."""
+        h = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream, application/json",
+            "Accept-Encoding": "identity",  # the hot path reads raw bytes; a body encoded anyway is decoded
+        }
+        if self.api_key:
+            h["Authorization"] = f"Bearer {self.api_key}"
+        elif self.basic_auth:
+            token = base64.b64encode(f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode()).decode()
+            h["Authorization"] = f"Basic {token}"
+        return h
+
+    def register_secrets(self) -> None:
+        """Register this target's secrets for redaction (in each process that holds them)."""
+        register_secret(self.api_key)
+        if self.basic_auth:
+            register_basic_auth(*self.basic_auth)
+
+    def url(self, endpoint: str) -> str:
+        """The URL of ``chat`` or ``completions``."""
+        path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
+        return self.base_url + path
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a probe got: the status (None: no answer), the body read, and why it is missing or cut ('' if whole)."""
+
+    url: str
+    status: int | None
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    problem: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer with its whole body."""
+        return self.status is not None and 200 <= self.status < 300 and not self.problem
+
+    @property
+    def text(self) -> str:
+        """The body as text."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON (``ValueError`` when it is not)."""
+        return json.loads(self.body)
+
+    def why(self) -> str:
+        """One line: why this answer cannot be used ('' when it can)."""
+        if self.problem:
+            return self.problem
+        if self.status is None or not 200 <= self.status < 300:
+            return f"HTTP {self.status}"
+        return ""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _gave_up(deadline: float, status: int | None, got: int) -> str:
+    if status is None:
+        return f"no answer within {deadline:g}s"
+    return f"gave up after {deadline:g}s: the answer was still coming ({got:,} bytes so far)"
+
+
+def _too_large(cap: int) -> str:
+    return f"larger than {cap / (1 << 20):g} MiB: not read"
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str] | None = None,
+    deadline: float = PROBE_DEADLINE_S,
+    cap: int = PROBE_CAP,
+    read_body: bool = True,
+) -> Answer:
+    """``GET url`` within ``deadline`` seconds in all (headers and body), reading at most ``cap`` bytes (none when
+    not ``read_body``: is it up?). Never raises for what the server or the network does: the :class:`Answer`
+    says it."""
+    t0 = time.monotonic()
+    status: int | None = None
+    got: dict[str, str] = {}
+    body = bytearray()
+
+    async def read() -> None:
+        nonlocal status
+        async with client.stream("GET", url, headers=headers, timeout=deadline) as resp:
+            status = resp.status_code
+            got.update(resp.headers)
+            if not read_body:
+                return
+            async for chunk in resp.aiter_bytes():  # decoded: a gzip answer is read as its text
+                body.extend(chunk)
+                if len(body) > cap:
+                    raise _TooLarge
+
+    problem = ""
+    try:
+        await asyncio.wait_for(read(), deadline)
+    except asyncio.TimeoutError:
+        problem = _gave_up(deadline, status, len(body))
+    except _TooLarge:
+        problem = _too_large(cap)
+    except (httpx.HTTPError, OSError) as exc:
+        problem = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return Answer(url, status, bytes(body) if not problem else b"", got, problem, time.monotonic() - t0)
+
+
+def fetch_sync(client: httpx.Client, url: str, deadline: float = PROBE_DEADLINE_S, cap: int = PROBE_CAP) -> Answer:
+    """:func:`fetch` for a thread (telemetry samplers). Each read waits at most half the deadline and the whole
+    is checked between reads, so it ends within 1.5 × ``deadline``."""
+    t0 = time.monotonic()
+    status: int | None = None
+    got: dict[str, str] = {}
+    body = bytearray()
+    problem = ""
+    try:
+        with client.stream("GET", url, timeout=httpx.Timeout(deadline, read=deadline / 2)) as resp:
+            status = resp.status_code
+            got.update(resp.headers)
+            for chunk in resp.iter_bytes():
+                body.extend(chunk)
+                if len(body) > cap:
+                    problem = _too_large(cap)
+                    break
+                if time.monotonic() - t0 > deadline:
+                    problem = _gave_up(deadline, status, len(body))
+                    break
+    except httpx.TimeoutException:
+        problem = _gave_up(deadline, status, len(body))
+    except (httpx.HTTPError, OSError) as exc:
+        problem = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return Answer(url, status, bytes(body) if not problem else b"", got, problem, time.monotonic() - t0)
