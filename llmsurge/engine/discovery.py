@@ -289,14 +289,15 @@ async def negotiate(
         notes.append(("info", "the server rejects ignore_eos: output lengths may end early at EOS"))
         probe = dataclasses.replace(probe, ignore_eos=False)
         rec = await first_success(lambda: one_request(client, target, probe, "Say hello.", 4))
-    if not rec.ok:
-        notes.append(("warning", f"the first request failed ({rec.error_kind}: {rec.error[:120]})"))
     calibration = Calibration()
     hopeless = not rec.ok and rec.error_kind in (Failure.TIMEOUT.value, Failure.CONNECT.value)
     if calibrate_prompts and not hopeless:
         calibration = await calibrate(client, target, probe)
-        if not calibration.measured:
-            notes.append(("info", "the server reported no prompt usage: input lengths are estimates"))
+    if not rec.ok:
+        unmeasured = ": prompts are not calibrated" if calibrate_prompts and not calibration.measured else ""
+        notes.append(("warning", f"the first request failed ({rec.error_kind}: {rec.error[:120]}){unmeasured}"))
+    elif calibrate_prompts and not calibration.measured:
+        notes.append(("info", "the server reported no prompt usage: input lengths are estimates"))
     return dataclasses.replace(
         facts, accepts_ignore_eos=accepts, answered=rec.ok, calibration=calibration, notes=tuple(notes)
     )
