@@ -29,7 +29,8 @@ from textual import events
 from bench import reference_client
 from bench.common import cpu_seconds, fast_sim, fmt, paced_sim, percentiles_ms
 from llmsurge.net import Target
-from llmsurge.engine.controller import Controller, WorkerPool
+from llmsurge.engine.controller import Controller
+from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.metrics.bus import MetricsBus, WorkerTick

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from llmsurge.engine.controller import auto_workers
+from llmsurge.engine.pool import auto_workers
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.health import Cause, diagnose
 from llmsurge.metrics.records import RequestRecord

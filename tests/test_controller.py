@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from llmsurge.engine.controller import Controller, WorkerPool, split_load
+from llmsurge.engine.controller import Controller
+from llmsurge.engine.pool import WorkerPool, split_load
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.metrics.bus import MetricsBus

@@ -241,9 +241,7 @@ def test_an_unwritable_results_folder_sends_nothing(hostile_url: str, tmp_path: 
 # ---- Retry-After ------------------------------------------------------------------------------------------------
 
 
-def test_retry_after_is_honoured_per_slot_and_calibration_waits_for_a_success(
-    hostile_url: str, tmp_path: Path
-) -> None:
+def test_retry_after_is_honoured_per_slot_and_calibration_waits_for_a_success(hostile_url: str, tmp_path: Path) -> None:
     args = ["--model", "busy", "--preset", "demo", "-c", "1", "-n", "6"]
     r = run_cli("run", hostile_url, *args, "-o", str(tmp_path / "r"))
     assert r.returncode == 0, r.stderr

@@ -21,7 +21,8 @@ import psutil
 import pytest
 
 from llmsurge.engine.client import make_client, one_request
-from llmsurge.engine.controller import Controller, WorkerPool
+from llmsurge.engine.controller import Controller
+from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from typing import Any
 
+from llmsurge.engine.backend import TickQueue, WorkerProcess
 from llmsurge.engine.tickets import TICKETS_LEFT, TicketsBase
 from llmsurge.engine.worker import Worker, WorkerCommand, WorkerSpec
 from llmsurge.metrics.wire import WorkerCrashed
@@ -361,19 +362,22 @@ class RayBackend:
     def out(self) -> RayOut:
         return RayOut()
 
-    def spawn(self, spec: WorkerSpec, out: RayOut, tickets: RayTickets) -> tuple[RayProcess, RayCommands]:
+    def spawn(self, spec: WorkerSpec, out: TickQueue, tickets: TicketsBase) -> tuple[RayProcess, RayCommands]:
+        assert isinstance(out, RayOut) and isinstance(tickets, RayTickets), "a Ray pool's own queue and bank"
         actor = self._actor_cls.options(num_cpus=self.cpus_per_worker, max_restarts=0).remote(spec, tickets.bank)
         run_ref = actor.run.remote()
         out.register(actor)
         proc = RayProcess(actor, run_ref, out)
         return proc, RayCommands(actor)
 
-    def pid(self, proc: RayProcess) -> int:
+    def pid(self, proc: WorkerProcess) -> int:
         """A worker actor's process id (on this machine's local Ray: for benchmarks)."""
+        assert isinstance(proc, RayProcess), "a Ray pool's own worker"
         return int(ray.get(proc.actor.pid.remote(), timeout=10.0))
 
-    def where(self, proc: RayProcess, timeout: float = 5.0) -> str:
+    def where(self, proc: WorkerProcess, timeout: float = 5.0) -> str:
         """The host a worker runs on ('' when it does not answer in time)."""
+        assert isinstance(proc, RayProcess), "a Ray pool's own worker"
         try:
             return str(ray.get(proc.actor.where.remote(), timeout=timeout))
         except Exception:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from llmsurge import __version__
+from llmsurge.engine.backend import WorkerBackend
 from llmsurge.engine.client import make_client
-from llmsurge.engine.controller import Controller, WorkerPool, auto_workers, cap_workers
+from llmsurge.engine.controller import Controller
 from llmsurge.engine.dataset import DatasetError, load_index
 from llmsurge.engine.discovery import ServerError, ServerFacts, discover, negotiate
+from llmsurge.engine.pool import WorkerPool, auto_workers, cap_workers
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Scenario
 from llmsurge.lifetime import open_files_note, raise_open_files_limit
@@ -336,7 +338,7 @@ class RunSession:
             s.start()
         return self.controller
 
-    def _backend(self) -> tuple[Any, int]:
+    def _backend(self) -> tuple[WorkerBackend | None, int]:
         """Local worker processes, or Ray actors on as many of the workers asked for as the cluster holds now
         (said at once: never a silent wait for resources that will not come)."""
         cfg = self.config

@@ -9,7 +9,6 @@ population standard deviation stay exact (running sums). Sketches merge, so a ru
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Sequence
 
@@ -71,23 +70,14 @@ class ItlSketch:
         self.sum += other.sum
         self.sumsq += other.sumsq
 
-    def describe_ms(self, name: str, percentiles: Sequence[float]) -> dict[str, float]:
-        """``mean_<name>_ms``, ``median_…``, ``std_…`` and ``p<q>_…`` as :func:`stats.describe_ms` spells them."""
-        from llmsurge.metrics.stats import describe_ms, quantile_key
+    @property
+    def exact(self) -> Sequence[float] | None:
+        """Every value, while there are few enough to keep them all (then statistics are exact); else None."""
+        return self._exact
 
-        if self._exact is not None:
-            return describe_ms(name, self._exact, percentiles)
-        n = self.count
-        mean = self.sum / n
-        var = max(0.0, self.sumsq / n - mean * mean)
-        out = {
-            f"mean_{name}_ms": mean * 1000.0,
-            f"median_{name}_ms": self._quantile(0.5) * 1000.0,
-            f"std_{name}_ms": math.sqrt(var) * 1000.0,
-        }
-        for q in percentiles:
-            out[quantile_key(q, name)] = self._quantile(q / 100.0) * 1000.0
-        return out
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile (0..1), within the sketch's relative error (NaN when empty)."""
+        return self._quantile(q)
 
     def _quantile(self, q: float) -> float:
         v = self.sketch.get_quantile_value(q)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from llmsurge.metrics.sketch import ItlSketch
+from llmsurge.metrics.sketch import ItlSketch
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
 METRICS = ("ttft", "tpot", "itl", "e2el")
@@ -86,10 +85,27 @@ def latency_block(
         out.update(describe_ms(name, values, percentiles))
         out[f"n_{name}"] = len(values)
     if itl.count:
-        out.update(itl.describe_ms("itl", percentiles))
+        out.update(describe_sketch_ms("itl", itl, percentiles))
     else:
         out.update(describe_ms("itl", [], percentiles))
     out["n_itl"] = itl.count
+    return out
+
+
+def describe_sketch_ms(name: str, sketch: ItlSketch, percentiles: Sequence[float]) -> dict[str, float]:
+    """:func:`describe_ms` of a sketch's values: exact while it keeps them all, else within its error."""
+    if sketch.exact is not None:
+        return describe_ms(name, sketch.exact, percentiles)
+    n = sketch.count
+    mean = sketch.sum / n
+    var = max(0.0, sketch.sumsq / n - mean * mean)
+    out = {
+        f"mean_{name}_ms": mean * 1000.0,
+        f"median_{name}_ms": sketch.quantile(0.5) * 1000.0,
+        f"std_{name}_ms": math.sqrt(var) * 1000.0,
+    }
+    for q in percentiles:
+        out[quantile_key(q, name)] = sketch.quantile(q / 100.0) * 1000.0
     return out
 
 
