@@ -6,9 +6,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +18,9 @@ from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 from tests.conftest import FIXTURES
+from tests.helpers import CLI, run_cli, until
+from tests.synthetic import save_run
 
-CLI = [sys.executable, "-m", "llmsurge"]
 LATENCY_HEADLINES = ("TTFT p50", "TPOT p50", "E2EL p50")
 
 
@@ -30,24 +28,21 @@ def _run(*args: str, timeout: float = 180, cwd: Path | None = None) -> Any:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
+def test_synthetic_runs_are_what_a_run_writes(saved: dict[str, Path]) -> None:
+    r = _run("report", str(saved["base"]))  # the summary agrees with its requests, as a real run's does
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """Three saved runs of one ramp: two on the same server setup, one on a server with a quarter of its batch."""
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three saved runs at c=8, made in code: two of the same setup (different seeds), one whose TTFT doubled and
+    whose decode slowed by half (a server with a quarter of the batch)."""
     root = tmp_path_factory.mktemp("runs")
-    timing = EngineTiming(step_base=0.01, step_per_seq=0.0002, prefill_per_token=0.00005, max_seqs=16)
-    out: dict[str, Path] = {}
-    with SimProcess(SimConfig(timing=timing)) as wide:
-        for name in ("base", "again"):
-            args = ["-c", "8", "-n", "96", "--output-tokens", "40", "--input-tokens", "64", "--name", name]
-            r = _run("run", wide.url, *args, "-o", str(root / name))
-            assert r.returncode == 0, r.stderr
-            out[name] = root / name
-    narrow_timing = EngineTiming(step_base=0.01, step_per_seq=0.0002, prefill_per_token=0.00005, max_seqs=4)
-    with SimProcess(SimConfig(timing=narrow_timing)) as narrow:
-        args = ["-c", "8", "-n", "96", "--output-tokens", "40", "--input-tokens", "64", "--name", "seqs4"]
-        assert _run("run", narrow.url, *args, "-o", str(root / "seqs4")).returncode == 0
-        out["seqs4"] = root / "seqs4"
-    yield out
+    return {
+        "base": save_run(root / "base", "base", seed=1, date="2026-11-30T10:00:00"),
+        "again": save_run(root / "again", "again", seed=2, date="2026-11-30T10:05:00"),
+        "seqs4": save_run(root / "seqs4", "seqs4", seed=3, ttft_ms=80.0, tpot_ms=30.0, date="2026-11-30T10:10:00"),
+    }
 
 
 def _rows(cmp: Any, level: int = 0) -> dict[str, Any]:
@@ -82,7 +77,9 @@ def test_cli_tables_markdown_and_json(saved: dict[str, Path]) -> None:
 
 def test_speed_changes_read_as_people_write_them() -> None:
     assert speed_change(10979, 224.5, lower_is_better=True) == ("49x faster", True)
-    assert speed_change(84.3, 40.1, lower_is_better=False) == ("0.5x slower", False)
+    assert speed_change(84.3, 40.1, lower_is_better=False) == ("2.1x slower", False)
+    assert speed_change(71, 143, lower_is_better=True) == ("2.0x slower", False)  # a TTFT that doubled
+    assert speed_change(100, 5, lower_is_better=False) == ("20x slower", False)
     assert speed_change(84.3, 43.3, lower_is_better=False) == ("-48.6%", False)  # within 2x: a percentage
     assert speed_change(1002, 1661, lower_is_better=False)[0] == "+65.8%"
     assert speed_change(7001, 4513, lower_is_better=True) == ("-35.5%", True)
@@ -153,13 +150,6 @@ def _near(px: tuple[int, int, int], colours: set[tuple[int, int, int]]) -> bool:
     return any(abs(px[0] - c[0]) + abs(px[1] - c[1]) + abs(px[2] - c[2]) < 40 for c in colours)
 
 
-async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "condition not reached in time"
-        await pilot.pause(0.05)
-
-
 async def test_live_baseline_in_the_tui(saved: dict[str, Path], tmp_path: Path) -> None:
     from llmsurge.engine.session import RunConfig
     from llmsurge.presets import find_preset
@@ -175,19 +165,44 @@ async def test_live_baseline_in_the_tui(saved: dict[str, Path], tmp_path: Path) 
         )  # fmt: skip
         app = make_app(cfg)
         async with app.run_test(size=(200, 50)) as pilot:
-            await _until(pilot, lambda: app.baseline is not None and bool(app.session.bus.view().segments))
-            await _until(pilot, lambda: app.session.bus.view().segments[0].ok >= 16, 30)
-            await pilot.pause(1.2)
+            await until(lambda: app.baseline is not None and bool(app.session.bus.view().segments), 60, pilot)
+            await until(lambda: app.session.bus.view().segments[0].ok >= 16, 60, pilot)
             table = app.screen.query_one(SegmentsTable)
-            labels = [str(c.label) for c in table.columns.values()]
-            assert labels[-2:] == ["vs base tok/s", "vs base p99"]
-            row = [str(c) for c in table.get_row_at(0)]
-            assert row[-1] != "—" and row[-1].endswith("▼")  # a quarter of the batch: p99 TTFT worse than base
+
+            def compared() -> list[str]:
+                return [str(c) for c in table.get_row_at(0)] if table.row_count else []
+
+            await until(
+                lambda: [str(c.label) for c in table.columns.values()][-2:] == ["vs base tok/s", "vs base p99"],
+                30,
+                pilot,
+            )
+            await until(lambda: compared()[-1:] != ["—"] and compared()[-1:] != [], 30, pilot)
+            assert compared()[-1].endswith("▼")  # a quarter of the batch: p99 TTFT worse than base
             app.baseline = None
             await pilot.press("ctrl+p")
             await pilot.press(*f"baseline {saved['again']}")
-            await pilot.pause(0.3)
+            await until(lambda: "baseline" in str(app.screen.query("Input").first().value), 10, pilot)
             await pilot.press("enter")
-            await _until(pilot, lambda: app.baseline is not None and app.baseline.label == "again")
+            await until(lambda: app.baseline is not None and app.baseline.label == "again", 20, pilot)
             await pilot.press("q")
-            await _until(pilot, lambda: not app.is_running)
+            await until(lambda: not app.is_running, 60, pilot)
+
+
+def test_html_through_a_redirect_goes_to_stdout_and_no_file_is_overwritten(
+    saved: dict[str, Path], tmp_path: Path
+) -> None:
+    runs = [str(saved["base"]), str(saved["seqs4"])]
+    page = tmp_path / "report.html"
+    with open(page, "w") as f:  # llmsurge compare A B --format html > report.html
+        r = subprocess.run([*CLI, "compare", *runs, "--format", "html"], stdout=f, stderr=subprocess.PIPE, cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == b""
+    text = page.read_text()
+    assert text.lstrip().lower().startswith("<!doctype html") and text.rstrip().endswith("</html>")
+    assert not (tmp_path / "compare.html").exists()
+    kept = tmp_path / "kept.html"
+    kept.write_text("an earlier report")
+    r = run_cli("compare", *runs, "--format", "html", "-o", str(kept))
+    assert r.returncode == 2 and "--force" in r.stderr and kept.read_text() == "an earlier report"
+    r = run_cli("compare", *runs, "--format", "html", "-o", str(kept), "--force")
+    assert r.returncode == 0 and r.stdout == "" and f"wrote {kept}" in r.stderr and "</html>" in kept.read_text()

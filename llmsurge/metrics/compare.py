@@ -99,15 +99,16 @@ class Comparison:
 
 
 def speed_change(base: float, new: float, lower_is_better: bool) -> tuple[str, bool | None]:
-    """``+12.5%`` / ``-35.5%`` within 2x; past it, ``49x faster`` or ``0.5x slower`` (as people write them)."""
+    """``+12.5%`` / ``-35.5%`` within 2x; past it, ``49x faster`` or ``2.0x slower`` — the factor is always the
+    larger over the smaller, as people write it (a TTFT from 71 to 143 ms is 2.0x slower, not 0.5x)."""
     if base == 0 or new == 0:
         return ("n/a", None) if base == new == 0 else (f"{'+' if new > base else '-'}∞", None)
     factor = base / new if lower_is_better else new / base
     better = None if abs(factor - 1) < RESOLUTION else factor > 1
-    if factor >= 2:
-        return f"{factor:.0f}x faster" if factor >= 10 else f"{factor:.1f}x faster", True
-    if factor <= 0.5:
-        return f"{factor:.1f}x slower" if factor >= 0.1 else f"{factor:.2f}x slower", False
+    if factor >= 2 or factor <= 0.5:
+        times = factor if factor > 1 else 1 / factor
+        text = f"{times:.0f}x" if times >= 10 else f"{times:.1f}x"
+        return (f"{text} faster", True) if factor > 1 else (f"{text} slower", False)
     return f"{(new - base) / base * 100:+.1f}%", better
 
 
