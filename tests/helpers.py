@@ -19,7 +19,7 @@ CLI = [sys.executable, "-m", "llmsurge"]
 
 
 def run_cli(
-    *args: str, timeout: float = 120, env: dict[str, str] | None = None, **kw: Any
+    *args: str, timeout: float = 180, env: dict[str, str] | None = None, **kw: Any
 ) -> subprocess.CompletedProcess[str]:
     """``llmsurge ARGS`` in a child process, its output captured; ``env`` adds to this process's environment."""
     return subprocess.run(
@@ -47,3 +47,48 @@ def rows(folder: Path, warmup: bool = True) -> list[dict[str, Any]]:
     """A run's ``requests.jsonl`` (without warm-up requests when ``warmup`` is False)."""
     out = [json.loads(line) for line in (folder / "requests.jsonl").read_text().splitlines() if line]
     return out if warmup else [q for q in out if not q.get("warmup")]
+
+
+async def pilot_until(pilot: Any, cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    """:func:`until` on a Pilot (the app runs between checks), pilot first."""
+    await until(cond, timeout, pilot)
+
+
+async def palette(pilot: Any, text: str, timeout: float = 20.0) -> None:
+    """Open the command palette, type ``text``, wait until its search has finished and a hit is highlighted, then
+    press enter: no fixed pause that a busy machine can outrun."""
+    from textual.command import CommandInput, CommandList, CommandPalette
+
+    app = pilot.app
+    await pilot.press("ctrl+p")
+    await until(lambda: isinstance(app.screen, CommandPalette), timeout, pilot)
+    screen = app.screen
+    await pilot.press(*text)
+
+    def searched() -> bool:
+        hits = screen.query_one(CommandList)
+        busy = any(w.node is screen and w.is_running for w in app.workers)
+        return screen.query_one(CommandInput).value == text and not busy and hits.highlighted is not None
+
+    await until(searched, timeout, pilot)
+    await pilot.press("enter")
+    await until(lambda: app.screen is not screen, timeout, pilot)
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def chromium() -> str:
+    """Debian's chromium for the browser tests. Where it is not installed they skip, saying why — except under CI
+    (``CI`` set), where a missing browser is a failure: CI installs it."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    why = "Debian's chromium is not installed (apt-get install chromium): the browser tests need it"
+    if os.environ.get("CI"):
+        raise AssertionError(why)
+    import pytest
+
+    pytest.skip(why)

@@ -218,12 +218,14 @@ def make_app(drop_idle: float = 0.0, profile: str = "") -> web.Application:
     """The hostile application. ``drop_idle``: a request arriving on a connection idle that long is dropped
     (the connection aborted, no response byte) — what a client meets when it reuses a kept-alive connection just
     as llama-server closes it for idleness. ``profile``: a server-wide misbehaviour (see the module's text)."""
-    last_used: dict[int, float] = {}
+    last_used: dict[tuple[int, Any], float] = {}
 
     @web.middleware
     async def dropper(request: web.Request, handler: Any) -> web.StreamResponse:
         transport = request.transport
-        key = id(transport)
+        # One connection, not one Python id: an id is reused once a closed connection's transport is freed, and
+        # a fresh connection must never look idle (the client's re-send goes on one).
+        key = (id(transport), transport.get_extra_info("peername") if transport is not None else None)
         now = time.monotonic()
         idle = now - last_used.get(key, now)
         if drop_idle and idle >= drop_idle and transport is not None:

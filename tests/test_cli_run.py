@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 
-CLI = [sys.executable, "-m", "llmsurge"]
+from tests.helpers import CLI
 
 
 def _free_sim(extra: list[str]) -> tuple[subprocess.Popen[str], str]:

@@ -18,14 +18,11 @@ from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 from tests.conftest import FIXTURES
-from tests.helpers import CLI, run_cli, until
+from tests.helpers import CHROMIUM_ARGS, CLI, chromium, run_cli, until
+from tests.helpers import run_cli as _run
 from tests.synthetic import save_run
 
 LATENCY_HEADLINES = ("TTFT p50", "TPOT p50", "E2EL p50")
-
-
-def _run(*args: str, timeout: float = 180, cwd: Path | None = None) -> Any:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def test_synthetic_runs_are_what_a_run_writes(saved: dict[str, Path]) -> None:
@@ -117,7 +114,7 @@ def test_html_report_charts_render_in_a_real_browser(saved: dict[str, Path], tmp
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
     assert text.index("<svg") < text.index("<table")  # the charts come first
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(page_file.as_uri())
         charts = page.locator("svg.chart")
@@ -129,17 +126,6 @@ def test_html_report_charts_render_in_a_real_browser(saved: dict[str, Path], tmp
     width, height = img.size
     drawn = sum(1 for x in range(width) for y in range(height) if _near(img.getpixel((x, y)), colours))
     assert drawn > 200, drawn  # both runs' curves are on the page
-
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-
-
-def _chromium() -> str:
-    import shutil
-
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Debian's chromium package is needed for the browser tests (.ci/run installs it)"
-    return path
 
 
 def _hex(colour: str) -> tuple[int, int, int]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 from llmsurge.engine.controller import Controller
 from llmsurge.engine.pool import WorkerPool, split_load
@@ -13,13 +11,7 @@ from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.summary import summarize_run
 from llmsurge.net import Target
-
-
-async def _until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "condition not reached in time"
-        await asyncio.sleep(0.02)
+from tests.helpers import until as _until
 
 
 def _setup(url: str, scenario: Scenario, workers: int = 2) -> tuple[MetricsBus, WorkerPool, Controller]:

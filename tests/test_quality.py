@@ -4,8 +4,6 @@ against the simulated server in its correct, wrong and degenerate modes, over re
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +15,7 @@ from llmsurge.quality import ITEMS, degenerate_reason, judge
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 from tests.conftest import quick_timing
-
-CLI = [sys.executable, "-m", "llmsurge"]
-
-
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+from tests.helpers import run_cli as _run
 
 
 @pytest.fixture(scope="module", params=["correct", "wrong", "degenerate"])
@@ -122,7 +115,8 @@ async def test_quality_from_the_palette_runs_the_set_in_a_new_segment(tmp_path: 
     from llmsurge.engine.session import RunConfig
     from llmsurge.tui.app import make_app
     from llmsurge.widgets.segments_table import SegmentsTable
-    from tests.test_tui import _until
+    from tests.helpers import palette
+    from tests.helpers import pilot_until as _until
 
     cfg = RunConfig(
         scenario=find_preset("demo").with_overrides(concurrency=2, output_tokens=16, input_tokens=16),
@@ -136,18 +130,12 @@ async def test_quality_from_the_palette_runs_the_set_in_a_new_segment(tmp_path: 
     app = make_app(cfg)
     async with app.run_test(size=(200, 50)) as pilot:
         await _until(pilot, lambda: app.session.bus.finished_total >= 2)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.3)
-        for ch in "quality 5":
-            await pilot.press("space" if ch == " " else ch)
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await palette(pilot, "quality 5")
         await _until(pilot, lambda: len(app.session.bus.view().segments) >= 2)
         await _until(pilot, lambda: app.session.bus.view().segments[-1].quality_asked >= 10)
         seg = app.session.bus.view().segments[-1]
         assert seg.label == "c=5" and seg.quality_ok == seg.quality_asked
-        await pilot.pause(1.5)
         table = app.screen.query_one(SegmentsTable)
-        assert "quality" in table._shown
+        await _until(pilot, lambda: "quality" in table._shown)
         await pilot.press("q")
         await _until(pilot, lambda: not app.is_running)

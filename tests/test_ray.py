@@ -4,6 +4,7 @@ against the simulated server. Every run is bounded in requests and time."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from llmsurge.engine.ray_pool import placeable  # noqa: E402
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession  # noqa: E402
 from llmsurge.presets import find_preset  # noqa: E402
+from tests.helpers import until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +60,7 @@ async def _run(session: RunSession, steer: Any = None, timeout: float = 90.0) ->
         session.close()
 
 
-async def _until(cond: Any, timeout: float = 60.0, why: Any = None) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, f"condition not reached in time: {why() if why else ''}"
-        await asyncio.sleep(0.1)
+_until = functools.partial(until, timeout=60.0)  # a Ray cluster starts slowly on a busy machine
 
 
 def test_placement_counts_whole_workers() -> None:

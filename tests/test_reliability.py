@@ -12,10 +12,8 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -29,14 +27,8 @@ from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.summary import summarize_run
 from llmsurge.net import Target
-
-CLI = [sys.executable, "-m", "llmsurge"]
-
-
-def _run(*args: str, timeout: float = 90, env: dict[str, str] | None = None, **kw: object) -> Any:
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, **kw
-    )
+from tests.helpers import CLI
+from tests.helpers import run_cli as _run
 
 
 def _rows(folder: Path) -> list[dict]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from llmsurge.metrics.roofline import GB, TERA, RooflineInputs, ceiling, from_llamacpp_meta, identify
-
-CLI = [sys.executable, "-m", "llmsurge"]
+from tests.helpers import CLI
 
 # llama.cpp's own /v1/models meta for Gemma 3 270M Q4_K_M (../shared/realservers, 2026-11-29).
 GEMMA_META = {"n_vocab": 262144, "n_ctx_train": 32768, "n_embd": 640, "n_params": 268098176, "size": 246587904}
@@ -123,7 +121,8 @@ async def test_the_load_pane_shows_decode_against_its_ceiling(sim_url: str, tmp_
     from llmsurge.presets import find_preset
     from llmsurge.tui.app import make_app
     from llmsurge.widgets.load_panel import LoadPanel
-    from tests.test_tui import _screen_lines, _until
+    from tests.helpers import pilot_until as _until
+    from tests.test_tui import _screen_lines
 
     cfg = RunConfig(
         scenario=find_preset("demo").with_overrides(concurrency=2, output_tokens=32, input_tokens=32),
@@ -145,9 +144,8 @@ async def test_the_load_pane_shows_decode_against_its_ceiling(sim_url: str, tmp_
         assert "DRAM active" in text and "measured (DCGM)" in text  # the sim's DCGM_FI_PROF_DRAM_ACTIVE
         agg = app.snapshot_source().roofline_aggregate
         assert agg is not None and agg == pytest.approx(3350e9 / 16e9 * max(1.0, agg / (3350e9 / 16e9)))
-        await pilot.pause(0.5)
         panel = app.screen.query_one(LoadPanel)
-        assert any("of ceiling" in line for line in _screen_lines(app.export_screenshot()))
+        await _until(pilot, lambda: any("of ceiling" in line for line in _screen_lines(app.export_screenshot())))
         assert str(panel.tooltip).startswith("decode ")
         await pilot.press("q")
         await _until(pilot, lambda: not app.is_running)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +18,9 @@ from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 from llmsurge.tui.app import make_app
 from llmsurge.tui.screens.inspector import InspectorScreen
-
-CLI = [sys.executable, "-m", "llmsurge"]
-
-
-def _run(*args: str, timeout: float = 180) -> Any:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+from tests.helpers import palette
+from tests.helpers import pilot_until as _until
+from tests.helpers import run_cli as _run
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +122,6 @@ def test_capacity_preset_loads_with_its_own_slo() -> None:
 # ---- the TUI: SLO from the palette, the inspector ------------------------------------------------------------
 
 
-async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "condition not reached in time"
-        await pilot.pause(0.05)
-
-
 def _config(url: str, tmp_path: Path, **kw: Any) -> RunConfig:
     scenario = find_preset("demo").with_overrides(concurrency=4, output_tokens=32, input_tokens=16)
     return RunConfig(
@@ -149,19 +136,15 @@ async def test_palette_sets_the_slo_and_goodput_shows(knee_sim: str, tmp_path: P
     app = make_app(_config(knee_sim, tmp_path))
     async with app.run_test(size=(160, 48)) as pilot:
         await _until(pilot, lambda: app.session.bus.view().segments and app.session.bus.view().segments[0].ok > 4)
-        await pilot.press("ctrl+p")
-        await pilot.press(*"slo ttft 300ms")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
+        await palette(pilot, "slo ttft 300ms")
         await _until(pilot, lambda: "ttft" in app.session.slo.limits)
         assert app.session.slo.limits == {"ttft": 0.3}
-        await pilot.pause(1.2)
         from tests.test_tui import _plain
 
         panel = app.screen.query_one(LoadPanel)
-        assert "good" in _plain(panel.content)
+        await _until(pilot, lambda: "good" in _plain(panel.content))
         table = app.screen.query_one(SegmentsTable)
-        assert [str(c.label) for c in table.columns.values()][-1] == "good"
+        await _until(pilot, lambda: [str(c.label) for c in table.columns.values()][-1] == "good")
         await pilot.press("q")
         await _until(pilot, lambda: not app.is_running)
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
@@ -176,9 +159,8 @@ async def test_inspector_opens_a_request_and_copies_curl_without_the_key(
     monkeypatch.setenv("MY_KEY", "sk-SECRET-VALUE-42")
     app = make_app(_config(knee_sim, tmp_path, api_key_env="MY_KEY"))
     async with app.run_test(size=(160, 48)) as pilot:
-        await _until(pilot, lambda: app.session.bus.view().segments and app.session.bus.view().segments[0].ok > 4)
-        await pilot.pause(0.3)
         stream = app.screen.query_one(RequestStream)
+        await _until(pilot, lambda: sum(r.status == "ok" for r in stream.rows) > 4)
         stream.focus()
         for _ in range(8):  # past the rows still running, onto a finished one
             await pilot.press("down")
@@ -196,8 +178,7 @@ async def test_inspector_opens_a_request_and_copies_curl_without_the_key(
         await pilot.press("escape")
         await _until(pilot, lambda: not isinstance(app.screen, InspectorScreen))
         await pilot.press("f")  # failures only: none here
-        await pilot.pause(0.3)
-        assert stream.failed_only and stream.rows == ()
+        await _until(pilot, lambda: stream.failed_only and stream.rows == ())
         await pilot.press("q")
         await _until(pilot, lambda: not app.is_running)
 

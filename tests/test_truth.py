@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +30,7 @@ from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 from llmsurge.telemetry.samples import HostSample
-
-CLI = [sys.executable, "-m", "llmsurge"]
-
-
-def _run(*args: str, timeout: float = 120) -> Any:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+from tests.helpers import run_cli as _run
 
 
 def _summary(folder: Path) -> dict[str, Any]:
@@ -148,7 +141,9 @@ async def test_segment_throughput_never_exceeds_the_servers_ceiling_and_the_ramp
     segs = summarize_run(bus.view(with_stats=True))["segments"]
     ceiling = 800.0
     assert all(s["output_throughput"] <= ceiling * 1.05 for s in segs), [s["output_throughput"] for s in segs]
-    assert [s["load"] for s in segs] == ["c=2", "c=4", "c=8", "c=16"]  # no growth past c=8: it stopped at c=16
+    loads = [s["load"] for s in segs]
+    # no growth past c=8: it stops at c=16 (or one level later on a machine busy enough to have slowed c=8)
+    assert loads[:4] == ["c=2", "c=4", "c=8", "c=16"] and len(loads) <= 5, loads
     assert segs[2]["output_throughput"] > ceiling * 0.8
     assert any("ramp ends" in e.message for e in bus.events)
 

@@ -7,7 +7,6 @@ import itertools
 import json
 import math
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from llmsurge.sim.server import Faults, SimConfig
 from llmsurge.tui.app import LLMSurgeApp, make_app
 from llmsurge.tui.screens.presets import PresetPicker
 from tests.conftest import quick_timing
+from tests.helpers import palette
+from tests.helpers import pilot_until as _until
 from tests.tui_data import seeded_snapshot
 
 SIZE = (160, 48)
@@ -31,13 +32,6 @@ def _config(url: str, tmp_path: Path, concurrency: int = 2) -> RunConfig:
     return RunConfig(
         scenario=scenario, url=url, workers=1, output=tmp_path / "results", keep_alive=True, calibrate=False
     )
-
-
-async def _until(pilot: object, cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "condition not reached in time"
-        await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 
 def _plain(renderable: object) -> str:
@@ -121,15 +115,9 @@ async def test_palette_exact_values(sim_url: str, tmp_path: Path) -> None:
     app = make_app(_config(sim_url, tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await _until(pilot, lambda: app.session.controller is not None and app.session.bus.inflight_total == 2)
-        await pilot.press("ctrl+p")
-        await pilot.press(*"concurrency 5")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
+        await palette(pilot, "concurrency 5")
         await _until(pilot, lambda: app.session.bus.inflight_total == 5)
-        await pilot.press("ctrl+p")
-        await pilot.press(*"rate 12.5")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
+        await palette(pilot, "rate 12.5")
         await _until(pilot, lambda: _load(app).rate == 12.5)  # type: ignore[attr-defined]
         assert app.session.bus.segments[-1].label == "r=12.5/s poisson"
         await pilot.press("q")
@@ -144,19 +132,19 @@ async def test_survives_faults_and_a_server_that_goes_away(tmp_path: Path) -> No
         async with app.run_test(size=SIZE) as pilot:
             bus = app.session.bus
             await _until(pilot, lambda: app.snapshots.snapshot().failed > 5 and app.snapshots.snapshot().completed > 5)
-            await pilot.pause(0.5)
             from llmsurge.widgets.load_panel import LoadPanel
 
-            panel_text = _plain(app.screen.query_one(LoadPanel).content)
-            assert "failed" in panel_text and "errors" in panel_text
+            def panel_text() -> str:
+                return _plain(app.screen.query_one(LoadPanel).content)
+
+            await _until(pilot, lambda: "failed" in panel_text() and "errors" in panel_text())
             sim.stop()  # the server goes away mid-run
             await _until(pilot, lambda: bus.view().errors.get("connect", 0) > 0, 20)
-            await pilot.pause(0.5)
             assert app.is_running and bus.state == "running"
             from llmsurge.widgets.request_stream import RequestStream
 
             stream = app.screen.query_one(RequestStream)
-            assert any(line.rstrip().endswith("connect") for line in stream.row_texts())
+            await _until(pilot, lambda: any(line.rstrip().endswith("connect") for line in stream.row_texts()))
             await pilot.press("q")
             await _until(pilot, lambda: not app.is_running, 20)
     finally:
@@ -175,11 +163,10 @@ async def test_waits_for_a_server_that_is_not_up_yet(tmp_path: Path) -> None:
     sim = SimProcess(SimConfig(timing=quick_timing()), port=port)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause(1.0)
-            assert app.session.bus.state == "waiting"
+            await _until(pilot, lambda: app.session.bus.state == "waiting")
             from llmsurge.widgets.status_line import StatusLine
 
-            assert "WAITING FOR SERVER" in _plain(app.screen.query_one(StatusLine).content)
+            await _until(pilot, lambda: "WAITING FOR SERVER" in _plain(app.screen.query_one(StatusLine).content))
             await asyncio.to_thread(sim.start)
             await _until(pilot, lambda: app.session.bus.inflight_total == 2, 20)
             await pilot.press("q")
@@ -256,9 +243,9 @@ async def test_status_line_never_shows_a_url_password(sim_url: str, tmp_path: Pa
     app = make_app(_config(url, tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await _until(pilot, lambda: app.session.bus.inflight_total == 2)
-        await pilot.pause(0.3)
+        await _until(pilot, lambda: sim_url.split("//")[1] in _plain(app.screen.query_one(StatusLine).content))
         line = _plain(app.screen.query_one(StatusLine).content)
-        assert sim_url.split("//")[1] in line and "s3cret" not in line and "bob" not in line
+        assert "s3cret" not in line and "bob" not in line
         await pilot.press("q")
         await _until(pilot, lambda: not app.is_running, 20)
     assert "s3cret-PASS" not in "".join(f.read_text() for f in (tmp_path / "results").iterdir())
@@ -463,16 +450,15 @@ async def test_theme_from_the_palette_recolours_the_panes(no_user_presets: None)
     async with app.run_test(size=(160, 48)) as pilot:
         await _settle(pilot)
         dark = app.screen.query_one(LoadPanel).role("muted")
-        await pilot.press("ctrl+p")
-        await pilot.press(*"theme")
-        await pilot.pause(0.3)
-        await pilot.press("enter")  # the theme list
-        await pilot.pause(0.3)
+        await palette(pilot, "theme")  # the theme list
+        from textual.command import CommandInput, CommandList
+
+        screen = app.screen
         await pilot.press(*"textual-light")
-        await pilot.pause(0.3)
+        await _until(pilot, lambda: screen.query_one(CommandInput).value == "textual-light")
+        await _until(pilot, lambda: screen.query_one(CommandList).highlighted is not None)
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert app.theme == "textual-light"
+        await _until(pilot, lambda: app.theme == "textual-light")
         await _settle(pilot)
         assert app.screen.query_one(LoadPanel).role("muted") != dark  # colours come from the theme
 

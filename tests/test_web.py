@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,8 +16,7 @@ import pytest
 
 from llmsurge.cli import _without
 from llmsurge.tui.web import open_warning, web_command
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tests.helpers import chromium
 
 
 def _free_port() -> int:
@@ -67,7 +65,7 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
 
     url, out, _proc = web
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = await p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         page = await browser.new_page(viewport={"width": 1600, "height": 1000})
         await page.goto(url)
         deadline = time.monotonic() + 60

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +20,7 @@ from llmsurge.presets import PresetError, find_preset, load_preset_file
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 from tests.conftest import FIXTURES, quick_timing
-
-CLI = [sys.executable, "-m", "llmsurge"]
-
-
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+from tests.helpers import run_cli as _run
 
 
 def _summary(folder: Path) -> dict[str, Any]:
