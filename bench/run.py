@@ -28,12 +28,12 @@ from textual import events
 
 from bench import reference_client
 from bench.common import cpu_seconds, fast_sim, fmt, paced_sim, percentiles_ms
-from llmsurge.net import Target
 from llmsurge.engine.controller import Controller
 from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.metrics.bus import MetricsBus, WorkerTick
+from llmsurge.net import Target
 
 RESULTS = Path(__file__).parent / "results"
 WARM_S = 1.5
@@ -388,7 +388,11 @@ def bench_memory(total: int = 1_000_000, tokens: int = 256) -> dict[str, Any]:
                 end=now + 0.013,
             )
             recs.append(r)
-        bus.ingest(WorkerTick(0, recs, tokens * batch, i + batch, 0, 0.0, 0.0))
+        bus.ingest(
+            WorkerTick(
+                worker=0, records=recs, tokens=tokens * batch, started=i + batch, inflight=0, loop_lag_ms=0.0, cpu=0.0
+            )
+        )
         if (i // batch) % 200 == 0:
             snapshots.snapshot()  # as the UI would, now and then
         done = i + batch

@@ -6,8 +6,8 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+import httpx
 from rich.console import Console
 
 from llmsurge.engine.client import make_client, one_request
@@ -66,7 +66,9 @@ class CheckResult:
 QUALITY_CONCURRENCY = 4
 
 
-async def run_quality(client: Any, target: Target, res: CheckResult, console: Console, show_items: bool) -> None:
+async def run_quality(
+    client: httpx.AsyncClient, target: Target, res: CheckResult, console: Console, show_items: bool
+) -> None:
     """The quality set at temperature 0, a few at a time; each answer judged."""
     shape = RequestShape(endpoint="chat", stream=True, ignore_eos=False, temperature=0.0, timeout=120.0)
     gate = asyncio.Semaphore(QUALITY_CONCURRENCY)
@@ -168,7 +170,7 @@ def print_telemetry(console: Console, telemetry: dict[str, str]) -> None:
         console.print(f"  telemetry {source}: {status}", markup=False, highlight=False)
 
 
-async def probe_telemetry(client: Any, target: Target) -> dict[str, str]:
+async def probe_telemetry(client: httpx.AsyncClient, target: Target) -> dict[str, str]:
     """What telemetry the run would find (server /metrics, local GPUs, host)."""
     from llmsurge.telemetry.probe import probe_sources
 

@@ -7,12 +7,22 @@ import asyncio
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llmsurge import __version__
 from llmsurge.engine import limits
 from llmsurge.lifetime import ExitCode
+
+if TYPE_CHECKING:  # imported where used: `llmsurge --help` stays fast
+    from llmsurge.engine.lengths import LengthDist
+    from llmsurge.engine.scenario import Scenario
+    from llmsurge.engine.session import RunConfig
+    from llmsurge.metrics.roofline import RooflineInputs
+    from llmsurge.sim.server import SimConfig
+
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "web", "report", "compare", "runs")
 
@@ -72,7 +82,7 @@ def _port(v: str) -> int:
     return n
 
 
-def _length(v: str) -> Any:
+def _length(v: str) -> LengthDist:
     from llmsurge.engine.lengths import LengthDist, LengthError
 
     try:
@@ -199,7 +209,7 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--max-seqs", type=_positive_int, help="the simulated server's batch limit")
 
 
-def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
+def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
     """Turn parsed flags into a RunConfig (preset first, then flags)."""
     from llmsurge.engine.session import RunConfig
     from llmsurge.presets import find_preset
@@ -258,7 +268,7 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> Any:
     )
 
 
-def _roofline_flags(args: argparse.Namespace) -> Any:
+def _roofline_flags(args: argparse.Namespace) -> RooflineInputs:
     from llmsurge.metrics.roofline import GB, TERA, RooflineInputs
 
     values = {
@@ -287,7 +297,7 @@ def _checked_baseline(path: Path | None) -> Path | None:
     return path
 
 
-def _capacity_search(scenario: Any, args: argparse.Namespace) -> Any:
+def _capacity_search(scenario: Scenario, args: argparse.Namespace) -> Scenario:
     """The scenario, its stages replaced by a capacity search over ``--find-max``."""
     from dataclasses import replace
 
@@ -367,7 +377,7 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_run(sub: Any) -> None:
+def _add_run(sub: SubParsers) -> None:
     run = sub.add_parser(
         "run",
         help="a headless run: progress, then a summary table and result files",
@@ -392,7 +402,7 @@ def _add_run(sub: Any) -> None:
     )
 
 
-def _add_sim(sub: Any) -> None:
+def _add_sim(sub: SubParsers) -> None:
     sim = sub.add_parser(
         "sim",
         help="run the simulated OpenAI-compatible server",
@@ -441,7 +451,7 @@ def _add_sim(sub: Any) -> None:
     )
 
 
-def _add_check(sub: Any) -> None:
+def _add_check(sub: SubParsers) -> None:
     chk = sub.add_parser(
         "check",
         help="is a freshly launched server healthy? (exit 0 if so)",
@@ -559,9 +569,9 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from llmsurge.headless import segments_table, summary_table
     from llmsurge.metrics.report import compare_with_saved, recompute
     from llmsurge.render.console import make_console
+    from llmsurge.render.tables import segments_table, summary_table
 
     figures = recompute(args.folder)
     if args.json:
@@ -582,11 +592,11 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import json
 
-    from llmsurge.metrics import compare_render
     from llmsurge.metrics.compare import compare
     from llmsurge.metrics.results import write_text_atomic
     from llmsurge.metrics.runs import load_run
     from llmsurge.redaction import shown, visible
+    from llmsurge.render import compare as compare_render
     from llmsurge.render.console import make_console
 
     if len(args.runs) < 2:
@@ -624,6 +634,7 @@ def _runs(args: argparse.Namespace) -> int:
     from llmsurge.metrics.runs import find_runs
     from llmsurge.redaction import shown
     from llmsurge.render.console import make_console
+    from llmsurge.render.format import MISSING
 
     runs = find_runs(args.folder)
     if not runs:
@@ -642,7 +653,7 @@ def _runs(args: argparse.Namespace) -> int:
             Text(shown(s.get("preset") or "")),
             f"{s.get('completed', 0)}/{s.get('failed', 0)}",
             f"{s.get('output_throughput', 0):,.1f}",
-            f"{s.get('median_ttft_ms', 0):,.1f}" if s.get("completed") else "n/a",
+            f"{s.get('median_ttft_ms', 0):,.1f}" if s.get("completed") else MISSING,
             Text(shown(r.path.parent, limit=None)),
         )
     make_console(highlight=False).print(t)
@@ -698,7 +709,7 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sim_processes(config: Any, args: argparse.Namespace, ready: Any) -> None:
+def _sim_processes(config: SimConfig, args: argparse.Namespace, ready: Callable[[int], None]) -> None:
     """Several server processes on one port until Ctrl-C."""
     import time
 

@@ -41,11 +41,35 @@ def _rec(i: int, segment: int, ok: bool = True, worker: int = 0) -> RequestRecor
 
 def test_segments_counts_and_warmup_excluded() -> None:
     bus = MetricsBus()
-    bus.ingest(WorkerTick(0, [RequestRecord("w", 0, 0, 0.0, 0.0, warmup=True, output_tokens=3)], 0, 1, 0, 0, 0))
+    bus.ingest(
+        WorkerTick(
+            worker=0,
+            records=[RequestRecord("w", 0, 0, 0.0, 0.0, warmup=True, output_tokens=3)],
+            tokens=0,
+            started=1,
+            inflight=0,
+            loop_lag_ms=0,
+            cpu=0,
+        )
+    )
     s1 = bus.open_segment("c=1", "t")
-    bus.ingest(WorkerTick(0, [_rec(i, s1) for i in range(10)] + [_rec(99, s1, ok=False)], 100, 12, 0, 0, 0))
+    bus.ingest(
+        WorkerTick(
+            worker=0,
+            records=[_rec(i, s1) for i in range(10)] + [_rec(99, s1, ok=False)],
+            tokens=100,
+            started=12,
+            inflight=0,
+            loop_lag_ms=0,
+            cpu=0,
+        )
+    )
     s2 = bus.open_segment("c=2", "t")
-    bus.ingest(WorkerTick(0, [_rec(i, s2) for i in range(5)], 50, 17, 0, 0, 0))
+    bus.ingest(
+        WorkerTick(
+            worker=0, records=[_rec(i, s2) for i in range(5)], tokens=50, started=17, inflight=0, loop_lag_ms=0, cpu=0
+        )
+    )
     s = summarize_run(bus.view(with_stats=True))
     assert (s["completed"], s["failed"], s["warmup"]["completed"]) == (15, 1, 1)
     assert [x["completed"] for x in s["segments"]] == [10, 5]
@@ -66,10 +90,16 @@ def test_a_finished_request_is_not_also_shown_running() -> None:
     now = time.monotonic()
     starts = [RequestStart("0-1", seg, now, time.time(), False), RequestStart("0-2", seg, now, time.time(), False)]
     live = [LiveRequest("0-1", seg, now, 0.05, 3), LiveRequest("0-2", seg, now, 0.05, 3)]
-    bus.ingest(WorkerTick(0, [], 6, 2, 2, 0.0, 0.0, live=live, starts=starts))
+    bus.ingest(
+        WorkerTick(
+            worker=0, records=[], tokens=6, started=2, inflight=2, loop_lag_ms=0.0, cpu=0.0, live=live, starts=starts
+        )
+    )
     builder = SnapshotBuilder(bus)
     assert [(r.request_id, r.status) for r in builder.snapshot().recent] == [("0-1", "running"), ("0-2", "running")]
-    bus.ingest(WorkerTick(0, [_rec(1, seg)], 1, 2, 1, 0.0, 0.0))  # 0-1 finished; the live sample is stale
+    bus.ingest(
+        WorkerTick(worker=0, records=[_rec(1, seg)], tokens=1, started=2, inflight=1, loop_lag_ms=0.0, cpu=0.0)
+    )  # 0-1 finished; the live sample is stale
     rows = [(r.request_id, r.status) for r in builder.snapshot().recent]
     assert rows == [("0-2", "running"), ("0-1", "ok")]
 
@@ -79,7 +109,11 @@ def test_statistics_recompute_once_per_interval_and_at_a_segment_change() -> Non
     seg = bus.open_segment("c=1", "t")
     builder = SnapshotBuilder(bus, stats_every=60.0)
     first = builder.snapshot()
-    bus.ingest(WorkerTick(0, [_rec(i, seg) for i in range(5)], 50, 5, 0, 0, 0))
+    bus.ingest(
+        WorkerTick(
+            worker=0, records=[_rec(i, seg) for i in range(5)], tokens=50, started=5, inflight=0, loop_lag_ms=0, cpu=0
+        )
+    )
     again = builder.snapshot()
     assert again.stats_version == first.stats_version and again.completed == 5  # counters fresh, stats held
     bus.open_segment("c=2", "t")
@@ -96,7 +130,7 @@ def test_a_snapshot_does_not_hold_the_lock_while_it_computes(monkeypatch: pytest
     seg = bus.open_segment("c=1", "t")
     recs = [_rec(i, seg) for i in range(1000)]
     for _ in range(1000):
-        bus.ingest(WorkerTick(0, recs, 0, 0, 0, 0, 0))
+        bus.ingest(WorkerTick(worker=0, records=recs, tokens=0, started=0, inflight=0, loop_lag_ms=0, cpu=0))
     held_during: list[bool] = []
     real_latency, real_histogram = snapshot_module.run_latency, snapshot_module.ttft_histogram
 
@@ -127,13 +161,13 @@ def test_client_diagnosis_tells_busy_from_starved() -> None:
 def test_client_saturation_is_reported_worst_values_kept() -> None:
     bus = MetricsBus()
     bus.open_segment("c=1", "t")
-    bus.ingest(WorkerTick(0, [], 0, 0, 0, loop_lag_ms=2.0, cpu=0.3))
+    bus.ingest(WorkerTick(worker=0, records=[], tokens=0, started=0, inflight=0, loop_lag_ms=2.0, cpu=0.3))
     builder = SnapshotBuilder(bus)
     assert not builder.snapshot().client.saturated
-    bus.ingest(WorkerTick(1, [], 0, 0, 0, loop_lag_ms=150.0, cpu=0.97))
+    bus.ingest(WorkerTick(worker=1, records=[], tokens=0, started=0, inflight=0, loop_lag_ms=150.0, cpu=0.97))
     h = builder.snapshot().client
     assert h.saturated and "97%" in h.reason and h.workers == 2
-    bus.ingest(WorkerTick(1, [], 0, 0, 0, loop_lag_ms=1.0, cpu=0.1))
+    bus.ingest(WorkerTick(worker=1, records=[], tokens=0, started=0, inflight=0, loop_lag_ms=1.0, cpu=0.1))
     view = bus.view()
     assert (view.worst_loop_lag_ms, view.worst_worker_cpu) == (150.0, 0.97)  # the worst seen, not the last
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from llmsurge.metrics.compare import compare, speed_change
-from llmsurge.metrics.compare_render import COLORS, markdown
 from llmsurge.metrics.runs import load_run
+from llmsurge.render.compare import COLORS, markdown
 from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig

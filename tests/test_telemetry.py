@@ -12,13 +12,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.render.format import num
 from llmsurge.telemetry.base import NA, Sampler
 from llmsurge.telemetry.gpu import DcgmSampler, RocmSampler, gpus_from_dcgm
 from llmsurge.telemetry.host import HostSampler
 from llmsurge.telemetry.probe import local_gpu_sampler
 from llmsurge.telemetry.prometheus import ServerMetricsSampler, histogram_quantile, index_families
 from llmsurge.telemetry.samples import GpuSample, HostSample, ServerSample, TelemetrySample, Unavailable
-from llmsurge.widgets.format import num
 from tests.conftest import FIXTURES
 
 

@@ -96,7 +96,7 @@ def test_idle_connections_closed_by_the_server_cost_no_request(closing_url: str,
 
 
 def _tick(worker: int, lag: float, cpu: float) -> WorkerTick:
-    return WorkerTick(worker, [], 10, 0, 1, loop_lag_ms=lag, cpu=cpu)
+    return WorkerTick(worker=worker, records=[], tokens=10, started=0, inflight=1, loop_lag_ms=lag, cpu=cpu)
 
 
 def test_a_starved_segment_is_marked_and_a_busy_one_is_not() -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -64,9 +65,11 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
     from playwright.async_api import async_playwright
 
     url, out, _proc = web
+    asked: list[str] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         page = await browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.on("request", lambda r: asked.append(r.url))
         await page.goto(url)
         deadline = time.monotonic() + 60
         blue = green = 0
@@ -83,10 +86,22 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
                 await s.ws_connect(ws_url)
             assert refused.value.status == 409
 
+        second = await browser.new_page()  # a second page says, in words, that the run is open in another
+        answer = await second.goto(url)
+        assert answer is not None and answer.status == 409
+        assert "This run is open in another page" in await second.inner_text("body")
+        await second.close()
+        async with aiohttp.ClientSession() as s, s.get(url + "/favicon.ico") as icon:
+            assert icon.status == 200 and icon.content_type == "image/svg+xml"
+
         await page.mouse.click(800, 500)
-        await page.wait_for_timeout(2000)
+        await page.wait_for_timeout(1000)
         await page.keyboard.press("+")  # one more in flight: a new segment at c=3
-        await page.wait_for_timeout(4000)
+        requests_file = out / "requests.jsonl"
+        for _ in range(120):  # until a request of segment 2 has finished
+            if requests_file.exists() and '"segment": 2' in requests_file.read_text():
+                break
+            await asyncio.sleep(0.25)
         await page.keyboard.press("q")  # stop, save and quit
         summary = out / "summary.json"
         for _ in range(60):
@@ -95,8 +110,10 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
             await asyncio.sleep(0.5)
         await browser.close()
     data = json.loads(summary.read_text())
-    assert [s["load"] for s in data["segments"]] == ["c=2", "c=3"]
+    assert [s["load"] for s in data["segments"]][:2] == ["c=2", "c=3"]
     assert data["segments"][1]["completed"] > 0
+    hosts = {urlsplit(u).hostname for u in asked if not u.startswith(("data:", "blob:"))}
+    assert hosts == {"127.0.0.1"}, sorted(set(asked))  # nothing leaves this machine: the font is served here
 
 
 def test_the_page_runs_the_tui_with_the_users_flags_and_warns_off_loopback() -> None:

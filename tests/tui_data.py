@@ -28,25 +28,79 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
     for v in ttft:
         counts[min(23, int((v * 1000 - lo) / (hi - lo) * 24))] += 1
     edges = tuple(lo + (hi - lo) * i / 24 for i in range(25))
-    recent = [RequestRow(f"0-{400 - i}", 3, "running", 45.0 + i, 30 + i, None, 700.0 + i, "") for i in range(4)]
+    recent = [
+        RequestRow(
+            request_id=f"0-{400 - i}",
+            segment=3,
+            status="running",
+            ttft_ms=45.0 + i,
+            output_tokens=30 + i,
+            tokens_per_s=None,
+            latency_ms=700.0 + i,
+            error_kind="",
+        )
+        for i in range(4)
+    ]
     for i in range(30):
         failed = i % 9 == 4
         recent.append(
             RequestRow(
-                f"0-{390 - i}",
-                3,
-                "failed" if failed else "ok",
-                None if failed else 50.0 + i,
-                0 if failed else 128,
-                None if failed else 66.5,
-                2000.0 + i,
-                "http_500" if failed else "",
+                request_id=f"0-{390 - i}",
+                segment=3,
+                status="failed" if failed else "ok",
+                ttft_ms=None if failed else 50.0 + i,
+                output_tokens=0 if failed else 128,
+                tokens_per_s=None if failed else 66.5,
+                latency_ms=2000.0 + i,
+                error_kind="http_500" if failed else "",
             )
         )
     segments = (
-        SegmentRow(1, "c=8", "demo", 20.0, 80, 0, 4.0, 530.0, 47.0, 56.0, 14.5, 80, **LENGTHS),
-        SegmentRow(2, "c=16", "demo", 20.0, 150, 1, 7.5, 990.0, 51.0, 60.0, 17.0, 150, **LENGTHS),
-        SegmentRow(3, "c=32", "demo", 20.0, 270, 3, 13.5, 1600.0, 70.0, 79.0, 24.0, 270, **LENGTHS),
+        SegmentRow(
+            index=1,
+            label="c=8",
+            scenario="demo",
+            duration=20.0,
+            completed=80,
+            failed=0,
+            request_throughput=4.0,
+            output_throughput=530.0,
+            ttft_p50_ms=47.0,
+            ttft_p99_ms=56.0,
+            tpot_p50_ms=14.5,
+            n=80,
+            **LENGTHS,
+        ),
+        SegmentRow(
+            index=2,
+            label="c=16",
+            scenario="demo",
+            duration=20.0,
+            completed=150,
+            failed=1,
+            request_throughput=7.5,
+            output_throughput=990.0,
+            ttft_p50_ms=51.0,
+            ttft_p99_ms=60.0,
+            tpot_p50_ms=17.0,
+            n=150,
+            **LENGTHS,
+        ),
+        SegmentRow(
+            index=3,
+            label="c=32",
+            scenario="demo",
+            duration=20.0,
+            completed=270,
+            failed=3,
+            request_throughput=13.5,
+            output_throughput=1600.0,
+            ttft_p50_ms=70.0,
+            ttft_p99_ms=79.0,
+            tpot_p50_ms=24.0,
+            n=270,
+            **LENGTHS,
+        ),
     )
     gpu = GpuReading(
         index=0,

@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -269,7 +270,7 @@ class EncodingError(Exception):
     """A body encoded in a way this client does not decode."""
 
 
-async def _decoded(chunks: Any, encoding: str) -> Any:
+async def _decoded(chunks: AsyncIterator[bytes], encoding: str) -> AsyncIterator[bytes]:
     """Chunks of a gzip- or deflate-encoded body, decoded as they arrive (gateways and proxies encode streams
     whatever the request accepted)."""
     if encoding not in ("gzip", "x-gzip", "deflate"):
@@ -287,7 +288,7 @@ async def _decoded(chunks: Any, encoding: str) -> Any:
         yield tail
 
 
-def _raw_chunks(resp: httpx.Response) -> Any:
+def _raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
     """The response body as it arrives. On the aiohttp transport, read aiohttp's stream directly: httpx's
     wrapper generators cost ~15% of the worker's CPU per chunk at 1,024 streams (bench/RESULTS.md). A body
     that arrives encoded despite ``Accept-Encoding: identity`` is decoded."""

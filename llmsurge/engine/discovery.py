@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,7 +245,9 @@ async def discover(
     )
 
 
-async def first_success(send: Callable[[], Any], tries: int = FIRST_REQUEST_TRIES) -> RequestRecord:
+async def first_success(
+    send: Callable[[], Awaitable[RequestRecord]], tries: int = FIRST_REQUEST_TRIES
+) -> RequestRecord:
     """``await send()`` until a request succeeds, or fails in a way a retry cannot mend; a 429/503 that says when
     (``Retry-After``) is waited on that long, at most ``tries`` requests in all."""
     rec: RequestRecord = await send()
@@ -265,7 +267,7 @@ async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestSha
     for n in (16, 256):
         words = f.words(n)
 
-        def send(w: str = words) -> Any:
+        def send(w: str = words) -> Awaitable[RequestRecord]:
             return one_request(client, target, probe, w, 1)
 
         rec = await first_success(send)

@@ -10,7 +10,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 from llmsurge.engine.backend import CommandQueue, LocalBackend, TickQueue, WorkerBackend, WorkerProcess
 from llmsurge.engine.dataset import load_index
@@ -19,7 +18,7 @@ from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.tickets import MAX_WORKER_IDS, TAKEN_BASE, TICKET_SEGMENT, TICKETS_LEFT, TicketsBase
 from llmsurge.engine.worker import LoadCommand, Pause, Resume, Stop, Wake, WorkerCommand, WorkerSpec
 from llmsurge.metrics.bus import MetricsBus
-from llmsurge.metrics.wire import WorkerCrashed, WorkerReady, WorkerTick
+from llmsurge.metrics.wire import WorkerCrashed, WorkerMessage, WorkerReady, WorkerTick
 from llmsurge.net import Target
 
 UNLIMITED = -1
@@ -158,7 +157,7 @@ class WorkerPool:
                 next_check = time.monotonic() + LIVENESS_EVERY_S
                 self._check_alive()
 
-    def _handle(self, item: Any) -> None:
+    def _handle(self, item: WorkerMessage) -> None:
         if isinstance(item, WorkerTick):
             self.bus.ingest(item)
             if item.final:

@@ -154,7 +154,7 @@ def _remote_classes() -> tuple[Any, Any]:
             try:
                 await task
             except Exception as exc:
-                self.box.append(WorkerCrashed(self.worker.spec.worker_id, f"{type(exc).__name__}: {exc}"))
+                self.box.append(WorkerCrashed(worker=self.worker.spec.worker_id, error=f"{type(exc).__name__}: {exc}"))
             return self._take()
 
         async def command(self, cmd: WorkerCommand) -> None:
@@ -180,7 +180,7 @@ class _Box:
     def __init__(self, box: deque[Any]) -> None:
         self.box = box
 
-    def put(self, item: Any) -> None:
+    def put(self, item: object) -> None:
         self.box.append(item)
 
 

@@ -8,7 +8,7 @@ the slots in shared memory; a Ray run keeps them in one small actor (:mod:`llmsu
 
 from __future__ import annotations
 
-from typing import Any
+from multiprocessing.context import BaseContext
 
 TICKET_SEGMENT, TICKETS_LEFT, TAKEN_BASE = 0, 1, 2
 MAX_WORKER_IDS = 256
@@ -35,7 +35,7 @@ class TicketsBase:
 class LocalTickets(TicketsBase):
     """The slots in a shared-memory array of one machine's processes."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: BaseContext) -> None:
         self.array = ctx.Array("q", TAKEN_BASE + MAX_WORKER_IDS)
 
     def set(self, index: int, value: int) -> None:

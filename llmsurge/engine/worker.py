@@ -12,8 +12,9 @@ import contextlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from llmsurge.engine.arrivals import Arrivals
 from llmsurge.engine.client import ChunkCounter, build_body, make_client, run_request
@@ -23,7 +24,7 @@ from llmsurge.engine.scenario import Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
 from llmsurge.lifetime import die_with_parent, leave_stop_signals_to_parent, set_process_name
 from llmsurge.metrics.records import Failure, RequestRecord
-from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerReady, WorkerTick
+from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerMessage, WorkerReady, WorkerTick
 from llmsurge.net import Target
 from llmsurge.quality import BY_PROMPT, TAIL_CHARS, degenerate_reason, judge
 
@@ -91,10 +92,22 @@ class Stop:
 WorkerCommand = LoadCommand | Pause | Resume | Wake | Stop
 
 
+class CommandSource(Protocol):
+    """Where a worker's commands come from (a multiprocessing queue; a Ray actor gets them as calls instead)."""
+
+    def get(self) -> WorkerCommand: ...
+
+
+class TickSink(Protocol):
+    """Where a worker's ticks go (the pool's queue)."""
+
+    def put(self, item: WorkerMessage) -> None: ...
+
+
 class Worker:
     """The load loop of one process."""
 
-    def __init__(self, spec: WorkerSpec, commands: Any, out: Any, tickets: TicketsBase) -> None:
+    def __init__(self, spec: WorkerSpec, commands: CommandSource | None, out: TickSink, tickets: TicketsBase) -> None:
         self.spec = spec
         self.commands = commands
         self.out = out
@@ -172,7 +185,7 @@ class Worker:
                 self.users[i] = t
                 t.add_done_callback(self._user_done(i))
 
-    def _user_done(self, idx: int) -> Any:
+    def _user_done(self, idx: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(task: asyncio.Task[None]) -> None:
             if self.users.get(idx) is task:
                 del self.users[idx]
@@ -376,17 +389,17 @@ class Worker:
             delays, self.counter.delays = self.counter.delays, []
         self.out.put(
             WorkerTick(
-                self.spec.worker_id,
-                done,
-                tokens,
-                self.started,
-                len(self.inflight),
-                lag_ms,
-                cpu,
-                sample,
-                final,
-                delays,
-                starts,
+                worker=self.spec.worker_id,
+                records=done,
+                tokens=tokens,
+                started=self.started,
+                inflight=len(self.inflight),
+                loop_lag_ms=lag_ms,
+                cpu=cpu,
+                live=sample,
+                final=final,
+                read_delays=delays,
+                starts=starts,
             )
         )
 
@@ -406,10 +419,10 @@ class Worker:
             n += 1
             self._tick(lag, cpu, live=n % LIVE_EVERY == 0)
 
-    def _read_commands(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _read_commands(self, loop: asyncio.AbstractEventLoop, commands: CommandSource) -> None:
         while True:
             try:
-                cmd = self.commands.get()
+                cmd = commands.get()
             except (EOFError, OSError):
                 cmd = Stop()
             try:
@@ -431,9 +444,11 @@ class Worker:
         self.urls = {"chat": t.url("chat"), "completions": t.url("completions")}
         self.headers = t.headers()
         if self.commands is not None:  # a Ray actor gets its commands as method calls instead
-            threading.Thread(target=self._read_commands, args=(loop,), daemon=True, name="commands").start()
+            threading.Thread(
+                target=self._read_commands, args=(loop, self.commands), daemon=True, name="commands"
+            ).start()
         ticker = loop.create_task(self._ticker())
-        self.out.put(WorkerReady(self.spec.worker_id))
+        self.out.put(WorkerReady(worker=self.spec.worker_id))
         await self._stopped.wait()
         pending = [*self.users.values(), *self.tasks]
         if pending:
@@ -465,7 +480,7 @@ def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
         rec.quality_ok, rec.quality_why = judge(item, "".join(str(t) for t in rec.text))
 
 
-def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: TicketsBase) -> None:
+def worker_main(spec: WorkerSpec, commands: CommandSource, out: TickSink, tickets: TicketsBase) -> None:
     """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
     leave_stop_signals_to_parent()  # first: threads started later inherit its signal mask
     die_with_parent()
@@ -480,4 +495,4 @@ def worker_main(spec: WorkerSpec, commands: Any, out: Any, tickets: TicketsBase)
     try:
         asyncio.run(Worker(spec, commands, out, tickets).run())
     except Exception as exc:  # report instead of dying silently
-        out.put(WorkerCrashed(spec.worker_id, f"{type(exc).__name__}: {exc}"))
+        out.put(WorkerCrashed(worker=spec.worker_id, error=f"{type(exc).__name__}: {exc}"))

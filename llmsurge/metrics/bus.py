@@ -152,7 +152,7 @@ class MetricsBus:
         with self._lock:
             self.info.update(info)
 
-    def set_telemetry(self, source: str, sample: Any) -> None:
+    def set_telemetry(self, source: str, sample: object) -> None:
         """Latest sample of one telemetry source (the host's CPU also feeds the client diagnosis)."""
         with self._lock:
             self.telemetry[source] = sample

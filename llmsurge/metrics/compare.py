@@ -10,6 +10,7 @@ Throughputs are one figure per run and carry no interval (marked †).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from llmsurge.metrics.runs import SavedRun
+from llmsurge.metrics.stats import thin
 
 BOOTSTRAP = 1000
 CONFIDENCE = 0.95
@@ -69,6 +71,7 @@ class Change:
     better: bool | None  # None: no direction (equal, within noise, or unknown)
     interval: tuple[float, float] | None = None  # 95% interval of the difference, in the figure's unit
     noise_known: bool = False  # the runs kept per-request values and the interval was estimated
+    thin: bool = False  # a percentile that rests on too few values in either run (starred, no direction)
 
 
 @dataclass
@@ -169,9 +172,21 @@ def _row(runs: list[SavedRun], segs: list[dict[str, Any]], metric: Metric, load:
     if all(v is None for v in values[1:]) or values[0] is None:
         return None
     changes: list[Change | None] = [None]
-    for run, value in zip(runs[1:], values[1:], strict=True):
-        changes.append(_change(runs[0], run, values[0], value, metric, load))
+    for run, seg, value in zip(runs[1:], segs[1:], values[1:], strict=True):
+        change = _change(runs[0], run, values[0], value, metric, load)
+        if _thin(segs[0], metric) or _thin(seg, metric):
+            change = dataclasses.replace(change, better=None, thin=True)
+        changes.append(change)
     return Row(metric, values, changes)
+
+
+def _thin(seg: dict[str, Any], metric: Metric) -> bool:
+    """A p90/p99 that rests on fewer values than it needs (the one rule, :func:`stats.thin`)."""
+    q = {"p90": 90.0, "p99": 99.0}.get(metric.stat or "")
+    if q is None or metric.metric is None:
+        return False
+    n = seg.get(f"n_{metric.metric}", seg.get("completed"))
+    return isinstance(n, int) and thin(n, q)
 
 
 def _change(

@@ -144,6 +144,47 @@ class RequestRecord:
             self.status = Status.CANCELLED
             self.error_kind = Status.CANCELLED.value
 
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> RequestRecord:
+        """A record back from its ``requests.jsonl`` line (what :meth:`to_json` wrote; the answer's text and the
+        request's body are not kept there). ``llmsurge report`` counts these through the live bus's code."""
+
+        def s(key: str) -> float | None:
+            v = row.get(key)
+            return None if v is None else float(v) / 1000.0
+
+        start = float(row.get("start_time") or 0.0)
+        rec = cls(str(row.get("id", "")), int(row.get("segment", 0)), int(row.get("worker", 0)), 0.0, start)
+        rec.warmup = bool(row.get("warmup"))
+        rec.status = Status(row.get("status", "ok"))
+        rec.error_kind = row.get("error_kind") or ""
+        rec.error = row.get("error") or ""
+        rec.http_status = int(row.get("http_status") or 0)
+        rec.ttft, rec.ttfc, rec.e2el = s("ttft_ms"), s("ttfc_ms"), s("e2el_ms")
+        rec.itl = [float(x) / 1000.0 for x in row.get("itl_ms") or ()]
+        rec.end = s("latency_ms") or 0.0
+        rec.prompt_tokens = int(row.get("prompt_tokens") or 0)
+        rec.output_tokens = int(row.get("output_tokens") or 0)
+        rec.tokens_estimated = bool(row.get("tokens_estimated"))
+        rec.finish_reason = row.get("finish_reason") or ""
+        rec.retries = int(row.get("retries") or 0)
+        rec.max_tokens = int(row.get("max_tokens") or 0)
+        rec.cached_tokens = row.get("cached_tokens")
+        rec.ignore_eos = bool(row.get("ignore_eos"))
+        rec.client_wait = s("client_wait_ms")
+        rec.usage_rejected = row.get("usage_rejected") or ""
+        rec.ttfr = s("ttfr_ms")
+        rec.reasoning_chunks = int(row.get("reasoning_chunks") or 0)
+        rec.turn = int(row.get("turn") or 0)
+        rec.degenerate = row.get("degenerate") or ""
+        quality = row.get("quality")
+        if isinstance(quality, dict):
+            rec.quality_item = str(quality.get("item") or "")
+            rec.quality_ok = bool(quality.get("correct"))
+            rec.quality_why = str(quality.get("why") or "")
+        rec.retry_after = row.get("retry_after_s")
+        return rec
+
     def to_json(self) -> dict[str, Any]:
         """The line written to ``requests.jsonl`` (milliseconds, like vLLM's per-request output)."""
 

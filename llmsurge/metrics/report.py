@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from llmsurge.metrics.records import RequestRecord, Status
+from llmsurge.metrics.segment import RequestCounts
 from llmsurge.metrics.stats import (
     DEFAULT_PERCENTILES,
     PER_REQUEST,
@@ -47,17 +49,11 @@ def _keys(values: np.ndarray) -> np.ndarray:
     return keys.astype(np.int64)
 
 
-@dataclass
-class _Scope:
-    """One segment's (or the run's) tallies."""
+@dataclass(kw_only=True)
+class _Scope(RequestCounts):
+    """One segment's (or the run's) counts — the live bus's :class:`RequestCounts`, fed the same records — and
+    the exact values the percentiles are read from."""
 
-    ok: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    estimated: int = 0
     values: dict[str, array[float]] = field(default_factory=lambda: {m: array("d") for m in PER_REQUEST})
     itl_count: int = 0
     itl_sum: float = 0.0
@@ -107,8 +103,9 @@ def _itl_by_scope(batch: list[dict[str, Any]]) -> dict[int, np.ndarray]:
 def _first_pass(path: Path, scopes: dict[int, _Scope]) -> None:
     for batch in _batches(path):
         for row in batch:
-            for key in (RUN, int(row["segment"])):
-                _count(scopes.setdefault(key, _Scope()), row)
+            rec = RequestRecord.from_json(row)
+            for key in (RUN, rec.segment):
+                _count(scopes.setdefault(key, _Scope()), row, rec)
         for seg, itl in _itl_by_scope(batch).items():
             s = scopes[seg]
             s.itl_count += len(itl)
@@ -118,22 +115,13 @@ def _first_pass(path: Path, scopes: dict[int, _Scope]) -> None:
             s.itl_buckets.update(dict(zip(keys.tolist(), counts.tolist(), strict=True)))
 
 
-def _count(s: _Scope, row: dict[str, Any]) -> None:
-    status = row["status"]
-    if status == "ok":
-        s.ok += 1
-        s.input_tokens += int(row.get("prompt_tokens") or 0)
-        s.output_tokens += int(row.get("output_tokens") or 0)
-        s.estimated += bool(row.get("tokens_estimated"))
-        for m in PER_REQUEST:
+def _count(s: _Scope, row: dict[str, Any], rec: RequestRecord) -> None:
+    s.add(rec)
+    if rec.status is Status.OK:
+        for m in PER_REQUEST:  # the values exactly as written (a TPOT recomputed from rounded times could differ)
             v = row.get(f"{m}_ms")
             if v is not None:
                 s.values[m].append(v / 1000.0)
-    elif status == "cancelled":
-        s.cancelled += 1
-    else:
-        s.failed += 1
-        s.errors[str(row.get("error_kind"))] += 1
 
 
 def _ranks(n: int, percentiles: tuple[float, ...]) -> list[int]:
@@ -215,7 +203,7 @@ def _figures(s: _Scope, duration: float, percentiles: tuple[float, ...]) -> dict
         "error_rate": error_rate(s.ok, s.failed),
         "total_input_tokens": s.input_tokens,
         "total_output_tokens": s.output_tokens,
-        "output_tokens_estimated": s.estimated,
+        "output_tokens_estimated": s.estimated_tokens,
     }
     if duration:
         out["duration"] = duration

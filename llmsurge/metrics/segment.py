@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord, Status
@@ -19,74 +19,11 @@ from llmsurge.metrics.stats import ALIGNED, REASONING, SCHEDULED, TURNS
 NAN = float("nan")
 
 
-@dataclass(frozen=True)
-class SegmentView:
-    """A segment as readers see it: counts copied, value columns as views (read without the bus lock)."""
+@dataclass(kw_only=True)
+class RequestCounts:
+    """What finished requests add up to: the one list of counters, kept by the live bus per segment and rebuilt by
+    ``llmsurge report`` from ``requests.jsonl`` through the same :meth:`add`."""
 
-    index: int
-    label: str
-    scenario: str
-    opened: float
-    wall_opened: float
-    closed: float | None
-    ok: int
-    failed: int
-    cancelled: int
-    errors: dict[str, int]
-    input_tokens: int
-    output_tokens: int
-    estimated_tokens: int
-    last_end: float
-    arrived_tokens: int
-    arrived_completions: int
-    arrived_input_tokens: int
-    max_loop_lag_ms: float
-    max_worker_cpu: float
-    peak_host_cpu: float | None
-    starved_seconds: int
-    busy_seconds: int
-    cached_tokens: int
-    cache_reported_prompt_tokens: int
-    exact_asked: int
-    short_outputs: int
-    degenerate: int
-    quality_asked: int
-    quality_ok: int
-    columns: dict[str, ColumnView]
-    itl: ItlSketch | None  # a copy, present when the view was taken for statistics
-
-    @property
-    def finished(self) -> int:
-        """Requests of this segment that have ended, whatever the outcome."""
-        return self.ok + self.failed + self.cancelled
-
-    @property
-    def quality_score(self) -> float | None:
-        """Share of quality-set answers that were right (None: none asked)."""
-        return self.quality_ok / self.quality_asked if self.quality_asked else None
-
-    @property
-    def cache_hit_rate(self) -> float | None:
-        """Share of prompt tokens served from the server's prefix cache (None: the server does not say)."""
-        reported = self.cache_reported_prompt_tokens
-        return self.cached_tokens / reported if reported else None
-
-    def duration(self, now: float) -> float:
-        """Seconds from opening to closing (or to now, while open)."""
-        end = self.closed if self.closed is not None else now
-        return max(0.0, end - self.opened)
-
-
-@dataclass
-class SegmentStats:
-    """Counts, exact per-request values and the ITL sketch of one segment (written under the bus lock)."""
-
-    index: int
-    label: str
-    scenario: str
-    opened: float
-    wall_opened: float = field(default_factory=time.time)
-    closed: float | None = None
     ok: int = 0
     failed: int = 0
     cancelled: int = 0
@@ -94,20 +31,7 @@ class SegmentStats:
     input_tokens: int = 0
     output_tokens: int = 0
     estimated_tokens: int = 0
-    last_end: float = 0.0
-    arrived_tokens: int = 0
-    """Output tokens received while this segment was open (whichever segment their request started in)."""
-    arrived_completions: int = 0
-    """Requests that completed while this segment was open."""
-    arrived_input_tokens: int = 0
-    """Prompt tokens of the requests that completed while this segment was open."""
-    max_loop_lag_ms: float = 0.0
-    max_worker_cpu: float = 0.0
-    peak_host_cpu: float | None = None
-    starved_seconds: int = 0
-    """Seconds in which the host, not our workers, held the CPU (timings inflated)."""
-    busy_seconds: int = 0
-    """Seconds in which a worker was the limit."""
+    """Successful requests whose output tokens were counted by us (no usable usage)."""
     cached_tokens: int = 0
     """Prompt tokens the server reported serving from its prefix cache."""
     cache_reported_prompt_tokens: int = 0
@@ -121,57 +45,27 @@ class SegmentStats:
     quality_asked: int = 0
     """Quality-set prompts answered, and how many of them right."""
     quality_ok: int = 0
-    columns: dict[str, Column] = field(
-        default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED, *TURNS, *REASONING)}
-    )
-    itl: ItlSketch = field(default_factory=ItlSketch)
+    last_end: float = 0.0
 
     def add(self, rec: RequestRecord) -> None:
-        """Count a finished request that started in this segment, and keep its values if it succeeded."""
+        """Count one finished request."""
         if rec.end > self.last_end:
             self.last_end = rec.end
         if rec.status is Status.OK:
             self.ok += 1
             self.input_tokens += rec.prompt_tokens
             self.output_tokens += rec.output_tokens
-            if rec.tokens_estimated:
-                self.estimated_tokens += 1
+            self.estimated_tokens += rec.tokens_estimated
             if rec.cached_tokens is not None:
                 self.cached_tokens += rec.cached_tokens
                 self.cache_reported_prompt_tokens += rec.prompt_tokens
-            if rec.degenerate:
-                self.degenerate += 1
+            self.degenerate += bool(rec.degenerate)
             if rec.quality_ok is not None:
                 self.quality_asked += 1
                 self.quality_ok += rec.quality_ok
             if rec.ignore_eos:
                 self.exact_asked += 1
                 self.short_outputs += rec.came_back_short
-            cols = self.columns
-            if rec.client_wait is not None:
-                cols["client_wait"].append(rec.client_wait)
-                if rec.e2el is not None:
-                    cols["e2el_sched"].append(rec.e2el + rec.client_wait)
-            tpot = rec.tpot
-            # One row per successful request in every aligned column (an SLO judges the row as a whole).
-            cols["ttft"].append(NAN if rec.ttft is None else rec.ttft)
-            cols["ttfc"].append(NAN if rec.ttfc is None else rec.ttfc)
-            cols["e2el"].append(NAN if rec.e2el is None else rec.e2el)
-            cols["tpot"].append(NAN if tpot is None else tpot)
-            cols["itl_max"].append(max(rec.itl) if rec.itl else NAN)
-            cols["output_tokens"].append(rec.output_tokens)
-            cols["input_tokens"].append(rec.prompt_tokens)
-            if rec.turn:
-                cols["turn"].append(rec.turn)
-                cols["turn_ttft"].append(NAN if rec.ttft is None else rec.ttft)
-                cols["turn_prompt"].append(rec.prompt_tokens)
-                cols["turn_cached"].append(NAN if rec.cached_tokens is None else rec.cached_tokens)
-            if rec.ttfr is not None:
-                cols["ttfr"].append(rec.ttfr)
-                cols["answer_ttfc"].append(NAN if rec.ttfc is None else rec.ttfc)
-                cols["reasoning"].append(rec.reasoning_chunks)
-            if rec.itl:
-                self.itl.extend(rec.itl)
         elif rec.status is Status.CANCELLED:
             self.cancelled += 1
         else:
@@ -180,41 +74,106 @@ class SegmentStats:
 
     @property
     def finished(self) -> int:
-        """Requests of this segment that have ended, whatever the outcome."""
+        """Requests that have ended, whatever the outcome."""
         return self.ok + self.failed + self.cancelled
+
+    @property
+    def quality_score(self) -> float | None:
+        """Share of quality-set answers that were right (None: none asked)."""
+        return self.quality_ok / self.quality_asked if self.quality_asked else None
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        """Share of prompt tokens served from the server's prefix cache (None: the server does not say)."""
+        reported = self.cache_reported_prompt_tokens
+        return self.cached_tokens / reported if reported else None
+
+
+@dataclass(kw_only=True)
+class SegmentCounts(RequestCounts):
+    """A segment's scalars: what it is, its request counts, what arrived while it was open, and the client's
+    health during it. Written under the bus lock (:class:`SegmentStats`); copied whole into a view."""
+
+    index: int
+    label: str
+    scenario: str
+    opened: float
+    wall_opened: float = field(default_factory=time.time)
+    closed: float | None = None
+    arrived_tokens: int = 0
+    """Output tokens received while this segment was open (whichever segment their request started in)."""
+    arrived_completions: int = 0
+    """Requests that completed while this segment was open."""
+    arrived_input_tokens: int = 0
+    """Prompt tokens of the requests that completed while this segment was open."""
+    max_loop_lag_ms: float = 0.0
+    max_worker_cpu: float = 0.0
+    peak_host_cpu: float | None = None
+    starved_seconds: int = 0
+    """Seconds in which the host, not our workers, held the CPU (timings inflated)."""
+    busy_seconds: int = 0
+    """Seconds in which a worker was the limit."""
+
+    def duration(self, now: float) -> float:
+        """Seconds from opening to closing (or to now, while open)."""
+        end = self.closed if self.closed is not None else now
+        return max(0.0, end - self.opened)
+
+
+@dataclass(kw_only=True)
+class SegmentView(SegmentCounts):
+    """A segment as readers see it: its counts copied, value columns as views (read without the bus lock)."""
+
+    columns: dict[str, ColumnView]
+    itl: ItlSketch | None  # a copy, present when the view was taken for statistics
+
+
+@dataclass(kw_only=True)
+class SegmentStats(SegmentCounts):
+    """Counts, exact per-request values and the ITL sketch of one segment (written under the bus lock)."""
+
+    columns: dict[str, Column] = field(
+        default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED, *TURNS, *REASONING)}
+    )
+    itl: ItlSketch = field(default_factory=ItlSketch)
+
+    def add(self, rec: RequestRecord) -> None:
+        """Count a finished request that started in this segment, and keep its values if it succeeded."""
+        super().add(rec)
+        if rec.status is not Status.OK:
+            return
+        cols = self.columns
+        if rec.client_wait is not None:
+            cols["client_wait"].append(rec.client_wait)
+            if rec.e2el is not None:
+                cols["e2el_sched"].append(rec.e2el + rec.client_wait)
+        tpot = rec.tpot
+        # One row per successful request in every aligned column (an SLO judges the row as a whole).
+        cols["ttft"].append(NAN if rec.ttft is None else rec.ttft)
+        cols["ttfc"].append(NAN if rec.ttfc is None else rec.ttfc)
+        cols["e2el"].append(NAN if rec.e2el is None else rec.e2el)
+        cols["tpot"].append(NAN if tpot is None else tpot)
+        cols["itl_max"].append(max(rec.itl) if rec.itl else NAN)
+        cols["output_tokens"].append(rec.output_tokens)
+        cols["input_tokens"].append(rec.prompt_tokens)
+        if rec.turn:
+            cols["turn"].append(rec.turn)
+            cols["turn_ttft"].append(NAN if rec.ttft is None else rec.ttft)
+            cols["turn_prompt"].append(rec.prompt_tokens)
+            cols["turn_cached"].append(NAN if rec.cached_tokens is None else rec.cached_tokens)
+        if rec.ttfr is not None:
+            cols["ttfr"].append(rec.ttfr)
+            cols["answer_ttfc"].append(NAN if rec.ttfc is None else rec.ttfc)
+            cols["reasoning"].append(rec.reasoning_chunks)
+        if rec.itl:
+            self.itl.extend(rec.itl)
 
     def view(self, with_itl: bool) -> SegmentView:
         """A reader's copy (taken under the bus lock); the ITL sketch is copied only when asked for."""
+        scalars = {f.name: getattr(self, f.name) for f in fields(SegmentCounts)}
+        scalars["errors"] = Counter(self.errors)
         return SegmentView(
-            index=self.index,
-            label=self.label,
-            scenario=self.scenario,
-            opened=self.opened,
-            wall_opened=self.wall_opened,
-            closed=self.closed,
-            ok=self.ok,
-            failed=self.failed,
-            cancelled=self.cancelled,
-            errors=dict(self.errors),
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            estimated_tokens=self.estimated_tokens,
-            last_end=self.last_end,
-            arrived_tokens=self.arrived_tokens,
-            arrived_completions=self.arrived_completions,
-            arrived_input_tokens=self.arrived_input_tokens,
-            max_loop_lag_ms=self.max_loop_lag_ms,
-            max_worker_cpu=self.max_worker_cpu,
-            peak_host_cpu=self.peak_host_cpu,
-            starved_seconds=self.starved_seconds,
-            busy_seconds=self.busy_seconds,
-            cached_tokens=self.cached_tokens,
-            cache_reported_prompt_tokens=self.cache_reported_prompt_tokens,
-            exact_asked=self.exact_asked,
-            short_outputs=self.short_outputs,
-            degenerate=self.degenerate,
-            quality_asked=self.quality_asked,
-            quality_ok=self.quality_ok,
+            **scalars,
             columns={k: c.view() for k, c in self.columns.items()},
             itl=self.itl.copy() if with_itl else None,
         )

@@ -28,7 +28,7 @@ HISTOGRAM_BINS = 24
 STREAM_ROWS = 100
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestRow:
     """One line of the request stream pane."""
 
@@ -42,7 +42,7 @@ class RequestRow:
     error_kind: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SegmentRow:
     """One line of the segments (saturation) table."""
 
@@ -69,7 +69,7 @@ class SegmentRow:
     quality_score: float | None = None  # share of quality-set answers right (None: none asked)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Snapshot:
     """An immutable view of the run for panes and reporters. Its text from outside (model, URL, preset and
     scenario names, event messages) is already :func:`~llmsurge.redaction.shown`: safe to put on a screen."""
@@ -194,27 +194,27 @@ class SnapshotBuilder:
         st = self._segment_latency(seg)
         delivered = segment_delivery(seg, now)
         return SegmentRow(
-            seg.index,
-            seg.label,
-            shown(seg.scenario),
-            seg.duration(now),
-            seg.ok,
-            seg.failed,
-            delivered["request_throughput"],
-            delivered["output_throughput"],
-            st.get("median_ttft_ms", 0.0),
-            st.get("p99_ttft_ms", 0.0),
-            st.get("median_tpot_ms", 0.0),
-            seg.ok,
-            seg.starved_seconds > 0,
-            seg.cache_hit_rate,
-            st.get("good_share") if self.slo else None,
-            st.get("mean_input_tokens", 0.0),
-            st.get("p90_input_tokens", 0.0),
-            st.get("mean_output_tokens", 0.0),
-            st.get("p90_output_tokens", 0.0),
-            seg.degenerate,
-            seg.quality_score,
+            index=seg.index,
+            label=seg.label,
+            scenario=shown(seg.scenario),
+            duration=seg.duration(now),
+            completed=seg.ok,
+            failed=seg.failed,
+            request_throughput=delivered["request_throughput"],
+            output_throughput=delivered["output_throughput"],
+            ttft_p50_ms=st.get("median_ttft_ms", 0.0),
+            ttft_p99_ms=st.get("p99_ttft_ms", 0.0),
+            tpot_p50_ms=st.get("median_tpot_ms", 0.0),
+            n=seg.ok,
+            starved=seg.starved_seconds > 0,
+            cache_hit_rate=seg.cache_hit_rate,
+            good_share=st.get("good_share") if self.slo else None,
+            input_mean=st.get("mean_input_tokens", 0.0),
+            input_p90=st.get("p90_input_tokens", 0.0),
+            output_mean=st.get("mean_output_tokens", 0.0),
+            output_p90=st.get("p90_output_tokens", 0.0),
+            degenerate=seg.degenerate,
+            quality_score=seg.quality_score,
         )
 
     def _assemble(self, view: BusView, stats: _Stats) -> Snapshot:
@@ -302,14 +302,14 @@ def request_rows(view: BusView) -> tuple[RequestRow, ...]:
     running = sorted(view.live, key=lambda r: r.start)[:20]
     rows = [
         RequestRow(
-            r.request_id,
-            r.segment,
-            "running",
-            None if r.ttft is None else r.ttft * 1000.0,
-            r.chunks,
-            None,
-            max(0.0, view.now - r.start) * 1000.0,
-            "",
+            request_id=r.request_id,
+            segment=r.segment,
+            status="running",
+            ttft_ms=None if r.ttft is None else r.ttft * 1000.0,
+            output_tokens=r.chunks,
+            tokens_per_s=None,
+            latency_ms=max(0.0, view.now - r.start) * 1000.0,
+            error_kind="",
         )
         for r in running
     ]
@@ -317,14 +317,14 @@ def request_rows(view: BusView) -> tuple[RequestRow, ...]:
         rate = rec.decode_rate
         rows.append(
             RequestRow(
-                rec.request_id,
-                rec.segment,
-                rec.status.value,
-                None if rec.ttft is None else rec.ttft * 1000.0,
-                rec.output_tokens,
-                rate,
-                rec.latency * 1000.0,
-                rec.error_kind,
+                request_id=rec.request_id,
+                segment=rec.segment,
+                status=rec.status.value,
+                ttft_ms=None if rec.ttft is None else rec.ttft * 1000.0,
+                output_tokens=rec.output_tokens,
+                tokens_per_s=rate,
+                latency_ms=rec.latency * 1000.0,
+                error_kind=rec.error_kind,
             )
         )
         if len(rows) >= STREAM_ROWS:

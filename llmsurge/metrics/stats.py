@@ -48,6 +48,12 @@ def min_samples(q: float) -> int:
     return SUPPORT.get(q, max(2, round(1.0 / max(1e-9, 1.0 - q / 100.0))))
 
 
+def thin(n: int, q: float) -> bool:
+    """Whether percentile ``q`` of ``n`` values rests on too few to be more than their maximum (shown starred).
+    The one rule: the panes, the headless tables and ``compare`` all ask it."""
+    return bool(q) and 0 < n < min_samples(q)
+
+
 def describe_ms(
     name: str, seconds: Sequence[float] | np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES
 ) -> dict[str, float]:

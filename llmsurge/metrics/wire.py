@@ -6,7 +6,7 @@ Batches, never one message per token or per request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from llmsurge.metrics.records import RequestRecord
@@ -32,31 +32,31 @@ class LiveRequest(NamedTuple):
     chunks: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class WorkerTick:
     """What a worker sends every ~50 ms: finished records, requests started, and its live counters."""
 
     worker: int
-    records: list[RequestRecord]
-    tokens: int  # output tokens received since the last tick (chunks, corrected at completion)
-    started: int  # requests started since the worker began (cumulative)
-    inflight: int
-    loop_lag_ms: float
-    cpu: float  # fraction of one core used since the last tick
+    records: list[RequestRecord] = field(default_factory=list)
+    tokens: int = 0  # output tokens received since the last tick (chunks, corrected at completion)
+    started: int = 0  # requests started since the worker began (cumulative)
+    inflight: int = 0
+    loop_lag_ms: float = 0.0
+    cpu: float = 0.0  # fraction of one core used since the last tick
     live: list[LiveRequest] | None = None
     final: bool = False
     read_delays: list[float] | None = None  # seconds late per stamped chunk (benchmarks)
     starts: list[RequestStart] | None = None  # requests sent since the last tick
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerReady:
     """The worker's loop runs and it takes commands."""
 
     worker: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerCrashed:
     """The worker's loop died of an exception (the pool notes it; its requests are accounted as lost)."""
 

@@ -7,7 +7,8 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from llmsurge.telemetry.base import NA, Sampler, na
+from llmsurge.metrics.bus import MetricsBus
+from llmsurge.telemetry.base import NA, Sampler, TelemetrySink, na
 from llmsurge.telemetry.samples import GpuReading, GpuSample, TelemetrySample, Unavailable
 
 HISTORY = 30
@@ -19,8 +20,8 @@ class GpuSampler(Sampler):
     name = "gpu"
     source = ""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, bus: MetricsBus | None = None, writer: TelemetrySink | None = None) -> None:
+        super().__init__(bus, writer)
         self._history: dict[int | str, deque[float]] = {}
 
     def read_gpus(self) -> list[GpuReading]:
@@ -63,8 +64,8 @@ class NvmlSampler(GpuSampler):
 
     source = "NVML"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, bus: MetricsBus | None = None, writer: TelemetrySink | None = None) -> None:
+        super().__init__(bus, writer)
         import pynvml  # raises ImportError when nvidia-ml-py is missing
 
         self.nvml = pynvml
@@ -119,8 +120,8 @@ class RocmSampler(GpuSampler):
 
     source = "ROCm SMI"
 
-    def __init__(self, *args: Any, rocml: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, bus: MetricsBus | None = None, writer: TelemetrySink | None = None, rocml: Any = None) -> None:
+        super().__init__(bus, writer)
         if rocml is None:
             from pyrsmi import rocml as _rocml  # raises ImportError when pyrsmi is missing
 
@@ -195,8 +196,10 @@ class DcgmSampler(GpuSampler):
 
     source = "DCGM exporter"
 
-    def __init__(self, url: str, *args: Any, label: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, url: str, bus: MetricsBus | None = None, writer: TelemetrySink | None = None, label: str = ""
+    ) -> None:
+        super().__init__(bus, writer)
         from llmsurge.telemetry.prometheus import MetricsFetcher
 
         self.fetcher = MetricsFetcher(url)

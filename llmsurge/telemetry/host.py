@@ -6,7 +6,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from llmsurge.telemetry.base import NA, Sampler
+from llmsurge.metrics.bus import MetricsBus
+from llmsurge.telemetry.base import NA, Sampler, TelemetrySink
 from llmsurge.telemetry.samples import HostSample, TelemetrySample, Unavailable
 
 
@@ -15,8 +16,13 @@ class HostSampler(Sampler):
 
     name = "host"
 
-    def __init__(self, worker_pids: Callable[[], list[int]], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        worker_pids: Callable[[], list[int]],
+        bus: MetricsBus | None = None,
+        writer: TelemetrySink | None = None,
+    ) -> None:
+        super().__init__(bus, writer)
         import psutil
 
         self.psutil = psutil

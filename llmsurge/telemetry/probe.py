@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+import httpx
 
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.net import METRICS_CAP, Target, fetch, fetch_sync
@@ -16,8 +17,10 @@ from llmsurge.telemetry.samples import TelemetrySample, Unavailable
 class UnavailableSource(Sampler):
     """A source that could not start: it keeps saying why, so the pane shows it."""
 
-    def __init__(self, name: str, reason: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, name: str, reason: str, bus: MetricsBus | None = None, writer: TelemetrySink | None = None
+    ) -> None:
+        super().__init__(bus, writer)
         self.name = name
         self.reason = reason
         self.interval = 5.0
@@ -107,7 +110,7 @@ def make_samplers(plan: TelemetryPlan, bus: MetricsBus, writer: TelemetrySink | 
     return samplers
 
 
-async def probe_sources(client: Any, target: Target) -> dict[str, str]:
+async def probe_sources(client: httpx.AsyncClient, target: Target) -> dict[str, str]:
     """source → 'available: …' or 'not available: why'."""
     from llmsurge.telemetry.prometheus import parse_metrics, server_kind
 

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmsurge.metrics.bus import MetricsBus
 from llmsurge.net import METRICS_CAP, fetch_sync
-from llmsurge.telemetry.base import NA, Sampler
+from llmsurge.telemetry.base import NA, Sampler, TelemetrySink
 from llmsurge.telemetry.samples import ServerSample, TelemetrySample, Unavailable
 
 # Logical metric → candidate family names, first match wins (parser names: counters without ``_total``).
@@ -205,8 +206,14 @@ class ServerMetricsSampler(Sampler):
     name = "server"
     RATE_WINDOW_S = 10.0
 
-    def __init__(self, base_url: str, *args: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        base_url: str,
+        bus: MetricsBus | None = None,
+        writer: TelemetrySink | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(bus, writer)
         self.fetcher = MetricsFetcher(base_url.rstrip("/") + "/metrics", headers=headers)
         self._rates = _WindowedRates(self.RATE_WINDOW_S)
         self._base_segment = -1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -28,16 +29,41 @@ def open_warning(host: str, port: int) -> str:
     )
 
 
+PAGE = Path(__file__).parent / "web_page"
+"""Our page: textual-serve's, with its font served from here (no request leaves for another host) and plain words
+when the run has ended or another page holds it."""
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#0c181f"/>'
+    '<path d="M2 12 L6 7 L9 10 L14 3" stroke="#4ec9b0" stroke-width="2" fill="none"/></svg>'
+)
+
+
 def make_server(tui_args: list[str], host: str, port: int) -> Any:
     """A textual-serve server for the TUI that holds one page (one run) at a time."""
     try:
+        import textual_serve
         from aiohttp import web
         from textual_serve.server import Server
     except ImportError:  # pragma: no cover - textual-serve is a dependency; a broken install says so
         raise RuntimeError("llmsurge web needs textual-serve: pip install textual-serve") from None
 
+    busy_page = (PAGE / "busy.html").read_text(encoding="utf-8")
+
     class OneRunServer(Server):  # type: ignore[misc]
         active = False
+
+        async def _make_app(self) -> web.Application:
+            app = await super()._make_app()
+            app.router.add_get("/favicon.ico", self.handle_favicon)
+            return app
+
+        async def handle_favicon(self, _request: web.Request) -> web.Response:
+            return web.Response(text=FAVICON, content_type="image/svg+xml")
+
+        async def handle_index(self, request: web.Request) -> web.StreamResponse:
+            if self.active:  # say so in words: the page would otherwise show only "Session ended."
+                return web.Response(text=busy_page, content_type="text/html", status=409)
+            return await super().handle_index(request)  # type: ignore[no-any-return]
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
             if self.active:
@@ -50,7 +76,14 @@ def make_server(tui_args: list[str], host: str, port: int) -> Any:
             finally:
                 self.active = False
 
-    return OneRunServer(web_command(tui_args), host=host, port=port, title="llmsurge")
+    return OneRunServer(
+        web_command(tui_args),
+        host=host,
+        port=port,
+        title="llmsurge",
+        templates_path=PAGE,
+        statics_path=Path(textual_serve.__file__).parent / "static",
+    )
 
 
 def serve(tui_args: list[str], host: str, port: int) -> int:

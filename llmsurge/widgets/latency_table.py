@@ -7,8 +7,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.metrics.stats import min_samples
-from llmsurge.widgets.format import compact, ms
+from llmsurge.metrics.stats import thin
+from llmsurge.render.format import compact, ms
 from llmsurge.widgets.roles import RoleStyles
 
 ROWS = (("TTFT", "ttft"), ("TTFC", "ttfc"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
@@ -36,7 +36,7 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
                 n = int(stats.get(f"n_{key}", 0) or 0)
                 for _name, prefix, q in QUANTILES:
                     value = ms(stats.get(f"{prefix}_{key}_ms")) if n else "—"
-                    weak = 0 < n < min_samples(q)
+                    weak = thin(n, q)
                     cells.append(Text(value + ("*" if weak else ""), style=muted if weak else ""))
                 if "mean" in names:
                     cells.append(Text(ms(stats.get(f"mean_{key}_ms")) if n else "—"))

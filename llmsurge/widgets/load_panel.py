@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.widgets.format import num
+from llmsurge.render.format import num
 from llmsurge.widgets.roles import RoleStyles
 
 LABEL_WIDTH = 12  # the longest label ("output tok/s"): labels are never squeezed by long values

@@ -9,7 +9,7 @@ from textual_plot import HiResMode
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.widgets.format import num
+from llmsurge.render.format import num
 from llmsurge.widgets.pane_plot import PanePlot
 
 WINDOW_S = 300

@@ -21,7 +21,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from llmsurge.metrics.snapshot import RequestRow, Snapshot
-from llmsurge.widgets.format import MISSING, compact, ms
+from llmsurge.render.format import MISSING, compact, ms
 from llmsurge.widgets.roles import RoleStyles
 
 COLUMNS = (

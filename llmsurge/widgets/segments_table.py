@@ -13,8 +13,8 @@ from textual.widgets import DataTable
 from llmsurge.metrics.compare import speed_change
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import SegmentRow, Snapshot
-from llmsurge.metrics.stats import min_samples
-from llmsurge.widgets.format import ms, num
+from llmsurge.metrics.stats import thin
+from llmsurge.render.format import ms, num
 from llmsurge.widgets.roles import RoleStyles
 
 COLUMNS = (
@@ -86,7 +86,7 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         muted, bad, warn = self.role("muted"), self.role("bad"), self.role("warn")
 
         def pct(value: float, q: float) -> Text:
-            if s.n and s.n < min_samples(q):
+            if thin(s.n, q):
                 return Text(f"{ms(value)}*", style=muted)
             return Text(ms(value) if s.n else "—")
 

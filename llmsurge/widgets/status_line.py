@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.widgets.format import clock
+from llmsurge.render.format import clock
 from llmsurge.widgets.roles import RoleStyles
 
 

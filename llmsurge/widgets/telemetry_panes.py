@@ -11,8 +11,8 @@ from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.redaction import shown
+from llmsurge.render.format import bar, ms, num
 from llmsurge.telemetry.samples import GpuSample, HostSample, ServerSample, Unavailable
-from llmsurge.widgets.format import bar, ms, num
 from llmsurge.widgets.roles import RoleStyles
 
 NOT_EXPORTED = "not exported by the server"

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.widgets.format import ms
+from llmsurge.render.format import ms
 from llmsurge.widgets.pane_plot import PanePlot
 
 

@@ -18,6 +18,7 @@ from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.widgets.latency_table import LatencyTable
 from llmsurge.widgets.load_panel import LoadPanel
+from llmsurge.widgets.pane import Pane, ShowsBaseline
 from llmsurge.widgets.rate_chart import RateChart
 from llmsurge.widgets.request_stream import RequestStream
 from llmsurge.widgets.segments_table import SegmentsTable
@@ -91,9 +92,9 @@ class DashboardScreen(Screen[None]):
 
     def set_baseline(self, baseline: SavedRun | None) -> None:
         """Hand a saved run to the panes that show it beside this run (attributes down)."""
-        for cls in (SegmentsTable, RateChart, TtftHistogram):
-            for pane in self.query(cls):
-                pane.baseline = baseline  # type: ignore[attr-defined]
+        for pane in self.query("*"):
+            if isinstance(pane, ShowsBaseline):
+                pane.baseline = baseline
 
     def action_failed_only(self) -> None:
         """``f``: the request stream shows failures only (the ones people open first), or everything again."""
@@ -132,5 +133,5 @@ class DashboardScreen(Screen[None]):
         self.query_one(StatusLine).show(snap, waiting_for, message)
         self.query_one(LoadPanel).show(snap)
         for pane in self.visible_panes():
-            if full or not isinstance(pane, STATISTICS):
-                pane.show(snap)  # type: ignore[attr-defined]
+            if isinstance(pane, Pane) and (full or not isinstance(pane, STATISTICS)):
+                pane.show(snap)

@@ -13,7 +13,7 @@ from textual_plot import HiResMode
 
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.redaction import shown
-from llmsurge.widgets.format import MISSING, ms
+from llmsurge.render.format import MISSING, ms
 from llmsurge.widgets.pane_plot import PanePlot
 
 

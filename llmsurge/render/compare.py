@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmsurge.metrics.compare import RESOLUTION, Change, Comparison, Row, saturation_curves
+from llmsurge.render.format import MISSING
 
 UP, DOWN = "▲", "▼"
 COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
@@ -19,7 +20,7 @@ COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
 
 def _num(v: float | None, unit: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
+        return MISSING
     if unit == "%":
         return f"{v:.2f}%"
     if abs(v) >= 100:
@@ -33,7 +34,8 @@ def _change_text(c: Change | None) -> str:
         return ""
     mark = "" if c.better is None else (f" {UP}" if c.better else f" {DOWN}")
     dagger = "" if c.noise_known or c.text in ("n/a", "within noise") else " †"
-    return f"{c.text}{mark}{dagger}"
+    star = "*" if c.thin and c.text != "n/a" else ""
+    return f"{c.text}{star}{mark}{dagger}"
 
 
 def tables(cmp: Comparison) -> list[Table]:
@@ -84,7 +86,8 @@ def markdown(cmp: Comparison) -> str:
 
 NOISE_NOTE = (
     "'within noise': the 95% bootstrap interval of the difference (1,000 resamples of each run's requests) holds"
-    f" zero, or the change is under {RESOLUTION:.0%}"
+    f" zero, or the change is under {RESOLUTION:.0%}; * a percentile resting on fewer values than it needs (p90"
+    " about 10, p99 about 100): read it as the maximum, no direction"
 )
 
 

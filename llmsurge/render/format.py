@@ -1,4 +1,5 @@
-"""Number formatting shared by the panes: one way to show a missing value (``—``)."""
+"""The one number formatter, for the panes and the command output alike: one way to show a missing value (``—``:
+nothing measured yet) and one for a value its source cannot give (``N/A``)."""
 
 from __future__ import annotations
 

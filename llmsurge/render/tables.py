@@ -1,0 +1,169 @@
+"""The text tables of a run's results (``llmsurge run`` at its end, ``llmsurge report``): ``summary.json`` read
+back as Rich tables, in the order ``vllm bench serve`` prints. Missing values read as every view shows them
+(:mod:`llmsurge.render.format`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from llmsurge.metrics.stats import thin
+from llmsurge.render.format import MISSING
+
+
+def _cell(value: float | str | None, fmt: str, weak: bool = False) -> str:
+    if value is None:
+        return MISSING
+    return fmt.format(value) + ("*" if weak else "")
+
+
+def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Table:
+    """The end-of-run table, in the order ``vllm bench serve`` prints, with how many values each latency rests
+    on. Latencies read ``—`` when no request succeeded (summary.json keeps vLLM's 0.0 there); a percentile
+    resting on fewer values than it needs (p99: about 100) is starred."""
+    t = Table(title=title, show_header=False, title_style="bold", min_width=50)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+
+    def row(label: str, key: str, fmt: str = "{:.2f}") -> None:
+        t.add_row(label, _cell(summary.get(key), fmt))
+
+    row("Successful requests", "completed", "{:d}")
+    row("Failed requests", "failed", "{:d}")
+    if summary.get("cancelled"):
+        row("Cancelled requests", "cancelled", "{:d}")
+    if summary.get("errors"):
+        t.add_row("Errors", Text(", ".join(f"{k}: {v}" for k, v in sorted(summary["errors"].items()))))
+    row("Benchmark duration (s)", "duration")
+    row("Total input tokens", "total_input_tokens", "{:d}")
+    row("Total generated tokens", "total_output_tokens", "{:d}")
+    if summary.get("prefix_cache_hit_rate") is not None:
+        row("Prompt tokens from the server's cache", "prefix_cache_hit_rate", "{:.1%}")
+    if summary.get("completed"):
+        t.add_row(
+            "Input / output tokens, mean (p90)",
+            f"{summary.get('mean_input_tokens', 0):,.0f} ({summary.get('p90_input_tokens', 0):,.0f}) / "
+            f"{summary.get('mean_output_tokens', 0):,.0f} ({summary.get('p90_output_tokens', 0):,.0f})",
+        )
+    row("Request throughput (req/s)", "request_throughput")
+    row("Output token throughput (tok/s)", "output_throughput")
+    row("Total token throughput (tok/s)", "total_token_throughput")
+    if summary.get("slo"):
+        t.add_section()
+        slo = ", ".join(f"{k.upper()}≤{v:g}ms" for k, v in summary["slo"].items())
+        t.add_row(Text("SLO", style="bold"), Text(slo))
+        row("Good requests", "good_requests", "{:d}")
+        row("Good share of ended requests", "good_share", "{:.1%}")
+        row("Request goodput (req/s)", "request_goodput")
+        row("Good output throughput (tok/s)", "good_output_throughput")
+    starred = False
+    for name, label in (
+        ("ttft", "Time to First Token"),
+        ("tpot", "Time per Output Token (excl. 1st)"),
+        ("itl", "Inter-token Latency"),
+        ("e2el", "End-to-end Latency"),
+    ):
+        n = int(summary.get(f"n_{name}") or 0)
+        t.add_section()
+        t.add_row(Text(label, style="bold"), Text(f"n={n:,}", style="dim") if n else "")
+        for stat, key, q in (
+            ("Mean", "mean", 0.0),
+            ("Median", "median", 50.0),
+            ("P90", "p90", 90.0),
+            ("P99", "p99", 99.0),
+        ):
+            weak = thin(n, q)
+            starred |= weak
+            value = summary.get(f"{key}_{name}_ms") if n or "n_ttft" not in summary else None
+            t.add_row(f"{stat} {name.upper()} (ms)", _cell(value, "{:.2f}", weak))
+    reasoning = summary.get("reasoning")
+    if reasoning:
+        t.add_section()
+        t.add_row(Text("Reasoning", style="bold"), Text(f"n={reasoning['completed']:,}", style="dim"))
+        t.add_row("Mean reasoning tokens", _cell(reasoning.get("mean_reasoning_tokens"), "{:.1f}"))
+        t.add_row("Median time to first reasoning token (ms)", _cell(reasoning.get("median_ttfr_ms"), "{:.2f}"))
+        t.add_row("Median time to first answer token (ms)", _cell(reasoning.get("median_answer_ttfc_ms"), "{:.2f}"))
+    if starred:
+        t.caption = "* fewer values than the percentile needs (p90 about 10, p99 about 100): read it as the maximum"
+    return t
+
+
+def segments_table(summary: dict[str, Any]) -> Table:
+    """One row per segment: the saturation table (throughputs as delivered while each segment was open)."""
+    t = Table(title="segments")
+    segs = summary.get("segments", [])
+    slo = any("good_share" in s for s in segs)
+    columns = (
+        "#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache",
+        "in mean/p90", "out mean/p90",
+    )  # fmt: skip
+    for col in (*columns, "good") if slo else columns:
+        t.add_column(col, justify="right" if col not in ("load",) else "left")
+    for s in segs:
+        n = int(s.get("n_ttft") or 0)
+        hit = s.get("prefix_cache_hit_rate")
+        load = Text(str(s.get("load", "")))
+        if s.get("starved"):
+            load.append(" (CPU starved)", style="yellow")
+        t.add_row(
+            str(s["segment"]),
+            load,
+            str(s["completed"]),
+            str(s["failed"]),
+            _cell(s.get("request_throughput"), "{:.2f}"),
+            _cell(s.get("output_throughput"), "{:.1f}"),
+            _cell(s.get("median_ttft_ms") if n else None, "{:.1f}"),
+            _cell(s.get("p99_ttft_ms") if n else None, "{:.1f}", thin(n, 99.0)),
+            _cell(s.get("median_tpot_ms") if s.get("n_tpot") else None, "{:.2f}"),
+            _cell(hit, "{:.0%}"),
+            f"{s.get('mean_input_tokens', 0):,.0f}/{s.get('p90_input_tokens', 0):,.0f}" if s["completed"] else "—",
+            f"{s.get('mean_output_tokens', 0):,.0f}/{s.get('p90_output_tokens', 0):,.0f}" if s["completed"] else "—",
+            *([_cell(s.get("good_share") if s["completed"] else None, "{:.0%}")] if slo else []),
+        )
+    return t
+
+
+def roofline_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per segment: decode per stream against its ceiling, and the inputs' sources once."""
+    block = summary.get("roofline")
+    if not block:
+        return []
+    if block.get("missing"):
+        if not any(block["inputs"].values()):
+            return []  # nothing known: not worth a line on every run
+        return [f"roofline: needs {' and '.join(block['missing'])} (the server and the GPU did not say)"]
+    lines = []
+    for seg in summary.get("segments", []):
+        r = seg.get("roofline")
+        if r and r.get("fraction") is not None:
+            lines.append(
+                f"roofline segment {seg['segment']} ({seg['load']}): decode {r['measured_per_stream_tok_s']:,.1f}"
+                f" tok/s per stream = {r['fraction']:.0%} of the {r['ceiling_per_stream_tok_s']:,.1f} tok/s"
+                f" {r['bound']} ceiling at batch {r['batch']:.1f}"
+            )
+    used = {k: v["source"] for k, v in block["inputs"].items() if v}
+    if lines:
+        lines.append("roofline inputs: " + ", ".join(f"{k} from {v}" for k, v in used.items()))
+    if block.get("note"):
+        lines.append(f"roofline: {block['note']}")
+    return lines
+
+
+def turns_table(summary: dict[str, Any]) -> Table:
+    """Multi-turn chats: TTFT and prefix-cache hits per turn (turn 1 is cold; later turns carry the history)."""
+    t = Table(title="turns")
+    for col in ("turn", "done", "prompt tokens", "TTFT p50", "TTFT p90", "cache"):
+        t.add_column(col, justify="right")
+    for r in summary.get("turns", []):
+        n = r["completed"]
+        t.add_row(
+            str(r["turn"]),
+            str(n),
+            _cell(r.get("mean_prompt_tokens"), "{:,.0f}"),
+            _cell(r.get("median_ttft_ms"), "{:.1f}"),
+            _cell(r.get("p90_ttft_ms"), "{:.1f}", thin(n, 90.0)),
+            _cell(r.get("prefix_cache_hit_rate"), "{:.0%}"),
+        )
+    return t
