@@ -121,15 +121,16 @@ def test_statistics_recompute_once_per_interval_and_at_a_segment_change() -> Non
     assert changed.stats_version > first.stats_version and changed.run_stats["n_ttft"] == 5
 
 
+@pytest.mark.slow
 def test_a_snapshot_does_not_hold_the_lock_while_it_computes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A million values in a segment: the statistics are computed with the bus's lock free, so ingest keeps going
+    """300,000 values in a segment: the statistics are computed with the bus's lock free, so ingest keeps going
     (checked by where the lock is at each computation, not by timing it: the machine may be busy)."""
     import llmsurge.metrics.snapshot as snapshot_module
 
     bus = MetricsBus()
     seg = bus.open_segment("c=1", "t")
     recs = [_rec(i, seg) for i in range(1000)]
-    for _ in range(1000):
+    for _ in range(300):
         bus.ingest(WorkerTick(worker=0, records=recs, tokens=0, started=0, inflight=0, loop_lag_ms=0, cpu=0))
     held_during: list[bool] = []
     real_latency, real_histogram = snapshot_module.run_latency, snapshot_module.ttft_histogram
@@ -145,7 +146,7 @@ def test_a_snapshot_does_not_hold_the_lock_while_it_computes(monkeypatch: pytest
     monkeypatch.setattr(snapshot_module, "run_latency", latency)
     monkeypatch.setattr(snapshot_module, "ttft_histogram", histogram)
     snap = SnapshotBuilder(bus).snapshot()
-    assert snap.run_stats["n_ttft"] == 1_000_000
+    assert snap.run_stats["n_ttft"] == 300_000
     assert held_during and not any(held_during), held_during  # every computation ran with the lock free
 
 

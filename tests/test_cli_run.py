@@ -37,6 +37,7 @@ def _rows(folder: Path) -> list[dict]:
     return [json.loads(x) for x in (folder / "requests.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_max_throughput_preset_summary_agrees_with_requests(cli_sim: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = subprocess.run(
@@ -68,6 +69,7 @@ def test_max_throughput_preset_summary_agrees_with_requests(cli_sim: str, tmp_pa
     assert "api_key" not in json.dumps(s["config"]).replace("api_key_env", "")
 
 
+@pytest.mark.slow
 def test_faulty_server_every_request_accounted(tmp_path: Path) -> None:
     p, url = _free_sim(
         ["--faults", "http500=0.05,http429=0.03,http503=0.03,reset=0.04,stall=0.02,malformed=0.04,no_usage=0.05"]
@@ -126,6 +128,7 @@ def _wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
     return _alive(pids)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_signal_saves_everything_and_leaves_no_process(sig: int, tmp_path: Path) -> None:
     """SIGINT, SIGTERM (timeout, docker stop, systemd) and SIGHUP all cancel, record and save; the exit status
@@ -157,6 +160,7 @@ def test_a_stop_signal_saves_everything_and_leaves_no_process(sig: int, tmp_path
     assert not _wait_gone(children), "a worker or the simulated server outlived the run"
 
 
+@pytest.mark.slow
 def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     """Even SIGKILL of the run (nothing can be saved) leaves no load generator behind."""
     out = tmp_path / "k"
@@ -178,6 +182,7 @@ def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     assert not _wait_gone(children), "processes outlived a SIGKILLed run"
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(cli_sim: str) -> None:
     r = subprocess.run([*CLI, "run", cli_sim, "--model", "gpt-9"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
@@ -226,6 +231,7 @@ def test_api_key_never_written(cli_sim: str, tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["config"]["api_key_env"] == "MY_KEY"
 
 
+@pytest.mark.slow
 def test_check_healthy_and_unhealthy(cli_sim: str) -> None:
     r = subprocess.run([*CLI, "check", cli_sim], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

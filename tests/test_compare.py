@@ -62,6 +62,7 @@ def test_a_real_difference_is_named_and_identical_runs_are_within_noise(saved: d
     assert quiet >= 0.75 * len(latency)  # the same setup twice: (nearly) nothing to report
 
 
+@pytest.mark.slow
 def test_cli_tables_markdown_and_json(saved: dict[str, Path]) -> None:
     r = _run("compare", str(saved["base"]), str(saved["seqs4"]))
     assert r.returncode == 0 and "load c=8" in r.stdout and "▼" in r.stdout
@@ -103,6 +104,7 @@ def test_runs_lists_saved_runs_newest_first(saved: dict[str, Path]) -> None:
     assert json.loads((saved["base"] / "summary.json").read_text())["name"] == "base"
 
 
+@pytest.mark.slow
 def test_html_report_charts_render_in_a_real_browser(saved: dict[str, Path], tmp_path: Path) -> None:
     from PIL import Image
     from playwright.sync_api import sync_playwright
@@ -136,6 +138,7 @@ def _near(px: tuple[int, int, int], colours: set[tuple[int, int, int]]) -> bool:
     return any(abs(px[0] - c[0]) + abs(px[1] - c[1]) + abs(px[2] - c[2]) < 40 for c in colours)
 
 
+@pytest.mark.slow
 async def test_live_baseline_in_the_tui(saved: dict[str, Path], tmp_path: Path) -> None:
     from llmsurge.engine.session import RunConfig
     from llmsurge.presets import find_preset
@@ -175,6 +178,7 @@ async def test_live_baseline_in_the_tui(saved: dict[str, Path], tmp_path: Path) 
             await until(lambda: not app.is_running, 60, pilot)
 
 
+@pytest.mark.slow
 def test_html_through_a_redirect_goes_to_stdout_and_no_file_is_overwritten(
     saved: dict[str, Path], tmp_path: Path
 ) -> None:

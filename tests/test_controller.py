@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from llmsurge.engine.controller import Controller
 from llmsurge.engine.pool import WorkerPool, split_load
 from llmsurge.engine.prompts import Calibration
@@ -27,6 +29,7 @@ def test_split_load() -> None:
     assert [x.rate for x in split_load(Load(rate=3.0, max_concurrency=3), 2)] == [1.5, 1.5]
 
 
+@pytest.mark.slow
 async def test_live_changes_open_segments_and_take_effect(sim_url: str) -> None:
     sc = Scenario("t", "t", (Stage(Load(concurrency=2), duration=60),), RequestShape(output_tokens=200))
     bus, _pool, ctrl = _setup(sim_url, sc)

@@ -125,6 +125,7 @@ def test_check_shows_server_text_without_its_controls(escapes_url: str) -> None:
     assert b"models:" in out and b"2JPWNED" in out  # Rich colours parts of the line on a terminal
 
 
+@pytest.mark.slow
 def test_the_tui_shows_server_text_without_its_controls(escapes_url: str, tmp_path: Path) -> None:
     out = _in_pty([escapes_url, "-c", "2", "-o", str(tmp_path / "t")], until=b"PWNED", keys=b"q", timeout=120)
     _no_injection(out)
@@ -134,6 +135,7 @@ def test_the_tui_shows_server_text_without_its_controls(escapes_url: str, tmp_pa
 # ---- every probe has a deadline and a size cap -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_server_whose_every_path_trickles_forever_still_gets_a_run(trickle_url: str, tmp_path: Path) -> None:
     r = run_cli("run", trickle_url, "--model", "m", "--timeout", "5", "-n", "4", "-c", "2", "-o", str(tmp_path / "r"))
     assert r.returncode == 0, r.stderr
@@ -203,6 +205,7 @@ async def test_json_where_a_stream_was_asked_is_named(hostile_url: str) -> None:
     assert rec.error.startswith("the server answered JSON, not an event stream")  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_twenty_thousand_models_are_listed_briefly(many_models_url: str, tmp_path: Path) -> None:
     r = run_cli("run", many_models_url, "--model", "nope", "-n", "1", "-o", str(tmp_path / "x"))
     assert r.returncode == 2 and len(r.stderr) < 2000, len(r.stderr)
@@ -241,6 +244,7 @@ def test_an_unwritable_results_folder_sends_nothing(hostile_url: str, tmp_path: 
 # ---- Retry-After ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured_per_slot_and_calibration_waits_for_a_success(hostile_url: str, tmp_path: Path) -> None:
     args = ["--model", "busy", "--preset", "demo", "-c", "1", "-n", "6"]
     r = run_cli("run", hostile_url, *args, "-o", str(tmp_path / "r"))
@@ -261,6 +265,7 @@ def test_retry_after_is_honoured_per_slot_and_calibration_waits_for_a_success(ho
 # ---- an interrupted capacity search -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_interrupted_capacity_search_keeps_what_it_found(tmp_path: Path) -> None:
     out = tmp_path / "cap"
     args = ["run", "--find-max", "concurrency", "--slo", "e2el=60s", "-d", "2", "--output-tokens", "8"]

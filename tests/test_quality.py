@@ -57,6 +57,7 @@ def test_prose_code_and_reasoning_only_answers_are_not_degenerate() -> None:
     assert degenerate_reason("1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12", 30) == ""
 
 
+@pytest.mark.slow
 def test_check_scores_the_set_and_says_degraded(answering_sim: tuple[str, str]) -> None:
     mode, url = answering_sim
     r = _run("check", url, "--wait", "20")
@@ -98,6 +99,7 @@ def test_the_quality_preset_scores_each_segment_and_flags_degenerate_text(
         assert all(w["why"] for w in wrong)
 
 
+@pytest.mark.slow
 def test_ordinary_runs_count_no_degenerate_answers(sim_url: str, tmp_path: Path) -> None:
     r = _run("run", sim_url, "-c", "4", "-n", "20", "--output-tokens", "64", "-o", str(tmp_path / "r"))
     assert r.returncode == 0, r.stderr
@@ -111,6 +113,7 @@ def test_the_quality_preset_is_the_set_at_temperature_zero() -> None:
     assert sc.shape.temperature == 0.0 and not sc.shape.ignore_eos
 
 
+@pytest.mark.slow
 async def test_quality_from_the_palette_runs_the_set_in_a_new_segment(tmp_path: Path) -> None:
     from llmsurge.engine.session import RunConfig
     from llmsurge.tui.app import make_app

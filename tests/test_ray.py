@@ -68,6 +68,7 @@ def test_placement_counts_whole_workers() -> None:
     assert placeable(4, 3.0, cpus_per_worker=1.5) == 2
 
 
+@pytest.mark.slow
 async def test_two_nodes_share_the_load_and_obey_the_controller(cluster: Any, sim_url: str, tmp_path: Path) -> None:
     session = RunSession(_config(sim_url, tmp_path, workers=2, keep_alive=True))
 
@@ -102,6 +103,7 @@ async def test_a_request_budget_holds_across_nodes(cluster: Any, sim_url: str, t
     assert summary["completed"] == 37  # not 36 or 38: one ticket bank for both hosts
 
 
+@pytest.mark.slow
 async def test_more_workers_than_the_cluster_holds_run_with_those_placed(
     cluster: Any, sim_url: str, tmp_path: Path
 ) -> None:
@@ -113,6 +115,7 @@ async def test_more_workers_than_the_cluster_holds_run_with_those_placed(
     assert json.loads((session.output / "summary.json").read_text())["completed"] == 20
 
 
+@pytest.mark.slow
 async def test_no_room_at_all_is_refused_in_one_line(cluster: Any, sim_url: str, tmp_path: Path) -> None:
     session = RunSession(_config(sim_url, tmp_path, workers=1, requests=4, ray_cpus_per_worker=8.0))
     await session.prepare()
@@ -121,6 +124,7 @@ async def test_no_room_at_all_is_refused_in_one_line(cluster: Any, sim_url: str,
     session.close()
 
 
+@pytest.mark.slow
 async def test_a_node_lost_mid_run_records_its_requests_as_worker_lost(
     cluster: Any, sim_url: str, tmp_path: Path
 ) -> None:

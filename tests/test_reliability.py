@@ -55,6 +55,7 @@ async def test_a_request_ends_within_its_timeout(hostile_url: str, model: str) -
         assert rec.error_kind == "timeout"
 
 
+@pytest.mark.slow
 def test_a_stream_that_never_ends_does_not_hang_the_run(hostile_url: str, tmp_path: Path) -> None:
     out = tmp_path / "f"
     t0 = time.monotonic()
@@ -100,6 +101,7 @@ def _workers(pid: int) -> list[psutil.Process]:
     return [c for c in psutil.Process(pid).children() if c.name() == "llmsurge-worker"]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_noticed_accounted_and_replaced(tmp_path: Path) -> None:
     out = tmp_path / "w"
     p = subprocess.Popen(
@@ -162,6 +164,7 @@ def test_url_credentials_become_basic_auth_and_stay_secret(hostile_url: str, tmp
     assert "alice:" not in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_server_markup_is_printed_as_text(hostile_url: str, tmp_path: Path, command: str) -> None:
     args = ["-c", "1", "-n", "2", "-o", str(tmp_path / "m")] if command == "run" else []
@@ -262,6 +265,7 @@ def test_bad_preset_files_are_named_and_skipped(tmp_path: Path) -> None:
     assert "max-throughput" in r.stdout
 
 
+@pytest.mark.slow
 def test_results_folders_are_each_runs_own(hostile_url: str, tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -310,6 +314,7 @@ def test_a_metrics_url_that_never_answers_is_not_available(hostile_url: str, tmp
     assert gpu["available"] is False and gpu["reason"]
 
 
+@pytest.mark.slow
 def test_disk_full_stops_the_load_and_keeps_what_was_written(tmp_path: Path) -> None:
     """The results folder's files may not grow past 64 KB (RLIMIT_FSIZE: a write fails as on a full disk)."""
 
@@ -334,6 +339,7 @@ def test_disk_full_stops_the_load_and_keeps_what_was_written(tmp_path: Path) -> 
     assert lines and all(json.loads(x)["id"] for x in lines[:-1])  # what was written is there and readable
 
 
+@pytest.mark.slow
 def test_exit_status_and_fail_on(hostile_url: str, tmp_path: Path) -> None:
     r = _run("run", hostile_url, "--model", "markup", "-n", "3", "-o", str(tmp_path / "a"))
     assert r.returncode == 0  # failures alone do not fail the run

@@ -94,6 +94,7 @@ def test_a_run_reports_each_segments_roofline(sim_url: str, tmp_path: Path) -> N
     assert r.returncode == 2 and "not an amount" in r.stderr
 
 
+@pytest.mark.slow
 def test_without_inputs_the_summary_says_what_is_missing(sim_url: str, tmp_path: Path) -> None:
     out = tmp_path / "r"
     r = subprocess.run(
@@ -116,6 +117,7 @@ def test_without_inputs_the_summary_says_what_is_missing(sim_url: str, tmp_path:
     assert "roofline: needs --mem-bandwidth" in r.stdout
 
 
+@pytest.mark.slow
 async def test_the_load_pane_shows_decode_against_its_ceiling(sim_url: str, tmp_path: Path) -> None:
     from llmsurge.engine.session import RunConfig
     from llmsurge.presets import find_preset

@@ -27,6 +27,7 @@ async def _burst(url: str, n: int, tokens: int = 40) -> tuple[float, list]:
         return time.monotonic() - t0, recs
 
 
+@pytest.mark.slow
 async def test_throughput_rises_then_queueing_raises_ttft() -> None:
     timing = EngineTiming(step_base=0.01, step_per_seq=0.0002, prefill_per_token=0.0, max_seqs=16)
     with SimProcess(SimConfig(timing=timing)) as sim:
@@ -104,6 +105,7 @@ async def test_every_fault_kind_shows_up(faulty_sim_url: str) -> None:
     assert any(r.ok and r.tokens_estimated for r in recs)  # no_usage: counted, marked as estimated
 
 
+@pytest.mark.slow
 async def test_several_server_processes_share_a_port() -> None:
     with SimProcess(SimConfig(timing=EngineTiming.fast()), processes=2) as sim:
         pids = set(sim.pids)

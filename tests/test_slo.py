@@ -55,6 +55,7 @@ def test_slo_spec_and_goodput() -> None:
     assert goodput(values, parse_slo("ttft=500ms"), duration=2.0, failed=4)["good_share"] == 3 / 8
 
 
+@pytest.mark.slow
 def test_good_share_counts_failures_alike_in_the_summary_the_segments_and_the_search(tmp_path: Path) -> None:
     """One definition: the table, summary.json and the capacity search read the same share (DESIGN.md)."""
     out = tmp_path / "half"
@@ -74,6 +75,7 @@ def test_good_share_counts_failures_alike_in_the_summary_the_segments_and_the_se
     assert s["capacity"]["max_held"] is None and s["capacity"]["partial"] is False
 
 
+@pytest.mark.slow
 def test_an_slo_the_server_meets_at_c4_and_breaks_at_c64(knee_sim: str, tmp_path: Path) -> None:
     args = ["--slo", "ttft=300ms", "--output-tokens", "30", "-n", "64"]
     held = _run("run", knee_sim, "-c", "4", *args, "-o", str(tmp_path / "c4"))
@@ -88,14 +90,16 @@ def test_an_slo_the_server_meets_at_c4_and_breaks_at_c64(knee_sim: str, tmp_path
     assert "Request goodput (req/s)" in held.stdout and "TTFT≤300ms" in held.stdout
 
 
+@pytest.mark.slow
 def test_fail_on_goodput_exits_1_and_names_the_breach(knee_sim: str, tmp_path: Path) -> None:
     args = ["-c", "64", "-n", "64", "--output-tokens", "30", "--slo", "ttft=300ms"]
     r = _run("run", knee_sim, *args, "--fail-on", "good_share<0.95", "-o", str(tmp_path / "f"))
     assert r.returncode == 1 and "good_share" in r.stdout and "breaching --fail-on good_share<0.95" in r.stdout
-    r = _run("run", knee_sim, *args[:4], "--fail-on", "error_rate>0.01", "-o", str(tmp_path / "g"))
+    r = _run("run", knee_sim, *args[:6], "--fail-on", "error_rate>0.01", "-o", str(tmp_path / "g"))
     assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.slow
 def test_capacity_search_finds_the_knee(knee_sim: str, tmp_path: Path) -> None:
     out = tmp_path / "cap"
     r = _run(
@@ -129,6 +133,7 @@ def _config(url: str, tmp_path: Path, **kw: Any) -> RunConfig:
     )
 
 
+@pytest.mark.slow
 async def test_palette_sets_the_slo_and_goodput_shows(knee_sim: str, tmp_path: Path) -> None:
     from llmsurge.widgets.load_panel import LoadPanel
     from llmsurge.widgets.segments_table import SegmentsTable
@@ -151,6 +156,7 @@ async def test_palette_sets_the_slo_and_goodput_shows(knee_sim: str, tmp_path: P
     assert s["slo"] == {"ttft": 300.0} and s["good_share"] == 1.0
 
 
+@pytest.mark.slow
 async def test_inspector_opens_a_request_and_copies_curl_without_the_key(
     knee_sim: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

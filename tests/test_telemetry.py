@@ -223,6 +223,7 @@ def test_host_sampler_reads_cpu_of_given_processes() -> None:
     assert 0 <= s.mem_percent <= 100
 
 
+@pytest.mark.slow
 def test_telemetry_recorded_in_results(sim_url: str, tmp_path: Any) -> None:
     import asyncio
     import json

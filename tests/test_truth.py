@@ -48,6 +48,7 @@ def shared_sim() -> Iterator[str]:
 # ---- 1. re-runs are cold unless asked to repeat ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_rerun_is_cold_and_the_same_seed_reproduces_the_cache_hits(shared_sim: str, tmp_path: Path) -> None:
     args = ["-c", "2", "-n", "16", "--input-tokens", "200", "--output-tokens", "8"]
     assert _run("run", shared_sim, *args, "-o", str(tmp_path / "a")).returncode == 0
@@ -80,6 +81,7 @@ def test_cached_tokens_are_read_in_both_servers_forms(hostile_url: str, tmp_path
 # ---- 2. no spurious failures from a server that closes idle connections ------------------------------------
 
 
+@pytest.mark.slow
 def test_idle_connections_closed_by_the_server_cost_no_request(closing_url: str, tmp_path: Path) -> None:
     """Like llama-server (5 s there, 0.3 s here): pooled connections die while idle; a request that meets one
     is re-sent on a fresh connection before any response byte, and counted."""
@@ -99,6 +101,7 @@ def _tick(worker: int, lag: float, cpu: float) -> WorkerTick:
     return WorkerTick(worker=worker, records=[], tokens=10, started=0, inflight=1, loop_lag_ms=lag, cpu=cpu)
 
 
+@pytest.mark.slow
 def test_a_starved_segment_is_marked_and_a_busy_one_is_not() -> None:
     bus = MetricsBus()
     bus.open_segment("c=8", "t")
@@ -128,6 +131,7 @@ def test_a_starved_segment_is_marked_and_a_busy_one_is_not() -> None:
 # ---- 6. a segment's throughput is what arrived while it was open; the ramp stops at the plateau ------------
 
 
+@pytest.mark.slow
 async def test_segment_throughput_never_exceeds_the_servers_ceiling_and_the_ramp_stops() -> None:
     # 8 sequences a step, a step every 10 ms: the server cannot deliver more than 800 tokens/s.
     timing = EngineTiming(step_base=0.01, step_per_seq=0.0, prefill_per_token=0.0, max_seqs=8)
@@ -170,6 +174,7 @@ def test_itl_sketch_percentiles_are_within_one_percent_of_numpys() -> None:
     )
 
 
+@pytest.mark.slow
 def test_report_recomputes_the_summary_exactly_and_names_a_figure_that_differs(tmp_path: Path) -> None:
     out = tmp_path / "r"
     assert _run("run", "-c", "8", "-n", "120", "--output-tokens", "120", "-o", str(out)).returncode == 0
@@ -191,6 +196,7 @@ def test_report_recomputes_the_summary_exactly_and_names_a_figure_that_differs(t
 # ---- 7. the smaller traps ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_server_that_ignores_ignore_eos_is_named(hostile_url: str, tmp_path: Path) -> None:
     out = tmp_path / "e"  # the hostile server's "normal" model always stops after 4 tokens
     r = _run("run", hostile_url, "--model", "normal", "-n", "5", "--output-tokens", "16", "-o", str(out))
@@ -211,6 +217,7 @@ def test_thin_percentiles_are_starred_and_n_is_shown(hostile_url: str, tmp_path:
     assert _summary(tmp_path / "p")["n_ttft"] == 9
 
 
+@pytest.mark.slow
 def test_open_loop_waits_for_a_free_slot_are_reported_apart(shared_sim: str, tmp_path: Path) -> None:
     out = tmp_path / "w"  # 40 arrivals/s, but at most 2 in flight, each taking ~0.2 s: most wait for a slot
     r = _run("run", shared_sim, "-r", "40", "-c", "2", "-n", "30", "--output-tokens", "100", "-o", str(out))

@@ -47,6 +47,7 @@ def _load(app: LLMSurgeApp) -> object:
     return app.session.controller.load
 
 
+@pytest.mark.slow
 async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
     app = make_app(_config(sim_url, tmp_path))
     async with app.run_test(size=SIZE) as pilot:
@@ -111,6 +112,7 @@ async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
     assert len(data["segments"]) == 12
 
 
+@pytest.mark.slow
 async def test_palette_exact_values(sim_url: str, tmp_path: Path) -> None:
     app = make_app(_config(sim_url, tmp_path))
     async with app.run_test(size=SIZE) as pilot:
@@ -123,6 +125,7 @@ async def test_palette_exact_values(sim_url: str, tmp_path: Path) -> None:
         await pilot.press("q")
 
 
+@pytest.mark.slow
 async def test_survives_faults_and_a_server_that_goes_away(tmp_path: Path) -> None:
     faults = Faults.parse("http500=0.1,reset=0.1,malformed=0.1,no_usage=0.1")
     sim = SimProcess(SimConfig(timing=quick_timing(), faults=faults))
@@ -153,6 +156,7 @@ async def test_survives_faults_and_a_server_that_goes_away(tmp_path: Path) -> No
     assert data["errors"]["connect"] > 0 and data["errors"].get("http_500", 0) > 0
 
 
+@pytest.mark.slow
 async def test_waits_for_a_server_that_is_not_up_yet(tmp_path: Path) -> None:
     import socket
 
@@ -278,6 +282,7 @@ async def test_preset_picker_names_bad_files_and_does_not_crash(
 SIZES = [(80, 24), (100, 30), (120, 40), (160, 48), (200, 60)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
 def test_snapshot_sizes(snap_compare: Callable[..., bool], no_user_presets: None, size: tuple[int, int]) -> None:
     async def ready(pilot: object) -> None:
@@ -298,6 +303,7 @@ def _screen_lines(svg: str) -> list[str]:
     return ["".join(t for _x, t in sorted(parts)) for _y, parts in sorted(runs.items())]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
 async def test_no_number_is_cut_at_any_size(no_user_presets: None, size: tuple[int, int]) -> None:
     """Every pane drops a column, abbreviates or moves to a tab rather than cut a number with an ellipsis."""
@@ -319,6 +325,7 @@ async def test_no_number_is_cut_at_any_size(no_user_presets: None, size: tuple[i
     assert not cut, cut
 
 
+@pytest.mark.slow
 async def test_resizing_switches_layouts_live_and_z_zooms_a_pane(
     sim_url: str, tmp_path: Path, no_user_presets: None
 ) -> None:
@@ -365,6 +372,7 @@ async def test_resizing_switches_layouts_live_and_z_zooms_a_pane(
         await _until(pilot, lambda: not app.is_running)
 
 
+@pytest.mark.slow
 async def test_mouse_focuses_panes_scrolls_the_stream_and_opens_a_row(no_user_presets: None) -> None:
     from llmsurge.metrics.records import RequestRecord
     from llmsurge.tui.screens.inspector import InspectorScreen
@@ -416,6 +424,7 @@ def test_ticks_are_nice_and_fit() -> None:
             assert round(mantissa, 6) in (1.0, 2.0, 5.0), (lo, hi, ticks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
 async def test_axis_labels_never_run_together(no_user_presets: None, size: tuple[int, int]) -> None:
     """Each chart's x-axis line holds its tick labels as separate words, never two run into one ("2530")."""
@@ -443,6 +452,7 @@ async def test_axis_labels_never_run_together(no_user_presets: None, size: tuple
         assert seen >= (1 if size == (80, 24) else 2)
 
 
+@pytest.mark.slow
 async def test_theme_from_the_palette_recolours_the_panes(no_user_presets: None) -> None:
     from llmsurge.widgets.load_panel import LoadPanel
 

@@ -61,6 +61,7 @@ def _gone(pids: list[int]) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "terminal closed"])
 def test_tui_saves_on_sigterm_and_when_its_terminal_goes_away(tmp_path: Path, how: str) -> None:
     out = tmp_path / "tui"

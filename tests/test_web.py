@@ -59,6 +59,7 @@ def _pane_pixels(png: bytes) -> tuple[int, int]:
     return blue, green
 
 
+@pytest.mark.slow
 async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
     web: tuple[str, Path, subprocess.Popen[str]],
 ) -> None:

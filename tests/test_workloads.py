@@ -77,6 +77,7 @@ def test_bad_length_spellings_name_the_fix(text: str, says: str) -> None:
     assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_distributions_reach_the_wire_and_the_segments_show_realised_lengths(sim_url: str, tmp_path: Path) -> None:
     out = tmp_path / "r"
     r = _run(
@@ -196,6 +197,7 @@ def test_unusable_datasets_fail_before_any_load(tmp_path: Path) -> None:
         load_index(str(empty))
 
 
+@pytest.mark.slow
 def test_the_bundled_sample_runs_with_its_own_lengths(sim_url: str, tmp_path: Path) -> None:
     out = tmp_path / "r"
     r = _run("run", sim_url, "--preset", "dataset", "-n", "24", "--seed", "9", "-o", str(out))
@@ -223,6 +225,7 @@ def cache_sim() -> Iterator[str]:
         yield sim.url
 
 
+@pytest.mark.slow
 def test_shared_prefixes_hit_the_cache_and_the_cold_default_does_not(cache_sim: str, tmp_path: Path) -> None:
     common = ["-c", "4", "-n", "48", "--output-tokens", "8", "--seed", "21"]
     r = _run("run", cache_sim, "--preset", "prefix-cache", *common, "-o", str(tmp_path / "warm"))
@@ -242,6 +245,7 @@ def test_shared_prefixes_hit_the_cache_and_the_cold_default_does_not(cache_sim: 
 # ---- 4. multi-turn chats -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_multi_turn_chats_resend_the_history_and_report_ttft_per_turn(cache_sim: str, tmp_path: Path) -> None:
     out = tmp_path / "chat"
     r = _run(
@@ -281,6 +285,7 @@ async def test_reasoning_streams_count_as_output_with_their_own_first_token(name
     assert rec.to_json()["ttfr_ms"] is not None
 
 
+@pytest.mark.slow
 def test_a_reasoning_model_on_the_simulated_server(tmp_path: Path) -> None:
     with SimProcess(SimConfig(timing=quick_timing(), reasoning_tokens=12)) as sim:
         out = tmp_path / "r"
@@ -297,6 +302,7 @@ def test_a_reasoning_model_on_the_simulated_server(tmp_path: Path) -> None:
 # ---- 6. long context ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_long_context_fills_the_servers_context_and_a_refusal_is_said_once(tmp_path: Path) -> None:
     with SimProcess(SimConfig(timing=quick_timing(), max_model_len=1024)) as sim:
         r = _run("run", sim.url, "--preset", "long-context", "-n", "4", "-o", str(tmp_path / "fill"))
