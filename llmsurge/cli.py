@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmsurge import __version__
 from llmsurge.engine import limits
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported where used: `llmsurge --help` stays fast
 
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "web", "report", "compare", "runs")
+SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "web", "report", "compare", "runs", "steer")
 
 
 def _whole(v: str, low: int, high: int) -> int:
@@ -123,6 +123,13 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--burstiness", type=_positive_float, help="gamma shape (1 = Poisson, <1 burstier)")
     g.add_argument("--requests", "-n", type=_positive_int, help="stop after N requests")
     g.add_argument("--duration", "-d", type=_positive_float, help="stop after SECONDS")
+    g.add_argument(
+        "--trace",
+        metavar="FILE|sample",
+        help="replay a trace: Mooncake JSONL (timestamp ms, input_length, output_length, hash_ids) or a run's"
+        " requests.jsonl, each request at its own time (-c caps what is in flight)",
+    )
+    g.add_argument("--speedup", type=_positive_float, metavar="X", help="replay a trace X times faster")
     g = p.add_argument_group("requests (override the preset)")
     g.add_argument(
         "--input-tokens",
@@ -200,6 +207,13 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         help="TUI: a saved run (folder or JSON) shown beside this one, load by load",
     )
     g.add_argument(
+        "--api",
+        metavar="HOST:PORT",
+        help="serve the live API: GET /metrics (Prometheus), GET /api/snapshot, POST /api/steer (loopback unless"
+        " --api-token-env gives a token)",
+    )
+    g.add_argument("--api-token-env", metavar="VAR", help="the API's bearer token, read from $VAR (never a flag)")
+    g.add_argument(
         "--seed",
         type=lambda v: _whole(v, 0, 2**63 - 1),
         help="random seed for prompts and arrivals (default: a fresh one per run, recorded in summary.json)",
@@ -222,6 +236,8 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         burstiness=args.burstiness,
         requests=args.requests,
         duration=args.duration,
+        trace=args.trace,
+        speedup=args.speedup,
         input_tokens=args.input_tokens,
         output_tokens=args.output_tokens,
         dataset=args.dataset,
@@ -241,6 +257,13 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
     from llmsurge.sim.server import Faults
 
     Faults.parse(args.faults)  # fail early with a clear message
+    if args.trace and args.rate:
+        raise ValueError("--trace sends each request at its own time: drop --rate (or the trace)")
+    for st in scenario.stages:  # a bad trace is one line before anything starts
+        if st.load.trace:
+            from llmsurge.engine.trace import cached_trace
+
+            cached_trace(st.load.trace)
     slo = parse_slo(args.slo) if args.slo else parse_slo(scenario.slo)
     if getattr(args, "find_max", None):
         scenario = _capacity_search(scenario, args)
@@ -265,7 +288,22 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         baseline=_checked_baseline(args.baseline),
         roofline=_roofline_flags(args),
         ray=getattr(args, "ray", None),
+        api=_checked_api(args.api, args.api_token_env),
+        api_token_env=args.api_token_env,
     )
+
+
+def _checked_api(spec: str | None, token_env: str | None) -> str | None:
+    """``--api``: an address, and a token where one is needed — checked before anything starts."""
+    if spec is None:
+        if token_env:
+            raise ValueError("--api-token-env needs --api HOST:PORT")
+        return None
+    from llmsurge.api import api_token, parse_address
+
+    host, _port = parse_address(spec)
+    api_token(host, token_env)
+    return spec
 
 
 def _roofline_flags(args: argparse.Namespace) -> RooflineInputs:
@@ -372,6 +410,15 @@ def make_parser() -> argparse.ArgumentParser:
         help="write to this file (html on a terminal: default compare.html; to a pipe or file: stdout)",
     )
     cmp.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+    st = sub.add_parser(
+        "steer",
+        help="steer a running llmsurge through its --api: concurrency N, rate R, pause, resume, preset NAME, slo SPEC",
+        description="Change a running llmsurge's load from a script (the run was started with --api HOST:PORT).",
+    )
+    st.add_argument("api_url", metavar="URL", help="the run's API, e.g. http://127.0.0.1:9000")
+    st.add_argument("action", choices=("concurrency", "rate", "pause", "resume", "preset", "slo"))
+    st.add_argument("value", nargs="?", help="N, R, NAME or SPEC (pause and resume take none)")
+    st.add_argument("--api-token-env", metavar="VAR", help="the API's bearer token, read from $VAR")
     runs = sub.add_parser("runs", help="list saved runs, newest first", description="Saved runs, newest first.")
     runs.add_argument("folder", nargs="?", type=Path, default=Path("llmsurge-results"))
     return p
@@ -511,6 +558,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _presets(args)
     if cmd == "report":
         return _report(args)
+    if cmd == "steer":
+        return _steer(args)
     if cmd == "compare":
         return _compare(args)
     if cmd == "runs":
@@ -627,6 +676,43 @@ def _compare(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _steer(args: argparse.Namespace) -> int:
+    """``llmsurge steer URL ACTION [VALUE]``: one POST to the run's /api/steer; the new target, or why not."""
+    import httpx
+
+    action, value = args.action, args.value
+    if (action in ("pause", "resume")) != (value is None):
+        raise ValueError(f"steer {action}: " + ("takes no value" if value is not None else "give a value"))
+    body: dict[str, Any] = {action: True if value is None else value}
+    if action in ("concurrency", "rate"):
+        try:
+            body[action] = int(value) if action == "concurrency" else float(value)
+        except ValueError:
+            raise ValueError(f"steer {action} {value}: give a number") from None
+    headers = {}
+    if args.api_token_env:
+        from llmsurge.engine.session import read_api_key
+
+        headers["Authorization"] = f"Bearer {read_api_key(args.api_token_env)}"
+    url = args.api_url.rstrip("/") + "/api/steer"
+    try:
+        resp = httpx.post(url, json=body, headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        print(f"llmsurge: {url} did not answer ({type(exc).__name__}): is the run started with --api?", file=sys.stderr)
+        return ExitCode.UNREACHABLE
+    try:
+        answer = resp.json()
+    except ValueError:
+        answer = {"error": f"HTTP {resp.status_code}"}
+    if resp.status_code != 200:
+        from llmsurge.redaction import shown
+
+        print(f"llmsurge: error: {shown(answer.get('error', resp.status_code), limit=None)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    print(f"segment {answer['segment']}: {answer['target']}{' (paused)' if answer.get('paused') else ''}")
+    return ExitCode.OK
+
+
 def _runs(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
@@ -683,7 +769,7 @@ def _presets(args: argparse.Namespace) -> int:
                 for x in (f"{st.requests} requests" if st.requests else "", f"{st.duration:g} s" if st.duration else "")
                 if x
             )
-            console.print(f"stage {i}: {st.load.describe()}, {length}")
+            console.print(f"stage {i}: {st.load.describe()}, {length or 'every request of the trace'}")
         sh = sc.shape
         console.print(
             f"requests: {sh.endpoint}, {'stream' if sh.stream else 'no stream'}, "

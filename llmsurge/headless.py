@@ -15,7 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-from llmsurge.engine.session import RunSession
+from llmsurge.api import LiveApi, api_token, parse_address
+from llmsurge.engine.session import ConfigError, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.metrics.thresholds import Threshold, breaches
@@ -84,6 +85,9 @@ async def run_headless(
     loop = asyncio.get_running_loop()
     signals = StopSignals()
     err = make_console(stderr=True, highlight=False)
+    api = await start_api(session)  # before anything is sent: an address that cannot be bound is bad input
+    if api is not None:
+        err.print(f"api: {api.url}/metrics, /api/snapshot, POST /api/steer", style="dim", markup=False)
     prep = asyncio.ensure_future(session.prepare(lambda m: err.print(m, style="dim", markup=False)))
 
     def stop() -> None:
@@ -97,6 +101,22 @@ async def run_headless(
         return await _run(session, console, prep, signals, interval, fail_on or [])
     finally:
         signals.remove(loop)
+        if api is not None:
+            await api.stop()
+
+
+async def start_api(session: RunSession, on_steer: Any = None) -> LiveApi | None:
+    """The live API, when ``--api`` asks for it (:class:`ConfigError` naming the address it cannot bind)."""
+    cfg = session.config
+    if not cfg.api:
+        return None
+    host, port = parse_address(cfg.api)
+    api = LiveApi(session, host, port, api_token(host, cfg.api_token_env), on_steer)
+    try:
+        await api.start()
+    except OSError as exc:
+        raise ConfigError(f"--api {cfg.api}: cannot listen there ({exc.strerror or exc}): give another port") from None
+    return api
 
 
 async def _run(

@@ -225,6 +225,8 @@ def test_open_loop_waits_for_a_free_slot_are_reported_apart(shared_sim: str, tmp
     s = _summary(out)
     assert s["p99_client_wait_ms"] > 100 and s["p99_e2el_sched_ms"] > s["p99_e2el_ms"]
     assert any("after their scheduled time" in n for n in s["notes"])
+    assert s["schedule"]["kept"] is False and s["schedule"]["late_share"] > 0.5  # schedule fidelity, said plainly
+    assert any("waited for a free slot under the in-flight cap" in n for n in s["notes"])
     rows = [json.loads(x) for x in (out / "requests.jsonl").read_text().splitlines() if '"warmup": false' in x]
     assert all(x["client_wait_ms"] is not None for x in rows)
 

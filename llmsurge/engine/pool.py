@@ -16,6 +16,7 @@ from llmsurge.engine.dataset import load_index
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.tickets import MAX_WORKER_IDS, TAKEN_BASE, TICKET_SEGMENT, TICKETS_LEFT, TicketsBase
+from llmsurge.engine.trace import cached_trace
 from llmsurge.engine.worker import LoadCommand, Pause, Resume, Stop, Wake, WorkerCommand, WorkerSpec
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.wire import WorkerCrashed, WorkerMessage, WorkerReady, WorkerTick
@@ -25,6 +26,8 @@ UNLIMITED = -1
 MAX_WORKERS = 64
 LIVENESS_EVERY_S = 0.25
 MAX_REPLACEMENTS = 8
+TRACE_LEAD_S = 0.05
+"""A trace's clock starts this long after its command is sent, so every worker has it before the first request."""
 
 
 def usable_cpus() -> int:
@@ -53,7 +56,13 @@ def cap_workers(requested: int, peak_concurrency: int | None, cpus: int | None =
 
 
 def split_load(load: Load, n: int) -> list[Load]:
-    """Each worker's share: concurrency spread as evenly as whole users allow; rate split equally."""
+    """Each worker's share: concurrency spread as evenly as whole users allow; rate split equally; a trace's
+    requests are dealt out (each worker then keeps the whole trace's clock)."""
+    if load.trace is not None:
+        cap = load.max_concurrency
+        return [
+            replace(load, max_concurrency=(cap // n + (1 if i < cap % n else 0)) if cap else None) for i in range(n)
+        ]
     if load.rate is not None:
         cap = load.max_concurrency
         return [
@@ -254,9 +263,13 @@ class WorkerPool:
         shares = split_load(load, self.n)
         shape = scenario.shape
         dataset = load_index(shape.dataset) if shape.dataset else None  # indexed once per process and file
+        entries = cached_trace(load.trace).entries if load.trace else ()
+        t0_wall = time.time() + TRACE_LEAD_S
         with self._lock:
             for index, share in enumerate(shares):
-                self._last_load[index] = LoadCommand(segment, share, shape, index, self.n, dataset)
+                self._last_load[index] = LoadCommand(
+                    segment, share, shape, index, self.n, dataset, entries[index :: self.n], t0_wall
+                )
             for slot in self.slots:
                 if not slot.gone:
                     slot.commands.put(self._last_load[slot.index])

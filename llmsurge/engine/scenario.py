@@ -81,14 +81,22 @@ class Load:
     arrival: str = "poisson"
     burstiness: float = 1.0
     max_concurrency: int | None = None
+    trace: str | None = None
+    """Replay this trace (a file, or ``sample``): each request at its own time, with its own lengths."""
+    speedup: float = 1.0
+    """A trace's time compressed this many times."""
 
     @property
     def is_open_loop(self) -> bool:
-        """Whether requests arrive at a rate rather than from a fixed number of users."""
-        return self.rate is not None
+        """Whether requests arrive on a schedule (a rate, or a trace) rather than from a fixed number of users."""
+        return self.rate is not None or self.trace is not None
 
     def describe(self) -> str:
-        """A short label: ``c=8`` or ``r=2.5/s poisson``."""
+        """A short label: ``c=8``, ``r=2.5/s poisson`` or ``trace sample ×10``."""
+        if self.trace is not None:
+            cap = f" max={self.max_concurrency}" if self.max_concurrency else ""
+            fast = f" ×{self.speedup:g}" if self.speedup != 1 else ""
+            return f"trace {self.trace.rsplit('/', 1)[-1]}{fast}{cap}"
         if self.rate is not None:
             law = self.arrival if self.arrival != "gamma" else f"gamma b={self.burstiness:g}"
             cap = f" max={self.max_concurrency}" if self.max_concurrency else ""
@@ -155,7 +163,7 @@ class Scenario:
         """The most requests any stage keeps in flight (None: an uncapped rate, a search: no bound)."""
         if self.search is not None:
             return None
-        peaks = [st.load.concurrency if not st.load.is_open_loop else st.load.max_concurrency for st in self.stages]
+        peaks = [st.load.max_concurrency if st.load.is_open_loop else st.load.concurrency for st in self.stages]
         return None if any(p is None for p in peaks) else max(p or 0 for p in peaks) or None
 
     def with_overrides(
@@ -167,10 +175,19 @@ class Scenario:
         burstiness: float | None = None,
         requests: int | None = None,
         duration: float | None = None,
+        trace: str | None = None,
+        speedup: float | None = None,
         **shape: object,
     ) -> Scenario:
-        """A copy with command-line flags applied: a load flag collapses the stages into one."""
+        """A copy with command-line flags applied: a load flag collapses the stages into one (``trace``: one
+        replay, ``-c`` capping what is in flight)."""
         stages = self.stages
+        if trace is not None:
+            load = Load(concurrency=None, trace=trace, speedup=speedup or 1.0, max_concurrency=concurrency)
+            stages = (Stage(load),)
+            concurrency = None
+        elif speedup is not None:
+            stages = tuple(replace(st, load=replace(st.load, speedup=speedup)) for st in stages)
         if concurrency is not None or rate is not None:
             base = stages[0].load
             if rate is not None:

@@ -24,6 +24,7 @@ from llmsurge.engine.discovery import ServerError, ServerFacts, discover, negoti
 from llmsurge.engine.pool import WorkerPool, auto_workers, cap_workers
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Scenario
+from llmsurge.engine.trace import TraceError, cached_trace
 from llmsurge.lifetime import open_files_note, raise_open_files_limit
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.results import (
@@ -86,6 +87,10 @@ class RunConfig:
     """A label for the run (``--name``): in its folder's name and ``summary.json``, for ``runs`` and ``compare``."""
     baseline: Path | None = None
     """A saved run to show beside this one in the TUI (``--baseline``)."""
+    api: str | None = None
+    """``HOST:PORT`` to serve the live API on (``--api``); None: no API."""
+    api_token_env: str | None = None
+    """The environment variable holding the API's bearer token (required off loopback)."""
 
     def __post_init__(self) -> None:
         if self.seed is None:
@@ -272,6 +277,7 @@ class RunSession:
                 f"{scenario.name}: multi-turn chats need a closed loop (each user keeps a conversation):"
                 " use --concurrency N instead of --rate"
             )
+        scenario = self._adapt_traces(scenario, tell)
         if shape.dataset:
             try:
                 index = load_index(shape.dataset)
@@ -306,6 +312,28 @@ class RunSession:
             tell(self.notes[-1])
             scenario = dataclasses.replace(scenario, shape=shape)
         return scenario
+
+    def _adapt_traces(self, scenario: Scenario, tell: Callable[[str], None]) -> Scenario:
+        """Each trace read once (bad lines said once) and replayed whole: its stage's budget is its requests."""
+        stages = []
+        for st in scenario.stages:
+            if st.load.trace is None:
+                stages.append(st)
+                continue
+            try:
+                trace = cached_trace(st.load.trace)
+            except TraceError as exc:
+                raise ConfigError(str(exc)) from None
+            self.shares_prefixes |= trace.shares_blocks
+            if trace.path not in self._datasets_told:
+                self._datasets_told.add(trace.path)
+                self.note(f"trace {trace.describe()}", "warning" if trace.bad else "info")
+                tell(self.notes[-1])
+                for example in trace.bad_examples:
+                    self.note(f"skipped {example}", "warning")
+                    tell(self.notes[-1])
+            stages.append(dataclasses.replace(st, requests=st.requests or len(trace.entries), duration=None))
+        return dataclasses.replace(scenario, stages=tuple(stages))
 
     def start(self) -> Controller:
         """Open the result folder and start the workers; returns the controller to drive."""

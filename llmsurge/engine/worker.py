@@ -22,6 +22,7 @@ from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
+from llmsurge.engine.trace import BlockPrompts, TraceEntry
 from llmsurge.lifetime import die_with_parent, leave_stop_signals_to_parent, set_process_name
 from llmsurge.metrics.records import Failure, RequestRecord
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerMessage, WorkerReady, WorkerTick
@@ -56,6 +57,9 @@ class LoadCommand:
     slot: int = 0
     slots: int = 1
     dataset: DatasetIndex | None = None
+    trace: tuple[TraceEntry, ...] = ()
+    """A trace replay: this worker's share of its requests, each at ``t0_wall`` + its time / the load's speedup."""
+    t0_wall: float = 0.0
 
 
 @dataclass
@@ -135,6 +139,7 @@ class Worker:
         self.reader: DatasetReader | None = None
         self._prefixes: dict[tuple[int, int], str] = {}
         self.case: PromptCase | None = None
+        self.blocks: BlockPrompts | None = None
         self._wake: asyncio.Event
         self._stopped: asyncio.Event
 
@@ -146,7 +151,7 @@ class Worker:
             self.segment, self.load, self.shape = cmd.segment, cmd.load, cmd.shape
             self._open_dataset(cmd)
             self.generation += 1
-            self._apply_load()
+            self._apply_load(cmd)
         elif isinstance(cmd, Pause):
             self.paused = True
         elif isinstance(cmd, Resume):
@@ -169,11 +174,14 @@ class Worker:
         if index is not None and self.reader is None:
             self.reader = DatasetReader(index, self.spec.seed, first=cmd.slot, stride=cmd.slots)
 
-    def _apply_load(self) -> None:
+    def _apply_load(self, cmd: LoadCommand) -> None:
         loop = asyncio.get_running_loop()
         if self.load.is_open_loop:
             target_users = 0
-            task = loop.create_task(self._arrivals(self.generation))
+            if self.load.trace is not None:
+                task = loop.create_task(self._replay(self.generation, cmd.trace, cmd.t0_wall))
+            else:
+                task = loop.create_task(self._arrivals(self.generation))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         else:
@@ -257,6 +265,29 @@ class Worker:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    async def _replay(self, generation: int, entries: tuple[TraceEntry, ...], t0_wall: float) -> None:
+        """Send each of a trace's requests at its own time (this worker's share of them)."""
+        loop = asyncio.get_running_loop()
+        origin = loop.time() + (t0_wall - time.time())  # the trace's zero on this loop's clock
+        speedup = self.load.speedup or 1.0
+        for entry in entries:
+            due = origin + entry.at / speedup
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.stopping or generation != self.generation:
+                return
+            while self.paused and not self.stopping:
+                await self._wait_wake()
+            cap = self.load.max_concurrency
+            while cap and len(self.inflight) >= cap and not self.stopping:
+                await self._wait_wake(0.01)
+            if not await self._take_ticket():
+                return  # the replay's budget is spent (or its segment closed)
+            task = loop.create_task(self._request(due, entry=entry))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
     def _prefix(self, tokens: int, group: int) -> str:
         """Shared system prompt ``group``: the same in every worker (seeded by the run and the group only), and
         different between runs with different seeds."""
@@ -267,11 +298,15 @@ class Worker:
         return self._prefixes[key]
 
     def _next_prompt(
-        self, shape: RequestShape, conv: Conversation | None = None
+        self, shape: RequestShape, conv: Conversation | None = None, entry: TraceEntry | None = None
     ) -> tuple[str | list[dict[str, Any]], int, int]:
         """What to send: (a user message's text or whole chat messages, max_tokens, expected prompt tokens (0:
         unknown until the server's usage says))."""
         self.case = None
+        if entry is not None:  # a trace's request: its own lengths, its shared blocks
+            if self.blocks is None:
+                self.blocks = BlockPrompts(self.spec.calibration, self.spec.seed)
+            return self.blocks.prompt(entry, self.prompts), entry.output_tokens, entry.input_tokens
         if shape.cases:
             case = shape.cases[self.case_index % len(shape.cases)]
             self.case_index += 1
@@ -281,9 +316,9 @@ class Worker:
         messages: list[dict[str, Any]]
         expected = 0
         if self.reader is not None:
-            entry = self.reader.next()
-            max_tokens = entry.max_tokens or max_tokens
-            messages = entry.as_messages()
+            row = self.reader.next()
+            max_tokens = row.max_tokens or max_tokens
+            messages = row.as_messages()
         else:
             n = shape.input_dist.sample(self.lengths) if shape.input_dist else shape.input_tokens
             messages = [{"role": "user", "content": self.prompts.prompt(n)}]
@@ -300,7 +335,9 @@ class Worker:
             return messages[0]["content"], max_tokens, expected
         return messages, max_tokens, expected
 
-    async def _request(self, due: float | None = None, conv: Conversation | None = None) -> RequestRecord:
+    async def _request(
+        self, due: float | None = None, conv: Conversation | None = None, entry: TraceEntry | None = None
+    ) -> RequestRecord:
         """One request, measured and queued for the next tick; returns its record. ``due``: when an
         open-loop arrival should have been sent (``time.monotonic()``); ``conv``: the chat this turn belongs to
         (it gains the turn and the answer when the request succeeds)."""
@@ -309,7 +346,7 @@ class Worker:
         self.seq += 1
         rid = f"{self.spec.worker_id}-{self.seq}"
         try:
-            prompt, max_tokens, expected_in = self._next_prompt(shape, conv)
+            prompt, max_tokens, expected_in = self._next_prompt(shape, conv, entry)
         except (OSError, ValueError) as exc:  # a dataset file that changed or vanished under the run
             prompt, max_tokens, expected_in = "", 0, 0
             problem: Exception | None = exc

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.sketch import ItlSketch
-from llmsurge.metrics.stats import ALIGNED, REASONING, SCHEDULED, TURNS
+from llmsurge.metrics.stats import ALIGNED, REASONING, SCHEDULED, SEND_LAG, TURNS
 
 NAN = float("nan")
 
@@ -133,16 +133,18 @@ class SegmentStats(SegmentCounts):
     """Counts, exact per-request values and the ITL sketch of one segment (written under the bus lock)."""
 
     columns: dict[str, Column] = field(
-        default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED, *TURNS, *REASONING)}
+        default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED, SEND_LAG, *TURNS, *REASONING)}
     )
     itl: ItlSketch = field(default_factory=ItlSketch)
 
     def add(self, rec: RequestRecord) -> None:
         """Count a finished request that started in this segment, and keep its values if it succeeded."""
         super().add(rec)
+        cols = self.columns
+        if rec.client_wait is not None and rec.status is not Status.CANCELLED:
+            cols[SEND_LAG].append(rec.client_wait)  # schedule fidelity counts every request that went out
         if rec.status is not Status.OK:
             return
-        cols = self.columns
         if rec.client_wait is not None:
             cols["client_wait"].append(rec.client_wait)
             if rec.e2el is not None:

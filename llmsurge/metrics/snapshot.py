@@ -21,7 +21,7 @@ from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.slo import Slo
 from llmsurge.metrics.stats import DEFAULT_PERCENTILES
-from llmsurge.metrics.summary import lengths_block, run_latency, segment_delivery
+from llmsurge.metrics.summary import lengths_block, run_latency, schedule_block, segment_delivery
 from llmsurge.redaction import shown
 
 HISTOGRAM_BINS = 24
@@ -184,8 +184,13 @@ class SnapshotBuilder:
         key = (seg.index, seg.ok)
         cached = self._segment_stats.get(key)
         if cached is None:
-            cached = run_latency((seg,), self.percentiles, self.slo, seg.duration(time.monotonic()))
+            now = time.monotonic()
+            cached = run_latency((seg,), self.percentiles, self.slo, seg.duration(now))
             cached.update(lengths_block((seg,)))
+            schedule = schedule_block((seg,), now)
+            if schedule is not None:  # open loop: how well the schedule was kept (the load pane shows it)
+                cached.update({"lag_p99_ms": schedule["lag_p99_ms"], "late_share": schedule["late_share"]})
+                cached["schedule_kept"] = float(schedule["kept"])
             self._segment_stats = {k: v for k, v in self._segment_stats.items() if k[0] != seg.index}
             self._segment_stats[key] = cached
         return cached

@@ -17,6 +17,8 @@ ALIGNED = (*PER_REQUEST, "itl_max", "output_tokens", "input_tokens")
 """One row per successful request, in the same order in every column (NaN where a request has no such figure):
 what an SLO judges a request on."""
 SCHEDULED = ("client_wait", "e2el_sched")
+SEND_LAG = "send_lag"
+"""Open loop: how late every request left against its schedule (ok or not): schedule fidelity."""
 """Open loop only: how late we sent a request after its scheduled time (a wait for a free slot under
 ``max_concurrency``, or a late client), and E2EL counted from the scheduled time."""
 TURNS = ("turn", "turn_ttft", "turn_prompt", "turn_cached")

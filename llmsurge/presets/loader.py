@@ -45,7 +45,7 @@ TOP_KEYS = {
     "slo",
 }
 SEARCH_KEYS = {"mode", "target", "start", "level_duration", "max_levels"}
-LOAD_KEYS = {"concurrency", "rate", "arrival", "burstiness", "max_concurrency"}
+LOAD_KEYS = {"concurrency", "rate", "arrival", "burstiness", "max_concurrency", "trace", "speedup"}
 LENGTH_KEYS = {"requests", "duration"}
 STAGE_KEYS = LOAD_KEYS | LENGTH_KEYS
 REQUEST_KEYS = {
@@ -136,8 +136,18 @@ class _Checker:
     def load(self, t: dict[str, Any], where: str) -> Load:
         conc = self.num(t, "concurrency", where, int, 1, strict=False, maximum=limits.MAX_CONCURRENCY)
         rate = self.num(t, "rate", where, maximum=limits.MAX_RATE)
+        trace = t.get("trace")
+        if trace is not None:
+            if not isinstance(trace, str) or not trace or conc is not None or rate is not None:
+                raise self.fail(where + "trace", 'a trace file (or "sample") on its own: no concurrency or rate')
+            return Load(
+                concurrency=None,
+                trace=trace,
+                speedup=self.num(t, "speedup", where, maximum=limits.MAX_RATE) or 1.0,
+                max_concurrency=self.num(t, "max_concurrency", where, int, maximum=limits.MAX_CONCURRENCY),
+            )
         if conc is None and rate is None:
-            raise self.fail(where.rstrip(".") or "load", "needs concurrency = N or rate = R")
+            raise self.fail(where.rstrip(".") or "load", "needs concurrency = N, rate = R or trace = FILE")
         if rate is not None and conc is not None:
             raise self.fail(where + "rate", "give concurrency or rate, not both (max_concurrency caps a rate)")
         return Load(
@@ -172,7 +182,7 @@ def _stages(c: _Checker, data: dict[str, Any]) -> tuple[Stage, ...]:
     duration = c.num(length, "duration", "length.")
     if "stages" not in data:
         load = c.load(c.keys(data.get("load", {}), LOAD_KEYS, "load"), "load.")
-        if requests is None and duration is None:
+        if requests is None and duration is None and load.trace is None:  # a trace's length is its requests
             raise c.fail("length", "needs requests = N or duration = SECONDS")
         return (Stage(load, requests, duration),)
     if "load" in data:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
+from typing import Any
 
 from textual import events, work
 from textual.app import App
@@ -22,8 +23,10 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
+from llmsurge.api import LiveApi
 from llmsurge.engine.discovery import ServerError
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
+from llmsurge.headless import start_api
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.runs import SavedRun
@@ -97,6 +100,8 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         self.signals = StopSignals()
         """Stop signals: the first does what ``q`` does."""
         self._quitting = False
+        self.api: LiveApi | None = None
+        """The live API, when --api asks for it."""
         self._drawn_stats = -1
         self._last_event = 0
 
@@ -176,6 +181,7 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         session = self.session
         self.waiting_since = time.monotonic()
         try:
+            self.api = await start_api(session, self.steered_by_api)
             await session.prepare(self._on_status)
         except (ServerError, ConfigError, PresetError, ValueError, RuntimeError, OSError) as exc:
             self.waiting_since = None
@@ -189,7 +195,18 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         # Spawning the workers, starting NVML and probing /metrics block: not on the loop that draws the screen.
         controller = await asyncio.to_thread(session.start)
         yield_to_workers()
-        await controller.run()
+        try:
+            await controller.run()
+        finally:
+            if self.api is not None:
+                await self.api.stop()
+
+    def steered_by_api(self, answer: dict[str, Any]) -> None:
+        """The live API changed the run: the panes follow at once, and a toast says so."""
+        if self.snapshots.slo != self.session.slo:
+            self.snapshots.set_slo(self.session.slo)
+        self.refresh_panes(full=True)
+        self.notify(f"steered by the API: {answer['applied']} → {answer['target']}", timeout=4)
 
     def _on_status(self, message: str) -> None:
         self.message = "" if message.startswith("waiting for") else shown(message)

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.render.format import num
+from llmsurge.render.format import ms, num
 from llmsurge.widgets.roles import RoleStyles
 
 LABEL_WIDTH = 12  # the longest label ("output tok/s"): labels are never squeezed by long values
@@ -31,6 +31,11 @@ class LoadPanel(RoleStyles, Static, can_focus=True):
             t.add_row("cancelled", f"{snap.cancelled:,}")
         t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style=strong))
         t.add_row("requests/s", num(snap.request_s, 2))
+        lag = snap.segment_stats.get("lag_p99_ms")
+        if lag is not None:  # open loop: how late requests left against their schedule
+            kept = snap.segment_stats.get("schedule_kept", 1.0)
+            late = snap.segment_stats.get("late_share", 0.0)
+            t.add_row("send lag", Text(f"p99 {ms(lag)} ms, {late:.0%} late", style="" if kept else warn))
         if snap.roofline[1]:
             t.add_row("of ceiling", Text(snap.roofline[1]))  # decode per stream against the roofline
         self.tooltip = snap.roofline[0] or None

@@ -1,0 +1,184 @@
+"""Trace replay: production traffic sent again at its own times, with its own lengths and shared prefixes.
+
+A trace is JSONL in Mooncake's form — ``timestamp`` (ms from the start), ``input_length``, ``output_length`` and
+``hash_ids``: each id one 512-token block of the prompt, so requests that share an id share that block and a prefix
+cache acts as it did in production. A run's own ``requests.jsonl`` is a trace too (its start times, prompt and
+output lengths; no shared blocks). Bad lines are named ``file:line: why`` and skipped, as datasets' are.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from llmsurge.engine.prompts import Calibration, PromptFactory
+
+BLOCK_TOKENS = 512
+"""Tokens per hash block (Mooncake's)."""
+MAX_ENTRIES = 1_000_000
+SAMPLE = "sample"
+"""``--trace sample``: the small trace bundled with llmsurge (200 requests, shared system prompts and chats)."""
+EXAMPLES = 3
+
+
+class TraceError(ValueError):
+    """A trace that cannot be replayed; the message names the file and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One request of a trace: when (seconds from the start), how long in and out, and its shared blocks."""
+
+    at: float
+    input_tokens: int
+    output_tokens: int
+    hash_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A trace read whole (it is replayed whole: its entries are dealt out between the workers)."""
+
+    path: str
+    entries: tuple[TraceEntry, ...]
+    bad: int = 0
+    bad_examples: tuple[str, ...] = ()
+    form: str = "mooncake"
+
+    @property
+    def span(self) -> float:
+        """Seconds from the first request to the last, at the trace's own speed."""
+        return self.entries[-1].at if self.entries else 0.0
+
+    @property
+    def shares_blocks(self) -> bool:
+        """Whether some requests share a prompt block (a prefix cache will be hit on purpose)."""
+        seen: set[int] = set()
+        for e in self.entries:
+            if seen & set(e.hash_ids):
+                return True
+            seen.update(e.hash_ids)
+        return False
+
+    def describe(self) -> str:
+        """``sample: 200 requests over 59.8 s (mooncake; 3 bad lines skipped)``."""
+        skipped = f"; {self.bad} bad line(s) skipped" if self.bad else ""
+        return f"{self.path}: {len(self.entries):,} requests over {self.span:.1f} s ({self.form}{skipped})"
+
+
+def _whole(row: dict[str, object], key: str, low: int = 0) -> int:
+    v = row.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or int(v) < low:
+        raise ValueError(f"{key} must be a whole number ≥ {low}, not {v!r}")
+    return int(v)
+
+
+def _entry(row: object) -> tuple[TraceEntry, str]:
+    """One line as an entry, and its form (``mooncake`` or ``requests.jsonl``); ``ValueError`` saying why not."""
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    if "timestamp" in row:
+        at = row["timestamp"]
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not at >= 0:
+            raise ValueError(f"timestamp must be milliseconds ≥ 0, not {at!r}")
+        ids = row.get("hash_ids") or []
+        if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in ids):
+            raise ValueError("hash_ids must be a list of whole numbers")
+        inp = _whole(row, "input_length", 1)
+        if ids and inp > BLOCK_TOKENS * len(ids):
+            raise ValueError(f"input_length {inp} is longer than its {len(ids)} block(s) of {BLOCK_TOKENS} tokens")
+        return TraceEntry(float(at) / 1000.0, inp, _whole(row, "output_length", 1), tuple(ids)), "mooncake"
+    if "start_time" in row:  # a run's requests.jsonl: its own arrivals and lengths
+        if row.get("warmup"):
+            raise LookupError("a warm-up request")
+        at = row["start_time"]
+        if isinstance(at, bool) or not isinstance(at, (int, float)):
+            raise ValueError(f"start_time must be seconds, not {at!r}")
+        out = row.get("max_tokens") or row.get("output_tokens")
+        inp = _whole(row, "prompt_tokens", 1)
+        return TraceEntry(float(at), inp, _whole({"output_length": out}, "output_length", 1)), "requests.jsonl"
+    raise ValueError("no timestamp (a Mooncake trace) or start_time (a run's requests.jsonl)")
+
+
+def load_trace(spec: str) -> Trace:
+    """Read a trace file (or ``sample``); :class:`TraceError` naming the fix when nothing in it can be sent."""
+    if spec == SAMPLE:
+        path = Path(str(resources.files("llmsurge.data").joinpath("sample-trace.jsonl")))
+    else:
+        path = Path(spec).expanduser()
+    try:
+        f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, line by line
+    except OSError as exc:
+        raise TraceError(f"--trace {spec}: cannot read it ({exc.strerror or exc}): name a JSONL trace file") from None
+    entries: list[TraceEntry] = []
+    bad: list[str] = []
+    forms: set[str] = set()
+    with f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry, form = _entry(json.loads(line))
+            except LookupError:
+                continue
+            except ValueError as exc:
+                why = "not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                bad.append(f"{path.name}:{n}: {why}")
+                continue
+            entries.append(entry)
+            forms.add(form)
+            if len(entries) > MAX_ENTRIES:
+                raise TraceError(f"--trace {spec}: more than {MAX_ENTRIES:,} requests: cut it into parts")
+    if not entries:
+        first = f" (first: {bad[0]})" if bad else ""
+        raise TraceError(f"--trace {spec}: no request in it could be read{first}: give a Mooncake-style JSONL trace")
+    entries.sort(key=lambda e: e.at)
+    t0 = entries[0].at
+    entries = [TraceEntry(e.at - t0, e.input_tokens, e.output_tokens, e.hash_ids) for e in entries]
+    label = SAMPLE if spec == SAMPLE else str(path)
+    return Trace(label, tuple(entries), len(bad), tuple(bad[:EXAMPLES]), "/".join(sorted(forms)))
+
+
+@functools.lru_cache(maxsize=4)
+def cached_trace(spec: str) -> Trace:
+    """:func:`load_trace`, read once per process (the session checks it, the pool deals it out)."""
+    return load_trace(spec)
+
+
+class BlockPrompts:
+    """Prompts built from hash blocks: block ``h`` is the same text in every worker of a run (seeded by the run and
+    ``h``), so requests that share an id share that prompt prefix; different runs (seeds) share nothing."""
+
+    CACHE = 4096
+
+    def __init__(self, calibration: Calibration, seed: int) -> None:
+        self.calibration = calibration
+        self.seed = seed
+        self.words_per_block = max(1, round(BLOCK_TOKENS / max(calibration.tokens_per_word, 0.05)))
+        self._blocks: dict[int, list[str]] = {}
+
+    def _block(self, h: int) -> list[str]:
+        words = self._blocks.get(h)
+        if words is None:
+            if len(self._blocks) >= self.CACHE:
+                self._blocks.pop(next(iter(self._blocks)))
+            factory = PromptFactory(self.calibration, seed=self.seed * 1_000_003 + h * 7919 + 17)
+            words = factory.words(self.words_per_block).split(" ")
+            self._blocks[h] = words
+        return words
+
+    def prompt(self, entry: TraceEntry, fresh: PromptFactory) -> str:
+        """The prompt of ``entry``: its blocks in order, cut to its input length (a fresh random prompt of that
+        length when it names none)."""
+        if not entry.hash_ids:
+            return fresh.prompt(entry.input_tokens)
+        wanted = self.calibration.words_for(entry.input_tokens)
+        words: list[str] = []
+        for h in entry.hash_ids:
+            words.extend(self._block(h))
+            if len(words) >= wanted:
+                break
+        return " ".join(words[:wanted])

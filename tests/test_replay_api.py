@@ -1,0 +1,173 @@
+"""Trace replay, schedule fidelity, and the live API (Prometheus /metrics, /api/snapshot, /api/steer), against the
+simulated server over real sockets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmsurge.engine.trace import BLOCK_TOKENS, load_trace
+from llmsurge.sim.model import EngineTiming
+from llmsurge.sim.process import SimProcess
+from llmsurge.sim.server import SimConfig
+from tests.helpers import CLI, rows, run_cli, summary, until
+
+
+@pytest.fixture(scope="module")
+def cache_sim() -> Iterator[str]:
+    """A simulated server whose prefill costs time (so a cache hit shows) and whose prefix cache is on."""
+    timing = EngineTiming(step_base=0.002, step_per_seq=0.0, prefill_per_token=0.00002, max_seqs=64)
+    with SimProcess(SimConfig(timing=timing)) as sim:
+        yield sim.url
+
+
+def _trace(path: Path, n: int = 200, every_ms: float = 50.0, bad: tuple[str, ...] = ()) -> Path:
+    """``n`` requests ``every_ms`` apart: four shared system blocks (ids 0-3), then each its own block."""
+    lines = []
+    for i in range(n):
+        ids = [i % 4, 1000 + i]
+        lines.append(
+            json.dumps(
+                {"timestamp": i * every_ms, "input_length": BLOCK_TOKENS + 100, "output_length": 16, "hash_ids": ids}
+            )
+        )
+    for j, line in enumerate(bad):
+        lines.insert(2 + j, line)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_trace_is_read_and_bad_lines_are_named(tmp_path: Path) -> None:
+    t = load_trace(str(_trace(tmp_path / "t.jsonl", n=10, bad=("{nope", '{"timestamp": 5, "input_length": 0}'))))
+    assert len(t.entries) == 10 and t.bad == 2 and t.shares_blocks
+    assert t.bad_examples[0] == "t.jsonl:3: not JSON" and "input_length must be a whole number ≥ 1" in t.bad_examples[1]
+    assert t.entries[1].at == pytest.approx(0.05) and t.entries[0].hash_ids == (0, 1000)
+    sample = load_trace("sample")
+    assert len(sample.entries) == 200 and sample.shares_blocks
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    r = run_cli("run", "--trace", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "x"))
+    assert r.returncode == 2 and "no request in it could be read" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_200_line_trace_is_replayed_on_time_with_its_shared_blocks(cache_sim: str, tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "t.jsonl", bad=('{"timestamp": "soon"}',))
+    out = tmp_path / "r"
+    r = run_cli("run", cache_sim, "--trace", str(trace), "--speedup", "2", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    s = summary(out)
+    sent = [q for q in rows(out) if not q["warmup"]]
+    assert len(sent) == 200 and s["completed"] + s["failed"] == 200  # every request of the trace, once
+    assert s["segments"][0]["load"] == "trace t.jsonl ×2"
+    schedule = s["schedule"]
+    assert schedule["requests"] == 200 and schedule["lag_p50_ms"] < 5 and schedule["lag_p99_ms"] < 50, schedule
+    assert abs(schedule["mean_gap_ms"] - 25.0) < 10  # 50 ms apart at twice the speed
+    starts = sorted(q["start_time"] for q in sent)
+    assert 4.5 < starts[-1] - starts[0] < 5.5  # 199 gaps of 25 ms
+    assert s["prefix_cache_hit_rate"] > 0.3  # the shared blocks hit the server's prefix cache
+    prompt = s["total_input_tokens"] / s["completed"]
+    assert abs(prompt - (BLOCK_TOKENS + 100)) < 0.15 * (BLOCK_TOKENS + 100)  # the lengths the trace asked for
+    assert any("skipped t.jsonl:" in n for n in s["notes"])
+    again = tmp_path / "again"  # a run's own requests.jsonl is a trace too: the same arrivals and lengths
+    r = run_cli("run", cache_sim, "--trace", str(out / "requests.jsonl"), "--speedup", "4", "-o", str(again))
+    assert r.returncode == 0, r.stderr
+    assert summary(again)["completed"] + summary(again)["failed"] == 200
+
+
+# ---- the live API ------------------------------------------------------------------------------------------------
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_the_api_is_scraped_by_prometheus_and_steers_the_run(tmp_path: Path) -> None:
+    port = _port()
+    out = tmp_path / "r"
+    args = ["run", "-c", "2", "-d", "12", "--output-tokens", "32", "--api", f"127.0.0.1:{port}", "-o", str(out)]
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ok_so_far() -> float:
+            try:
+                text = httpx.get(base + "/metrics", timeout=5).text
+            except httpx.HTTPError:
+                return 0.0
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            return sum(s.value for s in fams["llmsurge_requests_ok"].samples if s.name.endswith("_total"))
+
+        deadline = time.monotonic() + 60
+        while ok_so_far() < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "no request completed"
+            time.sleep(0.2)
+        fams = {f.name: f for f in text_string_to_metric_families(httpx.get(base + "/metrics", timeout=5).text)}
+        assert {"llmsurge_requests_in_flight", "llmsurge_ttft_seconds", "llmsurge_target_concurrency"} <= fams.keys()
+        ttft = [s for s in fams["llmsurge_ttft_seconds"].samples if s.name.endswith("_count")]
+        assert ttft and ttft[0].labels == {"segment": "1", "load": "c=2"} and ttft[0].value >= 2
+        assert next(iter(fams["llmsurge_target_concurrency"].samples)).value == 2
+
+        answer = httpx.post(base + "/api/steer", json={"concurrency": 3}, timeout=5)
+        assert answer.status_code == 200 and answer.json()["target"] == "c=3" and answer.json()["segment"] == 2
+        bad = httpx.post(base + "/api/steer", json={"concurrency": -1}, timeout=5)
+        assert bad.status_code == 400 and "concurrency must be" in bad.json()["error"]
+        snap = httpx.get(base + "/api/snapshot", timeout=5).json()
+        assert snap["run"]["target"] == "c=3" and snap["snapshot"]["segment"] == 2
+        r = run_cli("steer", base, "rate", "4")
+        assert r.returncode == 0 and r.stdout.strip() == "segment 3: r=4/s poisson", r.stdout + r.stderr
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+    loads = [seg["load"] for seg in summary(out)["segments"]]
+    assert loads == ["c=2", "c=3", "r=4/s poisson"]  # each steer opened a segment, as a key does
+
+
+def test_an_api_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+    r = run_cli("run", "--api", "0.0.0.0:9", "-n", "1", "-o", str(tmp_path / "x"))
+    assert r.returncode == 2 and "give a token with --api-token-env VAR" in r.stderr
+    assert not (tmp_path / "x").exists()
+    r = run_cli("run", "--api", "127.0.0.1:9", "--api-token-env", "NO_SUCH_VAR_HERE", "-n", "1")
+    assert r.returncode == 2 and "NO_SUCH_VAR_HERE" in r.stderr
+
+
+async def test_a_token_is_asked_for_and_the_tui_says_when_the_api_steered_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmsurge.engine.session import RunConfig
+    from llmsurge.presets import find_preset
+    from llmsurge.tui.app import make_app
+    from tests.conftest import quick_timing
+
+    monkeypatch.setenv("LLMSURGE_API_TOKEN", "tok-123")
+    port = _port()
+    scenario = find_preset("demo").with_overrides(concurrency=2, output_tokens=32, input_tokens=16)
+    cfg = RunConfig(
+        scenario=scenario, workers=1, output=tmp_path / "r", keep_alive=True, calibrate=False,
+        api=f"127.0.0.1:{port}", api_token_env="LLMSURGE_API_TOKEN", sim_config=SimConfig(timing=quick_timing()),
+    )  # fmt: skip
+    app = make_app(cfg)
+    base = f"http://127.0.0.1:{port}"
+    async with app.run_test(size=(160, 48)) as pilot, httpx.AsyncClient() as client:
+        await until(lambda: app.session.controller is not None and app.session.bus.inflight_total == 2, 60, pilot)
+        refused = await client.post(base + "/api/steer", json={"concurrency": 4})
+        assert refused.status_code == 401
+        answer = await client.post(
+            base + "/api/steer", json={"concurrency": 4}, headers={"Authorization": "Bearer tok-123"}
+        )
+        assert answer.status_code == 200 and answer.json()["target"] == "c=4"
+        await until(lambda: app.session.bus.inflight_total == 4, 30, pilot)
+        assert any("steered by the API: concurrency → c=4" in n.message for n in app._notifications)
+        await pilot.press("q")
+        await until(lambda: not app.is_running, 60, pilot)
+    assert [seg["load"] for seg in summary(tmp_path / "r")["segments"]] == ["c=2", "c=4"]
