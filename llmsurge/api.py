@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
+from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
@@ -36,6 +37,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Histogram bounds in seconds (TTFT, TPOT, ITL, E2EL): vLLM's own spread, from token gaps to long prompts."""
 STEER_KEYS = ("concurrency", "rate", "pause", "resume", "preset", "slo")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OnSteer = Callable[[dict[str, Any]], Awaitable[None] | None]
+"""Told of each steer the API applied (the TUI shows a toast)."""
 
 
 class SteerError(ValueError):
@@ -254,7 +258,7 @@ class LiveApi:
         host: str,
         port: int,
         token: str | None = None,
-        on_steer: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+        on_steer: OnSteer | None = None,
     ) -> None:
         self.session = session
         self.host, self.port = host, port
@@ -263,7 +267,7 @@ class LiveApi:
         self.snapshots = SnapshotBuilder(session.bus, slo=session.slo)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(RunCollector(session))  # type: ignore[arg-type]
-        self._runner: Any = None
+        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -273,13 +277,11 @@ class LiveApi:
 
     async def start(self) -> None:
         """Listen (``OSError`` naming the address when it cannot bind)."""
-        from aiohttp import web
-
         auth = self._auth
 
         @web.middleware
-        async def check_token(request: web.Request, handler: Any) -> web.StreamResponse:
-            return await auth(request, handler)  # type: ignore[no-any-return]
+        async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await auth(request, handler)
 
         app = web.Application(middlewares=[check_token])
         app.add_routes(
@@ -307,30 +309,22 @@ class LiveApi:
             self.snapshots.set_slo(self.session.slo)
         return self.snapshots.snapshot()
 
-    async def _auth(self, request: Any, handler: Any) -> Any:
-        from aiohttp import web
-
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.token is not None:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 return web.json_response({"error": "give the token as Authorization: Bearer TOKEN"}, status=401)
         return await handler(request)
 
-    async def _metrics(self, _request: Any) -> Any:
-        from aiohttp import web
-
+    async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
-    async def _snapshot(self, _request: Any) -> Any:
-        from aiohttp import web
-
+    async def _snapshot(self, _request: web.Request) -> web.Response:
         data = {"run": target_of(self.session), "snapshot": jsonable(self._snap())}
         return web.Response(text=json.dumps(data, allow_nan=False), content_type="application/json")
 
-    async def _steer(self, request: Any) -> Any:
-        from aiohttp import web
-
+    async def _steer(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except ValueError:

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-from llmsurge.api import LiveApi, api_token, parse_address
+from llmsurge.api import LiveApi, OnSteer, api_token, parse_address
 from llmsurge.engine.session import ConfigError, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
@@ -105,7 +105,7 @@ async def run_headless(
             await api.stop()
 
 
-async def start_api(session: RunSession, on_steer: Any = None) -> LiveApi | None:
+async def start_api(session: RunSession, on_steer: OnSteer | None = None) -> LiveApi | None:
     """The live API, when ``--api`` asks for it (:class:`ConfigError` naming the address it cannot bind)."""
     cfg = session.config
     if not cfg.api:

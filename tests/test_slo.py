@@ -207,7 +207,7 @@ def test_snapshot_inspector(snap_compare: Callable[..., bool], monkeypatch: pyte
         from tests.test_tui import _settle
 
         await _settle(pilot)
-        pilot.app.inspect("0-372")
+        pilot.app.steering.inspect("0-372")
         await pilot.pause(0.5)
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=open_it)
@@ -221,7 +221,7 @@ async def test_ask_for_inspector_of_a_running_request_says_so(tmp_path: Path) ->
     app = make_app(cfg, snapshot_source=lambda: snap, records={})
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.5)
-        app.inspect("0-400")
+        app.steering.inspect("0-400")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, InspectorScreen)
         assert any("still running" in n.message for n in app._notifications)

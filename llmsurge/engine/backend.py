@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import socket
-from typing import Any, Protocol
+from typing import Protocol
 
 from llmsurge.engine.tickets import LocalTickets, TicketsBase
 from llmsurge.engine.worker import WorkerCommand, WorkerSpec, worker_main
+from llmsurge.metrics.wire import WorkerMessage
 
 
 class WorkerProcess(Protocol):
@@ -41,9 +42,9 @@ class CommandQueue(Protocol):
 class TickQueue(Protocol):
     """The queue the workers' ticks come back on (``queue.Empty`` when there is nothing in time)."""
 
-    def get(self, *, timeout: float | None = None) -> Any: ...
+    def get(self, *, timeout: float | None = None) -> WorkerMessage: ...
 
-    def get_nowait(self) -> Any: ...
+    def get_nowait(self) -> WorkerMessage: ...
 
 
 class WorkerBackend(Protocol):

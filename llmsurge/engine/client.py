@@ -114,7 +114,7 @@ def classify_error(exc: BaseException, got_response: bool) -> Failure:
     return Failure.RESET if got_response else Failure.CONNECT
 
 
-def _error_message(payload: Any) -> str:
+def _error_message(payload: object) -> str:
     err = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(err, dict):
         return str(err.get("message") or err)
@@ -380,7 +380,7 @@ async def _parse_stream(resp: httpx.Response, rec: RequestRecord, counter: Chunk
     _end_stream(rec, parser, last if saw_choices else None, content_chunks, usage)
 
 
-def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, content_chunks: int, usage: Any) -> None:
+def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, content_chunks: int, usage: object) -> None:
     """The stream closed: was it whole? Then E2EL, and tokens from usage (or our own count)."""
     for payload in parser.flush():
         if payload != b"[DONE]":
@@ -424,7 +424,7 @@ def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounte
 MAX_PLAUSIBLE_TOKENS = 100_000_000
 
 
-def _count(value: Any) -> int | None:
+def _count(value: object) -> int | None:
     """``value`` as a token count if it is one (a whole number, 0 ≤ n < 10⁸), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -434,7 +434,7 @@ def _count(value: Any) -> int | None:
     return n if 0 <= n < MAX_PLAUSIBLE_TOKENS else None
 
 
-def usage_problem(figure: Any, max_tokens: int, content_chunks: int, messages: int) -> str:
+def usage_problem(figure: object, max_tokens: int, content_chunks: int, messages: int) -> str:
     """Why a server's ``completion_tokens`` cannot be a measurement ('' when it can).
 
     ``messages`` counts the stream's ``choices`` messages (0 for a whole response). Each content message carries at
@@ -451,7 +451,7 @@ def usage_problem(figure: Any, max_tokens: int, content_chunks: int, messages: i
     return ""
 
 
-def _apply_usage(rec: RequestRecord, usage: Any, fallback_tokens: int, messages: int) -> None:
+def _apply_usage(rec: RequestRecord, usage: object, fallback_tokens: int, messages: int) -> None:
     """Output and prompt tokens from the server's usage when it is plausible, else from our own count."""
     figure = usage.get("completion_tokens") if isinstance(usage, dict) else None
     problem = usage_problem(figure, rec.max_tokens, fallback_tokens, messages) if figure is not None else "absent"

@@ -93,7 +93,7 @@ def resolve(name_or_path: str) -> Path:
     return p
 
 
-def parse_entry(obj: Any) -> Entry:
+def parse_entry(obj: object) -> Entry:
     """An entry from one JSON value; ``ValueError`` saying what is wrong."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
@@ -142,7 +142,7 @@ def parse_entry(obj: Any) -> Entry:
     raise ValueError("no 'messages', 'prompt' or 'conversations' key")
 
 
-def _text(content: Any) -> str:
+def _text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # OpenAI content parts

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.redaction import has_secrets, redact
@@ -141,7 +141,7 @@ class ResultWriter:
         """The first write that failed; nothing more is appended after it."""
         self.on_error = on_error
 
-    def _append(self, f: Any, text: str) -> bool:
+    def _append(self, f: TextIO, text: str) -> bool:
         if self.error is not None or f.closed:
             return False
         if has_secrets():

@@ -124,7 +124,7 @@ class RooflineInputs:
 def from_llamacpp_meta(meta: dict[str, Any]) -> RooflineInputs:
     """Weight bytes and parameters from llama.cpp's ``/v1/models`` ``meta`` (``size``, ``n_params``)."""
 
-    def positive(v: Any) -> float | None:
+    def positive(v: object) -> float | None:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
     size, params = positive(meta.get("size")), positive(meta.get("n_params"))

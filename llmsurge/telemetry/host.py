@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import psutil
+
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.telemetry.base import NA, Sampler, TelemetrySink
 from llmsurge.telemetry.samples import HostSample, TelemetrySample, Unavailable
@@ -32,7 +34,7 @@ class HostSampler(Sampler):
         self.me.cpu_percent(None)
         psutil.cpu_percent(None)
 
-    def _proc(self, pid: int) -> Any:
+    def _proc(self, pid: int) -> psutil.Process:
         p = self._procs.get(pid)
         if p is None:
             p = self.psutil.Process(pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from numbers import Real
 from typing import Any
 
 
@@ -31,9 +32,10 @@ class NaType(float):
 NA = NaType()
 
 
-def na(value: Any) -> Any:
-    """``value`` as a float, or NA when the source gave nothing usable (None, negative error codes)."""
-    if value is None:
+def na(value: object) -> Any:
+    """``value`` as a float, or NA when the source gave nothing usable (None, negative error codes). Returns Any:
+    NA stands in for a float in every reading's arithmetic (nvitop's habit)."""
+    if not isinstance(value, (Real, str)):  # None, or an object no number can be read from
         return NA
     try:
         v = float(value)

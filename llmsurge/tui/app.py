@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any
 
 from textual import events, work
 from textual.app import App
@@ -38,7 +37,7 @@ from llmsurge.tui.driver import ResilientLinuxDriver
 from llmsurge.tui.screens.compact import CompactScreen
 from llmsurge.tui.screens.dashboard import DashboardScreen
 from llmsurge.tui.screens.main import MainScreen
-from llmsurge.tui.steering import SteeringActions
+from llmsurge.tui.steering import Steering
 
 REFRESH_HZ = 10.0
 COMPACT_BELOW = (100, 28)
@@ -56,7 +55,7 @@ def yield_to_workers() -> None:
         pass
 
 
-class LLMSurgeApp(SteeringActions, App[Path | None]):
+class LLMSurgeApp(App[Path | None]):
     """Live load test of one server."""
 
     TITLE = "llmsurge"
@@ -100,6 +99,8 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         self.signals = StopSignals()
         """Stop signals: the first does what ``q`` does."""
         self._quitting = False
+        self.steering = Steering(self)
+        """What keys, the palette and the live API do to the run."""
         self.api: LiveApi | None = None
         """The live API, when --api asks for it."""
         self._drawn_stats = -1
@@ -112,7 +113,7 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         self.install_screen(CompactScreen(), name="compact")
         self.push_screen(self._layout_for(self.size.width, self.size.height))
         if self.config.baseline is not None:
-            self.call_after_refresh(self.set_baseline, str(self.config.baseline))
+            self.call_after_refresh(self.steering.set_baseline, str(self.config.baseline))
         self.set_interval(1.0 / self.refresh_hz, self.refresh_panes)
         # Panes bake colours into their text: a new theme redraws every pane, even after the run ended.
         self.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self.refresh_panes, True))
@@ -181,7 +182,7 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
         session = self.session
         self.waiting_since = time.monotonic()
         try:
-            self.api = await start_api(session, self.steered_by_api)
+            self.api = await start_api(session, self.steering.after_api)
             await session.prepare(self._on_status)
         except (ServerError, ConfigError, PresetError, ValueError, RuntimeError, OSError) as exc:
             self.waiting_since = None
@@ -201,12 +202,27 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
             if self.api is not None:
                 await self.api.stop()
 
-    def steered_by_api(self, answer: dict[str, Any]) -> None:
-        """The live API changed the run: the panes follow at once, and a toast says so."""
-        if self.snapshots.slo != self.session.slo:
-            self.snapshots.set_slo(self.session.slo)
-        self.refresh_panes(full=True)
-        self.notify(f"steered by the API: {answer['applied']} → {answer['target']}", timeout=4)
+    # ---- keys: the steering does the work ------------------------------------------------------------------
+
+    def action_concurrency(self, delta: int) -> None:
+        """``+`` / ``-``: one more or fewer request in flight."""
+        self.steering.step_concurrency(delta)
+
+    def action_scale(self, factor: float) -> None:
+        """``]`` / ``[``: double or halve the concurrency."""
+        self.steering.scale(factor)
+
+    def action_rate(self, direction: int) -> None:
+        """``r`` / ``R``: raise or lower the request rate."""
+        self.steering.step_rate(direction)
+
+    def action_toggle_pause(self) -> None:
+        """``space``: pause or resume."""
+        self.steering.toggle_pause()
+
+    def action_presets(self) -> None:
+        """``p``: the preset picker."""
+        self.steering.pick_preset()
 
     def _on_status(self, message: str) -> None:
         self.message = "" if message.startswith("waiting for") else shown(message)
@@ -241,7 +257,7 @@ class LLMSurgeApp(SteeringActions, App[Path | None]):
 
     def action_save(self) -> None:
         """``s``: write summary.json now."""
-        if not self.controller_ready:
+        if not self.steering.controller_ready:
             return
         try:
             self.saved_to = self.session.save()

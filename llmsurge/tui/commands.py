@@ -35,14 +35,14 @@ class LoadCommands(Provider):
     def _actions(self) -> list[tuple[str, Callable[[], object], str]]:
         a = self.surge
         return [
-            ("Concurrency +1", partial(a.action_concurrency, 1), "one more request in flight (+)"),
-            ("Concurrency -1", partial(a.action_concurrency, -1), "one fewer request in flight (-)"),
-            ("Double concurrency", partial(a.action_scale, 2), "× 2 requests in flight (])"),
-            ("Halve concurrency", partial(a.action_scale, 0.5), "÷ 2 requests in flight ([)"),
-            ("Raise request rate", partial(a.action_rate, 1), "open loop, faster arrivals (r)"),
-            ("Lower request rate", partial(a.action_rate, -1), "open loop, slower arrivals (R)"),
-            ("Pause / resume", a.action_toggle_pause, "stop starting requests; in flight drain (space)"),
-            ("Switch preset…", a.action_presets, "pick a preset scenario; the run goes on (p)"),
+            ("Concurrency +1", partial(a.steering.step_concurrency, 1), "one more request in flight (+)"),
+            ("Concurrency -1", partial(a.steering.step_concurrency, -1), "one fewer request in flight (-)"),
+            ("Double concurrency", partial(a.steering.scale, 2), "× 2 requests in flight (])"),
+            ("Halve concurrency", partial(a.steering.scale, 0.5), "÷ 2 requests in flight ([)"),
+            ("Raise request rate", partial(a.steering.step_rate, 1), "open loop, faster arrivals (r)"),
+            ("Lower request rate", partial(a.steering.step_rate, -1), "open loop, slower arrivals (R)"),
+            ("Pause / resume", a.steering.toggle_pause, "stop starting requests; in flight drain (space)"),
+            ("Switch preset…", a.steering.pick_preset, "pick a preset scenario; the run goes on (p)"),
             ("Save results now", a.action_save, "write summary.json (s)"),
             ("Quit and save", a.action_quit_and_save, "stop the load, save, leave (q)"),
         ]
@@ -61,12 +61,20 @@ class LoadCommands(Provider):
         if m:
             n = int(m.group(1))
             yield Hit(
-                1.0, f"Set concurrency to {n}", partial(a.set_concurrency, n), help="closed loop: N requests in flight"
+                1.0,
+                f"Set concurrency to {n}",
+                partial(a.steering.set_concurrency, n),
+                help="closed loop: N requests in flight",
             )
         m = _BASELINE.match(query)
         if m:
             path = m.group(1)
-            yield Hit(1.0, f"Baseline: {path}", partial(a.set_baseline, path), help="a saved run shown beside this one")
+            yield Hit(
+                1.0,
+                f"Baseline: {path}",
+                partial(a.steering.set_baseline, path),
+                help="a saved run shown beside this one",
+            )
         m = _SLO.match(query)
         if m:
             metric, value = m.group(1).lower(), m.group(2).lower().replace(" ", "")
@@ -76,14 +84,16 @@ class LoadCommands(Provider):
                 seconds = -1.0
             if seconds is None or seconds > 0:
                 label = f"SLO {metric.upper()} ≤ {value}" if seconds else f"Drop the {metric.upper()} SLO"
-                yield Hit(1.0, label, partial(a.set_slo, metric, seconds), help="goodput: requests meeting every SLO")
+                yield Hit(
+                    1.0, label, partial(a.steering.set_slo, metric, seconds), help="goodput: requests meeting every SLO"
+                )
         m = _QUALITY.match(query)
         if m and 0 < int(m.group(1)) <= limits.MAX_CONCURRENCY:
             n = int(m.group(1))
             yield Hit(
                 1.0,
                 f"Quality set at concurrency {n}",
-                partial(a.run_quality, n),
+                partial(a.steering.run_quality, n),
                 help="30 prompts with checkable answers; the score shows per segment",
             )
         m = _RATE.match(query)
@@ -93,7 +103,7 @@ class LoadCommands(Provider):
                 yield Hit(
                     1.0,
                     f"Set request rate to {r:g}/s",
-                    partial(a.set_rate, r),
+                    partial(a.steering.set_rate, r),
                     help="open loop with the current arrival law",
                 )
         matcher = self.matcher(query)
@@ -108,4 +118,4 @@ class LoadCommands(Provider):
             score = matcher.match(label)
             if score > 0:
                 help_ = escape(sc.description)  # a user's file: text, not markup
-                yield Hit(score, matcher.highlight(label), partial(a.switch_preset, sc.name), help=help_)
+                yield Hit(score, matcher.highlight(label), partial(a.steering.switch_preset, sc.name), help=help_)

@@ -4,14 +4,12 @@ open a request in the inspector. Every load change takes effect in the workers a
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from llmsurge.engine.client import curl_command
 from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.session import ConfigError
-from llmsurge.metrics.records import RequestRecord
-from llmsurge.metrics.runs import RunFileError, SavedRun, load_run
-from llmsurge.metrics.snapshot import SnapshotBuilder
+from llmsurge.metrics.runs import RunFileError, load_run
 from llmsurge.net import Target
 from llmsurge.presets import PresetError, find_preset
 from llmsurge.tui.screens.dashboard import DashboardScreen
@@ -19,42 +17,28 @@ from llmsurge.tui.screens.inspector import InspectorScreen
 from llmsurge.tui.screens.presets import PresetPicker
 
 if TYPE_CHECKING:
-    from textual.notifications import SeverityLevel
-    from textual.screen import Screen
-
-    from llmsurge.engine.session import RunConfig, RunSession
+    from llmsurge.engine.session import RunSession
+    from llmsurge.tui.app import LLMSurgeApp
 
 
-class SteeringActions:
-    """Mixed into the app (which provides these attributes, and Textual's ``notify`` and ``push_screen``)."""
+class Steering:
+    """What the keys, the palette and the live API do to a running TUI: owned by the app, which hands its actions
+    here; it tells the user through the app (toasts) and redraws the panes at once."""
 
-    config: RunConfig
-    session: RunSession
-    snapshots: SnapshotBuilder
-    records: dict[str, RequestRecord] | None
-    baseline: SavedRun | None
+    def __init__(self, app: LLMSurgeApp) -> None:
+        self.app = app
 
-    if TYPE_CHECKING:
-        screen_stack: list[Screen[Any]]
-
-        def notify(
-            self,
-            message: str,
-            *,
-            title: str = "",
-            severity: SeverityLevel = "information",
-            timeout: float | None = None,
-            markup: bool = False,
-        ) -> None: ...
-
-        def refresh_panes(self, full: bool | None = None) -> None: ...
+    @property
+    def session(self) -> RunSession:
+        """The app's run."""
+        return self.app.session
 
     @property
     def controller_ready(self) -> bool:
         """Whether the run has started (keys do nothing before that)."""
         ready = self.session.controller is not None
         if not ready:
-            self.notify("the run has not started yet", severity="warning")
+            self.app.notify("the run has not started yet", severity="warning")
         return ready
 
     def _load(self) -> Load:
@@ -68,8 +52,8 @@ class SteeringActions:
         n = max(1, int(n))
         assert self.session.controller is not None
         self.session.controller.set_concurrency(n)
-        self.refresh_panes(full=True)  # show the new target now, not at the next tick
-        self.notify(f"concurrency {n}", timeout=2)
+        self.app.refresh_panes(full=True)  # show the new target now, not at the next tick
+        self.app.notify(f"concurrency {n}", timeout=2)
 
     def set_rate(self, rate: float) -> None:
         """Open loop at ``rate`` requests/s (a new segment)."""
@@ -78,8 +62,8 @@ class SteeringActions:
         assert self.session.controller is not None
         rate = max(0.1, round(rate, 2))
         self.session.controller.set_rate(rate)
-        self.refresh_panes(full=True)
-        self.notify(f"rate {rate:g}/s", timeout=2)
+        self.app.refresh_panes(full=True)
+        self.app.notify(f"rate {rate:g}/s", timeout=2)
 
     def _closed_base(self) -> int:
         load = self._load()
@@ -87,17 +71,17 @@ class SteeringActions:
             return load.concurrency
         return max(1, self.session.bus.inflight_total)  # from rate mode: start from what is in flight
 
-    def action_concurrency(self, delta: int) -> None:
+    def step_concurrency(self, delta: int) -> None:
         """``+`` / ``-``: one more or fewer request in flight."""
         if self.controller_ready:
             self.set_concurrency(self._closed_base() + int(delta))
 
-    def action_scale(self, factor: float) -> None:
+    def scale(self, factor: float) -> None:
         """``]`` / ``[``: double or halve the concurrency."""
         if self.controller_ready:
             self.set_concurrency(max(1, math.floor(self._closed_base() * float(factor))))
 
-    def action_rate(self, direction: int) -> None:
+    def step_rate(self, direction: int) -> None:
         """``r`` / ``R``: raise or lower the request rate (from closed loop: start at the current req/s)."""
         if not self.controller_ready:
             return
@@ -113,9 +97,9 @@ class SteeringActions:
         """Set (or, with None, drop) one SLO threshold; goodput is recomputed for every segment."""
         slo = self.session.slo.with_limit(metric, seconds)
         self.session.slo = slo
-        self.snapshots.set_slo(slo)
-        self.refresh_panes(full=True)
-        self.notify(f"SLO: {slo.describe() or 'none'}", timeout=3)
+        self.app.snapshots.set_slo(slo)
+        self.app.refresh_panes(full=True)
+        self.app.notify(f"SLO: {slo.describe() or 'none'}", timeout=3)
 
     def set_baseline(self, path: str) -> None:
         """Show a saved run beside this one: its figures at each load in the segments table, its TTFT histogram
@@ -123,34 +107,38 @@ class SteeringActions:
         try:
             run = load_run(path)
         except RunFileError as exc:
-            self.notify(str(exc), severity="error")
+            self.app.notify(str(exc), severity="error")
             return
-        self.baseline = run
+        self.app.baseline = run
         for name in ("main", "compact"):
-            screen = cast(Any, self).get_screen(name)
+            screen = self.app.get_screen(name)
             if isinstance(screen, DashboardScreen) and screen.is_mounted:
                 screen.set_baseline(run)
-        self.refresh_panes(full=True)
-        self.notify(f"baseline: {run.label} ({', '.join(str(s.get('load')) for s in run.segments)})", timeout=4)
+        self.app.refresh_panes(full=True)
+        self.app.notify(f"baseline: {run.label} ({', '.join(str(s.get('load')) for s in run.segments)})", timeout=4)
 
     def inspect(self, request_id: str) -> None:
         """Open a finished request in the inspector."""
-        rec = self.records.get(request_id) if self.records is not None else self.session.bus.find_record(request_id)
+        rec = (
+            self.app.records.get(request_id)
+            if self.app.records is not None
+            else self.session.bus.find_record(request_id)
+        )
         if rec is None:
-            self.notify("that request is still running (or no longer kept): open it once it has finished")
+            self.app.notify("that request is still running (or no longer kept): open it once it has finished")
             return
-        target = self.session.target or Target.from_url(self.config.url or "http://127.0.0.1:8000")
-        curl = curl_command(target, rec.body, self.config.api_key_env)
-        cast(Any, self).push_screen(InspectorScreen(rec, curl))
+        target = self.session.target or Target.from_url(self.app.config.url or "http://127.0.0.1:8000")
+        curl = curl_command(target, rec.body, self.app.config.api_key_env)
+        self.app.push_screen(InspectorScreen(rec, curl))
 
-    def action_toggle_pause(self) -> None:
+    def toggle_pause(self) -> None:
         """``space``: stop starting requests (in flight drain), or start again."""
         if self.controller_ready:
             assert self.session.controller is not None
             paused = self.session.controller.toggle_pause()
-            self.notify("paused: requests in flight finish" if paused else "resumed", timeout=2)
+            self.app.notify("paused: requests in flight finish" if paused else "resumed", timeout=2)
 
-    def action_presets(self) -> None:
+    def pick_preset(self) -> None:
         """``p``: the preset picker."""
         current = self.session.controller.scenario.name if self.session.controller else self.session.scenario.name
 
@@ -158,7 +146,7 @@ class SteeringActions:
             if name:
                 self.switch_preset(name)
 
-        cast(Any, self).push_screen(PresetPicker(current), chosen)
+        self.app.push_screen(PresetPicker(current), chosen)
 
     def switch_preset(self, name: str) -> None:
         """Switch to preset ``name`` without stopping the run (a new segment)."""
@@ -167,7 +155,7 @@ class SteeringActions:
         try:
             scenario = self.session.adapt(find_preset(name))
         except (PresetError, ConfigError) as exc:
-            self.notify(str(exc), severity="error")
+            self.app.notify(str(exc), severity="error")
             return
         self._switch(scenario)
 
@@ -178,9 +166,16 @@ class SteeringActions:
         try:
             scenario = self.session.adapt(find_preset("quality").with_overrides(concurrency=concurrency))
         except (PresetError, ConfigError) as exc:
-            self.notify(str(exc), severity="error")
+            self.app.notify(str(exc), severity="error")
             return
         self._switch(scenario)
+
+    def after_api(self, answer: dict[str, Any]) -> None:
+        """The live API changed the run: the panes follow at once, and a toast says so."""
+        if self.app.snapshots.slo != self.session.slo:
+            self.app.snapshots.set_slo(self.session.slo)
+        self.app.refresh_panes(full=True)
+        self.app.notify(f"steered by the API: {answer['applied']} → {answer['target']}", timeout=4)
 
     def _switch(self, scenario: Scenario) -> None:
         assert self.session.controller is not None
@@ -188,7 +183,7 @@ class SteeringActions:
             from llmsurge.metrics.slo import parse_slo
 
             self.session.slo = parse_slo(scenario.slo)
-            self.snapshots.set_slo(self.session.slo)
+            self.app.snapshots.set_slo(self.session.slo)
         self.session.controller.switch_scenario(scenario)
         self.session.bus.set_info(preset=scenario.name)
-        self.notify(f"preset {scenario.name}: {scenario.description}", timeout=4)
+        self.app.notify(f"preset {scenario.name}: {scenario.description}", timeout=4)
