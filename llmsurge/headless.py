@@ -40,6 +40,8 @@ def progress_line(s: Snapshot, total: int | None) -> str:
         f"{s.request_s:.1f} req/s",
         f"elapsed {el // 60}:{el % 60:02d}",
     ]
+    if s.progress is not None:  # a bounded run: how far, and how long to go
+        parts.append(s.progress.describe())
     if s.client.saturated:
         parts.append(f"CLIENT BUSY: {s.client.reason}")
     return "  ".join(parts)
@@ -51,6 +53,8 @@ async def _show_progress(
     """Progress while ``task`` runs: a bar on a terminal, a line every few seconds otherwise."""
     total = sum(st.requests or 0 for st in session.scenario.stages) or None
     snapshots = SnapshotBuilder(session.bus)
+    if session.controller is not None:
+        snapshots.progress = session.controller.progress
     if console.is_terminal:
         # A bar over the request budget (or the planned duration), with the live figures beside it.
         seconds = sum(st.duration or 0 for st in session.scenario.stages) or None

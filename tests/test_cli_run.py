@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -246,3 +247,24 @@ def test_bad_url_and_port_are_one_line() -> None:
         r = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr and "error" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_bounded_run_says_how_far_it_has_come(cli_sim: str, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*CLI, "run", cli_sim, "-c", "2", "-d", "3", "--progress-interval", "0.5", "-o", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"  0:0[0-3]/0:03 \d+%", r.stdout), r.stdout  # seconds run of the planned three
+    args = ["-c", "2", "-n", "30", "--output-tokens", "64", "--progress-interval", "0.5", "-o", str(tmp_path / "n")]
+    r = subprocess.run(
+        [*CLI, "run", cli_sim, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"  \d+/30 \d+% ETA \d+:\d\d", r.stdout), r.stdout  # requests ended of 30, and time left

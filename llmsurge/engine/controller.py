@@ -19,6 +19,7 @@ from llmsurge.engine.pool import UNLIMITED, WorkerPool
 from llmsurge.engine.scenario import Load, Scenario, Search, Stage
 from llmsurge.engine.worker import Pause, Resume
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.snapshot import RunProgress
 
 DRAIN_GRACE_S = 30.0
 
@@ -52,6 +53,7 @@ class Controller:
         self.capacity: dict[str, Any] | None = None
         """A capacity search's outcome: the highest load that held, and every level tried."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scenario_start: tuple[float, int] | None = None  # (monotonic, requests ended) when stage 1 opened
 
     # ---- the API ------------------------------------------------------------------------------
 
@@ -110,6 +112,26 @@ class Controller:
         """End the run from another thread (the result writer failing, say)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.stop)
+
+    def progress(self) -> RunProgress | None:
+        """How far the scenario has come, when it is bounded (every stage by requests, or every one by time) and
+        nobody has steered it by hand; None otherwise."""
+        start = self._scenario_start
+        stages = self.scenario.stages
+        if start is None or self.manual or self.finished or self.scenario.search is not None:
+            return None
+        elapsed = time.monotonic() - start[0]
+        if all(st.requests for st in stages):
+            total = float(sum(st.requests or 0 for st in stages))
+            done = float(self.bus.finished_total - start[1])
+            eta = elapsed / done * (total - done) if done else None
+            left = self.bus.started_total - self.bus.finished_total
+            draining = left if self.pool.tickets_left == 0 and self.load is stages[-1].load and left > 0 else 0
+            return RunProgress(done=min(done, total), total=total, unit="requests", eta_s=eta, draining=draining)
+        if all(st.duration for st in stages):
+            total = float(sum(st.duration or 0.0 for st in stages))
+            return RunProgress(done=min(elapsed, total), total=total, unit="s", eta_s=max(0.0, total - elapsed))
+        return None
 
     # ---- the schedule -------------------------------------------------------------------------
 
@@ -175,6 +197,7 @@ class Controller:
         if self.scenario.search is not None:
             return await self._run_search(self.scenario.search)
         previous = 0.0
+        self._scenario_start = (time.monotonic(), self.bus.finished_total)
         for i, stage in enumerate(self.scenario.stages):
             if not await self._run_stage(stage):
                 return False

@@ -178,13 +178,17 @@ def ceiling(inputs: RooflineInputs, batch: float, context_tokens: float = 0.0) -
 
 def segment_roofline(inputs: RooflineInputs, seg: dict[str, Any]) -> dict[str, Any] | None:
     """A segment's ``roofline`` block from its summary keys: the effective decode batch is the aggregate output
-    rate over one stream's decode rate (1 / median TPOT); context is the mean prompt plus half the mean output."""
+    rate over one stream's decode rate (1 / median TPOT), never more than the requests in flight on average (the
+    median can flatter one stream); context is the mean prompt plus half the mean output."""
     tpot = seg.get("median_tpot_ms") or 0.0
     aggregate = seg.get("output_throughput") or 0.0
     if not tpot or not aggregate or not seg.get("completed"):
         return None
     per_stream = 1000.0 / tpot
     batch = max(1.0, aggregate / per_stream)
+    in_flight = (seg.get("request_throughput") or 0.0) * (seg.get("mean_e2el_ms") or 0.0) / 1000.0
+    if in_flight >= 1.0:  # Little's law: a batch is never larger than the requests in flight on average
+        batch = min(batch, in_flight)
     context = (seg.get("mean_input_tokens") or 0.0) + (seg.get("mean_output_tokens") or 0.0) / 2
     c = ceiling(inputs, batch, context)
     if c.aggregate is None:

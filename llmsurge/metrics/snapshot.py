@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,37 @@ class SegmentRow:
     quality_score: float | None = None  # share of quality-set answers right (None: none asked)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunProgress:
+    """How far a bounded run (``-n``, ``-d``, a staged preset) has come: what the status line says."""
+
+    done: float
+    """Requests ended (``unit`` requests) or seconds run (``unit`` s)."""
+    total: float
+    unit: str
+    eta_s: float | None
+    """Seconds left, at the pace so far (None: not yet known)."""
+    draining: int = 0
+    """Requests still in flight once the last one has started."""
+
+    def describe(self) -> str:
+        """``42/160 26% ETA 0:31``, ``0:12/1:00 20%``, ``draining 3``."""
+        if self.draining:
+            return f"draining {self.draining} in flight"
+        share = min(1.0, self.done / self.total) if self.total else 0.0
+        if self.unit == "s":
+            head = f"{_clock(self.done)}/{_clock(self.total)}"
+        else:
+            head = f"{self.done:,.0f}/{self.total:,.0f}"
+        eta = f" ETA {_clock(self.eta_s)}" if self.eta_s is not None and self.unit != "s" else ""
+        return f"{head} {share:.0%}{eta}"
+
+
+def _clock(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Snapshot:
     """An immutable view of the run for panes and reporters. Its text from outside (model, URL, preset and
@@ -110,6 +142,8 @@ class Snapshot:
     client_hosts: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     """Per client host: (workers, worst loop lag ms, worst cpu fraction) — several in a Ray run."""
     roofline_aggregate: float | None = None
+    progress: RunProgress | None = None
+    """How far a bounded run has come (None: unbounded, steered by hand, or not started)."""
     """The decode ceiling in output tok/s at the current batch (the rate chart draws it when it is in view)."""
     """The SLO that goodput in ``segment_stats``/``run_stats`` (``request_goodput``, ``good_share``) is held to."""
 
@@ -143,6 +177,8 @@ class SnapshotBuilder:
         self._segment_stats: dict[tuple[int, int], dict[str, float]] = {}
         self._run_stats: tuple[tuple[int, int], dict[str, float]] | None = None
         self.roofline: RooflineInputs | None = None
+        self.progress: Callable[[], RunProgress | None] | None = None
+        """Where the run's progress comes from (the controller, once it runs)."""
         """Roofline inputs from flags and the server (the GPU's identity is added from telemetry)."""
 
     def set_slo(self, slo: Slo) -> None:
@@ -258,6 +294,7 @@ class SnapshotBuilder:
             roofline=(roof := self._roofline(view, stats.segment_stats))[:2],
             roofline_aggregate=roof[2],
             client_hosts=view.hosts,
+            progress=self.progress() if self.progress is not None else None,
         )
 
     def _roofline(self, view: BusView, seg: dict[str, float]) -> tuple[str, str, float | None]:
@@ -274,7 +311,8 @@ class SnapshotBuilder:
         dram = [g.dram_active for g in gpus if g.dram_active == g.dram_active]
         per_stream = 1000.0 / seg["median_tpot_ms"]
         context = seg.get("mean_input_tokens", 0.0) + seg.get("mean_output_tokens", 0.0) / 2
-        c = ceiling(inputs, max(1.0, view.output_tok_s / per_stream), context)
+        batch = min(view.output_tok_s / per_stream, float(max(1, view.inflight)))  # never above what is in flight
+        c = ceiling(inputs, max(1.0, batch), context)
         if not c.per_stream:
             return "", "", None
         text, short = describe(per_stream, c), f"{per_stream / c.per_stream:.0%} of {c.per_stream:,.0f}/s"

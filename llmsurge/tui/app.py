@@ -195,6 +195,7 @@ class LLMSurgeApp(App[Path | None]):
         self.snapshots.roofline = session.roofline_inputs()
         # Spawning the workers, starting NVML and probing /metrics block: not on the loop that draws the screen.
         controller = await asyncio.to_thread(session.start)
+        self.snapshots.progress = controller.progress
         yield_to_workers()
         try:
             await controller.run()

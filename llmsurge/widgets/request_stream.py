@@ -110,6 +110,7 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
         self.selected: str | None = None
         """The request the cursor is on (it follows the request as rows move)."""
         self.failed_only = False
+        self._title: str | None = None
         """Show failed requests only (``f``)."""
         self._columns: tuple[str, ...] = ()
         self._header = Text()
@@ -159,6 +160,9 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
     def toggle_failed_only(self) -> bool:
         """Show only failures (the ones people open first), or everything again; returns the new state."""
         self.failed_only = not self.failed_only
+        if self._title is None:
+            self._title = str(self.border_title or "requests")
+        self.border_title = "requests: failures only (f: all)" if self.failed_only else self._title
         self._filter()
         return self.failed_only
 
@@ -207,6 +211,9 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
             line = self._header
         else:
             i = y - 1 + scroll_y
+            if i == 0 and not self.rows and self.failed_only:  # say what the filter hides, not a blank pane
+                line = Text("  no failures yet (f: every request)", style=self.role("muted"))
+                return Strip(list(line.render(self.app.console)), line.cell_len).extend_cell_length(width)
             if i >= len(self.rows):
                 return Strip.blank(width, self.rich_style)
             row = self.rows[i]

@@ -33,6 +33,8 @@ class StatusLine(RoleStyles, Static):
                 parts.append((prio, Text.assemble((f"{title} ", muted), value)))
         if snap.segment:
             parts.append((1, Text.assemble(("seg ", muted), str(snap.segment))))
+        if snap.progress is not None:  # a bounded run: how far, and how long to go
+            parts.append((1, Text(snap.progress.describe())))
         parts.append((0, Text(clock(snap.elapsed))))
         url = Text(info.get("url", ""), style=self.role("strong"))
         parts.insert(0, (4, url))

@@ -157,7 +157,11 @@ class ServerPane(TelemetryPane):
             (5, "prefix hits", _percent(sample.prefix_hit_rate)),
             (3, "server tok/s", rates),
             (4, "TTFT p50/p99", server),
-            (6, "  ours", f"{ms(ours.get('median_ttft_ms'))}/{ms(ours.get('p99_ttft_ms'))} ms"),
+            (
+                6,
+                "  ours",
+                f"{ms(ours.get('median_ttft_ms'))}/{ms(ours.get('p99_ttft_ms'))} ms" if ours.get("n_ttft") else "—",
+            ),
         ]
         if sample.preemptions_per_s:
             rows.insert(3, (1, "preemptions", Text(f"{num(sample.preemptions_per_s, 2)}/s", style=self.role("bad"))))
