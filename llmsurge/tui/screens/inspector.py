@@ -101,6 +101,11 @@ class InspectorScreen(ModalScreen[None]):
         if itl:
             plot.plot(list(range(2, len(itl) + 2)), itl, hires_mode=HiResMode.BRAILLE)
             plot.set_ylimits(0, None)
+            if len(itl) < 3:  # one or two gaps: readable axes around them, not 0.0000/-0.000 and 1.9999995…2.0000010
+                plot.set_ylimits(0, max(itl) * 1.2 or 1.0)
+                plot.set_xlimits(1, len(itl) + 2)
+        else:
+            plot.border_title = "gap before each chunk (ms): one chunk, no gaps"
         self.query_one("#inspector-text").border_title = "what came back"
 
     def action_copy_curl(self) -> None:
