@@ -134,10 +134,12 @@ async def test_quality_from_the_palette_runs_the_set_in_a_new_segment(tmp_path: 
     async with app.run_test(size=(200, 50)) as pilot:
         await _until(pilot, lambda: app.session.bus.finished_total >= 2)
         await palette(pilot, "quality 5")
-        await _until(pilot, lambda: len(app.session.bus.view().segments) >= 2)
-        await _until(pilot, lambda: app.session.bus.view().segments[-1].quality_asked >= 10)
-        seg = app.session.bus.view().segments[-1]
-        assert seg.label == "c=5" and seg.quality_ok == seg.quality_asked
+        await _until(pilot, lambda: len(app.session.bus.view().segments) >= 3, 90)  # the set, then back
+        segs = app.session.bus.view().segments
+        assert [s.label for s in segs[:3]] == ["c=2", "c=5", "c=2"]
+        assert segs[1].quality_asked >= 10 and segs[1].quality_ok == segs[1].quality_asked
+        assert app.session.bus.state == "running"  # the live run goes on: the set was a segment, not the end
+        assert any("the quality set is done: back to c=2" in e.message for e in app.session.bus.events)
         table = app.screen.query_one(SegmentsTable)
         await _until(pilot, lambda: "quality" in table._shown)
         await pilot.press("q")

@@ -54,6 +54,8 @@ class Controller:
         """A capacity search's outcome: the highest load that held, and every level tried."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scenario_start: tuple[float, int] | None = None  # (monotonic, requests ended) when stage 1 opened
+        self._after: tuple[Scenario, Load] | None = None
+        """What to go back to once an interlude's scenario is done."""
 
     # ---- the API ------------------------------------------------------------------------------
 
@@ -102,6 +104,12 @@ class Controller:
         """Start ``scenario`` from its first stage, without stopping the run (a new segment)."""
         self._restart = scenario
         self._changed.set()
+
+    def interlude(self, scenario: Scenario) -> None:
+        """Run ``scenario`` once (the quality set, say), then go back to the load that was running, each in a new
+        segment: the run goes on."""
+        self._after = (self.scenario, self.load)
+        self.switch_scenario(scenario)
 
     def stop(self) -> None:
         """End the run (Ctrl-C, ``q``, a signal): in-flight requests are cancelled and recorded as such."""
@@ -276,6 +284,17 @@ class Controller:
                 self.scenario, self._restart = self._restart, None
                 continue
             if self._stop.is_set():
+                break
+            if completed and self._after is not None:  # an interlude is over: back to the load that ran before
+                done = self.scenario.name
+                self.scenario, load = self._after
+                self._after = None
+                self.set_load(load)
+                self.bus.note(f"the {done} set is done: back to {load.describe()}")
+                while not self._stop.is_set() and self._restart is None:
+                    await self._sleep_or_change(0.5)
+                if self._restart is not None:
+                    continue
                 break
             if completed:
                 self.pool.set_tickets(0)

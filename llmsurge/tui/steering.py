@@ -168,7 +168,11 @@ class Steering:
         except (PresetError, ConfigError) as exc:
             self.app.notify(str(exc), severity="error")
             return
-        self._switch(scenario)
+        assert self.session.controller is not None
+        back = self.session.controller.load.describe()
+        self.session.controller.interlude(scenario)
+        self.session.bus.set_info(preset=scenario.name)
+        self.app.notify(f"the quality set at c={concurrency}, then back to {back}", timeout=4)
 
     def after_api(self, answer: dict[str, Any]) -> None:
         """The live API changed the run: the panes follow at once, and a toast says so."""
