@@ -480,3 +480,24 @@ def test_snapshot_light_theme(snap_compare: Callable[..., bool], no_user_presets
         await _settle(pilot)  # every pane drawn again once the theme has reached them all
 
     assert snap_compare(_static_app(), terminal_size=SIZE, run_before=light)
+
+
+async def test_the_histogram_counts_in_whole_requests_and_a_far_slo_does_not_squeeze_it(
+    no_user_presets: None,
+) -> None:
+    import dataclasses
+
+    from llmsurge.metrics.slo import parse_slo
+    from llmsurge.widgets.pane_plot import PanePlot
+    from llmsurge.widgets.ttft_histogram import TtftHistogram
+
+    edges = tuple(40.0 + i for i in range(9))  # 8 bins between 40 and 48 ms, two requests at most in one
+    snap = dataclasses.replace(seeded_snapshot(), ttft_hist=(edges, (1, 0, 2, 1, 0, 0, 1, 1)), slo=parse_slo("ttft=5s"))
+    app = make_app(RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000"), snapshot_source=lambda: snap)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(pilot)
+        hist = app.screen.query_one(TtftHistogram)
+        plot = hist.query_one(PanePlot)
+        assert all(float(t).is_integer() for t in plot._y_ticks or []), plot._y_ticks  # no tick at 0.5 requests
+        assert plot._x_max < 100  # the 5 s SLO is named, not drawn 100 times to the right of the bars
+        assert "SLO 5,000 →" in _plain(hist.query_one("#ttft-marks").content)

@@ -44,8 +44,9 @@ class PanePlot(PlotWidget, can_focus=False):
         self.margin_bottom = 1
         self.margin_left = self._margin_left
 
-    def fit_ticks(self, x: tuple[float, float], y: tuple[float, float]) -> None:
-        """Ticks for these axis ranges, as many as the pane has room for without labels touching."""
+    def fit_ticks(self, x: tuple[float, float], y: tuple[float, float], whole_y: bool = False) -> None:
+        """Ticks for these axis ranges, as many as the pane has room for without labels touching; ``whole_y``: a
+        count axis, whose ticks are whole numbers (never 0.5 requests)."""
         width = max(4, self.size.width - self._margin_left - 2)
         height = max(2, self.size.height - 2)
         most = 8
@@ -55,4 +56,7 @@ class PanePlot(PlotWidget, can_focus=False):
                 break
             most -= 1
         self.set_xticks(nice_ticks(x[0], x[1], most))
-        self.set_yticks(nice_ticks(y[0], y[1], max(2, min(6, height // 2))))
+        yticks = nice_ticks(y[0], y[1], max(2, min(6, height // 2)))
+        if whole_y:
+            yticks = [t for t in yticks if float(t).is_integer()] or [0.0, 1.0]
+        self.set_yticks(yticks)

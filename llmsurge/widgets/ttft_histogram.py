@@ -63,20 +63,23 @@ class TtftHistogram(Vertical, can_focus=True):
             scale = sum(counts) / max(1, int(base_counts.sum()))
             plot.plot(centers, [c * scale for c in base_counts], line_style=theme.secondary or "magenta")
         hi = edges[-1]
-        if slo_ms is not None:  # the SLO's threshold, in view even when every request is far below it
+        if slo_ms is not None and slo_ms <= edges[-1] + 2 * (edges[-1] - edges[0]):
+            # the SLO's threshold, in view when it is near; one far to the right would squeeze the bars into a
+            # few columns, so it is then only named below ("SLO 5,000 →")
             plot.add_v_line(slo_ms, line_style=theme.accent or "magenta")
             hi = max(hi, slo_ms * 1.05)
         plot.set_xlimits(edges[0], hi)
         plot.set_ylimits(0, None)
-        plot.fit_ticks((edges[0], hi), (0.0, max(counts) * 1.05 or 1.0))
-        parts = [
-            Text(f"p50 {ms(st.get('median_ttft_ms'))}", style=colors["p50"]),
-            Text(f"p90 {ms(st.get('p90_ttft_ms'))}", style=colors["p90"]),
-            Text(f"p99 {ms(st.get('p99_ttft_ms'))} ms", style=colors["p99"]),
-            Text(f"n={sum(counts):,}"),
+        plot.fit_ticks((edges[0], hi), (0.0, max(counts) * 1.05 or 1.0), whole_y=True)
+        # (priority: lower stays longer, part): whole figures only, the least important dropped first; p99 last
+        parts: list[tuple[int, Text]] = [
+            (3, Text(f"p50 {ms(st.get('median_ttft_ms'))}", style=colors["p50"])),
+            (4, Text(f"p90 {ms(st.get('p90_ttft_ms'))}", style=colors["p90"])),
+            (0, Text(f"p99 {ms(st.get('p99_ttft_ms'))} ms", style=colors["p99"])),
         ]
-        if slo_ms is not None:
-            parts.append(Text(f"SLO {ms(slo_ms)}"))
-        while len(parts) > 1 and sum(p.cell_len + 2 for p in parts) > marks.size.width:
-            parts.pop()  # whole figures only: drop from the right, never cut one
-        marks.update(Text("  ").join(parts))
+        if slo_ms is not None:  # a far threshold is only said here, so it stays longer than the other marks
+            parts.append((1 if slo_ms > hi else 2, Text(f"SLO {ms(slo_ms)}" + (" →" if slo_ms > hi else ""))))
+        parts.append((5, Text(f"n={sum(counts):,}")))
+        while len(parts) > 1 and sum(p.cell_len + 2 for _, p in parts) > marks.size.width:
+            parts.remove(max(parts, key=lambda part: part[0]))
+        marks.update(Text("  ").join(p for _, p in parts))
