@@ -31,6 +31,9 @@ class LoadPanel(RoleStyles, Static, can_focus=True):
             t.add_row("cancelled", f"{snap.cancelled:,}")
         t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style=strong))
         t.add_row("requests/s", num(snap.request_s, 2))
+        st = snap.segment_stats  # TTFT at a glance, whatever pane is shown beside (the compact screen's first sight)
+        ttft = f"{ms(st.get('median_ttft_ms'))}/{ms(st.get('p99_ttft_ms'))}" if st.get("n_ttft") else "—"
+        t.add_row("TTFT p50/p99", Text(ttft, style=strong))
         lag = snap.segment_stats.get("lag_p99_ms")
         if lag is not None:  # open loop: how late requests left against their schedule
             kept = snap.segment_stats.get("schedule_kept", 1.0)
