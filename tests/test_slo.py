@@ -99,11 +99,21 @@ def test_fail_on_goodput_exits_1_and_names_the_breach(knee_sim: str, tmp_path: P
     assert r.returncode == 0, r.stdout
 
 
+@pytest.fixture(scope="module")
+def wide_knee_sim() -> Iterator[str]:
+    """The knee of :func:`knee_sim` with wider margins for a busy machine: 50 ms a step, so a request at c ≤ 8
+    starts within one step (~50 ms) and one at c=9 waits for a slot (~250 ms): an SLO of 150 ms sits 100 ms from
+    either side."""
+    timing = EngineTiming(step_base=0.05, step_per_seq=0.0, prefill_per_token=0.0, max_seqs=8)
+    with SimProcess(SimConfig(timing=timing)) as sim:
+        yield sim.url
+
+
 @pytest.mark.slow
-def test_capacity_search_finds_the_knee(knee_sim: str, tmp_path: Path) -> None:
+def test_capacity_search_finds_the_knee(wide_knee_sim: str, tmp_path: Path) -> None:
     out = tmp_path / "cap"
     r = _run(
-        "run", knee_sim, "--find-max", "concurrency", "--slo", "ttft=80ms", "-d", "3", "--output-tokens", "40",
+        "run", wide_knee_sim, "--find-max", "concurrency", "--slo", "ttft=150ms", "-d", "4", "--output-tokens", "40",
         "-o", str(out), timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -114,7 +124,7 @@ def test_capacity_search_finds_the_knee(knee_sim: str, tmp_path: Path) -> None:
     assert loads[:5] == ["c=1", "c=2", "c=4", "c=8", "c=16"]  # doubling, then bisecting down to the knee
     assert [seg["load"] for seg in s["segments"]] == loads  # every level tried, in the segments table
     assert "capacity: c=8 is the most that held 95% good" in r.stdout
-    assert _run("run", knee_sim, "--find-max", "concurrency").returncode == 2  # no --slo: one line
+    assert _run("run", wide_knee_sim, "--find-max", "concurrency").returncode == 2  # no --slo: one line
 
 
 def test_capacity_preset_loads_with_its_own_slo() -> None:
