@@ -501,3 +501,14 @@ async def test_the_histogram_counts_in_whole_requests_and_a_far_slo_does_not_squ
         assert all(float(t).is_integer() for t in plot._y_ticks or []), plot._y_ticks  # no tick at 0.5 requests
         assert plot._x_max < 100  # the 5 s SLO is named, not drawn 100 times to the right of the bars
         assert "SLO 5,000 →" in _plain(hist.query_one("#ttft-marks").content)
+
+
+@pytest.mark.parametrize("size", [(100, 30), (120, 40), (160, 48)])
+async def test_quit_shows_and_every_pane_keeps_its_bottom_border(no_user_presets: None, size: tuple[int, int]) -> None:
+    app = _static_app()
+    async with app.run_test(size=size) as pilot:
+        await _settle(pilot)
+        lines = _screen_lines(app.export_screenshot())
+    assert "q quit" in lines[-1]  # the footer cuts from the right: quit comes early
+    above = lines[-2]
+    assert above.startswith("╰") and above.rstrip().endswith("╯"), above  # the bottom panes close above it

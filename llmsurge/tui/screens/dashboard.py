@@ -65,13 +65,13 @@ class DashboardScreen(Screen[None]):
         Binding("r", "app.rate(1)", "rate+", id="rate-up"),
         Binding("R", "app.rate(-1)", "rate-", key_display="R", id="rate-down"),
         Binding("space", "app.toggle_pause", "pause", key_display="space", id="pause"),
+        Binding("q", "app.quit_and_save", "quit", id="quit"),  # early: a narrow footer cuts from the right, and quit must show
         Binding("p", "app.presets", "presets", id="presets"),
         Binding("s", "app.save", "save", id="save"),
         Binding("f", "failed_only", "failures", id="failures-only"),
         Binding("z", "zoom", "zoom", id="zoom"),
         Binding("tab", "app.focus_next", "next pane", show=False, id="focus-next"),
         Binding("shift+tab", "app.focus_previous", "previous pane", show=False, id="focus-previous"),
-        Binding("q", "app.quit_and_save", "quit", id="quit"),
     ]
 
     _ready = False
