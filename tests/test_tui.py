@@ -512,3 +512,16 @@ async def test_quit_shows_and_every_pane_keeps_its_bottom_border(no_user_presets
     assert "q quit" in lines[-1]  # the footer cuts from the right: quit comes early
     above = lines[-2]
     assert above.startswith("╰") and above.rstrip().endswith("╯"), above  # the bottom panes close above it
+
+
+async def test_a_number_fills_the_dashboard_with_that_pane_and_escape_brings_it_back(no_user_presets: None) -> None:
+    app = _static_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(pilot)
+        screen = app.screen
+        await pilot.press("2")
+        await _until(pilot, lambda: screen.maximized is not None and screen.maximized.id == "ttft")
+        await pilot.press("5")
+        await _until(pilot, lambda: screen.maximized is not None and screen.maximized.id == "requests")
+        await pilot.press("escape")
+        await _until(pilot, lambda: screen.maximized is None)

@@ -65,11 +65,17 @@ class DashboardScreen(Screen[None]):
         Binding("r", "app.rate(1)", "rate+", id="rate-up"),
         Binding("R", "app.rate(-1)", "rate-", key_display="R", id="rate-down"),
         Binding("space", "app.toggle_pause", "pause", key_display="space", id="pause"),
-        Binding("q", "app.quit_and_save", "quit", id="quit"),  # early: a narrow footer cuts from the right, and quit must show
+        Binding(
+            "q", "app.quit_and_save", "quit", id="quit"
+        ),  # early: a narrow footer cuts from the right, and quit must show
         Binding("p", "app.presets", "presets", id="presets"),
         Binding("s", "app.save", "save", id="save"),
         Binding("f", "failed_only", "failures", id="failures-only"),
         Binding("z", "zoom", "zoom", id="zoom"),
+        *(  # AIPerf's habit: a number fills the screen with that pane, escape (or z) brings the dashboard back
+            Binding(str(i), f"maximize_pane('{pid}')", f"pane {i}", show=False, id=f"maximize-{pid}")
+            for i, (pid, _t, _c) in enumerate(PANES, 1)
+        ),
         Binding("tab", "app.focus_next", "next pane", show=False, id="focus-next"),
         Binding("shift+tab", "app.focus_previous", "previous pane", show=False, id="focus-previous"),
     ]
@@ -111,6 +117,14 @@ class DashboardScreen(Screen[None]):
             pane = pane.parent if isinstance(pane.parent, Widget) else None
         if pane is None or pane.id not in {p[0] for p in PANES} | {"load"}:
             self.notify("focus a pane first (tab, or a click), then z", timeout=3)
+            return
+        self.maximize(pane, container=False)
+
+    def action_maximize_pane(self, pane_id: str) -> None:
+        """``1``–``8``: pane N fills the screen (again: back)."""
+        pane = self.query_one(f"#{pane_id}")
+        if self.maximized is pane:
+            self.minimize()
             return
         self.maximize(pane, container=False)
 
