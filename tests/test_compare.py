@@ -196,3 +196,14 @@ def test_html_through_a_redirect_goes_to_stdout_and_no_file_is_overwritten(
     assert r.returncode == 2 and "--force" in r.stderr and kept.read_text() == "an earlier report"
     r = run_cli("compare", *runs, "--format", "html", "-o", str(kept), "--force")
     assert r.returncode == 0 and r.stdout == "" and f"wrote {kept}" in r.stderr and "</html>" in kept.read_text()
+
+
+def test_one_load_is_a_point_mid_axis_with_its_value() -> None:
+    import re
+
+    from llmsurge.render.compare import svg_chart
+
+    svg = svg_chart("t", [("a", [8.0], [356.0]), ("b", [8.0], [339.0])], "load", "tok/s", log_x=True)
+    xs = [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', svg)]
+    assert xs and all(abs(x - (64 + (560 - 64 - 16) / 2)) < 1 for x in xs)  # centred, not on the frame's edges
+    assert ">356</text>" in svg and ">339</text>" in svg  # each point says its value

@@ -149,9 +149,9 @@ def svg_chart(
         return math.log2(max(x, 1e-9)) if log_x else x
 
     x0, x1 = min(map(fx, xs)), max(map(fx, xs))
-    if x1 == x0:
-        x1 = x0 + 1
-    y1 = max(ys) * 1.08 or 1.0
+    pad = (x1 - x0) * 0.06 or 0.5  # margins: a point is never drawn on the frame (one load alone sits mid-axis)
+    x0, x1 = x0 - pad, x1 + pad
+    y1 = max(ys) * 1.15 or 1.0
     pw, ph = width - left - right, height - top - bottom
 
     def px(x: float) -> float:
@@ -169,7 +169,7 @@ def svg_chart(
     for y in _ticks(0, y1):
         out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{left + pw}" y2="{py(y):.1f}" class="grid"/>')
         out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" class="tick" text-anchor="end">{y:g}</text>')
-    xticks = sorted(set(xs)) if log_x else _ticks(x0, x1)
+    xticks = sorted(set(xs)) if log_x else [t for t in _ticks(x0, x1) if min(xs) <= t <= max(xs)] or [xs[0]]
     out.extend(
         f'<text x="{px(x):.1f}" y="{top + ph + 16}" class="tick" text-anchor="middle">{x:g}</text>' for x in xticks[:12]
     )
@@ -187,6 +187,12 @@ def svg_chart(
         if len(sx) <= 40:
             out += [
                 f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>' for x, y in zip(sx, sy, strict=True)
+            ]
+        if len(sx) <= 8:  # a few loads: each point says its value
+            out += [
+                f'<text x="{px(x):.1f}" y="{py(y) - 7:.1f}" class="tick" text-anchor="middle" fill="{color}">'
+                f"{_num(y, '')}</text>"
+                for x, y in zip(sx, sy, strict=True)
             ]
         ly = top + 4 + i * 16
         out.append(f'<rect x="{left + pw - 150}" y="{ly}" width="10" height="10" fill="{color}"/>')
