@@ -188,3 +188,18 @@ def test_columns_read_without_the_lock_match_what_was_written() -> None:
         c.append(float(v))
     assert np.array_equal(view.values(), values[:1000])  # an earlier view is unchanged by later appends
     assert np.array_equal(c.view().values(), values)
+
+
+def test_req_s_is_not_zero_between_sparse_completions() -> None:
+    """Long requests end a few seconds apart: req/s reads from a longer window then, not 0.00 beside done 8."""
+    bus = MetricsBus()
+    now = time.monotonic()
+    bus.run_start = now - 30
+    for t in (12.0, 8.0, 5.0):  # three completions, the last five seconds ago
+        bus._rate_window.append((now - t, 100, 1))
+    tok_s, req_s = bus._live_rate(now)
+    assert tok_s == 0.0 and req_s == pytest.approx(3 / 15)
+    for i in range(6):  # a busy second: the last three seconds alone say the rate
+        bus._rate_window.append((now - 0.1 * i, 10, 1))
+    tok_s, req_s = bus._live_rate(now)
+    assert req_s == pytest.approx(6 / 3) and tok_s == pytest.approx(60 / 3)

@@ -22,7 +22,12 @@ from llmsurge.metrics.segment import SegmentStats, SegmentView
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerTick
 from llmsurge.redaction import redact
 
-RATE_WINDOW = 3.0  # seconds behind "current" tok/s and req/s
+RATE_WINDOW = 3.0  # seconds behind "current" tok/s
+REQUEST_RATE_WINDOW = 15.0
+"""Seconds behind "current" req/s: completions are sparser than tokens (a 3 s window reads 0.00 between two
+completions of long requests, beside ``done 8``), used while the last few seconds hold fewer than
+:data:`FEW_COMPLETIONS`."""
+FEW_COMPLETIONS = 5
 HISTORY_SECONDS = 600
 RECENT_ROWS = 200
 MAX_SATURATION_EVENTS = 50
@@ -406,9 +411,12 @@ class MetricsBus:
 
     def _live_rate(self, now: float) -> tuple[float, float]:
         ev = self._rate_window
-        while ev and ev[0][0] < now - RATE_WINDOW:
+        while ev and ev[0][0] < now - REQUEST_RATE_WINDOW:
             ev.popleft()
-        window = min(RATE_WINDOW, max(now - (self.run_start or self.t0), 0.25))
-        toks = sum(e[1] for e in ev)
-        done = sum(e[2] for e in ev)
-        return toks / window, done / window
+        ran = max(now - (self.run_start or self.t0), 0.25)
+        recent = [e for e in ev if e[0] >= now - RATE_WINDOW]
+        toks = sum(e[1] for e in recent)
+        done = sum(e[2] for e in recent)
+        if done >= FEW_COMPLETIONS:  # enough to read a rate from the last seconds: it follows a change quickly
+            return toks / min(RATE_WINDOW, ran), done / min(RATE_WINDOW, ran)
+        return toks / min(RATE_WINDOW, ran), sum(e[2] for e in ev) / min(REQUEST_RATE_WINDOW, ran)
