@@ -77,7 +77,8 @@ class Controller:
 
     def set_rate(self, rate: float) -> int:
         """Open loop at ``rate`` requests/s, keeping the current arrival law."""
-        base = self.load if self.load.is_open_loop else Load(rate=rate, arrival="poisson")
+        rated = self.load.rate is not None and self.load.trace is None  # a trace's schedule is not a rate
+        base = self.load if rated else Load(rate=rate, arrival="poisson")
         return self.set_load(replace(base, rate=max(0.01, float(rate)), concurrency=None))
 
     def pause(self) -> None:
