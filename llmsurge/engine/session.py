@@ -283,13 +283,7 @@ class RunSession:
                 index = load_index(shape.dataset)
             except DatasetError as exc:
                 raise ConfigError(str(exc)) from None
-            if index.path not in self._datasets_told:
-                self._datasets_told.add(index.path)
-                self.note(f"dataset {index.describe()}", "warning" if index.bad else "info")
-                tell(self.notes[-1])
-                for example in index.bad_examples:
-                    self.note(f"skipped {example}", "warning")
-                    tell(self.notes[-1])
+            self._tell_file(index.path, f"dataset {index.describe()}", index.bad_examples, tell)
         if shape.fill_context:
             ctx = self.context_length
             if ctx is None:
@@ -313,6 +307,17 @@ class RunSession:
             scenario = dataclasses.replace(scenario, shape=shape)
         return scenario
 
+    def _tell_file(self, path: str, what: str, bad_examples: tuple[str, ...], tell: Callable[[str], None]) -> None:
+        """Say once per run what a prompt file or trace holds, and name its first bad lines."""
+        if path in self._datasets_told:
+            return
+        self._datasets_told.add(path)
+        self.note(what, "warning" if bad_examples else "info")
+        tell(self.notes[-1])
+        for example in bad_examples:
+            self.note(f"skipped {example}", "warning")
+            tell(self.notes[-1])
+
     def _adapt_traces(self, scenario: Scenario, tell: Callable[[str], None]) -> Scenario:
         """Each trace read once (bad lines said once) and replayed whole: its stage's budget is its requests."""
         stages = []
@@ -325,13 +330,7 @@ class RunSession:
             except TraceError as exc:
                 raise ConfigError(str(exc)) from None
             self.shares_prefixes |= trace.shares_blocks
-            if trace.path not in self._datasets_told:
-                self._datasets_told.add(trace.path)
-                self.note(f"trace {trace.describe()}", "warning" if trace.bad else "info")
-                tell(self.notes[-1])
-                for example in trace.bad_examples:
-                    self.note(f"skipped {example}", "warning")
-                    tell(self.notes[-1])
+            self._tell_file(trace.path, f"trace {trace.describe()}", trace.bad_examples, tell)
             stages.append(dataclasses.replace(st, requests=st.requests or len(trace.entries), duration=None))
         return dataclasses.replace(scenario, stages=tuple(stages))
 
