@@ -694,7 +694,8 @@ def _steer(args: argparse.Namespace) -> int:
         from llmsurge.engine.session import read_api_key
 
         headers["Authorization"] = f"Bearer {read_api_key(args.api_token_env)}"
-    url = args.api_url.rstrip("/") + "/api/steer"
+    base = args.api_url.rstrip("/")
+    url = (base if "://" in base else f"http://{base}") + "/api/steer"  # 127.0.0.1:9000 works as --api took it
     try:
         resp = httpx.post(url, json=body, headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:
