@@ -81,7 +81,7 @@ def test_segments_counts_and_warmup_excluded() -> None:
     assert snap.segment == 2 and [r.label for r in snap.segments] == ["c=1", "c=2"]
     assert snap.recent[0].request_id == "0-4"  # finished rows: newest first
     assert sum(snap.ttft_hist[1]) == 5  # histogram of the current segment only
-    assert snap.segment_stats["n_ttft"] == 5 and snap.run_stats["n_ttft"] == 15
+    assert snap.segment_figures["ttft"].n == 5 and snap.run_figures["ttft"].n == 15
 
 
 def test_a_finished_request_is_not_also_shown_running() -> None:
@@ -118,7 +118,7 @@ def test_statistics_recompute_once_per_interval_and_at_a_segment_change() -> Non
     assert again.stats_version == first.stats_version and again.completed == 5  # counters fresh, stats held
     bus.open_segment("c=2", "t")
     changed = builder.snapshot()
-    assert changed.stats_version > first.stats_version and changed.run_stats["n_ttft"] == 5
+    assert changed.stats_version > first.stats_version and changed.run_figures["ttft"].n == 5
 
 
 @pytest.mark.slow
@@ -133,7 +133,7 @@ def test_a_snapshot_does_not_hold_the_lock_while_it_computes(monkeypatch: pytest
     for _ in range(300):
         bus.ingest(WorkerTick(worker=0, records=recs, tokens=0, started=0, inflight=0, loop_lag_ms=0, cpu=0))
     held_during: list[bool] = []
-    real_latency, real_histogram = snapshot_module.run_latency, snapshot_module.ttft_histogram
+    real_latency, real_histogram = snapshot_module.scope_figures, snapshot_module.ttft_histogram
 
     def latency(*args: Any, **kwargs: Any) -> Any:
         held_during.append(bus._lock.locked())
@@ -143,10 +143,10 @@ def test_a_snapshot_does_not_hold_the_lock_while_it_computes(monkeypatch: pytest
         held_during.append(bus._lock.locked())
         return real_histogram(*args, **kwargs)
 
-    monkeypatch.setattr(snapshot_module, "run_latency", latency)
+    monkeypatch.setattr(snapshot_module, "scope_figures", latency)
     monkeypatch.setattr(snapshot_module, "ttft_histogram", histogram)
     snap = SnapshotBuilder(bus).snapshot()
-    assert snap.run_stats["n_ttft"] == 300_000
+    assert snap.run_figures["ttft"].n == 300_000
     assert held_during and not any(held_during), held_during  # every computation ran with the lock free
 
 

@@ -22,7 +22,7 @@ from llmsurge.lifetime import open_files_note
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.sketch import EXACT_UP_TO, ItlSketch
-from llmsurge.metrics.stats import describe_sketch_ms
+from llmsurge.metrics.stats import Distribution
 from llmsurge.metrics.summary import RunFacts, build_summary, summarize_run
 from llmsurge.metrics.wire import WorkerTick
 from llmsurge.net import Target
@@ -161,7 +161,7 @@ def test_itl_sketch_percentiles_are_within_one_percent_of_numpys() -> None:
     sketch = ItlSketch()
     for chunk in np.array_split(values, 500):
         sketch.extend(chunk.tolist())
-    got = describe_sketch_ms("itl", sketch, (50.0, 90.0, 99.0, 99.9))
+    got = Distribution.of_sketch(sketch, (50.0, 90.0, 99.0, 99.9)).keys("itl")
     for key, q in (("median_itl_ms", 50), ("p90_itl_ms", 90), ("p99_itl_ms", 99), ("p99.9_itl_ms", 99.9)):
         want = np.percentile(values, q) * 1000.0
         assert abs(got[key] - want) <= 0.01 * want, (key, got[key], want)
@@ -169,7 +169,7 @@ def test_itl_sketch_percentiles_are_within_one_percent_of_numpys() -> None:
     assert got["std_itl_ms"] == pytest.approx(values.std() * 1000.0, rel=1e-6)
     small = ItlSketch()
     small.extend(values[:EXACT_UP_TO].tolist())  # few values: kept exactly, numpy's percentiles exactly
-    assert describe_sketch_ms("itl", small, (99.0,))["p99_itl_ms"] == pytest.approx(
+    assert Distribution.of_sketch(small, (99.0,)).keys("itl")["p99_itl_ms"] == pytest.approx(
         np.percentile(values[:EXACT_UP_TO], 99) * 1000
     )
 

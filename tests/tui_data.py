@@ -6,7 +6,7 @@ import random
 
 from llmsurge.metrics.health import Cause, ClientHealth
 from llmsurge.metrics.snapshot import RequestRow, SegmentRow, Snapshot
-from llmsurge.metrics.stats import describe_ms
+from llmsurge.metrics.stats import Distribution, Figures
 from llmsurge.telemetry.samples import GpuReading, GpuSample, ServerSample, Unavailable
 
 LENGTHS = {"input_mean": 128.0, "input_p90": 128.0, "output_mean": 126.0, "output_p90": 128.0}
@@ -15,13 +15,15 @@ LENGTHS = {"input_mean": 128.0, "input_p90": 128.0, "output_mean": 126.0, "outpu
 def seeded_snapshot(seed: int = 3) -> Snapshot:
     rng = random.Random(seed)
     ttft = [0.04 + rng.random() * 0.03 for _ in range(300)]
-    stats: dict[str, float] = {}
-    stats.update(describe_ms("ttft", ttft))
-    stats.update(describe_ms("ttfc", [t + 0.002 for t in ttft]))
-    stats.update(describe_ms("tpot", [0.015 + rng.random() * 0.004 for _ in range(300)]))
-    stats.update(describe_ms("itl", [0.014 + rng.random() * 0.006 for _ in range(3000)]))
-    stats.update(describe_ms("e2el", [1.9 + rng.random() * 0.2 for _ in range(300)]))
-    stats.update({"n_ttft": 300, "n_ttfc": 300, "n_tpot": 300, "n_itl": 3000, "n_e2el": 300})
+    stats = Figures(
+        latency={
+            "ttft": Distribution.of_seconds(ttft),
+            "ttfc": Distribution.of_seconds([t + 0.002 for t in ttft]),
+            "tpot": Distribution.of_seconds([0.015 + rng.random() * 0.004 for _ in range(300)]),
+            "itl": Distribution.of_seconds([0.014 + rng.random() * 0.006 for _ in range(3000)]),
+            "e2el": Distribution.of_seconds([1.9 + rng.random() * 0.2 for _ in range(300)]),
+        }
+    )
     history = tuple((float(t), 500.0 + 12 * t + rng.random() * 40, 4.0 + rng.random()) for t in range(60))
     counts = [0] * 24
     lo, hi = min(ttft) * 1000, max(ttft) * 1000
@@ -149,8 +151,8 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
         request_s=12.5,
         history=history,
         segment_starts=(0.0, 20.0, 40.0),
-        segment_stats=stats,
-        run_stats=stats,
+        segment_figures=stats,
+        run_figures=stats,
         ttft_hist=(edges, tuple(counts)),
         recent=tuple(recent),
         segments=segments,

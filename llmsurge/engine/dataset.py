@@ -16,7 +16,7 @@ from array import array
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -194,7 +194,7 @@ def build_index(path: Path) -> DatasetIndex:
     )
 
 
-def _index_lines(f: Any, path: Path) -> tuple[array[int], array[int], int, list[str]]:
+def _index_lines(f: BinaryIO, path: Path) -> tuple[array[int], array[int], int, list[str]]:
     offsets, lines = array("q"), array("q")
     bad, examples = 0, list[str]()
     pos = 0
@@ -223,7 +223,7 @@ def _why(exc: ValueError) -> str:
     return str(exc)
 
 
-def _index_array(f: Any, path: Path) -> tuple[array[int], array[int], int, list[str]]:
+def _index_array(f: BinaryIO, path: Path) -> tuple[array[int], array[int], int, list[str]]:
     """A JSON array, element by element, without holding the file: ``raw_decode`` over a sliding window."""
     offsets, lines = array("q"), array("q")
     bad, examples = 0, list[str]()

@@ -21,12 +21,15 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmsurge.engine.backend import TickQueue, WorkerProcess
 from llmsurge.engine.tickets import TICKETS_LEFT, TicketsBase
 from llmsurge.engine.worker import Worker, WorkerCommand, WorkerSpec
-from llmsurge.metrics.wire import WorkerCrashed
+from llmsurge.metrics.wire import WorkerCrashed, WorkerMessage
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
 
 try:
     import ray
@@ -127,9 +130,9 @@ def _remote_classes() -> tuple[Any, Any]:
     class WorkerActor:
         """One worker loop in an actor: commands arrive as method calls, ticks wait in a box to be drained."""
 
-        def __init__(self, spec: WorkerSpec, bank: Any) -> None:
+        def __init__(self, spec: WorkerSpec, bank: ActorHandle) -> None:
             spec.target.register_secrets()
-            self.box: deque[Any] = deque()
+            self.box: deque[WorkerMessage] = deque()
             self.worker = Worker(spec, None, _Box(self.box), RayTickets(bank))
             self.early: list[WorkerCommand] = []
             self.started = False
@@ -143,7 +146,7 @@ def _remote_classes() -> tuple[Any, Any]:
             node = ray.get_runtime_context().get_node_id()[:8]
             return f"{socket.gethostname()}/{node}"
 
-        async def run(self) -> list[Any]:
+        async def run(self) -> list[WorkerMessage]:
             loop = asyncio.get_running_loop()
             task = loop.create_task(self.worker.run())
             await asyncio.sleep(0)
@@ -163,10 +166,10 @@ def _remote_classes() -> tuple[Any, Any]:
             else:
                 self.early.append(cmd)
 
-        async def drain(self) -> list[Any]:
+        async def drain(self) -> list[WorkerMessage]:
             return self._take()
 
-        def _take(self) -> list[Any]:
+        def _take(self) -> list[WorkerMessage]:
             items = list(self.box)
             self.box.clear()
             return items
@@ -177,17 +180,17 @@ def _remote_classes() -> tuple[Any, Any]:
 class _Box:
     """A worker's ``out`` inside an actor: ticks wait here until the collector drains them."""
 
-    def __init__(self, box: deque[Any]) -> None:
+    def __init__(self, box: deque[WorkerMessage]) -> None:
         self.box = box
 
-    def put(self, item: object) -> None:
+    def put(self, item: WorkerMessage) -> None:
         self.box.append(item)
 
 
 class RayTickets(TicketsBase):
     """The ticket bank seen from a worker or the pool."""
 
-    def __init__(self, bank: Any) -> None:
+    def __init__(self, bank: ActorHandle) -> None:
         self.bank = bank
 
     def set(self, index: int, value: int) -> None:
@@ -218,7 +221,7 @@ class RayTickets(TicketsBase):
 class RayProcess:
     """What the pool asks of a worker process, for an actor: alive, kill, join."""
 
-    def __init__(self, actor: Any, run_ref: Any, out: RayOut) -> None:
+    def __init__(self, actor: ActorHandle, run_ref: ray.ObjectRef, out: RayOut) -> None:
         self.actor = actor
         self.run_ref = run_ref
         self.out = out
@@ -257,7 +260,7 @@ class RayProcess:
 class RayCommands:
     """A worker's command queue, for an actor: each command is a method call (in order, per caller)."""
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: ActorHandle) -> None:
         self.actor = actor
 
     def put(self, cmd: WorkerCommand) -> None:
@@ -268,16 +271,16 @@ class RayOut:
     """The pool's ``out`` queue for actors: draining every live actor when its own buffer is empty."""
 
     def __init__(self) -> None:
-        self.actors: list[Any] = []
-        self._pending: dict[int, Any] = {}  # actor (by id) → its drain call not read yet (its items are in it)
-        self._buffer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.actors: list[ActorHandle] = []
+        self._pending: dict[int, ray.ObjectRef] = {}  # actor (by id) → its drain call not read yet (items in it)
+        self._buffer: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
         self._lock = threading.Lock()
 
-    def register(self, actor: Any) -> None:
+    def register(self, actor: ActorHandle) -> None:
         with self._lock:
             self.actors.append(actor)
 
-    def forget(self, actor: Any) -> None:
+    def forget(self, actor: ActorHandle) -> None:
         """A finished or dead actor: read what its last drain call holds, then stop asking it."""
         with self._lock:
             self.actors = [a for a in self.actors if a is not actor]
@@ -286,7 +289,7 @@ class RayOut:
             with contextlib.suppress(Exception):
                 self.push(ray.get(ref, timeout=1.0))
 
-    def push(self, items: list[Any]) -> None:
+    def push(self, items: list[WorkerMessage]) -> None:
         for item in items:
             self._buffer.put(item)
 
@@ -309,7 +312,7 @@ class RayOut:
                 with contextlib.suppress(Exception):  # a dead actor: the liveness check accounts for it
                     self.push(ray.get(ref))
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> WorkerMessage:
         deadline = time.monotonic() + (timeout or 0.0)
         while True:
             try:
@@ -323,7 +326,7 @@ class RayOut:
             if self._buffer.empty():
                 time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> WorkerMessage:
         try:
             return self._buffer.get_nowait()
         except queue.Empty:

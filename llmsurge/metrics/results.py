@@ -80,7 +80,7 @@ def claim_results_folder(folder: Path, unique: bool = False) -> Path:
         raise ResultsFolderError(f"--output {folder}: cannot create it ({exc.strerror or exc})") from None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: object) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it over: readers never see half a file.
 
     The text is redacted of every registered secret, whatever put it there."""
@@ -107,9 +107,10 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
+def _default(o: object) -> object:
+    tolist = getattr(o, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist):
+        return tolist()
     return str(o)
 
 

@@ -21,8 +21,8 @@ from llmsurge.metrics.health import ClientHealth, client_health
 from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.slo import Slo
-from llmsurge.metrics.stats import DEFAULT_PERCENTILES
-from llmsurge.metrics.summary import lengths_block, run_latency, schedule_block, segment_delivery
+from llmsurge.metrics.stats import DEFAULT_PERCENTILES, Figures
+from llmsurge.metrics.summary import scope_figures, segment_delivery
 from llmsurge.redaction import shown
 
 HISTOGRAM_BINS = 24
@@ -123,8 +123,9 @@ class Snapshot:
     request_s: float
     history: tuple[tuple[float, float, float], ...]  # (t, output tok/s, req/s) per second
     segment_starts: tuple[float, ...]
-    segment_stats: dict[str, float]
-    run_stats: dict[str, float]
+    segment_figures: Figures
+    """The current segment's statistics (latency distributions, goodput, lengths, schedule fidelity)."""
+    run_figures: Figures
     ttft_hist: tuple[tuple[float, ...], tuple[int, ...]]  # (edges ms, counts) of the current segment
     recent: tuple[RequestRow, ...]
     segments: tuple[SegmentRow, ...]
@@ -145,15 +146,15 @@ class Snapshot:
     progress: RunProgress | None = None
     """How far a bounded run has come (None: unbounded, steered by hand, or not started)."""
     """The decode ceiling in output tok/s at the current batch (the rate chart draws it when it is in view)."""
-    """The SLO that goodput in ``segment_stats``/``run_stats`` (``request_goodput``, ``good_share``) is held to."""
+    """The SLO that goodput in ``segment_figures``/``run_figures`` (``request_goodput``, ``good_share``) is held to."""
 
 
 @dataclass(frozen=True)
 class _Stats:
     version: int
     segment: int
-    segment_stats: dict[str, float]
-    run_stats: dict[str, float]
+    segment_figures: Figures
+    run_figures: Figures
     ttft_hist: tuple[tuple[float, ...], tuple[int, ...]]
     rows: tuple[SegmentRow, ...]
 
@@ -174,8 +175,8 @@ class SnapshotBuilder:
         self.slo = slo or Slo()
         self._stats: _Stats | None = None
         self._at = 0.0
-        self._segment_stats: dict[tuple[int, int], dict[str, float]] = {}
-        self._run_stats: tuple[tuple[int, int], dict[str, float]] | None = None
+        self._segment_stats: dict[tuple[int, int], Figures] = {}
+        self._run_stats: tuple[tuple[int, int], Figures] | None = None
         self.roofline: RooflineInputs | None = None
         self.progress: Callable[[], RunProgress | None] | None = None
         """Where the run's progress comes from (the controller, once it runs)."""
@@ -204,29 +205,24 @@ class SnapshotBuilder:
         """Percentiles of the current segment and the run, the TTFT histogram, the segment rows."""
         segs = view.segments
         current = segs[-1] if segs else None
-        seg_stats = self._segment_latency(current) if current is not None else {}
+        seg_stats = self._segment_latency(current) if current is not None else Figures()
         run_key = (len(segs), sum(s.ok for s in segs))
         if self._run_stats is None or self._run_stats[0] != run_key:
             duration = view.now - view.run_start if view.run_start else 0.0
-            self._run_stats = (run_key, run_latency(segs, self.percentiles, self.slo, duration))
+            self._run_stats = (run_key, scope_figures(segs, self.percentiles, self.slo, duration))
         run_stats = self._run_stats[1]
         rows = tuple(self._segment_row(s, view.now) for s in segs)
         version = (self._stats.version + 1) if self._stats is not None else 1
         index = current.index if current is not None else 0
         return _Stats(version, index, seg_stats, run_stats, ttft_histogram(current), rows)
 
-    def _segment_latency(self, seg: SegmentView) -> dict[str, float]:
+    def _segment_latency(self, seg: SegmentView) -> Figures:
         """A segment's latency block, cached while no request of it has finished since (closed ones never change)."""
         key = (seg.index, seg.ok)
         cached = self._segment_stats.get(key)
         if cached is None:
             now = time.monotonic()
-            cached = run_latency((seg,), self.percentiles, self.slo, seg.duration(now))
-            cached.update(lengths_block((seg,)))
-            schedule = schedule_block((seg,), now)
-            if schedule is not None:  # open loop: how well the schedule was kept (the load pane shows it)
-                cached.update({"lag_p99_ms": schedule["lag_p99_ms"], "late_share": schedule["late_share"]})
-                cached["schedule_kept"] = float(schedule["kept"])
+            cached = scope_figures((seg,), self.percentiles, self.slo, seg.duration(now), now=now)
             self._segment_stats = {k: v for k, v in self._segment_stats.items() if k[0] != seg.index}
             self._segment_stats[key] = cached
         return cached
@@ -243,17 +239,17 @@ class SnapshotBuilder:
             failed=seg.failed,
             request_throughput=delivered["request_throughput"],
             output_throughput=delivered["output_throughput"],
-            ttft_p50_ms=st.get("median_ttft_ms", 0.0),
-            ttft_p99_ms=st.get("p99_ttft_ms", 0.0),
-            tpot_p50_ms=st.get("median_tpot_ms", 0.0),
+            ttft_p50_ms=st["ttft"].at(50.0) or 0.0,
+            ttft_p99_ms=st["ttft"].at(99.0) or 0.0,
+            tpot_p50_ms=st["tpot"].at(50.0) or 0.0,
             n=seg.ok,
             starved=seg.starved_seconds > 0,
             cache_hit_rate=seg.cache_hit_rate,
-            good_share=st.get("good_share") if self.slo else None,
-            input_mean=st.get("mean_input_tokens", 0.0),
-            input_p90=st.get("p90_input_tokens", 0.0),
-            output_mean=st.get("mean_output_tokens", 0.0),
-            output_p90=st.get("p90_output_tokens", 0.0),
+            good_share=st.good_share if self.slo else None,
+            input_mean=st.input_mean,
+            input_p90=st.input_p90,
+            output_mean=st.output_mean,
+            output_p90=st.output_p90,
             degenerate=seg.degenerate,
             quality_score=seg.quality_score,
         )
@@ -279,8 +275,8 @@ class SnapshotBuilder:
             request_s=view.request_s,
             history=view.history[-300:],
             segment_starts=tuple(s.opened - view.t0 for s in segs),
-            segment_stats=stats.segment_stats,
-            run_stats=stats.run_stats,
+            segment_figures=stats.segment_figures,
+            run_figures=stats.run_figures,
             ttft_hist=stats.ttft_hist,
             recent=request_rows(view),
             segments=stats.rows,
@@ -291,16 +287,17 @@ class SnapshotBuilder:
             telemetry=view.telemetry,
             info={k: shown(v) for k, v in view.info.items()},
             slo=self.slo,
-            roofline=(roof := self._roofline(view, stats.segment_stats))[:2],
+            roofline=(roof := self._roofline(view, stats.segment_figures))[:2],
             roofline_aggregate=roof[2],
             client_hosts=view.hosts,
             progress=self.progress() if self.progress is not None else None,
         )
 
-    def _roofline(self, view: BusView, seg: dict[str, float]) -> tuple[str, str, float | None]:
+    def _roofline(self, view: BusView, seg: Figures) -> tuple[str, str, float | None]:
         """The current segment's decode rate against its ceiling: (in words, short, the aggregate ceiling in
         tok/s); empty when an input is missing."""
-        if self.roofline is None or not seg.get("median_tpot_ms") or not view.output_tok_s:
+        tpot = seg["tpot"].at(50.0)
+        if self.roofline is None or not tpot or not view.output_tok_s:
             return "", "", None
         inputs = self.roofline
         gpu = view.telemetry.get("gpu")
@@ -309,8 +306,8 @@ class SnapshotBuilder:
         if names:
             inputs = inputs.with_device(names[0])
         dram = [g.dram_active for g in gpus if g.dram_active == g.dram_active]
-        per_stream = 1000.0 / seg["median_tpot_ms"]
-        context = seg.get("mean_input_tokens", 0.0) + seg.get("mean_output_tokens", 0.0) / 2
+        per_stream = 1000.0 / tpot
+        context = seg.input_mean + seg.output_mean / 2
         batch = min(view.output_tok_s / per_stream, float(max(1, view.inflight)))  # never above what is in flight
         c = ceiling(inputs, max(1.0, batch), context)
         if not c.per_stream:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +57,115 @@ def thin(n: int, q: float) -> bool:
     return bool(q) and 0 < n < min_samples(q)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Distribution:
+    """One figure's values in milliseconds: how many, mean, median, std (population) and percentiles — what a pane
+    reads (``at``, ``thin``) and what ``summary.json`` spells out (``keys``: vLLM's names)."""
+
+    n: int = 0
+    mean: float = 0.0
+    median: float = 0.0
+    std: float = 0.0
+    quantiles: tuple[tuple[float, float], ...] = ()
+
+    @classmethod
+    def of_seconds(
+        cls, seconds: Sequence[float] | np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES
+    ) -> Distribution:
+        """The distribution of ``seconds`` (shown in ms); empty input gives zeros, as vLLM's JSON does."""
+        arr = np.asarray(seconds, dtype=np.float64) * 1000.0
+        if arr.size == 0:
+            return cls(quantiles=tuple((float(q), 0.0) for q in percentiles))
+        qs: list[float] = np.percentile(arr, list(percentiles)).tolist() if len(percentiles) else []
+        return cls(
+            n=int(arr.size),
+            mean=float(np.mean(arr)),
+            median=float(np.median(arr)),
+            std=float(np.std(arr)),
+            quantiles=tuple((float(q), float(v)) for q, v in zip(percentiles, qs, strict=True)),
+        )
+
+    @classmethod
+    def of_sketch(cls, sketch: ItlSketch, percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> Distribution:
+        """A sketch's values: exact while it keeps them all, else within its error."""
+        if sketch.exact is not None or not sketch.count:
+            return cls.of_seconds(sketch.exact if sketch.exact is not None else [], percentiles)
+        n = sketch.count
+        mean = sketch.sum / n
+        return cls(
+            n=n,
+            mean=mean * 1000.0,
+            median=sketch.quantile(0.5) * 1000.0,
+            std=math.sqrt(max(0.0, sketch.sumsq / n - mean * mean)) * 1000.0,
+            quantiles=tuple((float(q), sketch.quantile(q / 100.0) * 1000.0) for q in percentiles),
+        )
+
+    def at(self, q: float) -> float | None:
+        """Percentile ``q`` in ms (50: the median); None when there are no values or ``q`` was not computed."""
+        if not self.n:
+            return None
+        for k, v in self.quantiles:
+            if k == q:
+                return v
+        return self.median if q == 50.0 else None
+
+    def thin(self, q: float) -> bool:
+        """Whether percentile ``q`` rests on too few values to be more than the maximum (:func:`thin`)."""
+        return thin(self.n, q)
+
+    def keys(self, name: str, with_n: bool = False) -> dict[str, float]:
+        """``mean_<name>_ms``, ``median_…``, ``std_…``, ``p<q>_…`` (and ``n_<name>``): the summary's spelling."""
+        out = {f"mean_{name}_ms": self.mean, f"median_{name}_ms": self.median, f"std_{name}_ms": self.std}
+        out.update({quantile_key(q, name): v for q, v in self.quantiles})
+        if with_n:
+            out[f"n_{name}"] = self.n
+        return out
+
+
+EMPTY = Distribution()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figures:
+    """A scope's statistics (one segment, or the run), typed for the panes: a :class:`Distribution` per latency
+    figure, goodput against the SLO, realised lengths and, in open loop, how well the schedule was kept.
+    :meth:`keys` gives the same figures under ``summary.json``'s names."""
+
+    latency: Mapping[str, Distribution] = field(default_factory=dict)
+    good: Mapping[str, float] = field(default_factory=dict)
+    """``good_requests``, ``good_share``, ``request_goodput``, ``good_output_throughput`` (empty: no SLO)."""
+    input_mean: float = 0.0
+    input_p90: float = 0.0
+    output_mean: float = 0.0
+    output_p90: float = 0.0
+    lag_p99_ms: float | None = None
+    """Open loop: p99 of how late requests left against their schedule (None: nothing was scheduled)."""
+    late_share: float = 0.0
+    schedule_kept: bool = True
+
+    def __getitem__(self, name: str) -> Distribution:
+        """``figures["ttft"]``: a latency figure's distribution (empty when it has none)."""
+        return self.latency.get(name, EMPTY)
+
+    @property
+    def good_share(self) -> float | None:
+        """Good share of the requests that ended (None: no SLO)."""
+        return self.good.get("good_share")
+
+    @property
+    def request_goodput(self) -> float | None:
+        """Good requests per second (None: no SLO)."""
+        return self.good.get("request_goodput")
+
+    def keys(self) -> dict[str, float]:
+        """The latency block and goodput under ``summary.json``'s (vLLM's) names, with ``n_<figure>``."""
+        out: dict[str, float] = {}
+        for name, dist in self.latency.items():
+            out.update(dist.keys(name, with_n=True))
+        out.update(self.good)
+        return out
+
+
 def describe_ms(
     name: str, seconds: Sequence[float] | np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES
 ) -> dict[str, float]:
@@ -63,57 +173,19 @@ def describe_ms(
 
     Empty input gives 0.0 for every key, as vLLM does, so JSON stays numeric.
     """
-    arr = np.asarray(seconds, dtype=np.float64) * 1000.0
-    out: dict[str, float] = {}
-    if arr.size == 0:
-        out[f"mean_{name}_ms"] = 0.0
-        out[f"median_{name}_ms"] = 0.0
-        out[f"std_{name}_ms"] = 0.0
-        for q in percentiles:
-            out[quantile_key(q, name)] = 0.0
-        return out
-    out[f"mean_{name}_ms"] = float(np.mean(arr))
-    out[f"median_{name}_ms"] = float(np.median(arr))
-    out[f"std_{name}_ms"] = float(np.std(arr))
-    qs = np.percentile(arr, list(percentiles))
-    for q, v in zip(percentiles, qs, strict=False):
-        out[quantile_key(q, name)] = float(v)
-    return out
+    return Distribution.of_seconds(seconds, percentiles).keys(name)
 
 
-def latency_block(
-    per_request: dict[str, np.ndarray], itl: ItlSketch, percentiles: Sequence[float] = DEFAULT_PERCENTILES
-) -> dict[str, float]:
-    """Every latency key of a segment or a run (TTFT, TTFC, TPOT, E2EL exact; ITL from its sketch), plus
-    ``n_<metric>``: how many values each stands on. Snapshots and summaries both use this one block."""
-    out: dict[str, float] = {}
+def latency_distributions(
+    per_request: Mapping[str, np.ndarray], itl: ItlSketch, percentiles: Sequence[float] = DEFAULT_PERCENTILES
+) -> dict[str, Distribution]:
+    """Every latency figure of a segment or a run: TTFT, TTFC, TPOT, E2EL exact (NaN rows dropped: aligned
+    columns hold NaN where a request has no such figure), ITL from its sketch."""
+    out: dict[str, Distribution] = {}
     for name in PER_REQUEST:
         values = np.asarray(per_request.get(name, np.empty(0)))
-        values = values[~np.isnan(values)]  # aligned columns hold NaN where a request has no such figure
-        out.update(describe_ms(name, values, percentiles))
-        out[f"n_{name}"] = len(values)
-    if itl.count:
-        out.update(describe_sketch_ms("itl", itl, percentiles))
-    else:
-        out.update(describe_ms("itl", [], percentiles))
-    out["n_itl"] = itl.count
-    return out
-
-
-def describe_sketch_ms(name: str, sketch: ItlSketch, percentiles: Sequence[float]) -> dict[str, float]:
-    """:func:`describe_ms` of a sketch's values: exact while it keeps them all, else within its error."""
-    if sketch.exact is not None:
-        return describe_ms(name, sketch.exact, percentiles)
-    n = sketch.count
-    mean = sketch.sum / n
-    var = max(0.0, sketch.sumsq / n - mean * mean)
-    out = {
-        f"mean_{name}_ms": mean * 1000.0,
-        f"median_{name}_ms": sketch.quantile(0.5) * 1000.0,
-        f"std_{name}_ms": math.sqrt(var) * 1000.0,
-    }
-    for q in percentiles:
-        out[quantile_key(q, name)] = sketch.quantile(q / 100.0) * 1000.0
+        out[name] = Distribution.of_seconds(values[~np.isnan(values)], percentiles)
+    out["itl"] = Distribution.of_sketch(itl, percentiles)
     return out
 
 

@@ -23,9 +23,10 @@ from llmsurge.metrics.stats import (
     DEFAULT_PERCENTILES,
     SCHEDULED,
     SEND_LAG,
+    Figures,
     describe_ms,
     error_rate,
-    latency_block,
+    latency_distributions,
     throughput,
 )
 
@@ -61,20 +62,40 @@ def aligned_values(segments: tuple[SegmentView, ...]) -> dict[str, np.ndarray]:
     }
 
 
-def run_latency(
-    segments: tuple[SegmentView, ...], percentiles: tuple[float, ...], slo: Slo | None = None, duration: float = 0.0
-) -> dict[str, float]:
-    """The latency block over every segment (views taken with their ITL sketches), and goodput when an SLO is
-    set (over ``duration``)."""
+def scope_figures(
+    segments: tuple[SegmentView, ...],
+    percentiles: tuple[float, ...],
+    slo: Slo | None = None,
+    duration: float = 0.0,
+    now: float | None = None,
+) -> Figures:
+    """The typed figures of one segment or several (views taken with their ITL sketches): latencies, goodput when
+    an SLO is set (over ``duration``), realised lengths and, given ``now``, the schedule's fidelity."""
     values = aligned_values(segments)
     itl = ItlSketch()
     for s in segments:
         if s.itl is not None:
             itl.merge(s.itl)
-    out = latency_block(values, itl, percentiles)
-    if slo:
-        out.update(goodput(values, slo, duration, failed=sum(s.failed for s in segments)))
-    return out
+    lengths = lengths_block(segments)
+    schedule = schedule_block(segments, now) if now is not None else None
+    return Figures(
+        latency=latency_distributions(values, itl, percentiles),
+        good=goodput(values, slo, duration, failed=sum(s.failed for s in segments)) if slo else {},
+        input_mean=lengths["mean_input_tokens"],
+        input_p90=lengths["p90_input_tokens"],
+        output_mean=lengths["mean_output_tokens"],
+        output_p90=lengths["p90_output_tokens"],
+        lag_p99_ms=None if schedule is None else schedule["lag_p99_ms"],
+        late_share=0.0 if schedule is None else schedule["late_share"],
+        schedule_kept=True if schedule is None else bool(schedule["kept"]),
+    )
+
+
+def run_latency(
+    segments: tuple[SegmentView, ...], percentiles: tuple[float, ...], slo: Slo | None = None, duration: float = 0.0
+) -> dict[str, float]:
+    """The latency block over every segment and goodput when an SLO is set, under ``summary.json``'s names."""
+    return scope_figures(segments, percentiles, slo, duration).keys()
 
 
 def scheduled_block(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, float]:

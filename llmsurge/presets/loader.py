@@ -87,7 +87,7 @@ class _Checker:
     def fail(self, key: str, msg: str) -> PresetError:
         return PresetError(f"{self.path}: {key}: {msg}")
 
-    def keys(self, table: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    def keys(self, table: object, allowed: set[str], where: str) -> dict[str, Any]:
         if not isinstance(table, dict):
             raise self.fail(where, "must be a table")
         for k in table:
@@ -97,44 +97,62 @@ class _Checker:
                 )
         return table
 
+    def _number(
+        self, table: dict[str, Any], key: str, where: str, whole: bool, minimum: float, strict: bool, maximum: float
+    ) -> float | None:
+        if key not in table:
+            return None
+        v = table[key]
+        ok = isinstance(v, int) if whole else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok:
+            raise self.fail(f"{where}{key}", f"must be {'an integer' if whole else 'a number'}, got {v!r}")
+        if not math.isfinite(v) or ((v <= minimum) if strict else (v < minimum)) or v > maximum:
+            low = f"{'>' if strict else '>='} {minimum:g}"
+            raise self.fail(f"{where}{key}", f"must be a finite number {low} and <= {maximum:g}, got {v!r}")
+        return float(v)
+
     def num(
         self,
         table: dict[str, Any],
         key: str,
         where: str,
-        kind: type = float,
         minimum: float = 0.0,
         strict: bool = True,
         maximum: float = limits.MAX_SECONDS,
-    ) -> Any:
-        if key not in table:
-            return None
-        v = table[key]
-        ok = isinstance(v, int) if kind is int else isinstance(v, (int, float))
-        if isinstance(v, bool) or not ok:
-            raise self.fail(f"{where}{key}", f"must be {'an integer' if kind is int else 'a number'}, got {v!r}")
-        if not math.isfinite(v) or ((v <= minimum) if strict else (v < minimum)) or v > maximum:
-            low = f"{'>' if strict else '>='} {minimum:g}"
-            raise self.fail(f"{where}{key}", f"must be a finite number {low} and <= {maximum:g}, got {v!r}")
-        return kind(v)
+    ) -> float | None:
+        """A number under ``key`` (None: absent), within its bounds."""
+        return self._number(table, key, where, False, minimum, strict, maximum)
 
-    def choice(self, table: dict[str, Any], key: str, where: str, allowed: tuple[str, ...]) -> Any:
+    def integer(
+        self,
+        table: dict[str, Any],
+        key: str,
+        where: str,
+        minimum: float = 0.0,
+        strict: bool = True,
+        maximum: float = limits.MAX_SECONDS,
+    ) -> int | None:
+        """A whole number under ``key`` (None: absent), within its bounds."""
+        v = self._number(table, key, where, True, minimum, strict, maximum)
+        return None if v is None else int(v)
+
+    def choice(self, table: dict[str, Any], key: str, where: str, allowed: tuple[str, ...]) -> str | None:
         if key not in table:
             return None
         v = table[key]
         if v not in allowed:
             raise self.fail(f"{where}{key}", f"must be one of {', '.join(allowed)}, got {v!r}")
-        return v
+        return str(v)
 
-    def boolean(self, table: dict[str, Any], key: str, where: str) -> Any:
+    def boolean(self, table: dict[str, Any], key: str, where: str) -> bool | None:
         if key not in table:
             return None
         if not isinstance(table[key], bool):
             raise self.fail(f"{where}{key}", f"must be true or false, got {table[key]!r}")
-        return table[key]
+        return bool(table[key])
 
     def load(self, t: dict[str, Any], where: str) -> Load:
-        conc = self.num(t, "concurrency", where, int, 1, strict=False, maximum=limits.MAX_CONCURRENCY)
+        conc = self.integer(t, "concurrency", where, 1, strict=False, maximum=limits.MAX_CONCURRENCY)
         rate = self.num(t, "rate", where, maximum=limits.MAX_RATE)
         trace = t.get("trace")
         if trace is not None:
@@ -144,7 +162,7 @@ class _Checker:
                 concurrency=None,
                 trace=trace,
                 speedup=self.num(t, "speedup", where, maximum=limits.MAX_RATE) or 1.0,
-                max_concurrency=self.num(t, "max_concurrency", where, int, maximum=limits.MAX_CONCURRENCY),
+                max_concurrency=self.integer(t, "max_concurrency", where, maximum=limits.MAX_CONCURRENCY),
             )
         if conc is None and rate is None:
             raise self.fail(where.rstrip(".") or "load", "needs concurrency = N, rate = R or trace = FILE")
@@ -155,7 +173,7 @@ class _Checker:
             rate=rate,
             arrival=self.choice(t, "arrival", where, ARRIVALS) or "poisson",
             burstiness=self.num(t, "burstiness", where) or 1.0,
-            max_concurrency=self.num(t, "max_concurrency", where, int, maximum=limits.MAX_CONCURRENCY),
+            max_concurrency=self.integer(t, "max_concurrency", where, maximum=limits.MAX_CONCURRENCY),
         )
 
 
@@ -178,7 +196,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _stages(c: _Checker, data: dict[str, Any]) -> tuple[Stage, ...]:
     """``[load]`` with ``[length]``, or ``[[stages]]`` (each with its own length, or the file's)."""
     length = c.keys(data.get("length", {}), LENGTH_KEYS, "length")
-    requests = c.num(length, "requests", "length.", int, maximum=limits.MAX_COUNT)
+    requests = c.integer(length, "requests", "length.", maximum=limits.MAX_COUNT)
     duration = c.num(length, "duration", "length.")
     if "stages" not in data:
         load = c.load(c.keys(data.get("load", {}), LOAD_KEYS, "load"), "load.")
@@ -194,7 +212,7 @@ def _stages(c: _Checker, data: dict[str, Any]) -> tuple[Stage, ...]:
     for i, st in enumerate(raw_stages):
         where = f"stages[{i}]."
         c.keys(st, STAGE_KEYS, f"stages[{i}]")
-        s_req = c.num(st, "requests", where, int, maximum=limits.MAX_COUNT)
+        s_req = c.integer(st, "requests", where, maximum=limits.MAX_COUNT)
         s_dur = c.num(st, "duration", where)
         if s_req is None and s_dur is None:
             s_req, s_dur = requests, duration
@@ -214,7 +232,7 @@ def _cases(c: _Checker, data: dict[str, Any]) -> tuple[PromptCase, ...]:
         prompt = case.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise c.fail(f"cases[{i}].prompt", "must be a non-empty string")
-        out = c.num(case, "output_tokens", f"cases[{i}].", int, maximum=limits.MAX_COUNT)
+        out = c.integer(case, "output_tokens", f"cases[{i}].", maximum=limits.MAX_COUNT)
         if out is None:
             raise c.fail(f"cases[{i}].output_tokens", "is required")
         cases.append(PromptCase(str(case.get("name", f"case{i}")), prompt, out))
@@ -228,12 +246,12 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
         "endpoint": c.choice(req, "endpoint", w, ENDPOINTS),
         "stream": c.boolean(req, "stream", w),
         "ignore_eos": c.boolean(req, "ignore_eos", w),
-        "temperature": c.num(req, "temperature", w, float, 0.0, strict=False, maximum=limits.MAX_TEMPERATURE),
+        "temperature": c.num(req, "temperature", w, 0.0, strict=False, maximum=limits.MAX_TEMPERATURE),
         "timeout": c.num(req, "timeout", w),
-        "shared_prefix_tokens": c.num(req, "shared_prefix_tokens", w, int, maximum=limits.MAX_COUNT),
-        "prefix_groups": c.num(req, "prefix_groups", w, int, maximum=limits.MAX_CONCURRENCY),
-        "turns": c.num(req, "turns", w, int, maximum=limits.MAX_TURNS),
-        "think_time": c.num(req, "think_time", w, float, 0.0, strict=False),
+        "shared_prefix_tokens": c.integer(req, "shared_prefix_tokens", w, maximum=limits.MAX_COUNT),
+        "prefix_groups": c.integer(req, "prefix_groups", w, maximum=limits.MAX_CONCURRENCY),
+        "turns": c.integer(req, "turns", w, maximum=limits.MAX_TURNS),
+        "think_time": c.num(req, "think_time", w, 0.0, strict=False),
         "fill_context": c.num(req, "fill_context", w, maximum=1.0),
     }
     for key in ("input_tokens", "output_tokens"):
@@ -269,7 +287,7 @@ def _search(c: _Checker, data: dict[str, Any]) -> Search | None:
         target=c.num(t, "target", w, maximum=1.0) or default.target,
         start=c.num(t, "start", w, maximum=limits.MAX_RATE) or default.start,
         level_duration=c.num(t, "level_duration", w) or default.level_duration,
-        max_levels=c.num(t, "max_levels", w, int, maximum=64) or default.max_levels,
+        max_levels=c.integer(t, "max_levels", w, maximum=64) or default.max_levels,
     )
 
 
@@ -308,7 +326,7 @@ def load_preset_file(path: str | Path) -> Scenario:
         description=description,
         stages=stages,
         shape=_shape(c, data),
-        warmup=c.num(data, "warmup", "", int, 0, strict=False, maximum=limits.MAX_COUNT) or 0,
+        warmup=c.integer(data, "warmup", "", 0, strict=False, maximum=limits.MAX_COUNT) or 0,
         stop_on_plateau=c.boolean(data, "stop_on_plateau", "") or False,
         reference=str(data.get("reference", "")),
         search=search,

@@ -4,12 +4,15 @@ through a DCGM exporter's Prometheus endpoint. All produce the same sample shape
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.telemetry.base import NA, Sampler, TelemetrySink, na
 from llmsurge.telemetry.samples import GpuReading, GpuSample, TelemetrySample, Unavailable
+
+_T = TypeVar("_T")
 
 HISTORY = 30
 
@@ -74,10 +77,10 @@ class NvmlSampler(GpuSampler):
         self.names = [self._str(pynvml.nvmlDeviceGetName(h)) for h in self.handles]
 
     @staticmethod
-    def _str(v: Any) -> str:
+    def _str(v: object) -> str:
         return v.decode() if isinstance(v, bytes) else str(v)
 
-    def _get(self, fn: Any, *args: Any) -> Any:
+    def _get(self, fn: Callable[..., _T], *args: object) -> _T | None:
         try:
             return fn(*args)
         except self.nvml.NVMLError:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import Any
 
 import httpx
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmsurge.metrics.bus import MetricsBus
@@ -76,7 +76,7 @@ class MetricsFetcher:
             raise LookupError(f"{self.url}: {ans.why()}")
         return ans.text
 
-    def fetch(self) -> list[Any]:
+    def fetch(self) -> list[Metric]:
         """Parsed metric families."""
         return list(text_string_to_metric_families(self.fetch_text()))
 
@@ -85,19 +85,19 @@ class MetricsFetcher:
         self.client.close()
 
 
-def index_families(families: list[Any]) -> dict[str, Any]:
+def index_families(families: list[Metric]) -> dict[str, Metric]:
     """Family name → family."""
     return {f.name: f for f in families}
 
 
-def _first(fams: dict[str, Any], names: tuple[str, ...]) -> Any:
+def _first(fams: dict[str, Metric], names: tuple[str, ...]) -> Metric | None:
     for n in names:
         if n in fams:
             return fams[n]
     return None
 
 
-def gauge_value(fams: dict[str, Any], names: tuple[str, ...]) -> float:
+def gauge_value(fams: dict[str, Metric], names: tuple[str, ...]) -> float:
     """Sum over label sets of the first family found; NA when none is served."""
     f = _first(fams, names)
     if f is None:
@@ -106,7 +106,7 @@ def gauge_value(fams: dict[str, Any], names: tuple[str, ...]) -> float:
     return float(sum(vals)) if vals else NA
 
 
-def counter_value(fams: dict[str, Any], names: tuple[str, ...]) -> float:
+def counter_value(fams: dict[str, Metric], names: tuple[str, ...]) -> float:
     """A counter's total across label sets (``_total`` samples)."""
     f = _first(fams, names)
     if f is None:
@@ -115,7 +115,7 @@ def counter_value(fams: dict[str, Any], names: tuple[str, ...]) -> float:
     return float(sum(vals)) if vals else NA
 
 
-def histogram_buckets(fams: dict[str, Any], names: tuple[str, ...]) -> dict[float, float] | None:
+def histogram_buckets(fams: dict[str, Metric], names: tuple[str, ...]) -> dict[float, float] | None:
     """Cumulative bucket counts by upper bound, summed across label sets."""
     f = _first(fams, names)
     if f is None:
@@ -149,7 +149,7 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
     return items[-1][0]
 
 
-def server_kind(fams: dict[str, Any]) -> str:
+def server_kind(fams: dict[str, Metric]) -> str:
     """vLLM / llama.cpp / SGLang / TGI from the metric names (the one table of them: :data:`KINDS`)."""
     for prefix, kind in KINDS:
         if any(name.startswith(prefix) for name in fams):
@@ -157,7 +157,7 @@ def server_kind(fams: dict[str, Any]) -> str:
     return "unknown"
 
 
-def is_simulated(fams: dict[str, Any]) -> bool:
+def is_simulated(fams: dict[str, Metric]) -> bool:
     """Whether these are llmsurge's simulated server's metrics (vLLM's names, its model, DCGM gauges)."""
     running = fams.get("vllm:num_requests_running")
     return (
@@ -167,7 +167,7 @@ def is_simulated(fams: dict[str, Any]) -> bool:
     )
 
 
-def parse_metrics(text: str) -> dict[str, Any]:
+def parse_metrics(text: str) -> dict[str, Metric]:
     """A ``/metrics`` body, parsed and indexed by family name (empty when it is not Prometheus text)."""
     try:
         return index_families(list(text_string_to_metric_families(text)))
@@ -230,7 +230,7 @@ class ServerMetricsSampler(Sampler):
             return Unavailable(f"{self.fetcher.url} is not Prometheus text ({exc})")
         return self.digest(index_families(fams_list), time.monotonic())
 
-    def digest(self, fams: dict[str, Any], now: float) -> TelemetrySample:
+    def digest(self, fams: dict[str, Metric], now: float) -> TelemetrySample:
         """Turn one scrape into the pane's sample (separate from fetching, so recorded texts can be tested)."""
         kind = server_kind(fams)
         if kind == "unknown":
@@ -262,7 +262,7 @@ class ServerMetricsSampler(Sampler):
             **self._server_percentiles(fams),
         )
 
-    def _server_percentiles(self, fams: dict[str, Any]) -> dict[str, float]:
+    def _server_percentiles(self, fams: dict[str, Metric]) -> dict[str, float]:
         """The server's p50/p99 of TTFT, ITL and E2E over the current segment (bucket deltas since it began;
         without a run — ``check``, recorded texts — since the server started)."""
         segment = self.bus.current_segment() if self.bus is not None else 0

@@ -7,12 +7,11 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.metrics.stats import thin
 from llmsurge.render.format import compact, ms
 from llmsurge.widgets.roles import RoleStyles
 
 ROWS = (("TTFT", "ttft"), ("TTFC", "ttfc"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
-QUANTILES = (("p50", "median", 50.0), ("p90", "p90", 90.0), ("p99", "p99", 99.0))
+QUANTILES = (50.0, 90.0, 99.0)
 
 
 class LatencyTable(RoleStyles, Static, can_focus=True):
@@ -32,14 +31,15 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
                 t.add_column(f"{scope} {name}" if name == "p50" else name, justify="right", no_wrap=True)
         for label, key in ROWS:
             cells: list[Text] = []
-            for stats in (snap.segment_stats, snap.run_stats)[: len(scopes)]:
-                n = int(stats.get(f"n_{key}", 0) or 0)
-                for _name, prefix, q in QUANTILES:
-                    value = ms(stats.get(f"{prefix}_{key}_ms")) if n else "—"
-                    weak = thin(n, q)
-                    cells.append(Text(value + ("*" if weak else ""), style=muted if weak else ""))
+            for figures in (snap.segment_figures, snap.run_figures)[: len(scopes)]:
+                dist = figures[key]
+                for q in QUANTILES:
+                    value = dist.at(q)
+                    weak = dist.thin(q)
+                    text = "—" if value is None else ms(value) + ("*" if weak else "")
+                    cells.append(Text(text, style=muted if weak else ""))
                 if "mean" in names:
-                    cells.append(Text(ms(stats.get(f"mean_{key}_ms")) if n else "—"))
-                cells.append(Text(compact(n), style=muted))
+                    cells.append(Text(ms(dist.mean) if dist.n else "—"))
+                cells.append(Text(compact(dist.n), style=muted))
             t.add_row(label, *cells)
         self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow

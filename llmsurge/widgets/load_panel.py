@@ -31,21 +31,21 @@ class LoadPanel(RoleStyles, Static, can_focus=True):
             t.add_row("cancelled", f"{snap.cancelled:,}")
         t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style=strong))
         t.add_row("requests/s", num(snap.request_s, 2))
-        st = snap.segment_stats  # TTFT at a glance, whatever pane is shown beside (the compact screen's first sight)
-        ttft = f"{ms(st.get('median_ttft_ms'))}/{ms(st.get('p99_ttft_ms'))}" if st.get("n_ttft") else "—"
+        st = snap.segment_figures  # TTFT at a glance, whatever pane is shown beside (the compact screen's first sight)
+        ttft = f"{ms(st['ttft'].at(50.0))}/{ms(st['ttft'].at(99.0))}" if st["ttft"].n else "—"
         t.add_row("TTFT p50/p99", Text(ttft, style=strong))
-        lag = snap.segment_stats.get("lag_p99_ms")
-        if lag is not None:  # open loop: how late requests left against their schedule
-            kept = snap.segment_stats.get("schedule_kept", 1.0)
-            late = snap.segment_stats.get("late_share", 0.0)
-            t.add_row("send lag", Text(f"p99 {ms(lag)} ms, {late:.0%} late", style="" if kept else warn))
+        if st.lag_p99_ms is not None:  # open loop: how late requests left against their schedule
+            t.add_row(
+                "send lag",
+                Text(f"p99 {ms(st.lag_p99_ms)} ms, {st.late_share:.0%} late", style="" if st.schedule_kept else warn),
+            )
         if snap.roofline[1]:
             t.add_row("of ceiling", Text(snap.roofline[1]))  # decode per stream against the roofline
         self.tooltip = snap.roofline[0] or None
-        share = snap.segment_stats.get("good_share") if snap.slo else None
+        share = st.good_share if snap.slo else None
         if share is not None:  # goodput of this segment against the SLO
             style = self.role("good") if share >= 0.95 else bad
-            t.add_row("good", Text(f"{share:.0%} {num(snap.segment_stats.get('request_goodput'), 2)}/s", style=style))
+            t.add_row("good", Text(f"{share:.0%} {num(st.request_goodput, 2)}/s", style=style))
         if snap.errors:
             top = sorted(snap.errors.items(), key=lambda kv: -kv[1])[:2]
             t.add_row("errors", Text(" ".join(f"{k}:{v}" for k, v in top), style=bad))

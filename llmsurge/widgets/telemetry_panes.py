@@ -144,7 +144,7 @@ class ServerPane(TelemetryPane):
         rates = Text(f"gen {num(sample.generation_tok_s, 0)}  prompt {num(sample.prompt_tok_s, 0)}")
         if sample.rate_source and rates.cell_len + len(sample.rate_source) + 16 <= self.content_size.width:
             rates.append(f"  {sample.rate_source}", style=self.role("muted"))  # what the figure is, if room
-        ours = snap.segment_stats
+        ours = snap.segment_figures["ttft"]
         server = (
             f"{ms(sample.ttft_p50_ms)}/{ms(sample.ttft_p99_ms)} ms"
             if sample.ttft_p50_ms == sample.ttft_p50_ms
@@ -160,7 +160,7 @@ class ServerPane(TelemetryPane):
             (
                 6,
                 "  ours",
-                f"{ms(ours.get('median_ttft_ms'))}/{ms(ours.get('p99_ttft_ms'))} ms" if ours.get("n_ttft") else "—",
+                f"{ms(ours.at(50.0))}/{ms(ours.at(99.0))} ms" if ours.n else "—",
             ),
         ]
         if sample.preemptions_per_s:

@@ -42,7 +42,7 @@ class TtftHistogram(Vertical, can_focus=True):
         self._key = key
         plot = self.query_one(PanePlot)
         plot.clear()
-        st = snap.segment_stats
+        ttft = snap.segment_figures["ttft"]
         theme = self.app.current_theme
         marks = self.query_one("#ttft-marks", Static)
         if not counts:
@@ -53,8 +53,8 @@ class TtftHistogram(Vertical, can_focus=True):
         width = edges[1] - edges[0]
         plot.bar(centers, list(counts), width=width * 0.9, bar_style=theme.primary)
         colors = {"p50": theme.success or "green", "p90": theme.warning or "yellow", "p99": theme.error or "red"}
-        for name, key_ in (("p50", "median_ttft_ms"), ("p90", "p90_ttft_ms"), ("p99", "p99_ttft_ms")):
-            v = st.get(key_)
+        for name, q in (("p50", 50.0), ("p90", 90.0), ("p99", 99.0)):
+            v = ttft.at(q)
             if v is not None:
                 plot.add_v_line(min(max(v, edges[0]), edges[-1]), line_style=colors[name])
         base = self.baseline.values("ttft", snap.load_label) if self.baseline else None
@@ -73,9 +73,9 @@ class TtftHistogram(Vertical, can_focus=True):
         plot.fit_ticks((edges[0], hi), (0.0, max(counts) * 1.05 or 1.0), whole_y=True)
         # (priority: lower stays longer, part): whole figures only, the least important dropped first; p99 last
         parts: list[tuple[int, Text]] = [
-            (3, Text(f"p50 {ms(st.get('median_ttft_ms'))}", style=colors["p50"])),
-            (4, Text(f"p90 {ms(st.get('p90_ttft_ms'))}", style=colors["p90"])),
-            (0, Text(f"p99 {ms(st.get('p99_ttft_ms'))} ms", style=colors["p99"])),
+            (3, Text(f"p50 {ms(ttft.at(50.0))}", style=colors["p50"])),
+            (4, Text(f"p90 {ms(ttft.at(90.0))}", style=colors["p90"])),
+            (0, Text(f"p99 {ms(ttft.at(99.0))} ms", style=colors["p99"])),
         ]
         if slo_ms is not None:  # a far threshold is only said here, so it stays longer than the other marks
             parts.append((1 if slo_ms > hi else 2, Text(f"SLO {ms(slo_ms)}" + (" →" if slo_ms > hi else ""))))
