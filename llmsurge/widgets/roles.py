@@ -25,10 +25,14 @@ class RoleStyles:
         cls.COMPONENT_CLASSES = set(ROLE_CLASSES) | set(cls.__dict__.get("COMPONENT_CLASSES", set()))  # type: ignore[attr-defined]
 
     _role_cache: dict[str, Style] | None = None
+    style_generation = 0
+    """Counts stylesheet updates: a pane that skips redraws keys them on this (not on the theme's name, which
+    changes a frame before the pane's styles do — a redraw in between would keep the old colours)."""
 
     def notify_style_update(self) -> None:
         """The stylesheet was applied again (a theme change): the role styles are worked out afresh."""
         self._role_cache = None
+        self.style_generation += 1
         super().notify_style_update()  # type: ignore[misc]
 
     def _role_styles(self) -> dict[str, Style]:

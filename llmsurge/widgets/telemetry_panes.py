@@ -26,7 +26,7 @@ class TelemetryPane(RoleStyles, Static, can_focus=True):
     def show(self, snap: Snapshot) -> None:
         """Render ``snap`` (again when the pane's size changed: which columns and rows fit depends on it)."""
         sample = snap.telemetry.get(self.source)
-        key = (id(sample), snap.stats_version, snap.client, snap.client_hosts, self.content_size, self.app.theme)
+        key = (id(sample), snap.stats_version, snap.client, snap.client_hosts, self.content_size, self.style_generation)
         self._last = snap
         if key == getattr(self, "_key", None):
             return  # nothing new to draw
@@ -42,6 +42,13 @@ class TelemetryPane(RoleStyles, Static, can_focus=True):
         last = getattr(self, "_last", None)
         if last is not None:
             self.show(last)
+
+    def notify_style_update(self) -> None:
+        """New styles (a theme change reached this pane): draw the last snapshot again in their colours."""
+        super().notify_style_update()
+        last = getattr(self, "_last", None)
+        if last is not None and self.is_attached:
+            self.call_after_refresh(self.show, last)
 
     def render_sample(self, sample: Any, snap: Snapshot) -> RenderableType:
         """Draw one sample (subclasses)."""
