@@ -72,7 +72,7 @@ def test_a_run_reports_each_segments_roofline(sim_url: str, tmp_path: Path) -> N
     out = tmp_path / "r"
     args = ["--model-bytes", "16G", "--model-params", "8B", "--mem-bandwidth", "3350", "--peak-tflops", "989"]
     r = subprocess.run(
-        [*CLI, "run", sim_url, "-c", "4", "-n", "24", "--output-tokens", "32", *args, "-o", str(out)],
+        [*CLI, "run", sim_url, "-c", "4", "-d", "3", "--output-tokens", "32", *args, "-o", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
