@@ -17,9 +17,10 @@ def fast_sim(stamp: bool = False, processes: int = 1) -> SimProcess:
     return SimProcess(SimConfig(timing=EngineTiming.fast(), stamp=stamp), processes=processes)
 
 
-def paced_sim(step_s: float = 0.02, max_seqs: int = 2048, stamp: bool = True) -> SimProcess:
+def paced_sim(step_s: float = 0.02, max_seqs: int = 2048, stamp: bool = True, processes: int = 1) -> SimProcess:
     """A fixed decode step for every stream (no batch penalty): a steady, known event rate."""
-    return SimProcess(SimConfig(timing=EngineTiming(step_s, 0.0, 0.0, max_seqs, 1 << 40), stamp=stamp))
+    timing = EngineTiming(step_s, 0.0, 0.0, max_seqs, 1 << 40)
+    return SimProcess(SimConfig(timing=timing, stamp=stamp), processes=processes)
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

@@ -64,6 +64,60 @@ async def _main(url: str, streams: int, start: float, end: float, measure: bool)
     return {"events": events, "cpu": cpu["end"] - cpu["start"], "delays": delays}
 
 
+async def _rate(url: str, loops: int, start: float, end: float) -> dict[str, Any]:
+    """One-token answers back to back on ``loops`` connections: requests started and finished per CPU-second."""
+    import aiohttp
+
+    done = 0
+    cpu: dict[str, float] = {}
+    payload = {
+        "model": "llmsurge-sim",
+        "prompt": "a b c d",
+        "max_tokens": 1,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+    async def loop(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.monotonic() < end:
+            async with session.post(url + "/v1/completions", json=payload) as resp:
+                buf = b""
+                ok = False
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    *messages, buf = buf.split(b"\n\n")
+                    for m in messages:
+                        m = m.strip()
+                        if not m.startswith(b"data:"):
+                            continue
+                        data = m[5:].strip()
+                        if data == b"[DONE]":
+                            continue
+                        obj = json.loads(data)
+                        if obj.get("choices"):
+                            ok = True
+            if ok and start <= time.monotonic() < end:
+                done += 1
+
+    async def clock() -> None:
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        cpu["start"] = time.process_time()
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        cpu["end"] = time.process_time()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        c = asyncio.create_task(clock())
+        await asyncio.gather(*[loop(session) for _ in range(loops)], return_exceptions=True)
+        await c
+    return {"requests": done, "cpu": cpu["end"] - cpu["start"]}
+
+
+def run_rate(url: str, loops: int, start: float, end: float, out: Any) -> None:
+    """Process entry for the request-rate ceiling: put the result on ``out``."""
+    out.put(asyncio.run(_rate(url, loops, start, end)))
+
+
 def run(url: str, streams: int, start: float, end: float, measure: bool, out: Any) -> None:
     """Process entry: put the result on ``out``."""
     out.put(asyncio.run(_main(url, streams, start, end, measure)))

@@ -46,32 +46,41 @@ class CountingBus(MetricsBus):
         super().__init__()
         self.window: tuple[float, float] = (0.0, 0.0)
         self.token_events = 0
+        self.requests = 0
 
     def ingest(self, tick: WorkerTick) -> None:
         t = time.monotonic()
         if self.window[0] <= t < self.window[1] + 0.06:
             self.token_events += tick.tokens
+            self.requests += sum(1 for r in tick.records if r.ok)
         super().ingest(tick)
 
 
-def _scenario(streams: int, seconds: float) -> Scenario:
+def _scenario(streams: int, seconds: float, output_tokens: int = 2048) -> Scenario:
     return Scenario(
         "bench",
         "bench",
         (Stage(Load(concurrency=streams), duration=seconds + 60),),
-        RequestShape(endpoint="completions", input_tokens=4, output_tokens=2048, timeout=600),
+        RequestShape(endpoint="completions", input_tokens=4, output_tokens=output_tokens, timeout=600),
     )
 
 
 async def _llmsurge_window(
-    url: str, streams: int, workers: int, seconds: float, delays: bool, sim_pids: list[int], backend: Any = None
+    url: str,
+    streams: int,
+    workers: int,
+    seconds: float,
+    delays: bool,
+    sim_pids: list[int],
+    backend: Any = None,
+    output_tokens: int = 2048,
 ) -> dict[str, Any]:
     bus = CountingBus()
     pool = WorkerPool(
         Target(url, "llmsurge-sim"), Calibration(), bus, workers, measure_read_delay=delays, backend=backend
     )
     pool.start()
-    ctrl = Controller(pool, bus, _scenario(streams, seconds), drain_grace=0)
+    ctrl = Controller(pool, bus, _scenario(streams, seconds, output_tokens), drain_grace=0)
     task = asyncio.create_task(ctrl.run())
     await pool.wait_ready()
     await asyncio.sleep(WARM_S)
@@ -88,6 +97,7 @@ async def _llmsurge_window(
     await task
     return {
         "events": bus.token_events,
+        "requests": bus.requests,
         "cpu": c1 - c0,
         "server_cpu": (s1 - s0) / seconds,
         "seconds": seconds,
@@ -103,10 +113,11 @@ def llmsurge_window(
     sim_pids: list[int],
     delays: bool = False,
     backend: Any = None,
+    output_tokens: int = 2048,
 ) -> dict[str, Any]:
     """llmsurge's worker pool reading ``streams`` concurrent streams for ``seconds`` (as local processes, or as
     Ray actors with a Ray ``backend``)."""
-    return asyncio.run(_llmsurge_window(url, streams, workers, seconds, delays, sim_pids, backend))
+    return asyncio.run(_llmsurge_window(url, streams, workers, seconds, delays, sim_pids, backend, output_tokens))
 
 
 def reference_window(
@@ -146,12 +157,17 @@ def _pin(pids: list[int], core: int | None, others: bool = False) -> None:
 # ---- 1. ingest ceiling ------------------------------------------------------------------------
 
 
-def bench_ingest(repeats: int, seconds: float, sim_processes: int = 1) -> dict[str, Any]:
+STREAMS = (32, 256, 1024)
+
+
+def bench_ingest(
+    repeats: int, seconds: float, sim_processes: int = 1, streams_list: tuple[int, ...] = STREAMS
+) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     with fast_sim(processes=sim_processes) as sim:
         pids = sim.pids
         _pin(pids, CLIENT_CORE, others=True)
-        for streams in (32, 256, 1024):
+        for streams in streams_list:
             for client in ("reference", "llmsurge-1w", "llmsurge-2w"):
                 runs = []
                 for _ in range(repeats):
@@ -186,6 +202,130 @@ def table_ingest(rows: dict[str, Any]) -> str:
             ratio = f"{sorted(per)[len(per) // 2] / ref_per:.2f}x"
         srv = [r["server_cpu"] for r in runs]
         lines.append(f"| {streams} | {client} | {fmt(ev)} | {fmt(per)} | {ratio} | {fmt(srv, 2)} cores |")
+    return "\n".join(lines)
+
+
+# ---- 1b. request-rate ceiling ------------------------------------------------------------------
+
+
+def reference_rate_window(url: str, loops: int, seconds: float) -> dict[str, Any]:
+    """The bare aiohttp loop sending one-token requests back to back on ``loops`` connections."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start = time.monotonic() + WARM_S + 1.0
+    end = start + seconds
+    p = ctx.Process(target=reference_client.run_rate, args=(url, loops, start, end, out))
+    p.start()
+    assert p.pid is not None
+    _pin([p.pid], CLIENT_CORE)
+    r = out.get(timeout=120)
+    p.join(10)
+    r["seconds"] = seconds
+    return r
+
+
+def bench_rate(repeats: int, seconds: float, sim_processes: int = 1, loops: int = 64) -> dict[str, Any]:
+    """One-token answers as fast as one worker core starts and finishes them, against the bare loop."""
+    rows: dict[str, Any] = {"reference": [], "llmsurge-1w": []}
+    with fast_sim(processes=sim_processes) as sim:
+        _pin(sim.pids, CLIENT_CORE, others=True)
+        for _ in range(repeats):
+            for client in rows:
+                if client == "reference":
+                    r = reference_rate_window(sim.url, loops, seconds)
+                else:
+                    r = llmsurge_window(sim.url, loops, 1, seconds, sim.pids, output_tokens=1)
+                    r.pop("delays", None)
+                rows[client].append(r)
+                print(
+                    f"  rate {client:<12} {r['requests'] / seconds:>8,.0f} req/s "
+                    f"{r['requests'] / max(r['cpu'], 1e-9):>8,.0f} req/cpu-s",
+                    flush=True,
+                )
+    return rows
+
+
+def table_rate(rows: dict[str, Any]) -> str:
+    lines = [
+        "| client (64 loops, 1-token answers) | requests/s | requests per client CPU-s | vs reference |",
+        "|---|---:|---:|---:|",
+    ]
+    ref = sorted(r["requests"] / max(r["cpu"], 1e-9) for r in rows["reference"])
+    for client, runs in rows.items():
+        per = [r["requests"] / max(r["cpu"], 1e-9) for r in runs]
+        ratio = "" if client == "reference" else f"{sorted(per)[len(per) // 2] / ref[len(ref) // 2]:.2f}x"
+        lines.append(f"| {client} | {fmt([r['requests'] / r['seconds'] for r in runs])} | {fmt(per)} | {ratio} |")
+    return "\n".join(lines)
+
+
+# ---- 1c. many open streams: memory per stream, file limits, ports ---------------------------------
+
+
+async def _open_streams(url: str, streams: int, workers: int, wait_s: float) -> dict[str, Any]:
+    """Hold ``streams`` slow streams open on ``workers`` workers; worker memory before and with them open."""
+    bus = CountingBus()
+    pool = WorkerPool(Target(url, "llmsurge-sim"), Calibration(), bus, workers)
+    pool.start()
+    await pool.wait_ready()
+    await asyncio.sleep(1.0)
+    pids = [p.pid for p in pool.procs]
+    idle = sum(psutil.Process(p).memory_info().rss for p in pids)
+    scenario = Scenario(
+        "bench",
+        "bench",
+        (Stage(Load(concurrency=streams), duration=120),),
+        RequestShape(endpoint="completions", input_tokens=4, output_tokens=30_000, timeout=600),
+    )
+    ctrl = Controller(pool, bus, scenario, drain_grace=0)
+    task = asyncio.create_task(ctrl.run())
+    t0 = time.monotonic()
+    opened = 0
+    while time.monotonic() - t0 < wait_s:
+        await asyncio.sleep(0.5)
+        opened = bus.view().inflight
+        if opened >= streams:
+            break
+    reached = time.monotonic() - t0
+    await asyncio.sleep(2.0)  # a few tokens into each stream
+    view = bus.view()
+    busy = sum(psutil.Process(p).memory_info().rss for p in pids)
+    failed = sum(s.failed for s in view.segments)
+    ctrl.stop()
+    await task
+    return {
+        "streams": streams,
+        "open": view.inflight,
+        "failed": failed,
+        "errors": dict(view.errors),
+        "seconds_to_open": reached,
+        "worker_rss_idle_mib": idle / 2**20,
+        "worker_rss_open_mib": busy / 2**20,
+        "bytes_per_stream": (busy - idle) / max(1, view.inflight),
+    }
+
+
+def bench_streams(counts: tuple[int, ...], workers: int, sim_processes: int) -> list[dict[str, Any]]:
+    """Memory per open stream (goal <= 16 KB) at each count, against a slow paced server (two tokens a second)."""
+    out = []
+    with paced_sim(0.5, max_seqs=1 << 20, stamp=False, processes=sim_processes) as sim:
+        for n in counts:
+            r = asyncio.run(_open_streams(sim.url, n, workers, 90.0))
+            print(f"  streams {r}", flush=True)
+            out.append(r)
+    return out
+
+
+def table_streams(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| streams asked | open | failed | seconds to open | worker RSS idle → open | per open stream |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines.extend(
+        f"| {r['streams']:,} | {r['open']:,} | {r['failed']:,} | {r['seconds_to_open']:.1f} | "
+        f"{r['worker_rss_idle_mib']:.0f} → {r['worker_rss_open_mib']:.0f} MiB | "
+        f"{r['bytes_per_stream'] / 1024:.1f} KB |"
+        for r in rows
+    )
     return "\n".join(lines)
 
 
@@ -533,13 +673,19 @@ def machine() -> str:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument(
-        "which", nargs="*", default=["all"], choices=["all", "ingest", "timing", "ui", "memory", "startup", "ray"]
+        "which",
+        nargs="*",
+        default=["all"],
+        choices=["all", "ingest", "rate", "streams", "timing", "ui", "memory", "startup", "ray"],
     )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--memory-requests", type=int, default=1_000_000)
     p.add_argument("--memory-tokens", type=int, default=256, help="output tokens per request in the memory test")
     p.add_argument("--sim-processes", type=int, default=1, help="fast-mode server processes for the ingest test")
+    p.add_argument("--streams", default="32,256,1024", help="ingest: concurrent streams, comma-separated")
+    p.add_argument("--open-streams", default="1024,4096", help="streams: how many to hold open, comma-separated")
+    p.add_argument("--workers", type=int, default=1, help="streams: worker processes")
     p.add_argument("--pin", action="store_true", help="ingest: clients on the last core, servers on the rest")
     args = p.parse_args()
     which = set(args.which)
@@ -547,13 +693,21 @@ def main() -> None:
     if args.pin:
         CLIENT_CORE = (os.cpu_count() or 1) - 1
     if "all" in which:
-        which = {"ingest", "timing", "ui", "memory", "startup"}
+        which = {"ingest", "rate", "timing", "ui", "memory", "startup"}
     RESULTS.mkdir(exist_ok=True)
     raw: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     tables = []
     if "ingest" in which:
-        raw["ingest"] = bench_ingest(args.repeats, args.seconds, args.sim_processes)
+        streams = tuple(int(x) for x in args.streams.split(","))
+        raw["ingest"] = bench_ingest(args.repeats, args.seconds, args.sim_processes, streams)
         tables.append("### 1. Ingest ceiling\n\n" + table_ingest(raw["ingest"]))
+    if "streams" in which:
+        counts = tuple(int(x) for x in args.open_streams.split(","))
+        raw["streams"] = bench_streams(counts, args.workers, args.sim_processes)
+        tables.append("### 1c. Open streams\n\n" + table_streams(raw["streams"]))
+    if "rate" in which:
+        raw["rate"] = bench_rate(args.repeats, args.seconds, args.sim_processes)
+        tables.append("### 1b. Request-rate ceiling\n\n" + table_rate(raw["rate"]))
     if "timing" in which:
         raw["timing"] = bench_timing(args.repeats, args.seconds)
         tables.append("### 2. Timing accuracy\n\n" + table_timing(raw["timing"]))

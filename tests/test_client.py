@@ -196,3 +196,143 @@ async def test_stale_keepalive_connection_is_retried_once() -> None:
     assert all(r.ok for r in recs), [r.error for r in recs]
     assert [r.retries for r in recs] == [0, 1, 1]  # reused connections had been closed: re-sent once, counted
     assert dead.status == "failed" and dead.error_kind == "reset" and dead.retries == 1  # a real fault still fails
+
+
+async def test_the_hot_path_posts_on_aiohttp_and_measures_what_httpx_would(
+    sim_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load's requests go straight to the client's aiohttp session (httpx's per-request work cost two thirds
+    of a worker's CPU); through httpx (no session) the same request measures the same."""
+    import httpx
+
+    from llmsurge.engine.client import LoadClient
+
+    target = Target(sim_url, "llmsurge-sim")
+    body = b'{"model":"llmsurge-sim","prompt":"a b","max_tokens":40,"ignore_eos":true,"stream":true}'
+
+    async def measure(client: LoadClient) -> RequestRecord:
+        rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+        await execute(client, target.url("completions"), target.headers(), body, True, rec, ChunkCounter())
+        return rec
+
+    real_stream = httpx.AsyncClient.stream
+
+    def no_httpx(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the hot path went through httpx")
+
+    monkeypatch.setattr(httpx.AsyncClient, "stream", no_httpx)
+    async with make_client() as c:
+        assert isinstance(c, LoadClient) and c.session is not None
+        fast = await measure(c)
+    monkeypatch.setattr(httpx.AsyncClient, "stream", real_stream)
+    async with LoadClient(None) as plain:  # no aiohttp session: httpx carries it
+        slow = await measure(plain)
+    for rec in (fast, slow):
+        assert rec.ok, rec.error
+        assert rec.output_tokens == 40 and len(rec.itl) == 39 and rec.http_status == 200
+    assert fast.text_head == slow.text_head  # the same answer, read the same
+
+
+async def test_a_deadline_on_the_hot_path_ends_the_request_and_nothing_else(sim_url: str) -> None:
+    """The deadline is a timer on the request's own task: it fails the request as a timeout; a cancellation from
+    outside (the run stopping) still propagates."""
+    from llmsurge.engine.client import run_request
+
+    target = Target(sim_url, "llmsurge-sim")
+    body = b'{"model":"llmsurge-sim","prompt":"a b","max_tokens":30000,"ignore_eos":true,"stream":true}'
+    async with make_client() as c:
+        rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+        await run_request(c, target.url("completions"), target.headers(), body, True, rec, ChunkCounter(), 0.5)
+        assert rec.status == "failed" and rec.error_kind == "timeout", rec.error
+        assert rec.ttft is not None  # it was streaming when the deadline came
+        stopped = RequestRecord("s", 1, 0, time.monotonic(), time.time())
+        task = asyncio.ensure_future(
+            run_request(c, target.url("completions"), target.headers(), body, True, stopped, ChunkCounter(), 30)
+        )
+        while stopped.ttft is None:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert stopped.status == "ok"  # not failed as a timeout: the caller records the cancellation
+        ok = RequestRecord("o", 1, 0, time.monotonic(), time.time())
+        short = body.replace(b"30000", b"5")
+        await run_request(c, target.url("completions"), target.headers(), short, True, ok, ChunkCounter(), 30)
+        assert ok.ok and ok.output_tokens == 5  # the client is fine after both
+
+
+def test_streamed_text_is_folded_into_the_same_head_and_tail_as_the_whole_answer() -> None:
+    """An open stream holds at most TEXT_FOLD pieces of its answer; folding as it streams keeps exactly the
+    head and tail that folding once at the end keeps."""
+    from llmsurge.metrics.records import TEXT_FOLD, TEXT_KEPT
+
+    pieces = [f"w{i} " for i in range(5000)]
+    whole = "".join(pieces)
+    once = RequestRecord("a", 1, 0, 0.0, 0.0)
+    once.text.extend(pieces)
+    once.keep_text()
+    folded = RequestRecord("b", 1, 0, 0.0, 0.0)
+    for p in pieces:
+        folded.text.append(p)
+        if len(folded.text) >= TEXT_FOLD:
+            folded.keep_text()
+        assert len(folded.text) < TEXT_FOLD
+    folded.keep_text()
+    for rec in (once, folded):
+        assert rec.text_head == whole[:TEXT_KEPT] and rec.text_tail == whole[TEXT_KEPT:][-TEXT_KEPT:]
+        assert rec.kept_text.endswith(whole[-400:])
+
+
+def test_the_os_limits_a_stream_can_hit_are_named() -> None:
+    """Thousands of streams meet two OS limits: open files and ephemeral ports. Each failure names the limit
+    and the remedy; the worker raises its open-file limit to the hard one before it starts."""
+    import errno
+    import subprocess
+    import sys
+
+    from llmsurge.engine.client import _os_limit
+
+    for code, words in ((errno.EMFILE, "ulimit -n"), (errno.EADDRNOTAVAIL, "ip_local_port_range")):
+        wrapped = ConnectionError("cannot connect")
+        wrapped.__cause__ = OSError(code, "os says no")
+        assert words in _os_limit(wrapped)
+    assert _os_limit(ConnectionResetError(errno.ECONNRESET, "reset")) == ""
+    script = (
+        "import resource\n"
+        "from llmsurge.lifetime import raise_open_file_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
+        "print(raise_open_file_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0], "
+        "resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 64)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+async def test_running_out_of_sockets_is_a_counted_failure_naming_the_limit(sim_url: str) -> None:
+    """With the open-file limit low, requests past it fail as connect failures that name `ulimit -n`; none is
+    lost and the client goes on."""
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, resource
+from llmsurge.engine.client import make_client, one_request
+from llmsurge.engine.scenario import RequestShape
+from llmsurge.net import Target
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+async def main():
+    async with make_client() as c:
+        shape = RequestShape(endpoint="completions", ignore_eos=True, timeout=20)
+        recs = await asyncio.gather(*[one_request(c, Target({sim_url!r}, "llmsurge-sim"), shape, "a", 200)
+                                      for _ in range(80)])
+    print(sum(r.ok for r in recs), sum(r.status == "failed" for r in recs))
+    print(next((r.error for r in recs if r.status == "failed"), ""))
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2, out.stderr[-2000:]
+    ok, failed = (int(x) for x in lines[0].split())
+    assert ok + failed == 80 and ok > 0 and failed > 0, lines
+    assert "too many open files" in lines[1] and "ulimit -n" in lines[1], lines[1]

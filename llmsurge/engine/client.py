@@ -10,23 +10,27 @@ import asyncio
 import json
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from types import TracebackType
 from typing import Any
 
 import httpx
 
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
-from llmsurge.metrics.records import Failure, RequestRecord, Status, http_kind
+from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, Status, http_kind
 from llmsurge.net import Target
 from llmsurge.redaction import redact
 
 try:  # The aiohttp transport reads ~3x more token events per core than httpx's default one.
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
+
+    TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, OSError, aiohttp.ClientError)
 except ImportError:  # pragma: no cover - exercised only without the optional transport
     aiohttp = None  # type: ignore[assignment]
     AiohttpTransport = None  # type: ignore[assignment,misc]
+    TRANSPORT_ERRORS = (httpx.HTTPError, OSError)
 
 _loads = json.loads
 _now = time.monotonic
@@ -55,8 +59,45 @@ def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any
     return json.dumps(body).encode()
 
 
-def make_client(limit: int = 0, timeout: float | None = None, fresh_connections: bool = False) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` on the aiohttp transport (unbounded connection pool), if installed.
+class LoadClient(httpx.AsyncClient):
+    """An httpx client (probes, discovery, one-off requests) that also owns the aiohttp session the load's hot path
+    posts on directly: httpx's request building, cookies, redirects and response wrapping cost two thirds of a
+    worker's CPU per request (bench/RESULTS.md, "request-rate ceiling"); aiohttp is httpx-aiohttp's own transport."""
+
+    def __init__(self, session: Callable[[], aiohttp.ClientSession] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._make_session = session
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The hot path's aiohttp session (made on first use, inside the running loop); None without aiohttp."""
+        if self._session is None and self._make_session is not None:
+            self._session = self._make_session()
+        return self._session
+
+    async def _close_session(self) -> None:
+        if self._session is not None:
+            session, self._session, self._make_session = self._session, None, None
+            await session.close()
+
+    async def aclose(self) -> None:
+        await self._close_session()
+        await super().aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self._close_session()
+        await super().__aexit__(exc_type, exc_value, traceback)
+
+
+def make_client(limit: int = 0, timeout: float | None = None, fresh_connections: bool = False) -> LoadClient:
+    """An httpx client on the aiohttp transport (unbounded connection pool), with the hot path's own aiohttp
+    session, if installed.
 
     ``fresh_connections``: a new connection per request (the re-send after a stale pooled connection).
     """
@@ -69,14 +110,18 @@ def make_client(limit: int = 0, timeout: float | None = None, fresh_connections:
                 if fresh_connections
                 else aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_S)
             )
-            return aiohttp.ClientSession(connector=connector)
+            # No timeout of aiohttp's own (its default ends a request at 5 minutes): run_request holds each
+            # request to its deadline. Bodies are read raw: an encoded one is decoded by _decoded.
+            return aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False
+            )
 
-        return httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=t)
+        return LoadClient(session, transport=AiohttpTransport(client=session), timeout=t)
     keepalive = 0 if fresh_connections else None
     limits = httpx.Limits(
         max_connections=limit or None, max_keepalive_connections=keepalive, keepalive_expiry=KEEPALIVE_S
     )
-    return httpx.AsyncClient(limits=limits, timeout=t)
+    return LoadClient(None, limits=limits, timeout=t)
 
 
 class ChunkCounter:
@@ -121,6 +166,29 @@ def _error_message(payload: object) -> str:
     return str(err if err is not None else payload)[:300]
 
 
+def _os_limit(exc: BaseException) -> str:
+    """The OS limit a connection ran into, named with its remedy ('' when it was not one)."""
+    import errno
+
+    cause: BaseException | None = exc
+    for _ in range(4):
+        if cause is None:
+            return ""
+        code = getattr(cause, "errno", None)
+        if code == errno.EMFILE or code == errno.ENFILE:
+            return (
+                "too many open files: the OS limit on open sockets was reached (ulimit -n; raise the hard limit, "
+                "or use fewer streams per worker with more workers)"
+            )
+        if code == errno.EADDRNOTAVAIL:
+            return (
+                "no free local port: the OS's ephemeral ports to this server are used up "
+                "(sysctl net.ipv4.ip_local_port_range; fewer streams, or more client machines with --ray)"
+            )
+        cause = cause.__cause__ or getattr(cause, "os_error", None)
+    return ""
+
+
 def _stale_connection(exc: BaseException) -> bool:
     """A pooled keep-alive connection the server had already closed (llama.cpp closes idle ones after 5 s):
     the request never reached the server, so a re-send on a fresh connection measures the server, not the pool."""
@@ -151,35 +219,56 @@ async def execute(
     """
     for attempt in range(2):
         got_response = False
+        session = client.session if isinstance(client, LoadClient) else None
         try:
-            async with client.stream("POST", url, content=body, headers=headers) as resp:
-                got_response = True
-                status = resp.status_code
-                if status < 200 or status >= 300:
-                    await _refused(resp, rec)
-                    return
-                rec.http_status = status
-                if stream and resp.headers.get("content-type", "").startswith("application/json"):
-                    why = _error_text(await _read_capped(resp))
-                    rec.fail(
-                        Failure.PROTOCOL, "the server answered JSON, not an event stream" + (f": {why}" if why else "")
-                    )
-                    return
-                if stream:
-                    await _read_stream(resp, rec, counter)
-                else:
-                    raw = await resp.aread()
-                    t = _now()
-                    _finish_plain(raw, t, rec, counter)
-                return
-        except (httpx.HTTPError, OSError) as exc:
+            if session is not None:  # the hot path: straight to aiohttp
+                async with session.post(url, data=body, headers=headers, allow_redirects=False) as r:
+                    got_response = True
+                    await _answered(r.status, r.headers, r.content.iter_any(), stream, rec, counter)
+            else:
+                async with client.stream("POST", url, content=body, headers=headers) as resp:
+                    got_response = True
+                    await _answered(resp.status_code, resp.headers, resp.aiter_raw(), stream, rec, counter)
+            return
+        except TRANSPORT_ERRORS as exc:
             if attempt == 0 and not got_response and _stale_connection(exc):
                 rec.retries += 1
                 rec.start = _now()  # the failed write on a dead pooled connection is not the server's time
                 client = resend_client or client
                 continue
-            rec.fail(classify_error(exc, got_response), f"{type(exc).__name__}: {exc}")
+            rec.fail(classify_error(exc, got_response), _os_limit(exc) or f"{type(exc).__name__}: {exc}")
             return
+
+
+async def _answered(
+    status: int,
+    headers: Mapping[str, str],
+    raw: AsyncIterator[bytes],
+    stream: bool,
+    rec: RequestRecord,
+    counter: ChunkCounter,
+) -> None:
+    """Read an answer (its headers came): a refusal, JSON where a stream was asked, a stream, or a whole body.
+    The body is read as it came off the wire; one that arrived encoded despite ``Accept-Encoding: identity`` is
+    decoded (gateways and proxies encode streams whatever the request accepted)."""
+    encoding = (headers.get("content-encoding") or "").strip().lower()
+    chunks = _decoded(raw, encoding) if encoding and encoding != "identity" else raw
+    try:
+        if status < 200 or status >= 300:
+            await _refused(status, headers, chunks, rec)
+            return
+        rec.http_status = status
+        if stream and (headers.get("content-type") or "").startswith("application/json"):
+            why = _error_text(await _read_capped(chunks))
+            rec.fail(Failure.PROTOCOL, "the server answered JSON, not an event stream" + (f": {why}" if why else ""))
+            return
+        if stream:
+            await _parse_stream(chunks, rec, counter)
+        else:
+            body = b"".join([c async for c in chunks])
+            _finish_plain(body, _now(), rec, counter)
+    except EncodingError as exc:
+        rec.fail(Failure.PROTOCOL, str(exc))
 
 
 async def run_request(
@@ -196,6 +285,9 @@ async def run_request(
     """:func:`execute` with a hard deadline: ``rec`` has ended within ``timeout`` seconds of the call, whatever
     the server does (streams forever, never sends headers, never closes). A timed-out request is cancelled and
     its clean-up given :data:`ABANDON_AFTER_S`; a clean-up that would wait on the server is left behind."""
+    if isinstance(client, LoadClient) and client.session is not None:
+        await _within(timeout, execute(client, url, headers, body, stream, rec, counter, resend_client), rec)
+        return
     task = asyncio.ensure_future(execute(client, url, headers, body, stream, rec, counter, resend_client))
     try:
         done, _ = await asyncio.wait((task,), timeout=timeout)
@@ -210,6 +302,32 @@ async def run_request(
     await asyncio.wait((task,), timeout=ABANDON_AFTER_S)
 
 
+async def _within(timeout: float, work: Coroutine[Any, Any, None], rec: RequestRecord) -> None:
+    """Run ``work`` in this task with a timer that cancels it at the deadline: no second task per request. Its
+    clean-up on aiohttp (closing the connection) never waits on the server."""
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not expired:
+            raise  # the run is stopping: the caller records it
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: this cancellation was ours, and it is handled
+        if uncancel is not None:
+            uncancel()
+        rec.fail(Failure.TIMEOUT, f"no complete answer within {timeout:g}s")
+    finally:
+        timer.cancel()
+
+
 ERROR_BODY_CAP = 4096
 """Bytes of an error answer read (the message is kept to 300 characters)."""
 RETRY_AFTER_MAX_S = 30.0
@@ -217,10 +335,10 @@ RETRY_AFTER_MAX_S = 30.0
 again)."""
 
 
-async def _read_capped(resp: httpx.Response, cap: int = ERROR_BODY_CAP) -> bytes:
+async def _read_capped(chunks: AsyncIterator[bytes], cap: int = ERROR_BODY_CAP) -> bytes:
     """At most ``cap`` bytes of the body (decoded): an error answer can be endless too."""
     out = bytearray()
-    async for chunk in resp.aiter_bytes():
+    async for chunk in chunks:
         out.extend(chunk)
         if len(out) >= cap:
             break
@@ -254,16 +372,19 @@ def retry_after(value: str | None) -> float | None:
     return min(RETRY_AFTER_MAX_S, max(0.0, seconds))
 
 
-async def _refused(resp: httpx.Response, rec: RequestRecord) -> None:
+async def _refused(status: int, headers: Mapping[str, str], chunks: AsyncIterator[bytes], rec: RequestRecord) -> None:
     """A non-2xx answer: its cause named (a redirect says where to), its ``Retry-After`` kept."""
-    status = resp.status_code
     if 300 <= status < 400:
-        where = resp.headers.get("location") or "(no Location given)"
+        where = headers.get("location") or "(no Location given)"
         rec.fail(http_kind(status), f"redirected to {where}; redirects are not followed: use that URL", status)
         return
     if status in (429, 503):
-        rec.retry_after = retry_after(resp.headers.get("retry-after"))
-    rec.fail(http_kind(status), _error_text(await _read_capped(resp)), status)
+        rec.retry_after = retry_after(headers.get("retry-after"))
+    try:
+        text = _error_text(await _read_capped(chunks))
+    except EncodingError as exc:
+        text = str(exc)
+    rec.fail(http_kind(status), text, status)
 
 
 class EncodingError(Exception):
@@ -288,26 +409,7 @@ async def _decoded(chunks: AsyncIterator[bytes], encoding: str) -> AsyncIterator
         yield tail
 
 
-def _raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
-    """The response body as it arrives. On the aiohttp transport, read aiohttp's stream directly: httpx's
-    wrapper generators cost ~15% of the worker's CPU per chunk at 1,024 streams (bench/RESULTS.md). A body
-    that arrives encoded despite ``Accept-Encoding: identity`` is decoded."""
-    inner = getattr(resp.stream, "_aiohttp_response", None)
-    chunks = inner.content.iter_any() if inner is not None and aiohttp is not None else resp.aiter_raw()
-    encoding = resp.headers.get("content-encoding")
-    if encoding and encoding.lower() != "identity":
-        return _decoded(chunks, encoding.strip().lower())
-    return chunks
-
-
-async def _read_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkCounter) -> None:
-    try:
-        await _parse_stream(resp, rec, counter)
-    except EncodingError as exc:
-        rec.fail(Failure.PROTOCOL, str(exc))
-
-
-async def _parse_stream(resp: httpx.Response, rec: RequestRecord, counter: ChunkCounter) -> None:
+async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counter: ChunkCounter) -> None:
     parser = SSEParser()
     st = rec.start
     last = 0.0
@@ -316,7 +418,8 @@ async def _parse_stream(resp: httpx.Response, rec: RequestRecord, counter: Chunk
     usage: Any = None
     saw_choices = False
     texts = rec.text
-    async for raw in _raw_chunks(resp):
+    fold = 0 if rec.text_whole else TEXT_FOLD
+    async for raw in chunks:
         t = _now()
         try:
             payloads = parser.feed(raw)
@@ -365,6 +468,8 @@ async def _parse_stream(resp: httpx.Response, rec: RequestRecord, counter: Chunk
                     texts.append(text)
                     if rec.ttfc is None:
                         rec.ttfc = t - st
+                    elif fold and len(texts) >= fold:
+                        rec.keep_text()
                 reason = choice.get("finish_reason")
                 if reason:
                     rec.finish_reason = str(reason)

@@ -23,7 +23,12 @@ from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
 from llmsurge.engine.trace import BlockPrompts, TraceEntry
-from llmsurge.lifetime import die_with_parent, leave_stop_signals_to_parent, set_process_name
+from llmsurge.lifetime import (
+    die_with_parent,
+    leave_stop_signals_to_parent,
+    raise_open_file_limit,
+    set_process_name,
+)
 from llmsurge.metrics.records import Failure, RequestRecord
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerMessage, WorkerReady, WorkerTick
 from llmsurge.net import Target
@@ -357,6 +362,7 @@ class Worker:
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         if conv is not None:
             rec.turn = conv.turn + 1
+        rec.text_whole = conv is not None or (case is not None and case.checked)  # the answer is needed whole
         rec.prompt_tokens = expected_in
         rec.max_tokens = max_tokens
         rec.ignore_eos = shape.ignore_eos
@@ -502,25 +508,20 @@ class Worker:
 def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
     """A finished answer: is its tail degenerate (every request, from the last few hundred characters), and for a
     quality-set prompt, is it right."""
-    tail: list[str] = []
-    size = 0
-    for raw in reversed(rec.text):
-        piece = raw if isinstance(raw, str) else str(raw)
-        tail.append(piece)
-        size += len(piece)
-        if size >= TAIL_CHARS:
-            break
-    rec.degenerate = degenerate_reason("".join(reversed(tail)), rec.output_tokens, rec.reasoning_chunks)
     item = BY_PROMPT.get(case.prompt) if case is not None and case.checked else None
+    whole = "".join(str(t) for t in rec.text) if item is not None else ""  # kept whole: text_whole was set
+    rec.keep_text()
+    rec.degenerate = degenerate_reason(rec.kept_text[-TAIL_CHARS:], rec.output_tokens, rec.reasoning_chunks)
     if item is not None:
         rec.quality_item = item.name
-        rec.quality_ok, rec.quality_why = judge(item, "".join(str(t) for t in rec.text))
+        rec.quality_ok, rec.quality_why = judge(item, whole)
 
 
 def worker_main(spec: WorkerSpec, commands: CommandSource, out: TickSink, tickets: TicketsBase) -> None:
     """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
     leave_stop_signals_to_parent()  # first: threads started later inherit its signal mask
     die_with_parent()
+    raise_open_file_limit()  # a socket per stream: thousands of streams need more than the usual 1,024
     set_process_name(WORKER_PROCESS_NAME)
     spec.target.register_secrets()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -38,6 +39,13 @@ class Failure(str, Enum):
 
 TEXT_KEPT = 2000
 """Characters of an answer kept at each end (the request inspector shows them; requests.jsonl does not)."""
+TEXT_FOLD = 256
+"""Pieces of streamed text held before they are folded into the kept head and tail: an open stream holds a few
+kilobytes of its answer, not every delta (unless the whole answer is needed: see ``RequestRecord.text_whole``)."""
+
+
+def _gaps() -> array[float]:
+    return array("d")
 
 
 def http_kind(status: int) -> str:
@@ -66,7 +74,7 @@ class RequestRecord:
     ttft: float | None = None
     ttfc: float | None = None
     e2el: float | None = None
-    itl: list[float] = field(default_factory=list)
+    itl: array[float] = field(default_factory=_gaps)  # C doubles: no Python float kept per token
     chunks: int = 0
     output_tokens: int = 0
     prompt_tokens: int = 0
@@ -81,6 +89,7 @@ class RequestRecord:
     text: list[str] = field(default_factory=list)  # content as it arrives (the client appends; see keep_text)
     text_head: str = ""  # the first TEXT_KEPT characters of the answer (for the inspector; not written)
     text_tail: str = ""  # and the last ones, when the answer was longer
+    text_whole: bool = False  # keep every piece of the answer (a chat's history, a quality prompt's judge)
     body: bytes = b""  # the request as sent (for "copy as curl"; not written)
     usage_rejected: str = ""  # the server's usage figure when it was implausible and chunk counts were used
     ttfr: float | None = None  # reasoning models: the first non-empty reasoning token (TTFC is the first answer one)
@@ -93,12 +102,23 @@ class RequestRecord:
     retry_after: float | None = None  # a 429/503 said when to ask again (seconds, bounded)
 
     def keep_text(self) -> None:
-        """The request is over: keep the answer's first and last :data:`TEXT_KEPT` characters only."""
-        if self.text:
-            full = "".join(t if isinstance(t, str) else str(t) for t in self.text)
-            self.text = []
-            self.text_head = full[:TEXT_KEPT]
-            self.text_tail = full[TEXT_KEPT:][-TEXT_KEPT:]
+        """Fold the pieces received so far into the answer's first and last :data:`TEXT_KEPT` characters (called
+        as the answer streams, every :data:`TEXT_FOLD` pieces, and when the request is over)."""
+        if not self.text:
+            return
+        rest = "".join(t if isinstance(t, str) else str(t) for t in self.text)
+        self.text.clear()  # the same list: the client's reference to it stays good
+        if len(self.text_head) < TEXT_KEPT:
+            room = TEXT_KEPT - len(self.text_head)
+            self.text_head += rest[:room]
+            rest = rest[room:]
+        if rest:
+            self.text_tail = (self.text_tail + rest)[-TEXT_KEPT:]
+
+    @property
+    def kept_text(self) -> str:
+        """The answer as kept: whole up to 2 × :data:`TEXT_KEPT` characters, else its two ends."""
+        return self.text_head + self.text_tail
 
     @property
     def ok(self) -> bool:
@@ -161,7 +181,7 @@ class RequestRecord:
         rec.error = row.get("error") or ""
         rec.http_status = int(row.get("http_status") or 0)
         rec.ttft, rec.ttfc, rec.e2el = s("ttft_ms"), s("ttfc_ms"), s("e2el_ms")
-        rec.itl = [float(x) / 1000.0 for x in row.get("itl_ms") or ()]
+        rec.itl = array("d", (float(x) / 1000.0 for x in row.get("itl_ms") or ()))
         rec.end = s("latency_ms") or 0.0
         rec.prompt_tokens = int(row.get("prompt_tokens") or 0)
         rec.output_tokens = int(row.get("output_tokens") or 0)
