@@ -525,3 +525,100 @@ async def test_a_number_fills_the_dashboard_with_that_pane_and_escape_brings_it_
         await _until(pilot, lambda: screen.maximized is not None and screen.maximized.id == "requests")
         await pilot.press("escape")
         await _until(pilot, lambda: screen.maximized is None)
+
+
+# ---- every pane framed at every size, tab and zoom -----------------------------------------------------------
+
+FRAME_SIZES = [(80, 24), (100, 30), (120, 40), (160, 48), (240, 64)]
+
+
+def _long_app() -> LLMSurgeApp:
+    """The seeded snapshot four and three-quarter minutes in: the rate chart's newest point is at 284 s."""
+    import dataclasses
+    import random
+
+    base = seeded_snapshot()
+    rng = random.Random(5)
+    history = tuple((float(t), 500.0 + 3 * t + rng.random() * 40, 4.0 + rng.random()) for t in range(285))
+    snap = dataclasses.replace(base, history=history, elapsed=284.0, segment_starts=(0.0, 100.0, 200.0))
+    cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
+    return make_app(cfg, snapshot_source=lambda: snap)
+
+
+def _cells(app: LLMSurgeApp) -> list[str]:
+    """The screen as the terminal shows it: one string per row, one character per cell (wide glyphs aside)."""
+    strips = app.screen._compositor.render_strips()
+    return ["".join(segment.text for segment in strip) for strip in strips]
+
+
+def _frame_problems(lines: list[str], widget: Any, width: int, height: int, where: str) -> list[str]:
+    """What is wrong with a pane's frame on screen: outside the screen, or a corner or edge drawn over."""
+    r = widget.region
+    name = f"{where}: {widget.id} {r}"
+    if r.width < 3 or r.height < 2:
+        return [f"{name}: no room"]
+    if r.x < 0 or r.y < 0 or r.right > width or r.bottom > height:
+        return [f"{name}: outside the screen"]
+    grid = [line.ljust(width) for line in lines]
+    top, bottom = grid[r.y], grid[r.bottom - 1]
+    problems = []
+    corners = {
+        "top-left": (top[r.x], "╭"),
+        "top-right": (top[r.right - 1], "╮"),
+        "bottom-left": (bottom[r.x], "╰"),
+        "bottom-right": (bottom[r.right - 1], "╯"),
+    }
+    problems += [f"{name}: {k} is {got!r}" for k, (got, want) in corners.items() if got != want]
+    for y in range(r.y + 1, r.bottom - 1):  # the side edges: nothing drawn over them
+        if grid[y][r.x] != "│" or grid[y][r.right - 1] != "│":
+            problems.append(f"{name}: side edge broken on row {y}: {grid[y][r.x]!r} {grid[y][r.right - 1]!r}")
+            break
+    return problems
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", FRAME_SIZES, ids=[f"{w}x{h}" for w, h in FRAME_SIZES])
+async def test_every_pane_keeps_its_frame_at_every_size_tab_and_zoom(no_user_presets: None, size: tuple[int, int]) -> None:
+    """At each size: the dashboard (or the compact screen's every tab), then every pane zoomed. No pane draws
+    outside its region or over its frame, the rate chart's newest second is in view, and what the layout promises
+    is on screen: quit in the footer, TTFT on the first screen, p99 in the histogram's legend."""
+    from llmsurge.tui.screens.compact import CompactScreen
+    from llmsurge.tui.screens.dashboard import PANES
+    from llmsurge.widgets.pane_plot import PanePlot
+
+    width, height = size
+    app = _long_app()
+    problems: list[str] = []
+    async with app.run_test(size=size) as pilot:
+        await _settle(pilot)
+        screen = app.screen
+        compact = isinstance(screen, CompactScreen)
+        first = _cells(app)
+        assert len(first) == height and "q quit" in first[-1], first[-1]
+        assert "TTFT" in "\n".join(first)  # at a glance, whatever the size
+        if not compact:
+            assert re.search(r"p99 [\d,.]+ ms", "\n".join(first)), "the histogram legend keeps p99"
+
+        def visible_panes() -> list[Any]:
+            return [w for pid, _t, _c in PANES if (w := screen.query_one(f"#{pid}")).display and w.region.area]
+
+        views = [("first", None), *((f"pane {i} ({pid})", str(i)) for i, (pid, _t, _c) in enumerate(PANES, 1))]
+        for where, key in views:
+            if key is not None:
+                await pilot.press(key)
+                await pilot.pause(0.2)
+                app.refresh_panes(full=True)
+                await pilot.pause(0.3)
+            lines = _cells(app)
+            shown = visible_panes() if (compact or key is None) else [screen.maximized]
+            assert shown and all(w is not None for w in shown), where
+            for w in shown:
+                problems += _frame_problems(lines, w, width, height, where)
+            rate = screen.query_one("#rate")
+            if rate in shown:
+                plot = rate.query_one(PanePlot)
+                assert plot._x_max >= 284 - 0.5, (where, plot._x_max)  # the newest second is in view
+            if key is not None and not compact:
+                await pilot.press("escape")
+                await _until(pilot, lambda: screen.maximized is None)
+    assert not problems, "\n".join(problems)
