@@ -336,3 +336,30 @@ asyncio.run(main())
     ok, failed = (int(x) for x in lines[0].split())
     assert ok + failed == 80 and ok > 0 and failed > 0, lines
     assert "too many open files" in lines[1] and "ulimit -n" in lines[1], lines[1]
+
+
+async def test_transformers_serve_is_named_by_its_fixed_model_list() -> None:
+    """`transformers serve` exports no /metrics and lists a fixed set of models whatever it serves; that list
+    names it (it was "unknown" on an H200)."""
+    from llmsurge.engine.discovery import detect_server_kind
+
+    ids = ["Menlo/Jan-nano", "Qwen/Qwen2.5-0.5B-Instruct", "HuggingFaceTB/SmolVLM-Instruct", "Qwen/Qwen2.5-VL-7B"]
+
+    async def models(_r: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": m.split("/")[0]} for m in ids]
+        return web.json_response({"object": "list", "data": data})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with make_client() as c:
+            assert await detect_server_kind(c, Target(url, "Qwen/Qwen2.5-0.5B-Instruct")) == "transformers serve"
+            ids[:] = ["Qwen/Qwen2.5-0.5B-Instruct"]  # one model of someone's own: not enough to say
+            assert await detect_server_kind(c, Target(url, "Qwen/Qwen2.5-0.5B-Instruct")) == "unknown"
+    finally:
+        await runner.cleanup()

@@ -76,6 +76,11 @@ OWNER_KINDS = (
     ("organization_owner", "LM Studio"),
 )
 """``owned_by`` in ``/v1/models`` → server kind, for servers without ``/metrics``."""
+TRANSFORMERS_SERVE_LIST = frozenset(
+    {"Menlo/Jan-nano", "Menlo/Jan-nano-128k", "HuggingFaceTB/SmolVLM-Instruct", "ibm-granite/granite-vision-3.2-2b"}
+)
+"""``transformers serve`` lists a fixed set of models in ``/v1/models`` (whatever it serves), and exports no
+``/metrics``: two of these ids in the list name it."""
 
 
 async def wait_until_up(
@@ -166,6 +171,8 @@ def kind_from(metrics: Answer, entries: list[dict[str, Any]], models: Answer) ->
     server = models.headers.get("server", "").lower()
     if "text-generation-inference" in server:
         return "TGI"
+    if len(TRANSFORMERS_SERVE_LIST & {str(m.get("id", "")) for m in entries}) >= 2:
+        return "transformers serve"
     return "unknown"
 
 
