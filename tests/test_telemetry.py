@@ -246,3 +246,33 @@ def test_telemetry_recorded_in_results(sim_url: str, tmp_path: Any) -> None:
     server = summary["telemetry"]["server"]
     assert server["available"] and server["segments"]["1"]["peak_running"] > 0
     assert "server" in summary["segments"][0]["telemetry"]
+
+
+def test_each_gpu_carries_its_segments_mean_and_peak() -> None:
+    """Every reading carries the current segment's mean and peak utilization and power (the pane shows them beside
+    the current values); a new segment starts them afresh."""
+    from llmsurge.telemetry.gpu import GpuSampler
+    from llmsurge.telemetry.samples import GpuReading
+
+    reads = [(40.0, 300.0), (80.0, 500.0), (60.0, NA), (10.0, 100.0)]
+
+    class Scripted(GpuSampler):
+        source = "scripted"
+
+        def read_gpus(self) -> list[GpuReading]:
+            util, power = reads.pop(0)
+            return [GpuReading(0, "g", util=util, power_w=power), GpuReading(1, "h", util=util / 2)]
+
+    bus = MetricsBus()
+    bus.open_segment("c=1", "t")
+    s = Scripted(bus)
+    for _ in range(3):
+        s.sample_once()
+    assert isinstance(s.last, GpuSample)
+    g, h = s.last.gpus
+    assert (g.util_mean, g.util_peak, g.power_mean, g.power_peak) == (60.0, 80.0, 400.0, 500.0)
+    assert (h.util_mean, h.util_peak) == (30.0, 40.0) and h.power_mean != h.power_mean  # no power read: NA
+    bus.open_segment("c=2", "t")
+    s.sample_once()
+    assert isinstance(s.last, GpuSample)
+    assert (s.last.gpus[0].util_mean, s.last.gpus[0].util_peak, s.last.gpus[0].power_peak) == (10.0, 10.0, 100.0)

@@ -578,7 +578,9 @@ def _frame_problems(lines: list[str], widget: Any, width: int, height: int, wher
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", FRAME_SIZES, ids=[f"{w}x{h}" for w, h in FRAME_SIZES])
-async def test_every_pane_keeps_its_frame_at_every_size_tab_and_zoom(no_user_presets: None, size: tuple[int, int]) -> None:
+async def test_every_pane_keeps_its_frame_at_every_size_tab_and_zoom(
+    no_user_presets: None, size: tuple[int, int]
+) -> None:
     """At each size: the dashboard (or the compact screen's every tab), then every pane zoomed. No pane draws
     outside its region or over its frame, the rate chart's newest second is in view, and what the layout promises
     is on screen: quit in the footer, TTFT on the first screen, p99 in the histogram's legend."""
@@ -622,3 +624,17 @@ async def test_every_pane_keeps_its_frame_at_every_size_tab_and_zoom(no_user_pre
                 await pilot.press("escape")
                 await _until(pilot, lambda: screen.maximized is None)
     assert not problems, "\n".join(problems)
+
+
+async def test_a_wide_gpu_pane_shows_the_segments_mean_and_peak(no_user_presets: None) -> None:
+    app = _long_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(pilot)
+        narrow = "\n".join(_cells(app))
+        await pilot.press("6")  # the GPU pane fills the dashboard
+        await _until(pilot, lambda: app.screen.maximized is not None)
+        app.refresh_panes(full=True)
+        await pilot.pause(0.3)
+        wide = "\n".join(_cells(app))
+    assert "seg avg 55 pk 71%" in wide and "avg 380 pk 455W" in wide
+    assert "62%" in narrow and "410/700W" in narrow  # the current values, whatever the room

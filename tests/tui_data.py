@@ -115,6 +115,10 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
         temp_c=58.0,
         sm_clock_mhz=1980.0,
         util_history=(10.0, 30.0, 50.0, 62.0, 60.0, 62.0),
+        util_mean=55.0,
+        util_peak=71.0,
+        power_mean=380.0,
+        power_peak=455.0,
     )
     telemetry = {
         "gpu": GpuSample("DCGM exporter (simulated)", (gpu,)),

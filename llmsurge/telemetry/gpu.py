@@ -17,6 +17,38 @@ _T = TypeVar("_T")
 HISTORY = 30
 
 
+class _Window:
+    """One GPU's utilization and power over the current segment: mean and peak."""
+
+    __slots__ = ("n_power", "n_util", "power_peak", "power_sum", "util_peak", "util_sum")
+
+    def __init__(self) -> None:
+        self.util_sum = self.power_sum = 0.0
+        self.n_util = self.n_power = 0
+        self.util_peak: float = NA
+        self.power_peak: float = NA
+
+    def add(self, util: float, power: float) -> None:
+        if util == util:
+            self.util_sum += util
+            self.n_util += 1
+            self.util_peak = util if self.util_peak != self.util_peak else max(self.util_peak, util)
+        if power == power:
+            self.power_sum += power
+            self.n_power += 1
+            self.power_peak = power if self.power_peak != self.power_peak else max(self.power_peak, power)
+
+    def onto(self, g: GpuReading) -> GpuReading:
+        """``g`` with this segment's mean and peak."""
+        return replace(
+            g,
+            util_mean=self.util_sum / self.n_util if self.n_util else NA,
+            util_peak=self.util_peak,
+            power_mean=self.power_sum / self.n_power if self.n_power else NA,
+            power_peak=self.power_peak,
+        )
+
+
 class GpuSampler(Sampler):
     """Common parts: the per-GPU utilization history and the fields summarised per segment."""
 
@@ -26,6 +58,7 @@ class GpuSampler(Sampler):
     def __init__(self, bus: MetricsBus | None = None, writer: TelemetrySink | None = None) -> None:
         super().__init__(bus, writer)
         self._history: dict[int | str, deque[float]] = {}
+        self._window: tuple[int, dict[int | str, _Window]] = (-1, {})
 
     def read_gpus(self) -> list[GpuReading]:
         """One reading per GPU (subclasses)."""
@@ -35,11 +68,17 @@ class GpuSampler(Sampler):
         gpus = self.read_gpus()
         if not gpus:
             return Unavailable(f"{self.source}: no GPU found")
+        segment = self.bus.current_segment() if self.bus is not None else 0
+        if self._window[0] != segment:  # a new segment: its mean and peak start afresh
+            self._window = (segment, {})
+        windows = self._window[1]
         out = []
         for g in gpus:
             h = self._history.setdefault(g.index, deque(maxlen=HISTORY))
             h.append(g.util)
-            out.append(replace(g, util_history=tuple(h)))
+            w = windows.setdefault(g.index, _Window())
+            w.add(g.util, g.power_w)
+            out.append(w.onto(replace(g, util_history=tuple(h))))
         return GpuSample(self.source, tuple(out))
 
     def aggregate_values(self, sample: GpuSample) -> dict[str, float]:

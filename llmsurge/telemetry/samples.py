@@ -38,6 +38,10 @@ class GpuReading:
     sm_clock_mhz: float = NA
     mem_clock_mhz: float = NA
     util_history: tuple[float, ...] = ()
+    util_mean: float = NA  # over the current segment's readings (the pane shows them beside the current value)
+    util_peak: float = NA
+    power_mean: float = NA
+    power_peak: float = NA
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,19 @@ class GpuPane(TelemetryPane):
 
     source = "gpu"
 
-    COLUMNS = (("gpu", 17), ("util", 12), ("mem", 9), ("power", 10), ("temp", 6), ("clk", 9), ("hist", 16))
-    """Column and the width it needs: those that do not fit the pane are dropped whole (from the right)."""
+    COLUMNS = (
+        ("gpu", 17),
+        ("util", 12),
+        ("mem", 9),
+        ("power", 10),
+        ("util_seg", 17),
+        ("power_seg", 19),
+        ("temp", 6),
+        ("clk", 9),
+        ("hist", 16),
+    )
+    """Column and the width it needs: those that do not fit the pane are dropped whole (from the right). The
+    segment's mean and peak come right after the current values they qualify."""
 
     def render_sample(self, sample: GpuSample, snap: Snapshot) -> RenderableType:
         room = max(20, self.size.width - 2)
@@ -103,6 +114,7 @@ class GpuPane(TelemetryPane):
         t = Table.grid(padding=(0, 1), expand=True)
         for col in columns:
             t.add_column(col, no_wrap=True, justify="left" if col in ("gpu", "hist") else "right")
+        muted = self.role("muted")
         for g in sample.gpus:
             util, limit = g.util, g.power_limit_w
             cells: dict[str, Text | str] = {
@@ -113,6 +125,8 @@ class GpuPane(TelemetryPane):
                 "temp": f"{num(g.temp_c, 0)}°C",
                 "clk": f"{num(g.sm_clock_mhz, 0)}MHz",
                 "hist": _spark(g.util_history[-14:], 100.0),
+                "util_seg": Text(f"seg avg {num(g.util_mean, 0)} pk {num(g.util_peak, 0)}%", style=muted),
+                "power_seg": Text(f"avg {num(g.power_mean, 0)} pk {num(g.power_peak, 0)}W", style=muted),
             }
             t.add_row(*(cells[c] for c in columns))
         return Group(t, Text(sample.backend, style=self.role("muted"), overflow="ellipsis", no_wrap=True))
