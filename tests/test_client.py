@@ -14,6 +14,7 @@ from llmsurge.engine.scenario import RequestShape
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.net import Target
 from tests.conftest import FIXTURES
+from tests.helpers import until
 
 
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])
@@ -249,8 +250,7 @@ async def test_a_deadline_on_the_hot_path_ends_the_request_and_nothing_else(sim_
         task = asyncio.ensure_future(
             run_request(c, target.url("completions"), target.headers(), body, True, stopped, ChunkCounter(), 30)
         )
-        while stopped.ttft is None:
-            await asyncio.sleep(0.01)
+        await until(lambda: stopped.ttft is not None)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -309,7 +309,7 @@ def test_the_os_limits_a_stream_can_hit_are_named() -> None:
     assert out.stdout.split() == ["True", "True"], out.stderr
 
 
-async def test_running_out_of_sockets_is_a_counted_failure_naming_the_limit(sim_url: str) -> None:
+def test_running_out_of_sockets_is_a_counted_failure_naming_the_limit(sim_url: str) -> None:
     """With the open-file limit low, requests past it fail as connect failures that name `ulimit -n`; none is
     lost and the client goes on."""
     import subprocess
