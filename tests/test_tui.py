@@ -638,3 +638,50 @@ async def test_a_wide_gpu_pane_shows_the_segments_mean_and_peak(no_user_presets:
         wide = "\n".join(_cells(app))
     assert "seg avg 55 pk 71%" in wide and "avg 380 pk 455W" in wide
     assert "62%" in narrow and "410/700W" in narrow  # the current values, whatever the room
+
+
+async def test_the_events_pane_keeps_events_follows_stops_when_scrolled_up_and_copies(no_user_presets: None) -> None:
+    """Events outlive their toasts: kept in order with their level, followed at the bottom, left alone when the
+    user has scrolled up to read one, and copied whole with y."""
+    import dataclasses
+
+    from llmsurge.metrics.bus import RunEvent
+    from llmsurge.widgets.events_pane import EventsPane
+
+    base = seeded_snapshot()
+    events: list[RunEvent] = []
+    cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
+    app = make_app(cfg, snapshot_source=lambda: dataclasses.replace(base, events=tuple(events[-20:])))
+
+    def add(n: int) -> None:
+        start = len(events)
+        for i in range(start, start + n):
+            level = ("info", "warning", "error")[i % 3]
+            events.append(RunEvent(seq=i + 1, time=float(i), level=level, message=f"event number {i + 1}"))
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(pilot)
+        await pilot.press("9")  # the events pane fills the dashboard
+        pane = app.screen.query_one(EventsPane)
+        await _until(pilot, lambda: app.screen.maximized is pane)
+        assert pane.border_subtitle == "no events yet"
+        for _ in range(4):  # more events than fit on the screen, a few at a time (a snapshot carries 20)
+            add(15)
+            app.refresh_panes(full=True)
+            await pilot.pause(0.1)
+        await _until(pilot, lambda: len(pane.lines) == 60 and pane.max_scroll_y > 0)
+        text = "\n".join(_cells(app))
+        assert "event number 60" in text and "error" in text  # following: the newest is in view
+        assert pane.scroll_y == pane.max_scroll_y
+        pane.scroll_to(y=0, animate=False)
+        await pilot.pause(0.1)
+        add(5)
+        app.refresh_panes(full=True)
+        await _until(pilot, lambda: len(pane.lines) == 65)
+        assert pane.scroll_y == 0  # scrolled up to read: not pulled down
+        assert re.search(r"event number 1\b", "\n".join(_cells(app)))  # the oldest, where the user scrolled to
+        pane.focus()
+        await pilot.press("y")
+        await _until(pilot, lambda: app.clipboard.count("\n") == 65)
+        assert app.clipboard.splitlines()[0].endswith("info    event number 1")
+        assert app.clipboard.splitlines()[-1].endswith("warning event number 65")

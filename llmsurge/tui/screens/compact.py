@@ -1,4 +1,4 @@
-"""The compact screen (80×24): the status line, the load, and one large pane chosen with 1–8 or the tabs."""
+"""The compact screen (80×24): the status line, the load, and one large pane chosen with 1–9 or the tabs."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ SHORT = {
     "gpu": "GPU",
     "server": "srv",
     "host": "host",
+    "events": "ev",
 }
-"""Tab labels short enough for all eight to fit beside the load at 80 columns (1–8 in that order)."""
+"""Tab labels short enough for all nine to fit beside the load at 80 columns (1–9 in that order)."""
 
 
 class CompactScreen(DashboardScreen):
@@ -32,7 +33,7 @@ class CompactScreen(DashboardScreen):
     CSS_PATH = "compact.tcss"
     BINDINGS = [
         *(
-            Binding(str(i), f"show_pane('{pid}')", "panes" if i == 1 else SHORT[pid], show=i == 1, key_display="1-8")
+            Binding(str(i), f"show_pane('{pid}')", "panes" if i == 1 else SHORT[pid], show=i == 1, key_display="1-9")
             for i, (pid, _t, _c) in enumerate(PANES, 1)
         ),
         Binding("left", "step(-1)", "previous", show=False),

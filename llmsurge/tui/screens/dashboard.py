@@ -16,6 +16,7 @@ from textual.widget import Widget
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
+from llmsurge.widgets.events_pane import EventsPane
 from llmsurge.widgets.latency_table import LatencyTable
 from llmsurge.widgets.load_panel import LoadPanel
 from llmsurge.widgets.pane import Pane, ShowsBaseline
@@ -37,6 +38,7 @@ PANES: tuple[tuple[str, str, type[Widget]], ...] = (
     ("gpu", "GPU", GpuPane),
     ("server", "server /metrics", ServerPane),
     ("host", "host / client", HostPane),
+    ("events", "events", EventsPane),
 )
 """The panes below the status line and the load panel: id, title, widget (in the compact screen's tab order)."""
 STATISTICS = (RateChart, TtftHistogram, LatencyTable, SegmentsTable, GpuPane, ServerPane, HostPane)
@@ -121,7 +123,7 @@ class DashboardScreen(Screen[None]):
         self.maximize(pane, container=False)
 
     def action_maximize_pane(self, pane_id: str) -> None:
-        """``1``–``8``: pane N fills the screen (again: back)."""
+        """``1``–``9``: pane N fills the screen (again: back)."""
         pane = self.query_one(f"#{pane_id}")
         if self.maximized is pane:
             self.minimize()

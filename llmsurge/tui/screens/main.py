@@ -25,6 +25,7 @@ class MainScreen(DashboardScreen):
         with Horizontal(id="middle"):
             yield make_pane("latency")
             yield make_pane("segments")
+            yield make_pane("events")
         with Horizontal(id="bottom"):
             yield make_pane("requests")
             with Vertical(id="telemetry"):
