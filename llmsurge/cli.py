@@ -467,6 +467,11 @@ def _add_sim(sub: SubParsers) -> None:
     sim.add_argument(
         "--stamp", action="store_true", help='add each chunk\'s send time (time.monotonic()) as "llmsurge_sent"'
     )
+    sim.add_argument(
+        "--timings",
+        action="store_true",
+        help="llama.cpp's per-request timings (prompt_ms, predicted_ms) with the usage",
+    )
     sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
     sim.add_argument(
         "--reasoning-tokens",
@@ -830,6 +835,7 @@ def _sim(args: argparse.Namespace) -> int:
         timing=timing,
         faults=faults,
         stamp=args.stamp,
+        timings=args.timings,
         reasoning_tokens=args.reasoning_tokens,
         max_model_len=args.max_model_len,
         answers="" if args.answers == "words" else args.answers,

@@ -363,3 +363,45 @@ async def test_transformers_serve_is_named_by_its_fixed_model_list() -> None:
             assert await detect_server_kind(c, Target(url, "Qwen/Qwen2.5-0.5B-Instruct")) == "unknown"
     finally:
         await runner.cleanup()
+
+
+async def test_the_servers_own_prompt_time_is_kept_beside_our_ttft() -> None:
+    """A server that returns llama.cpp's timings (the simulated one, from its own clock) has each request's prefill
+    kept beside our TTFT; at one request in flight (no queue) what is left of TTFT is the loopback and our read."""
+    from llmsurge.sim.model import EngineTiming
+    from llmsurge.sim.process import SimProcess
+    from llmsurge.sim.server import SimConfig
+
+    timing = EngineTiming(0.004, 0.0, 0.0002, 64, 1 << 30)  # a 512-token prompt: ~100 ms of prefill
+    with SimProcess(SimConfig(timing=timing, timings=True)) as sim:
+        target = Target(sim.url, "llmsurge-sim")
+        async with make_client() as c:
+            shape = RequestShape(endpoint="completions", ignore_eos=True)
+            recs = [await one_request(c, target, shape, f"w{i} " * 500, 8) for i in range(5)]  # no cache hits
+    shares = []
+    for rec in recs:
+        assert rec.ok and rec.server is not None and rec.ttft is not None, rec.error
+        assert rec.server.prompt_tokens is not None and rec.server.prompt_tokens > 400
+        assert rec.server.prompt_ms > 90 and rec.server.decode_ms is not None and rec.server.decode_ms > 20
+        line = rec.to_json()
+        assert line["server_prompt_ms"] == rec.server.prompt_ms and line["server_cached_tokens"] == 0
+        assert RequestRecord.from_json(line).server == rec.server  # llmsurge report reads it back
+        shares.append(line["ttft_minus_server_prompt_ms"])
+    shares.sort()
+    assert 0 <= shares[0] and shares[len(shares) // 2] < 10, shares  # ours and the network: a few ms on loopback
+
+
+def test_the_inspector_says_where_one_ttft_went() -> None:
+    from rich.console import Console
+
+    from llmsurge.metrics.records import ServerTimings
+    from llmsurge.tui.screens.inspector import details
+
+    rec = RequestRecord("r", 1, 0, 0.0, 0.0)
+    rec.ttft = 0.1234
+    console = Console(width=200, record=True)
+    console.print(details(rec))
+    assert "where TTFT went" not in console.export_text()  # a server that keeps no clock: nothing to say
+    rec.server = ServerTimings(prompt_ms=100.0, prompt_tokens=512, cached_tokens=0, decode_ms=40.0)
+    console.print(details(rec))
+    assert "server prefill 100.0 ms | the rest 23.4 ms" in console.export_text()

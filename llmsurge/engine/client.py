@@ -18,7 +18,7 @@ import httpx
 
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
-from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, Status, http_kind
+from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
 from llmsurge.net import Target
 from llmsurge.redaction import redact
 
@@ -570,6 +570,7 @@ def _apply_usage(rec: RequestRecord, usage: object, fallback_tokens: int, messag
         rec.output_tokens = _count(figure) or 0
     if isinstance(usage, dict):
         rec.cached_tokens = cached_tokens(usage)
+        rec.server = ServerTimings.of(usage.get("timings"))
     if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
         prompt = _count(usage["prompt_tokens"])
         if prompt:

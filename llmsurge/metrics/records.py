@@ -53,6 +53,44 @@ def http_kind(status: int) -> str:
     return f"http_{status}"
 
 
+@dataclass(frozen=True, slots=True)
+class ServerTimings:
+    """What the server's own clock says about one request (llama.cpp's ``timings``: ``prompt_ms``, ``prompt_n``,
+    ``cache_n``, ``predicted_ms``). ``prompt_ms`` is its prefill; queueing inside the server is not in it."""
+
+    prompt_ms: float
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    decode_ms: float | None = None
+
+    @classmethod
+    def of(cls, timings: object) -> ServerTimings | None:
+        """From a ``timings`` object; None when it carries no usable prompt time."""
+        if not isinstance(timings, dict):
+            return None
+        prompt = _ms(timings.get("prompt_ms"))
+        if prompt is None:
+            return None
+        return cls(prompt, _n(timings.get("prompt_n")), _n(timings.get("cache_n")), _ms(timings.get("predicted_ms")))
+
+    def client_share_ms(self, ttft: float | None) -> float | None:
+        """TTFT (seconds) less the server's prefill, in ms: the network, the server's HTTP front end, its queue
+        and our own read delay together (None without a TTFT)."""
+        return None if ttft is None else ttft * 1000.0 - self.prompt_ms
+
+
+def _ms(v: object) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not 0 <= v < 1e9:
+        return None
+    return float(v)
+
+
+def _n(v: object) -> int | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not 0 <= v < 1e9:
+        return None
+    return int(v)
+
+
 @dataclass(slots=True)
 class RequestRecord:
     """Everything measured about one request. Times are seconds; ``start`` is ``time.monotonic()``.
@@ -100,6 +138,7 @@ class RequestRecord:
     quality_ok: bool | None = None  # and whether the answer was right (None: not a quality prompt)
     quality_why: str = ""  # what was wrong with it
     retry_after: float | None = None  # a 429/503 said when to ask again (seconds, bounded)
+    server: ServerTimings | None = None  # the server's own clock for this request, when it says (llama.cpp)
 
     def keep_text(self) -> None:
         """Fold the pieces received so far into the answer's first and last :data:`TEXT_KEPT` characters (called
@@ -203,6 +242,15 @@ class RequestRecord:
             rec.quality_ok = bool(quality.get("correct"))
             rec.quality_why = str(quality.get("why") or "")
         rec.retry_after = row.get("retry_after_s")
+        if row.get("server_prompt_ms") is not None:
+            rec.server = ServerTimings.of(
+                {
+                    "prompt_ms": row.get("server_prompt_ms"),
+                    "prompt_n": row.get("server_prompt_tokens"),
+                    "cache_n": row.get("server_cached_tokens"),
+                    "predicted_ms": row.get("server_decode_ms"),
+                }
+            )
         return rec
 
     def to_json(self) -> dict[str, Any]:
@@ -251,4 +299,11 @@ class RequestRecord:
             out["degenerate"] = self.degenerate
         if self.quality_ok is not None:
             out["quality"] = {"item": self.quality_item, "correct": self.quality_ok, "why": self.quality_why or None}
+        if self.server is not None:  # the server's clock (llama.cpp's timings), beside ours
+            out["server_prompt_ms"] = self.server.prompt_ms
+            out["server_prompt_tokens"] = self.server.prompt_tokens
+            out["server_cached_tokens"] = self.server.cached_tokens
+            out["server_decode_ms"] = self.server.decode_ms
+            share = self.server.client_share_ms(self.ttft)
+            out["ttft_minus_server_prompt_ms"] = None if share is None else round(share, 4)
         return out

@@ -38,7 +38,18 @@ class EngineTiming:
 class Sequence:
     """One request inside the engine. The HTTP handler waits on ``ready`` and reads ``produced``."""
 
-    __slots__ = ("arrival", "cached_tokens", "cancelled", "max_tokens", "produced", "prompt_tokens", "ready")
+    __slots__ = (
+        "admitted",
+        "arrival",
+        "cached_tokens",
+        "cancelled",
+        "first",
+        "last",
+        "max_tokens",
+        "produced",
+        "prompt_tokens",
+        "ready",
+    )
 
     def __init__(self, prompt_tokens: int, max_tokens: int) -> None:
         self.prompt_tokens = prompt_tokens
@@ -48,6 +59,23 @@ class Sequence:
         self.ready = asyncio.Event()
         self.cancelled = False
         self.arrival = time.monotonic()
+        self.admitted: float | None = None  # first taken into the batch: the end of its wait in the queue
+        self.first: float | None = None  # its first token
+        self.last: float | None = None  # its latest token
+
+    def timings(self) -> dict[str, float | int]:
+        """llama.cpp's ``timings`` from the engine's own clock: ``prompt_ms`` from admission to the first token (the
+        step that computed its prompt), ``predicted_ms`` from the first token to the last."""
+        admitted = self.admitted if self.admitted is not None else self.arrival
+        first = self.first if self.first is not None else admitted
+        return {
+            "cache_n": self.cached_tokens,
+            "prompt_n": self.prompt_tokens - self.cached_tokens,
+            "prompt_ms": (first - admitted) * 1000.0,
+            "predicted_n": self.produced,
+            "predicted_ms": ((self.last or first) - first) * 1000.0,
+            "queue_ms": (admitted - self.arrival) * 1000.0,  # not llama.cpp's: the sim's own, for tests
+        }
 
     @property
     def done(self) -> bool:
@@ -222,6 +250,8 @@ class Engine:
                 self.waiting.popleft()
                 self.running.append(seq)
                 kv += held
+                if seq.admitted is None:
+                    seq.admitted = time.monotonic()
                 if seq.produced == 0:
                     admitted_tokens += held - seq.cached_tokens  # cached prefix blocks are not computed again
                     self.prompt_tokens_total += seq.prompt_tokens - seq.cached_tokens
@@ -247,7 +277,9 @@ class Engine:
                     continue
                 seq.produced += 1
                 produced += 1
+                seq.last = now
                 if seq.produced == 1:
+                    seq.first = now
                     self.ttft.observe(now - seq.arrival)
                 seq.ready.set()
                 if seq.produced < seq.max_tokens:

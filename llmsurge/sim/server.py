@@ -94,6 +94,8 @@ class SimConfig:
     gpu_name: str = "Simulated GPU 80GB"
     max_model_len: int = 32768
     """Prompt + max_tokens beyond this are refused with HTTP 400, as vLLM refuses them."""
+    timings: bool = False
+    """Put llama.cpp's ``timings`` (the engine's own prompt and decode times) beside the usage."""
     reasoning_tokens: int = 0
     """A reasoning model: the first N output tokens of a chat stream come as ``delta.reasoning_content``."""
     answers: str = "correct"
@@ -325,6 +327,8 @@ class SimServer:
         }
         if fault != "no_usage":
             out["usage"] = _usage(seq)
+            if self.config.timings:
+                out["timings"] = seq.timings()
         return web.json_response(out)
 
     async def _stream(
@@ -379,7 +383,8 @@ class SimServer:
                     word = _cycle(words, sent) if words is not None else _WORDS[sent % nwords]
                     parts.append((think_head if sent <= thinking else head) + word + mid + tail + b"}\n\n")
                 await resp.write(b"".join(parts))
-            end = usage_head + _usage_json(seq) + b"}\n\n" if usage else b""
+            timings = b',"timings":' + json.dumps(seq.timings()).encode() if self.config.timings else b""
+            end = usage_head + _usage_json(seq) + timings + b"}\n\n" if usage else b""
             await resp.write(end + b"data: [DONE]\n\n")
             await resp.write_eof()
         except ConnectionError:  # the client went away (or gave up): nothing more to send
