@@ -203,3 +203,34 @@ def test_req_s_is_not_zero_between_sparse_completions() -> None:
         bus._rate_window.append((now - 0.1 * i, 10, 1))
     tok_s, req_s = bus._live_rate(now)
     assert req_s == pytest.approx(6 / 3) and tok_s == pytest.approx(60 / 3)
+
+
+def test_each_worker_has_its_row_and_a_lost_one_says_so() -> None:
+    bus = MetricsBus()
+    seg = bus.open_segment("c=4", "t")
+    bus.ingest(
+        WorkerTick(
+            worker=0, records=[_rec(i, seg) for i in range(3)], tokens=30, started=4, inflight=1, loop_lag_ms=2.0,
+            cpu=0.4,
+        )
+    )  # fmt: skip
+    bus.ingest(
+        WorkerTick(
+            worker=1, records=[_rec(1, seg, worker=1), _rec(2, seg, ok=False, worker=1)], tokens=10, started=4,
+            inflight=2, loop_lag_ms=9.0, cpu=0.9,
+        )
+    )  # fmt: skip
+    w0, w1 = bus.view().worker_rows
+    assert (w0.worker, w0.state, w0.inflight, w0.done, w0.failed, w0.cpu, w0.loop_lag_ms) == (
+        0,
+        "running",
+        1,
+        3,
+        0,
+        0.4,
+        2.0,
+    )
+    assert (w1.done, w1.failed, w1.inflight) == (1, 1, 2)
+    bus.worker_lost(1, taken=6, last_segment=seg, why="killed")  # two it started after its last tick
+    w1 = bus.view().worker_rows[1]
+    assert w1.state == "lost" and w1.inflight == 0 and w1.failed == 1 + 2  # those two failed as lost

@@ -685,3 +685,33 @@ async def test_the_events_pane_keeps_events_follows_stops_when_scrolled_up_and_c
         await _until(pilot, lambda: app.clipboard.count("\n") == 65)
         assert app.clipboard.splitlines()[0].endswith("info    event number 1")
         assert app.clipboard.splitlines()[-1].endswith("warning event number 65")
+
+
+@pytest.mark.slow
+async def test_a_zoomed_host_pane_shows_each_worker(sim_url: str, tmp_path: Path, no_user_presets: None) -> None:
+    """Per worker: state, in flight, done, failed, CPU and loop lag — the rows add up to the run's counts."""
+    import dataclasses
+
+    from llmsurge.widgets.telemetry_panes import HostPane
+
+    cfg = dataclasses.replace(_config(sim_url, tmp_path, concurrency=4), workers=2)
+    app = make_app(cfg)
+    async with app.run_test(size=(160, 48)) as pilot:
+        bus = app.session.bus
+        await _until(pilot, lambda: bus.finished_total >= 8 and len(bus.view().worker_rows) == 2, 60)
+        await pilot.press("8")  # the host pane fills the dashboard
+        pane = app.screen.query_one(HostPane)
+        await _until(pilot, lambda: app.screen.maximized is pane)
+
+        def table() -> list[str]:
+            app.refresh_panes(full=True)
+            return [line for line in _cells(app) if re.search(r"│\s*w[01]\s", line)]
+
+        await _until(pilot, lambda: len(table()) == 2, 30)
+        header = next(line for line in _cells(app) if "in flight" in line and "loop lag" in line)
+        assert "state" in header and "done" in header and "failed" in header and "cpu" in header
+        rows = bus.view().worker_rows
+        assert [r.state for r in rows] == ["running", "running"] and all(r.done > 0 for r in rows)
+        assert sum(r.done for r in rows) == bus.view().warmup_done + sum(s.ok for s in bus.view().segments)
+        await pilot.press("q")
+        await _until(pilot, lambda: not app.is_running, 60)

@@ -43,6 +43,20 @@ class RunEvent:
     message: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerRow:
+    """One worker process (or Ray actor) as the run sees it: the per-worker table."""
+
+    worker: int
+    host: str
+    state: str  # "running" or "lost"
+    inflight: int
+    done: int  # requests it finished ok (warm-up included)
+    failed: int  # requests that failed on it (warm-up included; lost ones counted here too)
+    cpu: float  # fraction of one core, latest tick
+    loop_lag_ms: float  # latest tick
+
+
 @dataclass(frozen=True)
 class BusView:
     """Everything snapshots and summaries read, copied under the lock in one short step."""
@@ -75,6 +89,7 @@ class BusView:
     hosts: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     """Per client host: (workers, loop lag ms, cpu fraction), the worst of its live workers' latest readings (a
     Ray run spans several hosts; a local run has one)."""
+    worker_rows: tuple[WorkerRow, ...] = ()
     hosts_worst: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     """The same over the whole run: (workers that ran there, worst loop lag ms, worst cpu fraction)."""
     usage_rejected: int = 0
@@ -123,6 +138,7 @@ class MetricsBus:
         self._lost_workers: set[int] = set()
         self._hosts: dict[int, str] = {}  # worker → the host it runs on
         self._worker_worst: dict[int, tuple[float, float]] = {}  # worker → its worst (loop lag ms, cpu) of the run
+        self._worker_ended: dict[int, list[int]] = {}  # worker → [done, failed]
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -189,6 +205,28 @@ class MetricsBus:
             n, worst_lag, worst_cpu = out.get(host, (0, 0.0, 0.0))
             out[host] = (n + 1, max(worst_lag, lag), max(worst_cpu, cpu))
         return out
+
+    def _worker_rows(self) -> tuple[WorkerRow, ...]:
+        """Each worker that reported: state, in flight, ended ok / failed, latest CPU and loop lag (lock held)."""
+        ids = sorted(set(self._started) | set(self._health) | set(self._worker_ended))
+        rows = []
+        for w in ids:
+            lost = w in self._lost_workers
+            lag, cpu = (0.0, 0.0) if lost else self._health.get(w, (0.0, 0.0))
+            done, failed = self._worker_ended.get(w, (0, 0))
+            rows.append(
+                WorkerRow(
+                    worker=w,
+                    host=self._hosts.get(w, ""),
+                    state="lost" if lost else "running",
+                    inflight=0 if lost else self._inflight.get(w, 0),
+                    done=done,
+                    failed=failed,
+                    cpu=cpu,
+                    loop_lag_ms=lag,
+                )
+            )
+        return tuple(rows)
 
     def _open_segment(self) -> SegmentStats | None:
         seg = self.segments[-1] if self.segments else None
@@ -265,6 +303,11 @@ class MetricsBus:
         for rec in records:
             self._open.pop(rec.request_id, None)
             self.finished_total += 1
+            ended = self._worker_ended.setdefault(rec.worker, [0, 0])
+            if rec.ok:
+                ended[0] += 1
+            elif rec.status is not Status.CANCELLED:
+                ended[1] += 1
             if rec.warmup or rec.segment < 1:
                 if rec.ok:
                     self.warmup_done += 1
@@ -399,6 +442,7 @@ class MetricsBus:
                 workers=tuple(h for w, h in self._health.items() if w not in self._lost_workers),
                 hosts=self._host_health(),
                 hosts_worst=self._host_health(worst=True),
+                worker_rows=self._worker_rows(),
                 worst_loop_lag_ms=self._worst[0],
                 worst_worker_cpu=self._worst[1],
                 host_cpu=self._host_cpu,

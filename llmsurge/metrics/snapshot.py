@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent
+from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent, WorkerRow
 from llmsurge.metrics.health import ClientHealth, client_health
 from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
 from llmsurge.metrics.segment import SegmentView
@@ -143,6 +143,8 @@ class Snapshot:
     client_hosts: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     """Per client host: (workers, worst loop lag ms, worst cpu fraction) — several in a Ray run."""
     roofline_aggregate: float | None = None
+    workers: tuple[WorkerRow, ...] = ()
+    """The per-worker table: each worker process or Ray actor (host names already safe to show)."""
     progress: RunProgress | None = None
     """How far a bounded run has come (None: unbounded, steered by hand, or not started)."""
     """The decode ceiling in output tok/s at the current batch (the rate chart draws it when it is in view)."""
@@ -290,6 +292,7 @@ class SnapshotBuilder:
             roofline=(roof := self._roofline(view, stats.segment_figures))[:2],
             roofline_aggregate=roof[2],
             client_hosts=view.hosts,
+            workers=tuple(dataclasses.replace(w, host=shown(w.host)) for w in view.worker_rows),
             progress=self.progress() if self.progress is not None else None,
         )
 

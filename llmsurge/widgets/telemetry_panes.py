@@ -150,9 +150,40 @@ class HostPane(TelemetryPane):
         if len(snap.client_hosts) > 1:  # a Ray run: each client host's own health
             for i, (host, (n, lag, hcpu)) in enumerate(sorted(snap.client_hosts.items())):
                 rows.append((4 + i, host[-18:], f"{n}w  cpu {hcpu:.0%}  lag {lag:,.0f} ms"))
+        parts: list[RenderableType] = []
+        reserve = 2 if c.saturated else 0
+        room = self.content_size.height - len(rows) - reserve
+        if snap.workers and room >= len(snap.workers) + 2:  # room (zoomed, a tall pane): each worker's own row
+            parts.append(Text(""))
+            parts.append(self._workers(snap))
+            reserve += len(snap.workers) + 2
         if c.saturated:
-            return Group(self.grid(rows, reserve=2), Text(shown(c.reason, limit=300), style=warn))
-        return self.grid(rows)
+            parts.append(Text(shown(c.reason, limit=300), style=warn))
+        return Group(self.grid(rows, reserve=reserve), *parts) if parts else self.grid(rows)
+
+    def _workers(self, snap: Snapshot) -> Table:
+        """The per-worker table: state, in flight, done, failed, CPU, loop lag (and host, in a Ray run)."""
+        bad, muted = self.role("bad"), self.role("muted")
+        hosts = any(w.host for w in snap.workers)
+        t = Table(box=None, padding=(0, 1), header_style=muted, expand=False, pad_edge=False)
+        t.add_column("worker", no_wrap=True)
+        if hosts:
+            t.add_column("host", no_wrap=True, max_width=18)
+        for name in ("state", "in flight", "done", "failed", "cpu", "loop lag"):
+            t.add_column(name, justify="left" if name == "state" else "right", no_wrap=True)
+        for w in snap.workers:
+            lost = w.state != "running"
+            t.add_row(
+                f"w{w.worker}",
+                *([w.host[-18:]] if hosts else []),
+                Text(w.state, style=bad if lost else ""),
+                f"{w.inflight:,}",
+                f"{w.done:,}",
+                Text(f"{w.failed:,}", style=bad if w.failed else ""),
+                f"{w.cpu:.0%}",
+                f"{w.loop_lag_ms:,.0f} ms",
+            )
+        return t
 
 
 class ServerPane(TelemetryPane):
