@@ -22,24 +22,6 @@ PARENT_GONE_EXIT = 70
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def raise_open_file_limit() -> int:
-    """Raise this process's open-file limit to the hard limit (each stream holds a socket; the soft limit is often
-    1,024) and return the limit now in force (0 where the OS has none to raise)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Windows
-        return 0
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-            soft = want
-        except (ValueError, OSError):
-            pass
-    return int(soft) if soft != resource.RLIM_INFINITY else 0
-
-
 def die_with_parent() -> bool:
     """In a multiprocessing child: exit as soon as the parent process is gone. Returns whether it watches."""
     parent = mp.parent_process()

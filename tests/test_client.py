@@ -299,10 +299,10 @@ def test_the_os_limits_a_stream_can_hit_are_named() -> None:
     assert _os_limit(ConnectionResetError(errno.ECONNRESET, "reset")) == ""
     script = (
         "import resource\n"
-        "from llmsurge.lifetime import raise_open_file_limit\n"
+        "from llmsurge.lifetime import raise_open_files_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
-        "print(raise_open_file_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0], "
+        "print(raise_open_files_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0], "
         "resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 64)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -26,7 +26,7 @@ from llmsurge.engine.trace import BlockPrompts, TraceEntry
 from llmsurge.lifetime import (
     die_with_parent,
     leave_stop_signals_to_parent,
-    raise_open_file_limit,
+    raise_open_files_limit,
     set_process_name,
 )
 from llmsurge.metrics.records import Failure, RequestRecord
@@ -521,7 +521,7 @@ def worker_main(spec: WorkerSpec, commands: CommandSource, out: TickSink, ticket
     """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
     leave_stop_signals_to_parent()  # first: threads started later inherit its signal mask
     die_with_parent()
-    raise_open_file_limit()  # a socket per stream: thousands of streams need more than the usual 1,024
+    raise_open_files_limit()  # a socket per stream: thousands of streams need more than the usual 1,024
     set_process_name(WORKER_PROCESS_NAME)
     spec.target.register_secrets()
     try:

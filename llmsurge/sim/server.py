@@ -533,9 +533,9 @@ async def start(
 
 def serve(config: SimConfig, host: str, port: int, on_ready: object = None, reuse_port: bool = False) -> None:
     """Run the server until interrupted (``llmsurge sim``)."""
-    from llmsurge.lifetime import raise_open_file_limit
+    from llmsurge.lifetime import raise_open_files_limit
 
-    raise_open_file_limit()  # a socket per client stream: thousands of them
+    raise_open_files_limit()  # a socket per client stream: thousands of them
 
     async def main() -> None:
         runner, bound = await start(config, host, port, reuse_port)
