@@ -16,6 +16,7 @@ from llmsurge.engine import limits
 from llmsurge.lifetime import ExitCode
 
 if TYPE_CHECKING:  # imported where used: `llmsurge --help` stays fast
+    from llmsurge.engine.launch import Launched
     from llmsurge.engine.lengths import LengthDist
     from llmsurge.engine.scenario import Scenario
     from llmsurge.engine.session import RunConfig
@@ -597,10 +598,33 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return serve(_without(args.raw_argv, ("--host", "--port")), args.host, args.port)
     if cmd == "demo":
         args.url = None
+    launched = _launch_early(args)
+    try:
+        from llmsurge.engine.session import RunSession
+
+        session = RunSession(build_config(args, keep_alive=True), launched)
+        if session.config.api is None:  # --api must bind first: a port taken is said before anything is sent
+            session.prepare_early()  # discovery and calibration go on while Textual is imported and draws
+    except BaseException:
+        if launched is not None:
+            launched.discard()
+        raise
     from llmsurge.tui.app import run_tui
 
-    config = build_config(args, keep_alive=True)
-    return run_tui(config)
+    return run_tui(session)
+
+
+def _launch_early(args: argparse.Namespace) -> Launched | None:
+    """The TUI's simulated server and local workers, started before the engine's and Textual's imports so that
+    theirs overlap (first data on screen ~1 s sooner); the session adopts them, or ends them if its flags ask
+    for others. None under Ray (the cluster decides)."""
+    if getattr(args, "ray", None):
+        return None
+    from llmsurge.engine.backend import auto_workers, cap_workers
+    from llmsurge.engine.launch import launch
+
+    workers = auto_workers() if args.workers == "auto" else cap_workers(max(1, int(args.workers)), None)[0]
+    return launch(args.url, workers, faults=args.faults if args.url is None else None, max_seqs=args.max_seqs)
 
 
 def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:

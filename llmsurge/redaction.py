@@ -20,8 +20,6 @@ import json
 import re
 from urllib.parse import quote
 
-from rich.markup import escape
-
 MASK = "***"
 _secrets: list[str] = []
 
@@ -100,6 +98,8 @@ def listed(items: list[str], limit: int = 8) -> str:
 
 def markup_safe(text: object, limit: int | None = None) -> str:
     """Outside text made safe to interpolate into a Rich markup string: :func:`shown`, then brackets escaped."""
+    from rich.markup import escape  # here: workers and the simulated server import this module, never Rich
+
     return escape(shown(text, limit=limit))
 
 

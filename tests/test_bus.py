@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from llmsurge.engine.pool import auto_workers
+from llmsurge.engine.backend import auto_workers
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.health import Cause, diagnose
 from llmsurge.metrics.records import RequestRecord

@@ -18,8 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-
 from llmsurge.engine import limits
 
 BUILTIN = {"sample": "sample-chats.jsonl"}
@@ -296,6 +294,8 @@ class DatasetReader:
 
     def __init__(self, index: DatasetIndex, seed: int, first: int = 0, stride: int = 1) -> None:
         self.index = index
+        import numpy as np  # here, not at the top: a worker without a dataset starts without numpy
+
         self._offsets = np.frombuffer(index.offsets, dtype=np.int64)
         self._order = np.random.default_rng(seed).permutation(len(self._offsets))
         self._next = first % max(1, len(self._order))

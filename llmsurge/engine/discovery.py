@@ -267,21 +267,19 @@ async def first_success(
 
 
 async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestShape) -> Calibration:
-    """Two one-token requests of different lengths give tokens per word and the template overhead."""
+    """Two one-token requests of different lengths (sent together) give tokens per word and the template
+    overhead."""
     f = PromptFactory(Calibration(), seed=12345)
     probe = dataclasses.replace(shape, ignore_eos=True, timeout=min(shape.timeout, 120.0))
-    points = []
-    for n in (16, 256):
-        words = f.words(n)
+    sizes = (16, 256)
 
-        def send(w: str = words) -> Awaitable[RequestRecord]:
-            return one_request(client, target, probe, w, 1)
+    def sender(words: str) -> Callable[[], Awaitable[RequestRecord]]:
+        return lambda: one_request(client, target, probe, words, 1)
 
-        rec = await first_success(send)
-        if not rec.ok or rec.tokens_estimated or rec.prompt_tokens <= 0:
-            return Calibration()
-        points.append((n, rec.prompt_tokens))
-    return Calibration.from_points(points[0][0], points[0][1], points[1][0], points[1][1])
+    recs = await asyncio.gather(*(first_success(sender(f.words(n))) for n in sizes))
+    if any(not rec.ok or rec.tokens_estimated or rec.prompt_tokens <= 0 for rec in recs):
+        return Calibration()
+    return Calibration.from_points(sizes[0], recs[0].prompt_tokens, sizes[1], recs[1].prompt_tokens)
 
 
 async def negotiate(

@@ -1,17 +1,16 @@
-"""The worker pool: how many workers a run gets, how the load is shared between them, and the collector that
+"""The worker pool: how the load is shared between the workers, and the collector that
 folds their ticks into the bus and replaces a worker that dies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, replace
 
-from llmsurge.engine.backend import CommandQueue, LocalBackend, TickQueue, WorkerBackend, WorkerProcess
+from llmsurge.engine.backend import MAX_WORKERS, CommandQueue, LocalBackend, TickQueue, WorkerBackend, WorkerProcess
 from llmsurge.engine.dataset import load_index
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, Scenario
@@ -23,36 +22,10 @@ from llmsurge.metrics.wire import WorkerCrashed, WorkerMessage, WorkerReady, Wor
 from llmsurge.net import Target
 
 UNLIMITED = -1
-MAX_WORKERS = 64
 LIVENESS_EVERY_S = 0.25
 MAX_REPLACEMENTS = 8
 TRACE_LEAD_S = 0.05
 """A trace's clock starts this long after its command is sent, so every worker has it before the first request."""
-
-
-def usable_cpus() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def auto_workers(cpus: int | None = None) -> int:
-    """Workers for this machine: one per core we may use, leaving one for the UI/sim when there are several."""
-    n = cpus or usable_cpus()
-    return max(1, min(8, n - 1 if n > 2 else 1))
-
-
-def cap_workers(requested: int, peak_concurrency: int | None, cpus: int | None = None) -> tuple[int, str]:
-    """``requested`` workers capped at what can be used: one per core, and no more than requests in flight.
-
-    Returns the count and a one-line note when it was capped ('' otherwise)."""
-    cpus = cpus or usable_cpus()
-    limits = [(cpus, f"{cpus} core(s)"), (MAX_WORKERS, f"the maximum of {MAX_WORKERS}")]
-    if peak_concurrency:
-        limits.append((peak_concurrency, f"at most {peak_concurrency} request(s) in flight"))
-    n, why = min(limits, key=lambda x: x[0])
-    if requested <= n:
-        return requested, ""
-    return n, f"--workers {requested} capped at {n}: this run can use no more ({why})"
 
 
 def split_load(load: Load, n: int) -> list[Load]:

@@ -6,9 +6,11 @@ The headless runner and the TUI both drive a :class:`RunSession`; neither builds
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from llmsurge import __version__
-from llmsurge.engine.backend import WorkerBackend
+from llmsurge.engine.backend import LocalBackend, WorkerBackend, auto_workers, cap_workers
 from llmsurge.engine.client import make_client
 from llmsurge.engine.controller import Controller
 from llmsurge.engine.dataset import DatasetError, load_index
 from llmsurge.engine.discovery import ServerError, ServerFacts, discover, negotiate
-from llmsurge.engine.pool import WorkerPool, auto_workers, cap_workers
+from llmsurge.engine.launch import Launched, launch
+from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Scenario
 from llmsurge.engine.trace import TraceError, cached_trace
@@ -43,7 +46,6 @@ from llmsurge.metrics.summary import RunFacts, build_summary
 from llmsurge.net import Target, normalize_base_url
 from llmsurge.redaction import register_secret
 from llmsurge.sim.process import SimProcess
-from llmsurge.sim.server import Faults, SimConfig
 
 RAY_SETTLE_S = 3.0
 """How long a Ray run waits for CPUs being freed before it says how many workers fit."""
@@ -139,7 +141,7 @@ def read_api_key(var: str | None) -> str | None:
 class RunSession:
     """Owns the parts of one run and their order of start and stop."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, launched: Launched | None = None) -> None:
         self.config = config
         """The user's input, never written."""
         self.scenario = config.scenario
@@ -156,12 +158,21 @@ class RunSession:
         self.writer: ResultWriter | None = None
         self.output: Path = config.output or default_results_folder(config.name or config.scenario.name)
         self.samplers: list[Any] = []
+        self._launched = False
+        self._early = launched
+        self.preparing: Preparation | None = None
+        """:meth:`prepare` under way on its own thread (:meth:`prepare_early`), if it was begun that way."""
+        self._closed = False
+        self._telemetry_start: threading.Thread | None = None
+        self._telemetry_lock = threading.Lock()
         self.started_wall = time.time()
         self._datasets_told: set[str] = set()
         self.shares_prefixes = False
         """Some scenario of the run shares prompt prefixes on purpose (no cold-cache warning then)."""
         self.workers_used = 0
         """Workers the pool started (a Ray cluster may hold fewer than asked for)."""
+        self._local: LocalBackend | None = None
+        """This machine's worker processes, started by :meth:`launch` before the target is known."""
 
     @property
     def simulated(self) -> bool:
@@ -192,6 +203,31 @@ class RunSession:
         """Keep a note for ``summary.json`` and the screen."""
         self.bus.note(message, level)
 
+    def launch(self) -> None:
+        """Start the processes that need nothing from the server — the simulated server and local workers (they
+        take their target later) — so their interpreters start while this one imports and discovers: adopt what
+        the CLI launched before its imports (:mod:`llmsurge.engine.launch`), or launch them now. :meth:`prepare`
+        calls it; :meth:`close` ends them if the run never starts."""
+        if self._launched:
+            return
+        self._launched = True
+        cfg = self.config
+        early, self._early = self._early, None
+        workers = 0 if cfg.ray else cfg.n_workers
+        if early is not None and not early.matches(cfg.url, workers):
+            early.discard()
+            early = None
+        if early is None:
+            early = launch(cfg.url, workers, cfg.sim_config, cfg.sim_faults, cfg.sim_max_seqs)
+        self.sim, self._local = early.sim, early.local
+
+    def prepare_early(self) -> Preparation:
+        """:meth:`prepare` begun now on a thread and event loop of its own (see :class:`Preparation`); the TUI
+        starts it before its own imports and first frame, which would otherwise hold the discovery back."""
+        if self.preparing is None:
+            self.preparing = Preparation(self)
+        return self.preparing
+
     async def prepare(self, on_status: Callable[[str], None] | None = None) -> None:
         """Check the inputs (the results folder can be written), start the simulated server if needed, wait for
         the target, learn what it is and accepts, calibrate prompts. Bad input fails here, before any request."""
@@ -212,14 +248,11 @@ class RunSession:
             say(files)
         if cfg.ray:
             self._check_ray()
+        self.launch()
         if cfg.url is None:
-            faults = Faults.parse(cfg.sim_faults)
-            sim_cfg = cfg.sim_config or SimConfig(faults=faults)
-            if cfg.sim_max_seqs:
-                sim_cfg.timing.max_seqs = cfg.sim_max_seqs
+            assert self.sim is not None, "launch() starts it"
             say("starting the simulated server")
-            self.sim = SimProcess(sim_cfg)
-            await asyncio.to_thread(self.sim.start)
+            await asyncio.to_thread(self.sim.wait_ready)
             target = Target(self.sim.url, cfg.model)
         else:
             target = Target.from_url(cfg.url, cfg.model, api_key)
@@ -356,21 +389,31 @@ class RunSession:
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.scenario, keep_alive=self.config.keep_alive)
         self.controller.judge = self._good_share
-        if self.config.telemetry:
-            from llmsurge.telemetry.probe import TelemetryPlan, make_samplers
-
-            plan = TelemetryPlan(self.target, self.simulated, self.config.gpu_metrics_url, self.worker_pids)
-            self.samplers = make_samplers(plan, self.bus, self.writer)
-        for s in self.samplers:
-            s.start()
+        if self.config.telemetry:  # NVML's start-up and a /metrics probe: not in the way of the first requests
+            self._telemetry_start = threading.Thread(
+                target=self._start_telemetry, args=(self.target,), daemon=True, name="llmsurge-telemetry-start"
+            )
+            self._telemetry_start.start()
         return self.controller
+
+    def _start_telemetry(self, target: Target) -> None:
+        from llmsurge.telemetry.probe import TelemetryPlan, make_samplers
+
+        plan = TelemetryPlan(target, self.simulated, self.config.gpu_metrics_url, self.worker_pids)
+        samplers = make_samplers(plan, self.bus, self.writer)
+        with self._telemetry_lock:
+            if self._closed:
+                return
+            self.samplers = samplers
+            for s in samplers:
+                s.start()
 
     def _backend(self) -> tuple[WorkerBackend | None, int]:
         """Local worker processes, or Ray actors on as many of the workers asked for as the cluster holds now
         (said at once: never a silent wait for resources that will not come)."""
         cfg = self.config
         if not cfg.ray:
-            return None, cfg.n_workers
+            return self._local, cfg.n_workers
         from llmsurge.engine.ray_pool import RayBackend, RayUnavailable
 
         try:
@@ -467,14 +510,86 @@ class RunSession:
 
     def close(self) -> None:
         """Stop samplers, workers and the simulated server; close the files."""
-        for s in self.samplers:
+        if self.preparing is not None:
+            self.preparing.cancel(wait=5.0)
+        if self._telemetry_start is not None:
+            self._telemetry_start.join(10.0)  # a run shorter than NVML's start-up still gets its samplers' summary
+        with self._telemetry_lock:
+            self._closed = True  # samplers still being made after that are not started
+            samplers = self.samplers
+        for s in samplers:
             s.stop()
         if self.pool is not None:
             self.pool.stop()
         if self.writer is not None:
             self.writer.close()
+        if self._early is not None:  # launched by the CLI, never adopted: the run stopped before it began
+            self._early.discard()
+            self._early = None
+        if self._local is not None:
+            self._local.discard()
         if self.sim is not None:
             self.sim.stop()
 
 
-__all__ = ["ConfigError", "RunConfig", "RunSession", "ServerError"]
+class Preparation:
+    """:meth:`RunSession.prepare` on a thread with its own event loop, begun before the caller's loop runs (or
+    while it is busy drawing): the server's discovery and calibration go on during the TUI's imports and first
+    frame. :meth:`wait` awaits it from any loop; :meth:`cancel` stops it (a quit while the server is awaited)."""
+
+    def __init__(self, session: RunSession) -> None:
+        self.status = ""
+        """The last status it said ("starting the simulated server", "calibrating …")."""
+        self.on_status: Callable[[str], None] | None = None
+        """Told each status as it is said (the TUI's status line), once someone listens."""
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, args=(session,), daemon=True, name="llmsurge-prepare")
+        self._thread.start()
+
+    def _say(self, message: str) -> None:
+        self.status = message
+        if self.on_status is not None:
+            self.on_status(message)
+
+    def _run(self, session: RunSession) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            self._task = loop.create_task(session.prepare(self._say))
+            if self.done.cancelled():
+                self._task.cancel()
+            loop.run_until_complete(self._task)
+        except BaseException as exc:  # handed to whoever waits, as prepare() would raise it
+            if not self.done.done():
+                self.done.set_exception(exc)
+        else:
+            if not self.done.done():
+                self.done.set_result(None)
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def wait(self) -> None:
+        """Until it is done; raises what :meth:`RunSession.prepare` raised. Cancelling the wait cancels it."""
+        try:
+            await asyncio.wrap_future(self.done)
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+
+    def cancel(self, wait: float = 0.0) -> None:
+        """Stop preparing (the wait for the server, a probe); wait up to ``wait`` seconds for the thread."""
+        self.done.cancel()
+        task = self._task
+        if task is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # closed meanwhile: it is done
+                pass
+        if wait and self._thread is not threading.current_thread():
+            self._thread.join(wait)
+
+
+__all__ = ["ConfigError", "Preparation", "RunConfig", "RunSession", "ServerError"]

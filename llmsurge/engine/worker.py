@@ -517,19 +517,27 @@ def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
         rec.quality_ok, rec.quality_why = judge(item, whole)
 
 
-def worker_main(spec: WorkerSpec, commands: CommandSource, out: TickSink, tickets: TicketsBase) -> None:
-    """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets."""
+def worker_main(spec: WorkerSpec | None, commands: CommandSource, out: TickSink, tickets: TicketsBase) -> None:
+    """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets.
+
+    ``spec`` None: a worker started before the target was known (:meth:`LocalBackend.warm`): its interpreter and
+    imports overlap the server's start and discovery, and its :class:`WorkerSpec` is the first thing it is sent."""
     leave_stop_signals_to_parent()  # first: threads started later inherit its signal mask
     die_with_parent()
     raise_open_files_limit()  # a socket per stream: thousands of streams need more than the usual 1,024
     set_process_name(WORKER_PROCESS_NAME)
-    spec.target.register_secrets()
     try:
         import uvloop  # type: ignore[import-not-found]
 
         uvloop.install()
     except ImportError:
         pass
+    if spec is None:
+        first: object = commands.get()  # a WorkerSpec, put there by LocalBackend.spawn
+        if not isinstance(first, WorkerSpec):
+            return  # told to stop (or sent nothing usable) before it had a target: nothing was started
+        spec = first
+    spec.target.register_secrets()
     try:
         asyncio.run(Worker(spec, commands, out, tickets).run())
     except Exception as exc:  # report instead of dying silently

@@ -1,5 +1,4 @@
-"""The embedded simulated OpenAI-compatible server: the demo's default target and the tests' server."""
+"""The embedded simulated OpenAI-compatible server: the demo's default target and the tests' server.
 
-from llmsurge.sim.server import Faults, SimConfig
-
-__all__ = ["Faults", "SimConfig"]
+Import from its modules (``llmsurge.sim.server``, ``llmsurge.sim.process``): this package stays empty so that
+starting the server (``sim.process``) does not import it in the parent."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import events, work
 from textual.app import App
@@ -22,10 +23,8 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
-from llmsurge.api import LiveApi
 from llmsurge.engine.discovery import ServerError
 from llmsurge.engine.session import ConfigError, RunConfig, RunSession
-from llmsurge.headless import start_api
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.runs import SavedRun
@@ -38,6 +37,9 @@ from llmsurge.tui.screens.compact import CompactScreen
 from llmsurge.tui.screens.dashboard import DashboardScreen
 from llmsurge.tui.screens.main import MainScreen
 from llmsurge.tui.steering import Steering
+
+if TYPE_CHECKING:
+    from llmsurge.api import LiveApi
 
 REFRESH_HZ = 10.0
 COMPACT_BELOW = (100, 28)
@@ -70,6 +72,7 @@ class LLMSurgeApp(App[Path | None]):
         snapshot_source: Callable[[], Snapshot] | None = None,
         refresh_hz: float = REFRESH_HZ,
         records: dict[str, RequestRecord] | None = None,
+        session: RunSession | None = None,
     ) -> None:
         super().__init__()
         self.records = records
@@ -78,7 +81,7 @@ class LLMSurgeApp(App[Path | None]):
         """A saved run shown beside this one (``--baseline``, or the palette's ``baseline PATH``)."""
         self.config = config
         """What to run (the CLI's flags over a preset)."""
-        self.session = RunSession(config)
+        self.session = session or RunSession(config)
         """The run: simulated server, workers, controller, bus, result files."""
         self.live = snapshot_source is None
         """False when showing fixed snapshots (tests): no server, no workers."""
@@ -182,8 +185,15 @@ class LLMSurgeApp(App[Path | None]):
         session = self.session
         self.waiting_since = time.monotonic()
         try:
-            self.api = await start_api(session, self.steering.after_api)
-            await session.prepare(self._on_status)
+            if session.config.api:  # imported only then: aiohttp's server and the exposition are not the first frame's
+                from llmsurge.headless import start_api
+
+                self.api = await start_api(session, self.steering.after_api)
+            preparing = session.prepare_early()  # begun by the CLI before Textual's imports, or now
+            if preparing.status:
+                self._on_status(preparing.status)
+            preparing.on_status = self._on_status
+            await preparing.wait()
         except (ServerError, ConfigError, PresetError, ValueError, RuntimeError, OSError) as exc:
             self.waiting_since = None
             session.bus.set_state("error")
@@ -307,18 +317,19 @@ def make_app(
     config: RunConfig,
     snapshot_source: Callable[[], Snapshot] | None = None,
     records: dict[str, RequestRecord] | None = None,
+    session: RunSession | None = None,
 ) -> LLMSurgeApp:
     """The app factory used by the CLI and the tests."""
     # multiprocessing's resource tracker passes sys.stderr's fd to its child; Textual replaces sys.stderr with
     # an object without a real fd, so start the tracker now, before the app runs and spawns workers.
     resource_tracker.ensure_running()
-    return LLMSurgeApp(config, snapshot_source=snapshot_source, records=records)
+    return LLMSurgeApp(config, snapshot_source=snapshot_source, records=records, session=session)
 
 
-def run_tui(config: RunConfig) -> int:
+def run_tui(session: RunSession) -> int:
     """Run the app in this terminal; print where the results went. Returns the exit status (128 + the signal's
     number when a signal stopped it)."""
-    app = make_app(config)
+    app = make_app(session.config, session=session)
     try:
         result = app.run()
     finally:
@@ -329,7 +340,7 @@ def run_tui(config: RunConfig) -> int:
             except OSError:
                 pass
             app.session.close()
-        elif app.session.sim is not None and app.return_value is None:
+        elif app.return_value is None:  # the simulated server and warm workers, when the run never started
             app.session.close()
     if result is not None:
         try:

@@ -1,0 +1,110 @@
+"""Start-up: the simulated server and the workers start before the target is known (`llmsurge demo` launches them
+before its heavy imports), discovery runs on its own thread, and whatever a run never used is ended."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from llmsurge.engine.backend import LocalBackend
+from llmsurge.engine.controller import Controller
+from llmsurge.engine.launch import launch
+from llmsurge.engine.pool import WorkerPool
+from llmsurge.engine.prompts import Calibration
+from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
+from llmsurge.engine.session import RunConfig, RunSession
+from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.summary import summarize_run
+from llmsurge.net import Target
+from tests.helpers import run_cli, summary, until
+
+
+def _gone(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _scenario(requests: int = 12) -> Scenario:
+    shape = RequestShape(input_tokens=16, output_tokens=8)
+    return Scenario("startup", "", (Stage(Load(concurrency=2), requests=requests),), shape=shape)
+
+
+async def test_warm_workers_take_their_target_when_it_is_known(sim_url: str) -> None:
+    backend = LocalBackend()
+    backend.warm(2)  # before any target exists
+    warm = [p.pid for p, _q in backend._warm]
+    bus = MetricsBus()
+    pool = WorkerPool(Target(sim_url, "llmsurge-sim"), Calibration(), bus, workers=2, backend=backend)
+    pool.start()
+    assert sorted(s.proc.pid for s in pool.slots) == sorted(warm), "the pool started new processes"
+    ctrl = Controller(pool, bus, _scenario(), keep_alive=False)
+    await asyncio.wait_for(ctrl.run(), 60)
+    s = summarize_run(bus.view(with_stats=True))
+    assert s["completed"] == 12 and s["failed"] == 0
+    assert _gone(warm)
+
+
+def test_what_a_run_never_took_is_ended() -> None:
+    launched = launch(None, 2)  # what `llmsurge demo` starts before its imports
+    assert launched.sim is not None and launched.local is not None
+    pids = [p.pid for p, _q in launched.local._warm] + [launched.sim._proc.pid]  # type: ignore[union-attr]
+    # A session asking for other processes (a URL, another worker count) ends these and launches its own
+    session = RunSession(RunConfig(scenario=_scenario(), url="http://127.0.0.1:9", workers=1), launched)
+    session.launch()
+    assert _gone(pids), "the early processes the session did not adopt are still running"
+    assert session.sim is None and session._local is not None
+    own = [p.pid for p, _q in session._local._warm]
+    session.close()  # the run never started: its warm worker is ended too
+    assert _gone(own)
+
+
+async def test_a_quit_while_the_server_is_awaited_ends_the_wait(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = RunConfig(scenario=_scenario(), url=f"http://127.0.0.1:{port}", wait_timeout=600, output=tmp_path / "r")
+    session = RunSession(cfg)
+    preparing = session.prepare_early()
+    await until(lambda: "waiting for" in preparing.status, 30)
+    t = time.monotonic()
+    await asyncio.to_thread(session.close)  # what q does before the run has begun
+    assert time.monotonic() - t < 10
+    assert not preparing._thread.is_alive()
+    with pytest.raises(asyncio.CancelledError):
+        await preparing.wait()
+
+
+async def test_prepared_early_then_run(tmp_path: Path) -> None:
+    """The demo's order: processes launched, discovery begun on its thread, then the run — same figures."""
+    launched = launch(None, 1)
+    session = RunSession(RunConfig(scenario=_scenario(), workers=1, output=tmp_path / "r"), launched)
+    preparing = session.prepare_early()
+    await preparing.wait()
+    assert session.target is not None and session.server is not None and session.server.kind == "simulated"
+    assert session.calibration.measured
+    ctrl = await asyncio.to_thread(session.start)
+    try:
+        await asyncio.wait_for(ctrl.run(), 60)
+    finally:
+        await asyncio.to_thread(session.close)
+    session.save()
+    s = summary(session.output)
+    assert s["completed"] == 12 and s["failed"] == 0
+
+
+def test_a_bad_flag_after_the_early_launch_is_one_line() -> None:
+    """`llmsurge demo` starts the server before it reads its flags into a config: a bad one is still one line,
+    with no traceback from the processes it had started."""
+    r = run_cli("demo", "--faults", "bogus=1", timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "bad fault 'bogus=1'" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
