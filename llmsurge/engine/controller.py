@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -49,6 +49,8 @@ class Controller:
         self._restart: Scenario | None = None
         self.manual = False
         self.judge: Callable[[int], float | None] | None = None
+        self.before_load: Callable[[], Awaitable[None]] | None = None
+        """Awaited once, after the warm-up and before the first segment opens (the server's clock is read then)."""
         """A segment's share of good requests (the SLO's), for a capacity search."""
         self.capacity: dict[str, Any] | None = None
         """A capacity search's outcome: the highest load that held, and every level tried."""
@@ -202,6 +204,9 @@ class Controller:
         """Warm-up then every stage (or a capacity search); False if interrupted."""
         self.manual = False
         await self._warmup()
+        if self.before_load is not None:
+            before, self.before_load = self.before_load, None
+            await before()
         self.bus.set_state("paused" if self.paused else "running")
         if self.scenario.search is not None:
             return await self._run_search(self.scenario.search)

@@ -64,6 +64,8 @@ class ServerFacts:
     """Tokens per word and the template's overhead, as the server counts them."""
     notes: tuple[tuple[str, str], ...] = ()
     """(level, message): probes that gave up and why, fields the server rejected, calibration that failed."""
+    serves_metrics: bool = False
+    """Whether ``/metrics`` answered in time (its histograms then referee our TTFT)."""
 
 
 OWNER_KINDS = (
@@ -249,6 +251,7 @@ async def discover(
         roofline=from_llamacpp_meta(dict(meta) if isinstance(meta, dict) else {}),
         waited=waited,
         notes=tuple(notes),
+        serves_metrics=metrics_ans.ok,
     )
 
 

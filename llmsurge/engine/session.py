@@ -43,7 +43,7 @@ from llmsurge.metrics.roofline import RooflineInputs
 from llmsurge.metrics.slo import Slo, goodput
 from llmsurge.metrics.stats import ALIGNED
 from llmsurge.metrics.summary import RunFacts, build_summary
-from llmsurge.net import Target, normalize_base_url
+from llmsurge.net import METRICS_CAP, Target, fetch, normalize_base_url
 from llmsurge.redaction import register_secret
 from llmsurge.sim.process import SimProcess
 
@@ -127,6 +127,10 @@ class RunConfig:
         }
 
 
+METRICS_BEFORE_S = 2.0
+"""The most the first segment waits for the server's ``/metrics`` before it opens."""
+
+
 def read_api_key(var: str | None) -> str | None:
     """The API key from environment variable ``var`` (the one place it is read), registered for redaction."""
     if not var:
@@ -161,6 +165,7 @@ class RunSession:
         self._launched = False
         self._early = launched
         self.preparing: Preparation | None = None
+        self._metrics_before: str | None = None
         """:meth:`prepare` under way on its own thread (:meth:`prepare_early`), if it was begun that way."""
         self._closed = False
         self._telemetry_start: threading.Thread | None = None
@@ -389,6 +394,8 @@ class RunSession:
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.scenario, keep_alive=self.config.keep_alive)
         self.controller.judge = self._good_share
+        if self.config.telemetry and self.server is not None and self.server.serves_metrics:
+            self.controller.before_load = self._read_server_clock
         if self.config.telemetry:  # NVML's start-up and a /metrics probe: not in the way of the first requests
             self._telemetry_start = threading.Thread(
                 target=self._start_telemetry, args=(self.target,), daemon=True, name="llmsurge-telemetry-start"
@@ -396,12 +403,31 @@ class RunSession:
             self._telemetry_start.start()
         return self.controller
 
+    async def _read_server_clock(self) -> None:
+        """The server's ``/metrics`` as the first segment opens (after the warm-up): the base of that segment's
+        histograms, so the server's figures cover the same requests as ours."""
+        from llmsurge.telemetry.prometheus import ServerMetricsSampler, parse_metrics
+
+        assert self.target is not None
+        target = self.target
+        async with make_client(timeout=METRICS_BEFORE_S) as client:
+            ans = await fetch(client, target.base_url + "/metrics", target.headers(), METRICS_BEFORE_S, METRICS_CAP)
+        with self._telemetry_lock:
+            self._metrics_before = ans.text if ans.ok else None
+            server = next((s for s in self.samplers if isinstance(s, ServerMetricsSampler)), None)
+        if server is not None and self._metrics_before is not None:
+            server.clock.mark(1, parse_metrics(self._metrics_before))
+
     def _start_telemetry(self, target: Target) -> None:
         from llmsurge.telemetry.probe import TelemetryPlan, make_samplers
+        from llmsurge.telemetry.prometheus import ServerMetricsSampler, parse_metrics
 
         plan = TelemetryPlan(target, self.simulated, self.config.gpu_metrics_url, self.worker_pids)
         samplers = make_samplers(plan, self.bus, self.writer)
         with self._telemetry_lock:
+            for sampler in samplers:  # the server's clock read before the first segment, if it was already
+                if isinstance(sampler, ServerMetricsSampler) and self._metrics_before is not None:
+                    sampler.clock.mark(1, parse_metrics(self._metrics_before))
             if self._closed:
                 return
             self.samplers = samplers

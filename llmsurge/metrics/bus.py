@@ -120,6 +120,8 @@ class MetricsBus:
         """Requests whose usage figure was implausible (chunk counts used instead)."""
         self.usage_rejected_example = ""
         self.on_records: Callable[[list[RequestRecord]], None] | None = None
+        self.segment_listeners: list[Callable[[int], None]] = []
+        """Told each new segment's index as it opens (the server sampler scrapes at once: segments' histograms)."""
         """Where finished records go (the result writer), outside the lock."""
         self.read_delays: list[float] | None = None
         """Benchmarks set a list here to collect how late stamped chunks were read (bounded)."""
@@ -153,7 +155,10 @@ class MetricsBus:
             seg = SegmentStats(index=len(self.segments) + 1, label=label, scenario=scenario, opened=now)
             self.segments.append(seg)
             self.scenario = scenario
-            return seg.index
+            listeners = list(self.segment_listeners)
+        for listener in listeners:  # outside the lock: a listener may read the bus
+            listener(seg.index)
+        return seg.index
 
     def close_segment(self) -> None:
         """Close the current segment (end of run)."""
@@ -258,6 +263,9 @@ class MetricsBus:
                 seg.arrived_completions += completed
                 seg.arrived_input_tokens += prompt_tokens
                 seg.max_loop_lag_ms = max(seg.max_loop_lag_ms, tick.loop_lag_ms)
+                if not tick.final:
+                    seg.loop_lag_sum_ms += tick.loop_lag_ms
+                    seg.loop_lag_ticks += 1
                 seg.max_worker_cpu = max(seg.max_worker_cpu, tick.cpu)
             self._worst = (max(self._worst[0], tick.loop_lag_ms), max(self._worst[1], tick.cpu))
             if tick.tokens or completed:

@@ -107,12 +107,20 @@ class SegmentCounts(RequestCounts):
     arrived_input_tokens: int = 0
     """Prompt tokens of the requests that completed while this segment was open."""
     max_loop_lag_ms: float = 0.0
+    loop_lag_sum_ms: float = 0.0
+    """Loop lag summed over the workers' ticks in this segment (its mean: the client's own share of a TTFT)."""
+    loop_lag_ticks: int = 0
     max_worker_cpu: float = 0.0
     peak_host_cpu: float | None = None
     starved_seconds: int = 0
     """Seconds in which the host, not our workers, held the CPU (timings inflated)."""
     busy_seconds: int = 0
     """Seconds in which a worker was the limit."""
+
+    @property
+    def mean_loop_lag_ms(self) -> float:
+        """The workers' mean loop lag over the segment (0 before any tick)."""
+        return self.loop_lag_sum_ms / self.loop_lag_ticks if self.loop_lag_ticks else 0.0
 
     def duration(self, now: float) -> float:
         """Seconds from opening to closing (or to now, while open)."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from llmsurge.metrics.bus import BusView
+from llmsurge.metrics.reconcile import reconcile
 from llmsurge.metrics.roofline import RooflineInputs, segment_roofline
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.sketch import ItlSketch
@@ -294,6 +295,7 @@ def segment_summary(
     out["short_outputs"] = seg.short_outputs
     out["client"] = {
         "max_loop_lag_ms": seg.max_loop_lag_ms,
+        "mean_loop_lag_ms": seg.mean_loop_lag_ms,
         "max_worker_cpu": seg.max_worker_cpu,
         "peak_host_cpu_percent": seg.peak_host_cpu,
         "starved_seconds": seg.starved_seconds,
@@ -379,6 +381,10 @@ def build_summary(
             if t.get("available") and t.get("segments")
         }
         seg["telemetry"] = {k: v for k, v in per.items() if v}
+        clock = (seg["telemetry"].get("server") or {}).get("clock")
+        rec = reconcile(seg.get("mean_ttft_ms"), clock, seg["client"]["mean_loop_lag_ms"]) if clock else None
+        if rec is not None:
+            seg["reconciliation"] = rec.json()
     if facts.roofline is not None:
         _add_roofline(s, facts.roofline)
     notes = _notes(s, view, facts)

@@ -197,6 +197,10 @@ class Engine:
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
+        # vLLM's phases of a request, from the engine's own clock (what a client's TTFT is reconciled with)
+        self.queue = Histogram(TTFT_BUCKETS)  # arrival → first admitted to the batch
+        self.prefill = Histogram(TTFT_BUCKETS)  # admitted → first token
+        self.decode = Histogram(E2E_BUCKETS)  # first token → last token
         self.kv_used_tokens = 0
         self.record_itl = timing.step_base > 0
 
@@ -252,6 +256,7 @@ class Engine:
                 kv += held
                 if seq.admitted is None:
                     seq.admitted = time.monotonic()
+                    self.queue.observe(seq.admitted - seq.arrival)
                 if seq.produced == 0:
                     admitted_tokens += held - seq.cached_tokens  # cached prefix blocks are not computed again
                     self.prompt_tokens_total += seq.prompt_tokens - seq.cached_tokens
@@ -281,11 +286,13 @@ class Engine:
                 if seq.produced == 1:
                     seq.first = now
                     self.ttft.observe(now - seq.arrival)
+                    self.prefill.observe(now - (seq.admitted if seq.admitted is not None else seq.arrival))
                 seq.ready.set()
                 if seq.produced < seq.max_tokens:
                     still.append(seq)
                 else:
                     self.e2e.observe(now - seq.arrival)
+                    self.decode.observe(now - (seq.first if seq.first is not None else now))
             if self.record_itl and produced:
                 self.itl.observe(now - started, produced)
             self.generation_tokens_total += produced

@@ -487,6 +487,11 @@ class _SimCollector(Collector):
         yield hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", e.ttft)
         yield hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", e.itl)
         yield hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", e.e2e)
+        yield hist("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", e.queue)
+        yield hist(
+            "vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", e.prefill
+        )
+        yield hist("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", e.decode)
         # A pretend GPU whose load follows the batch.
         t = e.timing
         busy = min(1.0, len(e.running) / max(1, min(t.max_seqs, 256)) * 1.6) if e.running else 0.0

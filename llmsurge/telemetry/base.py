@@ -70,6 +70,8 @@ class Sampler:
 
     name = "sampler"
     interval = 1.0
+    final_reading = False
+    """Take one more reading when told to stop (a source whose last state completes the run's figures)."""
 
     def __init__(self, bus: MetricsBus | None = None, writer: TelemetrySink | None = None) -> None:
         self.bus = bus
@@ -79,6 +81,9 @@ class Sampler:
         self.readings = 0
         """Samples that came back with data (a source is available only if some did)."""
         self._stop = threading.Event()
+        self._poke = threading.Event()
+        self.poked = False
+        """The reading being taken was asked for (:meth:`poke`), not due at the interval."""
         self._thread: threading.Thread | None = None
 
     def sample(self) -> TelemetrySample:
@@ -114,7 +119,10 @@ class Sampler:
         while not self._stop.is_set():
             t0 = time.monotonic()
             self.sample_once()
-            self._stop.wait(max(0.05, self.interval - (time.monotonic() - t0)))
+            self.poked = self._poke.wait(max(0.05, self.interval - (time.monotonic() - t0)))
+            self._poke.clear()
+        if self.final_reading and self.readings:
+            self.sample_once()
         self.close()
 
     def start(self) -> None:
@@ -122,9 +130,14 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"telemetry-{self.name}")
         self._thread.start()
 
+    def poke(self, *_args: object) -> None:
+        """Take the next reading now rather than at the interval."""
+        self._poke.set()
+
     def stop(self) -> None:
         """Stop the thread."""
         self._stop.set()
+        self._poke.set()
         if self._thread is not None:
             self._thread.join(3.0)
 

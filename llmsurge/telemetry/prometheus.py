@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import httpx
 from prometheus_client.metrics_core import Metric
@@ -18,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.net import METRICS_CAP, fetch_sync
 from llmsurge.telemetry.base import NA, Sampler, TelemetrySink
-from llmsurge.telemetry.samples import ServerSample, TelemetrySample, Unavailable
+from llmsurge.telemetry.samples import PHASES, ServerPhase, ServerSample, TelemetrySample, Unavailable
 
 # Logical metric → candidate family names, first match wins (parser names: counters without ``_total``).
 GAUGES = {
@@ -56,6 +58,9 @@ HISTOGRAMS = {
         "tgi_request_mean_time_per_token_duration",
     ),
     "e2e": ("vllm:e2e_request_latency_seconds", "sglang:e2e_request_latency_seconds", "tgi_request_duration"),
+    "queue": ("vllm:request_queue_time_seconds", "sglang:queue_time_seconds", "tgi_request_queue_duration"),
+    "prefill": ("vllm:request_prefill_time_seconds",),
+    "decode": ("vllm:request_decode_time_seconds",),
 }
 KINDS = (("vllm:", "vLLM"), ("llamacpp:", "llama.cpp"), ("sglang:", "SGLang"), ("tgi_", "TGI"))
 
@@ -126,6 +131,95 @@ def histogram_buckets(fams: dict[str, Metric], names: tuple[str, ...]) -> dict[f
             le = float("inf") if s.labels["le"] in ("+Inf", "inf") else float(s.labels["le"])
             out[le] = out.get(le, 0.0) + s.value
     return out or None
+
+
+def histogram_sum_count(fams: dict[str, Metric], names: tuple[str, ...]) -> tuple[float, float] | None:
+    """A histogram's ``_sum`` and ``_count``, summed across label sets (None when it is not served)."""
+    f = _first(fams, names)
+    if f is None:
+        return None
+    total = count = 0.0
+    for s in f.samples:
+        if s.name.endswith("_sum"):
+            total += s.value
+        elif s.name.endswith("_count"):
+            count += s.value
+    return total, count
+
+
+@dataclass(frozen=True)
+class _Totals:
+    """One histogram as scraped: cumulative buckets, sum and count."""
+
+    buckets: dict[float, float]
+    total: float
+    count: float
+
+    def minus(self, base: _Totals | None) -> _Totals:
+        if base is None:
+            return self
+        return _Totals(
+            {le: c - base.buckets.get(le, 0.0) for le, c in self.buckets.items()},
+            self.total - base.total,
+            self.count - base.count,
+        )
+
+
+def _totals(fams: dict[str, Metric]) -> dict[str, _Totals]:
+    out = {}
+    for key, names in HISTOGRAMS.items():
+        buckets = histogram_buckets(fams, names)
+        if not buckets:
+            continue
+        sc = histogram_sum_count(fams, names)
+        total, count = sc if sc is not None else (NA, max(buckets.values()))
+        out[key] = _Totals(buckets, total, count)
+    return out
+
+
+class SegmentClock:
+    """The server's histograms over each segment: the difference between the last scrape in the segment and its
+    base — the server's state as the segment opened: a scrape marked for it (:meth:`mark`: the run reads
+    ``/metrics`` after the warm-up, before the first segment), else the scrape taken when the segment's opening
+    woke the sampler, else the last scrape before it. Observations end up in the segment open when they were
+    scraped: a request still running when its segment closed counts in the next."""
+
+    def __init__(self) -> None:
+        self._prev: dict[str, _Totals] | None = None
+        self._segment: int | None = None
+        self._base: dict[str, _Totals] = {}
+        self._marks: dict[int, dict[str, _Totals]] = {}
+        self.phases: dict[int, dict[str, ServerPhase]] = {}
+        """Per segment, its phases as of the latest scrape in it."""
+
+    def mark(self, segment: int, fams: dict[str, Metric]) -> None:
+        """``fams``: the server's state as ``segment`` opened (its base, unless it has been scraped already)."""
+        if segment != self._segment:
+            self._marks[segment] = _totals(fams)
+
+    def add(self, segment: int, fams: dict[str, Metric], boundary: bool = False) -> dict[str, _Totals]:
+        """One scrape made while ``segment`` was open (``boundary``: woken by its opening); returns each
+        histogram's delta over that segment."""
+        now = _totals(fams)
+        if segment != self._segment:
+            self._segment = segment
+            mark = self._marks.pop(segment, None)
+            self._base = mark if mark is not None else (now if boundary or self._prev is None else self._prev)
+        self._prev = now
+        deltas = {k: t.minus(self._base.get(k)) for k, t in now.items()}
+        self.phases[segment] = {k: _phase(deltas[k]) for k in PHASES if k in deltas}
+        return deltas
+
+
+def _phase(t: _Totals) -> ServerPhase:
+    mean = t.total / t.count * 1000.0 if t.count > 0 and t.total == t.total else NA
+    p50, p99 = (histogram_quantile(q, t.buckets) for q in (0.5, 0.99))
+    return ServerPhase(
+        count=t.count,
+        mean_ms=mean,
+        p50_ms=p50 * 1000.0 if p50 == p50 else NA,
+        p99_ms=p99 * 1000.0 if p99 == p99 else NA,
+    )
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
@@ -205,6 +299,7 @@ class ServerMetricsSampler(Sampler):
 
     name = "server"
     RATE_WINDOW_S = 10.0
+    final_reading = True  # the last segment's histograms include its last requests
 
     def __init__(
         self,
@@ -216,8 +311,10 @@ class ServerMetricsSampler(Sampler):
         super().__init__(bus, writer)
         self.fetcher = MetricsFetcher(base_url.rstrip("/") + "/metrics", headers=headers)
         self._rates = _WindowedRates(self.RATE_WINDOW_S)
-        self._base_segment = -1
-        self._base_hist: dict[str, dict[float, float]] = {}
+        self.clock = SegmentClock()
+        """The server's phases per segment (queue, prefill, TTFT, decode) for the reconciliation."""
+        if bus is not None:  # a scrape as each segment opens: what ended before it counts in the one before
+            bus.segment_listeners.append(self.poke)
 
     def sample(self) -> TelemetrySample:
         try:
@@ -262,24 +359,28 @@ class ServerMetricsSampler(Sampler):
             **self._server_percentiles(fams),
         )
 
-    def _server_percentiles(self, fams: dict[str, Metric]) -> dict[str, float]:
-        """The server's p50/p99 of TTFT, ITL and E2E over the current segment (bucket deltas since it began;
-        without a run — ``check``, recorded texts — since the server started)."""
+    def _server_percentiles(self, fams: dict[str, Metric]) -> dict[str, Any]:
+        """The server's p50/p99 of TTFT, ITL and E2E and its phases over the current segment (histogram deltas:
+        :class:`SegmentClock`; without a run — ``check``, recorded texts — since the server started)."""
         segment = self.bus.current_segment() if self.bus is not None else 0
-        current = {k: histogram_buckets(fams, names) for k, names in HISTOGRAMS.items()}
-        if self.bus is not None and segment != self._base_segment:
-            self._base_segment = segment
-            self._base_hist = {k: dict(v) for k, v in current.items() if v}
-        out: dict[str, float] = {}
-        for key, buckets in current.items():
-            if not buckets:
-                out[f"{key}_p50_ms"] = out[f"{key}_p99_ms"] = NA
-                continue
-            base = self._base_hist.get(key, {})
-            delta = {le: c - base.get(le, 0.0) for le, c in buckets.items()}
+        deltas = self.clock.add(segment, fams, boundary=self.poked)
+        out: dict[str, Any] = {}
+        for key in ("ttft", "itl", "e2e"):
+            delta = deltas.get(key)
             for q, name in ((0.5, "p50"), (0.99, "p99")):
-                v = histogram_quantile(q, delta)
+                v = histogram_quantile(q, delta.buckets) if delta is not None else NA
                 out[f"{key}_{name}_ms"] = v * 1000.0 if v == v else NA  # none since the segment began: N/A
+        out["phases"] = dict(self.clock.phases.get(segment, {}))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The base summary plus, per segment, the server's phases (``clock``) from its last scrape in it."""
+        out = super().summary()
+        segments = out.get("segments")
+        if isinstance(segments, dict):
+            for seg, phases in self.clock.phases.items():
+                if phases:
+                    segments.setdefault(str(seg), {})["clock"] = {k: asdict(v) for k, v in phases.items()}
         return out
 
     def aggregate_values(self, sample: ServerSample) -> dict[str, float]:

@@ -7,7 +7,7 @@ arithmetic), so panes never branch on "is this metric available"; a source that 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from llmsurge.telemetry.na import NA
@@ -54,6 +54,22 @@ class GpuSample:
 
 
 @dataclass(frozen=True)
+class ServerPhase:
+    """One phase of a request on the server's own clock over the current segment (histogram deltas): its mean
+    (exact: ``_sum``/``_count``) and percentiles (interpolated inside the buckets)."""
+
+    count: float
+    mean_ms: float
+    p50_ms: float = NA
+    p99_ms: float = NA
+
+
+PHASES = ("queue", "prefill", "ttft", "decode")
+"""The phases reconciled with the client's TTFT: queue + prefill inside the engine; the server's TTFT adds its HTTP
+front end (tokenizing, detokenizing) from the request's arrival."""
+
+
+@dataclass(frozen=True)
 class ServerSample:
     """The server's own view from its ``/metrics``. Rates are over the last :attr:`rate_window` seconds."""
 
@@ -76,6 +92,8 @@ class ServerSample:
     itl_p99_ms: float = NA
     e2e_p50_ms: float = NA
     e2e_p99_ms: float = NA
+    phases: dict[str, ServerPhase] = field(default_factory=dict)
+    """:data:`PHASES` the server exports, over the current segment (vLLM: ``request_queue_time_seconds`` …)."""
     available: ClassVar[bool] = True
 
 

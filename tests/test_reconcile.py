@@ -1,0 +1,100 @@
+"""The server's clock as referee: per-segment phases from /metrics histograms, reconciled with our TTFT."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from pathlib import Path
+from typing import Any
+
+from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
+from llmsurge.engine.session import RunConfig, RunSession
+from llmsurge.metrics.reconcile import reconcile
+from llmsurge.sim.model import EngineTiming
+from llmsurge.sim.server import SimConfig
+from llmsurge.telemetry.prometheus import SegmentClock, parse_metrics
+from tests.helpers import rows, summary
+
+
+async def _run(tmp_path: Path, scenario: Scenario, sim: SimConfig) -> Path:
+    session = RunSession(RunConfig(scenario=scenario, workers=1, output=tmp_path / "r", sim_config=sim))
+    await session.prepare()
+    ctrl = await asyncio.to_thread(session.start)
+    try:
+        await asyncio.wait_for(ctrl.run(), 120)
+    finally:
+        await asyncio.to_thread(session.close)
+    session.save()
+    return session.output
+
+
+async def test_per_segment_phases_equal_the_servers_own_clock(tmp_path: Path) -> None:
+    """A simulated server with a batch of 2 and 6 requests in flight: requests queue inside it. Its /metrics
+    histograms over the segment must give the same prefill as each request's own timings (the sim's clock),
+    queue + prefill = its TTFT (it has no front end to speak of), and ours a loopback's cost above it."""
+    timing = EngineTiming(step_base=0.004, step_per_seq=0.0, prefill_per_token=0.00005, max_seqs=2)
+    shape = RequestShape(input_tokens=200, output_tokens=6)
+    scenario = Scenario("referee", "", (Stage(Load(concurrency=6), requests=48),), shape=shape, warmup=3)
+    out = await _run(tmp_path, scenario, SimConfig(timing=timing, timings=True))
+    seg = summary(out)["segments"][0]
+    rec = seg["reconciliation"]
+    clock = seg["telemetry"]["server"]["clock"]
+    assert clock["ttft"]["count"] == 48 and clock["queue"]["count"] == 48, clock  # our requests, not the warm-up's
+    ours = [r for r in rows(out, warmup=False) if r["status"] == "ok"]
+    assert len(ours) == 48
+    prefill = statistics.fmean(r["server_prompt_ms"] for r in ours)  # each request's own timings
+    assert abs(rec["server_prefill_ms_mean"] - prefill) < 0.01, (rec, prefill)
+    assert rec["server_queue_ms_mean"] > 10  # a batch of 2 under 6: they waited
+    assert abs(rec["server_queue_ms_mean"] + rec["server_prefill_ms_mean"] - rec["server_ttft_ms_mean"]) < 0.01
+    assert abs(rec["client_ttft_ms_mean"] - seg["mean_ttft_ms"]) < 1e-9
+    assert 0 <= rec["gap_ms_mean"] < 15, rec  # loopback, the server's HTTP handler and our read
+    assert rec["gap_ms_mean"] == rec["client_ttft_ms_mean"] - rec["server_ttft_ms_mean"]
+    assert 0 <= rec["client_side_ms_mean"] <= max(rec["gap_ms_mean"], 0)
+    assert rec["where"] in ("agree", "client", "server front end and network") and rec["verdict"]
+
+
+def _exposition(ttft: list[float], queue: list[float]) -> dict[str, Any]:
+    bounds = (0.01, 0.1, 1.0)
+
+    def hist(name: str, values: list[float]) -> str:
+        lines = [f"# TYPE {name} histogram"]
+        for b in bounds:
+            lines.append(f'{name}_bucket{{le="{b}"}} {sum(v <= b for v in values)}')
+        lines.append(f'{name}_bucket{{le="+Inf"}} {len(values)}')
+        lines.append(f"{name}_sum {sum(values)}")
+        lines.append(f"{name}_count {len(values)}")
+        return "\n".join(lines)
+
+    text = hist("vllm:time_to_first_token_seconds", ttft) + "\n" + hist("vllm:request_queue_time_seconds", queue)
+    return parse_metrics(text + "\n")
+
+
+def test_scrapes_partition_the_run_into_segments() -> None:
+    clock = SegmentClock()
+    clock.mark(1, _exposition([0.05] * 3, [0.01] * 3))  # after the warm-up: three requests already seen
+    clock.add(1, _exposition([0.05] * 3 + [0.2] * 4, [0.01] * 3 + [0.1] * 4))
+    one = clock.phases[1]
+    assert one["ttft"].count == 4 and abs(one["ttft"].mean_ms - 200.0) < 1e-6  # the warm-up left out
+    assert abs(one["queue"].mean_ms - 100.0) < 1e-6
+    # segment 2 opened: the scrape its opening asked for is its base; a later one holds only its own requests
+    clock.add(2, _exposition([0.05] * 3 + [0.2] * 5, [0.01] * 3 + [0.1] * 5), boundary=True)
+    assert clock.phases[2]["ttft"].count == 0 and clock.phases[1]["ttft"].count == 4
+    clock.add(2, _exposition([0.05] * 3 + [0.2] * 5 + [0.5] * 2, [0.01] * 3 + [0.1] * 5 + [0.3] * 2))
+    assert clock.phases[2]["ttft"].count == 2 and abs(clock.phases[2]["ttft"].mean_ms - 500.0) < 1e-6
+    # without a boundary scrape, the base is the segment before's last: nothing is lost between scrapes
+    clock.add(3, _exposition([0.05] * 3 + [0.2] * 5 + [0.5] * 3, [0.01] * 3 + [0.1] * 5 + [0.3] * 3))
+    assert clock.phases[3]["ttft"].count == 1
+
+
+def test_the_verdict_names_where_the_gap_lies() -> None:
+    clock = {"ttft": {"mean_ms": 141.0, "count": 100}, "queue": {"mean_ms": 20.0}, "prefill": {"mean_ms": 110.0}}
+    front = reconcile(618.0, clock, loop_lag_ms=0.0)  # the issue's vLLM on a saturated host
+    assert front is not None and front.where == "server front end and network"
+    assert front.gap_ms_mean == 477.0 and front.rest_ms == 477.0 and front.server_front_ms_mean == 11.0
+    assert "477.0 of the 477.0 ms" in front.verdict
+    client = reconcile(618.0, clock, loop_lag_ms=400.0)
+    assert client is not None and client.where == "client" and client.client_side_ms_mean == 400.0
+    assert "the client is the bottleneck" in client.verdict
+    agree = reconcile(142.0, clock, loop_lag_ms=0.2)
+    assert agree is not None and agree.where == "agree"
+    assert reconcile(None, clock, 0.0) is None and reconcile(100.0, {}, 0.0) is None
