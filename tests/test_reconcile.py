@@ -58,8 +58,7 @@ def _exposition(ttft: list[float], queue: list[float]) -> dict[str, Any]:
 
     def hist(name: str, values: list[float]) -> str:
         lines = [f"# TYPE {name} histogram"]
-        for b in bounds:
-            lines.append(f'{name}_bucket{{le="{b}"}} {sum(v <= b for v in values)}')
+        lines += [f'{name}_bucket{{le="{b}"}} {sum(v <= b for v in values)}' for b in bounds]
         lines.append(f'{name}_bucket{{le="+Inf"}} {len(values)}')
         lines.append(f"{name}_sum {sum(values)}")
         lines.append(f"{name}_count {len(values)}")
