@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
+import os
 import statistics
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
 from llmsurge.engine.session import RunConfig, RunSession
@@ -13,7 +17,7 @@ from llmsurge.metrics.reconcile import reconcile
 from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.server import SimConfig
 from llmsurge.telemetry.prometheus import SegmentClock, parse_metrics
-from tests.helpers import rows, summary
+from tests.helpers import rows, summary, until
 
 
 async def _run(tmp_path: Path, scenario: Scenario, sim: SimConfig) -> Path:
@@ -97,3 +101,71 @@ def test_the_verdict_names_where_the_gap_lies() -> None:
     agree = reconcile(142.0, clock, loop_lag_ms=0.2)
     assert agree is not None and agree.where == "agree"
     assert reconcile(None, clock, 0.0) is None and reconcile(100.0, {}, 0.0) is None
+
+
+def test_the_referee_puts_a_client_gap_on_the_client_health_line() -> None:
+    from llmsurge.metrics.health import Cause, ClientHealth
+    from llmsurge.metrics.snapshot import _with_referee
+
+    clock = {"ttft": {"mean_ms": 40.0, "count": 50}}
+    fine = ClientHealth(1, 3.0, 0.2, Cause.NONE, "")
+    starved = reconcile(90.0, clock, loop_lag_ms=45.0)
+    assert starved is not None and starved.where == "client"
+    said = _with_referee(fine, starved)
+    assert said.saturated and "the client is the bottleneck" in said.reason and "--workers" in said.reason
+    assert _with_referee(fine, reconcile(41.0, clock, 0.5)) is fine
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
+@pytest.mark.slow
+async def test_a_starved_client_shows_a_growing_client_share(tmp_path: Path) -> None:
+    """The same load twice against a simulated server on its own core; in the second segment three CPU burners
+    share the worker's core. The server's clock is unchanged, ours is late by the wait for a core: the
+    reconciliation puts that on the client."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores to pin the server and the client apart")
+    server_core, client_core = sorted(os.sched_getaffinity(0))[:2]
+    timing = EngineTiming(step_base=0.005, step_per_seq=0.0, prefill_per_token=0.00001, max_seqs=256)
+    shape = RequestShape(input_tokens=200, output_tokens=64)
+    load = Load(concurrency=48)  # ~10k token events/s: the worker needs a good share of its core
+    stages = (Stage(load, duration=4.0), Stage(load, duration=4.0))
+    scenario = Scenario("starved", "", stages, shape=shape)
+    cfg = RunConfig(scenario=scenario, workers=1, output=tmp_path / "r", sim_config=SimConfig(timing=timing))
+    session = RunSession(cfg)
+    await session.prepare()
+    assert session.sim is not None
+    for pid in session.sim.pids:
+        os.sched_setaffinity(pid, {server_core})
+    ctrl = await asyncio.to_thread(session.start)
+    for pid in session.worker_pids():
+        os.sched_setaffinity(pid, {client_core})
+    ctx = mp.get_context("spawn")
+    burners: list[mp.process.BaseProcess] = []
+    task = asyncio.create_task(ctrl.run())
+    try:
+        await until(lambda: session.bus.current_segment() == 2 or task.done(), 30)
+        for _ in range(4):
+            p = ctx.Process(target=_burn, daemon=True)
+            p.start()
+            assert p.pid is not None
+            os.sched_setaffinity(p.pid, {client_core})
+            burners.append(p)
+        await asyncio.wait_for(task, 60)
+    finally:
+        for p in burners:
+            p.kill()
+            p.join(5)
+        if not task.done():
+            ctrl.stop()
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.to_thread(session.close)
+    session.save()
+    calm, starved = (seg["reconciliation"] for seg in summary(session.output)["segments"])
+    assert starved["client_side_ms_mean"] > calm["client_side_ms_mean"] + 5.0, (calm, starved)
+    assert starved["gap_ms_mean"] > calm["gap_ms_mean"] + 5.0, (calm, starved)
+    assert starved["where"] == "client", starved
+    assert starved["server_ttft_ms_mean"] < calm["server_ttft_ms_mean"] + 10.0  # the server is no slower: we are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from llmsurge.metrics.health import Cause, ClientHealth
+from llmsurge.metrics.reconcile import reconcile
 from llmsurge.metrics.snapshot import RequestRow, SegmentRow, Snapshot
 from llmsurge.metrics.stats import Distribution, Figures
 from llmsurge.telemetry.samples import GpuReading, GpuSample, ServerSample, Unavailable
@@ -163,6 +164,11 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
         client=ClientHealth(1, 1.5, 0.12, Cause.NONE, ""),
         warmup_done=0,
         telemetry=telemetry,
+        reconciliation=reconcile(
+            51.0,
+            {"ttft": {"mean_ms": 46.0, "count": 270}, "queue": {"mean_ms": 9.0}, "prefill": {"mean_ms": 35.0}},
+            1.5,
+        ),
         info={
             "url": "http://127.0.0.1:8000 (simulated)",
             "model": "llmsurge-sim",

@@ -71,7 +71,8 @@ def reconcile(client_ttft_ms: float | None, clock: dict[str, Any], loop_lag_ms: 
     lag = max(0.0, _finite(loop_lag_ms) or 0.0)
     ours = min(lag, max(gap, 0.0))
     rest = max(0.0, gap - ours)
-    if gap <= max(AGREE_MS, AGREE_SHARE * server):
+    tolerance = max(AGREE_MS, AGREE_SHARE * server)
+    if gap <= tolerance or (rest <= ours <= tolerance):
         where = "agree"
         verdict = f"the clocks agree: our TTFT is the server's {server:.1f} ms + {gap:.1f} ms of loopback and reading"
     elif ours >= rest:

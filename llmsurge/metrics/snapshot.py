@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent, WorkerRow
-from llmsurge.metrics.health import ClientHealth, client_health
+from llmsurge.metrics.health import Cause, ClientHealth, client_health
+from llmsurge.metrics.reconcile import Reconciliation, reconcile
 from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.slo import Slo
@@ -147,6 +148,8 @@ class Snapshot:
     """The per-worker table: each worker process or Ray actor (host names already safe to show)."""
     progress: RunProgress | None = None
     """How far a bounded run has come (None: unbounded, steered by hand, or not started)."""
+    reconciliation: Reconciliation | None = None
+    """The current segment's TTFT, ours against the server's clock (None: the server exports no TTFT histogram)."""
     """The decode ceiling in output tok/s at the current batch (the rate chart draws it when it is in view)."""
     """The SLO that goodput in ``segment_figures``/``run_figures`` (``request_goodput``, ``good_share``) is held to."""
 
@@ -159,6 +162,32 @@ class _Stats:
     run_figures: Figures
     ttft_hist: tuple[tuple[float, ...], tuple[int, ...]]
     rows: tuple[SegmentRow, ...]
+
+
+def _reconciliation(view: BusView, figures: Figures) -> Reconciliation | None:
+    """The current segment's TTFT against the server's own phases (its live ``/metrics`` sample)."""
+    phases = getattr(view.telemetry.get("server"), "phases", None)
+    segs = view.segments
+    ttft = figures["ttft"]
+    if not phases or not segs or not ttft.n:
+        return None
+    clock = {k: {"mean_ms": p.mean_ms, "count": p.count} for k, p in phases.items()}
+    return reconcile(ttft.mean, clock, segs[-1].mean_loop_lag_ms)
+
+
+def _with_referee(health: ClientHealth, rec: Reconciliation | None) -> ClientHealth:
+    """The client-health line, told when the server's clock puts the gap in our TTFT on the client."""
+    if rec is None or rec.where != "client":
+        return health
+    said = (
+        f"our loop lag is {rec.client_side_ms_mean:.0f} of the {rec.gap_ms_mean:.0f} ms our TTFT adds to the"
+        " server's clock: the client is the bottleneck"
+    )
+    if health.saturated:
+        return dataclasses.replace(health, reason=f"{health.reason}; {said}")
+    return dataclasses.replace(
+        health, cause=Cause.LOOP_LAG, reason=f"{said} (add --workers, or move the client off the server's cores)"
+    )
 
 
 class SnapshotBuilder:
@@ -259,6 +288,7 @@ class SnapshotBuilder:
     def _assemble(self, view: BusView, stats: _Stats) -> Snapshot:
         segs = view.segments
         current = segs[-1] if segs else None
+        rec = _reconciliation(view, stats.segment_figures)
         return Snapshot(
             elapsed=view.now - view.run_start if view.run_start else 0.0,
             state=view.state,
@@ -282,7 +312,7 @@ class SnapshotBuilder:
             ttft_hist=stats.ttft_hist,
             recent=request_rows(view),
             segments=stats.rows,
-            client=client_health(list(view.workers), view.host_cpu),
+            client=_with_referee(client_health(list(view.workers), view.host_cpu), rec),
             warmup_done=view.warmup_done,
             stats_version=stats.version,
             events=tuple(dataclasses.replace(e, message=shown(e.message, limit=600)) for e in view.events[-20:]),
@@ -294,6 +324,7 @@ class SnapshotBuilder:
             client_hosts=view.hosts,
             workers=tuple(dataclasses.replace(w, host=shown(w.host)) for w in view.worker_rows),
             progress=self.progress() if self.progress is not None else None,
+            reconciliation=rec,
         )
 
     def _roofline(self, view: BusView, seg: Figures) -> tuple[str, str, float | None]:

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from llmsurge.metrics.reconcile import Reconciliation
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.redaction import shown
 from llmsurge.render.format import bar, ms, num
@@ -187,9 +188,33 @@ class HostPane(TelemetryPane):
 
 
 class ServerPane(TelemetryPane):
-    """The server's own view: running, waiting, KV cache, prefix-cache hits, its TTFT next to ours."""
+    """The server's own view: running, waiting, KV cache, prefix-cache hits, its TTFT next to ours, and where our
+    TTFT went by its clock."""
 
     source = "server"
+    WENT_BAR = 10
+
+    def _ttft_went(self, rec: Reconciliation) -> Text:
+        """One line: a bar of our mean TTFT split by the server's clock — queue, prefill, the server's front end,
+        then outside it (the front end before arrival and the network, then our own loop lag) — and the figures."""
+        parts = [
+            ("q", rec.server_queue_ms_mean, "warn", "█"),
+            ("pre", rec.server_prefill_ms_mean, "strong", "█"),
+            ("srv", rec.server_front_ms_mean, "muted", "▓"),
+        ]
+        if rec.server_queue_ms_mean is None or rec.server_prefill_ms_mean is None:  # only the server's TTFT
+            parts = [("srv", rec.server_ttft_ms_mean, "strong", "█")]
+        parts += [("out", rec.rest_ms, "muted", "░"), ("ours", rec.client_side_ms_mean, "bad", "█")]
+        total = max(rec.client_ttft_ms_mean, sum(v or 0.0 for _n, v, _r, _g in parts), 1e-9)
+        out = Text()
+        used = 0
+        for _name, value, role, glyph in parts:
+            cells = max(0, min(round((value or 0.0) / total * self.WENT_BAR), self.WENT_BAR - used))
+            out.append(glyph * cells, style=self.role(role))
+            used += cells
+        figures = " ".join(f"{n} {v:.0f}" for n, v, _r, _g in parts if v is not None and v >= 0.5)
+        out.append(f" {figures} ms", style=self.role("muted") if rec.where == "agree" else "")
+        return out
 
     def render_sample(self, sample: ServerSample, snap: Snapshot) -> RenderableType:
         waiting = sample.waiting
@@ -206,15 +231,17 @@ class ServerPane(TelemetryPane):
             (0, "running", num(sample.running, 0)),
             (1, "waiting", Text(num(waiting, 0), style=self.role("warn") if (waiting or 0) > 0 else "")),
             (2, "KV cache", f"{bar(sample.kv_cache, 10)} {_percent(sample.kv_cache)}"),
-            (5, "prefix hits", _percent(sample.prefix_hit_rate)),
+            (7, "prefix hits", _percent(sample.prefix_hit_rate)),
             (3, "server tok/s", rates),
             (4, "TTFT p50/p99", server),
             (
-                6,
+                5,
                 "  ours",
                 f"{ms(ours.at(50.0))}/{ms(ours.at(99.0))} ms" if ours.n else "—",
             ),
         ]
+        if snap.reconciliation is not None:
+            rows.append((6, "TTFT went", self._ttft_went(snap.reconciliation)))
         if sample.preemptions_per_s:
             rows.insert(3, (1, "preemptions", Text(f"{num(sample.preemptions_per_s, 2)}/s", style=self.role("bad"))))
         fixed = self.styles.height is not None and not self.styles.height.is_auto
