@@ -60,6 +60,7 @@ MODELS = (
     "json-answer",
     "busy",
     "counted",
+    "bunched",
 )
 MARKUP = "[bold red]PWNED[/] [link=http://x]click[/link] [/bold]"
 EVIL = "esc\x1b[2JPWNED\x1b]0;PWNED-TITLE\x07\x1b]52;c;UFdORUQ=\x07\u009b31mPWNED\u202eDENWP\x07end"
@@ -129,6 +130,18 @@ async def _generate(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         for i in range(0, len(payload), 16):
             await resp.write(payload[i : i + 16])
+        await resp.write_eof()
+        return resp
+    if model == "bunched":  # 16 tokens written four chunks at a time, 20 ms apart (a server batching its sends)
+        resp = await _stream(request)
+        for group in range(4):
+            await asyncio.sleep(0.02)
+            last = group == 3
+            await resp.write(
+                b"".join(_chunk(f" w{group}.{i}", "length" if last and i == 3 else None) for i in range(4))
+            )
+        usage = {"prompt_tokens": 7, "completion_tokens": 16, "total_tokens": 23}
+        await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\ndata: [DONE]\n\n")
         await resp.write_eof()
         return resp
     if model == "redirect":

@@ -361,3 +361,18 @@ def test_ipv6_urls_are_printed_so_they_can_be_used() -> None:
     assert url_for("127.0.0.1", 8000) == "http://127.0.0.1:8000"
     with pytest.raises(ValueError, match="port 89122"):
         normalize_base_url("http://127.0.0.1:89122")
+
+
+def test_bunched_chunks_are_said_where_itl_is_shown(hostile_url: str, tmp_path: Path) -> None:
+    """A server that writes four tokens per send: three gaps in four are zero. ITL is then per chunk — said, with
+    the per-token figure (TPOT) beside it."""
+    out = tmp_path / "b"
+    r = _run("run", hostile_url, "--model", "bunched", "-c", "2", "-n", "6", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["completed"] == 6
+    assert 0.6 <= s["itl_bunched_share"] <= 0.8, s["itl_bunched_share"]  # 12 of 16 gaps (the first: TTFT)
+    assert s["segments"][0]["itl_bunched_share"] == s["itl_bunched_share"]
+    assert s["median_tpot_ms"] > 3.0 and s["median_itl_ms"] < 0.1  # per token ~5 ms; the chunk view says 0
+    said = " ".join(r.stdout.split())  # the caption wraps to the table's width
+    assert "ITL gaps < 0.1 ms (bunched) †" in said and "ITL counts chunks, TPOT is per token" in said

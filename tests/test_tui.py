@@ -715,3 +715,22 @@ async def test_a_zoomed_host_pane_shows_each_worker(sim_url: str, tmp_path: Path
         assert sum(r.done for r in rows) == bus.view().warmup_done + sum(s.ok for s in bus.view().segments)
         await pilot.press("q")
         await _until(pilot, lambda: not app.is_running, 60)
+
+
+async def test_the_latency_pane_says_when_itl_counts_bunched_chunks() -> None:
+    """ITL p50 0.00 beside TPOT 7.8 ms: the server wrote several chunks per send. The pane says so, and which
+    figure is per token."""
+    import dataclasses
+
+    snap = seeded_snapshot()
+    bunched = dataclasses.replace(
+        snap, segment_figures=dataclasses.replace(snap.segment_figures, itl_bunched_share=0.62)
+    )
+    for data, said in ((snap, False), (bunched, True)):
+        app = make_app(RunConfig(scenario=find_preset("demo")), snapshot_source=lambda s=data: s)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.pause()
+            app.refresh_panes(True)
+            await pilot.pause()
+            screen = "\n".join(_cells(app))
+            assert ("ITL†" in screen and "62% of gaps < 0.1 ms" in screen and "per token: TPOT" in screen) == said

@@ -16,12 +16,14 @@ from ddsketch import DDSketch
 
 RELATIVE_ACCURACY = 0.01
 EXACT_UP_TO = 10_000
+BUNCHED_S = 1e-4
+"""A gap shorter than this (0.1 ms) is no time between tokens: the server wrote several chunks in one send."""
 
 
 class ItlSketch:
     """Values in seconds; exact while few, sketched after. One writer (the bus, under its lock)."""
 
-    __slots__ = ("_exact", "count", "sketch", "sum", "sumsq")
+    __slots__ = ("_exact", "bunched", "count", "sketch", "sum", "sumsq")
 
     def __init__(self) -> None:
         self.sketch = DDSketch(RELATIVE_ACCURACY)
@@ -29,12 +31,15 @@ class ItlSketch:
         self.count = 0
         self.sum = 0.0
         self.sumsq = 0.0
+        self.bunched = 0
+        """Gaps under :data:`BUNCHED_S`."""
 
     def extend(self, values: Sequence[float]) -> None:
         """Add one request's values."""
         add = self.sketch.add
         total = 0.0
         squares = 0.0
+        bunched = 0
         for v in values:
             if v > 0.0:
                 add(v)
@@ -42,6 +47,9 @@ class ItlSketch:
                 add(1e-9)  # a gap of zero (two chunks in one read): the sketch indexes positive values only
             total += v
             squares += v * v
+            if v < BUNCHED_S:
+                bunched += 1
+        self.bunched += bunched
         self.count += len(values)
         self.sum += total
         self.sumsq += squares
@@ -56,7 +64,7 @@ class ItlSketch:
         other = ItlSketch()
         other.sketch.merge(self.sketch)
         other._exact = array("d", self._exact) if self._exact is not None else None
-        other.count, other.sum, other.sumsq = self.count, self.sum, self.sumsq
+        other.count, other.sum, other.sumsq, other.bunched = self.count, self.sum, self.sumsq, self.bunched
         return other
 
     def merge(self, other: ItlSketch) -> None:
@@ -69,11 +77,17 @@ class ItlSketch:
         self.count += other.count
         self.sum += other.sum
         self.sumsq += other.sumsq
+        self.bunched += other.bunched
 
     @property
     def exact(self) -> Sequence[float] | None:
         """Every value, while there are few enough to keep them all (then statistics are exact); else None."""
         return self._exact
+
+    @property
+    def bunched_share(self) -> float | None:
+        """Share of gaps under :data:`BUNCHED_S` (None: no gaps)."""
+        return self.bunched / self.count if self.count else None
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile (0..1), within the sketch's relative error (NaN when empty)."""

@@ -125,6 +125,10 @@ class Distribution:
 EMPTY = Distribution()
 
 
+BUNCHED_NOTE = 0.1
+"""A tenth of the ITL gaps bunched: ITL is then read per chunk, and TPOT is the per-token figure."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Figures:
     """A scope's statistics (one segment, or the run), typed for the panes: a :class:`Distribution` per latency
@@ -142,6 +146,8 @@ class Figures:
     """Open loop: p99 of how late requests left against their schedule (None: nothing was scheduled)."""
     late_share: float = 0.0
     schedule_kept: bool = True
+    itl_bunched_share: float | None = None
+    """Share of ITL gaps under 0.1 ms: chunks the server wrote together (ITL is then per chunk, TPOT per token)."""
 
     def __getitem__(self, name: str) -> Distribution:
         """``figures["ttft"]``: a latency figure's distribution (empty when it has none)."""
@@ -162,8 +168,15 @@ class Figures:
         out: dict[str, float] = {}
         for name, dist in self.latency.items():
             out.update(dist.keys(name, with_n=True))
+        if self.itl_bunched_share is not None:
+            out["itl_bunched_share"] = self.itl_bunched_share
         out.update(self.good)
         return out
+
+    @property
+    def bunched(self) -> bool:
+        """Whether enough ITL gaps are bunched (:data:`BUNCHED_NOTE`) that ITL must be read per chunk."""
+        return (self.itl_bunched_share or 0.0) >= BUNCHED_NOTE
 
 
 def describe_ms(

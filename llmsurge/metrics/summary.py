@@ -89,6 +89,7 @@ def scope_figures(
         lag_p99_ms=None if schedule is None else schedule["lag_p99_ms"],
         late_share=0.0 if schedule is None else schedule["late_share"],
         schedule_kept=True if schedule is None else bool(schedule["kept"]),
+        itl_bunched_share=itl.bunched_share,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from llmsurge.metrics.stats import thin
+from llmsurge.metrics.stats import BUNCHED_NOTE, thin
 from llmsurge.render.format import MISSING
 
 
@@ -17,6 +17,10 @@ def _cell(value: float | str | None, fmt: str, weak: bool = False) -> str:
     if value is None:
         return MISSING
     return fmt.format(value) + ("*" if weak else "")
+
+
+THIN_CAPTION = "* fewer values than the percentile needs (p90 about 10, p99 about 100): read it as the maximum"
+BUNCHED_CAPTION = "† the server sent several tokens per write: ITL counts chunks, TPOT is per token"
 
 
 def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Table:
@@ -59,6 +63,8 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
         row("Request goodput (req/s)", "request_goodput")
         row("Good output throughput (tok/s)", "good_output_throughput")
     starred = False
+    bunched_share = summary.get("itl_bunched_share")
+    bunched = isinstance(bunched_share, float) and bunched_share >= BUNCHED_NOTE
     for name, label in (
         ("ttft", "Time to First Token"),
         ("tpot", "Time per Output Token (excl. 1st)"),
@@ -78,6 +84,8 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
             starred |= weak
             value = summary.get(f"{key}_{name}_ms") if n or "n_ttft" not in summary else None
             t.add_row(f"{stat} {name.upper()} (ms)", _cell(value, "{:.2f}", weak))
+        if name == "itl" and bunched:
+            t.add_row(Text("ITL gaps < 0.1 ms (bunched) †", style="dim"), Text(f"{bunched_share:.1%}", style="dim"))
     reasoning = summary.get("reasoning")
     if reasoning:
         t.add_section()
@@ -85,8 +93,13 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
         t.add_row("Mean reasoning tokens", _cell(reasoning.get("mean_reasoning_tokens"), "{:.1f}"))
         t.add_row("Median time to first reasoning token (ms)", _cell(reasoning.get("median_ttfr_ms"), "{:.2f}"))
         t.add_row("Median time to first answer token (ms)", _cell(reasoning.get("median_answer_ttfc_ms"), "{:.2f}"))
+    captions = []
     if starred:
-        t.caption = "* fewer values than the percentile needs (p90 about 10, p99 about 100): read it as the maximum"
+        captions.append(THIN_CAPTION)
+    if bunched:
+        captions.append(BUNCHED_CAPTION)
+    if captions:
+        t.caption = "\n".join(captions)
     return t
 
 

@@ -29,7 +29,10 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
         for scope in scopes:
             for name in names:
                 t.add_column(f"{scope} {name}" if name == "p50" else name, justify="right", no_wrap=True)
+        bunched = snap.segment_figures.bunched
         for label, key in ROWS:
+            if key == "itl" and bunched:
+                label = "ITL†"  # per chunk: the note below says how many gaps were bunched
             cells: list[Text] = []
             for figures in (snap.segment_figures, snap.run_figures)[: len(scopes)]:
                 dist = figures[key]
@@ -42,4 +45,10 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
                     cells.append(Text(ms(dist.mean) if dist.n else "—"))
                 cells.append(Text(compact(dist.n), style=muted))
             t.add_row(label, *cells)
+        if bunched:
+            share = snap.segment_figures.itl_bunched_share or 0.0
+            long = f"† per chunk: {share:.0%} of gaps < 0.1 ms (several tokens per send); per token: TPOT"
+            t.caption = long if len(long) <= width else f"† {share:.0%} of gaps < 0.1 ms; per token: TPOT"
+            t.caption_style = muted
+            t.caption_justify = "left"
         self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow
