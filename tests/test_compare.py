@@ -78,6 +78,8 @@ def test_speed_changes_read_as_people_write_them() -> None:
     assert speed_change(84.3, 40.1, lower_is_better=False) == ("2.1x slower", False)
     assert speed_change(71, 143, lower_is_better=True) == ("2.0x slower", False)  # a TTFT that doubled
     assert speed_change(100, 5, lower_is_better=False) == ("20x slower", False)
+    assert speed_change(139, 620, lower_is_better=True, amount=True) == ("4.5x higher", False)  # watts
+    assert speed_change(2.16, 0.204, lower_is_better=False, amount=True) == ("11x lower", False)  # tokens per joule
     assert speed_change(84.3, 43.3, lower_is_better=False) == ("-48.6%", False)  # within 2x: a percentage
     assert speed_change(1002, 1661, lower_is_better=False)[0] == "+65.8%"
     assert speed_change(7001, 4513, lower_is_better=True) == ("-35.5%", True)

@@ -169,3 +169,24 @@ async def test_a_starved_client_shows_a_growing_client_share(tmp_path: Path) -> 
     assert starved["gap_ms_mean"] > calm["gap_ms_mean"] + 5.0, (calm, starved)
     assert starved["where"] == "client", starved
     assert starved["server_ttft_ms_mean"] < calm["server_ttft_ms_mean"] + 10.0  # the server is no slower: we are
+
+
+async def test_compare_places_a_ttft_regression_on_the_server(tmp_path: Path) -> None:
+    """The same load against a server with a batch of 8, then of 2: our TTFT grows, and by the server's clock the
+    growth is its queue — compare shows its figures beside ours and says where the change lies."""
+    from llmsurge.metrics.compare import compare
+    from llmsurge.metrics.runs import load_run
+
+    shape = RequestShape(input_tokens=100, output_tokens=12)
+    scenario = Scenario("c6", "", (Stage(Load(concurrency=6), requests=36),), shape=shape)
+    runs = []
+    for seqs in (8, 2):
+        timing = EngineTiming(step_base=0.004, step_per_seq=0.0, prefill_per_token=0.00005, max_seqs=seqs)
+        runs.append(await _run(tmp_path / f"b{seqs}", scenario, SimConfig(timing=timing)))
+    cmp = compare([load_run(str(p)) for p in runs])
+    rows = {row.metric.label: row for row in cmp.levels[0].rows}
+    queue = rows["server's queue (mean)"]
+    assert queue.values[1] > queue.values[0] + 10  # type: ignore[operator]
+    assert "TTFT outside the server (mean)" in rows and "  of which our loop lag" in rows
+    placed = [n for n in cmp.notes if "mean TTFT" in n]
+    assert len(placed) == 1 and "on the server: its own TTFT moved +" in placed[0], cmp.notes

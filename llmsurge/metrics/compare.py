@@ -50,10 +50,20 @@ def _latency_rows() -> list[Metric]:
     return rows
 
 
+AMOUNTS = ("W", "GiB", "tok/J")
+"""Units of quantities rather than speeds: their changes read "higher"/"lower", not "faster"/"slower"."""
+REFEREE = "reconciliation."
+"""Keys under a segment's ``reconciliation`` (the server's clock): rows only when both runs carry it."""
+
 METRICS: tuple[Metric, ...] = (
     Metric("request_throughput", "request throughput", "req/s", False),
     Metric("output_throughput", "output throughput", "tok/s", False),
     *_latency_rows(),
+    Metric(REFEREE + "server_ttft_ms_mean", "server's TTFT (its clock, mean)", "ms", True),
+    Metric(REFEREE + "server_queue_ms_mean", "server's queue (mean)", "ms", True),
+    Metric(REFEREE + "server_prefill_ms_mean", "server's prefill (mean)", "ms", True),
+    Metric(REFEREE + "gap_ms_mean", "TTFT outside the server (mean)", "ms", True),
+    Metric(REFEREE + "client_side_ms_mean", "  of which our loop lag", "ms", True),
     Metric("error_rate", "error rate", "%", True),
     Metric("request_goodput", "goodput", "req/s", False),
     Metric("good_share", "good share", "%", False),
@@ -101,9 +111,10 @@ class Comparison:
     matched: bool = True  # levels matched by load (False: whole-run figures, the loads differ)
 
 
-def speed_change(base: float, new: float, lower_is_better: bool) -> tuple[str, bool | None]:
+def speed_change(base: float, new: float, lower_is_better: bool, amount: bool = False) -> tuple[str, bool | None]:
     """``+12.5%`` / ``-35.5%`` within 2x; past it, ``49x faster`` or ``2.0x slower`` — the factor is always the
-    larger over the smaller, as people write it (a TTFT from 71 to 143 ms is 2.0x slower, not 0.5x)."""
+    larger over the smaller, as people write it (a TTFT from 71 to 143 ms is 2.0x slower, not 0.5x). ``amount``:
+    a quantity, not a speed (watts, GiB, tokens per joule): ``4.5x higher`` / ``11x lower``."""
     if base == 0 or new == 0:
         return ("n/a", None) if base == new == 0 else (f"{'+' if new > base else '-'}∞", None)
     factor = base / new if lower_is_better else new / base
@@ -111,6 +122,8 @@ def speed_change(base: float, new: float, lower_is_better: bool) -> tuple[str, b
     if factor >= 2 or factor <= 0.5:
         times = factor if factor > 1 else 1 / factor
         text = f"{times:.0f}x" if times >= 10 else f"{times:.1f}x"
+        if amount:
+            return f"{text} {'higher' if new > base else 'lower'}", factor > 1
         return (f"{text} faster", True) if factor > 1 else (f"{text} slower", False)
     return f"{(new - base) / base * 100:+.1f}%", better
 
@@ -140,6 +153,10 @@ def _figure(run: SavedRun, seg: dict[str, Any], metric: Metric) -> float | None:
     """A figure of one level (telemetry-derived ones computed here)."""
     if metric.key.startswith(("gpu_", "tok_per")):
         return _gpu_figure(run, seg, metric.key)
+    if metric.key.startswith(REFEREE):
+        rec = seg.get("reconciliation")
+        value = rec.get(metric.key.removeprefix(REFEREE)) if isinstance(rec, dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
     value = seg.get(metric.key)
     if value is None or not isinstance(value, (int, float)):
         return None
@@ -198,7 +215,7 @@ def _change(
         diff = new - base
         better = None if abs(diff) < 1e-9 else diff < 0
         return Change(f"{diff:+.2f} pts", better)
-    text, better = speed_change(base, new, metric.lower_is_better)
+    text, better = speed_change(base, new, metric.lower_is_better, amount=metric.unit in AMOUNTS)
     if metric.stat is None or metric.metric is None:
         return Change(text, better)
     a, b = base_run.values(metric.metric, load), run.values(metric.metric, load)
@@ -208,6 +225,36 @@ def _change(
     if lo <= 0 <= hi or abs(new - base) < RESOLUTION * abs(base):
         return Change("within noise", None, (lo, hi), True)
     return Change(text, better, (lo, hi), True)
+
+
+def _placed(runs: list[SavedRun], segs: list[dict[str, Any]]) -> list[str]:
+    """Where a change of mean TTFT lies, by the server's clock, for each candidate whose level and the baseline's
+    both carry a reconciliation: on the server (its TTFT moved as much), or outside it."""
+    base = segs[0].get("reconciliation")
+    if not isinstance(base, dict):
+        return []
+    out = []
+    for run, seg in zip(runs[1:], segs[1:], strict=True):
+        rec = seg.get("reconciliation")
+        if not isinstance(rec, dict):
+            continue
+        ours = rec["client_ttft_ms_mean"] - base["client_ttft_ms_mean"]
+        server = rec["server_ttft_ms_mean"] - base["server_ttft_ms_mean"]
+        if abs(ours) < max(1.0, RESOLUTION * base["client_ttft_ms_mean"]):
+            continue
+        outside = ours - server
+        mine = rec["client_side_ms_mean"] - base["client_side_ms_mean"]
+        if abs(server) >= abs(outside):
+            where = f"on the server: its own TTFT moved {server:+.1f} ms"
+        elif abs(mine) >= abs(outside - mine):
+            where = f"on the client: our loop lag's share moved {mine:+.1f} ms (the server's TTFT {server:+.1f} ms)"
+        else:
+            where = (
+                f"outside the server's clock — its HTTP front end or the network — {outside:+.1f} ms"
+                f" (the server's TTFT {server:+.1f} ms, our loop lag's share {mine:+.1f} ms)"
+            )
+        out.append(f"{run.label}: mean TTFT {ours:+.1f} ms, {where}")
+    return out
 
 
 def _load_value(load: str) -> float:
@@ -228,6 +275,7 @@ def compare(runs: list[SavedRun]) -> Comparison:
             segs = [s for r in runs if (s := r.level(load)) is not None]
             rows = [row for m in METRICS if (row := _row(runs, segs, m, load)) is not None]
             levels.append(Level(load, rows))
+            notes += [f"{load}: {said}" for said in _placed(runs, segs)]
         matched = True
     else:
         loads = ["/".join(str(s.get("load")) for s in r.segments) for r in runs]

@@ -74,7 +74,10 @@ def reconcile(client_ttft_ms: float | None, clock: dict[str, Any], loop_lag_ms: 
     tolerance = max(AGREE_MS, AGREE_SHARE * server)
     if gap <= tolerance or (rest <= ours <= tolerance):
         where = "agree"
-        verdict = f"the clocks agree: our TTFT is the server's {server:.1f} ms + {gap:.1f} ms of loopback and reading"
+        verdict = (
+            f"the clocks agree: our TTFT is the server's {server:.1f} ms + {gap:.1f} ms outside its clock"
+            f" (our loop lag {lag:.1f} ms)"
+        )
     elif ours >= rest:
         where = "client"
         verdict = (
