@@ -163,7 +163,17 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         help="multi-turn chats: each user sends N turns, the growing history each time (closed loop)",
     )
     g.add_argument("--think-time", type=_wait, metavar="SECONDS", help="pause between a user's turns")
-    g.add_argument("--endpoint", choices=("chat", "completions"), help="/v1/chat/completions or /v1/completions")
+    g.add_argument(
+        "--endpoint",
+        choices=("chat", "completions", "responses", "embeddings", "rerank"),
+        help="/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings or /v1/rerank",
+    )
+    g.add_argument(
+        "--batch", type=lambda v: _whole(v, 1, 4096), metavar="N", help="embeddings: inputs per request (default 1)"
+    )
+    g.add_argument(
+        "--documents", type=lambda v: _whole(v, 1, 4096), metavar="N", help="rerank: documents per query (default 8)"
+    )
     g.add_argument("--no-stream", action="store_true", help="ask for whole responses instead of SSE")
     g.add_argument("--no-ignore-eos", action="store_true", help="let the model stop early")
     g.add_argument("--temperature", type=_temperature, help="sampling temperature (0-2)")
@@ -247,6 +257,8 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         turns=args.turns,
         think_time=args.think_time,
         endpoint=args.endpoint,
+        batch=args.batch,
+        documents=args.documents,
         stream=False if args.no_stream else None,
         ignore_eos=False if args.no_ignore_eos else None,
         temperature=args.temperature,

@@ -36,7 +36,9 @@ def progress_line(s: Snapshot, total: int | None) -> str:
         f"done {done}{of}",
         f"in flight {s.inflight}",
         f"failed {s.failed}",
-        f"{s.output_tok_s:,.0f} tok/s",
+        f"{s.request_s * s.inputs_per_request:,.0f} inputs/s"
+        if s.inputs_per_request
+        else f"{s.output_tok_s:,.0f} tok/s",
         f"{s.request_s:.1f} req/s",
         f"elapsed {el // 60}:{el % 60:02d}",
     ]

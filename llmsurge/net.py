@@ -60,6 +60,15 @@ def url_credentials(url: str) -> tuple[str, str] | None:
     return parsed.username, parsed.password
 
 
+ENDPOINT_PATHS = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "responses": "/v1/responses",
+    "embeddings": "/v1/embeddings",
+    "rerank": "/v1/rerank",  # vLLM, llama.cpp and Jina; TEI serves /rerank
+}
+
+
 @dataclass(frozen=True)
 class Target:
     """Where requests go. ``api_key`` and ``basic_auth`` are secrets: never printed, logged or written."""
@@ -102,9 +111,8 @@ class Target:
             register_basic_auth(*self.basic_auth)
 
     def url(self, endpoint: str) -> str:
-        """The URL of ``chat`` or ``completions``."""
-        path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
-        return self.base_url + path
+        """The URL of an endpoint: ``chat``, ``completions``, ``responses``, ``embeddings`` or ``rerank``."""
+        return self.base_url + ENDPOINT_PATHS.get(endpoint, "/v1/completions")
 
 
 @dataclass(frozen=True)

@@ -43,20 +43,43 @@ ABANDON_AFTER_S = 1.0
 
 
 def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any]], max_tokens: int) -> bytes:
-    """The JSON body of one request: ``prompt`` is a user message's text, or whole chat messages."""
-    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": shape.temperature}
-    if shape.endpoint == "chat":
+    """The JSON body of one request: ``prompt`` is a user message's text, or whole chat messages. Embeddings send
+    ``shape.batch`` inputs and rerank a query with ``shape.documents`` documents, each a numbered copy of it."""
+    text = prompt if isinstance(prompt, str) else "\n\n".join(str(m.get("content", "")) for m in prompt)
+    if shape.endpoint == "embeddings":
+        inputs = [f"{i} {text}" for i in range(shape.batch)] if shape.batch > 1 else [text]
+        return json.dumps({"model": model, "input": inputs, "encoding_format": "float"}).encode()
+    if shape.endpoint == "rerank":
+        query = " ".join(text.split()[:RERANK_QUERY_WORDS])
+        documents = [f"{i} {text}" for i in range(shape.documents)]
+        return json.dumps({"model": model, "query": query, "documents": documents, "top_n": shape.documents}).encode()
+    body: dict[str, Any] = {"model": model, "temperature": shape.temperature}
+    if shape.endpoint == "responses":
+        if isinstance(prompt, str):
+            body["input"] = prompt
+        else:  # a chat's messages: the system prompt as instructions, the rest as input items
+            body["input"] = [m for m in prompt if m.get("role") != "system"]
+            system = [str(m.get("content", "")) for m in prompt if m.get("role") == "system"]
+            if system:
+                body["instructions"] = "\n\n".join(system)
+        body["max_output_tokens"] = max_tokens
+    elif shape.endpoint == "chat":
         body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    elif isinstance(prompt, str):
-        body["prompt"] = prompt
+        body["max_tokens"] = max_tokens
     else:
-        body["prompt"] = "\n\n".join(str(m.get("content", "")) for m in prompt)
+        body["prompt"] = text
+        body["max_tokens"] = max_tokens
     if shape.ignore_eos:
         body["ignore_eos"] = True
     if shape.stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        if shape.endpoint != "responses":  # the Responses API sends its usage in response.completed
+            body["stream_options"] = {"include_usage": True}
     return json.dumps(body).encode()
+
+
+RERANK_QUERY_WORDS = 16
+"""A rerank query is the prompt's first words."""
 
 
 class LoadClient(httpx.AsyncClient):
@@ -437,6 +460,42 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
             if not isinstance(msg, dict):
                 rec.fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
                 return
+            event = msg.get("type")
+            if event is not None and "choices" not in msg:  # the Responses API: typed events
+                if not isinstance(event, str) or not event.startswith(("response.", "error")):
+                    continue
+                if event in RESPONSE_TEXT or event in RESPONSE_REASONING:
+                    delta = msg.get("delta")
+                    counter.chunks += 1
+                    if saw_choices:
+                        itl.append(t - last)
+                    else:
+                        saw_choices = True
+                        rec.ttft = t - st
+                    last = t
+                    if event in RESPONSE_REASONING:
+                        rec.reasoning_chunks += 1
+                        if rec.ttfr is None:
+                            rec.ttfr = t - st
+                    elif isinstance(delta, str) and delta:
+                        content_chunks += 1
+                        texts.append(delta)
+                        if rec.ttfc is None:
+                            rec.ttfc = t - st
+                        elif fold and len(texts) >= fold:
+                            rec.keep_text()
+                elif event in ("response.completed", "response.incomplete"):
+                    response = msg.get("response")
+                    response = response if isinstance(response, dict) else {}
+                    usage = _responses_usage(response.get("usage"))
+                    details = response.get("incomplete_details")
+                    reason = details.get("reason") if isinstance(details, dict) else None
+                    rec.finish_reason = "length" if reason == "max_output_tokens" else str(reason or "stop")
+                elif event in ("response.failed", "error"):
+                    response = msg.get("response")
+                    rec.fail(Failure.STREAM_ERROR, _error_message(response if isinstance(response, dict) else msg))
+                    return
+                continue
             choices = msg.get("choices")
             if choices:
                 choice = choices[0] if isinstance(choices, list) else None
@@ -485,6 +544,25 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
     _end_stream(rec, parser, last if saw_choices else None, content_chunks, usage)
 
 
+RESPONSE_TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})
+RESPONSE_REASONING = frozenset({"response.reasoning_text.delta", "response.reasoning_summary_text.delta"})
+
+
+def _responses_usage(usage: object) -> object:
+    """The Responses API's usage (``input_tokens``, ``output_tokens``) under chat's names."""
+    if not isinstance(usage, dict):
+        return usage
+    out = {k: v for k, v in usage.items() if k not in ("input_tokens", "output_tokens")}
+    if "input_tokens" in usage:
+        out["prompt_tokens"] = usage["input_tokens"]
+    if "output_tokens" in usage:
+        out["completion_tokens"] = usage["output_tokens"]
+    details = usage.get("input_tokens_details")
+    if isinstance(details, dict) and "cached_tokens" in details:
+        out["prompt_tokens_details"] = {"cached_tokens": details["cached_tokens"]}
+    return out
+
+
 def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, content_chunks: int, usage: object) -> None:
     """The stream closed: was it whole? Then E2EL, and tokens from usage (or our own count)."""
     for payload in parser.flush():
@@ -501,11 +579,69 @@ def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, conte
         rec.fail(Failure.TRUNCATED, "stream ended without finish_reason")
 
 
+def _finish_pooling(msg: object, t: float, rec: RequestRecord) -> None:
+    """An embeddings (``data``) or rerank (``results``, or TEI's bare list) answer: its latency, prompt tokens,
+    and one vector or score per input sent, or it failed."""
+    rec.e2el = t - rec.start
+    body = msg if isinstance(msg, dict) else {}
+    items = body.get("data") if "data" in body else body.get("results", msg if isinstance(msg, list) else None)
+    what = "embeddings" if "data" in body else "rerank results"
+    if not isinstance(items, list):
+        rec.fail(Failure.PROTOCOL, "the answer has no embeddings (data) or rerank results")
+        return
+    if len(items) != rec.inputs:
+        rec.fail(Failure.PROTOCOL, f"{len(items)} {what} for {rec.inputs} inputs")
+        return
+    good = (
+        (isinstance(x, dict) and isinstance(x.get("embedding"), (list, str)) and len(x["embedding"]) > 0)
+        if what == "embeddings"
+        else (isinstance(x, dict) and isinstance(x.get("relevance_score", x.get("score")), (int, float)))
+        for x in items
+    )
+    if not all(good):
+        rec.fail(Failure.PROTOCOL, f"{what} without a vector or score")
+        return
+    rec.finish_reason = "stop"
+    usage = body.get("usage")
+    prompt = _count(usage.get("prompt_tokens", usage.get("total_tokens"))) if isinstance(usage, dict) else None
+    if prompt:
+        rec.prompt_tokens = prompt
+
+
+def _finish_response(msg: dict[str, Any], t: float, rec: RequestRecord, counter: ChunkCounter) -> None:
+    """A whole (not streamed) Responses API answer: its output text, status and usage."""
+    output = msg.get("output")
+    if not isinstance(output, list):
+        rec.fail(Failure.PROTOCOL, "response had no output list")
+        return
+    text = "".join(
+        str(part.get("text", ""))
+        for item in output
+        if isinstance(item, dict) and isinstance(item.get("content"), list)
+        for part in item["content"]
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )
+    rec.ttft = rec.ttfc = rec.e2el = t - rec.start
+    details = msg.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    rec.finish_reason = "length" if reason == "max_output_tokens" else str(reason or msg.get("status") or "")
+    rec.text.append(text)
+    _apply_usage(rec, _responses_usage(msg.get("usage")), len(text.split()), 0)
+    counter.chunks += rec.output_tokens
+    rec.chunks = 1
+
+
 def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounter) -> None:
     try:
         msg = _loads(raw)
     except ValueError:
         rec.fail(Failure.PROTOCOL, f"malformed JSON response: {raw[:80]!r}")
+        return
+    if rec.inputs:
+        _finish_pooling(msg, t, rec)
+        return
+    if isinstance(msg, dict) and "output" in msg and "choices" not in msg:
+        _finish_response(msg, t, rec, counter)
         return
     choices = msg.get("choices") if isinstance(msg, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else None
@@ -621,11 +757,12 @@ async def one_request(
 ) -> RequestRecord:
     """Send and measure a single request outside the worker pool (checks, calibration)."""
     rec = RequestRecord(request_id="probe", segment=-1, worker=-1, start=0.0, wall_start=time.time())
-    rec.max_tokens = max_tokens
+    rec.max_tokens = 0 if shape.pooling else max_tokens
+    rec.inputs = shape.inputs if shape.pooling else 0
     body = build_body(shape, target.model, prompt, max_tokens)
     rec.start = _now()
     url = target.url(shape.endpoint)
-    await run_request(client, url, target.headers(), body, shape.stream, rec, ChunkCounter(), shape.timeout)
+    await run_request(client, url, target.headers(), body, shape.streamed, rec, ChunkCounter(), shape.timeout)
     rec.end = _now()
     rec.keep_text()
     return rec

@@ -273,7 +273,7 @@ async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestSha
     """Two one-token requests of different lengths (sent together) give tokens per word and the template
     overhead."""
     f = PromptFactory(Calibration(), seed=12345)
-    probe = dataclasses.replace(shape, ignore_eos=True, timeout=min(shape.timeout, 120.0))
+    probe = dataclasses.replace(shape, ignore_eos=True, timeout=min(shape.timeout, 120.0), batch=1)
     sizes = (16, 256)
 
     def sender(words: str) -> Callable[[], Awaitable[RequestRecord]]:
@@ -301,6 +301,9 @@ async def negotiate(
         rec = await first_success(lambda: one_request(client, target, probe, "Say hello.", 4))
     calibration = Calibration()
     hopeless = not rec.ok and rec.error_kind in (Failure.TIMEOUT.value, Failure.CONNECT.value)
+    if calibrate_prompts and shape.endpoint == "rerank":  # its usage counts query and documents together
+        calibrate_prompts = False
+        notes.append(("info", "rerank: prompt lengths are not calibrated (the usage counts query and documents)"))
     if calibrate_prompts and not hopeless:
         calibration = await calibrate(client, target, probe)
     if not rec.ok:

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field, replace
 from llmsurge.engine.lengths import LengthDist
 
 ARRIVALS = ("constant", "poisson", "gamma")
-ENDPOINTS = ("chat", "completions")
+ENDPOINTS = ("chat", "completions", "responses", "embeddings", "rerank")
+POOLING = ("embeddings", "rerank")
+"""Endpoints that answer once with no generated tokens: latency per request, inputs/s and input tokens/s."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,25 @@ class RequestShape:
     """Seconds a user waits between the turns of a conversation."""
     fill_context: float = 0.0
     """Long context: prompts fill this share of the server's context length (0: use ``input_tokens``)."""
+    batch: int = 1
+    """Embeddings: inputs per request (each of ``input_tokens``)."""
+    documents: int = 8
+    """Rerank: documents per query (each of ``input_tokens``)."""
+
+    @property
+    def pooling(self) -> bool:
+        """An embeddings or rerank request: one answer, no output tokens, no TTFT."""
+        return self.endpoint in POOLING
+
+    @property
+    def streamed(self) -> bool:
+        """Whether requests ask for a stream (embeddings and rerank never do)."""
+        return self.stream and not self.pooling
+
+    @property
+    def inputs(self) -> int:
+        """Items one request carries: embedding inputs, rerank documents (1 for a generation)."""
+        return self.batch if self.endpoint == "embeddings" else self.documents if self.endpoint == "rerank" else 1
 
     @property
     def shares_prefixes(self) -> bool:

@@ -20,7 +20,7 @@ from llmsurge.engine.arrivals import Arrivals
 from llmsurge.engine.client import ChunkCounter, build_body, make_client, run_request
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.prompts import Calibration, PromptFactory
-from llmsurge.engine.scenario import Load, PromptCase, RequestShape
+from llmsurge.engine.scenario import ENDPOINTS, Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
 from llmsurge.engine.trace import BlockPrompts, TraceEntry
 from llmsurge.lifetime import (
@@ -363,9 +363,10 @@ class Worker:
         if conv is not None:
             rec.turn = conv.turn + 1
         rec.text_whole = conv is not None or (case is not None and case.checked)  # the answer is needed whole
-        rec.prompt_tokens = expected_in
-        rec.max_tokens = max_tokens
-        rec.ignore_eos = shape.ignore_eos
+        rec.prompt_tokens = expected_in * shape.inputs if shape.pooling else expected_in
+        rec.max_tokens = 0 if shape.pooling else max_tokens
+        rec.ignore_eos = shape.ignore_eos and not shape.pooling
+        rec.inputs = shape.inputs if shape.pooling else 0
         rec.body = body
         self.inflight[rid] = rec
         self.started += 1
@@ -381,7 +382,7 @@ class Worker:
                 self.urls[shape.endpoint],
                 self.headers,
                 body,
-                shape.stream,
+                shape.streamed,
                 rec,
                 self.counter,
                 shape.timeout,
@@ -405,7 +406,7 @@ class Worker:
             rec.keep_text()
             if rec.ok:
                 # Streams were counted chunk by chunk as they arrived; settle on the usage figure.
-                counted = (len(rec.itl) + 1 if rec.ttft is not None else 0) if shape.stream else 0
+                counted = (len(rec.itl) + 1 if rec.ttft is not None else 0) if shape.streamed else 0
                 self.tokens_adjust += rec.output_tokens - counted
             del self.inflight[rid]
             self.done.append(rec)
@@ -484,7 +485,7 @@ class Worker:
         self.client = make_client()
         self.resend_client = make_client(fresh_connections=True)
         t = self.spec.target
-        self.urls = {"chat": t.url("chat"), "completions": t.url("completions")}
+        self.urls = {e: t.url(e) for e in ENDPOINTS}
         self.headers = t.headers()
         if self.commands is not None:  # a Ray actor gets its commands as method calls instead
             threading.Thread(

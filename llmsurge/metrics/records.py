@@ -139,6 +139,7 @@ class RequestRecord:
     quality_why: str = ""  # what was wrong with it
     retry_after: float | None = None  # a 429/503 said when to ask again (seconds, bounded)
     server: ServerTimings | None = None  # the server's own clock for this request, when it says (llama.cpp)
+    inputs: int = 0  # embeddings: inputs sent; rerank: documents (0: a generation)
 
     def keep_text(self) -> None:
         """Fold the pieces received so far into the answer's first and last :data:`TEXT_KEPT` characters (called
@@ -232,6 +233,7 @@ class RequestRecord:
         rec.ignore_eos = bool(row.get("ignore_eos"))
         rec.client_wait = s("client_wait_ms")
         rec.usage_rejected = row.get("usage_rejected") or ""
+        rec.inputs = int(row.get("inputs") or 0)
         rec.ttfr = s("ttfr_ms")
         rec.reasoning_chunks = int(row.get("reasoning_chunks") or 0)
         rec.turn = int(row.get("turn") or 0)
@@ -286,6 +288,8 @@ class RequestRecord:
             "ignore_eos": self.ignore_eos,
             "client_wait_ms": ms(self.client_wait),
         }
+        if self.inputs:
+            out["inputs"] = self.inputs
         if self.usage_rejected:
             out["usage_rejected"] = self.usage_rejected
         if self.retry_after is not None:

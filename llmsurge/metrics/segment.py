@@ -45,6 +45,8 @@ class RequestCounts:
     quality_asked: int = 0
     """Quality-set prompts answered, and how many of them right."""
     quality_ok: int = 0
+    inputs: int = 0
+    """Embedding inputs and rerank documents of the successful requests (0 when the run generates)."""
     last_end: float = 0.0
 
     def add(self, rec: RequestRecord) -> None:
@@ -60,6 +62,7 @@ class RequestCounts:
                 self.cached_tokens += rec.cached_tokens
                 self.cache_reported_prompt_tokens += rec.prompt_tokens
             self.degenerate += bool(rec.degenerate)
+            self.inputs += rec.inputs
             if rec.quality_ok is not None:
                 self.quality_asked += 1
                 self.quality_ok += rec.quality_ok

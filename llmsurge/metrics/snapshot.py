@@ -148,6 +148,8 @@ class Snapshot:
     """The per-worker table: each worker process or Ray actor (host names already safe to show)."""
     progress: RunProgress | None = None
     """How far a bounded run has come (None: unbounded, steered by hand, or not started)."""
+    inputs_per_request: float = 0.0
+    """Embeddings and rerank: inputs (documents) per successful request of the current segment (0: a generation)."""
     reconciliation: Reconciliation | None = None
     """The current segment's TTFT, ours against the server's clock (None: the server exports no TTFT histogram)."""
     """The decode ceiling in output tok/s at the current batch (the rate chart draws it when it is in view)."""
@@ -325,6 +327,7 @@ class SnapshotBuilder:
             workers=tuple(dataclasses.replace(w, host=shown(w.host)) for w in view.worker_rows),
             progress=self.progress() if self.progress is not None else None,
             reconciliation=rec,
+            inputs_per_request=current.inputs / current.ok if current is not None and current.ok else 0.0,
         )
 
     def _roofline(self, view: BusView, seg: Figures) -> tuple[str, str, float | None]:

@@ -258,6 +258,18 @@ def _late_because(s: dict[str, Any], view: BusView) -> str:
     return "; ".join(why) or "a late event loop on the client"
 
 
+def pooling_block(inputs: int, input_tokens: int, duration: float) -> dict[str, float]:
+    """Embeddings and rerank: inputs (documents) and their tokens, and per second (nothing for a generation)."""
+    if not inputs:
+        return {}
+    per_s = 1.0 / duration if duration > 0 else 0.0
+    return {
+        "total_inputs": inputs,
+        "input_throughput": inputs * per_s,
+        "input_token_throughput": input_tokens * per_s,
+    }
+
+
 def segment_delivery(seg: SegmentView, now: float) -> dict[str, float]:
     """Throughputs from what arrived while the segment was open, over its own duration."""
     return throughput(seg.arrived_completions, seg.arrived_input_tokens, seg.arrived_tokens, seg.duration(now))
@@ -286,6 +298,7 @@ def segment_summary(
         "prefix_cache_hit_rate": seg.cache_hit_rate,
     }
     out.update(segment_delivery(seg, now))
+    out.update(pooling_block(seg.inputs, seg.input_tokens, seg.duration(now)))
     out.update(run_latency((seg,), percentiles, slo, seg.duration(now)))
     out.update(scheduled_block((seg,), percentiles))
     schedule = schedule_block((seg,), now)
@@ -332,6 +345,7 @@ def summarize_run(
         "prefix_cache_hit_rate": _hit_rate(segs),
     }
     out.update(throughput(ok, inp, out_tok, duration))
+    out.update(pooling_block(sum(s.inputs for s in segs), inp, duration))
     out.update(run_latency(segs, percentiles, slo, duration))
     out.update(scheduled_block(segs, percentiles))
     schedule = schedule_block(segs, view.now)

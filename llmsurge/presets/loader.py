@@ -50,6 +50,8 @@ LENGTH_KEYS = {"requests", "duration"}
 STAGE_KEYS = LOAD_KEYS | LENGTH_KEYS
 REQUEST_KEYS = {
     "endpoint",
+    "batch",
+    "documents",
     "stream",
     "input_tokens",
     "output_tokens",
@@ -253,6 +255,8 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
         "turns": c.integer(req, "turns", w, maximum=limits.MAX_TURNS),
         "think_time": c.num(req, "think_time", w, 0.0, strict=False),
         "fill_context": c.num(req, "fill_context", w, maximum=1.0),
+        "batch": c.integer(req, "batch", w, maximum=4096),
+        "documents": c.integer(req, "documents", w, maximum=4096),
     }
     for key in ("input_tokens", "output_tokens"):
         if key in req:

@@ -51,6 +51,10 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
             f"{summary.get('mean_input_tokens', 0):,.0f} ({summary.get('p90_input_tokens', 0):,.0f}) / "
             f"{summary.get('mean_output_tokens', 0):,.0f} ({summary.get('p90_output_tokens', 0):,.0f})",
         )
+    if summary.get("total_inputs"):  # embeddings, rerank
+        row("Total inputs (embedding inputs, documents)", "total_inputs", "{:d}")
+        row("Input throughput (inputs/s)", "input_throughput")
+        row("Input token throughput (tok/s)", "input_token_throughput")
     row("Request throughput (req/s)", "request_throughput")
     row("Output token throughput (tok/s)", "output_throughput")
     row("Total token throughput (tok/s)", "total_token_throughput")

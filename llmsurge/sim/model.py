@@ -46,6 +46,7 @@ class Sequence:
         "first",
         "last",
         "max_tokens",
+        "pooling",
         "produced",
         "prompt_tokens",
         "ready",
@@ -62,6 +63,7 @@ class Sequence:
         self.admitted: float | None = None  # first taken into the batch: the end of its wait in the queue
         self.first: float | None = None  # its first token
         self.last: float | None = None  # its latest token
+        self.pooling = False  # an embeddings or rerank pass: its prompt is computed, no token is generated
 
     def timings(self) -> dict[str, float | int]:
         """llama.cpp's ``timings`` from the engine's own clock: ``prompt_ms`` from admission to the first token (the
@@ -281,8 +283,12 @@ class Engine:
                 if seq.cancelled:
                     continue
                 seq.produced += 1
-                produced += 1
                 seq.last = now
+                if seq.pooling:  # its prompt is computed: done, no token generated
+                    seq.first = now
+                    seq.ready.set()
+                    continue
+                produced += 1
                 if seq.produced == 1:
                     seq.first = now
                     self.ttft.observe(now - seq.arrival)

@@ -175,6 +175,10 @@ class SimServer:
                 web.get("/v1/models", self.models),
                 web.post("/v1/chat/completions", self.chat),
                 web.post("/v1/completions", self.completions),
+                web.post("/v1/responses", self.responses),
+                web.post("/v1/embeddings", self.embeddings),
+                web.post("/v1/rerank", self.rerank),
+                web.post("/rerank", self.rerank),
                 web.get("/health", self.health),
                 web.get("/metrics", self.metrics),
             ]
@@ -219,6 +223,155 @@ class SimServer:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
+
+    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The request's JSON object for this model, or the error answer to send instead."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._error(400, "request body is not JSON", "BadRequestError")
+        if not isinstance(body, dict):
+            return self._error(400, "request body must be a JSON object", "BadRequestError")
+        model = body.get("model") or self.config.model
+        if model != self.config.model:
+            return self._error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        return body
+
+    async def _pool(self, tokens: int) -> Sequence:
+        """An embeddings or rerank pass through the engine: batched with the rest, its prompt computed, no
+        token generated."""
+        seq = Sequence(tokens, 1)
+        seq.pooling = True
+        self.engine.submit(seq)
+        try:
+            while not seq.done:
+                await seq.ready.wait()
+                seq.ready.clear()
+        finally:
+            self.engine.finish(seq)
+        return seq
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """``/v1/embeddings``: one vector per input (a string or a list of strings), usage in prompt tokens."""
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(x, str) for x in inputs):
+            return self._error(400, "input must be a string or a non-empty list of strings", "BadRequestError")
+        counts = [COMPLETION_OVERHEAD + len(x.split()) for x in inputs]
+        seq = await self._pool(sum(counts))
+        data = [
+            {"object": "embedding", "index": i, "embedding": _vector(x, EMBEDDING_DIM)} for i, x in enumerate(inputs)
+        ]
+        usage = {"prompt_tokens": sum(counts), "total_tokens": sum(counts)}
+        out: dict[str, Any] = {"object": "list", "data": data, "model": self.config.model, "usage": usage}
+        if self.config.timings:
+            out["timings"] = seq.timings()
+        return web.json_response(out, headers=self._who)
+
+    async def rerank(self, request: web.Request) -> web.Response:
+        """``/v1/rerank`` (vLLM, Jina, llama.cpp; ``/rerank`` too): the documents scored against the query, best
+        first, ``top_n`` of them."""
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        query, docs = body.get("query"), body.get("documents", body.get("texts"))
+        if isinstance(docs, list):
+            docs = [d.get("text") if isinstance(d, dict) else d for d in docs]
+        if (
+            not isinstance(query, str)
+            or not isinstance(docs, list)
+            or not docs
+            or not all(isinstance(d, str) for d in docs)
+        ):
+            return self._error(
+                400, "query must be a string and documents a non-empty list of strings", "BadRequestError"
+            )
+        q = len(query.split())
+        counts = [COMPLETION_OVERHEAD + q + len(str(d).split()) for d in docs]
+        await self._pool(sum(counts))
+        scores = [_vector(query + "\x00" + str(d), 1)[0] * 0.5 + 0.5 for d in docs]
+        order = sorted(range(len(docs)), key=lambda i: -scores[i])
+        top = body.get("top_n")
+        n = top if isinstance(top, int) and 0 < top <= len(docs) else len(docs)
+        results = [{"index": i, "relevance_score": scores[i], "document": {"text": docs[i]}} for i in order[:n]]
+        usage = {"prompt_tokens": sum(counts), "total_tokens": sum(counts)}
+        return web.json_response(
+            {"id": "rerank-" + uuid.uuid4().hex, "model": self.config.model, "usage": usage, "results": results},
+            headers=self._who,
+        )
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/responses``: the OpenAI Responses API, streamed as typed events (``response.output_text.delta``
+        …, ``response.completed`` with the usage; ``response.incomplete`` when ``max_output_tokens`` ran out)."""
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        items = body.get("input")
+        if isinstance(items, str):
+            items = [{"role": "user", "content": items}]
+        if not isinstance(items, list) or not items:
+            return self._error(400, "input must be a string or a list of input items", "BadRequestError")
+        messages = [m for m in items if isinstance(m, dict)]
+        if isinstance(body.get("instructions"), str):
+            messages.insert(0, {"role": "system", "content": body["instructions"]})
+        tokens = prompt_tokens({"messages": messages}, chat=True)
+        max_tokens = max(1, int(body.get("max_output_tokens") or self.config.default_max_tokens))
+        if not body.get("ignore_eos"):
+            max_tokens = self.rng.randint(max(1, max_tokens // 2), max_tokens)
+        seq = Sequence(len(tokens), max_tokens)
+        seq.cached_tokens = self.engine.prefix_cache.admit(tokens)
+        limit_hit = max_tokens == int(body.get("max_output_tokens") or 0)
+        self.engine.submit(seq)
+        rid = "resp_" + uuid.uuid4().hex
+        try:
+            if not body.get("stream"):
+                while not seq.done:
+                    await seq.ready.wait()
+                    seq.ready.clear()
+                text = "".join(_WORDS[i % len(_WORDS)].decode() for i in range(1, seq.produced + 1))
+                out = _response_object(rid, self.config.model, seq, limit_hit)
+                out["output"] = [
+                    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+                ]
+                return web.json_response(out, headers=self._who)
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await resp.prepare(request)
+            created = {"type": "response.created", "response": {"id": rid, "status": "in_progress"}}
+            await resp.write(_event(created))
+            sent = 0
+            while sent < seq.max_tokens and not seq.cancelled:
+                await seq.ready.wait()
+                seq.ready.clear()
+                parts = []
+                while sent < seq.produced:
+                    sent += 1
+                    delta = _WORDS[sent % len(_WORDS)].decode()
+                    parts.append(
+                        _event(
+                            {
+                                "type": "response.output_text.delta",
+                                "output_index": 0,
+                                "content_index": 0,
+                                "delta": delta,
+                            }
+                        )
+                    )
+                if parts:
+                    await resp.write(b"".join(parts))
+            final = _response_object(rid, self.config.model, seq, limit_hit)
+            kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
+            await resp.write(_event({"type": kind, "response": final}))
+            await resp.write_eof()
+            return resp
+        except ConnectionError:
+            seq.cancelled = True
+            return web.Response()
+        finally:
+            self.engine.finish(seq)
 
     def _error(self, status: int, message: str, kind: str) -> web.Response:
         return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
@@ -425,6 +578,40 @@ def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes, bytes]
         return head, role, b'"},"finish_reason":', usage_head, think
     text_head = (prefix + '{"index":0,"text":"').encode()
     return text_head, b"", b'","finish_reason":', usage_head, text_head
+
+
+EMBEDDING_DIM = 32
+
+
+def _vector(text: str, dim: int) -> list[float]:
+    """A deterministic unit-ish vector for ``text`` (the same text, the same vector)."""
+    rng = random.Random(text)
+    return [round(rng.uniform(-1.0, 1.0), 6) for _ in range(dim)]
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    """One Responses API server-sent event."""
+    return f"event: {data['type']}\ndata: ".encode() + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _response_object(rid: str, model: str, seq: Sequence, limit_hit: bool) -> dict[str, Any]:
+    """The Responses API's response object at its end: status, why it is incomplete, usage."""
+    incomplete = limit_hit and seq.produced >= seq.max_tokens
+    out: dict[str, Any] = {
+        "id": rid,
+        "object": "response",
+        "model": model,
+        "status": "incomplete" if incomplete else "completed",
+        "usage": {
+            "input_tokens": seq.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": seq.cached_tokens},
+            "output_tokens": seq.produced,
+            "total_tokens": seq.prompt_tokens + seq.produced,
+        },
+    }
+    if incomplete:
+        out["incomplete_details"] = {"reason": "max_output_tokens"}
+    return out
 
 
 def _usage_json(seq: Sequence) -> bytes:

@@ -1,0 +1,125 @@
+"""Beyond chat completions: embeddings, rerank and the Responses API through the same engine, panes and results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from llmsurge.engine.client import build_body, make_client, one_request
+from llmsurge.engine.scenario import RequestShape
+from llmsurge.engine.session import RunConfig
+from llmsurge.metrics.records import Failure
+from llmsurge.net import Target
+from llmsurge.presets import find_preset
+from llmsurge.tui.app import make_app
+from tests.helpers import pilot_until, rows, run_cli, summary
+
+
+def _run(tmp_path: Path, *flags: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    out = tmp_path / "r"
+    r = run_cli("run", "-c", "4", "-n", "24", "--output-tokens", "12", "--input-tokens", "32", *flags, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    return summary(out), rows(out, warmup=False), r.stdout
+
+
+def test_embeddings_measure_latency_and_inputs(tmp_path: Path) -> None:
+    s, reqs, out = _run(tmp_path, "--endpoint", "embeddings", "--batch", "4")
+    assert s["completed"] == 24 and s["failed"] == 0
+    assert s["total_inputs"] == 96 and s["total_output_tokens"] == 0
+    assert s["n_ttft"] == 0 and s["n_e2el"] == 24  # no first token to time: the latency of the whole answer
+    per_input = s["total_input_tokens"] / 96
+    assert 30 <= per_input <= 40  # calibrated to 32 tokens an input
+    assert abs(s["input_throughput"] - 96 / s["duration"]) < 1e-6
+    assert all(r["inputs"] == 4 and r["ttft_ms"] is None and r["e2el_ms"] > 0 for r in reqs)
+    assert "Input throughput (inputs/s)" in out and "Total inputs" in out
+
+
+def test_rerank_sends_a_query_and_its_documents(tmp_path: Path) -> None:
+    s, reqs, _out = _run(tmp_path, "--endpoint", "rerank", "--documents", "6")
+    assert s["completed"] == 24 and s["total_inputs"] == 144 and s["n_e2el"] == 24
+    assert all(r["inputs"] == 6 for r in reqs)
+    assert any("rerank: prompt lengths are not calibrated" in n for n in s["notes"])
+
+
+def test_responses_api_streams_ttft_and_usage(tmp_path: Path) -> None:
+    s, reqs, _out = _run(tmp_path, "--endpoint", "responses")
+    assert s["completed"] == 24 and s["n_ttft"] == 24 and "total_inputs" not in s
+    assert s["total_output_tokens"] == 24 * 12  # from response.incomplete's usage (max_output_tokens reached)
+    assert all(r["finish_reason"] == "length" and not r["tokens_estimated"] and len(r["itl_ms"]) == 11 for r in reqs)
+
+
+def test_bodies_have_each_endpoints_shape() -> None:
+    emb = json.loads(build_body(RequestShape(endpoint="embeddings", batch=3), "m", "a b c", 9))
+    assert emb["input"] == ["0 a b c", "1 a b c", "2 a b c"] and "max_tokens" not in emb and "stream" not in emb
+    rr = json.loads(build_body(RequestShape(endpoint="rerank", documents=2), "m", "q w e", 9))
+    assert rr["query"] == "q w e" and rr["documents"] == ["0 q w e", "1 q w e"] and rr["top_n"] == 2
+    system = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    resp = json.loads(build_body(RequestShape(endpoint="responses"), "m", system, 9))
+    assert resp["instructions"] == "be brief" and resp["input"] == system[1:] and resp["max_output_tokens"] == 9
+    assert resp["stream"] is True and "stream_options" not in resp
+
+
+@pytest.fixture
+async def odd_server() -> AsyncIterator[str]:
+    """Answers that do not match what was asked: two vectors for three inputs, a rerank result without a score, a
+    Responses stream that fails."""
+
+    async def embeddings(_r: web.Request) -> web.Response:
+        return web.json_response({"data": [{"embedding": [0.1]}, {"embedding": [0.2]}], "usage": {"prompt_tokens": 3}})
+
+    async def rerank(_r: web.Request) -> web.Response:
+        return web.json_response({"results": [{"index": 0}]})
+
+    async def responses(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        delta = {"type": "response.output_text.delta", "delta": " hi"}
+        failed = {"type": "response.failed", "response": {"error": {"message": "engine died"}}}
+        await resp.write(b"data: " + json.dumps(delta).encode() + b"\n\n")
+        await resp.write(b"data: " + json.dumps(failed).encode() + b"\n\n")
+        return resp
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.post("/v1/embeddings", embeddings),
+            web.post("/v1/rerank", rerank),
+            web.post("/v1/responses", responses),
+        ]
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_answers_that_do_not_match_the_request_are_failures(odd_server: str) -> None:
+    target = Target(odd_server, "m")
+    async with make_client() as c:
+        emb = await one_request(c, target, RequestShape(endpoint="embeddings", batch=3), "a b", 1)
+        rr = await one_request(c, target, RequestShape(endpoint="rerank", documents=1), "a b", 1)
+        resp = await one_request(c, target, RequestShape(endpoint="responses"), "a b", 4)
+    assert emb.error_kind == Failure.PROTOCOL.value and "2 embeddings for 3 inputs" in emb.error
+    assert rr.error_kind == Failure.PROTOCOL.value and "without a vector or score" in rr.error
+    assert resp.error_kind == Failure.STREAM_ERROR.value and "engine died" in resp.error and resp.ttft is not None
+
+
+async def test_the_tui_shows_inputs_and_latency_for_embeddings(tmp_path: Path) -> None:
+    scenario = find_preset("demo").with_overrides(endpoint="embeddings", batch=2, input_tokens=32, concurrency=2)
+    app = make_app(RunConfig(scenario=scenario, output=tmp_path / "t", keep_alive=True))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot_until(pilot, lambda: app.snapshots.snapshot().segment_figures["e2el"].n >= 4, 60)
+        app.refresh_panes(True)
+        await pilot.pause()
+        load = app.screen.query_one("#load")
+        text = "\n".join(line.text for line in load.render_lines(load.region.reset_offset))  # type: ignore[attr-defined]
+        assert "inputs/s" in text and "lat. p50/p99" in text and "TTFT p50/p99" not in text, text
+        await pilot.press("q")
