@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 from rich.console import Console
 
-from llmsurge.engine.client import make_client, one_request
+from llmsurge.engine.client import make_client, one_request, tool_call_problem
 from llmsurge.engine.discovery import (
     ServerError,
     ServerUnreachable,
@@ -45,6 +45,8 @@ class CheckResult:
     quality: list[tuple[QualityItem, RequestRecord, bool, str]] = field(default_factory=list)
     """The quality set: item, its request, right or not, why not."""
     quality_threshold: float = QUALITY_THRESHOLD
+    offers: dict[str, str] = field(default_factory=dict)
+    """The other endpoints and tool calls: ``yes …`` or why not (informational: health rests on chat)."""
 
     @property
     def quality_score(self) -> float | None:
@@ -157,11 +159,40 @@ async def run_check(
                 console.print(f"[red]✗[/red] streaming {endpoint}: {safe(rec.error_kind)}: {safe(rec.error)}")
                 if endpoint == "completions" and rec.http_status == 404:
                     res.problems.append("no /v1/completions endpoint (chat-only server): use --endpoint chat")
+        res.offers = await probe_endpoints(client, target)
+        for name, said in res.offers.items():
+            mark = "[green]✓[/green]" if said.startswith("yes") else "[yellow]–[/yellow]"
+            console.print(f"{mark} {name}: {safe(said)}")
         if quality and res.probes.get("chat") is not None and res.probes["chat"].ok:
             await run_quality(client, target, res, console, show_items)
         res.telemetry = await probe_telemetry(client, target)
         print_telemetry(console, res.telemetry)
     return res
+
+
+async def probe_endpoints(client: httpx.AsyncClient, target: Target) -> dict[str, str]:
+    """One small request to each other endpoint, and one tool-call request: what the server offers."""
+    out: dict[str, str] = {}
+    shapes = {
+        "responses": RequestShape(endpoint="responses", stream=True, ignore_eos=False, timeout=60.0),
+        "embeddings": RequestShape(endpoint="embeddings", timeout=60.0),
+        "rerank": RequestShape(endpoint="rerank", documents=2, timeout=60.0),
+        "tool calls": RequestShape(endpoint="chat", stream=True, ignore_eos=False, tools=1, timeout=60.0),
+    }
+    for name, shape in shapes.items():
+        rec = await one_request(client, target, shape, "Where is the nearest bicycle shop?", 32)
+        if not rec.ok:
+            out[name] = f"no ({rec.error_kind}: {rec.error[:100]})"
+        elif name == "tool calls":
+            problem = tool_call_problem(rec.tool_calls)
+            out[name] = (
+                ("yes (a call with JSON arguments)" if not problem else f"calls, but {problem}")
+                if rec.tool_calls
+                else "no call (the server took the tools but the model answered in text)"
+            )
+        else:
+            out[name] = f"yes ({(rec.e2el or 0.0) * 1000:.0f} ms)"
+    return out
 
 
 def print_telemetry(console: Console, telemetry: dict[str, str]) -> None:

@@ -174,6 +174,12 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument(
         "--documents", type=lambda v: _whole(v, 1, 4096), metavar="N", help="rerank: documents per query (default 8)"
     )
+    g.add_argument(
+        "--tools",
+        type=lambda v: _whole(v, 1, 128),
+        metavar="N",
+        help="chat: send N tool definitions and ask for a call (arguments that are not JSON count as degenerate)",
+    )
     g.add_argument("--no-stream", action="store_true", help="ask for whole responses instead of SSE")
     g.add_argument("--no-ignore-eos", action="store_true", help="let the model stop early")
     g.add_argument("--temperature", type=_temperature, help="sampling temperature (0-2)")
@@ -259,6 +265,7 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         endpoint=args.endpoint,
         batch=args.batch,
         documents=args.documents,
+        tools=args.tools,
         stream=False if args.no_stream else None,
         ignore_eos=False if args.no_ignore_eos else None,
         temperature=args.temperature,

@@ -84,9 +84,22 @@ async def odd_server() -> AsyncIterator[str]:
         await resp.write(b"data: " + json.dumps(failed).encode() + b"\n\n")
         return resp
 
+    async def chat(request: web.Request) -> web.StreamResponse:  # a tool call whose arguments are not JSON
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, piece in enumerate(('{"query": ', "oops")):
+            call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+            if i == 0:
+                call.update(id="call_1", type="function", function={"name": "lookup_0", "arguments": piece})
+            choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": "tool_calls" if i else None}
+            await resp.write(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
     app = web.Application()
     app.add_routes(
         [
+            web.post("/v1/chat/completions", chat),
             web.post("/v1/embeddings", embeddings),
             web.post("/v1/rerank", rerank),
             web.post("/v1/responses", responses),
@@ -110,6 +123,29 @@ async def test_answers_that_do_not_match_the_request_are_failures(odd_server: st
     assert emb.error_kind == Failure.PROTOCOL.value and "2 embeddings for 3 inputs" in emb.error
     assert rr.error_kind == Failure.PROTOCOL.value and "without a vector or score" in rr.error
     assert resp.error_kind == Failure.STREAM_ERROR.value and "engine died" in resp.error and resp.ttft is not None
+
+
+def test_tool_calls_are_output_and_their_arguments_are_checked(tmp_path: Path) -> None:
+    s, reqs, _out = _run(tmp_path, "--tools", "3")
+    assert s["completed"] == 24 and s["n_ttft"] == 24 and s["total_output_tokens"] == 24 * 12
+    assert all(r["finish_reason"] == "tool_calls" and not r.get("degenerate") for r in reqs)
+
+
+async def test_tool_call_arguments_that_are_not_json_are_degenerate(odd_server: str) -> None:
+    from llmsurge.engine.worker import judge_answer
+
+    async with make_client() as c:
+        rec = await one_request(c, Target(odd_server, "m"), RequestShape(tools=1, ignore_eos=False), "a b", 8)
+    assert rec.ok and rec.ttft is not None and rec.finish_reason == "tool_calls"
+    judge_answer(rec, None)
+    assert "arguments are not JSON" in rec.degenerate
+
+
+def test_check_says_which_endpoints_and_tools_a_server_offers(sim_url: str) -> None:
+    r = run_cli("check", sim_url, "--no-quality", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for line in ("responses: yes", "embeddings: yes", "rerank: yes", "tool calls: yes (a call with JSON arguments)"):
+        assert line in r.stdout, r.stdout
 
 
 async def test_the_tui_shows_inputs_and_latency_for_embeddings(tmp_path: Path) -> None:

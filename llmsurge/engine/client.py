@@ -66,6 +66,11 @@ def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any
     elif shape.endpoint == "chat":
         body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         body["max_tokens"] = max_tokens
+        if shape.tools:
+            body["tools"] = tool_definitions(shape.tools)
+            body["tool_choice"] = "auto"
+            last = body["messages"][-1]
+            body["messages"] = [*body["messages"][:-1], {**last, "content": f"{TOOL_ASK} {last.get('content', '')}"}]
     else:
         body["prompt"] = text
         body["max_tokens"] = max_tokens
@@ -76,6 +81,42 @@ def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any
         if shape.endpoint != "responses":  # the Responses API sends its usage in response.completed
             body["stream_options"] = {"include_usage": True}
     return json.dumps(body).encode()
+
+
+TOOL_ASK = "Call the lookup_0 tool with the words below as its query."
+"""What a tool-calling request asks before its prompt (so a model that can call tools does)."""
+
+
+def tool_definitions(n: int) -> list[dict[str, Any]]:
+    """``n`` function tools, each taking one string argument."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": f"lookup_{i}",
+                "description": f"Look up a query in index {i}.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"query": {"type": "string", "description": "what to look up"}},
+                    "required": ["query"],
+                },
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def tool_call_problem(calls: dict[int, list[str]]) -> str:
+    """Why streamed tool calls' arguments are unusable ('' when each parses as a JSON object)."""
+    for index, parts in sorted(calls.items()):
+        raw = "".join(parts)
+        try:
+            value = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return f"tool call {index}: arguments are not JSON ({raw[:60]!r})"
+        if not isinstance(value, dict):
+            return f"tool call {index}: arguments are not a JSON object"
+    return ""
 
 
 RERANK_QUERY_WORDS = 16
@@ -514,6 +555,17 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                 delta = choice.get("delta")
                 if isinstance(delta, dict):
                     text = delta.get("content")
+                    calls = delta.get("tool_calls")
+                    if calls and isinstance(calls, list):  # a tool call's name and arguments, streamed: output
+                        for call in calls:
+                            fn = call.get("function") if isinstance(call, dict) else None
+                            if isinstance(fn, dict):
+                                i = call.get("index", 0)
+                                rec.tool_calls.setdefault(i if isinstance(i, int) else 0, []).append(
+                                    str(fn.get("arguments") or "")
+                                )
+                        if rec.ttfc is None:
+                            rec.ttfc = t - st
                     # Reasoning models stream their thinking first: vLLM and SGLang as reasoning_content,
                     # others (OpenRouter, Ollama, vLLM >= 0.10) as reasoning. It is output; the answer is content.
                     if not text and (delta.get("reasoning_content") or delta.get("reasoning")):
@@ -608,6 +660,16 @@ def _finish_pooling(msg: object, t: float, rec: RequestRecord) -> None:
         rec.prompt_tokens = prompt
 
 
+def _plain_tool_calls(message: object, rec: RequestRecord) -> None:
+    """A whole answer's ``message.tool_calls``: kept for the arguments' check."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if isinstance(calls, list):
+        for i, call in enumerate(calls):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                rec.tool_calls[i] = [str(fn.get("arguments") or "")]
+
+
 def _finish_response(msg: dict[str, Any], t: float, rec: RequestRecord, counter: ChunkCounter) -> None:
     """A whole (not streamed) Responses API answer: its output text, status and usage."""
     output = msg.get("output")
@@ -651,6 +713,7 @@ def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounte
     rec.ttft = rec.ttfc = rec.e2el = t - rec.start
     rec.finish_reason = str(choice.get("finish_reason") or "")
     message = choice.get("message")
+    _plain_tool_calls(message, rec)
     text = (message.get("content") if isinstance(message, dict) else None) or choice.get("text") or ""
     rec.text.append(str(text))
     words = len(str(text).split())

@@ -54,6 +54,8 @@ class RequestShape:
     """Embeddings: inputs per request (each of ``input_tokens``)."""
     documents: int = 8
     """Rerank: documents per query (each of ``input_tokens``)."""
+    tools: int = 0
+    """Chat: tool definitions sent with each request, and a prompt that asks for a call (0: none)."""
 
     @property
     def pooling(self) -> bool:

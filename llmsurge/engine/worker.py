@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llmsurge.engine.arrivals import Arrivals
-from llmsurge.engine.client import ChunkCounter, build_body, make_client, run_request
+from llmsurge.engine.client import ChunkCounter, build_body, make_client, run_request, tool_call_problem
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import ENDPOINTS, Load, PromptCase, RequestShape
@@ -512,7 +512,10 @@ def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
     item = BY_PROMPT.get(case.prompt) if case is not None and case.checked else None
     whole = "".join(str(t) for t in rec.text) if item is not None else ""  # kept whole: text_whole was set
     rec.keep_text()
-    rec.degenerate = degenerate_reason(rec.kept_text[-TAIL_CHARS:], rec.output_tokens, rec.reasoning_chunks)
+    if rec.tool_calls:  # a tool call is its arguments: unusable JSON is counted as a degenerate answer
+        rec.degenerate = tool_call_problem(rec.tool_calls)
+    else:
+        rec.degenerate = degenerate_reason(rec.kept_text[-TAIL_CHARS:], rec.output_tokens, rec.reasoning_chunks)
     if item is not None:
         rec.quality_item = item.name
         rec.quality_ok, rec.quality_why = judge(item, whole)

@@ -140,6 +140,7 @@ class RequestRecord:
     retry_after: float | None = None  # a 429/503 said when to ask again (seconds, bounded)
     server: ServerTimings | None = None  # the server's own clock for this request, when it says (llama.cpp)
     inputs: int = 0  # embeddings: inputs sent; rerank: documents (0: a generation)
+    tool_calls: dict[int, list[str]] = field(default_factory=dict)  # streamed arguments per call (not written)
 
     def keep_text(self) -> None:
         """Fold the pieces received so far into the answer's first and last :data:`TEXT_KEPT` characters (called

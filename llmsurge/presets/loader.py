@@ -52,6 +52,7 @@ REQUEST_KEYS = {
     "endpoint",
     "batch",
     "documents",
+    "tools",
     "stream",
     "input_tokens",
     "output_tokens",
@@ -257,6 +258,7 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
         "fill_context": c.num(req, "fill_context", w, maximum=1.0),
         "batch": c.integer(req, "batch", w, maximum=4096),
         "documents": c.integer(req, "documents", w, maximum=4096),
+        "tools": c.integer(req, "tools", w, maximum=128),
     }
     for key in ("input_tokens", "output_tokens"):
         if key in req:

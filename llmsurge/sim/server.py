@@ -414,7 +414,14 @@ class SimServer:
         seq = Sequence(len(tokens), max_tokens)
         seq.cached_tokens = self.engine.prefix_cache.admit(tokens)
         self.engine.submit(seq)
+        tools = body.get("tools") if chat else None
+        if tools is not None and not _tools_ok(tools):
+            return self._error(400, "tools must be a list of function definitions with names", "BadRequestError")
         try:
+            if tools:
+                return await self._tool_call(
+                    request, seq, model, str(tools[0]["function"]["name"]), bool(body.get("stream"))
+                )
             if body.get("stream"):
                 opts = body.get("stream_options")
                 usage = isinstance(opts, dict) and bool(opts.get("include_usage")) and fault != "no_usage"
@@ -426,6 +433,65 @@ class SimServer:
                 nwords = len(_WORDS)
                 answer = [_WORDS[k % nwords].decode().strip() for k in range(1, seq.produced + 1)]
                 self.engine.prefix_cache.insert(tokens + answer)
+
+    async def _tool_call(
+        self, request: web.Request, seq: Sequence, model: str, name: str, stream: bool
+    ) -> web.StreamResponse:
+        """A call of the first tool: its arguments one token at a time (``{"query": "``, words, ``"}``), then
+        ``finish_reason: tool_calls`` and the usage."""
+        call_id = "call_" + uuid.uuid4().hex[:24]
+        pieces = _tool_pieces(seq.max_tokens)
+        rid = "chatcmpl-" + uuid.uuid4().hex
+        if not stream:
+            while not seq.done:
+                await seq.ready.wait()
+                seq.ready.clear()
+            whole = {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": "".join(pieces[: seq.produced])},
+            }
+            choice = {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {"role": "assistant", "content": None, "tool_calls": [whole]},
+            }
+            out = {"id": rid, "object": "chat.completion", "model": model, "choices": [choice], "usage": _usage(seq)}
+            return web.json_response(out, headers=self._who)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            c = {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return b"data: " + json.dumps(c, separators=(",", ":")).encode() + b"\n\n"
+
+        sent = 0
+        try:
+            while sent < seq.max_tokens and not seq.cancelled:
+                await seq.ready.wait()
+                seq.ready.clear()
+                parts = []
+                while sent < seq.produced:
+                    fn: dict[str, Any] = {"arguments": pieces[sent]}
+                    call: dict[str, Any] = {"index": 0, "function": fn}
+                    if sent == 0:
+                        call.update(id=call_id, type="function")
+                        fn["name"] = name
+                    sent += 1
+                    parts.append(chunk({"tool_calls": [call]}, "tool_calls" if sent == seq.max_tokens else None))
+                if parts:
+                    await resp.write(b"".join(parts))
+            usage = {"id": rid, "object": "chat.completion.chunk", "model": model, "choices": [], "usage": _usage(seq)}
+            await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
+            await resp.write_eof()
+        except ConnectionError:
+            seq.cancelled = True
+        return resp
 
     def _answer(self, body: dict[str, Any], chat: bool) -> list[bytes] | None:
         """The answer's tokens (JSON-escaped, each with its leading space) in a quality mode, else None."""
@@ -578,6 +644,22 @@ def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes, bytes]
         return head, role, b'"},"finish_reason":', usage_head, think
     text_head = (prefix + '{"index":0,"text":"').encode()
     return text_head, b"", b'","finish_reason":', usage_head, text_head
+
+
+def _tools_ok(tools: object) -> bool:
+    """A list of ``{"type": "function", "function": {"name": …}}``."""
+    return isinstance(tools, list) and all(
+        isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
+        for t in tools
+    )
+
+
+def _tool_pieces(n: int) -> list[str]:
+    """``n`` argument fragments that join into one JSON object: ``{"query": "``, words, ``"}``."""
+    if n <= 1:
+        return ["{}"]
+    words = [_WORDS[k % len(_WORDS)].decode() for k in range(1, n - 1)]
+    return ['{"query": "', *words, '"}']
 
 
 EMBEDDING_DIM = 32
