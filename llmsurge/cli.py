@@ -49,6 +49,15 @@ def _number(v: str, low: float, high: float, low_open: bool = False) -> float:
     return x
 
 
+def _image_size(v: str) -> tuple[int, int]:
+    from llmsurge.images import parse_size
+
+    try:
+        return parse_size(v)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(v: str) -> int:
     return _whole(v, 1, limits.MAX_COUNT)
 
@@ -175,6 +184,10 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         "--documents", type=lambda v: _whole(v, 1, 4096), metavar="N", help="rerank: documents per query (default 8)"
     )
     g.add_argument(
+        "--images", type=lambda v: _whole(v, 1, 64), metavar="N", help="chat: attach N synthetic PNG images per request"
+    )
+    g.add_argument("--image-size", type=_image_size, metavar="WxH", help="the images' size in pixels (default 512x512)")
+    g.add_argument(
         "--tools",
         type=lambda v: _whole(v, 1, 128),
         metavar="N",
@@ -266,6 +279,8 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         batch=args.batch,
         documents=args.documents,
         tools=args.tools,
+        images=args.images,
+        image_size=args.image_size,
         stream=False if args.no_stream else None,
         ignore_eos=False if args.no_ignore_eos else None,
         temperature=args.temperature,

@@ -159,3 +159,29 @@ async def test_the_tui_shows_inputs_and_latency_for_embeddings(tmp_path: Path) -
         text = "\n".join(line.text for line in load.render_lines(load.region.reset_offset))  # type: ignore[attr-defined]
         assert "inputs/s" in text and "lat. p50/p99" in text and "TTFT p50/p99" not in text, text
         await pilot.press("q")
+
+
+def test_images_are_real_pngs_each_different() -> None:
+    import random
+    import struct
+    import zlib
+
+    from llmsurge.images import png_size, synthetic_png, with_images
+
+    rng = random.Random(3)
+    a, b = synthetic_png(64, 32, rng), synthetic_png(64, 32, rng)
+    assert a != b and png_size(a) == (64, 32)
+    length = struct.unpack(">I", a[33:37])[0]  # the IDAT chunk after the 8-byte signature and 25-byte IHDR
+    assert a[37:41] == b"IDAT" and len(zlib.decompress(a[41 : 41 + length])) == 32 * (1 + 3 * 64)
+    messages = with_images("describe", 2, (8, 8), rng)
+    parts = messages[0]["content"]
+    assert parts[0] == {"type": "text", "text": "describe"} and len(parts) == 3
+    assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts[1:])
+
+
+def test_images_count_as_prompt_tokens(tmp_path: Path) -> None:
+    s, reqs, _out = _run(tmp_path, "--images", "2", "--image-size", "448x448")
+    assert s["completed"] == 24 and s["failed"] == 0
+    assert all(r["prompt_tokens"] >= 2 * 16 * 16 for r in reqs)  # the server counted 256 tokens an image
+    r = run_cli("run", "--images", "1", "--image-size", "big", timeout=60)
+    assert r.returncode == 2 and "use WIDTHxHEIGHT" in r.stderr and "Traceback" not in r.stderr

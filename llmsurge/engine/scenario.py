@@ -56,6 +56,10 @@ class RequestShape:
     """Rerank: documents per query (each of ``input_tokens``)."""
     tools: int = 0
     """Chat: tool definitions sent with each request, and a prompt that asks for a call (0: none)."""
+    images: int = 0
+    """Chat: synthetic PNG images attached to each request's last user message (vision models)."""
+    image_size: tuple[int, int] = (512, 512)
+    """Their width and height in pixels."""
 
     @property
     def pooling(self) -> bool:

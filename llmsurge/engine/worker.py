@@ -23,6 +23,7 @@ from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import ENDPOINTS, Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
 from llmsurge.engine.trace import BlockPrompts, TraceEntry
+from llmsurge.images import with_images
 from llmsurge.lifetime import (
     die_with_parent,
     leave_stop_signals_to_parent,
@@ -358,6 +359,9 @@ class Worker:
         else:
             problem = None
         case = self.case
+        if shape.images and shape.endpoint == "chat" and problem is None:
+            prompt = with_images(prompt, shape.images, shape.image_size, self.lengths)
+            expected_in = 0  # an image's tokens are the server's to count
         body = build_body(shape, self.spec.target.model, prompt, max_tokens)
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         if conv is not None:

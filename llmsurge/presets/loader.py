@@ -53,6 +53,7 @@ REQUEST_KEYS = {
     "batch",
     "documents",
     "tools",
+    "images",
     "stream",
     "input_tokens",
     "output_tokens",
@@ -259,6 +260,7 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
         "batch": c.integer(req, "batch", w, maximum=4096),
         "documents": c.integer(req, "documents", w, maximum=4096),
         "tools": c.integer(req, "tools", w, maximum=128),
+        "images": c.integer(req, "images", w, maximum=64),
     }
     for key in ("input_tokens", "output_tokens"):
         if key in req:

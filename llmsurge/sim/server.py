@@ -7,6 +7,7 @@ metric names, plus DCGM-exporter GPU gauges derived from the load so the demo's 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from llmsurge.images import png_size
 from llmsurge.quality import BY_PROMPT
 from llmsurge.sim.model import Engine, EngineTiming, Sequence
 
@@ -153,7 +155,28 @@ def prompt_tokens(body: dict[str, object], chat: bool) -> list[str]:
             for part in content:
                 if isinstance(part, dict):
                     tokens += str(part.get("text", "")).split()
+                    tokens += ["<image>"] * image_tokens(part)
     return tokens
+
+
+IMAGE_PATCH = 28
+"""Pixels per side of one image token (Qwen2-VL's 14-pixel patches merged 2×2)."""
+
+
+def image_tokens(part: dict[str, Any]) -> int:
+    """An ``image_url`` part's tokens: one per 28×28 patch of a PNG data URL (0 for anything else)."""
+    url = part.get("image_url")
+    url = url.get("url") if isinstance(url, dict) else url
+    if part.get("type") != "image_url" or not isinstance(url, str) or not url.startswith("data:image/png;base64,"):
+        return 0
+    try:
+        head = base64.b64decode(url[22 : 22 + 44])  # the signature and the IHDR chunk
+    except ValueError:
+        return 0
+    size = png_size(head)
+    if size is None:
+        return 0
+    return -(-size[0] // IMAGE_PATCH) * -(-size[1] // IMAGE_PATCH)
 
 
 def count_prompt_tokens(body: dict[str, object], chat: bool) -> int:
