@@ -119,7 +119,19 @@ def _workers(v: str) -> int | str:
 
 def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     """The flags shared by ``run`` and the TUI: target, preset, load, request shape, output."""
-    p.add_argument("url", nargs="?", help="server base URL (e.g. http://127.0.0.1:8000); none: simulated server")
+    p.add_argument(
+        "url",
+        nargs="*",
+        help="server base URL (e.g. http://127.0.0.1:8000); several: replicas of one model, requests spread over"
+        " them; none: the simulated server",
+    )
+    p.add_argument("--targets", metavar="FILE", help="replicas' base URLs, one per line (after any given as arguments)")
+    p.add_argument(
+        "--balance",
+        choices=("rr", "least"),
+        default="rr",
+        help="over replicas: each in turn (rr, default) or the least busy (least)",
+    )
     p.add_argument(
         "--preset",
         default=default_preset,
@@ -253,6 +265,22 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--max-seqs", type=_positive_int, help="the simulated server's batch limit")
 
 
+def _urls(args: argparse.Namespace) -> None:
+    """``args.url``: the first server (None: simulated); ``args.replicas``: the others (arguments, then
+    ``--targets`` FILE, one URL per line, ``#`` comments)."""
+    urls = list(args.url or []) if isinstance(args.url, list) else ([args.url] if args.url else [])
+    if getattr(args, "targets", None):
+        try:
+            text = Path(args.targets).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"--targets {args.targets}: cannot read it ({exc.strerror or exc})") from None
+        urls += [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+        if not urls:
+            raise ValueError(f"--targets {args.targets}: no URL in it (one per line)")
+    args.url = urls[0] if urls else None
+    args.replicas = tuple(dict.fromkeys(urls[1:]))
+
+
 def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
     """Turn parsed flags into a RunConfig (preset first, then flags)."""
     from llmsurge.engine.session import RunConfig
@@ -307,6 +335,8 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
     return RunConfig(
         scenario=scenario,
         url=args.url,
+        replicas=getattr(args, "replicas", ()),
+        balance=getattr(args, "balance", "rr"),
         model=args.model,
         api_key_env=args.api_key_env,
         workers=args.workers,
@@ -523,6 +553,11 @@ def _add_sim(sub: SubParsers) -> None:
         " degenerately (every answer one word repeated), or with filler words like any prompt",
     )
     sim.add_argument(
+        "--adapters",
+        metavar="A,B",
+        help="more model ids it serves with the same engine (LoRA adapters), for --model a,b,c runs",
+    )
+    sim.add_argument(
         "--max-model-len",
         type=_positive_int,
         default=32768,
@@ -544,7 +579,7 @@ def _add_check(sub: SubParsers) -> None:
         help="is a freshly launched server healthy? (exit 0 if so)",
         description="Wait for the server, list models, stream one chat and one completion.",
     )
-    chk.add_argument("url")
+    chk.add_argument("url", nargs="+", help="the server's base URL (several: each replica is checked)")
     chk.add_argument("--model", "-m", default="")
     chk.add_argument("--api-key-env", metavar="VAR")
     chk.add_argument(
@@ -594,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     cmd = args.command
+    if cmd in ("run", "tui", "web", "demo"):
+        _urls(args)
     if cmd == "presets":
         return _presets(args)
     if cmd == "report":
@@ -612,9 +649,18 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         key = read_api_key(args.api_key_env)
         quality = None if args.no_quality else args.quality_threshold
-        return check_main(
-            args.url, args.model, key, args.wait, args.max_tokens, quality, not args.no_quality, args.items
-        )
+        status = 0
+        for url in args.url:  # several: each replica checked in turn; the worst verdict is the exit status
+            if len(args.url) > 1:
+                from llmsurge.net import normalize_base_url
+                from llmsurge.redaction import shown
+
+                print(f"── {shown(normalize_base_url(url))}", flush=True)  # no user:password
+            code = check_main(
+                url, args.model, key, args.wait, args.max_tokens, quality, not args.no_quality, args.items
+            )
+            status = max(status, int(code))
+        return status
     if cmd == "run":
         from llmsurge.engine.session import RunSession
         from llmsurge.headless import run_headless
@@ -897,6 +943,7 @@ def _sim(args: argparse.Namespace) -> int:
         reasoning_tokens=args.reasoning_tokens,
         max_model_len=args.max_model_len,
         answers="" if args.answers == "words" else args.answers,
+        adapters=tuple(a.strip() for a in (args.adapters or "").split(",") if a.strip()),
     )
 
     def ready(port: int) -> None:

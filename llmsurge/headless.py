@@ -22,7 +22,7 @@ from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.metrics.thresholds import Threshold, breaches
 from llmsurge.redaction import SHORT, markup_safe, shown
 from llmsurge.render.console import make_console
-from llmsurge.render.tables import roofline_lines, segments_table, summary_table, turns_table
+from llmsurge.render.tables import breakdown_tables, roofline_lines, segments_table, summary_table, turns_table
 
 
 def progress_line(s: Snapshot, total: int | None) -> str:
@@ -192,6 +192,8 @@ def _report(
         console.print(segments_table(summary))
     if summary.get("turns"):
         console.print(turns_table(summary))
+    for table in breakdown_tables(summary):
+        console.print(table)
     for line in roofline_lines(summary):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):

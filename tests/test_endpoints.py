@@ -148,8 +148,21 @@ def test_check_says_which_endpoints_and_tools_a_server_offers(sim_url: str) -> N
         assert line in r.stdout, r.stdout
 
 
-async def test_the_tui_shows_inputs_and_latency_for_embeddings(tmp_path: Path) -> None:
-    scenario = find_preset("demo").with_overrides(endpoint="embeddings", batch=2, input_tokens=32, concurrency=2)
+@pytest.mark.parametrize(
+    ("endpoint", "said", "not_said"),
+    [
+        ({"endpoint": "embeddings", "batch": 2}, ("inputs/s", "lat. p50/p99"), "TTFT p50/p99"),
+        ({"endpoint": "rerank", "documents": 3}, ("inputs/s", "lat. p50/p99"), "TTFT p50/p99"),
+        ({"endpoint": "responses"}, ("output tok/s", "TTFT p50/p99"), "inputs/s"),
+        ({"endpoint": "chat", "tools": 2}, ("output tok/s", "TTFT p50/p99"), "inputs/s"),
+        ({"endpoint": "chat", "images": 1, "image_size": (56, 56)}, ("output tok/s", "TTFT p50/p99"), "inputs/s"),
+    ],
+    ids=["embeddings", "rerank", "responses", "tools", "images"],
+)
+async def test_the_tui_shows_what_each_endpoint_measures(
+    tmp_path: Path, endpoint: dict[str, Any], said: tuple[str, ...], not_said: str
+) -> None:
+    scenario = find_preset("demo").with_overrides(input_tokens=32, output_tokens=8, concurrency=2, **endpoint)
     app = make_app(RunConfig(scenario=scenario, output=tmp_path / "t", keep_alive=True))
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot_until(pilot, lambda: app.snapshots.snapshot().segment_figures["e2el"].n >= 4, 60)
@@ -157,7 +170,8 @@ async def test_the_tui_shows_inputs_and_latency_for_embeddings(tmp_path: Path) -
         await pilot.pause()
         load = app.screen.query_one("#load")
         text = "\n".join(line.text for line in load.render_lines(load.region.reset_offset))  # type: ignore[attr-defined]
-        assert "inputs/s" in text and "lat. p50/p99" in text and "TTFT p50/p99" not in text, text
+        assert all(s in text for s in said) and not_said not in text, text
+        assert app.snapshots.snapshot().failed == 0
         await pilot.press("q")
 
 
@@ -185,3 +199,54 @@ def test_images_count_as_prompt_tokens(tmp_path: Path) -> None:
     assert all(r["prompt_tokens"] >= 2 * 16 * 16 for r in reqs)  # the server counted 256 tokens an image
     r = run_cli("run", "--images", "1", "--image-size", "big", timeout=60)
     assert r.returncode == 2 and "use WIDTHxHEIGHT" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_several_models_are_spread_and_reported_each(tmp_path: Path) -> None:
+    """``--model a,b,c`` against a server with adapters: each request takes the next model; summary.json, the
+    headless tables and compare show each model's figures."""
+    from llmsurge.metrics.compare import compare
+    from llmsurge.metrics.runs import load_run
+    from llmsurge.sim.process import SimProcess
+    from llmsurge.sim.server import SimConfig
+    from tests.conftest import quick_timing
+
+    with SimProcess(SimConfig(timing=quick_timing(), adapters=("lora-a", "lora-b"))) as sim:
+        out = tmp_path / "m"
+        models = "llmsurge-sim,lora-a,lora-b"
+        r = run_cli("run", sim.url, "--model", models, "-c", "3", "-n", "30", "--output-tokens", "6", "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        bad = run_cli("run", sim.url, "--model", "llmsurge-sim,nope", "-n", "2", "-o", str(tmp_path / "x"))
+    s = summary(out)
+    assert set(s["models"]) == {"llmsurge-sim", "lora-a", "lora-b"}
+    assert all(m["completed"] == 10 and m["failed"] == 0 and m["n_ttft"] == 10 for m in s["models"].values())
+    assert {q["model"] for q in rows(out, warmup=False)} == set(s["models"])
+    assert "per model" in r.stdout and "lora-b" in r.stdout
+    assert bad.returncode == 2 and "does not list nope" in bad.stderr
+    cmp = compare([load_run(str(out)), load_run(str(out))])
+    level = next(lv for lv in cmp.levels if lv.load.startswith("per model"))
+    assert {row.metric.label for row in level.rows} >= {"lora-a TTFT p50", "lora-b failed"}
+
+
+def test_replicas_share_the_load_and_a_failing_one_is_named(tmp_path: Path) -> None:
+    """Two servers, one failing a third of its requests: round-robin gives each half the load; the failures are
+    counted against the one that failed them."""
+    from llmsurge.sim.process import SimProcess
+    from llmsurge.sim.server import Faults, SimConfig
+    from tests.conftest import quick_timing
+
+    with (
+        SimProcess(SimConfig(timing=quick_timing())) as good,
+        SimProcess(SimConfig(timing=quick_timing(), faults=Faults.parse("http500=0.34"))) as bad,
+    ):
+        out = tmp_path / "r"
+        targets = tmp_path / "targets.txt"
+        targets.write_text(f"# the second replica\n{bad.url}\n")
+        r = run_cli("run", good.url, "--targets", str(targets), "-c", "4", "-n", "60", "-o", str(out))
+        assert r.returncode in (0, 1), r.stderr
+    s = summary(out)
+    t = s["targets"]
+    assert set(t) == {good.url, bad.url} and s["config"]["replicas"] == [bad.url]
+    assert t[good.url]["failed"] == 0 and t[good.url]["completed"] == 30
+    assert t[bad.url]["failed"] > 0 and t[bad.url]["completed"] + t[bad.url]["failed"] == 30
+    assert t[bad.url]["errors"] == {"http_500": t[bad.url]["failed"]}
+    assert "per server" in r.stdout

@@ -74,8 +74,14 @@ class WorkerPool:
         seed: int = 0,
         measure_read_delay: bool = False,
         backend: WorkerBackend | None = None,
+        replicas: tuple[Target, ...] = (),
+        balance: str = "rr",
+        models: tuple[str, ...] = (),
     ) -> None:
         self.target = target
+        self.replicas = replicas
+        self.balance = balance
+        self.models = models
         self.calibration = calibration
         self.bus = bus
         self.n = max(1, min(workers, MAX_WORKERS))
@@ -116,7 +122,16 @@ class WorkerPool:
     def _spawn(self, index: int) -> _Slot:
         worker_id = self._next_id
         self._next_id += 1
-        spec = WorkerSpec(worker_id, self.target, self.calibration, self.seed, self.measure_read_delay)
+        spec = WorkerSpec(
+            worker_id,
+            self.target,
+            self.calibration,
+            self.seed,
+            self.measure_read_delay,
+            self.replicas,
+            self.balance,
+            self.models,
+        )
         p, q = self.backend.spawn(spec, self.out, self.tickets)
         return _Slot(index, worker_id, p, q)
 

@@ -131,7 +131,8 @@ def _remote_classes() -> tuple[Any, Any]:
         """One worker loop in an actor: commands arrive as method calls, ticks wait in a box to be drained."""
 
         def __init__(self, spec: WorkerSpec, bank: ActorHandle) -> None:
-            spec.target.register_secrets()
+            for target in spec.targets:
+                target.register_secrets()
             self.box: deque[WorkerMessage] = deque()
             self.worker = Worker(spec, None, _Box(self.box), RayTickets(bank))
             self.early: list[WorkerCommand] = []

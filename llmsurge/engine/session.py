@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from llmsurge import __version__
 from llmsurge.engine.backend import LocalBackend, WorkerBackend, auto_workers, cap_workers
 from llmsurge.engine.client import make_client
@@ -44,7 +46,7 @@ from llmsurge.metrics.slo import Slo, goodput
 from llmsurge.metrics.stats import ALIGNED
 from llmsurge.metrics.summary import RunFacts, build_summary
 from llmsurge.net import METRICS_CAP, Target, fetch, normalize_base_url
-from llmsurge.redaction import register_secret
+from llmsurge.redaction import listed, register_secret
 from llmsurge.sim.process import SimProcess
 
 RAY_SETTLE_S = 3.0
@@ -93,6 +95,16 @@ class RunConfig:
     """``HOST:PORT`` to serve the live API on (``--api``); None: no API."""
     api_token_env: str | None = None
     """The environment variable holding the API's bearer token (required off loopback)."""
+    replicas: tuple[str, ...] = ()
+    """Further servers of the same model beside ``url``: requests are spread over all (``balance``)."""
+    balance: str = "rr"
+    """``rr`` (each in turn) or ``least`` (the least busy, as each worker counts its own requests)."""
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models asked for with ``--model a,b,c`` (empty: one model, or the server's)."""
+        names = tuple(m.strip() for m in self.model.split(",") if m.strip())
+        return names if len(names) > 1 else ()
 
     def __post_init__(self) -> None:
         if self.seed is None:
@@ -117,6 +129,9 @@ class RunConfig:
         sc = dataclasses.asdict(self.scenario)
         return {
             "url": normalize_base_url(self.url) if self.url else "simulated",  # no user:password
+            "replicas": [normalize_base_url(u) for u in self.replicas],
+            "balance": self.balance,
+            "models": list(self.models),
             "model": self.model or None,
             "api_key_env": self.api_key_env,
             "workers": self.n_workers,
@@ -165,6 +180,8 @@ class RunSession:
         self._launched = False
         self._early = launched
         self.preparing: Preparation | None = None
+        self.replicas: tuple[Target, ...] = ()
+        """The replicas beside the target, each answering with the same model."""
         self._metrics_before: str | None = None
         """:meth:`prepare` under way on its own thread (:meth:`prepare_early`), if it was begun that way."""
         self._closed = False
@@ -260,7 +277,7 @@ class RunSession:
             await asyncio.to_thread(self.sim.wait_ready)
             target = Target(self.sim.url, cfg.model)
         else:
-            target = Target.from_url(cfg.url, cfg.model, api_key)
+            target = Target.from_url(cfg.url, cfg.models[0] if cfg.models else cfg.model, api_key)
         base = target.base_url
         self.bus.set_info(url=base if not self.simulated else f"{base} (simulated)", preset=cfg.scenario.name)
         self.bus.set_state("waiting")
@@ -271,6 +288,8 @@ class RunSession:
             )  # fmt: skip
             target = dataclasses.replace(target, model=facts.model)
             self.server = facts
+            self._check_models(facts)
+            self.replicas = await self._discover_replicas(client, facts.model, api_key, say)
             self.bus.set_info(model=facts.model, server=facts.kind)
             self.scenario = self.adapt(self.scenario, say)
             shape = self.scenario.shape
@@ -286,6 +305,34 @@ class RunSession:
             self.note(message, level)
             say(message)
         self.target = target
+
+    def _check_models(self, facts: ServerFacts) -> None:
+        """``--model a,b,c``: each must be one the server lists (when it lists any)."""
+        missing = [m for m in self.config.models if facts.models and m not in facts.models]
+        if missing:
+            raise ConfigError(
+                f"--model: the server does not list {listed(missing)} (it serves {listed(list(facts.models))}):"
+                " name models from its list"
+            )
+
+    async def _discover_replicas(
+        self, client: httpx.AsyncClient, model: str, api_key: str | None, say: Callable[[str], None]
+    ) -> tuple[Target, ...]:
+        """Each replica answers and serves the model (checked side by side); :class:`ServerError` names one that
+        does not."""
+        cfg = self.config
+        if not cfg.replicas:
+            return ()
+        targets = tuple(Target.from_url(u, model, api_key) for u in cfg.replicas)
+        say(f"checking {len(targets)} more replica(s)")
+
+        async def check(t: Target) -> None:
+            facts = await discover(client, t, cfg.wait_timeout, None)
+            if facts.models and model not in facts.models:
+                raise ServerError(f"{t.base_url} does not serve {model} (it lists {listed(list(facts.models))})")
+
+        await asyncio.gather(*(check(t) for t in targets))
+        return targets
 
     def _check_ray(self) -> None:
         """Fail at once, before anything is sent, when no Ray cluster answers at the address given."""
@@ -390,6 +437,9 @@ class RunSession:
             self.config.seed or 0,
             measure_read_delay=self.config.measure_read_delay,
             backend=backend,
+            replicas=self.replicas,
+            balance=self.config.balance,
+            models=self.config.models,
         )
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.scenario, keep_alive=self.config.keep_alive)

@@ -50,6 +50,17 @@ class WorkerSpec:
     calibration: Calibration
     seed: int = 0
     measure_read_delay: bool = False  # benchmarks: record how late stamped chunks are read
+    replicas: tuple[Target, ...] = ()
+    """Further servers of the same model: requests are spread over ``target`` and these (``balance``)."""
+    balance: str = "rr"
+    """``rr``: each target in turn; ``least``: the one with the fewest of this worker's requests in flight."""
+    models: tuple[str, ...] = ()
+    """Several models (LoRA adapters) on the target(s): each request takes the next (empty: ``target.model``)."""
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every server requests go to, the first the one discovered."""
+        return (self.target, *self.replicas)
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,9 @@ class Worker:
         self.stopping = False
         self.generation = 0
         self.seq = 0
+        self._turn = 0
+        self.target_inflight: list[int] = [0] * len(spec.targets)
+        """This worker's requests in flight per target (``least`` balancing)."""
         self.started = 0
         self.starts: list[RequestStart] = []
         self.inflight: dict[str, RequestRecord] = {}
@@ -341,6 +355,16 @@ class Worker:
             return messages[0]["content"], max_tokens, expected
         return messages, max_tokens, expected
 
+    def _pick_target(self) -> int:
+        """Which server the next request goes to: in turn (``rr``), or the least busy by this worker's count."""
+        n = len(self.target_inflight)
+        if n == 1:
+            return 0
+        if self.spec.balance == "least":
+            return min(range(n), key=lambda i: (self.target_inflight[i], (i - self._turn) % n))
+        self._turn = (self._turn + 1) % n
+        return self._turn
+
     async def _request(
         self, due: float | None = None, conv: Conversation | None = None, entry: TraceEntry | None = None
     ) -> RequestRecord:
@@ -359,10 +383,12 @@ class Worker:
         else:
             problem = None
         case = self.case
+        which = self._pick_target()
+        model = self.spec.models[self.seq % len(self.spec.models)] if self.spec.models else self.spec.target.model
         if shape.images and shape.endpoint == "chat" and problem is None:
             prompt = with_images(prompt, shape.images, shape.image_size, self.lengths)
             expected_in = 0  # an image's tokens are the server's to count
-        body = build_body(shape, self.spec.target.model, prompt, max_tokens)
+        body = build_body(shape, model, prompt, max_tokens)
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         if conv is not None:
             rec.turn = conv.turn + 1
@@ -371,6 +397,11 @@ class Worker:
         rec.max_tokens = 0 if shape.pooling else max_tokens
         rec.ignore_eos = shape.ignore_eos and not shape.pooling
         rec.inputs = shape.inputs if shape.pooling else 0
+        if self.spec.models:
+            rec.model = model
+        if self.spec.replicas:
+            rec.target = self.spec.targets[which].base_url
+        self.target_inflight[which] += 1
         rec.body = body
         self.inflight[rid] = rec
         self.started += 1
@@ -383,8 +414,8 @@ class Worker:
                 raise problem
             await run_request(
                 self.client,
-                self.urls[shape.endpoint],
-                self.headers,
+                self.urls[which][shape.endpoint],
+                self.headers[which],
                 body,
                 shape.streamed,
                 rec,
@@ -401,6 +432,7 @@ class Worker:
             rec.fail(Failure.CLIENT_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             rec.end = time.monotonic()
+            self.target_inflight[which] -= 1
             if conv is not None and rec.ok:
                 sent = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
                 conv.messages = [*sent, {"role": "assistant", "content": "".join(rec.text)}]
@@ -488,9 +520,10 @@ class Worker:
         self.n_users = 0
         self.client = make_client()
         self.resend_client = make_client(fresh_connections=True)
-        t = self.spec.target
-        self.urls = {e: t.url(e) for e in ENDPOINTS}
-        self.headers = t.headers()
+        targets = self.spec.targets
+        self.urls = [{e: t.url(e) for e in ENDPOINTS} for t in targets]
+        self.headers = [t.headers() for t in targets]
+
         if self.commands is not None:  # a Ray actor gets its commands as method calls instead
             threading.Thread(
                 target=self._read_commands, args=(loop, self.commands), daemon=True, name="commands"
@@ -545,7 +578,8 @@ def worker_main(spec: WorkerSpec | None, commands: CommandSource, out: TickSink,
         if not isinstance(first, WorkerSpec):
             return  # told to stop (or sent nothing usable) before it had a target: nothing was started
         spec = first
-    spec.target.register_secrets()
+    for target in spec.targets:
+        target.register_secrets()
     try:
         asyncio.run(Worker(spec, commands, out, tickets).run())
     except Exception as exc:  # report instead of dying silently

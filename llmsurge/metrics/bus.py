@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmsurge.metrics.breakdown import Breakdown
 from llmsurge.metrics.health import Cause, diagnose, worth_recording
 from llmsurge.metrics.records import Failure, RequestRecord, Status
 from llmsurge.metrics.segment import SegmentStats, SegmentView
@@ -94,6 +95,8 @@ class BusView:
     """The same over the whole run: (workers that ran there, worst loop lag ms, worst cpu fraction)."""
     usage_rejected: int = 0
     usage_rejected_example: str = ""
+    breakdown: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per model and per server (``models``, ``targets``), when the run has several (views taken with stats)."""
 
 
 class MetricsBus:
@@ -120,6 +123,8 @@ class MetricsBus:
         """Requests whose usage figure was implausible (chunk counts used instead)."""
         self.usage_rejected_example = ""
         self.on_records: Callable[[list[RequestRecord]], None] | None = None
+        self.breakdown = Breakdown()
+        """Per model and per server, when the run spreads requests over several."""
         self.segment_listeners: list[Callable[[int], None]] = []
         """Told each new segment's index as it opens (the server sampler scrapes at once: segments' histograms)."""
         """Where finished records go (the result writer), outside the lock."""
@@ -324,6 +329,8 @@ class MetricsBus:
                 continue
             if rec.segment <= len(segs):
                 segs[rec.segment - 1].add(rec)
+            if rec.model or rec.target:
+                self.breakdown.add(rec)
             if rec.usage_rejected:
                 self.usage_rejected += 1
                 self.usage_rejected_example = rec.usage_rejected
@@ -459,6 +466,7 @@ class MetricsBus:
                 telemetry=dict(self.telemetry),
                 usage_rejected=self.usage_rejected,
                 usage_rejected_example=self.usage_rejected_example,
+                breakdown=self.breakdown.figures() if with_stats else {},
             )
 
     def _live_rate(self, now: float) -> tuple[float, float]:

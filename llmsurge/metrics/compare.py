@@ -19,6 +19,7 @@ import numpy as np
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.stats import thin
+from llmsurge.redaction import shown
 
 BOOTSTRAP = 1000
 CONFIDENCE = 0.95
@@ -153,6 +154,11 @@ def _figure(run: SavedRun, seg: dict[str, Any], metric: Metric) -> float | None:
     """A figure of one level (telemetry-derived ones computed here)."""
     if metric.key.startswith(("gpu_", "tok_per")):
         return _gpu_figure(run, seg, metric.key)
+    if BY in metric.key:  # a model's or a server's run-wide row
+        kind, name, key = metric.key.split(BY)
+        row = (seg.get(kind) or {}).get(name)
+        value = row.get(key) if isinstance(row, dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
     if metric.key.startswith(REFEREE):
         rec = seg.get("reconciliation")
         value = rec.get(metric.key.removeprefix(REFEREE)) if isinstance(rec, dict) else None
@@ -284,8 +290,28 @@ def compare(runs: list[SavedRun]) -> Comparison:
         rows = [row for m in METRICS if (row := _row(runs, segs, m, None)) is not None]
         levels.append(Level("whole run", rows))
         matched = False
+    for kind, title in (("models", "per model (whole runs)"), ("targets", "per server (whole runs)")):
+        names = [n for n in (runs[0].summary.get(kind) or {}) if all(n in (r.summary.get(kind) or {}) for r in runs)]
+        if names:
+            segs = [r.summary for r in runs]
+            metrics = [m for n in names for m in _breakdown_metrics(kind, n)]
+            levels.append(Level(title, [row for m in metrics if (row := _row(runs, segs, m, None)) is not None]))
     notes.append("† one figure per run (or no per-request values kept): no noise estimate")
     return Comparison(runs, levels, notes, matched)
+
+
+BY = "\x1f"
+"""Separates kind, name and key in a breakdown row's metric key (names are URLs: they hold dots)."""
+
+
+def _breakdown_metrics(kind: str, name: str) -> list[Metric]:
+    """A model's or a server's rows: TTFT p50/p99 and failures."""
+    label = shown(name, limit=60)  # a model id or a URL: outside text
+    return [
+        Metric(f"{kind}{BY}{name}{BY}p50_ttft_ms", f"{label} TTFT p50", "ms", True),
+        Metric(f"{kind}{BY}{name}{BY}p99_ttft_ms", f"{label} TTFT p99", "ms", True),
+        Metric(f"{kind}{BY}{name}{BY}failed", f"{label} failed", "requests", True),
+    ]
 
 
 def saturation_curves(runs: list[SavedRun]) -> dict[str, list[tuple[float, float, float]]]:

@@ -141,6 +141,8 @@ class RequestRecord:
     server: ServerTimings | None = None  # the server's own clock for this request, when it says (llama.cpp)
     inputs: int = 0  # embeddings: inputs sent; rerank: documents (0: a generation)
     tool_calls: dict[int, list[str]] = field(default_factory=dict)  # streamed arguments per call (not written)
+    model: str = ""  # the model asked for, when the run spreads requests over several ('' otherwise)
+    target: str = ""  # the server's base URL, when the run spreads requests over replicas ('' otherwise)
 
     def keep_text(self) -> None:
         """Fold the pieces received so far into the answer's first and last :data:`TEXT_KEPT` characters (called
@@ -235,6 +237,8 @@ class RequestRecord:
         rec.client_wait = s("client_wait_ms")
         rec.usage_rejected = row.get("usage_rejected") or ""
         rec.inputs = int(row.get("inputs") or 0)
+        rec.model = str(row.get("model") or "")
+        rec.target = str(row.get("target") or "")
         rec.ttfr = s("ttfr_ms")
         rec.reasoning_chunks = int(row.get("reasoning_chunks") or 0)
         rec.turn = int(row.get("turn") or 0)
@@ -291,6 +295,10 @@ class RequestRecord:
         }
         if self.inputs:
             out["inputs"] = self.inputs
+        if self.model:
+            out["model"] = self.model
+        if self.target:
+            out["target"] = self.target
         if self.usage_rejected:
             out["usage_rejected"] = self.usage_rejected
         if self.retry_after is not None:

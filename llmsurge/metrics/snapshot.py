@@ -71,6 +71,9 @@ class SegmentRow:
     quality_score: float | None = None  # share of quality-set answers right (None: none asked)
 
 
+NAN = float("nan")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunProgress:
     """How far a bounded run (``-n``, ``-d``, a staged preset) has come: what the status line says."""
@@ -166,6 +169,30 @@ class _Stats:
     rows: tuple[SegmentRow, ...]
 
 
+def breakdown_rows(breakdown: dict[str, dict[str, dict[str, Any]]]) -> tuple[SegmentRow, ...]:
+    """Run-wide rows per model and per server (index 0: not a segment), after the segments."""
+    out = []
+    for kind, rows in breakdown.items():
+        for name, r in rows.items():
+            out.append(
+                SegmentRow(
+                    index=0,
+                    label=shown(f"{'model' if kind == 'models' else 'server'} {name}", limit=48),
+                    scenario="",
+                    duration=0.0,
+                    completed=int(r["completed"]),
+                    failed=int(r["failed"]),
+                    request_throughput=NAN,
+                    output_throughput=NAN,
+                    ttft_p50_ms=float(r["p50_ttft_ms"]),
+                    ttft_p99_ms=float(r["p99_ttft_ms"]),
+                    tpot_p50_ms=NAN,
+                    n=int(r["n_ttft"]),
+                )
+            )
+    return tuple(out)
+
+
 def _reconciliation(view: BusView, figures: Figures) -> Reconciliation | None:
     """The current segment's TTFT against the server's own phases (its live ``/metrics`` sample)."""
     phases = getattr(view.telemetry.get("server"), "phases", None)
@@ -244,7 +271,7 @@ class SnapshotBuilder:
             duration = view.now - view.run_start if view.run_start else 0.0
             self._run_stats = (run_key, scope_figures(segs, self.percentiles, self.slo, duration))
         run_stats = self._run_stats[1]
-        rows = tuple(self._segment_row(s, view.now) for s in segs)
+        rows = tuple(self._segment_row(s, view.now) for s in segs) + breakdown_rows(view.breakdown)
         version = (self._stats.version + 1) if self._stats is not None else 1
         index = current.index if current is not None else 0
         return _Stats(version, index, seg_stats, run_stats, ttft_histogram(current), rows)

@@ -400,6 +400,7 @@ def build_summary(
         rec = reconcile(seg.get("mean_ttft_ms"), clock, seg["client"]["mean_loop_lag_ms"]) if clock else None
         if rec is not None:
             seg["reconciliation"] = rec.json()
+    s.update(view.breakdown)  # models, targets: per model and per server, when the run has several
     if facts.roofline is not None:
         _add_roofline(s, facts.roofline)
     notes = _notes(s, view, facts)

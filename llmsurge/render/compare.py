@@ -23,6 +23,8 @@ def _num(v: float | None, unit: str) -> str:
         return MISSING
     if unit == "%":
         return f"{v:.2f}%"
+    if unit == "requests":
+        return f"{v:,.0f}"
     if abs(v) >= 100:
         return f"{v:,.0f}"
     return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.3f}"
@@ -38,18 +40,25 @@ def _change_text(c: Change | None) -> str:
     return f"{c.text}{star}{mark}{dagger}"
 
 
+def _title(load: str, matched: bool, prefix: str, unmatched: str) -> str:
+    """A level's heading: its load, the whole runs, or a model's or server's rows (``per model …``)."""
+    if load.startswith("per "):
+        return load
+    return f"{prefix}{load}" if matched else unmatched
+
+
 def tables(cmp: Comparison) -> list[Table]:
     """One rich table per level: better in green with ▲, worse in red with ▼."""
     out = []
     for level in cmp.levels:
-        t = Table(title=f"load {level.load}" if cmp.matched else "whole runs (their loads differ)")
+        t = Table(title=_title(level.load, cmp.matched, "load ", "whole runs (their loads differ)"))
         t.add_column("metric")
         for i, run in enumerate(cmp.runs):
             t.add_column(Text(run.label + (" (baseline)" if i == 0 else "")), justify="right")
             if i:
                 t.add_column("change", justify="right")
         for row in level.rows:
-            cells: list[Text | str] = [f"{row.metric.label} ({row.metric.unit})"]
+            cells: list[Text | str] = [Text(f"{row.metric.label} ({row.metric.unit})")]
             for value, change in zip(row.values, row.changes, strict=True):
                 cells.append(_num(value, row.metric.unit))
                 if change is not None:
@@ -69,7 +78,7 @@ def markdown(cmp: Comparison) -> str:
             head.append(run.label + (" (baseline)" if i == 0 else ""))
             if i:
                 head.append("Change")
-        lines = [f"### Load {level.load}" if cmp.matched else "### Whole runs (their loads differ)", ""]
+        lines = [f"### {_title(level.load, cmp.matched, 'Load ', 'Whole runs (their loads differ)')}", ""]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|---|" + "---:|" * (len(head) - 1))
         for row in level.rows:
@@ -240,7 +249,7 @@ def html_page(cmp: Comparison) -> str:
         '<div class="charts">' + "".join(charts) + "</div>",
     ]
     for level in cmp.levels:
-        body.append(f"<h2>{'Load ' + html.escape(level.load) if cmp.matched else 'Whole runs (loads differ)'}</h2>")
+        body.append(f"<h2>{html.escape(_title(level.load, cmp.matched, 'Load ', 'Whole runs (loads differ)'))}</h2>")
         head = "<tr><th>metric</th>" + "".join(
             f"<th>{html.escape(r.label)}{' (baseline)' if i == 0 else ''}</th>" + ("<th>change</th>" if i else "")
             for i, r in enumerate(cmp.runs)

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmsurge.metrics.stats import BUNCHED_NOTE, thin
+from llmsurge.redaction import shown
 from llmsurge.render.format import MISSING
 
 
@@ -184,3 +185,29 @@ def turns_table(summary: dict[str, Any]) -> Table:
             _cell(r.get("prefix_cache_hit_rate"), "{:.0%}"),
         )
     return t
+
+
+def breakdown_tables(summary: dict[str, Any]) -> list[Table]:
+    """Per model and per server (``models``, ``targets``), when the run spread requests over several."""
+    out = []
+    for key, title in (("models", "per model"), ("targets", "per server")):
+        rows = summary.get(key)
+        if not isinstance(rows, dict) or not rows:
+            continue
+        t = Table(title=title)
+        t.add_column("model" if key == "models" else "server")
+        for col in ("done", "failed", "out tokens", "TTFT p50", "TTFT p99", "E2EL mean"):
+            t.add_column(col, justify="right")
+        for name, r in rows.items():
+            n = int(r.get("n_ttft") or 0)
+            t.add_row(
+                Text(shown(str(name))),
+                str(r.get("completed", 0)),
+                Text(str(r.get("failed", 0)), style="red" if r.get("failed") else ""),
+                _cell(r.get("total_output_tokens"), "{:,d}"),
+                _cell(r.get("p50_ttft_ms") if n else None, "{:.1f}"),
+                _cell(r.get("p99_ttft_ms") if n else None, "{:.1f}", thin(n, 99.0)),
+                _cell(r.get("mean_e2el_ms") if r.get("completed") else None, "{:,.1f}"),
+            )
+        out.append(t)
+    return out

@@ -104,6 +104,12 @@ class SimConfig:
     """How it answers the quality set (llmsurge.quality): "correct" (a healthy model), "wrong" (fluent but wrong:
     a broken quantization), "degenerate" (every answer one word repeated), or "" (filler words, as for any
     other prompt)."""
+    adapters: tuple[str, ...] = ()
+    """More model ids served by the same engine (LoRA adapters on vLLM): listed, and answered like ``model``."""
+
+    def serves(self, model: str) -> bool:
+        """Whether ``model`` is one this server answers for."""
+        return model == self.model or model in self.adapters
 
 
 _WORDS = [
@@ -228,12 +234,14 @@ class SimServer:
                 "object": "list",
                 "data": [
                     {
-                        "id": self.config.model,
+                        "id": name,
                         "object": "model",
                         "created": self.created,
                         "owned_by": "llmsurge-sim",
                         "max_model_len": self.config.max_model_len,
+                        **({"parent": self.config.model} if name != self.config.model else {}),
                     }
+                    for name in (self.config.model, *self.config.adapters)
                 ],
             },
         )
@@ -256,7 +264,7 @@ class SimServer:
         if not isinstance(body, dict):
             return self._error(400, "request body must be a JSON object", "BadRequestError")
         model = body.get("model") or self.config.model
-        if model != self.config.model:
+        if not self.config.serves(model):
             return self._error(404, f"The model `{model}` does not exist.", "NotFoundError")
         return body
 
@@ -407,7 +415,7 @@ class SimServer:
         if not isinstance(body, dict):
             return self._error(400, "request body must be a JSON object", "BadRequestError")
         model = body.get("model") or self.config.model
-        if model != self.config.model:
+        if not self.config.serves(model):
             return self._error(404, f"The model `{model}` does not exist.", "NotFoundError")
         fault = self.config.faults.pick(self.rng)
         if fault == "http500":

@@ -111,6 +111,10 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             "degen": Text(f"{s.degenerate:,}", style=warn if s.degenerate else muted),
             "quality": Text("—" if s.quality_score is None else f"{s.quality_score:.0%}"),
         }
+        if not s.index:  # a model's or a server's whole run, after the segments: what it has
+            cells["#"] = Text("·", style=muted)
+            for name in ("req/s", "out tok/s", "TPOT p50", "cache", "in mean/p90", "out mean/p90", "degen", "quality"):
+                cells[name] = Text("—", style=muted)
         if slo:
             cells["good"] = Text("—" if s.good_share is None else f"{s.good_share:.0%}")
         if self.baseline is not None:
@@ -144,7 +148,7 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         the load only when the run switched presets (the status line names it otherwise); goodput's and the
         baseline's columns come with an SLO and a baseline."""
         self._last = snap
-        self._many_presets = len({s.scenario for s in snap.segments}) > 1
+        self._many_presets = len({s.scenario for s in snap.segments if s.index}) > 1
         slo = bool(snap.slo)
         quality = any(s.quality_score is not None for s in snap.segments)
         names = COLUMNS + (QUALITY if quality else ()) + (GOOD if slo else ()) + (VERSUS if self.baseline else ())
