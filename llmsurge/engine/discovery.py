@@ -270,8 +270,8 @@ async def first_success(
 
 
 async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestShape) -> Calibration:
-    """Two one-token requests of different lengths (sent together) give tokens per word and the template
-    overhead."""
+    """Two one-token requests of different lengths, one after the other (a busy server's one slot is not asked
+    twice at once), give tokens per word and the template overhead."""
     f = PromptFactory(Calibration(), seed=12345)
     probe = dataclasses.replace(shape, ignore_eos=True, timeout=min(shape.timeout, 120.0), batch=1)
     sizes = (16, 256)
@@ -279,7 +279,7 @@ async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestSha
     def sender(words: str) -> Callable[[], Awaitable[RequestRecord]]:
         return lambda: one_request(client, target, probe, words, 1)
 
-    recs = await asyncio.gather(*(first_success(sender(f.words(n))) for n in sizes))
+    recs = [await first_success(sender(f.words(n))) for n in sizes]
     if any(not rec.ok or rec.tokens_estimated or rec.prompt_tokens <= 0 for rec in recs):
         return Calibration()
     return Calibration.from_points(sizes[0], recs[0].prompt_tokens, sizes[1], recs[1].prompt_tokens)

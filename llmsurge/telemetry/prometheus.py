@@ -184,8 +184,9 @@ class SegmentClock:
     woke the sampler, else the last scrape before it. Observations end up in the segment open when they were
     scraped: a request still running when its segment closed counts in the next."""
 
-    def __init__(self) -> None:
-        self._prev: dict[str, _Totals] | None = None
+    def __init__(self, since_start: bool = False) -> None:
+        """``since_start``: no run (``check``, recorded texts): the first segment's base is the server's start."""
+        self._prev: dict[str, _Totals] | None = {} if since_start else None
         self._segment: int | None = None
         self._base: dict[str, _Totals] = {}
         self._marks: dict[int, dict[str, _Totals]] = {}
@@ -311,7 +312,7 @@ class ServerMetricsSampler(Sampler):
         super().__init__(bus, writer)
         self.fetcher = MetricsFetcher(base_url.rstrip("/") + "/metrics", headers=headers)
         self._rates = _WindowedRates(self.RATE_WINDOW_S)
-        self.clock = SegmentClock()
+        self.clock = SegmentClock(since_start=bus is None)
         """The server's phases per segment (queue, prefill, TTFT, decode) for the reconciliation."""
         if bus is not None:  # a scrape as each segment opens: what ended before it counts in the one before
             bus.segment_listeners.append(self.poke)
