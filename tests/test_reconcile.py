@@ -148,12 +148,14 @@ async def test_a_starved_client_shows_a_growing_client_share(tmp_path: Path) -> 
     task = asyncio.create_task(ctrl.run())
     try:
         await until(lambda: session.bus.current_segment() == 2 or task.done(), 30)
-        for _ in range(4):
+        for _ in range(2):
             p = ctx.Process(target=_burn, daemon=True)
             p.start()
             assert p.pid is not None
             os.sched_setaffinity(p.pid, {client_core})
             burners.append(p)
+        for pid in session.worker_pids():  # and the worker yields to them: starved whatever else runs on the host
+            os.setpriority(os.PRIO_PROCESS, pid, 10)
         await asyncio.wait_for(task, 60)
     finally:
         for p in burners:
@@ -165,10 +167,11 @@ async def test_a_starved_client_shows_a_growing_client_share(tmp_path: Path) -> 
         await asyncio.to_thread(session.close)
     session.save()
     calm, starved = (seg["reconciliation"] for seg in summary(session.output)["segments"])
-    assert starved["client_side_ms_mean"] > calm["client_side_ms_mean"] + 5.0, (calm, starved)
-    assert starved["gap_ms_mean"] > calm["gap_ms_mean"] + 5.0, (calm, starved)
+    assert starved["client_side_ms_mean"] > calm["client_side_ms_mean"] + 20.0, (calm, starved)
+    assert starved["gap_ms_mean"] > calm["gap_ms_mean"] + 20.0, (calm, starved)
     assert starved["where"] == "client", starved
-    assert starved["server_ttft_ms_mean"] < calm["server_ttft_ms_mean"] + 10.0  # the server is no slower: we are
+    grew = starved["server_ttft_ms_mean"] - calm["server_ttft_ms_mean"]  # bursts from a late client queue a little
+    assert starved["gap_ms_mean"] - calm["gap_ms_mean"] > 2 * max(grew, 0.0), (calm, starved)  # the growth is ours
 
 
 async def test_compare_places_a_ttft_regression_on_the_server(tmp_path: Path) -> None:
