@@ -61,6 +61,7 @@ MODELS = (
     "busy",
     "counted",
     "bunched",
+    "peers",
 )
 MARKUP = "[bold red]PWNED[/] [link=http://x]click[/link] [/bold]"
 EVIL = "esc\x1b[2JPWNED\x1b]0;PWNED-TITLE\x07\x1b]52;c;UFdORUQ=\x07\u009b31mPWNED\u202eDENWP\x07end"
@@ -69,6 +70,8 @@ EVIL_RAW = (b"\x1b[2JPWNED", b"\x1b]0;PWNED", b"\x1b]52;c;", "\u009b31m".encode(
 """The bytes none of which may reach a terminal."""
 STARTED = time.monotonic()
 ARRIVALS: dict[str, list[float]] = {}
+PEERS: dict[str, set[str]] = {}
+"""Per model: the client addresses requests came from."""
 
 
 def _chunk(text: str, finish: str | None = None, **extra: Any) -> bytes:
@@ -105,6 +108,7 @@ async def _generate(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     model = body.get("model", "")
     ARRIVALS.setdefault(model, []).append(round(time.monotonic() - STARTED, 3))
+    PEERS.setdefault(model, set()).add(str(request.remote))
     if model == EVIL:
         if len(ARRIVALS[model]) % 3 == 1:  # the first request, and every third: refused with controls in the body
             return web.json_response({"error": {"message": f"bad request {EVIL}"}}, status=400)
@@ -227,6 +231,10 @@ async def _stats(_request: web.Request) -> web.Response:
     return web.json_response(ARRIVALS)
 
 
+async def _peers(_request: web.Request) -> web.Response:
+    return web.json_response({k: sorted(v) for k, v in PEERS.items()})
+
+
 def make_app(drop_idle: float = 0.0, profile: str = "") -> web.Application:
     """The hostile application. ``drop_idle``: a request arriving on a connection idle that long is dropped
     (the connection aborted, no response byte) — what a client meets when it reuses a kept-alive connection just
@@ -268,6 +276,7 @@ def make_app(drop_idle: float = 0.0, profile: str = "") -> web.Application:
             web.get("/health", _health),
             web.get("/hang", _hang),
             web.get("/stats", _stats),
+            web.get("/peers", _peers),
             web.post("/v1/chat/completions", _generate),
             web.post("/v1/completions", _generate),
             *metrics,

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -376,3 +377,13 @@ def test_bunched_chunks_are_said_where_itl_is_shown(hostile_url: str, tmp_path: 
     assert s["median_tpot_ms"] > 3.0 and s["median_itl_ms"] < 0.1  # per token ~5 ms; the chunk view says 0
     said = " ".join(r.stdout.split())  # the caption wraps to the table's width
     assert "ITL gaps < 0.1 ms (bunched) †" in said and "ITL counts chunks, TPOT is per token" in said
+
+
+def test_workers_connect_from_their_own_loopback_addresses(hostile_url: str, tmp_path: Path) -> None:
+    """Against a loopback server, each worker binds its own 127.0.0.N: every source address has its own ephemeral
+    ports, so tens of thousands of streams from one machine do not run out of them."""
+    out = tmp_path / "p"
+    r = _run("run", hostile_url, "--model", "peers", "-w", "2", "-c", "4", "-n", "12", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    peers = httpx.get(hostile_url + "/peers", timeout=5).json()["peers"]
+    assert {"127.0.0.2", "127.0.0.3"} <= set(peers), peers  # workers 0 and 1 (discovery came from the OS's pick)

@@ -159,20 +159,25 @@ class LoadClient(httpx.AsyncClient):
         await super().__aexit__(exc_type, exc_value, traceback)
 
 
-def make_client(limit: int = 0, timeout: float | None = None, fresh_connections: bool = False) -> LoadClient:
+def make_client(
+    limit: int = 0, timeout: float | None = None, fresh_connections: bool = False, source: str | None = None
+) -> LoadClient:
     """An httpx client on the aiohttp transport (unbounded connection pool), with the hot path's own aiohttp
     session, if installed.
 
     ``fresh_connections``: a new connection per request (the re-send after a stale pooled connection).
+    ``source``: the local address connections bind to (each worker its own loopback address: see
+    :func:`loopback_source`).
     """
     t = httpx.Timeout(timeout) if timeout else httpx.Timeout(None)
     if AiohttpTransport is not None:
+        local = (source, 0) if source else None
 
         def session() -> aiohttp.ClientSession:
             connector = (
-                aiohttp.TCPConnector(limit=limit, force_close=True)
+                aiohttp.TCPConnector(limit=limit, force_close=True, local_addr=local)
                 if fresh_connections
-                else aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_S)
+                else aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_S, local_addr=local)
             )
             # No timeout of aiohttp's own (its default ends a request at 5 minutes): run_request holds each
             # request to its deadline. Bodies are read raw: an encoded one is decoded by _decoded.
@@ -186,6 +191,16 @@ def make_client(limit: int = 0, timeout: float | None = None, fresh_connections:
         max_connections=limit or None, max_keepalive_connections=keepalive, keepalive_expiry=KEEPALIVE_S
     )
     return LoadClient(None, limits=limits, timeout=t)
+
+
+def loopback_source(hosts: tuple[str, ...], worker_id: int, workers: int) -> str | None:
+    """The local address a worker's connections come from: against IPv4 loopback servers (every one of ``hosts``)
+    with several workers, each its own ``127.0.0.N`` — every source address has its own ~28,000 ephemeral ports to
+    one server port, so tens of thousands of streams from one machine do not run out of them; None otherwise (the
+    OS picks)."""
+    if workers < 2 or not hosts or not all(h.startswith("127.") for h in hosts):
+        return None
+    return f"127.0.0.{2 + worker_id % 250}"
 
 
 class ChunkCounter:

@@ -9,8 +9,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from llmsurge.engine.backend import MAX_WORKERS, CommandQueue, LocalBackend, TickQueue, WorkerBackend, WorkerProcess
+from llmsurge.engine.client import loopback_source
 from llmsurge.engine.dataset import load_index
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, Scenario
@@ -82,6 +84,7 @@ class WorkerPool:
         self.replicas = replicas
         self.balance = balance
         self.models = models
+        self._hosts = tuple(urlsplit(t.base_url).hostname or "" for t in (target, *replicas))
         self.calibration = calibration
         self.bus = bus
         self.n = max(1, min(workers, MAX_WORKERS))
@@ -131,6 +134,7 @@ class WorkerPool:
             self.replicas,
             self.balance,
             self.models,
+            loopback_source(self._hosts, worker_id, self.n),
         )
         p, q = self.backend.spawn(spec, self.out, self.tickets)
         return _Slot(index, worker_id, p, q)

@@ -56,6 +56,8 @@ class WorkerSpec:
     """``rr``: each target in turn; ``least``: the one with the fewest of this worker's requests in flight."""
     models: tuple[str, ...] = ()
     """Several models (LoRA adapters) on the target(s): each request takes the next (empty: ``target.model``)."""
+    source: str | None = None
+    """The local address its connections bind to (:func:`~llmsurge.engine.client.loopback_source`)."""
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -518,8 +520,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self.n_users = 0
-        self.client = make_client()
-        self.resend_client = make_client(fresh_connections=True)
+        self.client = make_client(source=self.spec.source)
+        self.resend_client = make_client(fresh_connections=True, source=self.spec.source)
         targets = self.spec.targets
         self.urls = [{e: t.url(e) for e in ENDPOINTS} for t in targets]
         self.headers = [t.headers() for t in targets]
