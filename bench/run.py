@@ -404,7 +404,7 @@ def table_timing(rows: dict[str, Any]) -> str:
 # ---- 3. UI cost -------------------------------------------------------------------------------
 
 
-async def _ui_cost(url: str, inflight: int, seconds: float) -> dict[str, Any]:
+async def _ui_cost(url: str, inflight: int, seconds: float, workers: int = 1) -> dict[str, Any]:
     from llmsurge.engine.session import RunConfig
     from llmsurge.tui.app import make_app
     from llmsurge.widgets.load_panel import LoadPanel
@@ -416,7 +416,7 @@ async def _ui_cost(url: str, inflight: int, seconds: float) -> dict[str, Any]:
         RequestShape(endpoint="chat", input_tokens=8, output_tokens=4096, timeout=600),
     )
     cfg = RunConfig(
-        scenario=sc, url=url, workers=1, keep_alive=True, calibrate=False, output=Path(tempfile.mkdtemp()) / "r"
+        scenario=sc, url=url, workers=workers, keep_alive=True, calibrate=False, output=Path(tempfile.mkdtemp()) / "r"
     )
     app = make_app(cfg)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -459,11 +459,14 @@ def _text(widget: Any) -> str:
     return cap.get()
 
 
-def bench_ui(repeats: int, seconds: float) -> list[dict[str, Any]]:
+def bench_ui(
+    repeats: int, seconds: float, inflight: int = 1000, step: float = 0.05, workers: int = 1, sim_processes: int = 1
+) -> list[dict[str, Any]]:
+    """The TUI's frames per second, CPU and key latency with ``inflight`` streams open (one token per ``step``)."""
     out = []
-    with paced_sim(0.05, stamp=False) as sim:
+    with paced_sim(step, max_seqs=max(2048, inflight), stamp=False, processes=sim_processes) as sim:
         for _ in range(repeats):
-            r = asyncio.run(_ui_cost(sim.url, 1000, seconds))
+            r = asyncio.run(_ui_cost(sim.url, inflight, seconds, workers))
             print(
                 f"  ui fps {r['fps']:.1f} cpu {r['ui_cpu']:.0%} key {max(r['key_ms']):.0f} ms "
                 f"shown {max(r['key_shown_ms']):.0f} ms",
@@ -476,7 +479,7 @@ def bench_ui(repeats: int, seconds: float) -> list[dict[str, Any]]:
 def table_ui(rows: list[dict[str, Any]]) -> str:
     return "\n".join(
         [
-            "| 1,000 requests in flight | median (min–max) |",
+            f"| {rows[0]['inflight']:,} requests in flight | median (min–max) |",
             "|---|---:|",
             f"| frames per second (snapshots drawn) | {fmt([r['fps'] for r in rows], 1)} |",
             f"| UI process CPU (% of one core) | {fmt([r['ui_cpu'] * 100 for r in rows])} |",
@@ -703,7 +706,9 @@ def main() -> None:
     p.add_argument("--sim-processes", type=int, default=1, help="fast-mode server processes for the ingest test")
     p.add_argument("--streams", default="32,256,1024", help="ingest: concurrent streams, comma-separated")
     p.add_argument("--open-streams", default="1024,4096", help="streams: how many to hold open, comma-separated")
-    p.add_argument("--workers", type=int, default=1, help="streams: worker processes")
+    p.add_argument("--workers", type=int, default=1, help="streams, ui: worker processes")
+    p.add_argument("--ui-inflight", type=int, default=1000, help="ui: requests held in flight")
+    p.add_argument("--ui-step", type=float, default=0.05, help="ui: seconds between each stream's tokens")
     p.add_argument("--pin", action="store_true", help="ingest: clients on the last core, servers on the rest")
     args = p.parse_args()
     which = set(args.which)
@@ -730,7 +735,9 @@ def main() -> None:
         raw["timing"] = bench_timing(args.repeats, args.seconds)
         tables.append("### 2. Timing accuracy\n\n" + table_timing(raw["timing"]))
     if "ui" in which:
-        raw["ui"] = bench_ui(args.repeats, args.seconds)
+        raw["ui"] = bench_ui(
+            args.repeats, args.seconds, args.ui_inflight, args.ui_step, args.workers, args.sim_processes
+        )
         tables.append("### 3. UI cost\n\n" + table_ui(raw["ui"]))
     if "memory" in which:
         raw["memory"] = bench_memory(args.memory_requests, args.memory_tokens)
