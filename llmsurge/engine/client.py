@@ -517,56 +517,45 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                 rec.fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
                 return
             event = msg.get("type")
+            thinking = False
             if event is not None and "choices" not in msg:  # the Responses API: typed events
-                if not isinstance(event, str) or not event.startswith(("response.", "error")):
-                    continue
-                if event in RESPONSE_TEXT or event in RESPONSE_REASONING:
+                if event in RESPONSE_TEXT:
                     delta = msg.get("delta")
-                    counter.chunks += 1
-                    if saw_choices:
-                        itl.append(t - last)
-                    else:
-                        saw_choices = True
-                        rec.ttft = t - st
-                    last = t
-                    if event in RESPONSE_REASONING:
-                        rec.reasoning_chunks += 1
-                        if rec.ttfr is None:
-                            rec.ttfr = t - st
-                    elif isinstance(delta, str) and delta:
-                        content_chunks += 1
-                        texts.append(delta)
-                        if rec.ttfc is None:
-                            rec.ttfc = t - st
-                        elif fold and len(texts) >= fold:
-                            rec.keep_text()
-                elif event in ("response.completed", "response.incomplete"):
-                    response = msg.get("response")
-                    response = response if isinstance(response, dict) else {}
-                    usage = _responses_usage(response.get("usage"))
-                    details = response.get("incomplete_details")
-                    reason = details.get("reason") if isinstance(details, dict) else None
-                    rec.finish_reason = "length" if reason == "max_output_tokens" else str(reason or "stop")
-                elif event in ("response.failed", "error"):
-                    response = msg.get("response")
-                    rec.fail(Failure.STREAM_ERROR, _error_message(response if isinstance(response, dict) else msg))
-                    return
-                continue
-            choices = msg.get("choices")
-            if choices:
+                    text, reason = (delta if isinstance(delta, str) else None), None
+                elif event in RESPONSE_REASONING:
+                    text, reason, thinking = None, None, True
+                else:
+                    if event in ("response.completed", "response.incomplete"):
+                        response = msg.get("response")
+                        response = response if isinstance(response, dict) else {}
+                        usage = _responses_usage(response.get("usage"))
+                        details = response.get("incomplete_details")
+                        why = details.get("reason") if isinstance(details, dict) else None
+                        rec.finish_reason = "length" if why == "max_output_tokens" else str(why or "stop")
+                    elif event in ("response.failed", "error"):
+                        response = msg.get("response")
+                        rec.fail(Failure.STREAM_ERROR, _error_message(response if isinstance(response, dict) else msg))
+                        return
+                    continue  # created, in_progress, output_item.added …: no token
+            else:
+                u = msg.get("usage")
+                if u:
+                    usage = u
+                    timings = msg.get("timings")  # llama.cpp: its prompt cache (cache_n) rides with the usage
+                    if isinstance(timings, dict) and isinstance(usage, dict) and "timings" not in usage:
+                        usage = {**usage, "timings": timings}
+                choices = msg.get("choices")
+                if not choices:
+                    if "error" in msg:
+                        rec.fail(Failure.STREAM_ERROR, _error_message(msg))
+                        return
+                    continue
                 choice = choices[0] if isinstance(choices, list) else None
                 if not isinstance(choice, dict):
                     rec.fail(Failure.PROTOCOL, f"a choices entry that is not an object: {payload[:80]!r}")
                     return
-                counter.chunks += 1
                 if counter.delays is not None and "llmsurge_sent" in msg:
                     counter.delays.append(t - msg["llmsurge_sent"])
-                if saw_choices:
-                    itl.append(t - last)
-                else:
-                    saw_choices = True
-                    rec.ttft = t - st
-                last = t
                 delta = choice.get("delta")
                 if isinstance(delta, dict):
                     text = delta.get("content")
@@ -583,31 +572,31 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                             rec.ttfc = t - st
                     # Reasoning models stream their thinking first: vLLM and SGLang as reasoning_content,
                     # others (OpenRouter, Ollama, vLLM >= 0.10) as reasoning. It is output; the answer is content.
-                    if not text and (delta.get("reasoning_content") or delta.get("reasoning")):
-                        rec.reasoning_chunks += 1
-                        if rec.ttfr is None:
-                            rec.ttfr = t - st
+                    thinking = not text and bool(delta.get("reasoning_content") or delta.get("reasoning"))
                 else:
                     text = choice.get("text")
-                if text:
-                    content_chunks += 1
-                    texts.append(text)
-                    if rec.ttfc is None:
-                        rec.ttfc = t - st
-                    elif fold and len(texts) >= fold:
-                        rec.keep_text()
                 reason = choice.get("finish_reason")
-                if reason:
-                    rec.finish_reason = str(reason)
-            elif "error" in msg:
-                rec.fail(Failure.STREAM_ERROR, _error_message(msg))
-                return
-            u = msg.get("usage")
-            if u:
-                usage = u
-                timings = msg.get("timings")  # llama.cpp: its prompt cache (cache_n) rides with the usage
-                if isinstance(timings, dict) and isinstance(usage, dict) and "timings" not in usage:
-                    usage = {**usage, "timings": timings}
+            # One token event, whichever API sent it: counted, timed, its text kept.
+            counter.chunks += 1
+            if saw_choices:
+                itl.append(t - last)
+            else:
+                saw_choices = True
+                rec.ttft = t - st
+            last = t
+            if thinking:
+                rec.reasoning_chunks += 1
+                if rec.ttfr is None:
+                    rec.ttfr = t - st
+            if text:
+                content_chunks += 1
+                texts.append(text)
+                if rec.ttfc is None:
+                    rec.ttfc = t - st
+                elif fold and len(texts) >= fold:
+                    rec.keep_text()
+            if reason:
+                rec.finish_reason = str(reason)
     _end_stream(rec, parser, last if saw_choices else None, content_chunks, usage)
 
 

@@ -408,15 +408,10 @@ class SimServer:
         return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
 
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            return self._error(400, "request body is not JSON", "BadRequestError")
-        if not isinstance(body, dict):
-            return self._error(400, "request body must be a JSON object", "BadRequestError")
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
         model = body.get("model") or self.config.model
-        if not self.config.serves(model):
-            return self._error(404, f"The model `{model}` does not exist.", "NotFoundError")
         fault = self.config.faults.pick(self.rng)
         if fault == "http500":
             return self._error(500, "simulated internal server error", "InternalServerError")
