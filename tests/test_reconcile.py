@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
 import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,11 @@ def test_the_referee_puts_a_client_gap_on_the_client_health_line() -> None:
     assert _with_referee(fine, reconcile(41.0, clock, 0.5)) is fine
 
 
-def _burn() -> None:
-    while True:
-        pass
+def _burner(core: int) -> subprocess.Popen[bytes]:
+    """A bare interpreter burning a core at once (no imports to wait for), pinned to ``core``."""
+    p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    os.sched_setaffinity(p.pid, {core})
+    return p
 
 
 @pytest.mark.slow
@@ -143,24 +146,18 @@ async def test_a_starved_client_shows_a_growing_client_share(tmp_path: Path) -> 
     ctrl = await asyncio.to_thread(session.start)
     for pid in session.worker_pids():
         os.sched_setaffinity(pid, {client_core})
-    ctx = mp.get_context("spawn")
-    burners: list[mp.process.BaseProcess] = []
+    burners: list[subprocess.Popen[bytes]] = []
     task = asyncio.create_task(ctrl.run())
     try:
         await until(lambda: session.bus.current_segment() == 2 or task.done(), 30)
-        for _ in range(2):
-            p = ctx.Process(target=_burn, daemon=True)
-            p.start()
-            assert p.pid is not None
-            os.sched_setaffinity(p.pid, {client_core})
-            burners.append(p)
+        burners += [_burner(client_core) for _ in range(2)]
         for pid in session.worker_pids():  # and the worker yields to them: starved whatever else runs on the host
             os.setpriority(os.PRIO_PROCESS, pid, 10)
         await asyncio.wait_for(task, 60)
     finally:
         for p in burners:
             p.kill()
-            p.join(5)
+            p.wait(5)
         if not task.done():
             ctrl.stop()
             await asyncio.gather(task, return_exceptions=True)
