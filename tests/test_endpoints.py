@@ -186,7 +186,14 @@ def test_images_are_real_pngs_each_different() -> None:
     a, b = synthetic_png(64, 32, rng), synthetic_png(64, 32, rng)
     assert a != b and png_size(a) == (64, 32)
     length = struct.unpack(">I", a[33:37])[0]  # the IDAT chunk after the 8-byte signature and 25-byte IHDR
-    assert a[37:41] == b"IDAT" and len(zlib.decompress(a[41 : 41 + length])) == 32 * (1 + 3 * 64)
+    assert a[37:41] == b"IDAT" and len(zlib.decompress(a[41 : 41 + length])) == 32 * (1 + 3 * 64)  # Adler-32 holds
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(b))  # an image library reads it whole
+    image.load()
+    assert image.size == (64, 32) and image.mode == "RGB"
     messages = with_images("describe", 2, (8, 8), rng)
     parts = messages[0]["content"]
     assert parts[0] == {"type": "text", "text": "describe"} and len(parts) == 3
