@@ -7,10 +7,11 @@ screen and ``compare``. A failing replica's errors count against it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmsurge.metrics.columns import Column
+from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.segment import RequestCounts
 from llmsurge.metrics.stats import Distribution
@@ -32,11 +33,24 @@ class KeyStats:
         if rec.ok and rec.e2el is not None:
             self.e2el.append(rec.e2el)
 
+    def view(self) -> KeyView:
+        """Its counts copied and its columns as views: cheap under the bus lock, read without it."""
+        return KeyView(copy.deepcopy(self.counts), self.ttft.view(), self.e2el.view())
+
+
+@dataclass(frozen=True)
+class KeyView:
+    """A :class:`KeyStats` as readers see it."""
+
+    counts: RequestCounts
+    ttft: ColumnView
+    e2el: ColumnView
+
     def figures(self) -> dict[str, Any]:
         """``summary.json``'s row: completed, failed, errors, tokens, TTFT and E2EL (ms)."""
         c = self.counts
-        ttft = Distribution.of_seconds(self.ttft.view().values(), (50.0, 99.0))
-        e2el = Distribution.of_seconds(self.e2el.view().values(), (50.0, 99.0))
+        ttft = Distribution.of_seconds(self.ttft.values(), (50.0, 99.0))
+        e2el = Distribution.of_seconds(self.e2el.values(), (50.0, 99.0))
         return {
             "completed": c.ok,
             "failed": c.failed,
@@ -50,6 +64,10 @@ class KeyStats:
             "mean_e2el_ms": e2el.mean,
             "p99_e2el_ms": e2el.at(99.0) or 0.0,
         }
+
+
+Views = dict[str, dict[str, KeyView]]
+"""``{"models": {name: view}, "targets": {url: view}}`` (only the kinds the run has)."""
 
 
 @dataclass
@@ -66,11 +84,16 @@ class Breakdown:
         if rec.target:
             self.targets.setdefault(rec.target, KeyStats()).add(rec)
 
-    def figures(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """``{"models": {name: row}, "targets": {url: row}}`` (only the kinds the run has)."""
-        out: dict[str, dict[str, dict[str, Any]]] = {}
+    def view(self) -> Views:
+        """Every key's view (taken under the bus lock; :func:`figures` computes outside it)."""
+        out: Views = {}
         if self.models:
-            out["models"] = {k: v.figures() for k, v in self.models.items()}
+            out["models"] = {k: v.view() for k, v in self.models.items()}
         if self.targets:
-            out["targets"] = {k: v.figures() for k, v in self.targets.items()}
+            out["targets"] = {k: v.view() for k, v in self.targets.items()}
         return out
+
+
+def figures(views: Views) -> dict[str, dict[str, dict[str, Any]]]:
+    """``summary.json``'s ``models`` and ``targets``: each key's row."""
+    return {kind: {k: v.figures() for k, v in keys.items()} for kind, keys in views.items()}

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmsurge.metrics.breakdown import Breakdown
+from llmsurge.metrics.breakdown import Breakdown, Views
 from llmsurge.metrics.health import Cause, diagnose, worth_recording
 from llmsurge.metrics.records import Failure, RequestRecord, Status
 from llmsurge.metrics.segment import SegmentStats, SegmentView
@@ -95,7 +95,7 @@ class BusView:
     """The same over the whole run: (workers that ran there, worst loop lag ms, worst cpu fraction)."""
     usage_rejected: int = 0
     usage_rejected_example: str = ""
-    breakdown: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    breakdown: Views = field(default_factory=dict)
     """Per model and per server (``models``, ``targets``), when the run has several (views taken with stats)."""
 
 
@@ -466,7 +466,7 @@ class MetricsBus:
                 telemetry=dict(self.telemetry),
                 usage_rejected=self.usage_rejected,
                 usage_rejected_example=self.usage_rejected_example,
-                breakdown=self.breakdown.figures() if with_stats else {},
+                breakdown=self.breakdown.view() if with_stats else {},
             )
 
     def _live_rate(self, now: float) -> tuple[float, float]:

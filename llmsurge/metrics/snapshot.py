@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from llmsurge.metrics.breakdown import Views
+from llmsurge.metrics.breakdown import figures as breakdown_figures
 from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent, WorkerRow
 from llmsurge.metrics.health import Cause, ClientHealth, client_health
 from llmsurge.metrics.reconcile import Reconciliation, reconcile
@@ -169,10 +171,10 @@ class _Stats:
     rows: tuple[SegmentRow, ...]
 
 
-def breakdown_rows(breakdown: dict[str, dict[str, dict[str, Any]]]) -> tuple[SegmentRow, ...]:
+def breakdown_rows(views: Views) -> tuple[SegmentRow, ...]:
     """Run-wide rows per model and per server (index 0: not a segment), after the segments."""
     out = []
-    for kind, rows in breakdown.items():
+    for kind, rows in breakdown_figures(views).items():
         for name, r in rows.items():
             out.append(
                 SegmentRow(

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from llmsurge.metrics.breakdown import figures as breakdown_figures
 from llmsurge.metrics.bus import BusView
 from llmsurge.metrics.reconcile import reconcile
 from llmsurge.metrics.roofline import RooflineInputs, segment_roofline
@@ -400,7 +401,7 @@ def build_summary(
         rec = reconcile(seg.get("mean_ttft_ms"), clock, seg["client"]["mean_loop_lag_ms"]) if clock else None
         if rec is not None:
             seg["reconciliation"] = rec.json()
-    s.update(view.breakdown)  # models, targets: per model and per server, when the run has several
+    s.update(breakdown_figures(view.breakdown))  # models, targets: per model and per server, when several
     if facts.roofline is not None:
         _add_roofline(s, facts.roofline)
     notes = _notes(s, view, facts)
