@@ -35,6 +35,8 @@ def test_embeddings_measure_latency_and_inputs(tmp_path: Path) -> None:
     per_input = s["total_input_tokens"] / 96
     assert 30 <= per_input <= 40  # calibrated to 32 tokens an input
     assert abs(s["input_throughput"] - 96 / s["duration"]) < 1e-6
+    seg = s["segments"][0]  # a segment's rates count what arrived while it was open, as its request rate does
+    assert abs(seg["input_throughput"] - 4 * seg["request_throughput"]) < 1e-6 * seg["input_throughput"]
     assert all(r["inputs"] == 4 and r["ttft_ms"] is None and r["e2el_ms"] > 0 for r in reqs)
     assert "Input throughput (inputs/s)" in out and "Total inputs" in out
 

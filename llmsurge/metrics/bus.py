@@ -261,12 +261,13 @@ class MetricsBus:
             if tick.starts:
                 for start in tick.starts:
                     self._open[start.request_id] = start
-            completed, prompt_tokens = self._add_records(tick.records)
+            completed, prompt_tokens, inputs = self._add_records(tick.records)
             seg = self._open_segment()
             if seg is not None:
                 seg.arrived_tokens += tick.tokens
                 seg.arrived_completions += completed
                 seg.arrived_input_tokens += prompt_tokens
+                seg.arrived_inputs += inputs
                 seg.max_loop_lag_ms = max(seg.max_loop_lag_ms, tick.loop_lag_ms)
                 if not tick.final:
                     seg.loop_lag_sum_ms += tick.loop_lag_ms
@@ -308,10 +309,10 @@ class MetricsBus:
         if worth_recording(lag, cpu) and len(self._saturation) < MAX_SATURATION_EVENTS:
             self._saturation.append(f"t={row[0]:.0f}s {cause}: {reason}")
 
-    def _add_records(self, records: list[RequestRecord]) -> tuple[int, int]:
-        """Count finished records into their segments (lock held); returns how many succeeded, and their prompt
-        tokens."""
-        completed = prompt_tokens = 0
+    def _add_records(self, records: list[RequestRecord]) -> tuple[int, int, int]:
+        """Count finished records into their segments (lock held); returns how many succeeded, their prompt
+        tokens and their inputs (embeddings, rerank)."""
+        completed = prompt_tokens = inputs = 0
         segs = self.segments
         for rec in records:
             self._open.pop(rec.request_id, None)
@@ -337,6 +338,7 @@ class MetricsBus:
             if rec.ok:
                 completed += 1
                 prompt_tokens += rec.prompt_tokens
+                inputs += rec.inputs
             elif rec.status is not Status.CANCELLED:
                 if rec.error_kind not in self.errors and rec.error_kind.startswith(("http_3", "http_4")):
                     self._say_refused(rec)
@@ -344,7 +346,7 @@ class MetricsBus:
                     self._say_retry_after(rec)
                 self.errors[rec.error_kind] += 1
             self._recent.append(rec)
-        return completed, prompt_tokens
+        return completed, prompt_tokens, inputs
 
     def _say_refused(self, rec: RequestRecord) -> None:
         """The first request the server refused with this 4xx: say why, once (the rest are counted, not shown)."""

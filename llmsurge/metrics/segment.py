@@ -109,6 +109,8 @@ class SegmentCounts(RequestCounts):
     """Requests that completed while this segment was open."""
     arrived_input_tokens: int = 0
     """Prompt tokens of the requests that completed while this segment was open."""
+    arrived_inputs: int = 0
+    """Embedding inputs and rerank documents of the requests that completed while this segment was open."""
     max_loop_lag_ms: float = 0.0
     loop_lag_sum_ms: float = 0.0
     """Loop lag summed over the workers' ticks in this segment (its mean: the client's own share of a TTFT)."""

@@ -259,15 +259,17 @@ def _late_because(s: dict[str, Any], view: BusView) -> str:
     return "; ".join(why) or "a late event loop on the client"
 
 
-def pooling_block(inputs: int, input_tokens: int, duration: float) -> dict[str, float]:
-    """Embeddings and rerank: inputs (documents) and their tokens, and per second (nothing for a generation)."""
-    if not inputs:
+def pooling_block(inputs: int, duration: float, delivered: int, delivered_tokens: int) -> dict[str, float]:
+    """Embeddings and rerank (nothing for a generation): ``total_inputs`` of the requests counted in the scope, and
+    per second what was delivered over its duration (a segment: what arrived while it was open, as its other
+    throughputs)."""
+    if not inputs and not delivered:
         return {}
     per_s = 1.0 / duration if duration > 0 else 0.0
     return {
         "total_inputs": inputs,
-        "input_throughput": inputs * per_s,
-        "input_token_throughput": input_tokens * per_s,
+        "input_throughput": delivered * per_s,
+        "input_token_throughput": delivered_tokens * per_s,
     }
 
 
@@ -299,7 +301,7 @@ def segment_summary(
         "prefix_cache_hit_rate": seg.cache_hit_rate,
     }
     out.update(segment_delivery(seg, now))
-    out.update(pooling_block(seg.inputs, seg.input_tokens, seg.duration(now)))
+    out.update(pooling_block(seg.inputs, seg.duration(now), seg.arrived_inputs, seg.arrived_input_tokens))
     out.update(run_latency((seg,), percentiles, slo, seg.duration(now)))
     out.update(scheduled_block((seg,), percentiles))
     schedule = schedule_block((seg,), now)
@@ -346,7 +348,8 @@ def summarize_run(
         "prefix_cache_hit_rate": _hit_rate(segs),
     }
     out.update(throughput(ok, inp, out_tok, duration))
-    out.update(pooling_block(sum(s.inputs for s in segs), inp, duration))
+    inputs = sum(s.inputs for s in segs)
+    out.update(pooling_block(inputs, duration, inputs, inp))
     out.update(run_latency(segs, percentiles, slo, duration))
     out.update(scheduled_block(segs, percentiles))
     schedule = schedule_block(segs, view.now)
