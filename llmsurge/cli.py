@@ -281,6 +281,18 @@ def _urls(args: argparse.Namespace) -> None:
     args.replicas = tuple(dict.fromkeys(urls[1:]))
 
 
+def _check_shape_flags(args: argparse.Namespace, endpoint: str) -> None:
+    """Flags that shape one endpoint's requests, given with another: one line naming the fix, never ignored."""
+    needs = (("tools", "--tools", "chat"), ("images", "--images", "chat"), ("batch", "--batch", "embeddings"))
+    for attr, flag, wanted in (*needs, ("documents", "--documents", "rerank")):
+        if getattr(args, attr, None) and endpoint != wanted:
+            raise ValueError(
+                f"{flag} applies to --endpoint {wanted} (this run sends {endpoint}): add it, or drop {flag}"
+            )
+    if getattr(args, "image_size", None) and not getattr(args, "images", None):
+        raise ValueError("--image-size sizes the images of --images N: add --images")
+
+
 def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
     """Turn parsed flags into a RunConfig (preset first, then flags)."""
     from llmsurge.engine.session import RunConfig
@@ -314,6 +326,7 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         temperature=args.temperature,
         timeout=args.timeout,
     )
+    _check_shape_flags(args, scenario.shape.endpoint)
     if args.faults and args.url:
         raise ValueError("--faults applies only to the simulated server: drop the URL or the flag")
     from llmsurge.metrics.slo import parse_slo
@@ -677,7 +690,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         return serve(_without(args.raw_argv, ("--host", "--port")), args.host, args.port)
     if cmd == "demo":
-        args.url = None
+        args.url, args.replicas = None, ()
     launched = _launch_early(args)
     try:
         from llmsurge.engine.session import RunSession

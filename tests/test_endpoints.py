@@ -259,3 +259,17 @@ def test_replicas_share_the_load_and_a_failing_one_is_named(tmp_path: Path) -> N
     assert t[bad.url]["failed"] > 0 and t[bad.url]["completed"] + t[bad.url]["failed"] == 30
     assert t[bad.url]["errors"] == {"http_500": t[bad.url]["failed"]}
     assert "per server" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (("--endpoint", "embeddings", "--tools", "2"), "--tools applies to --endpoint chat"),
+        (("--batch", "4"), "--batch applies to --endpoint embeddings"),
+        (("--endpoint", "chat", "--documents", "3"), "--documents applies to --endpoint rerank"),
+        (("--image-size", "64x64"), "--image-size sizes the images of --images N"),
+    ],
+)
+def test_a_flag_for_another_endpoint_is_one_line_not_ignored(flags: tuple[str, ...], said: str) -> None:
+    r = run_cli("run", *flags, timeout=60)
+    assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
