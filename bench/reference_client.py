@@ -9,15 +9,38 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+async def _in_window(
+    loops: list[Callable[[aiohttp.ClientSession], Awaitable[None]]], start: float, end: float
+) -> float:
+    """Run the loops on one unbounded session; returns this process's CPU seconds between ``start`` and ``end``."""
+    import aiohttp
+
+    cpu: dict[str, float] = {}
+
+    async def clock() -> None:
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        cpu["start"] = time.process_time()
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        cpu["end"] = time.process_time()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        c = asyncio.create_task(clock())
+        await asyncio.gather(*[loop(session) for loop in loops], return_exceptions=True)
+        await c
+    return cpu["end"] - cpu["start"]
 
 
 async def _main(url: str, streams: int, start: float, end: float, measure: bool) -> dict[str, Any]:
-    import aiohttp
 
     events = 0
     delays: list[float] = []
-    cpu: dict[str, float] = {}
     payload = {
         "model": "llmsurge-sim",
         "prompt": "a b c d",
@@ -51,25 +74,14 @@ async def _main(url: str, streams: int, start: float, end: float, measure: bool)
                     if t >= end:
                         return
 
-    async def clock() -> None:
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-        cpu["start"] = time.process_time()
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
-        cpu["end"] = time.process_time()
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        c = asyncio.create_task(clock())
-        await asyncio.gather(*[stream(session) for _ in range(streams)], return_exceptions=True)
-        await c
-    return {"events": events, "cpu": cpu["end"] - cpu["start"], "delays": delays}
+    cpu = await _in_window([stream] * streams, start, end)
+    return {"events": events, "cpu": cpu, "delays": delays}
 
 
 async def _rate(url: str, loops: int, start: float, end: float) -> dict[str, Any]:
     """One-token answers back to back on ``loops`` connections: requests started and finished per CPU-second."""
-    import aiohttp
 
     done = 0
-    cpu: dict[str, float] = {}
     payload = {
         "model": "llmsurge-sim",
         "prompt": "a b c d",
@@ -100,17 +112,8 @@ async def _rate(url: str, loops: int, start: float, end: float) -> dict[str, Any
             if ok and start <= time.monotonic() < end:
                 done += 1
 
-    async def clock() -> None:
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-        cpu["start"] = time.process_time()
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
-        cpu["end"] = time.process_time()
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        c = asyncio.create_task(clock())
-        await asyncio.gather(*[loop(session) for _ in range(loops)], return_exceptions=True)
-        await c
-    return {"requests": done, "cpu": cpu["end"] - cpu["start"]}
+    cpu = await _in_window([loop] * loops, start, end)
+    return {"requests": done, "cpu": cpu}
 
 
 def run_rate(url: str, loops: int, start: float, end: float, out: Any) -> None:
