@@ -92,3 +92,15 @@ def chromium() -> str:
     import pytest
 
     pytest.skip(why)
+
+
+async def run_prepared(session: Any, timeout: float = 120.0) -> Path:
+    """Start a prepared :class:`~llmsurge.engine.session.RunSession`, run its scenario to the end, close and save
+    it; returns its results folder."""
+    ctrl = await asyncio.to_thread(session.start)
+    try:
+        await asyncio.wait_for(ctrl.run(), timeout)
+    finally:
+        await asyncio.to_thread(session.close)
+    session.save()
+    return Path(session.output)

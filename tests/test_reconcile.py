@@ -18,19 +18,13 @@ from llmsurge.metrics.reconcile import reconcile
 from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.server import SimConfig
 from llmsurge.telemetry.prometheus import SegmentClock, parse_metrics
-from tests.helpers import rows, summary, until
+from tests.helpers import rows, run_prepared, summary, until
 
 
 async def _run(tmp_path: Path, scenario: Scenario, sim: SimConfig) -> Path:
     session = RunSession(RunConfig(scenario=scenario, workers=1, output=tmp_path / "r", sim_config=sim))
     await session.prepare()
-    ctrl = await asyncio.to_thread(session.start)
-    try:
-        await asyncio.wait_for(ctrl.run(), 120)
-    finally:
-        await asyncio.to_thread(session.close)
-    session.save()
-    return session.output
+    return await run_prepared(session)
 
 
 async def test_per_segment_phases_equal_the_servers_own_clock(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from llmsurge.engine.session import RunConfig, RunSession
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.summary import summarize_run
 from llmsurge.net import Target
-from tests.helpers import run_cli, summary, until
+from tests.helpers import run_cli, run_prepared, summary, until
 
 
 def _gone(pids: list[int], timeout: float = 10.0) -> bool:
@@ -91,13 +91,7 @@ async def test_prepared_early_then_run(tmp_path: Path) -> None:
     await preparing.wait()
     assert session.target is not None and session.server is not None and session.server.kind == "simulated"
     assert session.calibration.measured
-    ctrl = await asyncio.to_thread(session.start)
-    try:
-        await asyncio.wait_for(ctrl.run(), 60)
-    finally:
-        await asyncio.to_thread(session.close)
-    session.save()
-    s = summary(session.output)
+    s = summary(await run_prepared(session, 60))
     assert s["completed"] == 12 and s["failed"] == 0
 
 
