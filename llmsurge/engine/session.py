@@ -180,10 +180,11 @@ class RunSession:
         self._launched = False
         self._early = launched
         self.preparing: Preparation | None = None
+        """:meth:`prepare` under way on its own thread (:meth:`prepare_early`), if it was begun that way."""
         self.replicas: tuple[Target, ...] = ()
         """The replicas beside the target, each answering with the same model."""
         self._metrics_before: str | None = None
-        """:meth:`prepare` under way on its own thread (:meth:`prepare_early`), if it was begun that way."""
+        """The server's ``/metrics`` read as the first segment opened (its histograms' base)."""
         self._closed = False
         self._telemetry_start: threading.Thread | None = None
         self._telemetry_lock = threading.Lock()
