@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import statistics
 from pathlib import Path
@@ -111,17 +112,20 @@ def test_the_referee_puts_a_client_gap_on_the_client_health_line() -> None:
 
 
 async def _starve(pids: list[int], done: asyncio.Task[None]) -> None:
-    """Take the CPU from these processes 150 ms at a time, every 300 ms, as a loaded host does — by stopping them,
-    which no scheduler policy or neighbour on a busy CI machine can soften."""
+    """Take the CPU from these processes as a loaded host does — by stopping them, which no scheduler policy or
+    neighbour on a busy CI machine can soften — 100–250 ms at a time with 20–150 ms between. The lengths are drawn
+    at random: a closed loop falls into step with a regular pattern (it sends at each resume and its first tokens
+    come back before the next stop), which hides the starvation from TTFT."""
+    rng = random.Random(7)
     while not done.done():
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         try:
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(rng.uniform(0.10, 0.25))
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(rng.uniform(0.02, 0.15))
 
 
 @pytest.mark.slow
@@ -151,7 +155,7 @@ async def test_a_starved_client_shows_a_growing_client_share(tmp_path: Path) -> 
     session.save()
     calm, starved = (seg["reconciliation"] for seg in summary(session.output)["segments"])
     assert starved["client_side_ms_mean"] > calm["client_side_ms_mean"] + 20.0, (calm, starved)
-    assert starved["gap_ms_mean"] > calm["gap_ms_mean"] + 20.0, (calm, starved)
+    assert starved["gap_ms_mean"] > calm["gap_ms_mean"] + 50.0, (calm, starved)
     assert starved["where"] != "agree", starved  # the gap is named (loop lag undercounts a stopped process)
     grew = starved["server_ttft_ms_mean"] - calm["server_ttft_ms_mean"]  # bursts from a late client queue a little
     assert starved["gap_ms_mean"] - calm["gap_ms_mean"] > 2 * max(grew, 0.0), (calm, starved)  # the growth is ours
