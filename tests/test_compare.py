@@ -18,7 +18,7 @@ from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
 from tests.conftest import FIXTURES
-from tests.helpers import CHROMIUM_ARGS, CLI, chromium, run_cli, until
+from tests.helpers import CHROMIUM_ARGS, CLI, chromium, palette, run_cli, until
 from tests.helpers import run_cli as _run
 from tests.synthetic import save_run
 
@@ -172,10 +172,7 @@ async def test_live_baseline_in_the_tui(saved: dict[str, Path], tmp_path: Path) 
             # at once and the table may show them before the rest are in)
             await until(lambda: compared()[-1:] != [] and compared()[-1].endswith("▼"), 30, pilot, why=compared)
             app.baseline = None
-            await pilot.press("ctrl+p")
-            await pilot.press(*f"baseline {saved['again']}")
-            await until(lambda: "baseline" in str(app.screen.query("Input").first().value), 10, pilot)
-            await pilot.press("enter")
+            await palette(pilot, f"baseline {saved['again']}")
             await until(lambda: app.baseline is not None and app.baseline.label == "again", 20, pilot)
             await pilot.press("q")
             await until(lambda: not app.is_running, 60, pilot)
