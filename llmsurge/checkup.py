@@ -119,7 +119,7 @@ async def run_check(
             last[0] = s
             console.print(f"waiting for {safe(base)} … {s:.0f}s", end="\r" if tty else "\n")
 
-    async with make_client(timeout=30.0) as client:
+    async with make_client(timeout=30.0, urls=[base]) as client:
         try:
             res.waited = await wait_until_up(client, target, wait, waiting)
             console.print(f"[green]✓[/green] server answered after {res.waited:.1f}s" + " " * 20)

@@ -713,6 +713,9 @@ def _launch_early(args: argparse.Namespace) -> Launched | None:
     for others. None under Ray (the cluster decides)."""
     if getattr(args, "ray", None):
         return None
+    from llmsurge.engine.launch import lighten_start
+
+    lighten_start(args.url)
     from llmsurge.engine.backend import auto_workers, cap_workers
     from llmsurge.engine.launch import launch
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
+import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,24 @@ PROBE_CAP = 4 << 20
 """Bytes a probe reads at most (a model list, a props document)."""
 METRICS_CAP = 16 << 20
 """Bytes a ``/metrics`` scrape reads at most (a real vLLM's is ~0.1–1 MB; a larger one is not a server's)."""
+
+
+@functools.cache
+def _verified_context() -> ssl.SSLContext:
+    # httpx's own: SSL_CERT_FILE / SSL_CERT_DIR when set, certifi's bundle otherwise
+    return httpx.create_ssl_context()
+
+
+def tls_context(urls: Iterable[str] = ()) -> ssl.SSLContext:
+    """What a client of ``urls`` verifies TLS connections with. Loading a CA bundle costs ~50 ms, and httpx loads
+    one for every client it makes: a client of https URLs (or of URLs not known yet) gets this process's one verified
+    context, made on first use; a client of plain-http URLs only (the simulated server, a local vLLM) a bare one
+    that loads nothing and is never used — it verifies against no certificate at all, so a redirect to https fails
+    rather than trusting anything."""
+    urls = list(urls)
+    if not urls or any(not u.lower().startswith("http://") for u in urls):
+        return _verified_context()
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def _parse_url(url: str) -> httpx.URL:

@@ -102,3 +102,33 @@ def test_a_bad_flag_after_the_early_launch_is_one_line() -> None:
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "bad fault 'bogus=1'" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+LIGHTENED = """
+import json, sys
+from llmsurge.engine.launch import lighten_start
+lighten_start(sys.argv[1] if len(sys.argv) > 1 else None)
+import aiohttp.connector, httpx
+from llmsurge.net import tls_context
+cas = aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"]
+print(json.dumps({"cli": "httpx._main" in sys.modules and sys.modules["httpx._main"] is not None, "aiohttp_cas": cas,
+                  "plain": tls_context(["http://127.0.0.1:1"]).cert_store_stats()["x509_ca"]}))
+"""
+
+
+@pytest.mark.parametrize("url", [None, "https://vllm.example.com"])
+def test_the_command_line_skips_what_its_run_never_uses(url: str | None) -> None:
+    """Before its imports, the command line drops httpx's own command line and — with no URL, so only the simulated
+    server over plain HTTP — the CA bundle aiohttp loads at import (~0.1 s a process). With a URL nothing about TLS
+    changes: the default contexts still carry the system's certificates."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", LIGHTENED, *([url] if url else [])], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    assert seen["cli"] is False and seen["plain"] == 0
+    assert (seen["aiohttp_cas"] == 0) == (url is None), seen

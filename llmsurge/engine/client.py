@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +19,7 @@ import httpx
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
 from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
-from llmsurge.net import Target
+from llmsurge.net import Target, tls_context
 from llmsurge.redaction import redact
 
 try:  # The aiohttp transport reads ~3x more token events per core than httpx's default one.
@@ -160,24 +160,30 @@ class LoadClient(httpx.AsyncClient):
 
 
 def make_client(
-    limit: int = 0, timeout: float | None = None, fresh_connections: bool = False, source: str | None = None
+    limit: int = 0,
+    timeout: float | None = None,
+    fresh_connections: bool = False,
+    source: str | None = None,
+    urls: Iterable[str] = (),
 ) -> LoadClient:
     """An httpx client on the aiohttp transport (unbounded connection pool), with the hot path's own aiohttp
     session, if installed.
 
     ``fresh_connections``: a new connection per request (the re-send after a stale pooled connection).
     ``source``: the local address connections bind to (each worker its own loopback address: see
-    :func:`loopback_source`).
+    :func:`loopback_source`). ``urls``: the servers it will ask, for its TLS context (:func:`~llmsurge.net.
+    tls_context`: none loaded for plain http; unknown: the verified one).
     """
     t = httpx.Timeout(timeout) if timeout else httpx.Timeout(None)
+    tls = tls_context(urls)
     if AiohttpTransport is not None:
         local = (source, 0) if source else None
 
         def session() -> aiohttp.ClientSession:
             connector = (
-                aiohttp.TCPConnector(limit=limit, force_close=True, local_addr=local)
+                aiohttp.TCPConnector(limit=limit, force_close=True, local_addr=local, ssl=tls)
                 if fresh_connections
-                else aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_S, local_addr=local)
+                else aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_S, local_addr=local, ssl=tls)
             )
             # No timeout of aiohttp's own (its default ends a request at 5 minutes): run_request holds each
             # request to its deadline. Bodies are read raw: an encoded one is decoded by _decoded.
@@ -185,12 +191,14 @@ def make_client(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False
             )
 
-        return LoadClient(session, transport=AiohttpTransport(client=session), timeout=t)
+        # The transport's own TLS context is never used (the session above makes the connections): pass ours, or
+        # it loads a CA bundle of its own.
+        return LoadClient(session, transport=AiohttpTransport(client=session, verify=tls), timeout=t, verify=tls)
     keepalive = 0 if fresh_connections else None
     limits = httpx.Limits(
         max_connections=limit or None, max_keepalive_connections=keepalive, keepalive_expiry=KEEPALIVE_S
     )
-    return LoadClient(None, limits=limits, timeout=t)
+    return LoadClient(None, limits=limits, timeout=t, verify=tls)
 
 
 def loopback_source(hosts: tuple[str, ...], worker_id: int, workers: int) -> str | None:

@@ -8,6 +8,8 @@ RunSession` adopts what was launched, or launches it itself.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,3 +58,18 @@ def launch(
         out.local = LocalBackend()
         out.local.warm(workers)
     return out
+
+
+def lighten_start(url: str | None) -> None:
+    """For the command line's own process, before it starts anything or imports the engine: skip imports and set-up
+    that nothing in this run uses, in it and in the processes it starts.
+
+    httpx imports its own command line (rich, click, pygments) when it can, and falls back to a stub when that
+    import fails; we never run it. With no ``url`` the run's only server is the simulated one, plain HTTP on
+    127.0.0.1, so no process of it makes a TLS connection — yet importing aiohttp loads the system's CA bundle into
+    two SSL contexts (~0.1 s in each of the UI's, the server's and every worker's start-up, on two cores one
+    critical path): OpenSSL is pointed at an empty bundle here, and the children inherit it."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    if url is None:
+        os.environ["SSL_CERT_FILE"] = os.devnull
+        os.environ["SSL_CERT_DIR"] = os.devnull

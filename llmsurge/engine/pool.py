@@ -225,7 +225,7 @@ class WorkerPool:
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until every worker has started its loop."""
-        ok = await asyncio.to_thread(self._ready_evt.wait, timeout)
+        ok = self._ready_evt.is_set() or await asyncio.to_thread(self._ready_evt.wait, timeout)
         if not ok or len(self._ready) < self.n:
             detail = "; ".join(self.errors) or "they did not report ready"
             raise RuntimeError(f"worker processes failed to start: {detail}")

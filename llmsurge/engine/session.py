@@ -282,7 +282,7 @@ class RunSession:
         base = target.base_url
         self.bus.set_info(url=base if not self.simulated else f"{base} (simulated)", preset=cfg.scenario.name)
         self.bus.set_state("waiting")
-        async with make_client(timeout=30.0) as client:
+        async with make_client(timeout=30.0, urls=[base]) as client:
             facts = await discover(
                 client, target, cfg.wait_timeout, lambda s: say(f"waiting for {base} to answer ({s:.0f}s)"),
                 simulated=self.simulated,
@@ -461,7 +461,7 @@ class RunSession:
 
         assert self.target is not None
         target = self.target
-        async with make_client(timeout=METRICS_BEFORE_S) as client:
+        async with make_client(timeout=METRICS_BEFORE_S, urls=[target.base_url]) as client:
             ans = await fetch(client, target.base_url + "/metrics", target.headers(), METRICS_BEFORE_S, METRICS_CAP)
         with self._telemetry_lock:
             self._metrics_before = ans.text if ans.ok else None

@@ -520,9 +520,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self.n_users = 0
-        self.client = make_client(source=self.spec.source)
-        self.resend_client = make_client(fresh_connections=True, source=self.spec.source)
         targets = self.spec.targets
+        bases = [t.base_url for t in targets]
+        self.client = make_client(source=self.spec.source, urls=bases)
+        self.resend_client = make_client(fresh_connections=True, source=self.spec.source, urls=bases)
         self.urls = [{e: t.url(e) for e in ENDPOINTS} for t in targets]
         self.headers = [t.headers() for t in targets]
 

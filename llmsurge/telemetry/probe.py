@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 
 from llmsurge.metrics.bus import MetricsBus
-from llmsurge.net import METRICS_CAP, Target, fetch, fetch_sync
+from llmsurge.net import METRICS_CAP, Target, fetch, fetch_sync, tls_context
 from llmsurge.telemetry.base import Sampler, TelemetrySink
 from llmsurge.telemetry.gpu import GpuSampler
 from llmsurge.telemetry.samples import TelemetrySample, Unavailable
@@ -71,7 +71,7 @@ def _serves_dcgm(url: str, headers: dict[str, str]) -> bool:
     """Whether ``url`` carries DCGM exporter GPU metrics (the simulated server does); bounded like every probe."""
     import httpx
 
-    with httpx.Client(headers=headers) as client:
+    with httpx.Client(headers=headers, verify=tls_context([url])) as client:
         ans = fetch_sync(client, url, deadline=2.0, cap=METRICS_CAP)
     return ans.ok and "DCGM_FI_DEV_GPU_UTIL" in ans.text
 

@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmsurge.metrics.bus import MetricsBus
-from llmsurge.net import METRICS_CAP, fetch_sync
+from llmsurge.net import METRICS_CAP, fetch_sync, tls_context
 from llmsurge.telemetry.base import NA, Sampler, TelemetrySink
 from llmsurge.telemetry.samples import PHASES, ServerPhase, ServerSample, TelemetrySample, Unavailable
 
@@ -71,7 +71,7 @@ class MetricsFetcher:
     def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 2.0) -> None:
         self.url = url
         self.timeout = timeout
-        self.client = httpx.Client(timeout=timeout, headers=headers or {})
+        self.client = httpx.Client(timeout=timeout, headers=headers or {}, verify=tls_context([url]))
 
     def fetch_text(self) -> str:
         """The exposition text, read within the deadline and size cap of every probe; raises ``LookupError``

@@ -84,6 +84,19 @@ class DashboardScreen(Screen[None]):
 
     _ready = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._size_classes()
+
+    def _size_classes(self) -> None:
+        """The size classes (``-w-full``, ``-h-reduced``…) Textual sets at the first Resize, set now from the
+        app's size, before the panes are first styled: that Resize then changes nothing, and the whole screen is not
+        styled twice before its first frame (~0.1 s of a start-up)."""
+        app = self.app
+        width, height = app.size
+        for size, points in ((width, app.HORIZONTAL_BREAKPOINTS), (height, app.VERTICAL_BREAKPOINTS)):
+            self.add_class(*self._get_breakpoint_classes(size, points or []), update=False)
+
     @property
     def ready(self) -> bool:
         """True once every pane is in the DOM and until the screen starts closing (snapshots arriving earlier or
