@@ -124,3 +124,44 @@ def run_rate(url: str, loops: int, start: float, end: float, out: Any) -> None:
 def run(url: str, streams: int, start: float, end: float, measure: bool, out: Any) -> None:
     """Process entry: put the result on ``out``."""
     out.put(asyncio.run(_main(url, streams, start, end, measure)))
+
+
+async def _hold(url: str, streams: int, wait_s: float) -> dict[str, Any]:
+    import aiohttp
+    import psutil
+
+    body = {"model": "llmsurge-sim", "prompt": "a b c d", "max_tokens": 30_000, "stream": True, "ignore_eos": True}
+    opened = 0
+    all_open = asyncio.Event()
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        nonlocal opened
+        async with session.post(url + "/v1/completions", json=body) as resp:
+            opened += 1
+            if opened == streams:
+                all_open.set()
+            async for _chunk in resp.content.iter_any():
+                pass
+
+    proc = psutil.Process()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+    await asyncio.sleep(1.0)
+    idle = proc.memory_info().rss
+    tasks = [asyncio.create_task(one(session)) for _ in range(streams)]
+    try:
+        await asyncio.wait_for(all_open.wait(), wait_s)
+    except TimeoutError:
+        pass  # counted below: what opened
+    await asyncio.sleep(2.0)  # a few tokens into each stream, as for the worker
+    held = opened
+    busy = proc.memory_info().rss
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await session.close()
+    return {"streams": streams, "open": held, "bytes_per_stream": (busy - idle) / max(1, held)}
+
+
+def run_hold(url: str, streams: int, wait_s: float, out: Any) -> None:
+    """Process entry for memory per open stream: a bare aiohttp loop holding ``streams`` streams open."""
+    out.put(asyncio.run(_hold(url, streams, wait_s)))

@@ -310,20 +310,34 @@ def bench_streams(counts: tuple[int, ...], workers: int, sim_processes: int) -> 
     with paced_sim(0.5, max_seqs=1 << 20, stamp=False, processes=sim_processes) as sim:
         for n in counts:
             r = asyncio.run(_open_streams(sim.url, n, workers, 90.0))
+            if n <= 8192:  # the same streams held by a bare aiohttp loop in one process: the library's own floor
+                r["reference_bytes_per_stream"] = _reference_hold(sim.url, n)
             print(f"  streams {r}", flush=True)
             out.append(r)
     return out
 
 
+def _reference_hold(url: str, streams: int) -> float:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=reference_client.run_hold, args=(url, streams, 90.0, q))
+    p.start()
+    r = q.get(timeout=150)
+    p.join(10)
+    return float(r["bytes_per_stream"])
+
+
 def table_streams(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| streams asked | open | failed | seconds to open | worker RSS idle → open | per open stream |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| streams asked | open | failed | seconds to open | worker RSS idle → open | per open stream |"
+        " bare aiohttp loop, per stream |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines.extend(
         f"| {r['streams']:,} | {r['open']:,} | {r['failed']:,} | {r['seconds_to_open']:.1f} | "
         f"{r['worker_rss_idle_mib']:.0f} → {r['worker_rss_open_mib']:.0f} MiB | "
-        f"{r['bytes_per_stream'] / 1024:.1f} KB |"
+        f"{r['bytes_per_stream'] / 1024:.1f} KB | "
+        + (f"{r['reference_bytes_per_stream'] / 1024:.1f} KB |" if "reference_bytes_per_stream" in r else "— |")
         for r in rows
     )
     return "\n".join(lines)
