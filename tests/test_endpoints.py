@@ -39,6 +39,9 @@ def test_embeddings_measure_latency_and_inputs(tmp_path: Path) -> None:
     assert abs(seg["input_throughput"] - 4 * seg["request_throughput"]) < 1e-6 * seg["input_throughput"]
     assert all(r["inputs"] == 4 and r["ttft_ms"] is None and r["e2el_ms"] > 0 for r in reqs)
     assert "Input throughput (inputs/s)" in out and "Total inputs" in out
+    again = run_cli("report", str(tmp_path / "r"))  # recomputed from requests.jsonl: the same inputs and rates
+    assert again.returncode == 0 and "agrees with requests.jsonl" in again.stdout, again.stdout
+    assert "Input throughput (inputs/s)" in again.stdout and "Total inputs" in again.stdout
 
 
 def test_rerank_sends_a_query_and_its_documents(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from llmsurge.metrics.stats import (
     PER_REQUEST,
     describe_ms,
     error_rate,
+    pooling_block,
     quantile_key,
     throughput,
 )
@@ -208,6 +209,7 @@ def _figures(s: _Scope, duration: float, percentiles: tuple[float, ...]) -> dict
     if duration:
         out["duration"] = duration
         out.update(throughput(s.ok, s.input_tokens, s.output_tokens, duration))
+        out.update(pooling_block(s.inputs, duration, s.inputs, s.input_tokens))  # the run's, as summarize_run
     for m in PER_REQUEST:
         out.update(describe_ms(m, np.frombuffer(s.values[m], dtype=np.float64), percentiles))
         out[f"n_{m}"] = len(s.values[m])

@@ -213,6 +213,20 @@ def throughput(completed: int, input_tokens: int, output_tokens: int, duration: 
     }
 
 
+def pooling_block(inputs: int, duration: float, delivered: int, delivered_tokens: int) -> dict[str, float]:
+    """Embeddings and rerank (nothing for a generation): ``total_inputs`` of the requests counted in the scope, and
+    per second what was delivered over its duration (a segment: what arrived while it was open, as its other
+    throughputs)."""
+    if not inputs and not delivered:
+        return {}
+    per_s = 1.0 / duration if duration > 0 else 0.0
+    return {
+        "total_inputs": inputs,
+        "input_throughput": delivered * per_s,
+        "input_token_throughput": delivered_tokens * per_s,
+    }
+
+
 def error_rate(completed: int, failed: int) -> float:
     """Failed share of the requests that ended on their own (cancelled ones are not counted)."""
     ended = completed + failed

@@ -29,6 +29,7 @@ from llmsurge.metrics.stats import (
     describe_ms,
     error_rate,
     latency_distributions,
+    pooling_block,
     throughput,
 )
 
@@ -257,20 +258,6 @@ def _late_because(s: dict[str, Any], view: BusView) -> str:
     if capped:
         why.append("requests waited for a free slot under the in-flight cap (-c)")
     return "; ".join(why) or "a late event loop on the client"
-
-
-def pooling_block(inputs: int, duration: float, delivered: int, delivered_tokens: int) -> dict[str, float]:
-    """Embeddings and rerank (nothing for a generation): ``total_inputs`` of the requests counted in the scope, and
-    per second what was delivered over its duration (a segment: what arrived while it was open, as its other
-    throughputs)."""
-    if not inputs and not delivered:
-        return {}
-    per_s = 1.0 / duration if duration > 0 else 0.0
-    return {
-        "total_inputs": inputs,
-        "input_throughput": delivered * per_s,
-        "input_token_throughput": delivered_tokens * per_s,
-    }
 
 
 def segment_delivery(seg: SegmentView, now: float) -> dict[str, float]:
