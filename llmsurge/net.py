@@ -32,16 +32,17 @@ METRICS_CAP = 16 << 20
 
 @functools.cache
 def _verified_context() -> ssl.SSLContext:
-    # httpx's own: SSL_CERT_FILE / SSL_CERT_DIR when set, certifi's bundle otherwise
-    return httpx.create_ssl_context()
+    # The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR, read by OpenSSL), as aiohttp's own default
+    # context: an internal CA installed on the host is trusted by probes, discovery and the load alike.
+    return ssl.create_default_context()
 
 
 def tls_context(urls: Iterable[str] = ()) -> ssl.SSLContext:
     """What a client of ``urls`` verifies TLS connections with. Loading a CA bundle costs ~50 ms, and httpx loads
     one for every client it makes: a client of https URLs (or of URLs not known yet) gets this process's one verified
-    context, made on first use; a client of plain-http URLs only (the simulated server, a local vLLM) a bare one
-    that loads nothing and is never used — it verifies against no certificate at all, so a redirect to https fails
-    rather than trusting anything."""
+    context (the system's trust store, made on first use); a client of plain-http URLs only (the simulated server,
+    a local vLLM) a bare one that loads nothing and is never used — it verifies against no certificate at all, so a
+    redirect to https fails rather than trusting anything."""
     urls = list(urls)
     if not urls or any(not u.lower().startswith("http://") for u in urls):
         return _verified_context()

@@ -410,7 +410,7 @@ def test_the_inspector_says_where_one_ttft_went() -> None:
 async def test_a_plain_http_client_loads_no_ca_bundle_and_an_https_one_shares_the_verified_one(sim_url: str) -> None:
     """Loading a CA bundle costs ~50 ms a client (two per worker, more in the UI): clients of plain-http servers
     get a context that loads none (and trusts nothing, so a redirect to https fails); clients of https servers,
-    or of servers not known yet, share one verified context per process."""
+    or of servers not known yet, share one verified context per process: the system's trust store."""
     import ssl
 
     from llmsurge.net import tls_context
@@ -420,7 +420,9 @@ async def test_a_plain_http_client_loads_no_ca_bundle_and_an_https_one_shares_th
     assert bare.verify_mode == ssl.CERT_REQUIRED and bare.check_hostname  # never trusting, should it be used
     verified = tls_context(["https://vllm.example.com", sim_url])
     assert verified is tls_context(()) is tls_context(["HTTPS://other.example.com"])
-    assert verified.verify_mode == ssl.CERT_REQUIRED and verified.cert_store_stats()["x509_ca"] > 0
+    assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
+    # the system's trust store, as aiohttp's default context (a host's internal CA is trusted everywhere alike)
+    assert verified.get_ca_certs() == ssl.create_default_context().get_ca_certs()
     async with make_client(urls=[sim_url]) as client:  # the plain-http client still asks and streams
         facts = await discover(client, Target(sim_url, None), 10.0)
         assert facts.model == "llmsurge-sim"
