@@ -276,3 +276,25 @@ def test_replicas_share_the_load_and_a_failing_one_is_named(tmp_path: Path) -> N
 def test_a_flag_for_another_endpoint_is_one_line_not_ignored(flags: tuple[str, ...], said: str) -> None:
     r = run_cli("run", *flags, timeout=60)
     assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_least_busy_goes_to_the_idle_server_and_ties_take_turns() -> None:
+    """``--balance least``: each request to the server with the fewest of this worker's requests in flight; among
+    equals, each in turn (not always the first); ``rr``: each in turn whatever is in flight."""
+    from llmsurge.engine.prompts import Calibration
+    from llmsurge.engine.worker import Worker, WorkerSpec
+
+    servers = tuple(Target(f"http://127.0.0.1:{port}", "m") for port in (8001, 8002, 8003))
+
+    def worker(balance: str) -> Worker:
+        spec = WorkerSpec(0, servers[0], Calibration(), replicas=servers[1:], balance=balance)
+        return Worker(spec, None, [], None)  # type: ignore[arg-type]  # no commands, ticks or tickets needed
+
+    least = worker("least")
+    least.target_inflight = [2, 0, 1]
+    assert least._pick_target() == 1
+    least.target_inflight = [1, 1, 1]  # all equal, several times: each server in turn
+    assert [least._pick_target() for _ in range(6)] == [2, 0, 1, 2, 0, 1]
+    rr = worker("rr")
+    rr.target_inflight = [0, 5, 5]
+    assert [rr._pick_target() for _ in range(4)] == [1, 2, 0, 1]

@@ -362,8 +362,10 @@ class Worker:
         n = len(self.target_inflight)
         if n == 1:
             return 0
-        if self.spec.balance == "least":
-            return min(range(n), key=lambda i: (self.target_inflight[i], (i - self._turn) % n))
+        if self.spec.balance == "least":  # ties go to each server in turn, not always to the first
+            pick = min(range(n), key=lambda i: (self.target_inflight[i], (i - self._turn) % n))
+            self._turn = (pick + 1) % n
+            return pick
         self._turn = (self._turn + 1) % n
         return self._turn
 
