@@ -695,12 +695,19 @@ def _finish_response(msg: dict[str, Any], t: float, rec: RequestRecord, counter:
         for part in item["content"]
         if isinstance(part, dict) and part.get("type") == "output_text"
     )
-    rec.ttft = rec.ttfc = rec.e2el = t - rec.start
     details = msg.get("incomplete_details")
     reason = details.get("reason") if isinstance(details, dict) else None
-    rec.finish_reason = "length" if reason == "max_output_tokens" else str(reason or msg.get("status") or "")
+    finish = "length" if reason == "max_output_tokens" else str(reason or msg.get("status") or "")
+    _whole_answer(rec, t, text, finish, _responses_usage(msg.get("usage")), counter)
+
+
+def _whole_answer(rec: RequestRecord, t: float, text: str, finish: str, usage: object, counter: ChunkCounter) -> None:
+    """A whole (not streamed) answer arrived at ``t``: every latency is its latency, one chunk, tokens from usage
+    (or its words)."""
+    rec.ttft = rec.ttfc = rec.e2el = t - rec.start
+    rec.finish_reason = finish
     rec.text.append(text)
-    _apply_usage(rec, _responses_usage(msg.get("usage")), len(text.split()), 0)
+    _apply_usage(rec, usage, len(text.split()), 0)
     counter.chunks += rec.output_tokens
     rec.chunks = 1
 
@@ -722,19 +729,13 @@ def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounte
     if not isinstance(choice, dict):
         rec.fail(Failure.PROTOCOL, "response had no choices")
         return
-    rec.ttft = rec.ttfc = rec.e2el = t - rec.start
-    rec.finish_reason = str(choice.get("finish_reason") or "")
     message = choice.get("message")
     _plain_tool_calls(message, rec)
     text = (message.get("content") if isinstance(message, dict) else None) or choice.get("text") or ""
-    rec.text.append(str(text))
-    words = len(str(text).split())
     usage, timings = msg.get("usage"), msg.get("timings")
     if isinstance(usage, dict) and isinstance(timings, dict):
         usage = {**usage, "timings": timings}
-    _apply_usage(rec, usage, words, 0)
-    counter.chunks += rec.output_tokens
-    rec.chunks = 1
+    _whole_answer(rec, t, str(text), str(choice.get("finish_reason") or ""), usage, counter)
 
 
 MAX_PLAUSIBLE_TOKENS = 100_000_000
