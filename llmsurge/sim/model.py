@@ -84,6 +84,12 @@ class Sequence:
         """All tokens produced (or abandoned)."""
         return self.cancelled or self.produced >= self.max_tokens
 
+    async def finished(self) -> None:
+        """Until :attr:`done` (a whole, not streamed, answer waits here)."""
+        while not self.done:
+            await self.ready.wait()
+            self.ready.clear()
+
 
 TTFT_BUCKETS = (
     0.001,

@@ -275,9 +275,7 @@ class SimServer:
         seq.pooling = True
         self.engine.submit(seq)
         try:
-            while not seq.done:
-                await seq.ready.wait()
-                seq.ready.clear()
+            await seq.finished()
         finally:
             self.engine.finish(seq)
         return seq
@@ -360,9 +358,7 @@ class SimServer:
         rid = "resp_" + uuid.uuid4().hex
         try:
             if not body.get("stream"):
-                while not seq.done:
-                    await seq.ready.wait()
-                    seq.ready.clear()
+                await seq.finished()
                 text = "".join(_WORDS[i % len(_WORDS)].decode() for i in range(1, seq.produced + 1))
                 out = _response_object(rid, self.config.model, seq, limit_hit)
                 out["output"] = [
@@ -469,9 +465,7 @@ class SimServer:
         pieces = _tool_pieces(seq.max_tokens)
         rid = "chatcmpl-" + uuid.uuid4().hex
         if not stream:
-            while not seq.done:
-                await seq.ready.wait()
-                seq.ready.clear()
+            await seq.finished()
             whole = {
                 "id": call_id,
                 "type": "function",
@@ -541,9 +535,7 @@ class SimServer:
     async def _plain(
         self, seq: Sequence, chat: bool, model: str, fault: str, words: list[bytes] | None = None
     ) -> web.Response:
-        while not seq.done:
-            await seq.ready.wait()
-            seq.ready.clear()
+        await seq.finished()
         if words is not None:
             text = json.loads(b'"' + b"".join(_cycle(words, k) for k in range(1, seq.produced + 1)) + b'"')
         else:
