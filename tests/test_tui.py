@@ -734,3 +734,18 @@ async def test_the_latency_pane_says_when_itl_counts_bunched_chunks() -> None:
             await pilot.pause()
             screen = "\n".join(_cells(app))
             assert ("ITL†" in screen and "62% of gaps < 0.1 ms" in screen and "per token: TPOT" in screen) == said
+
+
+async def test_a_refresh_while_the_app_closes_is_a_no_op() -> None:
+    """The refresh interval can fire once more while the app closes and its screen stack is empty: nothing to draw,
+    no error (it ended a test run with ScreenStackError)."""
+    snap = seeded_snapshot()
+    app = make_app(RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000"), snapshot_source=lambda: snap)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        frames = app.frames
+        app.refresh_panes(True)
+        assert app.frames == frames + 1  # drawn while a dashboard is up
+    assert not app.screen_stack
+    app.refresh_panes(True)  # after the close: nothing to draw, nothing raised
+    assert app.frames == frames + 1

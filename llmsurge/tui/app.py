@@ -249,9 +249,9 @@ class LLMSurgeApp(App[Path | None]):
     def refresh_panes(self, full: bool | None = None) -> None:
         """Read one snapshot and update the visible panes in one batch; the statistics panes only when the
         snapshot's statistics are new (or ``full`` is asked for)."""
-        screen = self.screen if isinstance(self.screen, DashboardScreen) else None
-        if screen is None:
-            screen = next((s for s in reversed(self.screen_stack) if isinstance(s, DashboardScreen)), None)
+        # The topmost dashboard (a dialog may be over it); none while the app is closing and its stack emptied,
+        # where the interval can still fire once (self.screen would raise then).
+        screen = next((s for s in reversed(self.screen_stack) if isinstance(s, DashboardScreen)), None)
         if screen is None or not screen.ready:
             return
         snap = self.snapshot_source()
