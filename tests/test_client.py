@@ -199,7 +199,7 @@ async def test_stale_keepalive_connection_is_retried_once() -> None:
     assert dead.status == "failed" and dead.error_kind == "reset" and dead.retries == 1  # a real fault still fails
 
 
-async def test_the_hot_path_posts_on_aiohttp_and_measures_what_httpx_would(
+async def test_the_hot_path_posts_on_its_own_client_and_measures_what_httpx_would(
     sim_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The load's requests go straight to the client's aiohttp session (httpx's per-request work cost two thirds
@@ -223,10 +223,10 @@ async def test_the_hot_path_posts_on_aiohttp_and_measures_what_httpx_would(
 
     monkeypatch.setattr(httpx.AsyncClient, "stream", no_httpx)
     async with make_client() as c:
-        assert isinstance(c, LoadClient) and c.session is not None
+        assert isinstance(c, LoadClient) and c.wire is not None
         fast = await measure(c)
     monkeypatch.setattr(httpx.AsyncClient, "stream", real_stream)
-    async with LoadClient(None) as plain:  # no aiohttp session: httpx carries it
+    async with LoadClient(None) as plain:  # no wire of its own: httpx carries it
         slow = await measure(plain)
     for rec in (fast, slow):
         assert rec.ok, rec.error

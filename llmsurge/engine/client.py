@@ -18,6 +18,7 @@ import httpx
 
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
+from llmsurge.engine.wire import BadAnswer, ConnectFailed, Disconnected, WireError, WirePool
 from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
 from llmsurge.net import Target, tls_context
 from llmsurge.redaction import redact
@@ -26,13 +27,15 @@ try:  # The aiohttp transport reads ~3x more token events per core than httpx's 
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
-    TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, OSError, aiohttp.ClientError)
+    TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (WireError, httpx.HTTPError, OSError, aiohttp.ClientError)
 except ImportError:  # pragma: no cover - exercised only without the optional transport
     aiohttp = None  # type: ignore[assignment]
     AiohttpTransport = None  # type: ignore[assignment,misc]
-    TRANSPORT_ERRORS = (httpx.HTTPError, OSError)
+    TRANSPORT_ERRORS = (WireError, httpx.HTTPError, OSError)
 
 _loads = json.loads
+_decode_json = json.JSONDecoder().decode
+"""An event's JSON, UTF-8 text: json.loads without its per-call checks for other encodings."""
 _now = time.monotonic
 
 KEEPALIVE_S = 4.0
@@ -124,29 +127,30 @@ RERANK_QUERY_WORDS = 16
 
 
 class LoadClient(httpx.AsyncClient):
-    """An httpx client (probes, discovery, one-off requests) that also owns the aiohttp session the load's hot path
-    posts on directly: httpx's request building, cookies, redirects and response wrapping cost two thirds of a
-    worker's CPU per request (bench/RESULTS.md, "request-rate ceiling"); aiohttp is httpx-aiohttp's own transport."""
+    """An httpx client (probes, discovery, one-off requests) that also owns the load's own HTTP/1.1 client
+    (:class:`~llmsurge.engine.wire.WirePool`) the hot path posts on: httpx's request building cost two thirds of a
+    worker's CPU per request, and aiohttp's per-request machinery half of what was left (bench/RESULTS.md,
+    "request-rate ceiling")."""
 
-    def __init__(self, session: Callable[[], aiohttp.ClientSession] | None, **kwargs: Any) -> None:
+    def __init__(self, wire: Callable[[], WirePool] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._make_session = session
-        self._session: aiohttp.ClientSession | None = None
+        self._make_wire = wire
+        self._wire: WirePool | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession | None:
-        """The hot path's aiohttp session (made on first use, inside the running loop); None without aiohttp."""
-        if self._session is None and self._make_session is not None:
-            self._session = self._make_session()
-        return self._session
+    def wire(self) -> WirePool | None:
+        """The hot path's client (made on first use, inside the running loop); None: requests go through httpx."""
+        if self._wire is None and self._make_wire is not None:
+            self._wire = self._make_wire()
+        return self._wire
 
-    async def _close_session(self) -> None:
-        if self._session is not None:
-            session, self._session, self._make_session = self._session, None, None
-            await session.close()
+    async def _close_wire(self) -> None:
+        if self._wire is not None:
+            wire, self._wire, self._make_wire = self._wire, None, None
+            await wire.close()
 
     async def aclose(self) -> None:
-        await self._close_session()
+        await self._close_wire()
         await super().aclose()
 
     async def __aexit__(
@@ -155,19 +159,17 @@ class LoadClient(httpx.AsyncClient):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        await self._close_session()
+        await self._close_wire()
         await super().__aexit__(exc_type, exc_value, traceback)
 
 
 def make_client(
-    limit: int = 0,
     timeout: float | None = None,
     fresh_connections: bool = False,
     source: str | None = None,
     urls: Iterable[str] = (),
 ) -> LoadClient:
-    """An httpx client on the aiohttp transport (unbounded connection pool), with the hot path's own aiohttp
-    session, if installed.
+    """An httpx client on the aiohttp transport, with the hot path's own client.
 
     ``fresh_connections``: a new connection per request (the re-send after a stale pooled connection).
     ``source``: the local address connections bind to (each worker its own loopback address: see
@@ -176,29 +178,30 @@ def make_client(
     """
     t = httpx.Timeout(timeout) if timeout else httpx.Timeout(None)
     tls = tls_context(urls)
+
+    def wire() -> WirePool:
+        return WirePool(tls, source, fresh_connections, KEEPALIVE_S)
+
     if AiohttpTransport is not None:
         local = (source, 0) if source else None
 
         def session() -> aiohttp.ClientSession:
             connector = (
-                aiohttp.TCPConnector(limit=limit, force_close=True, local_addr=local, ssl=tls)
+                aiohttp.TCPConnector(force_close=True, local_addr=local, ssl=tls, limit=0)
                 if fresh_connections
-                else aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_S, local_addr=local, ssl=tls)
+                else aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S, local_addr=local, ssl=tls, limit=0)
             )
-            # No timeout of aiohttp's own (its default ends a request at 5 minutes): run_request holds each
-            # request to its deadline. Bodies are read raw: an encoded one is decoded by _decoded.
+            # httpx holds each request to its own timeout; aiohttp's default would end one at 5 minutes.
             return aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False
             )
 
         # The transport's own TLS context is never used (the session above makes the connections): pass ours, or
         # it loads a CA bundle of its own.
-        return LoadClient(session, transport=AiohttpTransport(client=session, verify=tls), timeout=t, verify=tls)
+        return LoadClient(wire, transport=AiohttpTransport(client=session, verify=tls), timeout=t, verify=tls)
     keepalive = 0 if fresh_connections else None
-    limits = httpx.Limits(
-        max_connections=limit or None, max_keepalive_connections=keepalive, keepalive_expiry=KEEPALIVE_S
-    )
-    return LoadClient(None, limits=limits, timeout=t, verify=tls)
+    limits = httpx.Limits(max_keepalive_connections=keepalive, keepalive_expiry=KEEPALIVE_S)
+    return LoadClient(wire, limits=limits, timeout=t, verify=tls)
 
 
 def loopback_source(hosts: tuple[str, ...], worker_id: int, workers: int) -> str | None:
@@ -227,6 +230,12 @@ class ChunkCounter:
 
 def classify_error(exc: BaseException, got_response: bool) -> Failure:
     """The failure kind of a transport exception (looks through httpx's wrapping at the aiohttp cause)."""
+    if isinstance(exc, ConnectFailed):
+        return Failure.CONNECT
+    if isinstance(exc, Disconnected):
+        return Failure.RESET
+    if isinstance(exc, BadAnswer):
+        return Failure.PROTOCOL
     cause = exc.__cause__ or exc
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or isinstance(cause, asyncio.TimeoutError):
         return Failure.TIMEOUT
@@ -279,6 +288,8 @@ def _os_limit(exc: BaseException) -> str:
 def _stale_connection(exc: BaseException) -> bool:
     """A pooled keep-alive connection the server had already closed (llama.cpp closes idle ones after 5 s):
     the request never reached the server, so a re-send on a fresh connection measures the server, not the pool."""
+    if isinstance(exc, Disconnected):
+        return not exc.answered
     cause = exc.__cause__ or exc
     if aiohttp is not None and isinstance(cause, aiohttp.ServerDisconnectedError):
         return True
@@ -306,12 +317,15 @@ async def execute(
     """
     for attempt in range(2):
         got_response = False
-        session = client.session if isinstance(client, LoadClient) else None
+        wire = client.wire if isinstance(client, LoadClient) else None
         try:
-            if session is not None:  # the hot path: straight to aiohttp
-                async with session.post(url, data=body, headers=headers, allow_redirects=False) as r:
-                    got_response = True
-                    await _answered(r.status, r.headers, r.content.iter_any(), stream, rec, counter)
+            if wire is not None:  # the hot path: our own HTTP/1.1 client
+                r = await wire.post(url, body, headers)
+                got_response = True
+                try:
+                    await _answered(r.status, r.headers, r, stream, rec, counter)
+                finally:
+                    r.release()
             else:
                 async with client.stream("POST", url, content=body, headers=headers) as resp:
                     got_response = True
@@ -372,7 +386,7 @@ async def run_request(
     """:func:`execute` with a hard deadline: ``rec`` has ended within ``timeout`` seconds of the call, whatever
     the server does (streams forever, never sends headers, never closes). A timed-out request is cancelled and
     its clean-up given :data:`ABANDON_AFTER_S`; a clean-up that would wait on the server is left behind."""
-    if isinstance(client, LoadClient) and client.session is not None:
+    if isinstance(client, LoadClient) and client.wire is not None:
         await _within(timeout, execute(client, url, headers, body, stream, rec, counter, resend_client), rec)
         return
     task = asyncio.ensure_future(execute(client, url, headers, body, stream, rec, counter, resend_client))
@@ -391,7 +405,7 @@ async def run_request(
 
 async def _within(timeout: float, work: Coroutine[Any, Any, None], rec: RequestRecord) -> None:
     """Run ``work`` in this task with a timer that cancels it at the deadline: no second task per request. Its
-    clean-up on aiohttp (closing the connection) never waits on the server."""
+    clean-up (closing the connection) never waits on the server."""
     task = asyncio.current_task()
     assert task is not None
     expired = False
@@ -517,7 +531,7 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
             if payload == b"[DONE]":
                 continue
             try:
-                msg = _loads(payload)
+                msg = _decode_json(payload.decode())
             except ValueError:
                 rec.fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
                 return
