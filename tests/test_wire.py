@@ -233,3 +233,31 @@ async def test_closing_the_pool_closes_connections_in_use() -> None:
         await pool.close()
         await until(lambda: server.closed == 1)
         r.release()
+
+
+async def test_https_is_verified_against_the_trusted_cas_and_a_stranger_is_a_named_connect_failure() -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+
+    server = RawServer(fixed(OK))
+    server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=server_ctx)
+    url = server.url.replace("http://", "https://")
+    try:
+        async with WirePool(tls=trusted) as pool:
+            for _ in range(2):
+                r, data = await read_all(pool, url)
+                assert (r.status, data) == (200, b'{"a": true}')
+            assert server.connections == 1  # kept alive over TLS too
+        async with make_client(urls=[url]) as client:  # the system's CAs: this test CA is not among them
+            rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+            await execute(client, url, {}, b"{}", True, rec, ChunkCounter())
+        assert rec.error_kind == "connect" and "CERTIFICATE_VERIFY_FAILED" in rec.error, rec.error
+    finally:
+        await server.__aexit__()
