@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,10 +89,11 @@ async def _llmsurge_window(
     _pin(pids, CLIENT_CORE)
     start = time.monotonic()
     bus.window = (start, start + seconds)
-    c0, s0 = cpu_seconds(pids), cpu_seconds(sim_pids)
+    daemons = ray_daemons(exclude=pids) if backend is not None else []
+    c0, s0, p0, r0 = cpu_seconds(pids), cpu_seconds(sim_pids), time.process_time(), cpu_seconds(daemons)
     bus.read_delays = [] if delays else None
     await asyncio.sleep(seconds)
-    c1, s1 = cpu_seconds(pids), cpu_seconds(sim_pids)
+    c1, s1, p1, r1 = cpu_seconds(pids), cpu_seconds(sim_pids), time.process_time(), cpu_seconds(daemons)
     d = list(bus.read_delays or [])
     ctrl.stop()
     await task
@@ -100,9 +102,23 @@ async def _llmsurge_window(
         "requests": bus.requests,
         "cpu": c1 - c0,
         "server_cpu": (s1 - s0) / seconds,
+        "parent_cpu": p1 - p0,
+        "ray_cpu": r1 - r0,
         "seconds": seconds,
         "delays": d,
     }
+
+
+def ray_daemons(exclude: list[int]) -> list[int]:
+    """Ray's own processes on this machine (GCS, raylet, agents, idle workers), not the actors in ``exclude``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if proc.info["pid"] in exclude:
+            continue
+        if proc.info["name"] in ("raylet", "gcs_server") or "site-packages/ray/" in cmd:
+            found.append(proc.info["pid"])
+    return found
 
 
 def llmsurge_window(
@@ -198,8 +214,8 @@ def table_ingest(rows: dict[str, Any]) -> str:
         ref = rows.get(f"{streams}/reference")
         ratio = ""
         if ref and client != "reference":
-            ref_per = sorted(x["events"] / max(x["cpu"], 1e-9) for x in ref)[len(ref) // 2]
-            ratio = f"{sorted(per)[len(per) // 2] / ref_per:.2f}x"
+            ref_per = statistics.median(x["events"] / max(x["cpu"], 1e-9) for x in ref)
+            ratio = f"{statistics.median(per) / ref_per:.2f}x"
         srv = [r["server_cpu"] for r in runs]
         lines.append(f"| {streams} | {client} | {fmt(ev)} | {fmt(per)} | {ratio} | {fmt(srv, 2)} cores |")
     return "\n".join(lines)
@@ -253,7 +269,7 @@ def table_rate(rows: dict[str, Any]) -> str:
     ref = sorted(r["requests"] / max(r["cpu"], 1e-9) for r in rows["reference"])
     for client, runs in rows.items():
         per = [r["requests"] / max(r["cpu"], 1e-9) for r in runs]
-        ratio = "" if client == "reference" else f"{sorted(per)[len(per) // 2] / ref[len(ref) // 2]:.2f}x"
+        ratio = "" if client == "reference" else f"{statistics.median(per) / statistics.median(ref):.2f}x"
         lines.append(f"| {client} | {fmt([r['requests'] / r['seconds'] for r in runs])} | {fmt(per)} | {ratio} |")
     return "\n".join(lines)
 
@@ -672,7 +688,7 @@ def table_startup(r: dict[str, Any]) -> str:
 # ---- 6. Ray actors against local processes ----------------------------------------------------------
 
 
-def bench_ray(repeats: int, seconds: float) -> dict[str, Any]:
+def bench_ray(repeats: int, seconds: float, counts: tuple[int, ...] = (256, 1024)) -> dict[str, Any]:
     """The same window read by one local worker process and by one Ray actor on a local Ray instance: the cost
     of the Ray path (its collector drains actors over Ray calls instead of a pipe)."""
     import ray
@@ -684,7 +700,7 @@ def bench_ray(repeats: int, seconds: float) -> dict[str, Any]:
     try:
         with fast_sim() as sim:
             pids = sim.pids
-            for streams in (32, 256):
+            for streams in counts:
                 for client in ("local-1w", "ray-1w"):
                     runs = []
                     for _ in range(repeats):
@@ -705,21 +721,29 @@ def bench_ray(repeats: int, seconds: float) -> dict[str, Any]:
 
 def table_ray(rows: dict[str, Any]) -> str:
     lines = [
-        "| streams | workers as | events/s (total) | events per client CPU-s | per-core vs local |",
-        "|---:|---|---:|---:|---:|",
+        "| streams | workers as | events/s (total) | events per worker CPU-s | vs local | Ray's daemons, cores "
+        "| the pool's process, cores | events per CPU-s, all counted | vs local |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for streams in (32, 256):
-        base = None
+    for streams in sorted({int(key.split("/")[0]) for key in rows}):
+        base = base_all = None
         for client in ("local-1w", "ray-1w"):
             runs = rows.get(f"{streams}/{client}")
             if not runs:
                 continue
             rate = [r["events"] / r["seconds"] for r in runs]
             per_cpu = [r["events"] / max(r["cpu"], 1e-9) for r in runs]
-            med = sorted(per_cpu)[len(per_cpu) // 2]
-            base = base or med
+            every = [r["events"] / max(r["cpu"] + r.get("parent_cpu", 0.0) + r.get("ray_cpu", 0.0), 1e-9) for r in runs]
+            daemons = [r.get("ray_cpu", 0.0) / r["seconds"] for r in runs]
+            parent = [r.get("parent_cpu", 0.0) / r["seconds"] for r in runs]
+            med, med_all = statistics.median(per_cpu), statistics.median(every)
+            base, base_all = base or med, base_all or med_all
             ratio = "" if client == "local-1w" else f"{med / base:.2f}x"
-            lines.append(f"| {streams} | {client} | {fmt(rate)} | {fmt(per_cpu)} | {ratio} |")
+            ratio_all = "" if client == "local-1w" else f"{med_all / base_all:.2f}x"
+            lines.append(
+                f"| {streams} | {client} | {fmt(rate)} | {fmt(per_cpu)} | {ratio} | {fmt(daemons, 2)} "
+                f"| {fmt(parent, 2)} | {fmt(every)} | {ratio_all} |"
+            )
     return "\n".join(lines)
 
 
@@ -744,7 +768,7 @@ def main() -> None:
     p.add_argument("--memory-requests", type=int, default=1_000_000)
     p.add_argument("--memory-tokens", type=int, default=256, help="output tokens per request in the memory test")
     p.add_argument("--sim-processes", type=int, default=1, help="fast-mode server processes for the ingest test")
-    p.add_argument("--streams", default="32,256,1024", help="ingest: concurrent streams, comma-separated")
+    p.add_argument("--streams", default="32,256,1024", help="ingest, ray: concurrent streams, comma-separated")
     p.add_argument("--open-streams", default="1024,4096", help="streams: how many to hold open, comma-separated")
     p.add_argument("--workers", type=int, default=1, help="streams, ui: worker processes")
     p.add_argument("--ui-inflight", type=int, default=1000, help="ui: requests held in flight")
@@ -786,7 +810,7 @@ def main() -> None:
         raw["startup"] = bench_startup(args.repeats)
         tables.append("### 5. Start-up\n\n" + table_startup(raw["startup"]))
     if "ray" in which:
-        raw["ray"] = bench_ray(args.repeats, args.seconds)
+        raw["ray"] = bench_ray(args.repeats, args.seconds, tuple(int(x) for x in args.streams.split(",")))
         tables.append("### 6. Ray actors against local processes\n\n" + table_ray(raw["ray"]))
     (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
     print(f"\nmachine: {raw['machine']}\n")
