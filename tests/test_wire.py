@@ -150,6 +150,8 @@ async def test_an_idle_connection_past_the_keepalive_is_not_reused() -> None:
             await asyncio.sleep(0.1)
             await read_all(pool, server.url)
             assert server.connections == 2 and pool.connections == 1  # the stale one was closed, not kept
+            await until(lambda: pool.connections == 0)  # and an idle one no request takes is closed too
+            await until(lambda: server.closed == 2)
         finally:
             await pool.close()
 

@@ -175,6 +175,7 @@ class WirePool:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._open: set[_Conn] = set()
         self._closed = False
+        self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> WireResponse:
         """Send ``body`` to ``url`` and wait for the answer's status and headers. The caller reads the body from
@@ -232,8 +233,29 @@ class WirePool:
         if reusable and not self._fresh and not self._closed and not conn.closed and not conn.buf:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(conn.route.key, []).append(conn)
+            if self._sweep_timer is None:
+                self._sweep_timer = asyncio.get_running_loop().call_later(self._keepalive_s, self._sweep)
         else:
             self._drop(conn)
+
+    def _sweep(self) -> None:
+        """Close pooled connections idle past the keep-alive (or closed by the server) that no request took, as
+        when the load drops from a thousand streams to ten; again while any stay pooled."""
+        self._sweep_timer = None
+        now = time.monotonic()
+        for key, idle in list(self._idle.items()):
+            kept = []
+            for conn in idle:
+                if not conn.closed and now - conn.idle_since < self._keepalive_s:
+                    kept.append(conn)
+                else:
+                    self._drop(conn)
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+        if self._idle and not self._closed:
+            self._sweep_timer = asyncio.get_running_loop().call_later(self._keepalive_s, self._sweep)
 
     def _drop(self, conn: _Conn) -> None:
         self._open.discard(conn)
@@ -242,6 +264,9 @@ class WirePool:
     async def close(self) -> None:
         """Close every connection, idle or in use."""
         self._closed = True
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         for conn in list(self._open):
             self._drop(conn)
         self._idle.clear()
