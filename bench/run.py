@@ -29,6 +29,7 @@ from textual import events
 
 from bench import reference_client
 from bench.common import cpu_seconds, fast_sim, fmt, paced_sim, percentiles_ms
+from bench.replay_server import ReplayServer
 from llmsurge.engine.controller import Controller
 from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
@@ -177,10 +178,16 @@ STREAMS = (32, 256, 1024)
 
 
 def bench_ingest(
-    repeats: int, seconds: float, sim_processes: int = 1, streams_list: tuple[int, ...] = STREAMS
+    repeats: int,
+    seconds: float,
+    sim_processes: int = 1,
+    streams_list: tuple[int, ...] = STREAMS,
+    server: str = "sim",
 ) -> dict[str, Any]:
+    """Token events per client CPU-second against the bare loop, from the fast simulated server or (``server=
+    "replay"``) the replay server, whose few microseconds per token leave the client as the limit on two cores."""
     rows: dict[str, Any] = {}
-    with fast_sim(processes=sim_processes) as sim:
+    with ReplayServer() if server == "replay" else fast_sim(processes=sim_processes) as sim:
         pids = sim.pids
         _pin(pids, CLIENT_CORE, others=True)
         for streams in streams_list:
@@ -773,6 +780,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="streams, ui: worker processes")
     p.add_argument("--ui-inflight", type=int, default=1000, help="ui: requests held in flight")
     p.add_argument("--ui-step", type=float, default=0.05, help="ui: seconds between each stream's tokens")
+    p.add_argument(
+        "--server",
+        choices=["sim", "replay"],
+        default="sim",
+        help="ingest: the fast simulated server, or canned streams at a few µs per token (the client saturates)",
+    )
     p.add_argument("--pin", action="store_true", help="ingest: clients on the last core, servers on the rest")
     args = p.parse_args()
     which = set(args.which)
@@ -786,7 +799,7 @@ def main() -> None:
     tables = []
     if "ingest" in which:
         streams = tuple(int(x) for x in args.streams.split(","))
-        raw["ingest"] = bench_ingest(args.repeats, args.seconds, args.sim_processes, streams)
+        raw["ingest"] = bench_ingest(args.repeats, args.seconds, args.sim_processes, streams, args.server)
         tables.append("### 1. Ingest ceiling\n\n" + table_ingest(raw["ingest"]))
     if "streams" in which:
         counts = tuple(int(x) for x in args.open_streams.split(","))
