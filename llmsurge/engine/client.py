@@ -191,7 +191,8 @@ def make_client(
                 if fresh_connections
                 else aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S, local_addr=local, ssl=tls, limit=0)
             )
-            # httpx holds each request to its own timeout; aiohttp's default would end one at 5 minutes.
+            # httpx holds each request to its own timeout (aiohttp's default would end one at 5 minutes). Bodies
+            # are read raw: an encoded one is decoded by _decoded.
             return aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False
             )
