@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 from rich.console import Console
 
-from llmsurge.engine.client import make_client, one_request, tool_call_problem
+from llmsurge.engine.client import one_request, tool_call_problem
 from llmsurge.engine.discovery import (
     ServerError,
     ServerUnreachable,
@@ -19,6 +19,7 @@ from llmsurge.engine.discovery import (
     list_models,
     wait_until_up,
 )
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.lifetime import ExitCode
 from llmsurge.metrics.records import RequestRecord

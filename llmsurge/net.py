@@ -16,9 +16,7 @@ import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from llmsurge.redaction import redact, register_basic_auth, register_secret
 
@@ -26,6 +24,9 @@ PROBE_DEADLINE_S = 5.0
 """Whole-request deadline of a start-up probe (``/v1/models``, ``/props``, ``/metrics``, ``/health``)."""
 PROBE_CAP = 4 << 20
 """Bytes a probe reads at most (a model list, a props document)."""
+if TYPE_CHECKING:  # imported where used: a worker process never loads httpx (~0.15 s)
+    import httpx
+
 METRICS_CAP = 16 << 20
 """Bytes a ``/metrics`` scrape reads at most (a real vLLM's is ~0.1–1 MB; a larger one is not a server's)."""
 
@@ -57,6 +58,8 @@ def _parse_url(url: str) -> httpx.URL:
     if url.endswith("/v1"):
         url = url[:-3]
     hint = "give one like http://127.0.0.1:8000 (an IPv6 address in brackets: http://[::1]:8000)"
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -213,6 +216,8 @@ async def fetch(
                 if len(body) > cap:
                     raise _TooLarge
 
+    import httpx
+
     problem = ""
     try:
         await asyncio.wait_for(read(), deadline)
@@ -233,6 +238,8 @@ def fetch_sync(client: httpx.Client, url: str, deadline: float = PROBE_DEADLINE_
     got: dict[str, str] = {}
     body = bytearray()
     problem = ""
+    import httpx
+
     try:
         with client.stream("GET", url, timeout=httpx.Timeout(deadline, read=deadline / 2)) as resp:
             status = resp.status_code

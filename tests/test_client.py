@@ -8,8 +8,9 @@ import time
 import pytest
 from aiohttp import web
 
-from llmsurge.engine.client import ChunkCounter, execute, make_client, one_request
+from llmsurge.engine.client import ChunkCounter, execute, one_request
 from llmsurge.engine.discovery import ServerError, discover
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.net import Target
@@ -206,7 +207,7 @@ async def test_the_hot_path_posts_on_its_own_client_and_measures_what_httpx_woul
     of a worker's CPU); through httpx (no session) the same request measures the same."""
     import httpx
 
-    from llmsurge.engine.client import LoadClient
+    from llmsurge.engine.httpclient import LoadClient
 
     target = Target(sim_url, "llmsurge-sim")
     body = b'{"model":"llmsurge-sim","prompt":"a b","max_tokens":40,"ignore_eos":true,"stream":true}'
@@ -317,7 +318,8 @@ def test_running_out_of_sockets_is_a_counted_failure_naming_the_limit(sim_url: s
 
     script = f"""
 import asyncio, resource
-from llmsurge.engine.client import make_client, one_request
+from llmsurge.engine.client import one_request
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.net import Target
 resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))

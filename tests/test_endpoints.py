@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from llmsurge.engine.client import build_body, make_client, one_request
+from llmsurge.engine.client import build_body, one_request
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.session import RunConfig
 from llmsurge.metrics.records import Failure

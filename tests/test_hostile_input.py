@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmsurge.engine.client import make_client, one_request
+from llmsurge.engine.client import one_request
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.net import Target
 from llmsurge.redaction import shown, visible

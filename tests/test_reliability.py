@@ -19,8 +19,9 @@ import httpx
 import psutil
 import pytest
 
-from llmsurge.engine.client import make_client, one_request
+from llmsurge.engine.client import one_request
 from llmsurge.engine.controller import Controller
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage

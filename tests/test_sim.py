@@ -10,7 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmsurge.engine.client import make_client, one_request
+from llmsurge.engine.client import one_request
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.net import Target
 from llmsurge.sim.model import EngineTiming

@@ -132,3 +132,18 @@ def test_the_command_line_skips_what_its_run_never_uses(url: str | None) -> None
     seen = json.loads(r.stdout)
     assert seen["cli"] is False and seen["plain"] == 0
     assert (seen["aiohttp_cas"] == 0) == (url is None), seen
+
+
+def test_a_worker_process_loads_neither_httpx_nor_aiohttp() -> None:
+    """Workers post on the load's own client (engine/http1.py): httpx and aiohttp (~0.3 s and ~15 MB a process,
+    and a CA bundle) stay out of them, however they were imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import llmsurge.engine.backend, llmsurge.engine.worker, llmsurge.engine.ray_pool; "
+        "print(sorted(m for m in ('httpx', 'aiohttp', 'httpx_aiohttp') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout

@@ -49,12 +49,7 @@ def cap_workers(requested: int, peak_concurrency: int | None, cpus: int | None =
 
 def _worker_entry(spec: WorkerSpec | None, commands: CommandSource, out: TickSink, tickets: TicketsBase) -> None:
     """A spawned worker's first function: the worker's imports happen in the child, not in the parent."""
-    import sys
-
-    # httpx imports its command line (rich, click, pygments: ~0.1 s) when it can; a worker never runs it, and
-    # httpx falls back to a stub when that import fails. Every worker starts that much sooner.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    from llmsurge.engine.worker import worker_main
+    from llmsurge.engine.worker import worker_main  # no httpx or aiohttp: the load's own client (engine/http1.py)
 
     worker_main(spec, commands, out, tickets)
 

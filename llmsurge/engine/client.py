@@ -8,30 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
-from types import TracebackType
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Union
 
-import httpx
-
+from llmsurge.engine.http1 import BadAnswer, ConnectFailed, Disconnected, WireError, WirePool
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
-from llmsurge.engine.wire import BadAnswer, ConnectFailed, Disconnected, WireError, WirePool
 from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
-from llmsurge.net import Target, tls_context
+from llmsurge.net import Target
 from llmsurge.redaction import redact
 
-try:  # The aiohttp transport reads ~3x more token events per core than httpx's default one.
-    import aiohttp
-    from httpx_aiohttp import AiohttpTransport
+if TYPE_CHECKING:
+    import httpx
 
-    TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (WireError, httpx.HTTPError, OSError, aiohttp.ClientError)
-except ImportError:  # pragma: no cover - exercised only without the optional transport
-    aiohttp = None  # type: ignore[assignment]
-    AiohttpTransport = None  # type: ignore[assignment,misc]
-    TRANSPORT_ERRORS = (WireError, httpx.HTTPError, OSError)
+Client = Union["httpx.AsyncClient", WirePool]
+"""What a request is sent with: the load's own client (workers), or an httpx client that carries one
+(:class:`~llmsurge.engine.httpclient.LoadClient`: checks and probes) or none (httpx then sends it)."""
 
 _loads = json.loads
 _decode_json = json.JSONDecoder().decode
@@ -126,85 +121,6 @@ RERANK_QUERY_WORDS = 16
 """A rerank query is the prompt's first words."""
 
 
-class LoadClient(httpx.AsyncClient):
-    """An httpx client (probes, discovery, one-off requests) that also owns the load's own HTTP/1.1 client
-    (:class:`~llmsurge.engine.wire.WirePool`) the hot path posts on: httpx's request building cost two thirds of a
-    worker's CPU per request, and aiohttp's per-request machinery half of what was left (bench/RESULTS.md,
-    "request-rate ceiling")."""
-
-    def __init__(self, wire: Callable[[], WirePool] | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._make_wire = wire
-        self._wire: WirePool | None = None
-
-    @property
-    def wire(self) -> WirePool | None:
-        """The hot path's client (made on first use, inside the running loop); None: requests go through httpx."""
-        if self._wire is None and self._make_wire is not None:
-            self._wire = self._make_wire()
-        return self._wire
-
-    async def _close_wire(self) -> None:
-        if self._wire is not None:
-            wire, self._wire, self._make_wire = self._wire, None, None
-            await wire.close()
-
-    async def aclose(self) -> None:
-        await self._close_wire()
-        await super().aclose()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        await self._close_wire()
-        await super().__aexit__(exc_type, exc_value, traceback)
-
-
-def make_client(
-    timeout: float | None = None,
-    fresh_connections: bool = False,
-    source: str | None = None,
-    urls: Iterable[str] = (),
-) -> LoadClient:
-    """An httpx client on the aiohttp transport, with the hot path's own client.
-
-    ``fresh_connections``: a new connection per request (the re-send after a stale pooled connection).
-    ``source``: the local address connections bind to (each worker its own loopback address: see
-    :func:`loopback_source`). ``urls``: the servers it will ask, for its TLS context (:func:`~llmsurge.net.
-    tls_context`: none loaded for plain http; unknown: the verified one).
-    """
-    t = httpx.Timeout(timeout) if timeout else httpx.Timeout(None)
-    tls = tls_context(urls)
-
-    def wire() -> WirePool:
-        return WirePool(tls, source, fresh_connections, KEEPALIVE_S)
-
-    if AiohttpTransport is not None:
-        local = (source, 0) if source else None
-
-        def session() -> aiohttp.ClientSession:
-            connector = (
-                aiohttp.TCPConnector(force_close=True, local_addr=local, ssl=tls, limit=0)
-                if fresh_connections
-                else aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S, local_addr=local, ssl=tls, limit=0)
-            )
-            # httpx holds each request to its own timeout (aiohttp's default would end one at 5 minutes). Bodies
-            # are read raw: an encoded one is decoded by _decoded.
-            return aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False
-            )
-
-        # The transport's own TLS context is never used (the session above makes the connections): pass ours, or
-        # it loads a CA bundle of its own.
-        return LoadClient(wire, transport=AiohttpTransport(client=session, verify=tls), timeout=t, verify=tls)
-    keepalive = 0 if fresh_connections else None
-    limits = httpx.Limits(max_keepalive_connections=keepalive, keepalive_expiry=KEEPALIVE_S)
-    return LoadClient(wire, limits=limits, timeout=t, verify=tls)
-
-
 def loopback_source(hosts: tuple[str, ...], worker_id: int, workers: int) -> str | None:
     """The local address a worker's connections come from: against IPv4 loopback servers (every one of ``hosts``)
     with several workers, each its own ``127.0.0.N`` — every source address has its own ~28,000 ephemeral ports to
@@ -230,7 +146,7 @@ class ChunkCounter:
 
 
 def classify_error(exc: BaseException, got_response: bool) -> Failure:
-    """The failure kind of a transport exception (looks through httpx's wrapping at the aiohttp cause)."""
+    """The failure kind of a transport exception (the wire's own, or httpx's with an aiohttp cause)."""
     if isinstance(exc, ConnectFailed):
         return Failure.CONNECT
     if isinstance(exc, Disconnected):
@@ -240,16 +156,18 @@ def classify_error(exc: BaseException, got_response: bool) -> Failure:
     cause = exc.__cause__ or exc
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or isinstance(cause, asyncio.TimeoutError):
         return Failure.TIMEOUT
-    if isinstance(exc, httpx.TimeoutException) and not (
-        aiohttp is not None and isinstance(cause, aiohttp.ClientConnectionError)
-    ):
-        return Failure.TIMEOUT
+    # httpx's faults (and aiohttp's under them) only where they are loaded: a worker never loads them, and must not
+    # stop to import them in the middle of a run.
+    httpx, aiohttp = sys.modules.get("httpx"), sys.modules.get("aiohttp")
     if aiohttp is not None:
+        timed_out = httpx is not None and isinstance(exc, httpx.TimeoutException)
+        if timed_out and not isinstance(cause, aiohttp.ClientConnectionError):
+            return Failure.TIMEOUT
         if isinstance(cause, aiohttp.ClientConnectorError):
             return Failure.CONNECT
         if isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
             return Failure.RESET
-    if isinstance(cause, ConnectionRefusedError) or isinstance(exc, httpx.ConnectError):
+    if isinstance(cause, ConnectionRefusedError) or (httpx is not None and isinstance(exc, httpx.ConnectError)):
         return Failure.CONNECT
     if isinstance(cause, ConnectionResetError):
         return Failure.RESET
@@ -292,6 +210,7 @@ def _stale_connection(exc: BaseException) -> bool:
     if isinstance(exc, Disconnected):
         return not exc.answered
     cause = exc.__cause__ or exc
+    aiohttp = sys.modules.get("aiohttp")  # an httpx fault on aiohttp's transport
     if aiohttp is not None and isinstance(cause, aiohttp.ServerDisconnectedError):
         return True
     if isinstance(cause, (BrokenPipeError, ConnectionResetError)):
@@ -299,15 +218,30 @@ def _stale_connection(exc: BaseException) -> bool:
     return "Can not write request body" in str(exc)
 
 
+def _transport_errors(client: Client) -> tuple[type[BaseException], ...]:
+    """What sending on ``client`` raises for a transport fault."""
+    if isinstance(client, WirePool):
+        return (WireError, OSError)
+    import aiohttp
+    import httpx
+
+    return (WireError, httpx.HTTPError, OSError, aiohttp.ClientError)
+
+
+def _wire(client: Client) -> WirePool | None:
+    """The load's own client ``client`` is or carries; None: httpx sends it."""
+    return client if isinstance(client, WirePool) else getattr(client, "wire", None)
+
+
 async def execute(
-    client: httpx.AsyncClient,
+    client: Client,
     url: str,
     headers: dict[str, str],
     body: bytes,
     stream: bool,
     rec: RequestRecord,
     counter: ChunkCounter,
-    resend_client: httpx.AsyncClient | None = None,
+    resend_client: Client | None = None,
 ) -> None:
     """Send one request and measure it into ``rec`` (``rec.start`` must be set just before the call).
 
@@ -318,7 +252,7 @@ async def execute(
     """
     for attempt in range(2):
         got_response = False
-        wire = client.wire if isinstance(client, LoadClient) else None
+        wire = _wire(client)
         try:
             if wire is not None:  # the hot path: our own HTTP/1.1 client
                 r = await wire.post(url, body, headers)
@@ -328,11 +262,12 @@ async def execute(
                 finally:
                     r.release()
             else:
+                assert not isinstance(client, WirePool)
                 async with client.stream("POST", url, content=body, headers=headers) as resp:
                     got_response = True
                     await _answered(resp.status_code, resp.headers, resp.aiter_raw(), stream, rec, counter)
             return
-        except TRANSPORT_ERRORS as exc:
+        except _transport_errors(client) as exc:
             if attempt == 0 and not got_response and _stale_connection(exc):
                 rec.retries += 1
                 rec.start = _now()  # the failed write on a dead pooled connection is not the server's time
@@ -374,7 +309,7 @@ async def _answered(
 
 
 async def run_request(
-    client: httpx.AsyncClient,
+    client: Client,
     url: str,
     headers: dict[str, str],
     body: bytes,
@@ -382,12 +317,12 @@ async def run_request(
     rec: RequestRecord,
     counter: ChunkCounter,
     timeout: float,
-    resend_client: httpx.AsyncClient | None = None,
+    resend_client: Client | None = None,
 ) -> None:
     """:func:`execute` with a hard deadline: ``rec`` has ended within ``timeout`` seconds of the call, whatever
     the server does (streams forever, never sends headers, never closes). A timed-out request is cancelled and
     its clean-up given :data:`ABANDON_AFTER_S`; a clean-up that would wait on the server is left behind."""
-    if isinstance(client, LoadClient) and client.wire is not None:
+    if _wire(client) is not None:
         await _within(timeout, execute(client, url, headers, body, stream, rec, counter, resend_client), rec)
         return
     task = asyncio.ensure_future(execute(client, url, headers, body, stream, rec, counter, resend_client))
@@ -844,7 +779,7 @@ def curl_command(target: Target, body: bytes, key_var: str | None) -> str:
 
 
 async def one_request(
-    client: httpx.AsyncClient, target: Target, shape: RequestShape, prompt: str, max_tokens: int
+    client: Client, target: Target, shape: RequestShape, prompt: str, max_tokens: int
 ) -> RequestRecord:
     """Send and measure a single request outside the worker pool (checks, calibration)."""
     rec = RequestRecord(request_id="probe", segment=-1, worker=-1, start=0.0, wall_start=time.time())

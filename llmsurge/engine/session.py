@@ -21,10 +21,10 @@ import httpx
 
 from llmsurge import __version__
 from llmsurge.engine.backend import LocalBackend, WorkerBackend, auto_workers, cap_workers
-from llmsurge.engine.client import make_client
 from llmsurge.engine.controller import Controller
 from llmsurge.engine.dataset import DatasetError, load_index
 from llmsurge.engine.discovery import ServerError, ServerFacts, discover, negotiate
+from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.launch import Launched, launch
 from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration

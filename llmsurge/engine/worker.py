@@ -1,4 +1,4 @@
-"""One worker process: one asyncio loop, one httpx client, closed- or open-loop load, ticks every ~50 ms.
+"""One worker process: one asyncio loop, one HTTP client (engine/http1.py), closed- or open-loop load, ticks ~20 Hz.
 
 Commands arrive on a multiprocessing queue (read by a small thread and handed to the loop); finished
 records and live counters leave in batches (:class:`~llmsurge.metrics.bus.WorkerTick`), never one message
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llmsurge.engine.arrivals import Arrivals
-from llmsurge.engine.client import ChunkCounter, build_body, make_client, run_request, tool_call_problem
+from llmsurge.engine.client import KEEPALIVE_S, ChunkCounter, build_body, run_request, tool_call_problem
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
+from llmsurge.engine.http1 import WirePool
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import ENDPOINTS, Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
@@ -32,7 +33,7 @@ from llmsurge.lifetime import (
 )
 from llmsurge.metrics.records import Failure, RequestRecord
 from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerCrashed, WorkerMessage, WorkerReady, WorkerTick
-from llmsurge.net import Target
+from llmsurge.net import Target, tls_context
 from llmsurge.quality import BY_PROMPT, TAIL_CHARS, degenerate_reason, judge
 
 TICK_S = 0.05
@@ -524,8 +525,9 @@ class Worker:
         self.n_users = 0
         targets = self.spec.targets
         bases = [t.base_url for t in targets]
-        self.client = make_client(source=self.spec.source, urls=bases)
-        self.resend_client = make_client(fresh_connections=True, source=self.spec.source, urls=bases)
+        tls = tls_context(bases)
+        self.client = WirePool(tls, self.spec.source, keepalive_s=KEEPALIVE_S)
+        self.resend_client = WirePool(tls, self.spec.source, fresh=True)
         self.urls = [{e: t.url(e) for e in ENDPOINTS} for t in targets]
         self.headers = [t.headers() for t in targets]
 
@@ -545,7 +547,7 @@ class Worker:
         self._tick(0.0, 0.0, live=True, final=True)
         for client in (self.client, self.resend_client):
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await client.close()
 
 
 def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:

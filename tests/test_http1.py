@@ -1,4 +1,4 @@
-"""The load's own HTTP/1.1 client (llmsurge.engine.wire) against raw sockets that answer byte for byte."""
+"""The load's own HTTP/1.1 client (llmsurge.engine.http1) against raw sockets that answer byte for byte."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from llmsurge.engine.client import ChunkCounter, execute, make_client
-from llmsurge.engine.wire import HIGH_WATER, BadAnswer, Disconnected, WirePool, WireResponse
+from llmsurge.engine.client import ChunkCounter, execute
+from llmsurge.engine.http1 import HIGH_WATER, BadAnswer, Disconnected, WirePool, WireResponse
+from llmsurge.engine.httpclient import make_client
 from llmsurge.metrics.records import RequestRecord
 from tests.helpers import until
 
@@ -257,9 +258,11 @@ async def test_https_is_verified_against_the_trusted_cas_and_a_stranger_is_a_nam
                 r, data = await read_all(pool, url)
                 assert (r.status, data) == (200, b'{"a": true}')
             assert server.connections == 1  # kept alive over TLS too
-        async with make_client(urls=[url]) as client:  # the system's CAs: this test CA is not among them
+        # The system's CAs (a context of its own: verifying loads CAs into it, and the process's shared one is
+        # compared with a fresh one elsewhere): this test CA is not among them.
+        async with WirePool(tls=ssl.create_default_context()) as stranger:
             rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
-            await execute(client, url, {}, b"{}", True, rec, ChunkCounter())
+            await execute(stranger, url, {}, b"{}", True, rec, ChunkCounter())
         assert rec.error_kind == "connect" and "CERTIFICATE_VERIFY_FAILED" in rec.error, rec.error
     finally:
         await server.__aexit__()
