@@ -749,3 +749,35 @@ async def test_a_refresh_while_the_app_closes_is_a_no_op() -> None:
     assert not app.screen_stack
     app.refresh_panes(True)  # after the close: nothing to draw, nothing raised
     assert app.frames == frames + 1
+
+
+def test_the_load_panels_rows_draw_as_the_rich_grid_did_at_every_width() -> None:
+    """The load panel draws its rows itself (a rich grid cost ~10 ms a frame); segment for segment, at every width,
+    they are what the grid draws: cut values end in an ellipsis, wide characters count double."""
+    import random
+
+    from rich.console import Console, Group
+    from rich.style import Style
+    from rich.text import Text
+
+    from llmsurge.widgets.load_panel import Rows
+
+    values = [
+        Text("c=8", style="bold"),
+        "1,000",
+        Text("timeout:12 reset:3 protocol:5 connect:9", style=Style(color="red")),
+        Text(""),
+        Text.assemble(("p99 ", "bold"), ("12 ms", "red")),
+        Text("34% 1.25/s", style="green"),
+        "日本語の値です",
+    ]
+    labels = ["target", "in flight", "output tok/s", "TTFT p50/p99", "a label too long to fit", "x"]
+    rng = random.Random(3)
+    for width in range(1, 61):
+        rows = Rows(Style(color="grey50"))
+        for _ in range(rng.randint(1, 8)):
+            rows.add_row(rng.choice(labels), rng.choice(values))
+        console = Console(width=width, color_system="truecolor", force_terminal=True)
+        note = Text("SATURATED: the reason, wrapped", style="yellow")
+        for ours, grid in ((rows, rows.grid()), (Group(rows, note), Group(rows.grid(), note))):
+            assert list(console.render(ours)) == list(console.render(grid)), width
