@@ -33,9 +33,6 @@ _decode_json = json.JSONDecoder().decode
 """An event's JSON, UTF-8 text: json.loads without its per-call checks for other encodings."""
 _now = time.monotonic
 
-KEEPALIVE_S = 4.0
-"""Idle seconds before we drop a pooled connection ourselves: below llama.cpp's 5 s, so we never write a request
-into a connection the server has just closed."""
 ABANDON_AFTER_S = 1.0
 """How long a timed-out request's clean-up may take before it is left behind: it must not wait on the server."""
 

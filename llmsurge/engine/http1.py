@@ -22,9 +22,13 @@ import time
 from urllib.parse import urlsplit
 
 import llmsurge
+from llmsurge.net import tls_context
 
 HEAD_LIMIT = 64 * 1024
 """Bytes of status line and headers read before an answer is refused as malformed."""
+KEEPALIVE_S = 4.0
+"""Idle seconds before we drop a pooled connection ourselves: below llama.cpp's 5 s, so we never write a request
+into a connection the server has just closed."""
 HIGH_WATER = 1 << 20
 """Unread bytes held before the socket stops being read (resumed when the reader comes for more)."""
 _CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})(?:;[^\r\n]*)?\r\n")
@@ -122,7 +126,7 @@ class _Route:
         self.host = parts.hostname
         self.port = parts.port or (443 if secure else 80)
         self.key = (parts.scheme, self.host, self.port)
-        self.tls = (tls or ssl.create_default_context()) if secure else None
+        self.tls = (tls or tls_context([url])) if secure else None
         self.server_hostname = self.host if secure else None
         host = f"[{self.host}]" if ":" in self.host else self.host
         if parts.port and parts.port != (443 if secure else 80):
@@ -165,7 +169,7 @@ class WirePool:
         tls: ssl.SSLContext | None = None,
         source: str | None = None,
         fresh: bool = False,
-        keepalive_s: float = 4.0,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         self._tls = tls
         self._local = (source, 0) if source else None

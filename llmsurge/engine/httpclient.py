@@ -12,8 +12,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from llmsurge.engine.client import KEEPALIVE_S
-from llmsurge.engine.http1 import WirePool
+from llmsurge.engine.http1 import KEEPALIVE_S, WirePool
 from llmsurge.net import tls_context
 
 
@@ -63,7 +62,7 @@ def make_client(timeout: float | None = None, urls: Iterable[str] = ()) -> LoadC
     tls = tls_context(urls)
 
     def wire() -> WirePool:
-        return WirePool(tls, keepalive_s=KEEPALIVE_S)
+        return WirePool(tls)
 
     def session() -> aiohttp.ClientSession:
         # httpx holds each request to its own timeout (aiohttp's default would end one at 5 minutes). Bodies are

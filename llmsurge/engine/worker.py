@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llmsurge.engine.arrivals import Arrivals
-from llmsurge.engine.client import KEEPALIVE_S, ChunkCounter, build_body, run_request, tool_call_problem
+from llmsurge.engine.client import ChunkCounter, build_body, run_request, tool_call_problem
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.http1 import WirePool
 from llmsurge.engine.prompts import Calibration, PromptFactory
@@ -526,7 +526,7 @@ class Worker:
         targets = self.spec.targets
         bases = [t.base_url for t in targets]
         tls = tls_context(bases)
-        self.client = WirePool(tls, self.spec.source, keepalive_s=KEEPALIVE_S)
+        self.client = WirePool(tls, self.spec.source)
         self.resend_client = WirePool(tls, self.spec.source, fresh=True)
         self.urls = [{e: t.url(e) for e in ENDPOINTS} for t in targets]
         self.headers = [t.headers() for t in targets]
