@@ -40,3 +40,23 @@ def test_markup_safe_prints_outside_text_as_written() -> None:
     console.print(f"[bold]error:[/bold] {markup_safe('[bold red]PWNED[/] [/b] hunter2')}")
     text = console.export_text()
     assert "[bold red]PWNED[/] [/b] ***" in text and "hunter2" not in text
+
+
+def test_an_api_key_that_would_break_its_header_is_one_line_before_anything_is_sent() -> None:
+    from tests.helpers import run_cli
+
+    r = run_cli(
+        "run",
+        "http://127.0.0.1:9",
+        "--api-key-env",
+        "LLMSURGE_TEST_KEY",
+        "-n",
+        "1",
+        env={"LLMSURGE_TEST_KEY": "sk-secret\n"},
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "llmsurge: error: --api-key-env LLMSURGE_TEST_KEY: the key holds a line break; set it without one "
+        "(a trailing newline?)"
+    ]
+    assert "sk-secret" not in r.stdout + r.stderr

@@ -153,6 +153,8 @@ def read_api_key(var: str | None) -> str | None:
     key = os.environ.get(var)
     if not key:
         raise ConfigError(f"--api-key-env {var}: that environment variable is empty or unset")
+    if any(c in key for c in "\r\n\0"):  # it would end the Authorization header: every request would fail
+        raise ConfigError(f"--api-key-env {var}: the key holds a line break; set it without one (a trailing newline?)")
     register_secret(key)
     return key
 
