@@ -778,6 +778,74 @@ def test_the_load_panels_rows_draw_as_the_rich_grid_did_at_every_width() -> None
         for _ in range(rng.randint(1, 8)):
             rows.add_row(rng.choice(labels), rng.choice(values))
         console = Console(width=width, color_system="truecolor", force_terminal=True)
-        note = Text("SATURATED: the reason, wrapped", style="yellow")
-        for ours, grid in ((rows, rows.grid()), (Group(rows, note), Group(rows.grid(), note))):
-            assert list(console.render(ours)) == list(console.render(grid)), width
+        for note in (None, Text("SATURATED: the reason, wrapped", style="yellow")):
+            rows.note = note
+            grid = rows.grid() if note is None else Group(rows.grid(), note)
+            assert list(console.render(rows)) == list(console.render(grid)), width
+    # Equal rows are not drawn again (the panel's text changes about once a second, frames come ten times as often)
+    a, b = Rows(Style(color="grey50")), Rows(Style(color="grey50"))
+    for rows in (a, b):
+        rows.add_row("in flight", "1,000")
+        rows.add_row("failed", Text("3", style="red"))
+    assert a == b
+    b.note = Text("SATURATED", style="yellow")
+    assert a != b
+    a.note = Text("SATURATED", style="red")
+    assert a != b  # the same words in another colour
+    a.note = Text("SATURATED", style="yellow")
+    assert a == b
+    b.rows[1] = ("failed", Text("3"))
+    assert a != b
+
+
+def test_the_request_streams_rows_draw_as_rich_text_did_at_every_width() -> None:
+    """The request stream builds each row's segments itself (formatting and rendering a rich Text cost ~10 ms a
+    frame); segment for segment, at every width, scroll and selection, they are what that Text drew on the pane."""
+    from rich.console import Console
+    from rich.style import Style
+    from textual.strip import Strip
+
+    from llmsurge.metrics.snapshot import RequestRow
+    from llmsurge.widgets.request_stream import columns_for, format_row, row_strip
+
+    def reference(row: RequestRow, columns, styles, base, width, scroll_x, selected) -> Strip:  # type: ignore[no-untyped-def]
+        line = format_row(row, styles, columns)
+        strip = Strip(list(line.render(console)), line.cell_len).crop(scroll_x, scroll_x + width)
+        strip = strip.extend_cell_length(width).apply_style(base)
+        return strip.apply_style(Style(reverse=True)) if selected else strip
+
+    console = Console(width=200, color_system="truecolor", force_terminal=True)
+    fields = ("request_id", "segment", "status", "ttft_ms", "output_tokens", "tokens_per_s", "latency_ms", "error_kind")
+    rows = [
+        RequestRow(**dict(zip(fields, values, strict=True)))  # type: ignore[arg-type]
+        for values in (
+            (("r-000123", 1, "running", 41.5, 12, 310.0, 812.0, "")),
+            (("r-7", 2, "ok", 12.25, 4096, 1250.5, 3_600_000.0, "")),
+            (("r-8", 12, "failed", None, 0, None, 30_000.0, "timeout")),
+            (("r-9", 3, "cancelled", 9.0, 3, 2.0, 5.0, "a very long error kind")),
+            (("请求-日本語", 4, "ok", 1.0, 1, 1.0, 1.0, "")),  # wide characters count double
+            (("r-10", 5, "unknown", 1.0, 1, 1.0, 1.0, "x")),  # a status with no role: no span of its own
+        )
+    ]
+    themes = [
+        {
+            "good": Style(color="green"),
+            "bad": Style(color="red", bold=True),
+            "warn": Style(color="yellow"),
+            "accent": Style(color="cyan"),
+        },
+        {},  # no roles at all: the whole line is one unstyled run
+        {"bad": Style(color="red"), "good": Style(color="red")},  # equal styles side by side stay two segments
+    ]
+    bases = [Style(color="white", bgcolor="black"), Style(bgcolor="#101010", italic=True)]  # never null: a pane's
+    for width in range(0, 90):
+        columns = columns_for(max(0, width - 1))
+        for row in rows:
+            for styles in themes:
+                for base in bases:
+                    for scroll_x in (0, 3) if width % 7 == 0 else (0,):
+                        for selected in (False, True):
+                            ours = row_strip(row, columns, styles, base, width, scroll_x, selected)
+                            theirs = reference(row, columns, styles, base, width, scroll_x, selected)
+                            assert list(ours) == list(theirs), (width, row.request_id, scroll_x, selected)
+                            assert ours.cell_length == theirs.cell_length

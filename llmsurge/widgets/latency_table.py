@@ -8,6 +8,7 @@ from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.render.format import compact, ms
+from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.roles import RoleStyles
 
 ROWS = (("TTFT", "ttft"), ("TTFC", "ttfc"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
@@ -51,4 +52,4 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
             t.caption = long if len(long) <= width else f"† {share:.0%} of gaps < 0.1 ms; per token: TPOT"
             t.caption_style = muted
             t.caption_justify = "left"
-        self.update(t, layout=False)  # the pane's size is set by CSS: skip a screen reflow
+        update_static(self, t)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rich.console import Console, ConsoleOptions, Group
+from rich.console import Console, ConsoleOptions
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
-from rich.text import Text
+from rich.text import Span, Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.render.format import ms, num
+from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.roles import RoleStyles
 
 LABEL_WIDTH = 12  # the longest label ("output tok/s"): labels are never squeezed by long values
@@ -28,9 +29,23 @@ class Rows:
     def __init__(self, label_style: Style | str) -> None:
         self.label_style = label_style
         self.rows: list[tuple[str, Text]] = []
+        self.note: Text | None = None
+        """A line below the rows, the whole width, wrapped (as ``Group(rows, note)`` draws it)."""
 
     def add_row(self, label: str, value: Text | str) -> None:
         self.rows.append((label, value if isinstance(value, Text) else Text(value)))
+
+    def __eq__(self, other: object) -> bool:
+        """The same rows in the same styles (a panel that says what it said is not drawn again)."""
+        if not isinstance(other, Rows):
+            return NotImplemented
+        notes = [(n.plain, n.spans, n.style) if n is not None else None for n in (self.note, other.note)]
+        return self.label_style == other.label_style and self._key() == other._key() and notes[0] == notes[1]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _key(self) -> list[tuple[str, str, list[Span], str | Style]]:
+        return [(label, value.plain, value.spans, value.style) for label, value in self.rows]
 
     def grid(self) -> Table:
         """The same rows as a rich grid (what a pane too narrow for the fixed columns gets)."""
@@ -45,6 +60,8 @@ class Rows:
         room = options.max_width - LABEL_WIDTH - 1
         if room < 1:
             yield self.grid()
+            if self.note is not None:
+                yield self.note
             return
         style = console.get_style(self.label_style) if isinstance(self.label_style, str) else self.label_style
         gap = Segment(" ", style)
@@ -58,6 +75,8 @@ class Rows:
             tail.pad_left(room - tail.cell_len)
             yield from BLANK.join((tail,)).render(console)
             yield Segment.line()
+        if self.note is not None:
+            yield self.note
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(options.max_width, options.max_width)
@@ -107,7 +126,6 @@ class LoadPanel(RoleStyles, Static, can_focus=True):
             health = warn if c.saturated else ""
             t.add_row("client cpu", Text(f"{c.max_cpu:.0%} ({c.workers}w)", style=health))
             t.add_row("loop lag", Text(f"{c.max_loop_lag_ms:,.0f} ms", style=health))
-        body: Rows | Group = t
         if c.saturated:  # the whole width, wrapped: the reason names the remedy
-            body = Group(t, Text(f"{str(c.cause).upper()}: {c.reason}", style=warn))
-        self.update(body, layout=False)  # the pane's size is set by CSS: skip a screen reflow
+            t.note = Text(f"{str(c.cause).upper()}: {c.reason}", style=warn)
+        update_static(self, t)

@@ -8,14 +8,17 @@ than ten. The selection follows a request, not a position: rows move as requests
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -52,10 +55,8 @@ def columns_for(width: int) -> tuple[str, ...]:
     return tuple(name for name in ALL if name in kept)
 
 
-def format_row(r: RequestRow, styles: dict[str, Style] | None = None, columns: tuple[str, ...] = ALL) -> Text:
-    """One request as a line of fixed-width columns (``styles``: role → style, for the status and error)."""
-    styles = styles or {}
-    cells = (
+def _cells(r: RequestRow) -> tuple[str, ...]:
+    return (
         r.request_id,
         str(r.segment),
         r.status,
@@ -65,18 +66,61 @@ def format_row(r: RequestRow, styles: dict[str, Style] | None = None, columns: t
         ms(r.latency_ms),
         r.error_kind,
     )
-    t = Text(no_wrap=True, overflow="ellipsis")
-    for (name, width), cell in zip(COLUMNS, cells, strict=True):
+
+
+def _column_cells(r: RequestRow, columns: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
+    """(column, padded cell, role) for each of ``columns``: the cell's text fills its width, a space ends it."""
+    for (name, width), cell in zip(COLUMNS, _cells(r), strict=True):
         if name not in columns:
             continue
-        style: Style | str = ""
-        if name == "status":
-            style = styles.get(STATUS_ROLE.get(r.status, ""), "")
-        elif name == "error":
-            style = styles.get("bad", "")
+        role = STATUS_ROLE.get(r.status, "") if name == "status" else "bad" if name == "error" else ""
         right = name not in ("id", "status", "error")
-        t.append((cell.rjust(width - 1) if right else cell.ljust(width - 1))[: width - 1] + " ", style=style)
+        yield name, (cell.rjust(width - 1) if right else cell.ljust(width - 1))[: width - 1] + " ", role
+
+
+def format_row(r: RequestRow, styles: dict[str, Style] | None = None, columns: tuple[str, ...] = ALL) -> Text:
+    """One request as a line of fixed-width columns (``styles``: role → style, for the status and error)."""
+    styles = styles or {}
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for _name, cell, role in _column_cells(r, columns):
+        t.append(cell, style=styles.get(role, ""))
     return t
+
+
+def row_strip(
+    r: RequestRow,
+    columns: tuple[str, ...],
+    styles: dict[str, Style],
+    base: Style,
+    width: int,
+    scroll_x: int = 0,
+    selected: bool = False,
+) -> Strip:
+    """One request's line as the pane draws it: ``format_row`` rendered, cropped to ``width`` from ``scroll_x``,
+    padded, on the pane's ``base`` style (reversed when ``selected``) — built from segments directly, the same
+    segments rich and Textual would give for that text (this runs for every visible row of every frame)."""
+    segments: list[Segment] = []
+    plain = ""  # runs of unstyled cells are one segment, as rich renders a Text between its spans
+    for _name, cell, role in _column_cells(r, columns):
+        style = styles.get(role) if role else None
+        if not style:
+            plain += cell
+            continue
+        if plain:
+            segments.append(Segment(plain, base))
+            plain = ""
+        segments.append(Segment(cell, base + style))
+    if plain or not segments:  # (an empty line is one empty segment, as rich renders an empty Text)
+        segments.append(Segment(plain, base))
+    length = sum(cell_len(s.text) for s in segments)
+    strip = Strip(segments, length)
+    if scroll_x or length > width:
+        strip = strip.crop(scroll_x, scroll_x + width)
+    strip = strip.extend_cell_length(width, base)
+    return strip.apply_style(REVERSE) if selected else strip
+
+
+REVERSE = Style(reverse=True)
 
 
 class RequestStream(RoleStyles, ScrollView, can_focus=True):
@@ -115,10 +159,9 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
         self._columns: tuple[str, ...] = ()
         self._header = Text()
         self._styles: dict[str, Style] = {}
-        self._cached = lru_cache(maxsize=1024)(self._format)
-
-    def _format(self, row: RequestRow, columns: tuple[str, ...]) -> Text:
-        return format_row(row, self._styles, columns)
+        self._pass: tuple[Style, dict[str, Style], tuple[str, ...]] | None = None
+        self._finished = lru_cache(maxsize=1024)(self._finished_strip)
+        """A finished request's line does not change: drawn once per width, scroll, selection and theme."""
 
     def _fit_columns(self) -> tuple[str, ...]:
         """The columns for the pane's width now (the header is rebuilt when they change)."""
@@ -137,7 +180,7 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
         styles = {role: self.role(role) for role in ("good", "bad", "warn", "accent")}
         if styles != self._styles:  # a theme change: finished rows are formatted again
             self._styles = styles
-            self._cached.cache_clear()
+            self._finished.cache_clear()
         return styles
 
     def show(self, snap: Snapshot) -> None:
@@ -202,11 +245,18 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
         """The rows as plain text (tests)."""
         return [format_row(r, columns=self._columns or ALL).plain for r in self.rows]
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of this pass shares, read once: the pane's style walks the DOM, the columns measure.
+        self._pass = (self.rich_style, self._theme_styles(), self._fit_columns())
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass = None
+
     def render_line(self, y: int) -> Strip:
+        base, styles, columns = self._pass or (self.rich_style, self._theme_styles(), self._fit_columns())
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
-        selected = False
-        columns = self._fit_columns()
         if y == 0:
             line = self._header
         else:
@@ -215,14 +265,17 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
                 line = Text("  no failures yet (f: every request)", style=self.role("muted"))
                 return Strip(list(line.render(self.app.console)), line.cell_len).extend_cell_length(width)
             if i >= len(self.rows):
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, base)
             row = self.rows[i]
-            styles = self._theme_styles()
-            line = format_row(row, styles, columns) if row.status == "running" else self._cached(row, columns)
             selected = row.request_id == self.selected
-        console = self.app.console
-        segments = list(line.render(console))
-        strip = Strip(segments, line.cell_len).crop(scroll_x, scroll_x + width)
+            if row.status == "running":  # changes every frame
+                return row_strip(row, columns, styles, base, width, scroll_x, selected)
+            return self._finished(row, columns, base, width, scroll_x, selected)
+        strip = Strip(list(line.render(self.app.console)), line.cell_len).crop(scroll_x, scroll_x + width)
         # The pane's own colours under the text (a line-API widget paints its background itself).
-        strip = strip.extend_cell_length(width).apply_style(self.rich_style)
-        return strip.apply_style(Style(reverse=True)) if selected else strip
+        return strip.extend_cell_length(width).apply_style(base)
+
+    def _finished_strip(
+        self, row: RequestRow, columns: tuple[str, ...], base: Style, width: int, scroll_x: int, selected: bool
+    ) -> Strip:
+        return row_strip(row, columns, self._styles, base, width, scroll_x, selected)

@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.render.format import clock
+from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.roles import RoleStyles
 
 
@@ -50,7 +51,7 @@ class StatusLine(RoleStyles, Static):
             if i:
                 line.append(" │ ", style=muted)
             line.append_text(part)
-        self.update(line, layout=False)  # the pane's size is set by CSS: skip a screen reflow
+        update_static(self, line)
 
 
 STATES = ("waiting", "warmup", "running", "paused", "done", "stopping", "error")

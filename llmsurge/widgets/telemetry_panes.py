@@ -14,6 +14,7 @@ from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.redaction import shown
 from llmsurge.render.format import bar, ms, num
 from llmsurge.telemetry.samples import GpuSample, HostSample, ServerSample, Unavailable
+from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.roles import RoleStyles
 
 NOT_EXPORTED = "not exported by the server"
@@ -33,11 +34,11 @@ class TelemetryPane(RoleStyles, Static, can_focus=True):
             return  # nothing new to draw
         self._key = key
         if sample is None:
-            self.update(Text("waiting for the first sample", style=self.role("muted")))
+            update_static(self, Text("waiting for the first sample", style=self.role("muted")))
         elif isinstance(sample, Unavailable):
-            self.update(Text(f"not available: {shown(sample.reason, limit=300)}", style=self.role("muted")))
+            update_static(self, Text(f"not available: {shown(sample.reason, limit=300)}", style=self.role("muted")))
         else:
-            self.update(self.render_sample(sample, snap))
+            update_static(self, self.render_sample(sample, snap))
 
     def on_resize(self) -> None:
         last = getattr(self, "_last", None)

@@ -11,6 +11,7 @@ from textual.widgets import Static
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.render.format import ms
+from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.pane_plot import PanePlot
 
 
@@ -47,7 +48,7 @@ class TtftHistogram(Vertical, can_focus=True):
         marks = self.query_one("#ttft-marks", Static)
         if not counts:
             plot.fit_ticks((0.0, 1.0), (0.0, 1.0))
-            marks.update("waiting for the first completed request of this segment")
+            update_static(marks, "waiting for the first completed request of this segment")
             return
         centers = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
         width = edges[1] - edges[0]
@@ -82,4 +83,4 @@ class TtftHistogram(Vertical, can_focus=True):
         parts.append((5, Text(f"n={sum(counts):,}")))
         while len(parts) > 1 and sum(p.cell_len + 2 for _, p in parts) > marks.size.width:
             parts.remove(max(parts, key=lambda part: part[0]))
-        marks.update(Text("  ").join(p for _, p in parts))
+        update_static(marks, Text("  ").join(p for _, p in parts))
