@@ -160,15 +160,23 @@ def test_client_diagnosis_tells_busy_from_starved() -> None:
 
 
 def test_client_saturation_is_reported_worst_values_kept() -> None:
+    """The client's health is told once per statistics period, with the worst a snapshot saw in it: a spike between
+    two periods is not missed, and the figures do not change at the frame rate."""
     bus = MetricsBus()
     bus.open_segment("c=1", "t")
     bus.ingest(WorkerTick(worker=0, records=[], tokens=0, started=0, inflight=0, loop_lag_ms=2.0, cpu=0.3))
-    builder = SnapshotBuilder(bus)
+    builder = SnapshotBuilder(bus, stats_every=3600.0)
     assert not builder.snapshot().client.saturated
     bus.ingest(WorkerTick(worker=1, records=[], tokens=0, started=0, inflight=0, loop_lag_ms=150.0, cpu=0.97))
-    h = builder.snapshot().client
-    assert h.saturated and "97%" in h.reason and h.workers == 2
+    held = builder.snapshot().client
+    assert not held.saturated and held.workers == 1  # the period's figures hold until the next statistics
     bus.ingest(WorkerTick(worker=1, records=[], tokens=0, started=0, inflight=0, loop_lag_ms=1.0, cpu=0.1))
+    builder.snapshot()
+    builder.stats_every = 0.0  # the next period
+    h = builder.snapshot().client
+    assert h.saturated and "97%" in h.reason and h.workers == 2 and h.max_loop_lag_ms == 150.0  # the spike, kept
+    calm = builder.snapshot().client
+    assert not calm.saturated and calm.max_loop_lag_ms == 2.0  # a new period: the workers' latest
     view = bus.view()
     assert (view.worst_loop_lag_ms, view.worst_worker_cpu) == (150.0, 0.97)  # the worst seen, not the last
 

@@ -229,10 +229,10 @@ def test_snapshot_preset_picker(snap_compare: Callable[..., bool], no_user_prese
 async def test_client_saturation_shown_on_screen() -> None:
     import dataclasses
 
-    from llmsurge.metrics.health import client_health
+    from llmsurge.metrics.health import worst_health
     from llmsurge.widgets.load_panel import LoadPanel
 
-    snap = dataclasses.replace(seeded_snapshot(), client=client_health([(180.0, 0.97)], 30.0))
+    snap = dataclasses.replace(seeded_snapshot(), client=worst_health(1, 180.0, 0.97, 30.0))
     cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
     app = make_app(cfg, snapshot_source=lambda: snap)
     async with app.run_test(size=SIZE) as pilot:

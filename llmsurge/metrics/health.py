@@ -70,14 +70,12 @@ def diagnose(max_lag_ms: float, max_cpu: float, host_cpu_percent: float | None) 
     return Cause.LOOP_LAG, f"worker event loop lags {max_lag_ms:.0f} ms (cpu {max_cpu:.0%})"
 
 
-def client_health(workers: list[tuple[float, float]], host_cpu_percent: float | None) -> ClientHealth:
-    """From each worker's latest (loop lag ms, cpu fraction)."""
+def worst_health(workers: int, max_lag_ms: float, max_cpu: float, host_cpu_percent: float | None) -> ClientHealth:
+    """From the worst loop lag and CPU of ``workers`` workers."""
     if not workers:
         return ClientHealth(0, 0.0, 0.0, Cause.NONE, "")
-    lag = max(w[0] for w in workers)
-    cpus = [w[1] for w in workers]
-    cause, reason = diagnose(lag, max(cpus), host_cpu_percent)
-    return ClientHealth(len(workers), lag, max(cpus), cause, reason)
+    cause, reason = diagnose(max_lag_ms, max_cpu, host_cpu_percent)
+    return ClientHealth(workers, max_lag_ms, max_cpu, cause, reason)
 
 
 def worth_recording(max_lag_ms: float, max_cpu: float) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 from llmsurge.metrics.breakdown import Views
 from llmsurge.metrics.breakdown import figures as breakdown_figures
 from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent, WorkerRow
-from llmsurge.metrics.health import Cause, ClientHealth, client_health
+from llmsurge.metrics.health import Cause, ClientHealth, worst_health
 from llmsurge.metrics.reconcile import Reconciliation, reconcile
 from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
 from llmsurge.metrics.segment import SegmentView
@@ -237,6 +237,13 @@ class SnapshotBuilder:
         self.slo = slo or Slo()
         self._stats: _Stats | None = None
         self._at = 0.0
+        self._client = ClientHealth(0, 0.0, 0.0, Cause.NONE, "")
+        self._rates = (0.0, 0.0)
+        """Output tokens and requests per second, as of the last statistics (the first non-zero figures at once)."""
+        self._worst = (0.0, 0.0)
+        """The workers' worst (loop lag ms, cpu) seen by the snapshots since the statistics were last computed: the
+        client's health is told with them, once per statistics period — a spike between two is not missed, and the
+        figures do not flicker at the frame rate (a pane whose text changes is drawn again)."""
         self._segment_stats: dict[tuple[int, int], Figures] = {}
         self._run_stats: tuple[tuple[int, int], Figures] | None = None
         self.roofline: RooflineInputs | None = None
@@ -257,10 +264,18 @@ class SnapshotBuilder:
         segs = self.bus.current_segment()
         due = self._stats is None or now - self._at >= self.stats_every or self._stats.segment != segs
         view = self.bus.view(with_stats=due)
+        if view.workers:
+            lag, cpu = max(w[0] for w in view.workers), max(w[1] for w in view.workers)
+            self._worst = (max(self._worst[0], lag), max(self._worst[1], cpu))
         if due:
             self._stats = self._compute(view)
             self._at = now
+            self._client = worst_health(len(view.workers), *self._worst, view.host_cpu)
+            self._worst = (0.0, 0.0)
+        if due or not any(self._rates):  # (a newcomer's first sight is the first tokens, at once)
+            self._rates = (view.output_tok_s, view.request_s)
         assert self._stats is not None
+        view = dataclasses.replace(view, output_tok_s=self._rates[0], request_s=self._rates[1])
         return self._assemble(view, self._stats)
 
     def _compute(self, view: BusView) -> _Stats:
@@ -343,7 +358,7 @@ class SnapshotBuilder:
             ttft_hist=stats.ttft_hist,
             recent=request_rows(view),
             segments=stats.rows,
-            client=_with_referee(client_health(list(view.workers), view.host_cpu), rec),
+            client=_with_referee(self._client, rec),
             warmup_done=view.warmup_done,
             stats_version=stats.version,
             events=tuple(dataclasses.replace(e, message=shown(e.message, limit=600)) for e in view.events[-20:]),
