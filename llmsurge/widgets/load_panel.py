@@ -56,7 +56,7 @@ class Rows:
             t.add_row(label, value)
         return t
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment | Table]:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment | Table | Text]:
         room = options.max_width - LABEL_WIDTH - 1
         if room < 1:
             yield self.grid()
