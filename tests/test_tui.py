@@ -849,3 +849,72 @@ def test_the_request_streams_rows_draw_as_rich_text_did_at_every_width() -> None
                             theirs = reference(row, columns, styles, base, width, scroll_x, selected)
                             assert list(ours) == list(theirs), (width, row.request_id, scroll_x, selected)
                             assert ours.cell_length == theirs.cell_length
+
+
+def test_a_pane_is_drawn_again_only_when_its_text_changed_and_reflowed_only_when_its_height_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """update_static: the same text is not drawn again; a pane whose height the CSS sets is never reflowed; one
+    whose height follows its content grows at once, keeps the height it had while a shorter text is shown for less
+    than HOLD_S (padded with blank lines, nothing below it moves), then shrinks; drawn from the lines it rendered,
+    it looks as the text itself does, and is rendered again at another width."""
+    from rich.console import Console, Group
+    from rich.table import Table
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+    from textual.containers import Vertical
+    from textual.widgets import Static
+
+    import llmsurge.widgets.pane as pane
+    from llmsurge.widgets.pane import Rendered, update_static
+
+    class Panes(App[None]):
+        CSS = "#auto { height: auto; } #fixed { height: 3; } #below { height: 1; }"
+
+        def compose(self) -> ComposeResult:
+            with Vertical():
+                yield Static(id="auto")
+                yield Static(id="below")
+                yield Static(id="fixed")
+
+    def lines(n: int) -> Group:
+        t = Table.grid()
+        t.add_column()
+        for i in range(n):
+            t.add_row(f"row {i}")
+        return Group(t, Text("a note that wraps " * 3, style="bold"))
+
+    async def run() -> None:
+        app = Panes()
+        async with app.run_test(size=(30, 20)) as pilot:
+            auto, below, fixed = (app.query_one(f"#{i}", Static) for i in ("auto", "below", "fixed"))
+            refreshes: list[bool] = []
+            real = fixed.refresh
+            monkeypatch.setattr(
+                fixed, "refresh", lambda *a, **k: refreshes.append(k.get("layout", False)) or real(*a, **k)
+            )
+            update_static(fixed, Text("one", style="red"))
+            update_static(fixed, Text("one", style="red"))  # the same: not drawn again
+            update_static(fixed, Text("one", style="blue"))  # the same words in another colour: drawn
+            assert refreshes == [False, False]  # drawn twice, never a reflow
+
+            update_static(auto, lines(2))  # the first layout measures it
+            await _until(pilot, lambda: auto.size.height == 4)  # 2 rows and the note, wrapped at 30 cells
+            update_static(auto, lines(5))
+            await _until(pilot, lambda: auto.size.height == 7 and below.region.y == 7)  # grew at once
+            update_static(auto, lines(3))  # shorter, within the hold: the height it had, padded
+            await pilot.pause()
+            assert auto.size.height == 7 and below.region.y == 7
+            assert isinstance(auto.content, Rendered) and len(auto.content.lines) == 7  # 5 lines and 2 blank
+            monkeypatch.setattr(pane, "HOLD_S", 0.0)
+            update_static(auto, lines(1))  # shorter for longer than the hold: it shrinks
+            await _until(pilot, lambda: auto.size.height == 3 and below.region.y == 3)
+
+    asyncio.run(run())
+
+    console = Console(width=30, color_system="truecolor", force_terminal=True)
+    content = lines(4)
+    drawn = Rendered(content, 30, console.render_lines(content, console.options.update_width(30), pad=False))
+    for width in (30, 17):
+        options = console.options.update_width(width)
+        assert console.render_lines(drawn, options, pad=False) == console.render_lines(content, options, pad=False)

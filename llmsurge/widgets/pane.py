@@ -7,8 +7,9 @@ import weakref
 from dataclasses import dataclass
 from typing import Protocol, cast, runtime_checkable
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.protocol import is_renderable
+from rich.segment import Segment
 from rich.text import Text
 from textual.geometry import Size
 from textual.visual import VisualType
@@ -63,25 +64,56 @@ def update_static(widget: Static, content: VisualType) -> None:
     if _same(content, shown.content):
         return
     shown.content = content
-    widget.update(content, layout=False)
     height = widget.styles.height
-    if height is None or not height.is_auto:
-        return
     width = widget.content_size.width
-    if not width:  # not laid out yet: the first layout measures it
-        shown.lines = None
-        widget.refresh(layout=True)
+    if height is None or not height.is_auto or not width or isinstance(content, str) or not is_renderable(content):
+        widget.update(content, layout=False)
+        if width and height is not None and height.is_auto:  # (text with markup, or a Visual: measured by Textual)
+            _fit(widget, shown, widget.get_content_height(Size(0, 0), Size(0, 0), width), None)
+        elif not width:  # not laid out yet: the first layout measures it
+            shown.lines = None
+            widget.refresh(layout=True)
         return
-    lines = widget.get_content_height(Size(0, 0), Size(0, 0), width)
+    # Rendered once, here, to count its lines; then drawn from those lines (a table measured and drawn again cost
+    # ~7 ms a second per pane).
+    console = widget.app.console
+    options = widget.app.console_options.update_width(width).update(highlight=False)
+    lines = console.render_lines(cast(RenderableType, content), options, pad=False)
+    widget.update(Rendered(cast(RenderableType, content), width, lines), layout=False)
+    _fit(widget, shown, len(lines), Rendered(cast(RenderableType, content), width, lines))
+
+
+def _fit(widget: Static, shown: _Shown, lines: int, rendered: Rendered | None) -> None:
+    """Reflow when ``widget``'s content grew, or has been shorter for ``HOLD_S``; until then pad it to the height
+    it had (``rendered``: its lines, when it was drawn from them)."""
     now = time.monotonic()
     if lines == shown.lines:
         shown.since = now
-    elif shown.lines is not None and lines < shown.lines and now - shown.since < HOLD_S and is_renderable(content):
-        pad = Text("\n" * (shown.lines - lines - 1))
-        widget.update(Group(cast(RenderableType, content), pad), layout=False)  # the height it had
+    elif shown.lines is not None and lines < shown.lines and now - shown.since < HOLD_S and rendered is not None:
+        padded = rendered.lines + [[]] * (shown.lines - lines)  # the height it had
+        widget.update(Rendered(rendered.content, rendered.width, padded), layout=False)
     else:
         shown.lines, shown.since = lines, now
         widget.refresh(layout=True)
+
+
+class Rendered:
+    """``content`` already rendered ``width`` cells wide: drawn from its lines at that width, rendered again at
+    another (a pane resized before it shows again)."""
+
+    def __init__(self, content: RenderableType, width: int, lines: list[list[Segment]]) -> None:
+        self.content = content
+        self.width = width
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width != self.width:
+            yield self.content
+            return
+        newline = Segment.line()
+        for line in self.lines:
+            yield from line
+            yield newline
 
 
 def _same(a: object, b: object) -> bool:
