@@ -7,7 +7,8 @@ number keys or tabs. The app shows the one that fits the terminal, switching liv
 
 from __future__ import annotations
 
-from typing import TypeVar
+from functools import cache
+from typing import TypeVar, cast
 
 from textual import on
 from textual.binding import Binding
@@ -42,6 +43,12 @@ PANES: tuple[tuple[str, str, type[Widget]], ...] = (
 )
 """The panes below the status line and the load panel: id, title, widget (in the compact screen's tab order)."""
 STATISTICS = (RateChart, TtftHistogram, LatencyTable, SegmentsTable, GpuPane, ServerPane, HostPane)
+
+
+@cache
+def _shows_snapshots(cls: type) -> bool:
+    """Whether a pane of this class is fed snapshots (a protocol check costs ~0.1 ms: asked once per class)."""
+    return issubclass(cls, Pane)
 
 
 def titled(widget: W, title: str) -> W:
@@ -164,5 +171,5 @@ class DashboardScreen(Screen[None]):
         self.query_one(StatusLine).show(snap, waiting_for, message)
         self.query_one(LoadPanel).show(snap)
         for pane in self.visible_panes():
-            if isinstance(pane, Pane) and (full or not isinstance(pane, STATISTICS)):
-                pane.show(snap)
+            if (full or not isinstance(pane, STATISTICS)) and _shows_snapshots(type(pane)):
+                cast(Pane, pane).show(snap)
