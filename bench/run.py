@@ -501,8 +501,8 @@ def bench_ui(
 ) -> list[dict[str, Any]]:
     """The TUI's frames per second, CPU and key latency with ``inflight`` streams open (one token per ``step``)."""
     out = []
-    with paced_sim(step, max_seqs=max(2048, inflight), stamp=False, processes=sim_processes) as sim:
-        for _ in range(repeats):
+    for _ in range(repeats):  # a fresh server each time: one still closing the last run's streams is a load of its own
+        with paced_sim(step, max_seqs=max(2048, inflight), stamp=False, processes=sim_processes) as sim:
             r = asyncio.run(_ui_cost(sim.url, inflight, seconds, workers))
             print(
                 f"  ui fps {r['fps']:.1f} cpu {r['ui_cpu']:.0%} key {max(r['key_ms']):.0f} ms "
