@@ -78,9 +78,10 @@ def update_static(widget: Static, content: VisualType) -> None:
     # ~7 ms a second per pane).
     console = widget.app.console
     options = widget.app.console_options.update_width(width).update(highlight=False)
-    lines = console.render_lines(cast(RenderableType, content), options, pad=False)
-    widget.update(Rendered(cast(RenderableType, content), width, lines), layout=False)
-    _fit(widget, shown, len(lines), Rendered(cast(RenderableType, content), width, lines))
+    renderable = cast(RenderableType, content)
+    rendered = Rendered(renderable, width, console.render_lines(renderable, options, pad=False))
+    widget.update(rendered, layout=False)
+    _fit(widget, shown, len(rendered.lines), rendered)
 
 
 def _fit(widget: Static, shown: _Shown, lines: int, rendered: Rendered | None) -> None:
