@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -117,14 +118,18 @@ async def _starve(pids: list[int], done: asyncio.Task[None]) -> None:
     at random: a closed loop falls into step with a regular pattern (it sends at each resume and its first tokens
     come back before the next stop), which hides the starvation from TTFT."""
     rng = random.Random(7)
-    while not done.done():
+
+    def signal_all(sig: signal.Signals) -> None:
         for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # the run ended, and its worker with it
+                os.kill(pid, sig)
+
+    while not done.done():
+        signal_all(signal.SIGSTOP)
         try:
             await asyncio.sleep(rng.uniform(0.10, 0.25))
         finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            signal_all(signal.SIGCONT)
         await asyncio.sleep(rng.uniform(0.02, 0.15))
 
 
