@@ -262,7 +262,7 @@ class MetricsBus:
                 self.read_delays.extend(tick.read_delays)
             if tick.starts:
                 for start in tick.starts:
-                    self._open[start.request_id] = tuple(start)  # type: ignore[assignment]
+                    self._open[start.request_id] = (*start,)
             completed, prompt_tokens, inputs = self._add_records(tick.records)
             seg = self._open_segment()
             if seg is not None:

@@ -275,7 +275,6 @@ class SnapshotBuilder:
         if due or not any(self._rates):  # (a newcomer's first sight is the first tokens, at once)
             self._rates = (view.output_tok_s, view.request_s)
         assert self._stats is not None
-        view = dataclasses.replace(view, output_tok_s=self._rates[0], request_s=self._rates[1])
         return self._assemble(view, self._stats)
 
     def _compute(self, view: BusView) -> _Stats:
@@ -349,8 +348,8 @@ class SnapshotBuilder:
             cancelled=sum(s.cancelled for s in segs),
             errors=view.errors,
             output_tokens=sum(s.output_tokens for s in segs),
-            output_tok_s=view.output_tok_s,
-            request_s=view.request_s,
+            output_tok_s=self._rates[0],
+            request_s=self._rates[1],
             history=view.history[-300:],
             segment_starts=tuple(s.opened - view.t0 for s in segs),
             segment_figures=stats.segment_figures,
@@ -378,7 +377,8 @@ class SnapshotBuilder:
         """The current segment's decode rate against its ceiling: (in words, short, the aggregate ceiling in
         tok/s); empty when an input is missing."""
         tpot = seg["tpot"].at(50.0)
-        if self.roofline is None or not tpot or not view.output_tok_s:
+        tok_s = self._rates[0]  # (the rate the panes show)
+        if self.roofline is None or not tpot or not tok_s:
             return "", "", None
         inputs = self.roofline
         gpu = view.telemetry.get("gpu")
@@ -389,7 +389,7 @@ class SnapshotBuilder:
         dram = [g.dram_active for g in gpus if g.dram_active == g.dram_active]
         per_stream = 1000.0 / tpot
         context = seg.input_mean + seg.output_mean / 2
-        batch = min(view.output_tok_s / per_stream, float(max(1, view.inflight)))  # never above what is in flight
+        batch = min(tok_s / per_stream, float(max(1, view.inflight)))  # never above what is in flight
         c = ceiling(inputs, max(1.0, batch), context)
         if not c.per_stream:
             return "", "", None
