@@ -115,6 +115,7 @@ class LLMSurgeApp(App[Path | None]):
     # After the first frame, what start-up built (modules, styles, screens and their widgets: ~130k objects) is
     # frozen out of the garbage collector's view: they live as long as the app, and each full collection walked
     # them all — at 20,000 streams on 2 cores one such pause held the screen still for 0.3 s (bench/RESULTS.md).
+    # They are handed back when the app leaves (a process that runs several apps, as the tests do, collects them).
 
     def on_mount(self) -> None:
         self.install_screen(MainScreen(), name="main")
@@ -123,12 +124,15 @@ class LLMSurgeApp(App[Path | None]):
         if self.config.baseline is not None:
             self.call_after_refresh(self.steering.set_baseline, str(self.config.baseline))
         self.set_interval(1.0 / self.refresh_hz, self.refresh_panes)
-        self.call_after_refresh(gc.freeze)  # see below
+        self.call_after_refresh(gc.freeze)  # see above
         # Panes bake colours into their text: a new theme redraws every pane, even after the run ended.
         self.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self.refresh_panes, True))
         if self.live:
             self._handle_stop_signals()
             self.run_session()
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()
 
     @staticmethod
     def _layout_for(width: int, height: int) -> str:
