@@ -920,3 +920,74 @@ def test_a_pane_is_drawn_again_only_when_its_text_changed_and_reflowed_only_when
     for width in (30, 17):
         options = console.options.update_width(width)
         assert console.render_lines(drawn, options, pad=False) == console.render_lines(content, options, pad=False)
+
+
+async def test_new_statistics_are_drawn_over_the_next_frames_and_at_once_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recomputed statistics are drawn one group of panes per frame (all at once cost a busy host's UI thread
+    several frames), each from its frame's snapshot; the first statistics, and a refresh a key asks for, draw every
+    pane at once; statistics recomputed while some panes are still owed start the groups over."""
+    import dataclasses
+
+    from llmsurge.tui.screens.dashboard import STATISTICS, STATISTICS_BY_FRAME
+
+    current = [seeded_snapshot()]
+    cfg = RunConfig(scenario=find_preset("demo"), url="http://127.0.0.1:8000")
+    app = LLMSurgeApp(cfg, snapshot_source=lambda: current[0], refresh_hz=0.001)  # frames drawn by the test alone
+    drawn: list[tuple[str, object]] = []
+
+    def newer(stats: int = 0) -> None:
+        snap = current[0]
+        current[0] = dataclasses.replace(snap, elapsed=snap.elapsed + 0.1, stats_version=snap.stats_version + stats)
+
+    def frame(full: bool | None = None) -> dict[str, object]:
+        drawn.clear()
+        app.refresh_panes(full)
+        return dict(drawn)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        for pane in app.screen.query("*"):
+            if isinstance(pane, STATISTICS) or type(pane).__name__ == "RequestStream":
+                show = pane.show  # type: ignore[attr-defined]
+                name = type(pane).__name__
+
+                def spy(snap: object, show: Any = show, name: str = name) -> None:
+                    drawn.append((name, snap))
+                    show(snap)
+
+                monkeypatch.setattr(pane, "show", spy)
+        groups = [{cls.__name__ for cls in group} for group in STATISTICS_BY_FRAME]
+        everything = {cls.__name__ for cls in STATISTICS}
+
+        newer(stats=1)
+        for group in [*groups, set()]:
+            shown = frame()
+            assert set(shown) - {"RequestStream"} == group  # one group a frame, then none
+            assert all(snap is current[0] for snap in shown.values())  # each from this frame's snapshot
+            assert "RequestStream" in shown  # the stream follows every frame
+            newer()
+
+        newer(stats=1)
+        frame()
+        assert set(frame(full=True)) - {"RequestStream"} == everything  # asked for: the rest at once
+        assert set(frame()) == {"RequestStream"}
+
+        newer(stats=1)
+        frame()
+        frame()
+        newer(stats=1)  # recomputed with three groups owed: from the first again
+        assert set(frame()) - {"RequestStream"} == groups[0]
+    first = LLMSurgeApp(cfg, snapshot_source=lambda: current[0], refresh_hz=0.001)
+    async with first.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = first.screen
+        for pane in screen.query("*"):
+            if isinstance(pane, STATISTICS):
+                name = type(pane).__name__
+                monkeypatch.setattr(pane, "show", lambda snap, name=name: drawn.append((name, snap)))
+        drawn.clear()
+        first._drawn_stats = -1  # as before the first frame
+        first.refresh_panes()
+        assert {name for name, _ in drawn} == everything  # first sight: every pane at once

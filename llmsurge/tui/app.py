@@ -267,11 +267,13 @@ class LLMSurgeApp(App[Path | None]):
         snap = self.snapshot_source()
         self._notify_events(snap)
         waited = time.monotonic() - self.waiting_since if self.waiting_since is not None else None
+        # The periodic statistics are drawn over a few frames; the first ones, and what a key asked for, at once.
+        spread = full is None and self._drawn_stats >= 0
         if full is None:
             full = snap.stats_version != self._drawn_stats
         self._drawn_stats = snap.stats_version
         with self.batch_update():
-            screen.show(snap, waited, self.message, full)
+            screen.show(snap, waited, self.message, full, spread)
         self.frames += 1
 
     # ---- steering (keys and palette) ---------------------------------------------------------

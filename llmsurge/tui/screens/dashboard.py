@@ -42,7 +42,18 @@ PANES: tuple[tuple[str, str, type[Widget]], ...] = (
     ("events", "events", EventsPane),
 )
 """The panes below the status line and the load panel: id, title, widget (in the compact screen's tab order)."""
-STATISTICS = (RateChart, TtftHistogram, LatencyTable, SegmentsTable, GpuPane, ServerPane, HostPane)
+STATISTICS_BY_FRAME: tuple[tuple[type[Widget], ...], ...] = (
+    (RateChart,),
+    (LatencyTable,),
+    (TtftHistogram,),
+    (SegmentsTable,),
+    (GpuPane, ServerPane, HostPane),
+)
+"""The statistics panes, in the groups that new statistics are drawn in, one group a frame (each ≤ ~15 ms of CPU at
+160×48, the chart's canvas drawn the frame after its plot). All in one frame took ~45 ms; on a busy host, where the
+UI thread yields the CPU to the load, that frame took 0.2–0.4 s and the ticks due meanwhile were lost
+(bench/RESULTS.md)."""
+STATISTICS = tuple(cls for group in STATISTICS_BY_FRAME for cls in group)
 
 
 @cache
@@ -93,6 +104,8 @@ class DashboardScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
+        self._owed: list[list[Pane]] = []
+        """Statistics panes not yet drawn since the statistics were recomputed, one group per coming frame."""
         self._size_classes()
 
     def _size_classes(self) -> None:
@@ -161,15 +174,30 @@ class DashboardScreen(Screen[None]):
         """The panes that are shown now (all of them here; the compact screen shows one)."""
         return [self.query_one(f"#{p[0]}") for p in PANES]
 
-    def show(self, snap: Snapshot, waiting_for: float | None, message: str, full: bool = True) -> None:
+    def show(
+        self, snap: Snapshot, waiting_for: float | None, message: str, full: bool = True, spread: bool = False
+    ) -> None:
         """Hand the snapshot to the visible panes (the app wraps this in one batch update).
 
         The status line, load panel and request stream follow every snapshot; the statistics panes (chart,
         histogram, tables, telemetry) only when ``full``: when the snapshot's statistics were recomputed (about
-        once a second, and at once after a change of load or of the pane shown).
+        once a second, and at once after a change of load or of the pane shown). With ``spread`` (the periodic
+        statistics) they are drawn over the next frames in :data:`STATISTICS_BY_FRAME`'s groups, each from the
+        snapshot of its frame; without it (a key, a resize, a theme) all of them now.
         """
         self.query_one(StatusLine).show(snap, waiting_for, message)
         self.query_one(LoadPanel).show(snap)
-        for pane in self.visible_panes():
-            if (full or not isinstance(pane, STATISTICS)) and _shows_snapshots(type(pane)):
-                cast(Pane, pane).show(snap)
+        visible = self.visible_panes()
+        for widget in visible:
+            if not isinstance(widget, STATISTICS) and _shows_snapshots(type(widget)):
+                cast(Pane, widget).show(snap)
+        if full:
+            owed = (
+                [p for p in visible if isinstance(p, group) and _shows_snapshots(type(p))]
+                for group in STATISTICS_BY_FRAME
+            )
+            self._owed = [cast(list[Pane], group) for group in owed if group]
+        for panes in self._owed[:1] if spread else self._owed:
+            for pane in panes:
+                pane.show(snap)
+        self._owed = self._owed[1:] if spread else []
