@@ -991,3 +991,48 @@ async def test_new_statistics_are_drawn_over_the_next_frames_and_at_once_when_as
         first._drawn_stats = -1  # as before the first frame
         first.refresh_panes()
         assert {name for name, _ in drawn} == everything  # first sight: every pane at once
+
+
+def test_the_latency_figures_draw_as_the_rich_table_did_at_every_width() -> None:
+    """The latency pane draws its table itself (a rich table cost ~10 ms of a frame with new statistics); segment for
+    segment, at every width, it is what ``Table(expand=True, box=None, padding=(0, 1))`` draws: muted and starred
+    cells, dashes, wide characters, a caption; too narrow for its columns, it is that table."""
+    import random
+
+    from rich.console import Console
+    from rich.style import Style
+    from rich.text import Text
+
+    from llmsurge.widgets.latency_table import Figures
+
+    strong, muted = Style(bold=True, color="white"), Style(color="grey50")
+    cells = [
+        Text("12.3"),
+        Text("1,234.5*", style=muted),
+        Text("—"),
+        Text("3k", style=muted),
+        Text(""),
+        Text("日本", style="red"),
+        Text.assemble(("9", "bold"), ("0.1", "green")),
+    ]
+    rng = random.Random(5)
+    for width in range(1, 121):
+        for caption in (None, Text("† per chunk: 62% of gaps < 0.1 ms; per token: TPOT", muted)):
+            ncols = rng.randint(1, 11)
+            fig = Figures(
+                ["ms", *(rng.choice(["seg p50", "p90", "n", "mean", "run p50"]) for _ in range(ncols))], strong, strong
+            )
+            for label in rng.sample(["TTFT", "TTFC", "TPOT", "ITL†", "E2EL"], rng.randint(1, 5)):
+                fig.add_row(Text(label), *(rng.choice(cells) for _ in range(ncols)))
+            fig.caption = caption
+            console = Console(width=width, color_system="truecolor", force_terminal=True)
+            assert list(console.render(fig)) == list(console.render(fig.table())), (width, ncols)
+    a, b = (Figures(["ms", "p50"], strong, strong) for _ in range(2))
+    for fig in (a, b):
+        fig.add_row(Text("TTFT"), Text("12.3"))
+    assert a == b  # the same figures are not drawn again
+    b.rows[0][1] = Text("12.3", style=muted)
+    assert a != b  # the same words in another style
+    b.rows[0][1] = Text("12.3")
+    b.caption = Text("† note")
+    assert a != b

@@ -1,7 +1,14 @@
-"""TTFT, TTFC, TPOT, ITL, E2EL: p50, p90, p99 and mean, for the current segment and the whole run, with n."""
+"""The latency pane's table: TTFT, TTFC, TPOT, ITL, E2EL: p50, p90, p99 and mean, for the current segment and the
+whole run, with n."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
+from rich._ratio import ratio_distribute
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -13,6 +20,95 @@ from llmsurge.widgets.roles import RoleStyles
 
 ROWS = (("TTFT", "ttft"), ("TTFC", "ttfc"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
 QUANTILES = (50.0, 90.0, 99.0)
+NEW_LINE = Text("\n")
+
+
+class Figures:
+    """A table of figures as ``Table(expand=True, box=None, padding=(0, 1))`` draws it — segment for segment —
+    with its first column left-justified in ``first_style`` and the others right-justified, nothing wrapped, and a
+    caption below; without rich measuring each cell and rendering it through its padding's layers: the rich table
+    cost ~10 ms of a frame with new statistics (bench/RESULTS.md), this a tenth of it. Too narrow for its columns,
+    it is drawn as the rich table (which cuts them)."""
+
+    def __init__(self, headers: Sequence[str], header_style: Style, first_style: Style) -> None:
+        self.headers = [Text(h) for h in headers]
+        self.header_style = header_style
+        self.first_style = first_style
+        self.rows: list[list[Text]] = []
+        self.caption: Text | None = None
+
+    def add_row(self, *cells: Text) -> None:
+        self.rows.append(list(cells))
+
+    def __eq__(self, other: object) -> bool:
+        """The same cells in the same styles (a pane that says what it said is not drawn again)."""
+        if not isinstance(other, Figures):
+            return NotImplemented
+        return (self.header_style, self.first_style, self._key()) == (
+            other.header_style,
+            other.first_style,
+            other._key(),
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _key(self) -> list[object]:
+        texts = [*self.headers, *(c for row in self.rows for c in row)] + ([self.caption] if self.caption else [])
+        return [(t.plain, t.spans, t.style, t.justify) for t in texts] + [len(self.rows)]
+
+    def table(self) -> Table:
+        """The rich table these figures stand for."""
+        t = Table(expand=True, box=None, padding=(0, 1), header_style=self.header_style)
+        for i, header in enumerate(self.headers):
+            if i == 0:
+                t.add_column(header.plain, style=self.first_style, no_wrap=True)
+            else:
+                t.add_column(header.plain, justify="right", no_wrap=True)
+        for row in self.rows:
+            t.add_row(*row)
+        if self.caption is not None:
+            t.caption = self.caption
+            t.caption_justify = "left"
+        return t
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        columns = list(zip(self.headers, *self.rows, strict=True))
+        widths = [max(cell.cell_len for cell in column) + 2 for column in columns]
+        room = options.max_width
+        if sum(widths) > room:
+            yield self.table()
+            return
+        if sum(widths) < room:
+            widths = [w + pad for w, pad in zip(widths, ratio_distribute(room - sum(widths), widths), strict=True)]
+        yield from self._line(console, self.headers, widths, [self.header_style] * len(widths))
+        styles = [self.first_style] + [Style.null()] * (len(widths) - 1)
+        for row in self.rows:
+            yield from self._line(console, row, widths, styles)
+        if self.caption is not None:
+            yield from console.render(
+                self.caption, options.update(width=sum(widths), highlight=False, height=None, justify="left")
+            )
+
+    @staticmethod
+    def _line(
+        console: Console, cells: Sequence[Text], widths: Sequence[int], styles: Sequence[Style]
+    ) -> Iterator[Segment]:
+        none = Style.null()
+        for i, (cell, width, style) in enumerate(zip(cells, widths, styles, strict=True)):
+            line = cell.copy()
+            inner = width - 2
+            if i == 0:
+                line.truncate(inner, overflow="ellipsis", pad=True)
+            else:
+                line.rstrip()
+                line.truncate(inner, overflow="ellipsis")
+                line.pad_left(inner - line.cell_len)
+            segments = [Segment(" ", none), *NEW_LINE.join((line,)).render(console), Segment(" ", none)]
+            if style:
+                yield from (Segment(text, style + seg_style) for text, seg_style, _ in segments)
+            else:
+                yield from segments
+        yield Segment.line()
 
 
 class LatencyTable(RoleStyles, Static, can_focus=True):
@@ -22,14 +118,11 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``."""
         muted = self.role("muted")
-        t = Table(expand=True, box=None, padding=(0, 1), header_style=self.role("strong"))
-        t.add_column("ms", style=self.role("strong"), no_wrap=True)
         width = self.size.width
         scopes = ("seg", "run") if width >= 84 else ("seg",)
         names = ("p50", "p90", "p99", "mean", "n") if width >= 50 else ("p50", "p90", "p99", "n")
-        for scope in scopes:
-            for name in names:
-                t.add_column(f"{scope} {name}" if name == "p50" else name, justify="right", no_wrap=True)
+        headers = [f"{scope} {name}" if name == "p50" else name for scope in scopes for name in names]
+        t = Figures(["ms", *headers], header_style=self.role("strong"), first_style=self.role("strong"))
         bunched = snap.segment_figures.bunched
         for label, key in ROWS:
             if key == "itl" and bunched:
@@ -45,11 +138,9 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
                 if "mean" in names:
                     cells.append(Text(ms(dist.mean) if dist.n else "—"))
                 cells.append(Text(compact(dist.n), style=muted))
-            t.add_row(label, *cells)
+            t.add_row(Text(label), *cells)
         if bunched:
             share = snap.segment_figures.itl_bunched_share or 0.0
             long = f"† per chunk: {share:.0%} of gaps < 0.1 ms (several tokens per send); per token: TPOT"
-            t.caption = long if len(long) <= width else f"† {share:.0%} of gaps < 0.1 ms; per token: TPOT"
-            t.caption_style = muted
-            t.caption_justify = "left"
+            t.caption = Text(long if len(long) <= width else f"† {share:.0%} of gaps < 0.1 ms; per token: TPOT", muted)
         update_static(self, t)
