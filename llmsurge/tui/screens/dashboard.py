@@ -43,8 +43,8 @@ PANES: tuple[tuple[str, str, type[Widget]], ...] = (
 )
 """The panes below the status line and the load panel: id, title, widget (in the compact screen's tab order)."""
 STATISTICS_BY_FRAME: tuple[tuple[type[Widget], ...], ...] = (
+    (LatencyTable,),  # with the load panel's new figures (the same statistics period)
     (RateChart,),
-    (LatencyTable,),
     (TtftHistogram,),
     (SegmentsTable,),
     (GpuPane, ServerPane, HostPane),
