@@ -102,8 +102,8 @@ def test_fail_on_goodput_exits_1_and_names_the_breach(knee_sim: str, tmp_path: P
 @pytest.fixture(scope="module")
 def wide_knee_sim() -> Iterator[str]:
     """The knee of :func:`knee_sim` with wider margins for a busy machine: 50 ms a step, so a request at c ≤ 8
-    starts within one step (~50 ms) and one at c=9 waits for a slot (~250 ms): an SLO of 150 ms sits 100 ms from
-    either side."""
+    has its first token within two steps (~100 ms) and one at c=9 waits for a slot (a whole answer: 40 tokens, ~2 s):
+    an SLO of 600 ms sits ~500 ms above one side and ~1.4 s below the other."""
     timing = EngineTiming(step_base=0.05, step_per_seq=0.0, prefill_per_token=0.0, max_seqs=8)
     with SimProcess(SimConfig(timing=timing)) as sim:
         yield sim.url
@@ -113,13 +113,19 @@ def wide_knee_sim() -> Iterator[str]:
 def test_capacity_search_finds_the_knee(wide_knee_sim: str, tmp_path: Path) -> None:
     out = tmp_path / "cap"
     r = _run(
-        "run", wide_knee_sim, "--find-max", "concurrency", "--slo", "ttft=150ms", "-d", "4", "--output-tokens", "40",
+        "run", wide_knee_sim, "--find-max", "concurrency", "--slo", "ttft=600ms", "-d", "4", "--output-tokens", "40",
         "-o", str(out), timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     s = json.loads(out.joinpath("summary.json").read_text())
     cap = s["capacity"]
     assert cap["max_held"] == 8 and cap["first_failed"] == 9, cap  # the simulated server runs 8 at a time
+    # Each level is judged on every request it started (those in flight at its end end first): the judge's share is
+    # the segment's, and past the knee the requests that waited for a slot count (judged at the level's end, they
+    # were left out and c=10 read 100% good).
+    shares = {seg["load"]: seg["good_share"] for seg in s["segments"]}
+    assert all(level["good_share"] == shares[level["load"]] for level in cap["levels"]), (cap, shares)
+    assert shares["c=9"] < 0.95 and shares["c=16"] < 0.95
     loads = [level["load"] for level in cap["levels"]]
     assert loads[:5] == ["c=1", "c=2", "c=4", "c=8", "c=16"]  # doubling, then bisecting down to the knee
     assert [seg["load"] for seg in s["segments"]] == loads  # every level tried, in the segments table

@@ -156,9 +156,9 @@ class Controller:
             await asyncio.wait_for(self._changed.wait(), seconds)
 
     async def _drain(self, grace: float) -> None:
-        """Wait for the requests in flight to finish (up to ``grace`` seconds)."""
+        """Wait for the requests in flight to finish (up to ``grace`` seconds, or until a stop or a new scenario)."""
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not self._stop.is_set():
+        while time.monotonic() < deadline and not self._stop.is_set() and self._restart is None:
             if self.bus.started_total <= self.bus.finished_total:
                 return
             await asyncio.sleep(0.05)
@@ -234,6 +234,14 @@ class Controller:
         while level is not None and len(tried) < search.max_levels:
             load = search.load_at(level)
             if not await self._run_stage(Stage(load, duration=search.level_duration)):
+                self._say_capacity(search, held, tried, partial=True)
+                return False
+            # The verdict counts every request the level started: no new one starts, and those in flight end
+            # first. Judged at the level's end, the ones still waiting for a slot — the first to miss the SLO —
+            # were left out, and a level past the knee could read 100% good.
+            self.pool.set_tickets(0)
+            await self._drain(self.scenario.shape.timeout + 1.0)
+            if self._stop.is_set() or self._restart is not None:
                 self._say_capacity(search, held, tried, partial=True)
                 return False
             share = self.judge(self.segment) if self.judge is not None else None
