@@ -196,8 +196,9 @@ async def test_stale_keepalive_connection_is_retried_once() -> None:
     finally:
         await runner.cleanup()
     assert all(r.ok for r in recs), [r.error for r in recs]
-    assert [r.retries for r in recs] == [0, 1, 1]  # reused connections had been closed: re-sent once, counted
-    assert dead.status == "failed" and dead.error_kind == "reset" and dead.retries == 1  # a real fault still fails
+    assert [r.resent for r in recs] == [False, True, True]  # reused connections had been closed: re-sent once
+    assert [r.reused for r in recs] == [False, False, False]  # each answer came on a connection opened for it
+    assert dead.status == "failed" and dead.error_kind == "reset" and dead.resent  # a real fault still fails
 
 
 async def test_the_hot_path_posts_on_its_own_client_and_measures_what_httpx_would(

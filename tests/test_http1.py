@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from llmsurge.engine.client import ChunkCounter, execute
-from llmsurge.engine.http1 import HIGH_WATER, BadAnswer, Disconnected, WirePool, WireResponse
+from llmsurge.engine.http1 import HIGH_WATER, BadAnswer, Disconnected, WirePool, WireResponse, _Conn, _Route
 from llmsurge.engine.httpclient import make_client
 from llmsurge.metrics.records import RequestRecord
 from tests.helpers import until
@@ -68,6 +68,10 @@ def fixed(raw: bytes, close: bool = False) -> Answer:
     return answer
 
 
+COMPLETION = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n"
+    b'{"choices": [{"text": "hi", "finish_reason": "stop"}]}      '
+)
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"a": true}'
 
 
@@ -80,41 +84,59 @@ async def read_all(pool: WirePool, url: str, body: bytes = b"{}") -> tuple[WireR
     return r, data
 
 
-def decode(parts: list[bytes]) -> tuple[bytes, bool, bytes]:
-    """Feed a chunked body to a response's decoder in these pieces: (body, ended, bytes left over)."""
+class _Transport:
+    """A transport that records pauses (the parser's flow control), for feeding a connection by hand."""
 
-    r = WireResponse.__new__(WireResponse)
-    r._mode, r._left, r._done = "chunked", 0, False
-    buf = bytearray()
-    out = b""
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def feed(parts: list[bytes]) -> _Conn:
+    """A connection waiting for an answer, fed these reads as they would arrive from the socket."""
+    conn = _Conn(_Route("http://127.0.0.1:9/v1/completions", None))
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    conn.reading = True
     for p in parts:
-        buf += p
-        out += r._take(buf)
-    return out, r._done, bytes(buf)
+        conn.data_received(p)
+    return conn
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
 def test_a_chunked_body_decodes_the_same_however_it_is_split() -> None:
     pieces = [b"data: a\n\n", b"x" * 300, b"\r\n\r\n", b"y"]
-    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(x), x) for x in pieces) + b"0\r\nTrailer: v\r\n\r\n"
+    body = b"".join(b"%x ;ext=1\r\n%s\r\n" % (len(x), x) for x in pieces) + b"0\r\nTrailer: v\r\n\r\n"
+    answer = CHUNKED_HEAD + body
     want = b"".join(pieces)
-    for i in range(len(body)):
-        for j in range(i, len(body), 7):
-            assert decode([body[:i], body[i:j], body[j:]]) == (want, True, b""), (i, j)
-    assert decode([body[:-2]])[1] is False  # the trailers' closing empty line has not come: not ended
+    for i in range(len(CHUNKED_HEAD) - 5, len(answer)):
+        for j in range(i, len(answer), 7):
+            conn = feed([answer[:i], answer[i:j], answer[j:]])
+            assert (conn.error, b"".join(conn.body), conn.complete, conn.dirty) == (None, want, True, False), (i, j)
+            assert conn.headers == {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
+    assert feed([answer[:-2]]).complete is False  # the trailers' closing empty line has not come: not ended
 
 
 @pytest.mark.parametrize(
     ("body", "why"),
     [
-        (b"zz\r\nab\r\n", "malformed chunk size"),
-        (b"0x2\r\nab\r\n", "malformed chunk size"),
-        (b"2\r\nabXY", "not followed by CRLF"),
-        (b"1" * 2000, "malformed chunk size"),
+        (b"zz\r\nab\r\n", "Invalid character in chunk size"),
+        (b"0x2\r\nab\r\n", "Invalid character in chunk size"),
+        (b"2\r\nabXY", "Expected LF after chunk data"),
+        (b"1" * 2000, "Chunk size overflow"),
     ],
 )
 def test_a_malformed_chunked_body_is_named(body: bytes, why: str) -> None:
-    with pytest.raises(BadAnswer, match=why):
-        decode([body])
+    for cut in (1, len(body) // 2, len(body)):
+        conn = feed([CHUNKED_HEAD + body[:cut], body[cut:]])
+        assert conn.error is not None and why in str(conn.error) and "body" in str(conn.error)
+        assert conn.dirty  # never reused
 
 
 async def test_kept_alive_connections_are_reused_and_closed_ones_are_not() -> None:
@@ -266,3 +288,190 @@ async def test_https_is_verified_against_the_trusted_cas_and_a_stranger_is_a_nam
         assert rec.error_kind == "connect" and "CERTIFICATE_VERIFY_FAILED" in rec.error, rec.error
     finally:
         await server.__aexit__()
+
+
+# ---- RFC 9112 framing on raw sockets: what works, what is refused, and when a connection is kept ---------------
+
+
+def then(*answers: bytes) -> Answer:
+    """Each request gets the next of ``answers`` (the last one for every request after)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(answers[min(n, len(answers)) - 1])
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("raw", "body", "kept"),
+    [
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK, b'{"a": true}', True),
+        (b'HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 11\n\n{"a": true}', b'{"a": true}', True),
+        (b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n  b\r\nContent-Length: 2\r\n\r\nok", b"ok", True),
+        (CHUNKED_HEAD + b'2 ;name="v";x\r\nok\r\n0\r\nX-Trailer: t\r\n\r\n', b"ok", True),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", b"ok", True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok", False),  # HTTP/1.0 closes unless asked not to
+        (
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            b"ok",
+            False,
+        ),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", b"ok", False),
+    ],
+    ids=["1xx", "bare-LF", "obs-fold", "chunk-ext-trailers", "1.0-keep-alive", "1.0", "1.0-chunked", "close"],
+)
+async def test_answers_the_rfc_allows_are_read_and_kept_only_when_both_sides_may(
+    raw: bytes, body: bytes, kept: bool
+) -> None:
+    async with RawServer(fixed(raw)) as server, WirePool() as pool:
+        r, data = await asyncio.wait_for(read_all(pool, server.url), 10)  # a bare-LF head must not wait for a timeout
+        assert (r.status, data) == (200, body)
+        await asyncio.wait_for(read_all(pool, server.url), 10)
+        assert server.connections == (1 if kept else 2)
+
+
+async def test_bytes_after_a_whole_answer_are_not_the_next_answer() -> None:
+    smuggled = CHUNKED_HEAD + b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    second = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
+    for split in (len(smuggled) - 40, len(smuggled)):  # in the same read as the last chunk, and after it
+        parts = [smuggled[:split], smuggled[split:]]
+
+        async def answer(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, parts: list[bytes] = parts
+        ) -> None:
+            if n == 1:
+                for p in parts:
+                    writer.write(p)
+                    await writer.drain()
+            else:
+                writer.write(second)
+
+        async with RawServer(answer) as server, WirePool() as pool:
+            assert (await read_all(pool, server.url))[1] == b"ok"
+            await asyncio.sleep(0.05)  # the rest arrives while the connection is idle, or came with the end
+            assert (await read_all(pool, server.url))[1] == b"second"  # not the smuggled head
+            assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "Transfer-Encoding can't be present with Content-Length",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok", "Invalid character in Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\nok", "Content-Length overflow"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "Duplicate Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabc", "Invalid character in Content-Length"),
+        (CHUNKED_HEAD + b"fffffffffffffffff\r\n", "Chunk size overflow"),
+        (b"\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64", "the server speaks only HTTP/2"),
+        (b"HTTP/2 200\r\n\r\n", "the server speaks only HTTP/2"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "transfer coding this client does not decode",
+        ),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", "switched protocols"),
+    ],
+    ids=[
+        "CL+TE",
+        "superscript-two",
+        "5000-digits",
+        "two-lengths",
+        "list-length",
+        "chunk-overflow",
+        "h2-settings",
+        "h2-status",
+        "gzip-coding",
+        "upgrade",
+    ],
+)
+async def test_framing_the_rfc_refuses_is_a_named_protocol_failure(raw: bytes, why: str) -> None:
+    async with RawServer(fixed(raw)) as server, make_client() as client:
+        rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+        await asyncio.wait_for(execute(client, server.url, {}, b"{}", True, rec, ChunkCounter()), 10)
+        assert (rec.status, rec.error_kind) == ("failed", "protocol"), rec.error
+        assert why in rec.error
+        assert client.wire.connections == 0  # never pooled
+
+
+async def test_a_request_is_posted_once_unless_it_provably_went_unread() -> None:
+    async def read_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        raise ConnectionError  # read the whole POST, then drop the connection without a byte
+
+    async with RawServer(read_and_close) as server, make_client() as client:
+        recs = []
+        for i in range(5):
+            rec = RequestRecord(f"r{i}", 1, 0, time.monotonic(), time.time())
+            await execute(client, server.url, {}, b'{"n": %d}' % i, True, rec, ChunkCounter())
+            recs.append(rec)
+    assert len(server.requests) == 5  # exactly one POST per request: a fresh connection is never sent twice
+    assert all(r.error_kind == "reset" and not r.resent and r.reused is None for r in recs)
+
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if n % 2 == 0:  # the connection was kept after the first answer; the server closes it unanswered
+            raise ConnectionError
+        writer.write(COMPLETION)
+
+    async with RawServer(answer_then_close) as server, make_client() as client:
+        first = RequestRecord("a", 1, 0, time.monotonic(), time.time())
+        await execute(client, server.url, {}, b"{}", True, first, ChunkCounter())
+        second = RequestRecord("b", 1, 0, time.monotonic(), time.time())
+        await execute(client, server.url, {}, b"{}", False, second, ChunkCounter())
+    assert second.resent and second.ok and server.connections == 2  # a reused connection's unread POST, sent again
+    assert len(server.requests) == 3
+
+
+async def test_each_request_knows_its_connect_and_its_time_to_headers() -> None:
+    delay = 0.3
+
+    async def slow_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await asyncio.sleep(delay)  # the front end takes its time before the headers
+        writer.write(OK)
+
+    async with RawServer(slow_head) as server, WirePool() as pool:
+        first, _ = await read_all(pool, server.url)
+        second, _ = await read_all(pool, server.url)
+    assert first.reused is False and first.connect_s > 0 and first.tls_s is None
+    assert second.reused is True and second.connect_s == 0
+    for r in (first, second):
+        assert delay <= r.headers_s < delay + 1.0, r.headers_s
+
+
+STREAM = (
+    b"".join(
+        b'data: {"choices": [{"text": "t%d", "finish_reason": %s}]}\n\n' % (i, b'"stop"' if i == 2 else b"null")
+        for i in range(3)
+    )
+    + b"data: [DONE]\n\n"
+)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def test_done_ends_the_answer_even_if_the_body_never_does() -> None:
+    async def never_ends(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(CHUNKED_HEAD + _chunk(STREAM))  # and never the last chunk
+
+    async with RawServer(never_ends) as server, make_client() as client:
+        rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+        await asyncio.wait_for(execute(client, server.url, {}, b"{}", True, rec, ChunkCounter()), 10)
+        assert rec.ok and rec.chunks == 3, rec.error
+        await until(lambda: client.wire.connections == 0)  # dropped after the linger, not pooled
+        await until(lambda: server.closed == 1)
+
+    async def ends_later(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(CHUNKED_HEAD + _chunk(STREAM))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"0\r\n\r\n")  # the framing's end, a moment after [DONE]
+
+    async with RawServer(ends_later) as server, make_client() as client:
+        for _ in range(3):
+            rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+            await execute(client, server.url, {}, b"{}", True, rec, ChunkCounter())
+            assert rec.ok and rec.chunks == 3
+            await until(lambda: client.wire.connections == 1 and any(client.wire._idle.values()))
+        assert server.connections == 1  # the lingering connection was pooled once its framing ended

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import AsyncIterator
 
-from llmsurge.engine.sse import SSEParser
+import pytest
+
+from llmsurge.engine.client import ChunkCounter, _parse_stream
+from llmsurge.engine.sse import BOM, ErrorEvent, SSEParser
+from llmsurge.metrics.records import RequestRecord
 from tests.conftest import FIXTURES
 
 
@@ -36,3 +42,58 @@ def test_last_event_without_blank_line_is_flushed() -> None:
     p = SSEParser()
     assert p.feed(b'data: {"x": 1}\n\ndata: [DONE]') == [b'{"x": 1}']
     assert p.flush() == [b"[DONE]"]
+
+
+def test_a_bom_at_the_streams_start_is_skipped_however_it_is_split() -> None:
+    data = (FIXTURES / "sse_chat_vllm.txt").read_bytes()
+    plain = _payloads(data, len(data))
+    for step in (1, 2, 3, 4, 64, len(data) + 3):
+        assert _payloads(BOM + data, step) == plain, step
+    assert _payloads(b"data: 1\n\n" + BOM + b"data: 2\n\n", 1) == [b"1"]  # only at the start: later it is data
+
+
+def test_an_error_event_keeps_the_servers_word_whatever_its_shape() -> None:
+    data = b'data: {"x": 1}\n\nevent: error\ndata: the engine died\n\n'
+    for step in (1, 5, len(data)):
+        out = _payloads(data, step)
+        assert out == [b'{"x": 1}', b"the engine died"] and type(out[1]) is ErrorEvent
+    assert type(_payloads(b"event: error\ndata: {}", 100)[0]) is ErrorEvent  # unterminated, at the close
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b'{"error": {"message": "out of memory", "code": 500}}', "out of memory"),
+        (b'{"type": "error", "message": "overloaded"}', "overloaded"),
+        (b'{"error": "rate limited"}', "rate limited"),
+        (b"[1, 2]", "[1, 2]"),
+        (b"plain text, no JSON", "plain text, no JSON"),
+        (b"", "the server sent an error event"),
+    ],
+)
+async def test_an_error_event_fails_the_request_with_the_servers_message(data: bytes, said: str) -> None:
+    stream = b'data: {"choices": [{"text": "a", "finish_reason": null}]}\n\nevent: error\ndata: ' + data + b"\n\n"
+    rec = await _stream(stream)
+    assert (rec.status, rec.error_kind, rec.error) == ("failed", "stream_error", said)
+
+
+async def test_a_bom_does_not_move_ttft_to_the_second_token() -> None:
+    body = b"".join(
+        b'data: {"choices": [{"text": "t%d", "finish_reason": %s}]}\n\n' % (i, b'"stop"' if i == 2 else b"null")
+        for i in range(3)
+    )
+    plain, bommed = await _stream(body), await _stream(BOM + body)
+    assert plain.ok and bommed.ok
+    assert bommed.chunks == plain.chunks == 3 and len(bommed.itl) == 2
+
+
+async def _stream(body: bytes) -> RequestRecord:
+    """``body`` as an event stream's chunks, read by the client as from the wire."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 7):
+            yield body[i : i + 7]
+
+    rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+    await _parse_stream(chunks(), rec, ChunkCounter())
+    return rec

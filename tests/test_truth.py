@@ -91,7 +91,7 @@ def test_idle_connections_closed_by_the_server_cost_no_request(closing_url: str,
     s = _summary(out)
     rows = [json.loads(x) for x in (out / "requests.jsonl").read_text().splitlines()]
     assert s["failed"] == 0 and s["completed"] == 24, s["errors"]
-    assert sum(x["retries"] for x in rows) > 0  # stale connections were met, and re-sent
+    assert sum(x["resent"] for x in rows) > 0  # stale connections were met, and re-sent
 
 
 # ---- 3. starvation is told apart from a busy client ---------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from llmsurge.engine.http1 import BadAnswer, ConnectFailed, Disconnected, WireError, WirePool
 from llmsurge.engine.scenario import RequestShape
-from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
+from llmsurge.engine.sse import ErrorEvent, SSEEventTooLarge, SSEParser
 from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
 from llmsurge.net import Target
 from llmsurge.redaction import redact
@@ -201,18 +201,12 @@ def _os_limit(exc: BaseException) -> str:
     return ""
 
 
-def _stale_connection(exc: BaseException) -> bool:
-    """A pooled keep-alive connection the server had already closed (llama.cpp closes idle ones after 5 s):
-    the request never reached the server, so a re-send on a fresh connection measures the server, not the pool."""
-    if isinstance(exc, Disconnected):
-        return not exc.answered
-    cause = exc.__cause__ or exc
-    aiohttp = sys.modules.get("aiohttp")  # an httpx fault on aiohttp's transport
-    if aiohttp is not None and isinstance(cause, aiohttp.ServerDisconnectedError):
-        return True
-    if isinstance(cause, (BrokenPipeError, ConnectionResetError)):
-        return True
-    return "Can not write request body" in str(exc)
+def _unread(exc: BaseException) -> bool:
+    """Whether a request provably never reached the server, so sending it again cannot double it: a *reused*
+    pooled keep-alive connection that closed before one byte of the answer came (llama.cpp closes idle ones after
+    5 s), as browsers and curl judge it. A fresh connection that closed is not: the server may have read the POST
+    and dropped it (a crash, an overloaded front end), and a load tester never doubles a request."""
+    return isinstance(exc, Disconnected) and exc.reused and not exc.answered
 
 
 def _transport_errors(client: Client) -> tuple[type[BaseException], ...]:
@@ -243,9 +237,10 @@ async def execute(
     """Send one request and measure it into ``rec`` (``rec.start`` must be set just before the call).
 
     Never raises for server or transport faults: they become ``rec.status = failed`` with a kind. A request
-    that died on a stale pooled connection before any response byte arrived is re-sent once, on
-    ``resend_client`` (a client that opens a fresh connection per request) when given. Cancellation
-    propagates so the caller can record it.
+    that died on a reused pooled connection before any response byte arrived (it provably went unread) is re-sent
+    once, on ``resend_client`` (a client that opens a fresh connection per request) when given; nothing else is
+    ever sent twice. The answer's phases are kept in ``rec``: the connection (``reused``, ``connect``, ``tls``) and
+    the time to its headers. Cancellation propagates so the caller can record it.
     """
     for attempt in range(2):
         got_response = False
@@ -254,10 +249,12 @@ async def execute(
             if wire is not None:  # the hot path: our own HTTP/1.1 client
                 r = await wire.post(url, body, headers)
                 got_response = True
+                rec.reused, rec.connect, rec.tls, rec.headers = r.reused, r.connect_s, r.tls_s, r.headers_s
+                said_done = False
                 try:
-                    await _answered(r.status, r.headers, r, stream, rec, counter)
+                    said_done = await _answered(r.status, r.headers, r, stream, rec, counter)
                 finally:
-                    r.release()
+                    r.release(linger=said_done)
             else:
                 assert not isinstance(client, WirePool)
                 async with client.stream("POST", url, content=body, headers=headers) as resp:
@@ -265,8 +262,8 @@ async def execute(
                     await _answered(resp.status_code, resp.headers, resp.aiter_raw(), stream, rec, counter)
             return
         except _transport_errors(client) as exc:
-            if attempt == 0 and not got_response and _stale_connection(exc):
-                rec.retries += 1
+            if attempt == 0 and not got_response and _unread(exc):
+                rec.resent = True
                 rec.start = _now()  # the failed write on a dead pooled connection is not the server's time
                 client = resend_client or client
                 continue
@@ -281,28 +278,31 @@ async def _answered(
     stream: bool,
     rec: RequestRecord,
     counter: ChunkCounter,
-) -> None:
+) -> bool:
     """Read an answer (its headers came): a refusal, JSON where a stream was asked, a stream, or a whole body.
     The body is read as it came off the wire; one that arrived encoded despite ``Accept-Encoding: identity`` is
-    decoded (gateways and proxies encode streams whatever the request accepted)."""
+    decoded (gateways and proxies encode streams whatever the request accepted). True when a stream ended by its
+    own ``[DONE]`` (its framing may end later, or never)."""
     encoding = (headers.get("content-encoding") or "").strip().lower()
     chunks = _decoded(raw, encoding) if encoding and encoding != "identity" else raw
     try:
         if status < 200 or status >= 300:
             await _refused(status, headers, chunks, rec)
-            return
+            return False
         rec.http_status = status
         if stream and (headers.get("content-type") or "").startswith("application/json"):
             why = _error_text(await _read_capped(chunks))
             rec.fail(Failure.PROTOCOL, "the server answered JSON, not an event stream" + (f": {why}" if why else ""))
-            return
+            return False
         if stream:
-            await _parse_stream(chunks, rec, counter)
-        else:
-            body = b"".join([c async for c in chunks])
-            _finish_plain(body, _now(), rec, counter)
+            return await _parse_stream(chunks, rec, counter)
+        body = await _read_capped(chunks, PLAIN_BODY_CAP, what="answer")
+        _finish_plain(body, _now(), rec, counter)
     except EncodingError as exc:
         rec.fail(Failure.PROTOCOL, str(exc))
+    except BodyTooLarge as exc:
+        rec.fail(Failure.PROTOCOL, str(exc))
+    return False
 
 
 async def run_request(
@@ -369,12 +369,24 @@ RETRY_AFTER_MAX_S = 30.0
 again)."""
 
 
-async def _read_capped(chunks: AsyncIterator[bytes], cap: int = ERROR_BODY_CAP) -> bytes:
-    """At most ``cap`` bytes of the body (decoded): an error answer can be endless too."""
+PLAIN_BODY_CAP = 64 * 1024 * 1024
+"""Bytes of a whole (not streamed) answer read: an embeddings batch of 1,024 inputs of 4,096 floats is ~40 MB as
+JSON; a larger answer is refused, never held whole."""
+
+
+class BodyTooLarge(Exception):
+    """A whole answer longer than this client reads."""
+
+
+async def _read_capped(chunks: AsyncIterator[bytes], cap: int = ERROR_BODY_CAP, what: str = "") -> bytes:
+    """At most ``cap`` bytes of the body (decoded): an error answer can be endless too. With ``what`` named, a body
+    longer than ``cap`` raises :class:`BodyTooLarge` instead of being cut."""
     out = bytearray()
     async for chunk in chunks:
         out.extend(chunk)
         if len(out) >= cap:
+            if what and len(out) > cap:
+                raise BodyTooLarge(f"the {what} is longer than {cap // (1024 * 1024)} MB: not read whole")
             break
     return bytes(out[:cap])
 
@@ -443,7 +455,7 @@ async def _decoded(chunks: AsyncIterator[bytes], encoding: str) -> AsyncIterator
         yield tail
 
 
-async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counter: ChunkCounter) -> None:
+async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counter: ChunkCounter) -> bool:
     parser = SSEParser()
     st = rec.start
     last = 0.0
@@ -453,24 +465,29 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
     saw_choices = False
     texts = rec.text
     fold = 0 if rec.text_whole else TEXT_FOLD
+    ended = False
     async for raw in chunks:
         t = _now()
         try:
             payloads = parser.feed(raw)
         except SSEEventTooLarge as exc:
             rec.fail(Failure.PROTOCOL, str(exc))
-            return
+            return False
         for payload in payloads:
             if payload == b"[DONE]":
+                ended = True  # the answer's end, whether or not the body ends (a connection that stays open is dropped)
                 continue
+            if type(payload) is ErrorEvent:
+                rec.fail(Failure.STREAM_ERROR, _event_error(payload))
+                return False
             try:
                 msg = _decode_json(payload.decode())
             except ValueError:
                 rec.fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
-                return
+                return False
             if not isinstance(msg, dict):
                 rec.fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
-                return
+                return False
             event = msg.get("type")
             thinking = False
             if event is not None and "choices" not in msg:  # the Responses API: typed events
@@ -490,7 +507,7 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                     elif event in ("response.failed", "error"):
                         response = msg.get("response")
                         rec.fail(Failure.STREAM_ERROR, _error_message(response if isinstance(response, dict) else msg))
-                        return
+                        return False
                     continue  # created, in_progress, output_item.added …: no token
             else:
                 u = msg.get("usage")
@@ -503,12 +520,12 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                 if not choices:
                     if "error" in msg:
                         rec.fail(Failure.STREAM_ERROR, _error_message(msg))
-                        return
+                        return False
                     continue
                 choice = choices[0] if isinstance(choices, list) else None
                 if not isinstance(choice, dict):
                     rec.fail(Failure.PROTOCOL, f"a choices entry that is not an object: {payload[:80]!r}")
-                    return
+                    return False
                 if counter.delays is not None and "llmsurge_sent" in msg:
                     counter.delays.append(t - msg["llmsurge_sent"])
                 delta = choice.get("delta")
@@ -552,7 +569,29 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                     rec.keep_text()
             if reason:
                 rec.finish_reason = str(reason)
+        if ended:
+            parser.flush()  # [DONE] is the last event: whatever follows it is not the answer's
+            break
     _end_stream(rec, parser, last if saw_choices else None, content_chunks, usage)
+    return ended
+
+
+def _event_error(payload: bytes) -> str:
+    """The server's message in an ``event: error``, whatever its data's shape: JSON's ``error.message``, ``message``
+    or ``error``, else the JSON or the text itself."""
+    text = payload.decode(errors="replace")
+    try:
+        msg = _loads(text)
+    except ValueError:
+        return text or "the server sent an error event"
+    if isinstance(msg, dict):
+        err = msg.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        for key in ("message", "error", "detail"):
+            if msg.get(key):
+                return str(msg[key])
+    return text
 
 
 RESPONSE_TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})

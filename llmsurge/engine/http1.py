@@ -4,22 +4,31 @@ Why our own: a worker at the request-rate ceiling spent more CPU in aiohttp's pe
 response objects, a multidict of headers, the connector's bookkeeping, a stream reader and its timers) than in
 everything the measurement needs, and a bare aiohttp loop — the reference the client is held to — pays the same
 (bench/RESULTS.md, "request-rate ceiling"). This module does only what the hot path uses: POST a body, read the
-status and headers, hand over the body's bytes as each read brings them (chunked, Content-Length, or until close),
-and keep the connection for the next request when the answer ended cleanly. Everything else (probes, discovery,
-redirects, cookies, proxies) stays on httpx.
+status and headers, hand over the body's bytes as each read brings them, and keep the connection for the next
+request when the answer ended cleanly with nothing after it. Everything else (probes, discovery, redirects, cookies,
+proxies) stays on httpx.
+
+The framing is llhttp's (Node.js's parser, through ``httptools``, as uvicorn uses it): it reads RFC 9112 as it is
+written — chunked bodies with extensions and trailers, Content-Length, a body until the close, 1xx answers before
+the final one — and refuses what the RFC refuses (Content-Length beside Transfer-Encoding, bad or conflicting
+lengths, a chunk size that overflows). Its leniency flags accept what curl and httpx read too: bare-LF heads, obs-fold
+(unfolded, as §5.2 asks of a user agent) and whitespace before a chunk extension's ``;``. Each read is fed to the
+parser as it arrives, so the time the headers were complete is the time their bytes came.
 
 Faults are :class:`WireError`\\ s: :class:`ConnectFailed` (no connection; the OS error is its cause),
-:class:`Disconnected` (the server closed the connection; ``answered`` says whether any of the answer came) and
-:class:`BadAnswer` (not HTTP/1.x as the RFC writes it).
+:class:`Disconnected` (the server closed the connection; ``answered`` says whether any of the answer came, ``reused``
+whether the connection came from the pool) and :class:`BadAnswer` (not HTTP/1.x as the RFC writes it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
+
+import httptools
 
 import llmsurge
 from llmsurge.net import tls_context
@@ -30,9 +39,18 @@ KEEPALIVE_S = 4.0
 """Idle seconds before we drop a pooled connection ourselves: below llama.cpp's 5 s, so we never write a request
 into a connection the server has just closed."""
 HIGH_WATER = 1 << 20
-"""Unread bytes held before the socket stops being read (resumed when the reader comes for more)."""
-_CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})(?:;[^\r\n]*)?\r\n")
-"""A chunk-size line (its extensions ignored)."""
+"""Unread body bytes held before the socket stops being read (resumed when the reader comes for more)."""
+LENIENCIES = {
+    "lenient_optional_cr_before_lf": True,  # bare-LF status and header lines (curl and httpx read them)
+    "lenient_headers": True,  # obs-fold, unfolded into one value (RFC 9112 §5.2: a user agent MUST)
+    "lenient_spaces_after_chunk_size": True,  # "5 ;ext" (whitespace before a chunk extension)
+}
+"""What llhttp accepts beyond its strict reading; everything else it refuses is refused."""
+LINGER_S = 1.0
+"""How long an answer that ended by its own word (SSE's ``[DONE]``) may take to end its framing too, off the
+request's time, before its connection is dropped rather than pooled."""
+
+_now = time.monotonic
 
 
 class WireError(Exception):
@@ -44,49 +62,223 @@ class ConnectFailed(WireError):
 
 
 class Disconnected(WireError):
-    """The server closed the connection; ``answered``: some of its answer had come."""
+    """The server closed the connection; ``answered``: some of its answer had come; ``reused``: the connection had
+    carried an earlier request (only then may a request that got no byte back be sent again)."""
 
-    def __init__(self, message: str, answered: bool) -> None:
+    def __init__(self, message: str, answered: bool, reused: bool = False) -> None:
         super().__init__(message)
         self.answered = answered
+        self.reused = reused
 
 
 class BadAnswer(WireError):
-    """An answer that is not HTTP/1.x."""
+    """An answer that is not HTTP/1.x as RFC 9112 writes it."""
+
+
+def _http2(first: bytes) -> bool:
+    """Whether an answer's first bytes are HTTP/2's: a status line of version 2, or a SETTINGS frame (a server that
+    speaks only HTTP/2 answers an HTTP/1.1 request with its preface)."""
+    return first.startswith((b"HTTP/2", b"PRI * HTTP/2")) or (len(first) >= 9 and first[3] == 4 and first[:1] == b"\0")
 
 
 class _Conn(asyncio.Protocol):
-    """One connection: bytes received wait in ``buf`` for the reader."""
+    """One connection and the answer being read on it: each read goes through llhttp as it arrives; the body's
+    bytes wait in ``body`` for the reader."""
 
-    __slots__ = ("buf", "closed", "idle_since", "paused", "route", "transport", "waiter")
+    __slots__ = (
+        "body",
+        "close_delimited",
+        "closed",
+        "complete",
+        "connect_s",
+        "dirty",
+        "error",
+        "first",
+        "head_at",
+        "head_bytes",
+        "head_done",
+        "head_size",
+        "headers",
+        "idle_since",
+        "interim",
+        "keep",
+        "on_end",
+        "parser",
+        "paused",
+        "pending",
+        "reading",
+        "route",
+        "status",
+        "tls_s",
+        "transport",
+        "uses",
+        "version",
+        "waiter",
+    )
 
     def __init__(self, route: _Route) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.route = route
         self.closed = False
+        self.dirty = False  # bytes came that belong to no request: never reused
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
         self.idle_since = 0.0
-        self.route = route
+        self.uses = 0
+        self.on_end: Callable[[], None] | None = None  # a released answer lingers until its framing ends
+        self.connect_s = 0.0
+        self.tls_s: float | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.parser.set_dangerous_leniencies(**LENIENCIES)
+        self._reset()
+        self.reading = False
+
+    def _reset(self) -> None:
+        """Ready for the next answer."""
+        self.status = 0
+        self.version = ""
+        self.headers: dict[str, str] = {}
+        self.head_done = False
+        self.head_bytes = 0  # bytes read while the head was not complete (an endless head is cut off)
+        self.head_size = 0  # the headers' own bytes
+        self.head_at = 0.0
+        self.interim = False
+        self.complete = False
+        self.keep = False
+        self.close_delimited = False
+        self.error: BadAnswer | None = None
+        self.first = b""
+        self.body: list[bytes] = []
+        self.pending = 0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) > HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
+        if not self.reading or self.complete:
+            self.dirty = True  # bytes with no request to answer (or after the answer's end): not reused
+            if not self.reading:
+                return
+        if not self.head_done:
+            if not self.first:
+                self.first = data[:16]
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BadAnswer("the server switched protocols (101): llmsurge's load client speaks HTTP/1.1"))
+        except httptools.HttpParserError as exc:
+            if self.complete:
+                self.dirty = True  # bytes after a whole answer: the answer stands, the connection is not reused
+            elif self.error is None:
+                self._fail(self._refusal(exc))
+        if not self.head_done and self.error is None and self.head_bytes > HEAD_LIMIT:
+            self._fail(BadAnswer(f"the answer's headers exceed {HEAD_LIMIT // 1024} KB"))
+        if self.on_end is not None:
+            self.body.clear()  # after the answer's own end: not the answer
+            self.pending = 0
+            if self.complete or self.error is not None:
+                self._ended()
         self._wake()
 
     def eof_received(self) -> bool:
-        self.closed = True
-        self._wake()
+        self._lost()
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    # -- llhttp's callbacks ----------------------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.dirty = True  # a second answer to one request
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done or self.complete:
+            return  # trailers (after the last chunk) and anything after the answer: not the answer's headers
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > HEAD_LIMIT:
+            self._fail(BadAnswer(f"the answer's headers exceed {HEAD_LIMIT // 1024} KB"))
+            raise self.error  # type: ignore[misc]  # stops the parser
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1").strip()
+        headers = self.headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        parser = self.parser
+        status = parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the answer follows (101 raises an upgrade)
+            self.interim = True
+            self.headers = {}
+            return
+        self.status = status
+        self.version = parser.get_http_version()
+        self.keep = parser.should_keep_alive()
+        headers = self.headers
+        coding = headers.get("transfer-encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked":
+                self._fail(BadAnswer(f"a transfer coding this client does not decode: {coding[:60]!r}"))
+                raise self.error  # type: ignore[misc]  # stops the parser
+            if self.version == "1.0":
+                self.keep = False  # RFC 9112 §6.1: chunked in HTTP/1.0 is faulty framing; close after it
+        self.close_delimited = coding is None and "content-length" not in headers and status not in (204, 304)
+        if self.close_delimited:
+            self.keep = False
+        self.head_at = _now()
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
+        self.body.append(body)
+        self.pending += len(body)
+        if self.pending > HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.head_done:
+            self.complete = True
+
+    # -- for the pool and the reader -------------------------------------------------------------------------------
+
+    def _refusal(self, exc: Exception) -> BadAnswer:
+        first = self.first
+        if not self.head_done and _http2(first):
+            return BadAnswer(
+                "the server speaks only HTTP/2: llmsurge's load client speaks HTTP/1.1 (serve HTTP/1.1 too)"
+            )
+        where = "the answer's body" if self.head_done else "the answer's head"
+        what = f" (it began {first!r})" if not self.head_done and first else ""
+        return BadAnswer(f"not HTTP/1.x as RFC 9112 writes it, in {where}: {exc}{what}")
+
+    def _fail(self, error: BadAnswer) -> None:
+        if self.error is None:
+            self.error = error
+        self.dirty = True
+
+    def _lost(self) -> None:
         self.closed = True
+        if self.head_done and not self.complete and self.close_delimited:
+            self.complete = True  # a body until the close: the close is its end
+        if self.on_end is not None:
+            self._ended()
         self._wake()
+
+    def _ended(self) -> None:
+        end, self.on_end = self.on_end, None
+        if end is not None:
+            end()
 
     def _wake(self) -> None:
         w = self.waiter
@@ -95,15 +287,19 @@ class _Conn(asyncio.Protocol):
             if not w.done():
                 w.set_result(None)
 
-    async def more(self, answered: bool) -> None:
-        """Wait for bytes beyond those in ``buf``; raises :class:`Disconnected` when none will come."""
-        if self.closed:
-            raise Disconnected(
-                "the server closed the connection " + ("mid-answer" if answered else "before answering"), answered
-            )
+    def take(self) -> bytes:
+        """The body's bytes received and not yet read."""
+        body = self.body
+        data = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        self.pending = 0
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
+        return data
+
+    async def wait(self) -> None:
+        """Until the next read (or the close)."""
         w = self.waiter = asyncio.get_running_loop().create_future()
         await w
 
@@ -191,51 +387,81 @@ class WirePool:
         if route is None:
             route = self._routes[url] = _Route(url, self._tls)
         head = route.head(headers, self._fresh)
-        conn = self._pooled(route.key) or await self._connect(route)
+        conn = self._pooled(route.key)
+        reused = conn is not None
+        if conn is None:
+            conn = await self._connect(route)
         transport = conn.transport
         assert transport is not None
+        conn._reset()
+        conn.reading = True
+        conn.uses += 1
+        sent = _now()
         transport.write(head + b"%d\r\n\r\n" % len(body) + body)
         try:
-            return await _read_head(conn, self)
+            while not conn.head_done:
+                if conn.error is not None:
+                    raise conn.error
+                if conn.closed:
+                    answered = bool(conn.first)
+                    where = "mid-answer" if answered else "before answering"
+                    raise Disconnected(f"the server closed the connection {where}", answered, reused)
+                await conn.wait()
+            if conn.error is not None:
+                raise conn.error
         except BaseException:
             self._drop(conn)
             raise
+        return WireResponse(conn, self, reused, sent)
 
     def _pooled(self, key: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(key)
         if not idle:
             return None
-        now = time.monotonic()
+        now = _now()
         while idle:
             conn = idle.pop()
-            if not conn.closed and not conn.buf and now - conn.idle_since < self._keepalive_s:
+            if not conn.closed and not conn.dirty and now - conn.idle_since < self._keepalive_s:
                 return conn
             self._drop(conn)
         return None
 
     async def _connect(self, route: _Route) -> _Conn:
         loop = asyncio.get_running_loop()
+        t0 = _now()
         try:
-            _, conn = await loop.create_connection(
-                lambda: _Conn(route),
-                route.host,
-                route.port,
-                ssl=route.tls,
-                server_hostname=route.server_hostname,
-                local_addr=self._local,
+            transport, conn = await loop.create_connection(
+                lambda: _Conn(route), route.host, route.port, local_addr=self._local
             )
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {route.host}:{route.port}: {exc}") from exc
         self._open.add(conn)
+        t1 = _now()
+        conn.connect_s = t1 - t0
+        if route.tls is not None:  # the handshake apart from the connect: each has its own figure
+            try:
+                secure = await loop.start_tls(transport, conn, route.tls, server_hostname=route.server_hostname)
+            except (OSError, ConnectionError) as exc:
+                self._drop(conn)
+                raise ConnectFailed(f"TLS with {route.host}:{route.port} failed: {exc}") from exc
+            except BaseException:
+                self._drop(conn)
+                raise
+            if secure is None:
+                self._drop(conn)
+                raise ConnectFailed(f"TLS with {route.host}:{route.port} failed: the connection closed")
+            conn.transport = secure
+            conn.tls_s = _now() - t1
         if self._closed:
             self._drop(conn)
             raise ConnectFailed("the client is closed")
         return conn
 
     def _done(self, conn: _Conn, reusable: bool) -> None:
-        """An answer was read to its end: keep the connection for the next request, or close it."""
-        if reusable and not self._fresh and not self._closed and not conn.closed and not conn.buf:
-            conn.idle_since = time.monotonic()
+        """An answer was read (to its end, or not): keep the connection for the next request, or close it."""
+        conn.reading = False
+        if reusable and not self._fresh and not self._closed and not conn.closed and not conn.dirty:
+            conn.idle_since = _now()
             self._idle.setdefault(conn.route.key, []).append(conn)
             if self._sweep_timer is None:
                 self._sweep_timer = asyncio.get_running_loop().call_later(self._keepalive_s, self._sweep)
@@ -246,11 +472,11 @@ class WirePool:
         """Close pooled connections idle past the keep-alive (or closed by the server) that no request took, as
         when the load drops from a thousand streams to ten; again while any stay pooled."""
         self._sweep_timer = None
-        now = time.monotonic()
+        now = _now()
         for key, idle in list(self._idle.items()):
             kept = []
             for conn in idle:
-                if not conn.closed and now - conn.idle_since < self._keepalive_s:
+                if not conn.closed and not conn.dirty and now - conn.idle_since < self._keepalive_s:
                     kept.append(conn)
                 else:
                     self._drop(conn)
@@ -288,76 +514,24 @@ class WirePool:
         return len(self._open)
 
 
-async def _read_head(conn: _Conn, pool: WirePool) -> WireResponse:
-    """Status line and headers (informational 1xx answers skipped)."""
-    while True:
-        buf = conn.buf
-        end = buf.find(b"\r\n\r\n")
-        while end < 0:
-            if len(buf) > HEAD_LIMIT:
-                raise BadAnswer(f"the answer's headers exceed {HEAD_LIMIT // 1024} KB")
-            await conn.more(answered=bool(buf))
-            end = buf.find(b"\r\n\r\n")
-        if end > HEAD_LIMIT:
-            raise BadAnswer(f"the answer's headers exceed {HEAD_LIMIT // 1024} KB")
-        lines = bytes(buf[:end]).split(b"\r\n")
-        del buf[: end + 4]
-        version, _, rest = lines[0].partition(b" ")
-        code = rest[:3]
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit() or rest[3:4] not in b" ":
-            raise BadAnswer(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        status = int(code)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
-                raise BadAnswer(f"a malformed header line: {line[:80]!r}")
-            key = name.decode("latin-1").lower()
-            text = value.strip().decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        if 100 <= status < 200:
-            if status == 101:
-                raise BadAnswer("the server switched protocols")
-            continue  # 100 Continue, 103 Early Hints: the answer follows
-        return WireResponse(conn, pool, version, status, headers)
-
-
-def _tokens(value: str | None) -> set[str]:
-    return {t.strip().lower() for t in value.split(",")} if value else set()
-
-
 class WireResponse:
-    """An answer's status and headers (names in lower case); iterate it for the body's bytes as they arrive."""
+    """An answer's status and headers (names in lower case); iterate it for the body's bytes as they arrive.
 
-    __slots__ = ("_conn", "_done", "_keep", "_left", "_mode", "_pool", "headers", "status")
+    Its phases: ``reused`` (the connection came from the pool), ``connect_s`` and ``tls_s`` (this request's own
+    connection: 0 and None when reused, ``tls_s`` None over plain HTTP) and ``headers_s`` (request written → the
+    head's last byte read)."""
 
-    def __init__(self, conn: _Conn, pool: WirePool, version: bytes, status: int, headers: dict[str, str]) -> None:
-        self.status = status
-        self.headers = headers
+    __slots__ = ("_conn", "_pool", "connect_s", "headers", "headers_s", "reused", "status", "tls_s")
+
+    def __init__(self, conn: _Conn, pool: WirePool, reused: bool, sent: float) -> None:
+        self.status = conn.status
+        self.headers = conn.headers
+        self.reused = reused
+        self.connect_s = 0.0 if reused else conn.connect_s
+        self.tls_s = None if reused else conn.tls_s
+        self.headers_s = conn.head_at - sent
         self._conn = conn
         self._pool = pool
-        connection = _tokens(headers.get("connection"))
-        self._keep = "keep-alive" in connection if version == b"HTTP/1.0" else "close" not in connection
-        self._left = 0  # chunked: bytes left in this chunk (-1: its CRLF is next; -2: trailers); else body bytes
-        self._done = False
-        coding = headers.get("transfer-encoding")
-        length = headers.get("content-length")
-        if status in (204, 304):
-            self._mode, self._done = "none", True
-        elif coding is not None:
-            if [t.strip().lower() for t in coding.split(",")][-1] == "chunked":
-                self._mode = "chunked"
-            else:
-                self._mode, self._keep = "close", False
-        elif length is not None:
-            sizes = {v.strip() for v in length.split(",")}
-            size = sizes.pop() if len(sizes) == 1 else ""
-            if not size.isdigit():
-                raise BadAnswer(f"a malformed Content-Length: {length[:40]!r}")
-            self._mode, self._left = "length", int(size)
-            self._done = self._left == 0
-        else:
-            self._mode, self._keep = "close", False
 
     def __aiter__(self) -> WireResponse:
         return self
@@ -365,90 +539,46 @@ class WireResponse:
     async def __anext__(self) -> bytes:
         conn = self._conn
         while True:
-            data = self._take(conn.buf) if conn.buf else b""
-            if data:
-                return data
-            if self._done:
+            if conn.body:
+                return conn.take()
+            if conn.error is not None:
+                raise conn.error
+            if conn.complete:
                 raise StopAsyncIteration
-            if conn.closed and self._mode == "close":
-                self._done = True
-                raise StopAsyncIteration
-            await conn.more(answered=True)
+            if conn.closed:
+                raise Disconnected("the server closed the connection mid-answer", True)
+            await conn.wait()
 
-    def _take(self, buf: bytearray) -> bytes:
-        """The body's bytes in ``buf``, taken out of it (chunk framing removed)."""
-        if self._mode == "chunked":
-            return self._chunks(buf)
-        if self._mode == "length":
-            n = min(self._left, len(buf))
-            data = bytes(buf[:n])
-            del buf[:n]
-            self._left -= n
-            self._done = self._left == 0
-            return data
-        if self._mode == "close":
-            data = bytes(buf)
-            buf.clear()
-            return data
-        return b""
+    @property
+    def ended(self) -> bool:
+        """Whether the whole answer has been read (its end, by its own framing or the close)."""
+        conn = self._conn
+        return conn is not None and conn.complete and not conn.body
 
-    def _chunks(self, buf: bytearray) -> bytes:
-        out: list[bytes | bytearray] = []
-        pos, size = 0, len(buf)
-        left = self._left
-        while pos < size:
-            if left > 0:  # inside a chunk's data
-                n = min(left, size - pos)
-                out.append(buf[pos : pos + n])
-                pos += n
-                left -= n
-                if left == 0:
-                    left = -1
-            elif left == -1:  # the CRLF after a chunk's data
-                if size - pos < 2:
-                    break
-                if buf[pos : pos + 2] != b"\r\n":
-                    raise BadAnswer("a chunk not followed by CRLF")
-                pos += 2
-                left = 0
-            elif left == 0:  # a chunk-size line
-                m = _CHUNK_SIZE.match(buf, pos)
-                if m is None:
-                    if buf.find(b"\r\n", pos, pos + 1026) >= 0 or size - pos > 1024:
-                        raise BadAnswer(f"a malformed chunk size: {bytes(buf[pos : pos + 40])!r}")
-                    break
-                pos = m.end()
-                left = int(m.group(1), 16)
-                if left == 0:
-                    left = -2
-                    continue
-                end = pos + left
-                if end + 2 <= size:  # the whole chunk and its CRLF are here (the usual case: one SSE event)
-                    if buf[end : end + 2] != b"\r\n":
-                        raise BadAnswer("a chunk not followed by CRLF")
-                    out.append(buf[pos:end])
-                    pos = end + 2
-                    left = 0
-            else:  # after the last chunk: trailer lines, then an empty one
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    if size - pos > HEAD_LIMIT:
-                        raise BadAnswer("trailers longer than 64 KB")
-                    break
-                empty = eol == pos
-                pos = eol + 2
-                if empty:
-                    self._done = True
-                    break
-        del buf[:pos]
-        self._left = left
-        return b"".join(out)
-
-    def release(self) -> None:
-        """Done with this answer: its connection goes back to the pool if the answer was read to its end."""
+    def release(self, linger: bool = False) -> None:
+        """Done with this answer: its connection goes back to the pool if the answer was read to its end, cleanly,
+        with nothing after it, and both sides keep it alive. ``linger``: the answer ended by its own word (SSE's
+        ``[DONE]``) before its framing did; the connection is pooled if the framing ends within :data:`LINGER_S`
+        (what follows is thrown away), else dropped — the request does not wait for it."""
         conn, self._conn = self._conn, None  # type: ignore[assignment]
-        if conn is not None:
-            self._pool._done(conn, self._done and self._keep)
+        if conn is None:
+            return
+        pool = self._pool
+        if linger and not conn.complete and conn.error is None and not conn.closed:
+            conn.body.clear()
+            conn.pending = 0
+            if conn.paused and conn.transport is not None:
+                conn.paused = False
+                conn.transport.resume_reading()
+            timer = asyncio.get_running_loop().call_later(LINGER_S, conn._ended)
+
+            def ended() -> None:
+                timer.cancel()
+                pool._done(conn, conn.complete and conn.error is None and conn.keep)
+
+            conn.on_end = ended
+            return
+        pool._done(conn, conn.complete and not conn.body and conn.error is None and conn.keep)
 
 
 __all__ = ["BadAnswer", "ConnectFailed", "Disconnected", "WireError", "WirePool", "WireResponse"]

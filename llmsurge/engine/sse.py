@@ -8,6 +8,13 @@ so a server that streams one endless line cannot stall the worker's loop or exha
 from __future__ import annotations
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+"""A UTF-8 byte order mark: the spec's stream may begin with one, and it is not part of the first field's name."""
+
+
+class ErrorEvent(bytes):
+    """The payload of an ``event: error`` event: the server's own word that the answer failed (its data, whatever
+    its shape)."""
 
 
 class SSEEventTooLarge(ValueError):
@@ -18,14 +25,19 @@ class SSEParser:
     """Incremental Server-Sent Events parser that yields the payload of each ``data:`` event.
 
     Events end at a blank line; several ``data:`` lines in one event are joined with newlines; comments
-    (``:`` lines) and other fields are ignored. ``\\r\\n`` and lone ``\\r`` line ends are accepted.
+    (``:`` lines) and other fields are ignored, but an event named ``error`` comes out as an :class:`ErrorEvent`.
+    ``\\r\\n`` and lone ``\\r`` line ends are accepted, and a UTF-8 BOM at the stream's start is skipped (the spec:
+    otherwise the first event's ``data`` is misread and the first token is lost).
     """
 
-    __slots__ = ("_buf", "_cr", "max_event_bytes")
+    __slots__ = ("_buf", "_cr", "_head", "max_event_bytes")
 
     def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._buf = bytearray()
         self._cr = False  # the last read ended with "\r": a "\n" may follow in the next one
+        self._head: bytes | None = (
+            b""  # the stream's first bytes while fewer than a BOM's three have come (None: past them)
+        )
         self.max_event_bytes = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -34,6 +46,14 @@ class SSEParser:
         Raises:
             SSEEventTooLarge: the event being read is longer than ``max_event_bytes``.
         """
+        if self._head is not None:
+            chunk = self._head + chunk
+            if len(chunk) < 3 and BOM.startswith(chunk):
+                self._head = chunk
+                return []
+            self._head = None
+            if chunk.startswith(BOM):
+                chunk = chunk[3:]
         if self._cr:
             self._cr = False
             chunk = b"\n" + (chunk[1:] if chunk[:1] == b"\n" else chunk)
@@ -67,7 +87,9 @@ class SSEParser:
                 out.append(event[5:].strip())
                 continue
             lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
-            if lines:
+            if _named_error(event):
+                out.append(ErrorEvent(b"\n".join(lines)))
+            elif lines:
                 out.append(b"\n".join(lines))
         return out
 
@@ -80,9 +102,18 @@ class SSEParser:
         """At end of stream: the payload of a last event that had no closing blank line."""
         rest, self._buf, self._cr = bytes(self._buf), bytearray(), False
         lines = [line[5:].strip() for line in rest.split(b"\n") if line.startswith(b"data:")]
+        if _named_error(rest):
+            return [ErrorEvent(b"\n".join(lines))]
         return [b"\n".join(lines)] if lines else []
 
     @property
     def pending(self) -> bytes:
         """Bytes of an event not yet complete (non-empty at end of stream means it was cut off)."""
         return bytes(self._buf)
+
+
+def _named_error(event: bytes) -> bool:
+    """Whether an event's ``event`` field names it ``error``."""
+    return b"event:" in event and any(
+        line[6:].strip() == b"error" for line in event.split(b"\n") if line.startswith(b"event:")
+    )

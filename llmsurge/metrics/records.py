@@ -119,7 +119,7 @@ class RequestRecord:
     tokens_estimated: bool = False
     finish_reason: str = ""
     end: float = 0.0
-    retries: int = 0  # re-sent once because a pooled keep-alive connection was already closed
+    resent: bool = False  # sent again once: a reused keep-alive connection closed before answering (unread)
     max_tokens: int = 0  # what the request asked for (0: not set)
     cached_tokens: int | None = None  # prompt tokens the server served from its prefix cache (None: not reported)
     ignore_eos: bool = False  # asked for exactly max_tokens tokens
@@ -143,6 +143,10 @@ class RequestRecord:
     tool_calls: dict[int, list[str]] = field(default_factory=dict)  # streamed arguments per call (not written)
     model: str = ""  # the model asked for, when the run spreads requests over several ('' otherwise)
     target: str = ""  # the server's base URL, when the run spreads requests over replicas ('' otherwise)
+    reused: bool | None = None  # the request went on a pooled connection (None: not known, e.g. never sent)
+    connect: float | None = None  # seconds to open its connection (TCP; 0 when reused)
+    tls: float | None = None  # seconds of its TLS handshake (None over plain HTTP or when reused)
+    headers: float | None = None  # seconds from the request written to the answer's headers read
 
     def keep_text(self) -> None:
         """Fold the pieces received so far into the answer's first and last :data:`TEXT_KEPT` characters (called
@@ -230,7 +234,9 @@ class RequestRecord:
         rec.output_tokens = int(row.get("output_tokens") or 0)
         rec.tokens_estimated = bool(row.get("tokens_estimated"))
         rec.finish_reason = row.get("finish_reason") or ""
-        rec.retries = int(row.get("retries") or 0)
+        rec.resent = bool(row.get("resent") or row.get("retries"))  # older runs wrote retries: 0 or 1
+        rec.reused = row["reused"] if isinstance(row.get("reused"), bool) else None
+        rec.connect, rec.tls, rec.headers = s("connect_ms"), s("tls_ms"), s("headers_ms")
         rec.max_tokens = int(row.get("max_tokens") or 0)
         rec.cached_tokens = row.get("cached_tokens")
         rec.ignore_eos = bool(row.get("ignore_eos"))
@@ -287,7 +293,11 @@ class RequestRecord:
             "output_tokens": self.output_tokens,
             "tokens_estimated": self.tokens_estimated,
             "finish_reason": self.finish_reason or None,
-            "retries": self.retries,
+            "resent": self.resent,
+            "reused": self.reused,
+            "connect_ms": ms(self.connect),
+            "tls_ms": ms(self.tls),
+            "headers_ms": ms(self.headers),
             "max_tokens": self.max_tokens or None,
             "cached_tokens": self.cached_tokens,
             "ignore_eos": self.ignore_eos,

@@ -48,7 +48,10 @@ def details(rec: RequestRecord) -> Table:
     t.add_row("output tokens", f"{tokens} of max {rec.max_tokens or MISSING}")
     cached = MISSING if rec.cached_tokens is None else f"{rec.cached_tokens:,} from the server's cache"
     t.add_row("prompt tokens", f"{rec.prompt_tokens:,} ({cached})")
-    t.add_row("chunks", f"{len(rec.itl) + 1 if rec.ttft is not None else 0:,}, re-sent {rec.retries} time(s)")
+    t.add_row(
+        "chunks", f"{len(rec.itl) + 1 if rec.ttft is not None else 0:,}" + (", re-sent once" if rec.resent else "")
+    )
+    t.add_row("phases", phases(rec))
     if rec.client_wait is not None:
         t.add_row("client wait", f"{_ms(rec.client_wait)} ms after its scheduled time")
     if rec.usage_rejected:
@@ -61,6 +64,17 @@ def details(rec: RequestRecord) -> Table:
         verdict = "right" if rec.quality_ok else f"wrong: {rec.quality_why}"
         t.add_row("quality", Text(shown(f"{rec.quality_item}: {verdict}", limit=None)))
     return t
+
+
+def phases(rec: RequestRecord) -> str:
+    """The request's phases before its first token: its connection (pooled, or opened: TCP and TLS), then the
+    time to the answer's headers, then TTFT."""
+    if rec.reused is None:
+        return MISSING
+    conn = "pooled connection" if rec.reused else f"connect {_ms(rec.connect)} ms"
+    if rec.tls is not None:
+        conn += f", TLS {_ms(rec.tls)} ms"
+    return f"{conn} | headers {_ms(rec.headers)} ms | first token {_ms(rec.ttft)} ms"
 
 
 class InspectorScreen(ModalScreen[None]):
