@@ -7,14 +7,16 @@
   segment; answered with the new target.
 
 It serves on the run's own event loop (the controller's), so a steer is applied between two ticks like a key press.
-Loopback by default; any other address needs a bearer token read from an environment variable.
+Loopback by default; any other address needs a bearer token read from an environment variable. Every request is
+checked first (``guard.py``): its Host must be one of the API's own names, an Origin its own, a POST JSON — so a web
+page open elsewhere can neither steer the run nor read it (README, "What llmsurge promises").
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
-import hmac
 import json
 import math
 import os
@@ -27,13 +29,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from llmsurge.engine import limits
-from llmsurge.engine.scenario import Load
+from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.session import ConfigError, RunSession
+from llmsurge.guard import is_loopback, json_refusal, own_hosts, refusal, same_token
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
+from llmsurge.presets import PresetError
 from llmsurge.redaction import register_secret, shown
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Histogram bounds in seconds (TTFT, TPOT, ITL, E2EL): vLLM's own spread, from token gaps to long prompts."""
 STEER_KEYS = ("concurrency", "rate", "pause", "resume", "preset", "slo")
@@ -60,7 +63,7 @@ def api_token(host: str, var: str | None) -> str | None:
     token = os.environ.get(var) if var else None
     if var and not token:
         raise ConfigError(f"--api-token-env {var}: that environment variable is empty or unset")
-    if host not in LOOPBACK and not token:
+    if not is_loopback(host) and not token:
         raise ConfigError(
             f"--api on {host} is reachable from other machines, which could then steer the load: give a token"
             " with --api-token-env VAR (or bind to 127.0.0.1)"
@@ -81,11 +84,21 @@ def _number(request: dict[str, Any], key: str, high: float, whole: bool) -> floa
     return float(v)
 
 
-def steer(session: RunSession, request: object) -> dict[str, Any]:
+def named_preset(name: object) -> Scenario:
+    """The preset a steer names (a shipped one, or one in the user's preset folder; never a path)."""
+    from llmsurge.presets.loader import find_preset
+
+    if not isinstance(name, str) or not name:
+        raise SteerError(f"preset takes a preset's name (llmsurge presets lists them), not a path: {name!r}")
+    return find_preset(name, by_name=True)
+
+
+def steer(session: RunSession, request: object, preset: Scenario | None = None) -> dict[str, Any]:
     """Apply one steer request to the running ``session`` (what a key or a palette command does); the new target.
-    :class:`SteerError` naming the fix when it cannot be applied."""
+    ``preset``: the scenario a preset steer names, when already read (off the loop). :class:`SteerError` naming
+    the fix when it cannot be applied."""
     from llmsurge.metrics.slo import SloError, parse_slo
-    from llmsurge.presets import PresetError, find_preset
+    from llmsurge.presets import PresetError
 
     ctrl = session.controller
     if ctrl is None:
@@ -106,7 +119,7 @@ def steer(session: RunSession, request: object) -> dict[str, Any]:
             ctrl.resume()
     elif key == "preset":
         try:
-            scenario = session.adapt(find_preset(str(request[key])))
+            scenario = session.adapt(preset or named_preset(request[key]))
         except (PresetError, ConfigError) as exc:
             raise SteerError(str(exc)) from None
         if scenario.slo and not session.slo:
@@ -268,6 +281,7 @@ class LiveApi:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(RunCollector(session))  # type: ignore[arg-type]
         self._runner: web.AppRunner | None = None
+        self.hosts: frozenset[str] | None = None  # the Host names it answers to (None: bound to every address)
 
     @property
     def url(self) -> str:
@@ -277,13 +291,13 @@ class LiveApi:
 
     async def start(self) -> None:
         """Listen (``OSError`` naming the address when it cannot bind)."""
-        auth = self._auth
+        guard = self._guard
 
         @web.middleware
-        async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await auth(request, handler)
+        async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await guard(request, handler)
 
-        app = web.Application(middlewares=[check_token])
+        app = web.Application(middlewares=[check], client_max_size=64 * 1024)
         app.add_routes(
             [
                 web.get("/metrics", self._metrics),
@@ -297,6 +311,7 @@ class LiveApi:
         await site.start()
         if self.port == 0:
             self.port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self.hosts = own_hosts(self.host, self.port)
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -309,11 +324,22 @@ class LiveApi:
             self.snapshots.set_slo(self.session.slo)
         return self.snapshots.snapshot()
 
-    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Only the API's own clients: its Host, no foreign Origin, the token where one is set, JSON to steer."""
+        headers = request.headers
+        why = refusal(self.hosts, headers.get("Host"), headers.get("Origin"), headers.get("Sec-Fetch-Site"))
+        if why is not None:
+            return web.json_response({"error": why[1]}, status=why[0])
         if self.token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            given = headers.get("Authorization", "")
+            if not given.isascii():
+                return web.json_response({"error": "the Authorization header must be ASCII text"}, status=400)
+            if not same_token(given, f"Bearer {self.token}"):
                 return web.json_response({"error": "give the token as Authorization: Bearer TOKEN"}, status=401)
+        if request.method not in ("GET", "HEAD"):
+            wrong = json_refusal(headers.get("Content-Type"))
+            if wrong:
+                return web.json_response({"error": wrong}, status=403)
         return await handler(request)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
@@ -330,8 +356,11 @@ class LiveApi:
         except ValueError:
             return web.json_response({"error": 'the body must be JSON, e.g. {"concurrency": 64}'}, status=400)
         try:
-            answer = steer(self.session, body)
-        except SteerError as exc:
+            preset = None
+            if isinstance(body, dict) and len(body) == 1 and "preset" in body:  # a file read, off the run's loop
+                preset = await asyncio.to_thread(named_preset, body["preset"])
+            answer = steer(self.session, body, preset)
+        except (SteerError, PresetError) as exc:
             return web.json_response({"error": shown(exc, limit=500)}, status=400)
         if self.on_steer is not None:
             told = self.on_steer(answer)

@@ -372,3 +372,29 @@ def test_json_of_an_evil_answer_is_exact(escapes_url: str, tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr
     raw = (tmp_path / "r" / "summary.json").read_text()
     assert json.loads(raw)["model_id"] == EVIL and "\x1b" not in raw  # escaped by JSON, not by us
+
+
+@pytest.mark.parametrize("flag", ["--preset", "--trace", "--dataset"])
+def test_a_fifo_or_a_device_named_as_input_is_one_line_not_a_hang(flag: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # no writer ever comes: opening it for reading would wait for ever
+    for path, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a device")):
+        r = run_cli("run", flag, str(path), "-n", "1", "-o", str(tmp_path / "out"), timeout=60)
+        assert r.returncode == 2, r.stderr
+        errors = [line for line in r.stderr.splitlines() if "error" in line]  # (a dataset is read once a server is up)
+        assert len(errors) == 1 and f"is {kind}" in errors[0] and str(path) in errors[0], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_input_files_are_read_only_when_regular_and_within_their_cap(tmp_path: Path) -> None:
+    from llmsurge.inputs import InputFileError, open_regular, read_regular
+
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * 2048)
+    assert read_regular(big, "preset", 4096) == b"#" * 2048
+    with pytest.raises(InputFileError, match="more than the"):
+        open_regular(big, "preset", 1024)
+    with pytest.raises(InputFileError, match="is a folder"):
+        open_regular(tmp_path, "preset", 1024)
+    with pytest.raises(InputFileError, match="no such file"):
+        open_regular(tmp_path / "nope", "preset", 1024)

@@ -127,6 +127,7 @@ def test_the_api_is_scraped_by_prometheus_and_steers_the_run(tmp_path: Path) -> 
         assert answer.status_code == 200 and answer.json()["target"] == "c=3" and answer.json()["segment"] == 2
         bad = httpx.post(base + "/api/steer", json={"concurrency": -1}, timeout=5)
         assert bad.status_code == 400 and "concurrency must be" in bad.json()["error"]
+        _attacks_are_refused(base, port)
         snap = httpx.get(base + "/api/snapshot", timeout=5).json()
         assert snap["run"]["target"] == "c=3" and snap["snapshot"]["segment"] == 2
         r = run_cli("steer", base, "rate", "4")
@@ -136,6 +137,47 @@ def test_the_api_is_scraped_by_prometheus_and_steers_the_run(tmp_path: Path) -> 
         proc.kill()
     loads = [seg["load"] for seg in summary(out)["segments"]]
     assert loads == ["c=2", "c=3", "r=4/s poisson"]  # each steer opened a segment, as a key does
+
+
+def _attacks_are_refused(base: str, port: int) -> None:
+    """What a web page open elsewhere, or a rebound DNS name, can send to a run's API: each refused with one line,
+    nothing applied (the caller checks the target is unchanged)."""
+    steer = base + "/api/steer"
+    body = json.dumps({"concurrency": 40})
+    evil = {"Origin": "http://evil.example"}
+    cases = [
+        ("POST", steer, {"Content-Type": "text/plain", **evil}, body, 403, "only this server's own page"),
+        ("POST", steer, {"Content-Type": "text/plain"}, body, 403, "Content-Type: application/json"),
+        (
+            "POST",
+            steer,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            "concurrency=40",
+            403,
+            "application/json",
+        ),
+        ("POST", steer, {"Content-Type": "application/json", **evil}, body, 403, "evil.example"),
+        (
+            "POST",
+            steer,
+            {"Content-Type": "application/json", "Host": f"evil.example:{port}"},
+            body,
+            421,
+            "DNS rebinding",
+        ),
+        ("POST", steer, {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, body, 403, "another web"),
+        ("GET", base + "/api/snapshot", {"Host": f"evil.example:{port}"}, None, 421, "not this server's name"),
+        ("GET", base + "/api/snapshot", evil, None, 403, "evil.example"),
+        ("GET", base + "/metrics", {"Origin": "null"}, None, 403, "refused"),
+    ]
+    for method, url, headers, content, status, why in cases:
+        r = httpx.request(method, url, headers=headers, content=content, timeout=5)
+        assert r.status_code == status and why in r.json()["error"], (headers, r.status_code, r.text)
+    for path in ("/dev/zero", "../../etc/passwd", "x.toml", ".hidden", ["demo"]):
+        r = httpx.post(steer, json={"preset": path}, timeout=5)
+        assert r.status_code == 400 and "not a path" in r.json()["error"], r.text
+    own = httpx.get(base + "/api/snapshot", headers={"Origin": base, "Host": f"localhost:{port}"}, timeout=5)
+    assert own.status_code == 200  # its own page and names are answered
 
 
 def test_an_api_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
@@ -167,6 +209,10 @@ async def test_a_token_is_asked_for_and_the_tui_says_when_the_api_steered_it(
         await until(lambda: app.session.controller is not None and app.session.bus.inflight_total == 2, 60, pilot)
         refused = await client.post(base + "/api/steer", json={"concurrency": 4})
         assert refused.status_code == 401
+        odd = await client.post(
+            base + "/api/steer", json={"concurrency": 4}, headers={"Authorization": b"Bearer t\xc3\xb6k"}
+        )
+        assert odd.status_code == 400 and "must be ASCII" in odd.json()["error"]  # not a 500 with a traceback
         answer = await client.post(
             base + "/api/steer", json={"concurrency": 4}, headers={"Authorization": "Bearer tok-123"}
         )

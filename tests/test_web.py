@@ -39,8 +39,16 @@ def web(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     )
     assert proc.stdout is not None
     first = proc.stdout.readline()
-    assert f"open http://127.0.0.1:{port}" in first, first
-    yield f"http://127.0.0.1:{port}", out, proc
+    assert f"open http://127.0.0.1:{port}/?token=" in first, first
+    deadline = time.monotonic() + 30
+    while True:  # the line is printed just before the server listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "llmsurge web did not listen"
+            time.sleep(0.05)
+    yield first.split("open ", 1)[1].split()[0], out, proc
     proc.terminate()
     proc.wait(10)
 
@@ -65,7 +73,8 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
 ) -> None:
     from playwright.async_api import async_playwright
 
-    url, out, _proc = web
+    url, out, _proc = web  # the URL printed at start, with the page's token
+    base, token = url.split("/?token=")
     asked: list[str] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
@@ -82,17 +91,18 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
         assert blue > 3000 and green > 100, (blue, green)  # pane borders everywhere, the RUNNING badge
 
         async with aiohttp.ClientSession() as s:  # a second page would be a second run: refused while one holds it
-            ws_url = url.replace("http", "ws") + "/ws?width=80&height=24"
+            ws_url = base.replace("http", "ws") + f"/ws?width=80&height=24&token={token}"
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await s.ws_connect(ws_url)
             assert refused.value.status == 409
 
         second = await browser.new_page()  # a second page says, in words, that the run is open in another
-        answer = await second.goto(url)
+        # (the browser holds the token's cookie now: the bare address opens the page too)
+        answer = await second.goto(base)
         assert answer is not None and answer.status == 409
         assert "This run is open in another page" in await second.inner_text("body")
         await second.close()
-        async with aiohttp.ClientSession() as s, s.get(url + "/favicon.ico") as icon:
+        async with aiohttp.ClientSession() as s, s.get(url.replace("/?", "/favicon.ico?")) as icon:
             assert icon.status == 200 and icon.content_type == "image/svg+xml"
 
         await page.mouse.click(800, 500)
@@ -123,8 +133,45 @@ def test_the_page_runs_the_tui_with_the_users_flags_and_warns_off_loopback() -> 
     cmd = web_command(["http://127.0.0.1:8000", "-c", "4"])
     assert cmd.endswith("-m llmsurge tui http://127.0.0.1:8000 -c 4") and cmd.startswith(sys.executable)
     assert open_warning("127.0.0.1", 8765) == ""
-    assert "no authentication" in open_warning("0.0.0.0", 8765)
+    assert "anyone who can read your traffic can take the token" in open_warning("0.0.0.0", 8765)
     r = subprocess.run(
         [sys.executable, "-m", "llmsurge", "web", "--preset", "nope"], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 2 and "no preset named 'nope'" in r.stderr  # bad flags fail before serving
+
+
+@pytest.mark.slow
+async def test_only_the_holder_of_the_printed_url_may_watch_or_drive_the_page(
+    web: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    url, _out, _proc = web
+    base, token = url.split("/?token=")
+    port = urlsplit(base).port
+    ws = base.replace("http", "ws") + "/ws?width=80&height=24"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:  # a browser keeps IP cookies
+        async with s.get(base) as bare:  # another local user, who does not have the token
+            assert bare.status == 403 and "open the URL printed" in await bare.text()
+        for path in ("/static/js/textual.js", "/favicon.ico"):
+            async with s.get(base + path) as other:
+                assert other.status == 403
+        for headers, status in (
+            ({"Origin": "http://evil.example"}, 403),  # a page on another site, even with the token
+            ({"Host": f"evil.example:{port}"}, 421),  # DNS rebinding
+            ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(ws + f"&token={token}", headers=headers)
+            assert refused.value.status == status, headers
+            async with s.get(url, headers=headers) as page:
+                assert page.status == status and not page.cookies
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await s.ws_connect(ws + "&token=wrong")
+        assert refused.value.status == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await s.ws_connect(ws, headers={"Cookie": f"llmsurge_web_{port}=guess"})
+        assert refused.value.status == 403
+        async with s.get(url) as page:  # the printed URL opens the page and sets its cookie
+            assert page.status == 200 and "data-session-websocket-url" in await page.text()
+            assert page.cookies[f"llmsurge_web_{port}"]["samesite"] == "Strict"
+        async with s.get(base + "/favicon.ico") as icon:  # then the page's own requests carry the cookie
+            assert icon.status == 200

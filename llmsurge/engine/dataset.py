@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from llmsurge.engine import limits
+from llmsurge.inputs import DATASET_CAP, InputFileError, open_regular
 
 BUILTIN = {"sample": "sample-chats.jsonl"}
 """Datasets that ship with llmsurge, by name (``--dataset sample``)."""
@@ -88,6 +89,10 @@ def resolve(name_or_path: str) -> Path:
         )
     if p.is_dir():
         raise DatasetError(f"{name_or_path}: is a folder; give a JSONL or JSON file")
+    try:
+        open_regular(p, "--dataset", DATASET_CAP).close()  # a FIFO or a device would never end
+    except InputFileError as exc:
+        raise DatasetError(str(exc)) from None
     return p
 
 
@@ -176,12 +181,14 @@ def load_index(name_or_path: str) -> DatasetIndex:
 def build_index(path: Path) -> DatasetIndex:
     """Read ``path`` once, streamed, and index its good entries."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "--dataset", DATASET_CAP) as f:
             head = f.read(4096).lstrip()
             f.seek(0)
             is_array = head.startswith(b"[")
             offsets, lines, bad, examples = _index_array(f, path) if is_array else _index_lines(f, path)
         st = path.stat()
+    except InputFileError as exc:
+        raise DatasetError(str(exc)) from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not len(offsets):

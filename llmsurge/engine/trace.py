@@ -9,12 +9,14 @@ output lengths; no shared blocks). Bad lines are named ``file:line: why`` and sk
 from __future__ import annotations
 
 import functools
+import io
 import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from llmsurge.engine.prompts import Calibration, PromptFactory
+from llmsurge.inputs import TRACE_CAP, InputFileError, open_regular
 
 BLOCK_TOKENS = 512
 """Tokens per hash block (Mooncake's)."""
@@ -110,9 +112,9 @@ def load_trace(spec: str) -> Trace:
     else:
         path = Path(spec).expanduser()
     try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, line by line
-    except OSError as exc:
-        raise TraceError(f"--trace {spec}: cannot read it ({exc.strerror or exc}): name a JSONL trace file") from None
+        f = io.TextIOWrapper(open_regular(path, "--trace", TRACE_CAP), encoding="utf-8", errors="replace")
+    except InputFileError as exc:
+        raise TraceError(f"{exc}: name a JSONL trace file") from None
     entries: list[TraceEntry] = []
     bad: list[str] = []
     forms: set[str] = set()

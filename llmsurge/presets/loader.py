@@ -21,6 +21,7 @@ from llmsurge.engine.scenario import (
     Search,
     Stage,
 )
+from llmsurge.inputs import PRESET_CAP, InputFileError, read_regular
 from llmsurge.metrics.slo import SLO_METRICS, SloError, parse_duration
 
 if sys.version_info >= (3, 11):
@@ -183,18 +184,14 @@ class _Checker:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise PresetError(f"{path}: no such preset file") from None
-    except IsADirectoryError:
-        raise PresetError(f"{path}: is a folder, not a preset file") from None
+        raw = read_regular(path, "preset", PRESET_CAP)
+        return tomllib.loads(raw.decode("utf-8"))
+    except InputFileError as exc:
+        raise PresetError(str(exc)) from None
     except UnicodeDecodeError:
         raise PresetError(f"{path}: not UTF-8 text (a preset is a TOML file)") from None
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise PresetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _stages(c: _Checker, data: dict[str, Any]) -> tuple[Stage, ...]:
@@ -362,11 +359,20 @@ def list_presets() -> list[tuple[Scenario | None, Path, str]]:
     return out
 
 
-def find_preset(name_or_file: str) -> Scenario:
-    """A preset by name (built-in or user) or by path to a TOML file."""
-    p = Path(name_or_file).expanduser()
-    if name_or_file.endswith(".toml") or os.sep in name_or_file:
-        return load_preset_file(p)
+def is_preset_path(name_or_file: str) -> bool:
+    """Whether ``name_or_file`` names a file rather than a preset."""
+    return name_or_file.endswith(".toml") or any(c in name_or_file for c in "/\\") or name_or_file.startswith(".")
+
+
+def find_preset(name_or_file: str, by_name: bool = False) -> Scenario:
+    """A preset by name (built-in or user) or by path to a TOML file; ``by_name``: names only (the live API: a
+    path there would open any file the run's user can read)."""
+    if is_preset_path(name_or_file):
+        if by_name:
+            raise PresetError(
+                f"a preset is given by its name (llmsurge presets lists them), not a path: {name_or_file!r}"
+            )
+        return load_preset_file(Path(name_or_file).expanduser())
     files = _preset_files()
     if name_or_file not in files:
         raise PresetError(

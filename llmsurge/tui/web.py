@@ -2,6 +2,12 @@
 
 textual-serve starts the app as a process per page; for a load tester a second page would be a second run sending
 its own load, so one page at a time holds the run and another is told so (HTTP 409) until it closes.
+
+Who may watch and steer: only a browser that opened the URL printed at start, with its random token (as Jupyter
+does). The token sets a cookie (HttpOnly, SameSite=Strict) that the page's own requests and its websocket carry;
+every request is also checked for the server's own Host and Origin (``guard.py``), so neither another local user
+nor a page on another site can open the screen or send it keys. textual-serve checks none of this: its aiohttp app
+is wrapped with a middleware, not forked.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from llmsurge.guard import is_loopback, new_token, own_hosts, refusal, same_token
 
 
 def web_command(tui_args: list[str]) -> str:
@@ -21,11 +27,11 @@ def web_command(tui_args: list[str]) -> str:
 
 def open_warning(host: str, port: int) -> str:
     """What to say when the page is reachable from other machines ('' on loopback)."""
-    if host in LOOPBACK:
+    if is_loopback(host):
         return ""
     return (
-        f"warning: serving on {host}:{port}: the page has no authentication — anyone who can reach it can watch and"
-        " steer the load (bind to 127.0.0.1 and tunnel over SSH to keep it private)"
+        f"warning: serving on {host}:{port} over plain HTTP: anyone who can read your traffic can take the token and"
+        " watch and steer the load (bind to 127.0.0.1 and tunnel over SSH to keep it private)"
     )
 
 
@@ -38,8 +44,13 @@ FAVICON = (
 )
 
 
-def make_server(tui_args: list[str], host: str, port: int) -> Any:
-    """A textual-serve server for the TUI that holds one page (one run) at a time."""
+def cookie_name(port: int) -> str:
+    """The cookie that carries the token (cookies ignore ports: one name per port)."""
+    return f"llmsurge_web_{port}"
+
+
+def make_server(tui_args: list[str], host: str, port: int, token: str) -> Any:
+    """A textual-serve server for the TUI that holds one page (one run) at a time, for the holder of ``token``."""
     try:
         import textual_serve
         from aiohttp import web
@@ -49,11 +60,35 @@ def make_server(tui_args: list[str], host: str, port: int) -> Any:
 
     busy_page = (PAGE / "busy.html").read_text(encoding="utf-8")
 
+    hosts = own_hosts(host, port)
+    cookie = cookie_name(port)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        """The page's own host and origin, and the token (in the URL once, then its cookie), or nothing."""
+        headers = request.headers
+        why = refusal(hosts, headers.get("Host"), headers.get("Origin"), headers.get("Sec-Fetch-Site"))
+        if why is not None:
+            return web.Response(text=f"llmsurge: {why[1]}\n", status=why[0])
+        given = request.query.get("token")
+        if same_token(given, token):
+            response = await handler(request)
+            if not response.prepared:
+                response.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
+            return response  # type: ignore[no-any-return]
+        if not same_token(request.cookies.get(cookie), token):
+            return web.Response(
+                text="llmsurge: open the URL printed when `llmsurge web` started (it holds the page's token)\n",
+                status=403,
+            )
+        return await handler(request)  # type: ignore[no-any-return]
+
     class OneRunServer(Server):  # type: ignore[misc]
         active = False
 
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
+            app.middlewares.append(guard)
             app.router.add_get("/favicon.ico", self.handle_favicon)
             return app
 
@@ -63,6 +98,7 @@ def make_server(tui_args: list[str], host: str, port: int) -> Any:
         async def handle_index(self, request: web.Request) -> web.StreamResponse:
             if self.active:  # say so in words: the page would otherwise show only "Session ended."
                 return web.Response(text=busy_page, content_type="text/html", status=409)
+            self.public_url = f"http://{request.host}"  # the websocket goes where the page came from (its cookie)
             return await super().handle_index(request)  # type: ignore[no-any-return]
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -91,8 +127,11 @@ def serve(tui_args: list[str], host: str, port: int) -> int:
     warning = open_warning(host, port)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    server = make_server(tui_args, host, port)
+    token = new_token()
+    server = make_server(tui_args, host, port, token)
     shown = f"[{host}]" if ":" in host else host
-    print(f"llmsurge web: open http://{shown}:{port} (one page at a time; Ctrl-C stops)", flush=True)
+    if shown in ("0.0.0.0", "[::]"):
+        shown = "127.0.0.1"
+    print(f"llmsurge web: open http://{shown}:{port}/?token={token} (one page at a time; Ctrl-C stops)", flush=True)
     server.serve()
     return 0
