@@ -115,10 +115,10 @@ async def run_check(
     tty = console.is_terminal
     last = [0.0]
 
-    def waiting(s: float) -> None:
+    def waiting(s: float, why: str) -> None:
         if s - last[0] >= (1.0 if tty else 5.0):
             last[0] = s
-            console.print(f"waiting for {safe(base)} … {s:.0f}s", end="\r" if tty else "\n")
+            console.print(f"waiting for {safe(base)} … {s:.0f}s ({safe(why)})", end="\r" if tty else "\n")
 
     async with make_client(timeout=30.0, urls=[base]) as client:
         try:

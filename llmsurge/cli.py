@@ -117,6 +117,14 @@ def _workers(v: str) -> int | str:
     return "auto" if v == "auto" else _positive_int(v)
 
 
+def add_tls_args(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--ca-bundle`` and ``--insecure``: an https server whose certificate the system does not trust."""
+    g.add_argument("--ca-bundle", metavar="FILE", help="verify the server's TLS certificate against these CAs (PEM)")
+    g.add_argument(
+        "--insecure", action="store_true", help="do not verify the server's TLS certificate (said in the results)"
+    )
+
+
 def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     """The flags shared by ``run`` and the TUI: target, preset, load, request shape, output."""
     p.add_argument(
@@ -217,6 +225,7 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g = p.add_argument_group("target")
     g.add_argument("--model", "-m", default="", help="model id (default: the server's first)")
     g.add_argument("--api-key-env", metavar="VAR", help="read the API key from this environment variable")
+    add_tls_args(g)
     g.add_argument(
         "--wait",
         type=_wait,
@@ -595,6 +604,7 @@ def _add_check(sub: SubParsers) -> None:
     chk.add_argument("url", nargs="+", help="the server's base URL (several: each replica is checked)")
     chk.add_argument("--model", "-m", default="")
     chk.add_argument("--api-key-env", metavar="VAR")
+    add_tls_args(chk)
     chk.add_argument(
         "--wait",
         type=_wait,
@@ -642,6 +652,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     cmd = args.command
+    if getattr(args, "ca_bundle", None) or getattr(args, "insecure", False):
+        if args.ca_bundle and args.insecure:
+            raise ValueError("--ca-bundle and --insecure: give one (a bundle verifies; --insecure verifies nothing)")
+        from llmsurge.net import configure_tls
+
+        configure_tls(args.ca_bundle, args.insecure)
     if cmd in ("run", "tui", "web", "demo"):
         _urls(args)
     if cmd == "presets":

@@ -31,11 +31,48 @@ METRICS_CAP = 16 << 20
 """Bytes a ``/metrics`` scrape reads at most (a real vLLM's is ~0.1–1 MB; a larger one is not a server's)."""
 
 
+CA_BUNDLE_ENV = "LLMSURGE_CA_BUNDLE"
+"""``--ca-bundle FILE``, handed to every process of the run (workers are spawned: they read their environment)."""
+INSECURE_ENV = "LLMSURGE_INSECURE"
+"""``--insecure``: certificates are not verified (said on the status line and in summary.json)."""
+
+
+def configure_tls(ca_bundle: str | None, insecure: bool) -> None:
+    """``--ca-bundle`` and ``--insecure`` for this process and the workers it starts (``ValueError`` naming the
+    fix for a bundle that cannot be loaded)."""
+    import os
+
+    if ca_bundle:
+        try:
+            ssl.create_default_context(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"--ca-bundle {ca_bundle}: not a readable PEM file of CA certificates ({exc})") from None
+        os.environ[CA_BUNDLE_ENV] = ca_bundle
+    if insecure:
+        os.environ[INSECURE_ENV] = "1"
+    _verified_context.cache_clear()
+
+
+def insecure() -> bool:
+    """Whether TLS certificates go unverified in this run (``--insecure``)."""
+    import os
+
+    return os.environ.get(INSECURE_ENV) == "1"
+
+
 @functools.cache
 def _verified_context() -> ssl.SSLContext:
     # The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR, read by OpenSSL), as aiohttp's own default
-    # context: an internal CA installed on the host is trusted by probes, discovery and the load alike.
-    return ssl.create_default_context()
+    # context: an internal CA installed on the host is trusted by probes, discovery and the load alike. With
+    # --ca-bundle, that file's CAs instead (as curl's --cacert); with --insecure, nothing is verified.
+    import os
+
+    if insecure():
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=os.environ.get(CA_BUNDLE_ENV) or None)
 
 
 def tls_context(urls: Iterable[str] = ()) -> ssl.SSLContext:
@@ -150,6 +187,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     problem: str = ""
     seconds: float = 0.0
+    cause: str = ""
+    """When nothing came back, what kind of failure: ``refused``, ``tls``, ``dns``, ``timeout`` or ``other``."""
 
     @property
     def ok(self) -> bool:
@@ -227,7 +266,36 @@ async def fetch(
         problem = _too_large(cap)
     except (httpx.HTTPError, OSError) as exc:
         problem = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return Answer(url, status, b"", got, problem, time.monotonic() - t0, failure_kind(exc))
     return Answer(url, status, bytes(body) if not problem else b"", got, problem, time.monotonic() - t0)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What kind of failure a connection's exception is: ``tls`` (a certificate or handshake refused), ``dns``
+    (the name does not resolve), ``refused`` (nothing listens: not up yet), ``timeout``, or ``other``."""
+    import socket
+
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError):
+            return "tls"
+        if isinstance(seen, socket.gaierror):
+            return "dns"
+        if isinstance(seen, ConnectionRefusedError):
+            return "refused"
+        if isinstance(seen, (TimeoutError, asyncio.TimeoutError)):
+            return "timeout"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
+        return "tls"
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "dns"
+    if "Connection refused" in text or "Connect call failed" in text:
+        return "refused"
+    return "other"
 
 
 def fetch_sync(client: httpx.Client, url: str, deadline: float = PROBE_DEADLINE_S, cap: int = PROBE_CAP) -> Answer:
@@ -256,4 +324,5 @@ def fetch_sync(client: httpx.Client, url: str, deadline: float = PROBE_DEADLINE_
         problem = _gave_up(deadline, status, len(body))
     except (httpx.HTTPError, OSError) as exc:
         problem = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return Answer(url, status, b"", got, problem, time.monotonic() - t0, failure_kind(exc))
     return Answer(url, status, bytes(body) if not problem else b"", got, problem, time.monotonic() - t0)

@@ -276,9 +276,10 @@ async def test_https_is_verified_against_the_trusted_cas_and_a_stranger_is_a_nam
     url = server.url.replace("http://", "https://")
     try:
         async with WirePool(tls=trusted) as pool:
-            for _ in range(2):
+            for i in range(2):
                 r, data = await read_all(pool, url)
                 assert (r.status, data) == (200, b'{"a": true}')
+                assert (r.tls_s is not None and r.tls_s > 0) if i == 0 else (r.tls_s is None and r.reused)
             assert server.connections == 1  # kept alive over TLS too
         # The system's CAs (a context of its own: verifying loads CAs into it, and the process's shared one is
         # compared with a fresh one elsewhere): this test CA is not among them.

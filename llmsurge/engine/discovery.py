@@ -85,13 +85,26 @@ TRANSFORMERS_SERVE_LIST = frozenset(
 ``/metrics``: two of these ids in the list name it."""
 
 
+DNS_PATIENCE_S = 10.0
+"""A name that does not resolve for this long is a wrong URL, not a server still starting."""
+
+
 async def wait_until_up(
-    client: httpx.AsyncClient, target: Target, deadline: float | None, on_wait: Callable[[float], None] | None = None
+    client: httpx.AsyncClient,
+    target: Target,
+    deadline: float | None,
+    on_wait: Callable[[float, str], None] | None = None,
 ) -> float:
     """Poll ``/v1/models`` (then ``/health``) until the server answers; returns seconds waited. Only the status
-    line is awaited: a body that trickles does not hold this up."""
+    line is awaited: a body that trickles does not hold this up.
+
+    Waiting is for a server that is not up yet (connection refused, 503 while it loads a model): each wait is told
+    its cause. What waiting cannot mend is said at once (:class:`ServerUnreachable` with the fix): a certificate
+    refused, a name that still does not resolve after :data:`DNS_PATIENCE_S`. 401/403/404 are answers: discovery
+    names them."""
     t0 = time.monotonic()
     headers = target.headers()
+    dns_since: float | None = None
     while True:
         ans = await fetch(client, target.base_url + "/v1/models", headers, deadline=UP_PROBE_S, read_body=False)
         if ans.status is not None and ans.status < 500:
@@ -100,12 +113,48 @@ async def wait_until_up(
             health = await fetch(client, target.base_url + "/health", headers, deadline=UP_PROBE_S, read_body=False)
             if health.status == 200:
                 return time.monotonic() - t0
-        elapsed = time.monotonic() - t0
+        now = time.monotonic()
+        if ans.cause == "tls":
+            raise ServerUnreachable(
+                f"{target.base_url}: TLS failed ({_tls_reason(ans.problem)}): give --ca-bundle FILE with the"
+                " server's CA certificate, or --insecure to skip verification"
+            )
+        if ans.cause == "dns":
+            dns_since = now if dns_since is None else dns_since
+            if now - dns_since >= DNS_PATIENCE_S:
+                raise ServerUnreachable(f"{target.base_url}: the name does not resolve (DNS): check the URL's host")
+        else:
+            dns_since = None
+        elapsed = now - t0
+        cause = wait_cause(ans)
         if deadline is not None and elapsed > deadline:
-            raise ServerUnreachable(f"{target.base_url} did not answer within {deadline:.0f}s: is the server running?")
+            raise ServerUnreachable(
+                f"{target.base_url} did not answer within {deadline:.0f}s (last: {cause}): is the server running?"
+                " (--wait S waits longer)"
+            )
         if on_wait is not None:
-            on_wait(elapsed)
+            on_wait(elapsed, cause)
         await asyncio.sleep(0.5)
+
+
+def wait_cause(ans: Answer) -> str:
+    """Why a probe of a server that is not up yet failed, in a few words (``connection refused``,
+    ``HTTP 503``)."""
+    if ans.status is not None:
+        return f"HTTP {ans.status}" + (": loading" if ans.status == 503 else "")
+    return {
+        "refused": "connection refused",
+        "timeout": "no answer in time",
+        "dns": "the name does not resolve",
+    }.get(ans.cause, ans.problem[:80] or "no answer")
+
+
+def _tls_reason(problem: str) -> str:
+    """The certificate error in a TLS failure's text (``self-signed certificate``, ``unable to get local issuer``)."""
+    marker = "certificate verify failed: "
+    if marker in problem:
+        return problem.split(marker, 1)[1].split(" (_ssl", 1)[0].rstrip(")")
+    return problem[:120]
 
 
 def model_entries(ans: Answer, target: Target) -> list[dict[str, Any]]:
@@ -219,7 +268,7 @@ async def discover(
     client: httpx.AsyncClient,
     target: Target,
     wait: float | None,
-    on_wait: Callable[[float], None] | None = None,
+    on_wait: Callable[[float, str], None] | None = None,
     simulated: bool = False,
 ) -> ServerFacts:
     """Wait for the server, then read its model list, ``/metrics`` and ``/props`` side by side (each probe with a

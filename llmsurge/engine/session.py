@@ -45,7 +45,7 @@ from llmsurge.metrics.roofline import RooflineInputs
 from llmsurge.metrics.slo import Slo, goodput
 from llmsurge.metrics.stats import ALIGNED
 from llmsurge.metrics.summary import RunFacts, build_summary
-from llmsurge.net import METRICS_CAP, Target, fetch, normalize_base_url
+from llmsurge.net import METRICS_CAP, Target, fetch, insecure, normalize_base_url
 from llmsurge.redaction import listed, register_secret
 from llmsurge.sim.process import SimProcess
 
@@ -139,6 +139,7 @@ class RunConfig:
             "sim_faults": self.sim_faults,
             "seed": self.seed,
             "slo": str(self.slo) or None,
+            "tls_insecure": insecure(),  # --insecure: the server's certificate was not checked
         }
 
 
@@ -282,11 +283,14 @@ class RunSession:
         else:
             target = Target.from_url(cfg.url, cfg.models[0] if cfg.models else cfg.model, api_key)
         base = target.base_url
-        self.bus.set_info(url=base if not self.simulated else f"{base} (simulated)", preset=cfg.scenario.name)
+        shown_url = f"{base} (simulated)" if self.simulated else base
+        if insecure() and base.startswith("https"):
+            shown_url += " (TLS not verified: --insecure)"
+        self.bus.set_info(url=shown_url, preset=cfg.scenario.name)
         self.bus.set_state("waiting")
         async with make_client(timeout=30.0, urls=[base]) as client:
             facts = await discover(
-                client, target, cfg.wait_timeout, lambda s: say(f"waiting for {base} to answer ({s:.0f}s)"),
+                client, target, cfg.wait_timeout, lambda s, why: say(f"waiting for {base} to answer ({s:.0f}s): {why}"),
                 simulated=self.simulated,
             )  # fmt: skip
             target = dataclasses.replace(target, model=facts.model)
