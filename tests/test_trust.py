@@ -54,7 +54,7 @@ async def https(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
 async def test_a_certificate_the_system_does_not_trust_is_said_at_once_with_the_fix(
     https: tuple[str, Path], tmp_path: Path
 ) -> None:
-    url, bundle = https
+    url, _bundle = https
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "llmsurge", "check", url, "--no-quality", "--wait", "600",
