@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmsurge.engine.trace import BLOCK_TOKENS, load_trace
+from llmsurge.engine.trace import BLOCK_TOKENS, TraceError, load_trace
 from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
@@ -55,6 +55,40 @@ def test_a_trace_is_read_and_bad_lines_are_named(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text("{}\n")
     r = run_cli("run", "--trace", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "x"))
     assert r.returncode == 2 and "no request in it could be read" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_a_trace_has_limits_each_bad_line_named(tmp_path: Path) -> None:
+    huge = (
+        '{"timestamp": 1e308, "input_length": 5, "output_length": 5}',
+        '{"timestamp": Infinity, "input_length": 5, "output_length": 5}',
+        '{"timestamp": NaN, "input_length": 5, "output_length": 5}',
+        '{"timestamp": 7, "input_length": 1e9, "output_length": 5}',
+        '{"timestamp": 8, "input_length": 5, "output_length": Infinity}',
+    )
+    t = load_trace(str(_trace(tmp_path / "t.jsonl", n=4, bad=huge)))
+    assert len(t.entries) == 4 and t.bad == 5
+    assert "more than a day from the start" in t.bad_examples[0] and t.bad_examples[0].startswith("t.jsonl:3:")
+    assert "finite time" in t.bad_examples[1] and "finite time" in t.bad_examples[2]
+    assert t.entries[-1].line == 9 and t.span < 1  # lines counted as in the file, the bad ones too
+    assert t.beyond(None) == ""  # the server's context unknown: the hard cap alone
+    assert t.beyond(1000) == ""
+    assert t.beyond(600) == (
+        "t.jsonl:1: input_length 612 + output_length 16 is more than the server's context of 600 tokens:"
+        " cut such lines from the trace"
+    )
+    one = tmp_path / "long.jsonl"
+    one.write_text('{"timestamp": 0, "input_length": 9, "output_length": 9}\n')
+    assert load_trace(str(one)).beyond(100) == ""
+    with pytest.raises(TraceError, match="a trace may last a day"):
+        spread = tmp_path / "spread.jsonl"
+        spread.write_text(
+            '{"timestamp": 0, "input_length": 5, "output_length": 5}\n'
+            '{"timestamp": 86000000, "input_length": 5, "output_length": 5}\n'
+            '{"start_time": 1000000.0, "prompt_tokens": 5, "max_tokens": 5}\n'
+        )
+        load_trace(str(spread))
+    r = run_cli("run", "--trace", "sample", "--speedup", "0.0001", "-o", str(tmp_path / "x"))
+    assert r.returncode == 2 and "a replay may last a day" in r.stderr, r.stderr
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from llmsurge.engine.launch import Launched, launch
 from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Scenario
-from llmsurge.engine.trace import TraceError, cached_trace
+from llmsurge.engine.trace import MAX_SPAN_S, TraceError, cached_trace
 from llmsurge.lifetime import open_files_note, raise_open_files_limit
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.results import (
@@ -421,8 +421,16 @@ class RunSession:
                 trace = cached_trace(st.load.trace)
             except TraceError as exc:
                 raise ConfigError(str(exc)) from None
+            if trace.span / st.load.speedup > MAX_SPAN_S:
+                raise ConfigError(
+                    f"--trace {trace.path} at --speedup {st.load.speedup:g} would last"
+                    f" {trace.span / st.load.speedup / 3600:,.0f} hours: a replay may last a day (a larger --speedup)"
+                )
             self.shares_prefixes |= trace.shares_blocks
             self._tell_file(trace.path, f"trace {trace.describe()}", trace.bad_examples, tell)
+            too_long = trace.beyond(self.context_length)
+            if too_long:
+                raise ConfigError(f"--trace {trace.path}: {too_long}")
             stages.append(dataclasses.replace(st, requests=st.requests or len(trace.entries), duration=None))
         return dataclasses.replace(scenario, stages=tuple(stages))
 

@@ -8,9 +8,11 @@ output lengths; no shared blocks). Bad lines are named ``file:line: why`` and sk
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +22,12 @@ from llmsurge.inputs import TRACE_CAP, InputFileError, open_regular
 
 BLOCK_TOKENS = 512
 """Tokens per hash block (Mooncake's)."""
+MAX_SPAN_S = 24 * 3600.0
+"""The longest a trace may last as replayed (after ``--speedup``): a day. A timestamp beyond it (1e308 ms, say) is a
+bad line, and a speedup that stretches a trace past it is refused."""
+MAX_TOKENS = 1 << 20
+"""The longest prompt or answer a trace line may ask for where the server's context is not known (a million
+tokens); where it is known, the context is the bound."""
 MAX_ENTRIES = 1_000_000
 SAMPLE = "sample"
 """``--trace sample``: the small trace bundled with llmsurge (200 requests, shared system prompts and chats)."""
@@ -38,6 +46,7 @@ class TraceEntry:
     input_tokens: int
     output_tokens: int
     hash_ids: tuple[int, ...] = ()
+    line: int = 0  # where it is in its file (to name it)
 
 
 @dataclass(frozen=True)
@@ -65,17 +74,42 @@ class Trace:
             seen.update(e.hash_ids)
         return False
 
+    def beyond(self, context: int | None) -> str:
+        """The first line whose prompt and answer do not fit in the server's ``context`` tokens, named ('' when
+        every one fits, or the context is not known)."""
+        if not context:
+            return ""
+        name = Path(self.path).name
+        for e in self.entries:
+            if e.input_tokens + e.output_tokens > context:
+                return (
+                    f"{name}:{e.line}: input_length {e.input_tokens:,} + output_length {e.output_tokens:,} is more"
+                    f" than the server's context of {context:,} tokens: cut such lines from the trace"
+                )
+        return ""
+
     def describe(self) -> str:
         """``sample: 200 requests over 59.8 s (mooncake; 3 bad lines skipped)``."""
         skipped = f"; {self.bad} bad line(s) skipped" if self.bad else ""
         return f"{self.path}: {len(self.entries):,} requests over {self.span:.1f} s ({self.form}{skipped})"
 
 
-def _whole(row: dict[str, object], key: str, low: int = 0) -> int:
+def _whole(row: dict[str, object], key: str, low: int = 0, high: int = MAX_TOKENS) -> int:
     v = row.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or int(v) < low:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v) or int(v) < low:
         raise ValueError(f"{key} must be a whole number ≥ {low}, not {v!r}")
+    if v > high:
+        raise ValueError(f"{key} {int(v):,} is more than the {high:,} tokens a request may ask for")
     return int(v)
+
+
+def _when(v: object, key: str, scale: float) -> float:
+    """A line's time in seconds from ``v`` (in units of ``scale`` seconds): finite, ≥ 0 and within a day."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{key} must be a finite time ≥ 0, not {v!r}")
+    if v * scale > MAX_SPAN_S:
+        raise ValueError(f"{key} {v!r} is more than a day from the start ({MAX_SPAN_S:,.0f} s)")
+    return float(v) * scale
 
 
 def _entry(row: object) -> tuple[TraceEntry, str]:
@@ -83,21 +117,19 @@ def _entry(row: object) -> tuple[TraceEntry, str]:
     if not isinstance(row, dict):
         raise ValueError("not a JSON object")
     if "timestamp" in row:
-        at = row["timestamp"]
-        if isinstance(at, bool) or not isinstance(at, (int, float)) or not at >= 0:
-            raise ValueError(f"timestamp must be milliseconds ≥ 0, not {at!r}")
+        at = _when(row["timestamp"], "timestamp (ms)", 0.001)
         ids = row.get("hash_ids") or []
         if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in ids):
             raise ValueError("hash_ids must be a list of whole numbers")
         inp = _whole(row, "input_length", 1)
         if ids and inp > BLOCK_TOKENS * len(ids):
             raise ValueError(f"input_length {inp} is longer than its {len(ids)} block(s) of {BLOCK_TOKENS} tokens")
-        return TraceEntry(float(at) / 1000.0, inp, _whole(row, "output_length", 1), tuple(ids)), "mooncake"
+        return TraceEntry(at, inp, _whole(row, "output_length", 1), tuple(ids)), "mooncake"
     if "start_time" in row:  # a run's requests.jsonl: its own arrivals and lengths
         if row.get("warmup"):
             raise LookupError("a warm-up request")
-        at = row["start_time"]
-        if isinstance(at, bool) or not isinstance(at, (int, float)):
+        at = row["start_time"]  # wall-clock seconds: made relative to the first line below
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
             raise ValueError(f"start_time must be seconds, not {at!r}")
         out = row.get("max_tokens") or row.get("output_tokens")
         inp = _whole(row, "prompt_tokens", 1)
@@ -130,7 +162,7 @@ def load_trace(spec: str) -> Trace:
                 why = "not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
                 bad.append(f"{path.name}:{n}: {why}")
                 continue
-            entries.append(entry)
+            entries.append(dataclasses.replace(entry, line=n))
             forms.add(form)
             if len(entries) > MAX_ENTRIES:
                 raise TraceError(f"--trace {spec}: more than {MAX_ENTRIES:,} requests: cut it into parts")
@@ -139,7 +171,12 @@ def load_trace(spec: str) -> Trace:
         raise TraceError(f"--trace {spec}: no request in it could be read{first}: give a Mooncake-style JSONL trace")
     entries.sort(key=lambda e: e.at)
     t0 = entries[0].at
-    entries = [TraceEntry(e.at - t0, e.input_tokens, e.output_tokens, e.hash_ids) for e in entries]
+    entries = [dataclasses.replace(e, at=e.at - t0) for e in entries]
+    if entries[-1].at > MAX_SPAN_S:
+        raise TraceError(
+            f"--trace {spec}: it spans {entries[-1].at / 3600:,.0f} hours ({path.name}:{entries[-1].line} is the"
+            " last): a trace may last a day; cut it into parts"
+        )
     label = SAMPLE if spec == SAMPLE else str(path)
     return Trace(label, tuple(entries), len(bad), tuple(bad[:EXAMPLES]), "/".join(sorted(forms)))
 

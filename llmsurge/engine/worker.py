@@ -380,20 +380,19 @@ class Worker:
         segment = self.segment
         self.seq += 1
         rid = f"{self.spec.worker_id}-{self.seq}"
-        try:
-            prompt, max_tokens, expected_in = self._next_prompt(shape, conv, entry)
-        except (OSError, ValueError) as exc:  # a dataset file that changed or vanished under the run
-            prompt, max_tokens, expected_in = "", 0, 0
-            problem: Exception | None = exc
-        else:
-            problem = None
         case = self.case
         which = self._pick_target()
         model = self.spec.models[self.seq % len(self.spec.models)] if self.spec.models else self.spec.target.model
-        if shape.images and shape.endpoint == "chat" and problem is None:
-            prompt = with_images(prompt, shape.images, shape.image_size, self.lengths)
-            expected_in = 0  # an image's tokens are the server's to count
-        body = build_body(shape, model, prompt, max_tokens)
+        problem: Exception | None = None
+        try:
+            prompt, max_tokens, expected_in = self._next_prompt(shape, conv, entry)
+            if shape.images and shape.endpoint == "chat":
+                prompt = with_images(prompt, shape.images, shape.image_size, self.lengths)
+                expected_in = 0  # an image's tokens are the server's to count
+            body = build_body(shape, model, prompt, max_tokens)
+        except Exception as exc:  # a dataset changed under the run, a prompt beyond memory: this request's failure
+            prompt, max_tokens, expected_in, body = "", 0, 0, b""
+            problem = exc
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         if conv is not None:
             rec.turn = conv.turn + 1
