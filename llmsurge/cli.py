@@ -864,7 +864,10 @@ def _runs(args: argparse.Namespace) -> int:
     from llmsurge.render.console import make_console
     from llmsurge.render.format import MISSING
 
-    runs = find_runs(args.folder)
+    skipped: list[str] = []
+    runs = find_runs(args.folder, skipped)
+    for why in skipped:  # a run whose files are malformed is named, and the others listed
+        print(f"llmsurge: skipped {shown(why, limit=None)}", file=sys.stderr)
     if not runs:
         raise ValueError(f"no saved runs in {args.folder}: name the folder that holds them (default llmsurge-results)")
     t = Table(title=f"runs in {args.folder}")
@@ -879,9 +882,9 @@ def _runs(args: argparse.Namespace) -> int:
             Text(shown(server.get("kind", ""))),
             Text(shown(s.get("model_id", ""), limit=60)),
             Text(shown(s.get("preset") or "")),
-            f"{s.get('completed', 0)}/{s.get('failed', 0)}",
-            f"{s.get('output_throughput', 0):,.1f}",
-            f"{s.get('median_ttft_ms', 0):,.1f}" if s.get("completed") else MISSING,
+            f"{s.get('completed') or 0}/{s.get('failed') or 0}",
+            f"{s.get('output_throughput') or 0:,.1f}",
+            f"{s.get('median_ttft_ms') or 0:,.1f}" if s.get("completed") else MISSING,
             Text(shown(r.path.parent, limit=None)),
         )
     make_console(highlight=False).print(t)

@@ -380,7 +380,6 @@ class Worker:
         segment = self.segment
         self.seq += 1
         rid = f"{self.spec.worker_id}-{self.seq}"
-        case = self.case
         which = self._pick_target()
         model = self.spec.models[self.seq % len(self.spec.models)] if self.spec.models else self.spec.target.model
         problem: Exception | None = None
@@ -393,6 +392,7 @@ class Worker:
         except Exception as exc:  # a dataset changed under the run, a prompt beyond memory: this request's failure
             prompt, max_tokens, expected_in, body = "", 0, 0, b""
             problem = exc
+        case = self.case  # the prompt's quality item, when it is one (_next_prompt chose it)
         rec = RequestRecord(rid, segment, self.spec.worker_id, 0.0, time.time(), warmup=segment < 1)
         if conv is not None:
             rec.turn = conv.turn + 1

@@ -118,6 +118,8 @@ def speed_change(base: float, new: float, lower_is_better: bool, amount: bool = 
     a quantity, not a speed (watts, GiB, tokens per joule): ``4.5x higher`` / ``11x lower``."""
     if base == 0 or new == 0:
         return ("n/a", None) if base == new == 0 else (f"{'+' if new > base else '-'}∞", None)
+    if base < 0 or new < 0:  # no figure compared this way is below zero: a file edited by hand
+        return "n/a", None
     factor = base / new if lower_is_better else new / base
     better = None if abs(factor - 1) < RESOLUTION else factor > 1
     if factor >= 2 or factor <= 0.5:

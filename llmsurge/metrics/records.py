@@ -221,7 +221,7 @@ class RequestRecord:
             return None if v is None else float(v) / 1000.0
 
         start = float(row.get("start_time") or 0.0)
-        rec = cls(str(row.get("id", "")), int(row.get("segment", 0)), int(row.get("worker", 0)), 0.0, start)
+        rec = cls(str(row.get("id") or ""), int(row.get("segment") or 0), int(row.get("worker") or 0), 0.0, start)
         rec.warmup = bool(row.get("warmup"))
         rec.status = Status(row.get("status", "ok"))
         rec.error_kind = row.get("error_kind") or ""

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from llmsurge.metrics.checked import request_rows, summary_problem
 from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.segment import RequestCounts
 from llmsurge.metrics.stats import (
@@ -64,18 +65,9 @@ class _Scope(RequestCounts):
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                if not line.endswith("\n"):
-                    return  # the last line of a run that was killed mid-write
-                raise ReportError(f"{path}:{n}: not a JSON line") from None
-            if not row.get("warmup"):
-                yield row
+    for _n, row in request_rows(path):
+        if not row.get("warmup"):
+            yield row
 
 
 def _batches(path: Path) -> Iterator[list[dict[str, Any]]]:
@@ -227,7 +219,7 @@ def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     _first_pass(path, scopes)
     _second_pass(path, scopes, percentiles)
     saved = _saved_summary(folder)
-    durations = {int(s["segment"]): float(s["duration"]) for s in saved.get("segments", [])}
+    durations = {int(s["segment"]): float(s.get("duration") or 0.0) for s in saved.get("segments", [])}
     run = _figures(scopes.get(RUN, _Scope()), float(saved.get("duration") or 0.0), percentiles)
     run["segments"] = [
         {"segment": seg, **_figures(scopes[seg], 0.0, percentiles)} for seg in sorted(scopes) if seg != RUN
@@ -238,10 +230,14 @@ def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
 
 
 def _saved_summary(folder: Path) -> dict[str, Any]:
+    path = folder / "summary.json"
     try:
-        data = json.loads((folder / "summary.json").read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    why = summary_problem(data)
+    if why:
+        raise ReportError(f"{path}: {why}")
     return data if isinstance(data, dict) else {}
 
 

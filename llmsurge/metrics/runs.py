@@ -12,9 +12,20 @@ from typing import Any
 
 import numpy as np
 
+from llmsurge.metrics.checked import request_rows, summary_problem
+
 PER_REQUEST_MS = ("ttft", "tpot", "e2el", "itl")
 MAX_VALUES = 200_000
 """Per-request values read back for the noise estimate (a longer run is sampled evenly down to this many)."""
+
+
+def vllm_problem(data: dict[str, Any]) -> str:
+    """Why a ``vllm bench serve`` result cannot be compared ('' when it can): its figures are numbers."""
+    for key, v in data.items():
+        figure = key.endswith(("_ms", "_throughput")) or key in ("completed", "duration")  # request_rate: "inf"
+        if figure and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return f"field {key!r} must be a number, not {v!r:.40}"
+    return ""
 
 
 class RunFileError(ValueError):
@@ -84,14 +95,8 @@ def _thin(values: np.ndarray) -> np.ndarray:
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a crash
-            if isinstance(row, dict):
-                yield row
+    for _n, row in request_rows(path):
+        yield row
 
 
 def vllm_load(summary: dict[str, Any]) -> str:
@@ -130,19 +135,25 @@ def load_run(path: str | Path) -> SavedRun:
         raise RunFileError(f"{p}: not a JSON result file ({exc})") from None
     if not isinstance(data, dict) or "completed" not in data:
         raise RunFileError(f"{p}: not a benchmark result (no 'completed'): give a results folder or summary.json")
+    why = summary_problem(data) if "llmsurge_version" in data else vllm_problem(data)
+    if why:
+        raise RunFileError(f"{p}: {why}")
     if "llmsurge_version" in data:
         label = data.get("name") or p.parent.name
         return SavedRun(p, data, "llmsurge", str(label), p.parent / "requests.jsonl")
     return SavedRun(p, data, "vllm bench serve", p.stem)
 
 
-def find_runs(root: Path) -> list[SavedRun]:
-    """Every llmsurge run under ``root`` (one level of folders, or ``root`` itself), newest first."""
+def find_runs(root: Path, skipped: list[str] | None = None) -> list[SavedRun]:
+    """Every llmsurge run under ``root`` (one level of folders, or ``root`` itself), newest first; a folder whose
+    summary cannot be read is left out, and why appended to ``skipped``."""
     candidates = [root] if (root / "summary.json").is_file() else sorted(root.glob("*/summary.json"))
     runs = []
     for c in candidates:
         try:
             runs.append(load_run(c.parent if c.name == "summary.json" else c))
-        except RunFileError:
+        except RunFileError as exc:
+            if skipped is not None:
+                skipped.append(str(exc))
             continue
     return sorted(runs, key=lambda r: str(r.summary.get("date", "")), reverse=True)
