@@ -97,8 +97,7 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
             assert refused.value.status == 409
 
         second = await browser.new_page()  # a second page says, in words, that the run is open in another
-        # (the browser holds the token's cookie now: the bare address opens the page too)
-        answer = await second.goto(base)
+        answer = await second.goto(url)
         assert answer is not None and answer.status == 409
         assert "This run is open in another page" in await second.inner_text("body")
         await second.close()
