@@ -126,3 +126,23 @@ def test_a_malformed_summary_is_named_with_its_field(real_run: Path, tmp_path: P
     assert code == 0 and err.startswith(
         f"llmsurge: skipped {bad / 'summary.json'}: field 'segments'"
     )  # the others shown
+
+
+def test_compare_says_when_the_runs_models_or_servers_differ(real_run: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(real_run, other)
+    data = json.loads((other / "summary.json").read_text())
+    data["model_id"] = "another/model"
+    data["server"]["kind"] = "vllm"
+    data["config"]["url"] = "http://127.0.0.1:8000"
+    (other / "summary.json").write_text(json.dumps(data))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["compare", str(real_run), str(other)]) == 0
+    text = " ".join(out.getvalue().split())
+    assert "the runs' models differ (llmsurge-sim vs another/model)" in text
+    assert "the runs' servers differ (simulated at simulated vs vllm at http://127.0.0.1:8000)" in text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["compare", str(real_run), str(real_run)])
+    assert "differ (" not in out.getvalue()

@@ -298,8 +298,33 @@ def compare(runs: list[SavedRun]) -> Comparison:
             segs = [r.summary for r in runs]
             metrics = [m for n in names for m in _breakdown_metrics(kind, n)]
             levels.append(Level(title, [row for m in metrics if (row := _row(runs, segs, m, None)) is not None]))
+    notes += differences(runs)
     notes.append("† one figure per run (or no per-request values kept): no noise estimate")
     return Comparison(runs, levels, notes, matched)
+
+
+def differences(runs: list[SavedRun]) -> list[str]:
+    """What differs between the runs besides the change being measured: the model, the server (its kind and URL)
+    — said, so that a difference is not read as the change's."""
+    out = []
+    facts = {
+        "models": [r.summary.get("model_id") for r in runs],
+        "servers": [_server(r) for r in runs],
+    }
+    for what, values in facts.items():
+        if len({str(v) for v in values if v}) > 1:
+            listed = " vs ".join(shown(v or "?", limit=60) for v in values)
+            out.append(f"the runs' {what} differ ({listed}): a difference may be theirs, not the change's")
+    return out
+
+
+def _server(run: SavedRun) -> str:
+    """A run's server as ``kind at URL`` (a vLLM result: its backend)."""
+    server = run.summary.get("server")
+    config = run.summary.get("config")
+    kind = server.get("kind") if isinstance(server, dict) else run.summary.get("backend")
+    url = config.get("url") if isinstance(config, dict) else None
+    return " at ".join(str(x) for x in (kind, url) if x)
 
 
 BY = "\x1f"
