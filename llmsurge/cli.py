@@ -759,24 +759,28 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from llmsurge.metrics.report import compare_with_saved, recompute
+    from llmsurge.metrics.report import compare_with_saved, phases, phases_line, recompute
     from llmsurge.render.console import make_console
     from llmsurge.render.tables import segments_table, summary_table
 
     figures = recompute(args.folder)
+    differences = compare_with_saved(args.folder, figures)
+    status = ExitCode.THRESHOLDS if differences else ExitCode.OK  # a summary that disagrees fails the check
     if args.json:
-        print(json.dumps(figures, indent=2))
-        return ExitCode.OK
+        print(json.dumps({**figures, "phases": phases(args.folder), "disagreements": differences}, indent=2))
+        return status
     console = make_console(highlight=False)
     console.print(summary_table(figures, title="recomputed from requests.jsonl"))
     if len(figures.get("segments", [])) > 1:
         console.print(segments_table(figures))
-    differences = compare_with_saved(args.folder, figures)
+    line = phases_line(phases(args.folder))
+    if line:
+        console.print(line, markup=False, soft_wrap=True)
     for line in differences:
         console.print(line, markup=False)
     if not differences:
         console.print("summary.json agrees with requests.jsonl (to 0.01%; ITL percentiles within the sketch's 1%)")
-    return ExitCode.OK
+    return status
 
 
 def _compare(args: argparse.Namespace) -> int:

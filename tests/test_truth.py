@@ -191,6 +191,11 @@ def test_report_recomputes_the_summary_exactly_and_names_a_figure_that_differs(t
     (out / "summary.json").write_text(json.dumps(s))
     r = _run("report", str(out))
     assert "run: p99_ttft_ms is" in r.stdout and "agrees" not in r.stdout
+    assert r.returncode == 1  # a summary that disagrees with its requests fails the check
+    phases = json.loads(_run("report", str(out), "--json").stdout)["phases"]
+    assert phases["new_connections"] + phases["pooled"] == 120  # every request says how it was sent
+    assert phases["new_connections"] <= 8  # kept alive: at most one per stream (warm-up opened most)
+    assert phases["headers_ms"]["p50"] <= phases["ttft_ms"]["p50"]  # the headers come before the first token
 
 
 # ---- 7. the smaller traps ----------------------------------------------------------------------------------------

@@ -307,7 +307,7 @@ def differences(runs: list[SavedRun]) -> list[str]:
     """What differs between the runs besides the change being measured: the model, the server (its kind and URL)
     — said, so that a difference is not read as the change's."""
     out = []
-    facts = {
+    facts: dict[str, list[object]] = {
         "models": [r.summary.get("model_id") for r in runs],
         "servers": [_server(r) for r in runs],
     }

@@ -229,6 +229,62 @@ def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     return run
 
 
+def phases(folder: Path) -> dict[str, Any]:
+    """Where the successful requests' time before their first token went, from ``requests.jsonl``: how many came
+    on a new connection (its TCP connect and TLS handshake) and how many on a pooled one, the time from the request
+    written to the answer's headers, then TTFT — medians and p99 in ms — and how many were sent again."""
+    fresh: dict[str, list[float]] = {"connect_ms": [], "tls_ms": []}
+    headers: list[float] = []
+    ttft: list[float] = []
+    pooled = resent = 0
+    for row in _lines(folder / "requests.jsonl"):
+        resent += bool(row.get("resent") or row.get("retries"))
+        if row["status"] != "ok" or row.get("reused") is None:
+            continue
+        if row["reused"]:
+            pooled += 1
+        else:
+            for key, values in fresh.items():
+                if row.get(key) is not None:
+                    values.append(row[key])
+        if row.get("headers_ms") is not None:
+            headers.append(row["headers_ms"])
+        if row.get("ttft_ms") is not None:
+            ttft.append(row["ttft_ms"])
+
+    def stats(values: list[float]) -> dict[str, float] | None:
+        if not values:
+            return None
+        v = np.asarray(values, dtype=np.float64)
+        return {"n": len(values), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
+
+    return {
+        "new_connections": len(fresh["connect_ms"]),
+        "pooled": pooled,
+        "connect_ms": stats(fresh["connect_ms"]),
+        "tls_ms": stats(fresh["tls_ms"]),
+        "headers_ms": stats(headers),
+        "ttft_ms": stats(ttft),
+        "resent": resent,
+    }
+
+
+def phases_line(p: dict[str, Any]) -> str:
+    """:func:`phases` in one line (``''`` when the run kept no phase timings: runs before they were measured)."""
+    if p["headers_ms"] is None:
+        return ""
+
+    def ms(key: str) -> str:
+        s = p[key]
+        return "—" if s is None else f"p50 {s['p50']:,.2f} / p99 {s['p99']:,.2f} ms"
+
+    tls = f", TLS {ms('tls_ms')}" if p["tls_ms"] is not None else ""
+    return (
+        f"phases: {p['new_connections']:,} new connection(s) (connect {ms('connect_ms')}{tls}), {p['pooled']:,}"
+        f" pooled; request → headers {ms('headers_ms')}; TTFT {ms('ttft_ms')}; re-sent {p['resent']:,}"
+    )
+
+
 def _saved_summary(folder: Path) -> dict[str, Any]:
     path = folder / "summary.json"
     try:
