@@ -14,7 +14,7 @@ import zlib
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
-from llmsurge.engine.http1 import BadAnswer, ConnectFailed, Disconnected, WireError, WirePool
+from llmsurge.engine.http1 import SETTLE_S, BadAnswer, ConnectFailed, Disconnected, WireError, WirePool
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import ErrorEvent, SSEEventTooLarge, SSEParser
 from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
@@ -253,6 +253,8 @@ async def execute(
                 said_done = False
                 try:
                     said_done = await _answered(r.status, r.headers, r, stream, rec, counter)
+                    if said_done:
+                        await r.settle(SETTLE_S)
                 finally:
                     r.release(linger=said_done)
             else:

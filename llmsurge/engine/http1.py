@@ -46,9 +46,12 @@ LENIENCIES = {
     "lenient_spaces_after_chunk_size": True,  # "5 ;ext" (whitespace before a chunk extension)
 }
 """What llhttp accepts beyond its strict reading; everything else it refuses is refused."""
+SETTLE_S = 0.05
+"""How long a request waits, after its answer ended by its own word (SSE's ``[DONE]``), for the framing's end (the
+last chunk, usually one read later) so that its connection is pooled at once for the next request."""
 LINGER_S = 1.0
-"""How long an answer that ended by its own word (SSE's ``[DONE]``) may take to end its framing too, off the
-request's time, before its connection is dropped rather than pooled."""
+"""How long such an answer may then take to end its framing, off the request's time, before its connection is
+dropped rather than pooled."""
 
 _now = time.monotonic
 
@@ -548,6 +551,27 @@ class WireResponse:
             if conn.closed:
                 raise Disconnected("the server closed the connection mid-answer", True)
             await conn.wait()
+
+    async def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the answer's framing to end after its content has (SSE's
+        ``[DONE]`` usually comes a read before the last chunk): a connection that ends in time is pooled at once."""
+        conn = self._conn
+        if conn is None or conn.complete or conn.closed or conn.error is not None:
+            return
+        deadline = _now() + timeout
+        loop = asyncio.get_running_loop()
+        while not (conn.complete or conn.closed or conn.error is not None):
+            left = deadline - _now()
+            if left <= 0:
+                return
+            w = conn.waiter = loop.create_future()
+            timer = loop.call_later(left, conn._wake)
+            try:
+                await w
+            finally:
+                timer.cancel()
+            conn.body.clear()  # after the content's end: not the answer
+            conn.pending = 0
 
     @property
     def ended(self) -> bool:
