@@ -754,6 +754,82 @@ def table_ray(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+DECODERS = ("stdlib", "orjson", "msgspec")
+
+
+def _decoder(name: str) -> Any:
+    """An event payload's JSON decoder, as the client would call it (bytes in)."""
+    if name == "stdlib":
+        decode = json.JSONDecoder().decode
+        return lambda b: decode(b.decode())
+    if name == "orjson":
+        import orjson
+
+        return orjson.loads
+    import msgspec
+
+    return msgspec.json.Decoder().decode
+
+
+def bench_decode(repeats: int, events: int = 20_000) -> dict[str, Any]:
+    """CPU per streamed event in the client's own per-event path (the SSE parser, the JSON decode, the record's
+    bookkeeping: ``client._parse_stream``), with each JSON decoder; and the decode alone. No network: the bytes are
+    a real vLLM chat stream's events, one per read, as a server writes them."""
+    from llmsurge.engine import client as client_mod
+    from llmsurge.engine.client import ChunkCounter
+    from llmsurge.metrics.records import RequestRecord
+
+    event = (
+        b'data: {"id":"chatcmpl-9b1c","object":"chat.completion.chunk","created":1733500000,'
+        b'"model":"Qwen/Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"content":" word"},'
+        b'"logprobs":null,"finish_reason":null}]}\n\n'
+    )
+    last = (
+        b'data: {"id":"chatcmpl-9b1c","object":"chat.completion.chunk","created":1733500000,'
+        b'"model":"Qwen/Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"content":""},'
+        b'"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":10,"completion_tokens":%d}}\n\n'
+        b"data: [DONE]\n\n" % events
+    )
+    payload = event[6:-2]
+    chunks = [event] * (events - 1) + [last]
+
+    async def feed() -> Any:
+        for c in chunks:
+            yield c
+
+    out: dict[str, Any] = {}
+    original = client_mod._decode_json
+    try:
+        for name in DECODERS:
+            decode = client_mod._decode_json = _decoder(name)  # the client hands it the payload's bytes
+            path, alone = [], []
+            for _ in range(repeats):
+                rec = RequestRecord("b", 1, 0, time.monotonic(), time.time())
+                t0 = time.process_time()
+                ended = asyncio.run(client_mod._parse_stream(feed(), rec, ChunkCounter()))
+                path.append((time.process_time() - t0) / events * 1e6)
+                assert ended and rec.ok and rec.chunks == events - 1, rec.error
+                t0 = time.process_time()
+                for _ in range(events):
+                    decode(payload)
+                alone.append((time.process_time() - t0) / events * 1e6)
+            out[name] = {"event_us": statistics.median(path), "decode_us": statistics.median(alone)}
+    finally:
+        client_mod._decode_json = original
+    return out
+
+
+def table_decode(rows: dict[str, Any]) -> str:
+    base = rows["stdlib"]["event_us"]
+    lines = [
+        "| decoder | µs per event, the client's per-event path | µs per decode alone | per event vs stdlib |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['event_us']:.2f} | {r['decode_us']:.2f} | {r['event_us'] / base:.2f}x |")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     return (
         f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
@@ -768,7 +844,7 @@ def main() -> None:
         "which",
         nargs="*",
         default=["all"],
-        choices=["all", "ingest", "rate", "streams", "timing", "ui", "memory", "startup", "ray"],
+        choices=["all", "ingest", "rate", "streams", "timing", "ui", "memory", "startup", "ray", "decode"],
     )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=6.0)
@@ -822,6 +898,9 @@ def main() -> None:
     if "startup" in which:
         raw["startup"] = bench_startup(args.repeats)
         tables.append("### 5. Start-up\n\n" + table_startup(raw["startup"]))
+    if "decode" in which:
+        raw["decode"] = bench_decode(max(args.repeats, 5))
+        tables.append("### 7. JSON decoders on the client's events\n\n" + table_decode(raw["decode"]))
     if "ray" in which:
         raw["ray"] = bench_ray(args.repeats, args.seconds, tuple(int(x) for x in args.streams.split(",")))
         tables.append("### 6. Ray actors against local processes\n\n" + table_ray(raw["ray"]))
