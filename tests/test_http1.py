@@ -476,3 +476,16 @@ async def test_done_ends_the_answer_even_if_the_body_never_does() -> None:
             assert rec.ok and rec.chunks == 3
             await until(lambda: client.wire.connections == 1 and any(client.wire._idle.values()))
         assert server.connections == 1  # the lingering connection was pooled once its framing ended
+
+
+async def test_a_whole_answer_longer_than_its_cap_is_refused_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmsurge.engine import client as client_mod
+
+    monkeypatch.setattr(client_mod, "PLAIN_BODY_CAP", 4096)
+    big = b'{"data": [{"embedding": [' + b"0.5, " * 2000 + b'0.5]}]}'
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big)
+    async with RawServer(fixed(raw)) as server, make_client() as client:
+        rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
+        rec.inputs = 1
+        await execute(client, server.url, {}, b"{}", False, rec, ChunkCounter())
+        assert (rec.status, rec.error_kind) == ("failed", "protocol") and "not read whole" in rec.error
