@@ -187,6 +187,8 @@ def test_report_recomputes_the_summary_exactly_and_names_a_figure_that_differs(t
     assert figures["p99_itl_ms"] == pytest.approx(np.percentile(itl, 99), rel=1e-12)  # the report is exact
     assert figures["median_itl_ms"] == pytest.approx(np.median(itl), rel=1e-12)
     s = _summary(out)
+    for key in ("mean_input_tokens", "p90_input_tokens", "mean_output_tokens", "p90_output_tokens"):
+        assert figures[key] == pytest.approx(s[key]) and s[key] > 0, key  # report shows the token figures too
     s["p99_ttft_ms"] *= 1.5
     (out / "summary.json").write_text(json.dumps(s))
     r = _run("report", str(out))

@@ -25,9 +25,11 @@ from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.segment import RequestCounts
 from llmsurge.metrics.stats import (
     DEFAULT_PERCENTILES,
+    LENGTHS,
     PER_REQUEST,
     describe_ms,
     error_rate,
+    length_figures,
     pooling_block,
     quantile_key,
     throughput,
@@ -62,6 +64,7 @@ class _Scope(RequestCounts):
     itl_sumsq: float = 0.0
     itl_buckets: Counter[int] = field(default_factory=Counter)
     itl_wanted: dict[int, list[float]] = field(default_factory=dict)  # bucket → its values (second pass)
+    lengths: dict[str, array[float]] = field(default_factory=lambda: {m: array("d") for m in LENGTHS})
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -111,6 +114,8 @@ def _first_pass(path: Path, scopes: dict[int, _Scope]) -> None:
 def _count(s: _Scope, row: dict[str, Any], rec: RequestRecord) -> None:
     s.add(rec)
     if rec.status is Status.OK:
+        s.lengths["input_tokens"].append(rec.prompt_tokens)
+        s.lengths["output_tokens"].append(rec.output_tokens)
         for m in PER_REQUEST:  # the values exactly as written (a TPOT recomputed from rounded times could differ)
             v = row.get(f"{m}_ms")
             if v is not None:
@@ -206,6 +211,7 @@ def _figures(s: _Scope, duration: float, percentiles: tuple[float, ...]) -> dict
         out.update(describe_ms(m, np.frombuffer(s.values[m], dtype=np.float64), percentiles))
         out[f"n_{m}"] = len(s.values[m])
     out.update(_itl_block(s, percentiles))
+    out.update(length_figures({m: np.frombuffer(v, dtype=np.float64) for m, v in s.lengths.items()}))
     return out
 
 

@@ -231,3 +231,17 @@ def error_rate(completed: int, failed: int) -> float:
     """Failed share of the requests that ended on their own (cancelled ones are not counted)."""
     ended = completed + failed
     return failed / ended if ended else 0.0
+
+
+LENGTHS = ("input_tokens", "output_tokens")
+
+
+def length_figures(values: dict[str, np.ndarray]) -> dict[str, float]:
+    """Realised prompt and output lengths of the successful requests: ``mean_`` and ``p90_input_tokens`` /
+    ``…_output_tokens`` (0 when none succeeded). The one definition: the live summary and ``report`` both read it."""
+    out: dict[str, float] = {}
+    for name in LENGTHS:
+        v = values[name]
+        out[f"mean_{name}"] = float(v.mean()) if v.size else 0.0
+        out[f"p90_{name}"] = float(np.percentile(v, 90)) if v.size else 0.0
+    return out

@@ -23,12 +23,14 @@ from llmsurge.metrics.slo import Slo, goodput
 from llmsurge.metrics.stats import (
     ALIGNED,
     DEFAULT_PERCENTILES,
+    LENGTHS,
     SCHEDULED,
     SEND_LAG,
     Figures,
     describe_ms,
     error_rate,
     latency_distributions,
+    length_figures,
     pooling_block,
     throughput,
 )
@@ -149,12 +151,7 @@ def _joined(segments: tuple[SegmentView, ...], name: str) -> np.ndarray:
 
 def lengths_block(segments: tuple[SegmentView, ...]) -> dict[str, Any]:
     """Realised prompt and output lengths of the successful requests: ``mean_`` and ``p90_input_tokens`` / …"""
-    out: dict[str, Any] = {}
-    for name in ("input_tokens", "output_tokens"):
-        v = _joined(segments, name)
-        out[f"mean_{name}"] = float(v.mean()) if v.size else 0.0
-        out[f"p90_{name}"] = float(np.percentile(v, 90)) if v.size else 0.0
-    return out
+    return dict(length_figures({name: _joined(segments, name) for name in LENGTHS}))
 
 
 def quality_block(segments: tuple[SegmentView, ...]) -> dict[str, Any]:
