@@ -75,13 +75,12 @@ def api_token(host: str, var: str | None) -> str | None:
 # ---- steering ----------------------------------------------------------------------------------------------
 
 
-def _number(request: dict[str, Any], key: str, high: float, whole: bool) -> float:
-    v = request[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= high:
-        raise SteerError(f"{key} must be a number > 0 and ≤ {high:g}, not {v!r}")
-    if whole and v != int(v):
-        raise SteerError(f"{key} must be a whole number, not {v!r}")
-    return float(v)
+def _checked(check: Callable[[object], Any], value: object) -> Any:
+    """A steer's value through the one check keys and the palette use too (:mod:`llmsurge.engine.limits`)."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise SteerError(str(exc)) from None
 
 
 def named_preset(name: object) -> Scenario:
@@ -107,9 +106,9 @@ def steer(session: RunSession, request: object, preset: Scenario | None = None) 
         raise SteerError(f'send one of {", ".join(STEER_KEYS)} as a JSON object, e.g. {{"concurrency": 64}}')
     key = next(iter(request))
     if key == "concurrency":
-        ctrl.set_concurrency(int(_number(request, key, limits.MAX_CONCURRENCY, whole=True)))
+        ctrl.set_concurrency(_checked(limits.steered_concurrency, request[key]))
     elif key == "rate":
-        ctrl.set_rate(_number(request, key, limits.MAX_RATE, whole=False))
+        ctrl.set_rate(_checked(limits.steered_rate, request[key]))
     elif key in ("pause", "resume"):
         if request[key] is not True:
             raise SteerError(f'{key} takes true: {{"{key}": true}}')

@@ -482,7 +482,7 @@ async def test_a_whole_answer_longer_than_its_cap_is_refused_not_held(monkeypatc
     from llmsurge.engine import client as client_mod
 
     monkeypatch.setattr(client_mod, "PLAIN_BODY_CAP", 4096)
-    big = b'{"data": [{"embedding": [' + b"0.5, " * 2000 + b'0.5]}]}'
+    big = b'{"data": [{"embedding": [' + b"0.5, " * 2000 + b"0.5]}]}"
     raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big)
     async with RawServer(fixed(raw)) as server, make_client() as client:
         rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())

@@ -67,9 +67,18 @@ async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
         await _until(pilot, lambda: bus.inflight_total == 8)
         assert [s.label for s in bus.segments] == ["c=2", "c=3", "c=2", "c=4", "c=8", "c=16", "c=8"]
 
-        await pilot.press("r")  # closed loop → open loop at the current request rate
+        def held() -> float | None:  # the rate the closed loop holds, over enough completions of its segment
+            view = bus.view()
+            return view.completion_rate(view.segments[-1].opened - view.t0)
+
+        await pilot.press("r")  # too soon after a change: not measured yet, so nothing moves
+        assert [s.label for s in bus.segments][-1] == "c=8" or held() is not None
+        await _until(pilot, lambda: held() is not None)
+        before = held()
+        assert before is not None
+        await pilot.press("r")  # closed loop → open loop a step above the rate it held: never the wrong way
         rate = _load(app).rate  # type: ignore[attr-defined]
-        assert rate is not None and rate > 0
+        assert rate is not None and rate >= 0.95 * before * 1.1, (rate, before)
         await pilot.press("r")
         assert _load(app).rate > rate  # type: ignore[attr-defined]
         await pilot.press("R")
@@ -120,6 +129,13 @@ async def test_palette_exact_values(sim_url: str, tmp_path: Path) -> None:
         await _until(pilot, lambda: app.session.controller is not None and app.session.bus.inflight_total == 2)
         await palette(pilot, "concurrency 5")
         await _until(pilot, lambda: app.session.bus.inflight_total == 5)
+        for beyond in ("concurrency 0", "concurrency 200000"):  # the limits a flag and the live API have
+            await palette(pilot, beyond)
+            await _until(
+                pilot, lambda: any("concurrency must be from 1 to 100,000" in n.message for n in app._notifications)
+            )
+            assert app.session.bus.segments[-1].label == "c=5"  # nothing changed: not 1, not 200,000
+            app.clear_notifications()
         await palette(pilot, "rate 12.5")
         await _until(pilot, lambda: _load(app).rate == 12.5)  # type: ignore[attr-defined]
         assert app.session.bus.segments[-1].label == "r=12.5/s poisson"

@@ -58,6 +58,12 @@ class WorkerRow:
     loop_lag_ms: float  # latest tick
 
 
+RATE_ENOUGH = 10
+"""Completions a measured request rate needs before it is read (``BusView.completion_rate``)."""
+RATE_LONGEST_S = 30.0
+"""The longest window a measured request rate reaches back over."""
+
+
 @dataclass(frozen=True)
 class BusView:
     """Everything snapshots and summaries read, copied under the lock in one short step."""
@@ -97,6 +103,20 @@ class BusView:
     usage_rejected_example: str = ""
     breakdown: Views = field(default_factory=dict)
     """Per model and per server (``models``, ``targets``), when the run has several (views taken with stats)."""
+
+    def completion_rate(self, since: float, enough: int = RATE_ENOUGH, longest: float = RATE_LONGEST_S) -> float | None:
+        """Requests completed per second over the last whole seconds after ``since`` (seconds from ``t0``: the
+        current segment's start), reaching back until ``enough`` completions are counted or ``longest`` seconds;
+        None while fewer than ``enough`` have completed — a rate of two completions in one second is noise."""
+        done = seconds = 0.0
+        for sec, _tokens, completions in reversed(self.history):
+            if sec < since or seconds >= longest:
+                break
+            done += completions
+            seconds += 1.0
+            if done >= enough and seconds >= 2:
+                break
+        return done / seconds if done >= enough and seconds else None
 
 
 class MetricsBus:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from llmsurge.engine import limits
 from llmsurge.engine.client import curl_command
 from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.session import ConfigError
@@ -49,7 +50,11 @@ class Steering:
         """Closed loop with ``n`` requests in flight (a new segment)."""
         if not self.controller_ready:
             return
-        n = max(1, int(n))
+        try:
+            n = limits.steered_concurrency(n)  # the limits a flag and the live API have
+        except ValueError as exc:
+            self.app.notify(str(exc), severity="warning")
+            return
         assert self.session.controller is not None
         self.session.controller.set_concurrency(n)
         self.app.refresh_panes(full=True)  # show the new target now, not at the next tick
@@ -60,7 +65,11 @@ class Steering:
         if not self.controller_ready:
             return
         assert self.session.controller is not None
-        rate = max(0.1, round(rate, 2))
+        try:
+            rate = limits.steered_rate(round(rate, 2))
+        except ValueError as exc:
+            self.app.notify(str(exc), severity="warning")
+            return
         self.session.controller.set_rate(rate)
         self.app.refresh_panes(full=True)
         self.app.notify(f"rate {rate:g}/s", timeout=2)
@@ -74,24 +83,33 @@ class Steering:
     def step_concurrency(self, delta: int) -> None:
         """``+`` / ``-``: one more or fewer request in flight."""
         if self.controller_ready:
-            self.set_concurrency(self._closed_base() + int(delta))
+            self.set_concurrency(min(limits.MAX_CONCURRENCY, max(1, self._closed_base() + int(delta))))
 
     def scale(self, factor: float) -> None:
         """``]`` / ``[``: double or halve the concurrency."""
-        if self.controller_ready:
-            self.set_concurrency(max(1, math.floor(self._closed_base() * float(factor))))
+        if self.controller_ready:  # a key stops at the limits (the palette and the API are told them)
+            self.set_concurrency(min(limits.MAX_CONCURRENCY, max(1, math.floor(self._closed_base() * float(factor)))))
 
     def step_rate(self, direction: int) -> None:
         """``r`` / ``R``: raise or lower the request rate (from closed loop: start at the current req/s)."""
         if not self.controller_ready:
             return
         load = self._load()
-        if load.rate is None:
-            now = self.session.bus.view().request_s
-            self.set_rate(max(0.5, round(now, 1)) if now > 0 else 1.0)
+        if load.rate is None:  # from a closed loop: the rate it holds, measured, then one step the way asked
+            view = self.session.bus.view()
+            since = view.segments[-1].opened - view.t0 if view.segments else 0.0
+            held = view.completion_rate(since)
+            if held is None:
+                self.app.notify(
+                    "the request rate is not measured yet (too few completions in this segment): try again shortly",
+                    severity="warning",
+                )
+                return
+            self.set_rate(max(limits.MIN_RATE, round(held * (1.1 if direction > 0 else 0.9), 2)))
             return
         step = max(0.1, round(load.rate * 0.1, 2))
-        self.set_rate(load.rate + step * (1 if direction > 0 else -1))
+        wanted = load.rate + step * (1 if direction > 0 else -1)
+        self.set_rate(min(limits.MAX_RATE, max(limits.MIN_RATE, wanted)))
 
     def set_slo(self, metric: str, seconds: float | None) -> None:
         """Set (or, with None, drop) one SLO threshold; goodput is recomputed for every segment."""
