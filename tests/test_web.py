@@ -174,3 +174,37 @@ async def test_only_the_holder_of_the_printed_url_may_watch_or_drive_the_page(
             assert page.cookies[f"llmsurge_web_{port}"]["samesite"] == "Strict"
         async with s.get(base + "/favicon.ico") as icon:  # then the page's own requests carry the cookie
             assert icon.status == 200
+
+
+@pytest.mark.slow
+async def test_a_closed_page_saves_the_run_with_its_cancelled_requests_counted(
+    web: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    from playwright.async_api import async_playwright
+
+    url, out, _proc = web
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = await browser.new_page(viewport={"width": 1600, "height": 1000})
+        await page.goto(url)
+        requests_file = out / "requests.jsonl"
+        for _ in range(240):  # until the run has finished a few requests (two more are then in flight)
+            if requests_file.exists() and requests_file.read_text().count('"warmup": false') >= 3:
+                break
+            await asyncio.sleep(0.25)
+        await page.close()  # the tab closed mid-run: no q
+        summary = out / "summary.json"
+        for _ in range(120):
+            if summary.exists():
+                break
+            await asyncio.sleep(0.25)
+        await browser.close()
+    for _ in range(40):  # the last records are written as the workers stop
+        rows = [json.loads(x) for x in requests_file.read_text().splitlines()]
+        data = json.loads(summary.read_text())
+        if data["cancelled"] == sum(r["status"] == "cancelled" and not r["warmup"] for r in rows):
+            break
+        await asyncio.sleep(0.25)
+    cancelled = sum(r["status"] == "cancelled" and not r["warmup"] for r in rows)
+    assert cancelled >= 1 and data["cancelled"] == cancelled, (data["cancelled"], cancelled)
+    assert data["completed"] == sum(r["status"] == "ok" and not r["warmup"] for r in rows)

@@ -346,7 +346,9 @@ def run_tui(session: RunSession) -> int:
         result = app.run()
     finally:
         if app.session.pool is not None and app.return_value is None:
-            # Left without q (a crash): still stop the workers and keep what finished.
+            # Left without q (a crash, a closed browser page): stop the workers first, so the requests they cancel
+            # are counted in summary.json as in requests.jsonl, then keep what finished.
+            app.session.pool.stop()
             try:
                 app.session.save()
             except OSError:
