@@ -489,3 +489,53 @@ async def test_a_whole_answer_longer_than_its_cap_is_refused_not_held(monkeypatc
         rec.inputs = 1
         await execute(client, server.url, {}, b"{}", False, rec, ChunkCounter())
         assert (rec.status, rec.error_kind) == ("failed", "protocol") and "not read whole" in rec.error
+
+
+async def test_a_piped_body_is_handed_over_inside_each_read_and_wakes_its_reader_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = [b"data: %d\n\n" % i for i in range(20)]
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(CHUNKED_HEAD)
+        for p in parts:
+            writer.write(_chunk(p))
+            await writer.drain()
+            await asyncio.sleep(0.005)  # a read each
+        writer.write(b"0\r\n\r\n")
+
+    waits = 0
+    wait = _Conn.wait
+
+    async def counted(self: _Conn) -> None:
+        nonlocal waits
+        waits += 1
+        await wait(self)
+
+    monkeypatch.setattr(_Conn, "wait", counted)
+    async with RawServer(trickle) as server, WirePool() as pool:
+        got: list[bytes] = []
+        r = await pool.post(server.url, b"{}", {})
+        waits = 0
+        await r.pipe(lambda b: got.append(b) is not None)  # never enough: to the answer's end
+        r.release()
+        assert b"".join(got) == b"".join(parts) and len(got) >= 5  # handed over read by read
+        assert waits <= 2  # the reader woke at the end, not once per read
+
+        def enough(b: bytes) -> bool:
+            got.append(b)
+            return b"data: 3" in b"".join(got)
+
+        got.clear()
+        r = await pool.post(server.url, b"{}", {})
+        await r.pipe(enough)  # the sink had enough: the reader returns before the answer's end
+        assert b"data: 3" in b"".join(got) and b"data: 19" not in b"".join(got)
+        r.release()
+
+        def broken(b: bytes) -> bool:
+            raise RuntimeError("a bug in the sink")
+
+        r = await pool.post(server.url, b"{}", {})
+        with pytest.raises(RuntimeError, match="a bug in the sink"):
+            await r.pipe(broken)  # raised in the reader's task, not lost in the protocol's callback
+        r.release()

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, Union
 
 from msgspec.json import Decoder as _JsonDecoder
 
-from llmsurge.engine.http1 import SETTLE_S, BadAnswer, ConnectFailed, Disconnected, WireError, WirePool
+from llmsurge.engine.http1 import (
+    SETTLE_S,
+    BadAnswer,
+    ConnectFailed,
+    Disconnected,
+    WireError,
+    WirePool,
+    WireResponse,
+)
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import ErrorEvent, SSEEventTooLarge, SSEParser
 from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
@@ -311,6 +319,10 @@ async def _answered(
             rec.fail(Failure.PROTOCOL, "the server answered JSON, not an event stream" + (f": {why}" if why else ""))
             return False
         if stream:
+            if isinstance(raw, WireResponse) and chunks is raw:  # the load's own client: read inside each read
+                parsed = _Stream(rec, counter)
+                await raw.pipe(parsed.feed)
+                return parsed.finish()
             return await _parse_stream(chunks, rec, counter)
         body = await _read_capped(chunks, PLAIN_BODY_CAP, what="answer")
         _finish_plain(body, _now(), rec, counter)
@@ -472,38 +484,83 @@ async def _decoded(chunks: AsyncIterator[bytes], encoding: str) -> AsyncIterator
 
 
 async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counter: ChunkCounter) -> bool:
-    parser = SSEParser()
-    st = rec.start
-    last = 0.0
-    itl = rec.itl
-    content_chunks = 0
-    usage: Any = None
-    saw_choices = False
-    texts = rec.text
-    fold = 0 if rec.text_whole else TEXT_FOLD
-    ended = False
+    """An event stream read from ``chunks`` (a pull: each chunk awaited); True when it ended by its own ``[DONE]``."""
+    stream = _Stream(rec, counter)
     async for raw in chunks:
-        t = _now()
-        try:
-            payloads = parser.feed(raw)
-        except SSEEventTooLarge as exc:
-            rec.fail(Failure.PROTOCOL, str(exc))
+        if stream.feed(raw):
+            break
+    return stream.finish()
+
+
+class _Stream:
+    """One answer's event stream, measured into its record as bytes arrive: :meth:`feed` each read (inside the read
+    itself on the load's own client: ``WireResponse.pipe``), then :meth:`finish`."""
+
+    __slots__ = (
+        "content_chunks",
+        "counter",
+        "ended",
+        "failed",
+        "fold",
+        "last",
+        "parser",
+        "rec",
+        "saw_choices",
+        "usage",
+    )
+
+    def __init__(self, rec: RequestRecord, counter: ChunkCounter) -> None:
+        self.parser = SSEParser()
+        self.rec = rec
+        self.counter = counter
+        self.last = 0.0
+        self.content_chunks = 0
+        self.usage: Any = None
+        self.saw_choices = False
+        self.fold = 0 if rec.text_whole else TEXT_FOLD
+        self.ended = False  # [DONE] came
+        self.failed = False
+
+    def finish(self) -> bool:
+        """The stream is over (its end, [DONE], or a failure already recorded): was it whole? True when it ended by
+        its own ``[DONE]`` (its framing may end later, or never)."""
+        if self.failed:
             return False
+        if self.ended:
+            self.parser.flush()  # [DONE] is the last event: whatever follows it is not the answer's
+        _end_stream(self.rec, self.parser, self.last if self.saw_choices else None, self.content_chunks, self.usage)
+        return self.ended
+
+    def _fail(self, kind: Failure, message: str) -> bool:
+        self.rec.fail(kind, message)
+        self.failed = True
+        return True
+
+    def feed(self, raw: bytes) -> bool:
+        """One read's bytes, stamped now; True when no more are wanted ([DONE], or the answer failed)."""
+        t = _now()
+        rec = self.rec
+        counter = self.counter
+        try:
+            payloads = self.parser.feed(raw)
+        except SSEEventTooLarge as exc:
+            return self._fail(Failure.PROTOCOL, str(exc))
+        st = rec.start
+        itl = rec.itl
+        texts = rec.text
+        fold = self.fold
         for payload in payloads:
             if payload == b"[DONE]":
-                ended = True  # the answer's end, whether or not the body ends (a connection that stays open is dropped)
+                self.ended = True  # the answer's end, whether or not the body ends (its connection is then dropped)
                 continue
             if type(payload) is ErrorEvent:
-                rec.fail(Failure.STREAM_ERROR, _event_error(payload))
-                return False
+                return self._fail(Failure.STREAM_ERROR, _event_error(payload))
             try:
                 msg = _decode_json(payload)
             except ValueError:
-                rec.fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
-                return False
+                return self._fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
             if not isinstance(msg, dict):
-                rec.fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
-                return False
+                return self._fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
             event = msg.get("type")
             thinking = False
             if event is not None and "choices" not in msg:  # the Responses API: typed events
@@ -516,14 +573,14 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                     if event in ("response.completed", "response.incomplete"):
                         response = msg.get("response")
                         response = response if isinstance(response, dict) else {}
-                        usage = _responses_usage(response.get("usage"))
+                        self.usage = _responses_usage(response.get("usage"))
                         details = response.get("incomplete_details")
                         why = details.get("reason") if isinstance(details, dict) else None
                         rec.finish_reason = "length" if why == "max_output_tokens" else str(why or "stop")
                     elif event in ("response.failed", "error"):
                         response = msg.get("response")
-                        rec.fail(Failure.STREAM_ERROR, _error_message(response if isinstance(response, dict) else msg))
-                        return False
+                        why = _error_message(response if isinstance(response, dict) else msg)
+                        return self._fail(Failure.STREAM_ERROR, why)
                     continue  # created, in_progress, output_item.added …: no token
             else:
                 u = msg.get("usage")
@@ -532,16 +589,15 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                     timings = msg.get("timings")  # llama.cpp: its prompt cache (cache_n) rides with the usage
                     if isinstance(timings, dict) and isinstance(usage, dict) and "timings" not in usage:
                         usage = {**usage, "timings": timings}
+                    self.usage = usage
                 choices = msg.get("choices")
                 if not choices:
                     if "error" in msg:
-                        rec.fail(Failure.STREAM_ERROR, _error_message(msg))
-                        return False
+                        return self._fail(Failure.STREAM_ERROR, _error_message(msg))
                     continue
                 choice = choices[0] if isinstance(choices, list) else None
                 if not isinstance(choice, dict):
-                    rec.fail(Failure.PROTOCOL, f"a choices entry that is not an object: {payload[:80]!r}")
-                    return False
+                    return self._fail(Failure.PROTOCOL, f"a choices entry that is not an object: {payload[:80]!r}")
                 if counter.delays is not None and "llmsurge_sent" in msg:
                     counter.delays.append(t - msg["llmsurge_sent"])
                 delta = choice.get("delta")
@@ -566,18 +622,18 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                 reason = choice.get("finish_reason")
             # One token event, whichever API sent it: counted, timed, its text kept.
             counter.chunks += 1
-            if saw_choices:
-                itl.append(t - last)
+            if self.saw_choices:
+                itl.append(t - self.last)
             else:
-                saw_choices = True
+                self.saw_choices = True
                 rec.ttft = t - st
-            last = t
+            self.last = t
             if thinking:
                 rec.reasoning_chunks += 1
                 if rec.ttfr is None:
                     rec.ttfr = t - st
             if text:
-                content_chunks += 1
+                self.content_chunks += 1
                 texts.append(text)
                 if rec.ttfc is None:
                     rec.ttfc = t - st
@@ -585,11 +641,7 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
                     rec.keep_text()
             if reason:
                 rec.finish_reason = str(reason)
-        if ended:
-            parser.flush()  # [DONE] is the last event: whatever follows it is not the answer's
-            break
-    _end_stream(rec, parser, last if saw_choices else None, content_chunks, usage)
-    return ended
+        return self.ended
 
 
 def _event_error(payload: bytes) -> str:

@@ -111,6 +111,9 @@ class _Conn(asyncio.Protocol):
         "pending",
         "reading",
         "route",
+        "sink",
+        "sink_done",
+        "sink_error",
         "status",
         "tls_s",
         "transport",
@@ -153,6 +156,9 @@ class _Conn(asyncio.Protocol):
         self.first = b""
         self.body: list[bytes] = []
         self.pending = 0
+        self.sink: Callable[[bytes], bool] | None = None  # the body handed over inside each read (pipe)
+        self.sink_done = False  # the sink said it has had enough (or raised)
+        self.sink_error: BaseException | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------------
 
@@ -184,7 +190,8 @@ class _Conn(asyncio.Protocol):
             self.pending = 0
             if self.complete or self.error is not None:
                 self._ended()
-        self._wake()
+        if self.sink is None or self.sink_done or self.complete or self.error is not None:
+            self._wake()  # a piped body wakes its reader only at its end
 
     def eof_received(self) -> bool:
         self._lost()
@@ -239,6 +246,15 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
+            return
+        sink = self.sink
+        if sink is not None:
+            if not self.sink_done:
+                try:
+                    self.sink_done = sink(body)
+                except BaseException as exc:  # handed to the reader, in its task
+                    self.sink_error = exc
+                    self.sink_done = True
             return
         self.body.append(body)
         self.pending += len(body)
@@ -551,6 +567,31 @@ class WireResponse:
             if conn.closed:
                 raise Disconnected("the server closed the connection mid-answer", True)
             await conn.wait()
+
+    async def pipe(self, sink: Callable[[bytes], bool]) -> None:
+        """Hand the body's bytes to ``sink`` inside each read, as llhttp frees them — no task is woken per read —
+        until the answer ends or ``sink`` returns True (it has had enough). The sink's time is the read's time.
+        Raises what iterating would: :class:`Disconnected`, :class:`BadAnswer`, or what ``sink`` raised."""
+        conn = self._conn
+        if conn.body and sink(conn.take()):
+            return
+        conn.sink, conn.sink_done, conn.sink_error = sink, False, None
+        try:
+            while not conn.sink_done:
+                if conn.error is not None:
+                    raise conn.error
+                if conn.complete:
+                    return
+                if conn.closed:
+                    raise Disconnected("the server closed the connection mid-answer", True)
+                await conn.wait()
+            if conn.sink_error is not None:
+                raise conn.sink_error
+        finally:
+            conn.sink = None
+            if conn.paused and conn.transport is not None:
+                conn.paused = False
+                conn.transport.resume_reading()
 
     async def settle(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the answer's framing to end after its content has (SSE's
