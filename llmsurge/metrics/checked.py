@@ -35,8 +35,14 @@ class ResultFileError(ValueError):
     """A result file that does not hold what llmsurge wrote; the message names the file, the line and the field."""
 
 
+MAX_FIGURE = 1e15
+"""No figure llmsurge writes is larger (1e15 ms is 31,000 years): a larger one is a file edited by hand."""
+
+
 def _number(v: object) -> bool:
-    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+    return v is None or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_FIGURE
+    )
 
 
 def _count(v: object) -> bool:
@@ -53,7 +59,7 @@ def row_problem(row: object) -> str:
         return f"field 'segment' must be a whole number, not {row.get('segment')!r:.40}"
     for key in NUMBERS:
         if not _number(row.get(key)):
-            return f"field {key!r} must be a finite number or null, not {row[key]!r:.40}"
+            return f"field {key!r} must be a finite number (at most 1e15) or null, not {row[key]!r:.40}"
     for key in COUNTS:
         if not _count(row.get(key)):
             return f"field {key!r} must be a whole number ≥ 0 or null, not {row[key]!r:.40}"
@@ -113,7 +119,7 @@ def _figures_problem(d: dict[str, Any], where: str) -> str:
             if v is not None and not isinstance(v, str):
                 return f"{where}field {key!r} must be text, not {v!r:.40}"
         elif (key in FIGURE_KEYS or FIGURE.search(key)) and (isinstance(v, bool) or not _number(v)):
-            return f"{where}field {key!r} must be a finite number or null, not {v!r:.40}"
+            return f"{where}field {key!r} must be a finite number (at most 1e15) or null, not {v!r:.40}"
     errors = d.get("errors")
     if errors is not None and (
         not isinstance(errors, dict) or not all(_count(n) and n is not None for n in errors.values())
