@@ -53,9 +53,11 @@ async def test_live_changes_open_segments_and_take_effect(sim_url: str) -> None:
         ctrl.stop()
         await asyncio.wait_for(task, 20)
     labels = [s.label for s in bus.segments]
-    assert labels == ["c=2", "c=16", "c=4", "r=50/s poisson"]
+    assert labels == ["c=2", "c=16", "c=4", "r=50/s poisson", "paused", "r=50/s poisson"]  # a pause is a segment
     summary = summarize_run(bus.view(with_stats=True))
-    assert len(summary["segments"]) == 4
+    assert len(summary["segments"]) == 6
+    pause = summary["segments"][4]
+    assert pause["load"] == "paused" and pause["completed"] == 0 and pause["duration"] >= 0.3
     # every request started was finished one way or another
     assert bus.finished_total == bus.started_total
     # requests belong to the segment they started in, and the cancelled ones are counted

@@ -87,7 +87,7 @@ async def test_two_nodes_share_the_load_and_obey_the_controller(cluster: Any, si
     await _run(session, steer)
     summary = json.loads((session.output / "summary.json").read_text())
     rows = [json.loads(x) for x in (session.output / "requests.jsonl").read_text().splitlines()]
-    assert [s["load"] for s in summary["segments"]] == ["c=4", "c=6"]
+    assert [s["load"] for s in summary["segments"]] == ["c=4", "c=6", "paused"]  # the pause is a segment
     assert summary["completed"] == sum(1 for r in rows if r["status"] == "ok" and not r["warmup"])
     assert summary["completed"] + summary["cancelled"] + summary["failed"] == sum(1 for r in rows if not r["warmup"])
     assert {r["worker"] for r in rows if r["segment"] == 2} == {0, 1}  # both actors took the new load

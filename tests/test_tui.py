@@ -91,9 +91,11 @@ async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
         await _until(pilot, lambda: bus.inflight_total == 0)  # in flight drains to zero
         assert bus.state == "paused"
         started = bus.started_total
+        assert bus.segments[-1].label == "paused"  # the pause is its own segment: no rate averages it in
         await pilot.press("space")
         await _until(pilot, lambda: bus.started_total > started)  # new requests start after resume
         assert not app.session.controller.paused
+        assert bus.segments[-2].label == "paused" and bus.segments[-1].label == bus.segments[-3].label
 
         await pilot.press("p")
         assert isinstance(app.screen, PresetPicker)
@@ -119,7 +121,7 @@ async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (tmp_path / "results" / "requests.jsonl").read_text().splitlines()]
     rows = [r for r in rows if not r["warmup"]]
     assert data["completed"] + data["failed"] + data["cancelled"] == len(rows)
-    assert len(data["segments"]) == 12
+    assert len(data["segments"]) == 14  # the pause and the resume each opened one
 
 
 @pytest.mark.slow

@@ -24,6 +24,10 @@ from llmsurge.metrics.snapshot import RunProgress
 DRAIN_GRACE_S = 30.0
 
 
+PAUSED = "paused"
+"""The label of a pause's segment."""
+
+
 class Controller:
     """Steers a run: warm-up, stages, live changes, pause, stop. All methods are safe to call from the UI."""
 
@@ -84,14 +88,22 @@ class Controller:
         return self.set_load(replace(base, rate=max(0.01, float(rate)), concurrency=None))
 
     def pause(self) -> None:
-        """Start no new requests; those in flight finish."""
+        """Start no new requests; those in flight finish. The pause is a segment of its own (``paused``): no
+        segment's rate averages it in, in the TUI or in summary.json, and the run's record shows when it was."""
+        if self.paused:
+            return
         self.paused = True
         self.pool.broadcast(Pause())
+        self.segment = self.bus.open_segment(PAUSED, self.scenario.name)
         self.bus.set_state("paused", paused=True)
 
     def resume(self) -> None:
-        """Start requests again."""
+        """Start requests again, at the load set before the pause, in a new segment."""
+        if not self.paused:
+            return
         self.paused = False
+        if not self.finished:
+            self._open(self.load)
         self.pool.broadcast(Resume())
         self.bus.set_state("done" if self.finished else "running", paused=False)
 

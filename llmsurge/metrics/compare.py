@@ -274,7 +274,9 @@ def compare(runs: list[SavedRun]) -> Comparison:
     """The runs against the first (the baseline): per common load level, or whole runs when none is shared."""
     if len(runs) < 2:
         raise ValueError("compare needs a baseline and at least one candidate")
-    common = [s["load"] for s in runs[0].segments if all(r.level(s["load"]) for r in runs[1:])]
+    common = [
+        s["load"] for s in runs[0].segments if s.get("load") != "paused" and all(r.level(s["load"]) for r in runs[1:])
+    ]  # a pause's segment holds no load to compare
     common = list(dict.fromkeys(common))  # each load once, in the baseline's order
     levels: list[Level] = []
     notes: list[str] = []
