@@ -46,6 +46,7 @@ def test_recorded_vllm_metrics() -> None:
     assert s.preemptions_total == 0.0
     # the TTFT histogram (13 requests, 7 of them ≤ 40 ms … all ≤ 60 ms) gives a p50 inside its buckets
     assert 20.0 <= s.ttft_p50_ms <= 60.0 and s.ttft_p99_ms <= 60.0
+    assert s.ttft_p99_bound_ms == 60.0 >= s.ttft_p99_ms  # the bucket it lies in: what the histogram knows for sure
 
 
 def test_recorded_llamacpp_metrics() -> None:

@@ -135,6 +135,7 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
             rate_source="over 10 s",
             ttft_p50_ms=45.0,
             ttft_p99_ms=75.0,
+            ttft_p99_bound_ms=100.0,
         ),
         "host": Unavailable("psutil could not read this machine"),
     }

@@ -223,6 +223,19 @@ def _phase(t: _Totals) -> ServerPhase:
     )
 
 
+def histogram_bound(q: float, buckets: dict[float, float]) -> float:
+    """The upper bound (``le``) of the bucket that holds rank q·n: the one thing a histogram says for certain of
+    its quantile (``histogram_quantile`` interpolates inside it). NA with no observations; inf past the last bound."""
+    items = sorted(buckets.items())
+    if not items or items[-1][1] <= 0:
+        return NA
+    rank = q * items[-1][1]
+    for le, c in items:
+        if c >= rank:
+            return le
+    return items[-1][0]
+
+
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
     """Prometheus' ``histogram_quantile``: linear interpolation inside the bucket holding rank q·n."""
     items = sorted(buckets.items())
@@ -371,6 +384,8 @@ class ServerMetricsSampler(Sampler):
             for q, name in ((0.5, "p50"), (0.99, "p99")):
                 v = histogram_quantile(q, delta.buckets) if delta is not None else NA
                 out[f"{key}_{name}_ms"] = v * 1000.0 if v == v else NA  # none since the segment began: N/A
+        bound = histogram_bound(0.99, deltas["ttft"].buckets) if deltas.get("ttft") is not None else NA
+        out["ttft_p99_bound_ms"] = bound * 1000.0 if bound == bound else NA
         out["phases"] = dict(self.clock.phases.get(segment, {}))
         return out
 

@@ -88,6 +88,7 @@ class ServerSample:
     prompt_tokens_total: float = NA
     ttft_p50_ms: float = NA
     ttft_p99_ms: float = NA
+    ttft_p99_bound_ms: float = NA  # the upper bound of the histogram bucket the p99 lies in (it is interpolated)
     itl_p50_ms: float = NA
     itl_p99_ms: float = NA
     e2e_p50_ms: float = NA

@@ -223,11 +223,12 @@ class ServerPane(TelemetryPane):
         if sample.rate_source and rates.cell_len + len(sample.rate_source) + 16 <= self.content_size.width:
             rates.append(f"  {sample.rate_source}", style=self.role("muted"))  # what the figure is, if room
         ours = snap.segment_figures["ttft"]
-        server = (
-            f"{ms(sample.ttft_p50_ms)}/{ms(sample.ttft_p99_ms)} ms"
-            if sample.ttft_p50_ms == sample.ttft_p50_ms
-            else Text(NOT_EXPORTED, style=self.role("muted"))
-        )
+        server: RenderableType = Text(NOT_EXPORTED, style=self.role("muted"))
+        if sample.ttft_p50_ms == sample.ttft_p50_ms:  # from the server's histogram buckets: an estimate, said so
+            server = Text(f"≈{ms(sample.ttft_p50_ms)}/≈{ms(sample.ttft_p99_ms)} ms")
+            bound = sample.ttft_p99_bound_ms
+            if bound == bound and bound != float("inf"):
+                server.append(f"  p99 in bucket ≤{ms(bound)}", style=self.role("muted"))
         rows: list[tuple[int, str, RenderableType]] = [
             (0, "running", num(sample.running, 0)),
             (1, "waiting", Text(num(waiting, 0), style=self.role("warn") if (waiting or 0) > 0 else "")),
