@@ -242,3 +242,28 @@ def test_each_worker_has_its_row_and_a_lost_one_says_so() -> None:
     bus.worker_lost(1, taken=6, last_segment=seg, why="killed")  # two it started after its last tick
     w1 = bus.view().worker_rows[1]
     assert w1.state == "lost" and w1.inflight == 0 and w1.failed == 1 + 2  # those two failed as lost
+
+
+def test_a_segment_too_short_to_hold_one_request_has_no_request_rate() -> None:
+    def tick(records: list[RequestRecord]) -> WorkerTick:
+        return WorkerTick(worker=0, records=records, tokens=0, started=len(records), inflight=0, loop_lag_ms=0, cpu=0)
+
+    bus = MetricsBus()
+    s1 = bus.open_segment("c=8", "t")
+    time.sleep(1.2)  # longer than its requests' 1 s E2EL
+    bus.ingest(tick([_rec(i, s1) for i in range(8)]))
+    s2 = bus.open_segment("c=16", "t")
+    bus.ingest(tick([_rec(i + 10, s2) for i in range(8)]))  # its requests take 1 s: none fits in its 0.3 s
+    time.sleep(0.3)
+    s3 = bus.open_segment("paused", "t")  # a pause: no request of its own
+    bus.ingest(tick([_rec(i + 20, s2) for i in range(8)]))  # the previous load's tail arrives meanwhile
+    time.sleep(0.2)
+    bus.open_segment("c=16", "t")
+    summary = summarize_run(bus.view(with_stats=True))
+    rates = {s["segment"]: s["request_throughput"] for s in summary["segments"]}
+    assert rates[s1] > 0
+    assert np.isnan(rates[s2]) and np.isnan(rates[s3])  # "—" on screen, null in summary.json
+    assert summary["segments"][s3 - 1]["output_throughput"] == 0.0  # token rates stand
+    snap = SnapshotBuilder(bus).snapshot()
+    shown = {row.index: row.request_throughput for row in snap.segments}
+    assert shown[s1] == pytest.approx(rates[s1], rel=0.05) and np.isnan(shown[s2]) and np.isnan(shown[s3])

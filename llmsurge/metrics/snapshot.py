@@ -305,7 +305,8 @@ class SnapshotBuilder:
 
     def _segment_row(self, seg: SegmentView, now: float) -> SegmentRow:
         st = self._segment_latency(seg)
-        delivered = segment_delivery(seg, now)
+        e2el = st["e2el"]
+        delivered = segment_delivery(seg, now, e2el.median if e2el.n else None)
         return SegmentRow(
             index=seg.index,
             label=seg.label,

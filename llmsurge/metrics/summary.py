@@ -257,9 +257,17 @@ def _late_because(s: dict[str, Any], view: BusView) -> str:
     return "; ".join(why) or "a late event loop on the client"
 
 
-def segment_delivery(seg: SegmentView, now: float) -> dict[str, float]:
-    """Throughputs from what arrived while the segment was open, over its own duration."""
-    return throughput(seg.arrived_completions, seg.arrived_input_tokens, seg.arrived_tokens, seg.duration(now))
+def segment_delivery(seg: SegmentView, now: float, e2el_median_ms: float | None) -> dict[str, float]:
+    """Throughputs from what arrived while the segment was open, over its own duration — the one definition the
+    segments pane and summary.json both read. A segment too short to hold one of its own requests has no request
+    rate (NaN: "—" on screen, null in the file): none of its requests has succeeded yet, or it lasted less than
+    their median E2EL, so its completions are the previous load's tail (8 of them over 0.3 s read 25.8 req/s).
+    Its token rates stand: tokens did arrive while it was open."""
+    duration = seg.duration(now)
+    out = throughput(seg.arrived_completions, seg.arrived_input_tokens, seg.arrived_tokens, duration)
+    if seg.ok == 0 or (e2el_median_ms is not None and duration * 1000.0 < e2el_median_ms):
+        out["request_throughput"] = float("nan")
+    return out
 
 
 def segment_summary(
@@ -284,9 +292,10 @@ def segment_summary(
         "cached_prompt_tokens": seg.cached_tokens,
         "prefix_cache_hit_rate": seg.cache_hit_rate,
     }
-    out.update(segment_delivery(seg, now))
+    latency = run_latency((seg,), percentiles, slo, seg.duration(now))
+    out.update(segment_delivery(seg, now, latency.get("median_e2el_ms")))
     out.update(pooling_block(seg.inputs, seg.duration(now), seg.arrived_inputs, seg.arrived_input_tokens))
-    out.update(run_latency((seg,), percentiles, slo, seg.duration(now)))
+    out.update(latency)
     out.update(scheduled_block((seg,), percentiles))
     schedule = schedule_block((seg,), now)
     if schedule is not None:
