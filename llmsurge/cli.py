@@ -7,9 +7,9 @@ import asyncio
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmsurge import __version__
 from llmsurge.engine import limits
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # imported where used: `llmsurge --help` stays fast
     from llmsurge.metrics.roofline import RooflineInputs
     from llmsurge.sim.server import SimConfig
 
-    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    SubParsers = argparse._SubParsersAction[Any]
 
 SUBCOMMANDS = ("run", "sim", "check", "presets", "demo", "tui", "web", "report", "compare", "runs", "steer")
 
@@ -68,6 +68,31 @@ def _concurrency(v: str) -> int:
 
 def _positive_float(v: str) -> float:
     return _number(v, 0.0, limits.MAX_SECONDS, low_open=True)
+
+
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\S+?)\s*(ms|s|m|h)?\s*$")
+
+
+def _seconds(v: str, low_open: bool = True) -> float:
+    """A duration: seconds as a number (``90``), or with a unit (``500ms``, ``10s``, ``5m``, ``1h``); a number out
+    of range (``-5``, ``nan``) is said as such."""
+    m = _DURATION.match(v)
+    try:
+        value = float(m.group(1)) if m else None
+    except ValueError:
+        value = None
+    if m is None or value is None:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a duration: write seconds (90) or with a unit (10s, 5m, 1h)")
+    return _number(repr(value * UNITS[m.group(2) or "s"]), 0.0, limits.MAX_SECONDS, low_open=low_open)
+
+
+def _duration(v: str) -> float:
+    return _seconds(v)
+
+
+def _wait_duration(v: str) -> float:
+    return _seconds(v, low_open=False)
 
 
 def _rate(v: str) -> float:
@@ -152,7 +177,7 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--arrival", choices=("constant", "poisson", "gamma"), help="arrival law for --rate")
     g.add_argument("--burstiness", type=_positive_float, help="gamma shape (1 = Poisson, <1 burstier)")
     g.add_argument("--requests", "-n", type=_positive_int, help="stop after N requests")
-    g.add_argument("--duration", "-d", type=_positive_float, help="stop after SECONDS")
+    g.add_argument("--duration", "-d", type=_duration, help="stop after this long: seconds, or 10s, 5m, 1h")
     g.add_argument(
         "--trace",
         metavar="FILE|sample",
@@ -216,7 +241,7 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--no-stream", action="store_true", help="ask for whole responses instead of SSE")
     g.add_argument("--no-ignore-eos", action="store_true", help="let the model stop early")
     g.add_argument("--temperature", type=_temperature, help="sampling temperature (0-2)")
-    g.add_argument("--timeout", type=_positive_float, help="per-request timeout in seconds")
+    g.add_argument("--timeout", type=_duration, help="per-request timeout: seconds, or 30s, 2m")
     g.add_argument(
         "--slo",
         metavar="THRESHOLDS",
@@ -228,7 +253,7 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     add_tls_args(g)
     g.add_argument(
         "--wait",
-        type=_wait,
+        type=_wait_duration,
         default=600.0,
         metavar="SECONDS",
         help="how long to wait for the server to answer (default 600)",
@@ -440,15 +465,53 @@ def _capacity_search(scenario: Scenario, args: argparse.Namespace) -> Scenario:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that name the fix: no usage block before the useful line, "did you mean" for
+    a mistyped flag, and where the help is (``llmsurge run --help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"llmsurge: error: {message}{_hint(message, self)} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self._commands.get(getattr(parsed, "command", None) or "", self)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+    _commands: dict[str, Parser] = {}
+
+
+def _hint(message: str, parser: argparse.ArgumentParser) -> str:
+    """``; did you mean --concurrency?`` for a mistyped flag, or the shell-quoting note for ``--fail-on``."""
+    import difflib
+
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        options = re.findall(r"'([^']*)'", choice.group(2))
+        close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.6)
+        return f"; did you mean {close[0]!r}?" if close else ""
+    if "unrecognized arguments:" in message:
+        known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        for word in message.split(":", 1)[1].split():
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.7)
+                if close:
+                    return f"; did you mean {close[0]}?"
+    return ""
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The whole command line."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="llmsurge",
         description="Load test OpenAI-compatible LLM servers, live in the terminal. "
         "`llmsurge [URL]` opens the TUI (no URL: a simulated server).",
     )
     p.add_argument("--version", action="version", version=f"llmsurge {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    Parser._commands = sub.choices  # type: ignore[assignment]  # each command's own parser names its flags
     tui = sub.add_parser("tui", help="the live TUI (the default command)", description="The live TUI.")
     add_load_args(tui, "demo")
     demo = sub.add_parser(
@@ -627,6 +690,8 @@ def _add_check(sub: SubParsers) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``llmsurge`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in SUBCOMMANDS and _mistyped_command(argv[0]):
+        return ExitCode.BAD_INPUT
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]
     parser = make_parser()
@@ -648,6 +713,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"llmsurge: error: {shown(exc, limit=2000)}", file=sys.stderr)
             return ExitCode.UNREACHABLE if isinstance(exc, ServerUnreachable) else ExitCode.BAD_INPUT
         raise
+
+
+def _mistyped_command(word: str) -> bool:
+    """Whether ``word`` (where a command or a URL may stand) is a command mistyped: said in one line, with the
+    closest; a URL (``localhost:8000``, ``10.0.0.5``) or a flag is not one."""
+    import difflib
+
+    if word.startswith("-") or any(c in word for c in ":./[") or word == "localhost":
+        return False
+    close = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+    if not close:
+        return False
+    print(
+        f"llmsurge: error: unknown command {word!r}; did you mean {close[0]!r}? (see llmsurge --help)", file=sys.stderr
+    )
+    return True
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

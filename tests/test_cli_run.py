@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.helpers import CLI
+from tests.helpers import CLI, run_cli
 
 
 def _free_sim(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
@@ -268,3 +268,32 @@ def test_a_bounded_run_says_how_far_it_has_come(cli_sim: str, tmp_path: Path) ->
     )
     assert r.returncode == 0, r.stderr
     assert re.search(r"  \d+/30 \d+% ETA \d+:\d\d", r.stdout), r.stdout  # requests ended of 30, and time left
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["run", "-c", "0"], "argument --concurrency/-c: 0 is out of range: use 1-100,000 (see llmsurge run --help)"),
+        (["run", "-n", "-5"], "(see llmsurge run --help)"),
+        (["run", "--concurency", "8"], "unrecognized arguments: --concurency; did you mean --concurrency?"),
+        (["run", "--endpoint", "embedding"], "did you mean 'embeddings'? (see llmsurge run --help)"),
+        (["rnu"], "unknown command 'rnu'; did you mean 'run'? (see llmsurge --help)"),
+        (["run", "-d", "ten"], "'ten' is not a duration: write seconds (90) or with a unit (10s, 5m, 1h)"),
+        (["run", "--fail-on", "p99_ttft_ms"], "became a redirection: quote it, --fail-on 'p99_ttft_ms>500'"),
+    ],
+)
+def test_a_bad_flag_is_one_line_with_the_fix(argv: list[str], said: str, tmp_path: Path) -> None:
+    r = run_cli(*argv, "-o", str(tmp_path / "x"), timeout=60) if argv[0] == "run" else run_cli(*argv, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("llmsurge: error: "), r.stderr
+    assert said in lines[0], lines[0]
+    assert "usage:" not in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_durations_take_units() -> None:
+    from llmsurge.cli import make_parser
+
+    args = make_parser().parse_args(["run", "-d", "10s", "--timeout", "2m", "--wait", "1h"])
+    assert (args.duration, args.timeout, args.wait) == (10.0, 120.0, 3600.0)
+    assert make_parser().parse_args(["run", "-d", "90"]).duration == 90.0
+    assert make_parser().parse_args(["run", "-d", "500ms"]).duration == 0.5

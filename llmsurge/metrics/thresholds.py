@@ -72,7 +72,14 @@ def parse_thresholds(spec: str | None) -> list[Threshold]:
             continue
         m = _PART.match(part)
         if not m:
-            raise ThresholdError(f"--fail-on {part.strip()!r}: write KEY>VALUE or KEY<VALUE, e.g. p99_ttft_ms>500")
+            quoting = (
+                " (a > or < the shell saw unquoted became a redirection: quote it, --fail-on 'p99_ttft_ms>500')"
+                if not any(c in part for c in "<>=")
+                else ""
+            )
+            raise ThresholdError(
+                f"--fail-on {part.strip()!r}: write KEY>VALUE or KEY<VALUE, e.g. p99_ttft_ms>500{quoting}"
+            )
         per_segment, key, op, raw = bool(m.group(1)), m.group(2), m.group(3), m.group(4)
         if not known_key(key):
             raise ThresholdError(
