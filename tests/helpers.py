@@ -6,14 +6,18 @@ One copy of each, so a fix (a timeout, an environment variable) reaches every te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 CLI = [sys.executable, "-m", "llmsurge"]
 
@@ -109,3 +113,16 @@ async def run_prepared(session: Any, timeout: float = 120.0) -> Path:
         await asyncio.to_thread(session.close)
     session.save()
     return Path(session.output)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    """An aiohttp app served on 127.0.0.1 for the ``async with`` block; yields its port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()

@@ -18,6 +18,7 @@ from llmsurge.engine import discovery
 from llmsurge.engine.discovery import ServerUnreachable, wait_until_up
 from llmsurge.engine.httpclient import make_client
 from llmsurge.net import Target, _verified_context
+from tests.helpers import serving
 
 
 async def _models(_request: web.Request) -> web.Response:
@@ -34,15 +35,8 @@ async def _https_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     ca.cert_pem.write_to_path(str(bundle))
     app = web.Application()
     app.router.add_get("/v1/models", _models)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app, ctx) as port:
         yield f"https://127.0.0.1:{port}", bundle
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
@@ -107,18 +101,10 @@ async def test_each_wait_names_its_cause_and_a_name_that_never_resolves_ends_it(
 
     app = web.Application()
     app.router.add_get("/v1/models", loading)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with make_client() as client:
-            with pytest.raises(ServerUnreachable, match=r"did not answer within 1s \(last: HTTP 503"):
-                await wait_until_up(client, Target(f"http://127.0.0.1:{port}", "m"), 1.0, lambda s, w: causes.append(w))
-            assert causes and set(causes) == {"HTTP 503: loading"}
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port, make_client() as client:
+        with pytest.raises(ServerUnreachable, match=r"did not answer within 1s \(last: HTTP 503"):
+            await wait_until_up(client, Target(f"http://127.0.0.1:{port}", "m"), 1.0, lambda s, w: causes.append(w))
+        assert causes and set(causes) == {"HTTP 503: loading"}
 
     causes.clear()
     async with make_client() as client:  # nothing listens there now: not up yet
