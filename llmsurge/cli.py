@@ -840,13 +840,14 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from llmsurge.metrics.report import compare_with_saved, phases, phases_line, recompute
+    from llmsurge.metrics.report import NO_SUMMARY, compare_with_saved, phases, phases_line, recompute
     from llmsurge.render.console import make_console
     from llmsurge.render.tables import segments_table, summary_table
 
     figures = recompute(args.folder)
     differences = compare_with_saved(args.folder, figures)
-    status = ExitCode.THRESHOLDS if differences else ExitCode.OK  # a summary that disagrees fails the check
+    disagree = differences and differences != [NO_SUMMARY]  # a run killed before its summary disagrees with nothing
+    status = ExitCode.THRESHOLDS if disagree else ExitCode.OK  # a summary that disagrees fails the check
     if args.json:
         print(json.dumps({**figures, "phases": phases(args.folder), "disagreements": differences}, indent=2))
         return status

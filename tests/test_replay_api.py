@@ -207,6 +207,9 @@ def _attacks_are_refused(base: str, port: int) -> None:
     for method, url, headers, content, status, why in cases:
         r = httpx.request(method, url, headers=headers, content=content, timeout=5)
         assert r.status_code == status and why in r.json()["error"], (headers, r.status_code, r.text)
+    for raw in (b'{"concurrency": Infinity}', b'{"concurrency": 1e300}', b'{"rate": NaN}'):  # JSON's extensions
+        r = httpx.post(steer, content=raw, headers={"Content-Type": "application/json"}, timeout=5)
+        assert r.status_code == 400 and "must be" in r.json()["error"], r.text  # one line, not a 500
     for path in ("/dev/zero", "../../etc/passwd", "x.toml", ".hidden", ["demo"]):
         r = httpx.post(steer, json={"preset": path}, timeout=5)
         assert r.status_code == 400 and "not a path" in r.json()["error"], r.text

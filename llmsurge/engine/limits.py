@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 MAX_CONCURRENCY = 100_000  # requests in flight: past this, file descriptors and memory run out first
 MAX_COUNT = 1_000_000_000  # requests in a run, tokens in a request
 MAX_SECONDS = 30 * 24 * 3600.0  # durations, timeouts and waits: 30 days
@@ -14,10 +16,12 @@ MIN_RATE = 0.01  # requests per second a steer may set: one every 100 s
 def steered_concurrency(value: object) -> int:
     """A concurrency a key, the palette or the live API asks for, checked against the same limits as a flag:
     ``ValueError`` naming them (0 is not silently 1; 200,000 is not silently taken)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY:,}, not {value!r}")
+    if value != int(value):
         raise ValueError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY:,}, not {value!r}")
     if not 1 <= value <= MAX_CONCURRENCY:
-        raise ValueError(f"concurrency must be from 1 to {MAX_CONCURRENCY:,} requests in flight, not {int(value):,}")
+        raise ValueError(f"concurrency must be from 1 to {MAX_CONCURRENCY:,} requests in flight, not {value:.6g}")
     return int(value)
 
 

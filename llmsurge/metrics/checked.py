@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("ok", "failed", "cancelled")
+from llmsurge.metrics.records import Status
+
+STATUSES = tuple(s.value for s in Status)
 NUMBERS = (
     "start_time", "ttft_ms", "ttfc_ms", "tpot_ms", "e2el_ms", "latency_ms", "client_wait_ms", "ttfr_ms",
     "connect_ms", "tls_ms", "headers_ms", "retry_after_s", "server_prompt_ms", "server_decode_ms",

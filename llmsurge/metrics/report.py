@@ -303,12 +303,16 @@ def _saved_summary(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+NO_SUMMARY = "no summary.json to compare with"
+"""What :func:`compare_with_saved` says of a run that has none (killed before it was written): nothing disagrees."""
+
+
 def compare_with_saved(folder: Path, recomputed: dict[str, Any]) -> list[str]:
     """Lines naming each figure of ``summary.json`` that differs from the recomputed one by more than its
     storage allows: 0.01% (float32 values, 0.1 µs rounding), 1% for ITL percentiles (the sketch)."""
     saved = _saved_summary(folder)
     if not saved:
-        return ["no summary.json to compare with"]
+        return [NO_SUMMARY]
     out = []
     pairs = [("run", saved, recomputed)]
     by_index = {s["segment"]: s for s in recomputed.get("segments", [])}
