@@ -39,7 +39,7 @@ from llmsurge.redaction import register_secret, shown
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Histogram bounds in seconds (TTFT, TPOT, ITL, E2EL): vLLM's own spread, from token gaps to long prompts."""
-STEER_KEYS = ("concurrency", "rate", "pause", "resume", "preset", "slo")
+STEER_KEYS = ("concurrency", "rate", "pause", "resume", "stop", "preset", "slo")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OnSteer = Callable[[dict[str, Any]], Awaitable[None] | None]
 """Told of each steer the API applied (the TUI shows a toast)."""
@@ -109,13 +109,15 @@ def steer(session: RunSession, request: object, preset: Scenario | None = None) 
         ctrl.set_concurrency(_checked(limits.steered_concurrency, request[key]))
     elif key == "rate":
         ctrl.set_rate(_checked(limits.steered_rate, request[key]))
-    elif key in ("pause", "resume"):
+    elif key in ("pause", "resume", "stop"):
         if request[key] is not True:
             raise SteerError(f'{key} takes true: {{"{key}": true}}')
         if key == "pause":
             ctrl.pause()
-        else:
+        elif key == "resume":
             ctrl.resume()
+        else:  # the run ends as by `q`: in-flight requests cancelled and recorded, the results saved
+            ctrl.stop()
     elif key == "preset":
         try:
             scenario = session.adapt(preset or named_preset(request[key]))

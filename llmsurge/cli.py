@@ -562,12 +562,13 @@ def make_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     st = sub.add_parser(
         "steer",
-        help="steer a running llmsurge through its --api: concurrency N, rate R, pause, resume, preset NAME, slo SPEC",
+        help="steer a running llmsurge through its --api: concurrency N, rate R, pause, resume, stop, preset NAME,"
+        " slo SPEC",
         description="Change a running llmsurge's load from a script (the run was started with --api HOST:PORT).",
     )
     st.add_argument("api_url", metavar="URL", help="the run's API, e.g. http://127.0.0.1:9000")
-    st.add_argument("action", choices=("concurrency", "rate", "pause", "resume", "preset", "slo"))
-    st.add_argument("value", nargs="?", help="N, R, NAME or SPEC (pause and resume take none)")
+    st.add_argument("action", choices=("concurrency", "rate", "pause", "resume", "stop", "preset", "slo"))
+    st.add_argument("value", nargs="?", help="N, R, NAME or SPEC (pause, resume and stop take none)")
     st.add_argument("--api-token-env", metavar="VAR", help="the API's bearer token, read from $VAR")
     runs = sub.add_parser("runs", help="list saved runs, newest first", description="Saved runs, newest first.")
     runs.add_argument("folder", nargs="?", type=Path, default=Path("llmsurge-results"))
@@ -650,6 +651,12 @@ def _add_sim(sub: SubParsers) -> None:
         help="context length: prompt + max_tokens beyond it get HTTP 400 (default 32768)",
     )
     sim.add_argument("--step-ms", type=_wait, help="base decode step time in ms (default 12)")
+    sim.add_argument(
+        "--prefill-us",
+        type=_wait,
+        metavar="US",
+        help="prefill time per prompt token in µs (default 20): a slower prefill, for calibrating compare",
+    )
     sim.add_argument(
         "--processes",
         type=_positive_int,
@@ -908,7 +915,7 @@ def _steer(args: argparse.Namespace) -> int:
     import httpx
 
     action, value = args.action, args.value
-    if (action in ("pause", "resume")) != (value is None):
+    if (action in ("pause", "resume", "stop")) != (value is None):
         raise ValueError(f"steer {action}: " + ("takes no value" if value is not None else "give a value"))
     body: dict[str, Any] = {action: True if value is None else value}
     if action in ("concurrency", "rate"):
@@ -937,7 +944,8 @@ def _steer(args: argparse.Namespace) -> int:
 
         print(f"llmsurge: error: {shown(answer.get('error', resp.status_code), limit=None)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    print(f"segment {answer['segment']}: {answer['target']}{' (paused)' if answer.get('paused') else ''}")
+    said = " (paused)" if answer.get("paused") else " (stopping: the run ends and saves)" if action == "stop" else ""
+    print(f"segment {answer['segment']}: {answer['target']}{said}")
     return ExitCode.OK
 
 
@@ -1053,6 +1061,8 @@ def _sim(args: argparse.Namespace) -> int:
     timing = EngineTiming.fast() if args.fast else EngineTiming(max_seqs=args.max_seqs)
     if args.step_ms is not None:
         timing.step_base = args.step_ms / 1000.0
+    if args.prefill_us is not None:
+        timing.prefill_per_token = args.prefill_us / 1e6
     if not args.fast:
         timing.max_seqs = args.max_seqs
     config = SimConfig(

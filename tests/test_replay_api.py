@@ -166,11 +166,19 @@ def test_the_api_is_scraped_by_prometheus_and_steers_the_run(tmp_path: Path) -> 
         assert snap["run"]["target"] == "c=3" and snap["snapshot"]["segment"] == 2
         r = run_cli("steer", base, "rate", "4")
         assert r.returncode == 0 and r.stdout.strip() == "segment 3: r=4/s poisson", r.stdout + r.stderr
+        r = run_cli("steer", base, "stop")  # the run ends as by `q`: in flight cancelled, recorded, saved
+        assert r.returncode == 0 and "stopping" in r.stdout, r.stdout + r.stderr
         assert proc.wait(60) == 0
     finally:
         proc.kill()
-    loads = [seg["load"] for seg in summary(out)["segments"]]
+    s = summary(out)
+    loads = [seg["load"] for seg in s["segments"]]
     assert loads == ["c=2", "c=3", "r=4/s poisson"]  # each steer opened a segment, as a key does
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if not r["warmup"]]
+    assert s["cancelled"] == sum(r["status"] == "cancelled" for r in rows)
+    assert s["completed"] + s["failed"] + s["cancelled"] == len(rows)
+    assert s["duration"] < 12  # stopped, not run out
 
 
 def _attacks_are_refused(base: str, port: int) -> None:
