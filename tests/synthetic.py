@@ -23,15 +23,20 @@ def save_run(
     tokens: int = 40,
     load: str = "c=8",
     date: str = "2026-11-30T10:00:00",
+    waves: float = 0.0,
 ) -> Path:
     """A results folder of ``n`` requests at ``load``: TTFT around ``ttft_ms``, gaps around ``tpot_ms`` (gamma
-    spread, seeded), as a run of one segment writes it."""
+    spread, seeded), as a run of one segment writes it. ``waves``: each 8 consecutive requests' TTFT shares a factor
+    (lognormal, this sigma) — as a batch's requests share its queue, so they are not independent."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     t = 0.0
     lines = []
+    wave = 1.0
     for i in range(n):
-        ttft = rng.gamma(16.0, ttft_ms / 16.0) / 1000.0
+        if i % 8 == 0 and waves:
+            wave = float(rng.lognormal(0.0, waves))
+        ttft = rng.gamma(16.0, ttft_ms / 16.0) / 1000.0 * wave
         gaps = (rng.gamma(16.0, tpot_ms / 16.0, tokens - 1) / 1000.0).tolist()
         rec = RequestRecord(f"0-{i}", 1, 0, start=t, wall_start=1_800_000_000.0 + t)
         rec.ttft = rec.ttfc = ttft
@@ -49,7 +54,14 @@ def save_run(
     (folder / "summary.json").write_text(json.dumps(stub))  # throughputs are over the run's duration
     figures = recompute(folder)
     rates = {k: figures[k] for k in ("request_throughput", "output_throughput", "total_token_throughput")}
-    segment = {**figures["segments"][0], **rates, "load": load, "duration": duration, "label": load}
+    segment = {
+        **figures["segments"][0],
+        **rates,
+        "load": load,
+        "duration": duration,
+        "label": load,
+        "start_time": 1_800_000_000.0,
+    }
     summary = {
         **{k: v for k, v in figures.items() if k != "segments"},
         "duration": duration,

@@ -207,3 +207,65 @@ def test_one_load_is_a_point_mid_axis_with_its_value() -> None:
     xs = [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', svg)]
     assert xs and all(abs(x - (64 + (560 - 64 - 16) / 2)) < 1 for x in xs)  # centred, not on the frame's edges
     assert ">356</text>" in svg and ">339</text>" in svg  # each point says its value
+
+
+def test_requests_of_one_batch_are_not_independent_samples(tmp_path: Path) -> None:
+    """Runs whose requests come in waves (each 8 share a factor, as a batch's share its queue): over 20 pairs of the
+    same setup, the block bootstrap calls TTFT within noise nearly always; the plain bootstrap, treating each request
+    as independent, raises false alarms — the data holds what the estimate must see."""
+    import numpy as np
+
+    from llmsurge.metrics.compare import bootstrap_interval
+
+    pairs = [
+        (
+            load_run(save_run(tmp_path / f"a{k}", "a", seed=2 * k, waves=0.4)),
+            load_run(save_run(tmp_path / f"b{k}", "b", seed=2 * k + 1, waves=0.4)),
+        )
+        for k in range(20)
+    ]
+    quiet = 0
+    plain_alarms = 0
+    for a, b in pairs:
+        rows = _rows(compare([a, b]))
+        quiet += all(rows[f"TTFT {s}"].changes[1].better is None for s in ("p50", "p90", "mean"))  # type: ignore[union-attr]
+        va, vb = a.values("ttft", "c=8"), b.values("ttft", "c=8")
+        assert va is not None and vb is not None
+        lo, hi = bootstrap_interval(va, vb, "mean", blocks=(1, 1))
+        plain_alarms += not lo <= 0 <= hi and abs(np.mean(vb) - np.mean(va)) > 0.02 * np.mean(va)
+    assert quiet >= 18, quiet  # 3 rows a pair: ~5% of rows may still be alarms, so not 20
+    assert plain_alarms >= 4, plain_alarms
+
+
+def test_an_arrow_only_past_the_noise_estimated_for_its_row(saved: dict[str, Path], tmp_path: Path) -> None:
+    """Throughputs carry a noise estimate of their own (the rate in windows of the level); an error rate its
+    proportions'; a row with one figure per run and no estimate (the server's clock) shows its change without an
+    arrow, marked †."""
+    from llmsurge.render.compare import _change_text
+
+    base, again, slow = (load_run(saved[k]) for k in ("base", "again", "seqs4"))
+    rows = _rows(compare([base, again, slow]))
+    for label in ("request throughput", "output throughput"):
+        same, different = rows[label].changes[1], rows[label].changes[2]
+        assert same is not None and same.noise_known and same.better is None, (label, same)
+        assert different is not None and different.noise_known and different.better is False, (label, different)
+    error = rows["error rate"].changes[1]
+    assert error is not None and error.better is None and error.noise_known
+    # one figure per run: a server-side row written into both summaries differs by 15%, and gets no arrow
+    for name, queue in (("x", 20.0), ("y", 23.0)):
+        folder = save_run(tmp_path / name, name, seed=5 if name == "x" else 6)
+        summary = json.loads((folder / "summary.json").read_text())
+        ttft = summary["segments"][0]["mean_ttft_ms"]
+        summary["segments"][0]["reconciliation"] = {
+            "client_ttft_ms_mean": ttft,
+            "server_ttft_ms_mean": ttft - 2.0,
+            "gap_ms_mean": 2.0,
+            "client_side_ms_mean": 0.5,
+            "server_queue_ms_mean": queue,
+            "server_prefill_ms_mean": ttft - 2.0 - queue,
+        }
+        (folder / "summary.json").write_text(json.dumps(summary))
+    queue_row = _rows(compare([load_run(tmp_path / "x"), load_run(tmp_path / "y")]))["server's queue (mean)"]
+    change = queue_row.changes[1]
+    assert change is not None and change.better is None and not change.noise_known
+    assert _change_text(change) == "+15.0% †"

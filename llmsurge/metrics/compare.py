@@ -1,22 +1,34 @@
 """Baseline against candidate: the same figures side by side per load level, each change with its direction and,
 where the runs kept their per-request values, whether it is bigger than the runs' own noise.
 
-Noise: a per-request figure (a TTFT percentile, say) changes between two runs of the very same setup. For each
-such figure we bootstrap the difference (resampling each run's requests with replacement, 1,000 times) and take the
-middle 95% of the differences; when that interval holds zero — or the change is under :data:`RESOLUTION` (timer
-and storage resolution, and what no one would act on) — the change is "within noise", whatever its sign.
-Throughputs are one figure per run and carry no interval (marked †).
+An arrow (better/worse) means a change beyond the runs' noise, never less. Noise is estimated per row:
+
+- a per-request figure (a TTFT percentile, say): requests inside one run are not independent samples — requests
+  served at the same time share the server's batches and queue — so the difference's standard error is
+  bootstrapped by *blocks* of consecutive requests (in the order they were sent; ``max(√n, 2 × in flight)`` of them
+  a block: :func:`block_length`; 1,000 resamples of each run), or value by value where that is larger (blocks in
+  step with a closed loop's waves all hold the same mix), and widened by Student's t for that many blocks;
+- a throughput: each run's rate in :data:`WINDOWS` equal windows of its level, their spread giving the rate's
+  standard error (a t interval on the difference);
+- an error rate or a good share: the two proportions' standard error.
+
+When the interval holds zero — or the change is under :data:`RESOLUTION` (timer and storage resolution, and the
+drift no one would act on) — the change is "within noise", whatever its sign. A row with no estimate (the server's
+clock, GPU telemetry: one figure per run) shows its change without an arrow (marked †). Calibrated against the
+simulated server (``python -m bench.calibrate_compare``): bench/RESULTS.md, "compare's noise, calibrated".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from llmsurge.metrics.figures import FIGURE, Figure
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.stats import thin
 from llmsurge.redaction import shown
@@ -30,47 +42,40 @@ see), which no one would act on."""
 _BATCH = 50
 
 
-@dataclass(frozen=True)
-class Metric:
-    """One row: a summary key, how to read it, and which way is better."""
-
-    key: str
-    label: str
-    unit: str
-    lower_is_better: bool
-    stat: str | None = None  # "median" / "p90" / "p99" / "mean" of per-request values (for the noise estimate)
-    metric: str | None = None  # "ttft" / "tpot" / "itl" / "e2el"
+Metric = Figure
+"""A row of the comparison: a figure (:mod:`llmsurge.metrics.figures`), the one place its label, unit and
+direction are defined."""
 
 
-def _latency_rows() -> list[Metric]:
-    rows = []
-    for m, name in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "E2EL")):
-        for stat, key in (("median", "median"), ("p90", "p90"), ("p99", "p99"), ("mean", "mean")):
-            label = f"{name} {'p50' if stat == 'median' else stat}"
-            rows.append(Metric(f"{key}_{m}_ms", label, "ms", True, stat, m))
-    return rows
+def _extra(key: str, label: str, unit: str, definition: str, lower_is_better: bool = True) -> Figure:
+    """A row that is not a summary figure of its own (the server's clock, GPU telemetry, a breakdown)."""
+    return Figure(key=key, title=label, label=label, unit=unit, definition=definition, lower_is_better=lower_is_better)
 
 
 AMOUNTS = ("W", "GiB", "tok/J")
 """Units of quantities rather than speeds: their changes read "higher"/"lower", not "faster"/"slower"."""
 REFEREE = "reconciliation."
 """Keys under a segment's ``reconciliation`` (the server's clock): rows only when both runs carry it."""
+COMPARED = (
+    "request_throughput",
+    "output_throughput",
+    *(f"{stat}_{m}_ms" for m in ("ttft", "tpot", "itl", "e2el") for stat in ("median", "p90", "p99", "mean")),
+)
+"""The summary figures compared, in the table's order (the server's rows, error rate and goodput follow)."""
 
-METRICS: tuple[Metric, ...] = (
-    Metric("request_throughput", "request throughput", "req/s", False),
-    Metric("output_throughput", "output throughput", "tok/s", False),
-    *_latency_rows(),
-    Metric(REFEREE + "server_ttft_ms_mean", "server's TTFT (its clock, mean)", "ms", True),
-    Metric(REFEREE + "server_queue_ms_mean", "server's queue (mean)", "ms", True),
-    Metric(REFEREE + "server_prefill_ms_mean", "server's prefill (mean)", "ms", True),
-    Metric(REFEREE + "gap_ms_mean", "TTFT outside the server (mean)", "ms", True),
-    Metric(REFEREE + "client_side_ms_mean", "  of which our loop lag", "ms", True),
-    Metric("error_rate", "error rate", "%", True),
-    Metric("request_goodput", "goodput", "req/s", False),
-    Metric("good_share", "good share", "%", False),
-    Metric("gpu_power_w", "GPU power (mean)", "W", True),
-    Metric("gpu_mem_used_gib", "GPU memory (peak)", "GiB", True),
-    Metric("tok_per_joule", "output tokens per joule", "tok/J", False),
+METRICS: tuple[Figure, ...] = (
+    *(FIGURE[k] for k in COMPARED),
+    _extra(REFEREE + "server_ttft_ms_mean", "server's TTFT (its clock, mean)", "ms", "the server's own TTFT"),
+    _extra(REFEREE + "server_queue_ms_mean", "server's queue (mean)", "ms", "time waiting in the server's queue"),
+    _extra(REFEREE + "server_prefill_ms_mean", "server's prefill (mean)", "ms", "the server's prefill time"),
+    _extra(REFEREE + "gap_ms_mean", "TTFT outside the server (mean)", "ms", "our TTFT less the server's"),
+    _extra(REFEREE + "client_side_ms_mean", "  of which our loop lag", "ms", "our event loop's share of that gap"),
+    FIGURE["error_rate"],
+    FIGURE["request_goodput"],
+    FIGURE["good_share"],
+    _extra("gpu_power_w", "GPU power (mean)", "W", "mean GPU power over the level"),
+    _extra("gpu_mem_used_gib", "GPU memory (peak)", "GiB", "peak GPU memory used"),
+    _extra("tok_per_joule", "output tokens per joule", "tok/J", "output throughput over GPU power", False),
 )
 
 
@@ -138,18 +143,66 @@ def _stat(values: np.ndarray, stat: str, axis: int | None = None) -> Any:
     return np.percentile(values, q, axis=axis)
 
 
-def bootstrap_interval(base: np.ndarray, new: np.ndarray, stat: str, seed: int = 0) -> tuple[float, float]:
-    """The middle 95% of ``stat(new*) - stat(base*)`` over bootstrap resamples of each run's values."""
+def _resample(values: np.ndarray, rng: np.random.Generator, block: int | None = None) -> np.ndarray:
+    """``_BATCH`` moving-block resamples of ``values`` (rows): blocks of ``block`` (default ``√n``) consecutive
+    values, their starts drawn with replacement, cut to ``n`` — what a run's neighbouring requests share stays
+    together (``block=1``: the plain bootstrap, as if every request were independent)."""
+    n = len(values)
+    block = block or max(1, round(math.sqrt(n)))
+    blocks = -(-n // block)
+    starts = rng.integers(0, n - block + 1, (_BATCH, blocks))
+    idx = (starts[:, :, None] + np.arange(block)).reshape(_BATCH, blocks * block)[:, :n]
+    return values[idx]
+
+
+def bootstrap_interval(
+    base: np.ndarray, new: np.ndarray, stat: str, seed: int = 0, blocks: tuple[int | None, int | None] = (None, None)
+) -> tuple[float, float]:
+    """The 95% interval of ``stat(new) - stat(base)``. Its standard error is the larger of two bootstraps of each
+    run's values (in the order the requests were sent): by blocks of consecutive values (``blocks``: each run's
+    block length, default ``√n``) — neighbours that shared the server's batches stay together — and value by value,
+    which sees the spread that blocks in step with the load's own period hide (a closed loop's waves give every
+    block the same mix). It is widened by Student's t for as many blocks as the run with fewer holds: a run of 100
+    requests is a few independent blocks, not 100 samples."""
     rng = np.random.default_rng(seed)
-    diffs = []
+    by_block, by_value = [], []
     for _ in range(BOOTSTRAP // _BATCH):
-        a = base[rng.integers(0, len(base), (_BATCH, len(base)))]
-        b = new[rng.integers(0, len(new), (_BATCH, len(new)))]
-        diffs.append(_stat(b, stat, axis=1) - _stat(a, stat, axis=1))
-    d = np.concatenate(diffs)
-    tail = (1 - CONFIDENCE) / 2 * 100
-    lo, hi = np.percentile(d, [tail, 100 - tail])
-    return float(lo), float(hi)
+        a, b = _resample(base, rng, blocks[0]), _resample(new, rng, blocks[1])
+        by_block.append(_stat(b, stat, axis=1) - _stat(a, stat, axis=1))
+        a, b = _resample(base, rng, 1), _resample(new, rng, 1)
+        by_value.append(_stat(b, stat, axis=1) - _stat(a, stat, axis=1))
+    held = min(len(v) // (b or max(1, round(math.sqrt(len(v))))) for v, b in zip((base, new), blocks, strict=True))
+    se = max(float(np.concatenate(by_block).std()), float(np.concatenate(by_value).std()))
+    half = t_95(held - 1) * se
+    diff = float(_stat(new, stat) - _stat(base, stat))
+    return diff - half, diff + half
+
+
+IN_FLIGHT_BLOCKS = 2.0
+"""A block holds at least this many times the requests a level kept in flight (its throughput × mean E2EL, by
+Little's law): requests served at the same time share the server's batches and queue, so they are one sample,
+not several — and a block of them must outlast that sharing."""
+
+
+def block_length(run: SavedRun, seg: dict[str, Any], values: int, load: str | None) -> int:
+    """A run's block length in values for the bootstrap: ``max(√requests, 2 × in flight)`` requests, in values
+    (an ITL row has many values a request)."""
+    e2el = run.values("e2el", load)
+    requests = len(e2el) if e2el is not None and len(e2el) else values
+    rate, e2el_ms = seg.get("request_throughput"), seg.get("mean_e2el_ms")
+    in_flight = rate * e2el_ms / 1000.0 if isinstance(rate, (int, float)) and isinstance(e2el_ms, (int, float)) else 1
+    per_block = max(math.sqrt(requests), IN_FLIGHT_BLOCKS * in_flight, 1.0)
+    return max(1, min(values // 2, round(per_block * values / requests)))
+
+
+_T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13, 20: 2.09}
+
+
+def t_95(df: int) -> float:
+    """Student's t, two-sided 95%, for ``df`` degrees of freedom (rounded down to the table; 1.96 past 30)."""
+    if df > 30:
+        return 1.96
+    return _T_95[max([k for k in _T_95 if k <= df], default=1)]
 
 
 def _figure(run: SavedRun, seg: dict[str, Any], metric: Metric) -> float | None:
@@ -198,7 +251,7 @@ def _row(runs: list[SavedRun], segs: list[dict[str, Any]], metric: Metric, load:
         return None
     changes: list[Change | None] = [None]
     for run, seg, value in zip(runs[1:], segs[1:], values[1:], strict=True):
-        change = _change(runs[0], run, values[0], value, metric, load)
+        change = _change((runs[0], run), (segs[0], seg), (values[0], value), metric, load)
         if _thin(segs[0], metric) or _thin(seg, metric):
             change = dataclasses.replace(change, better=None, thin=True)
         changes.append(change)
@@ -215,24 +268,97 @@ def _thin(seg: dict[str, Any], metric: Metric) -> bool:
 
 
 def _change(
-    base_run: SavedRun, run: SavedRun, base: float | None, new: float | None, metric: Metric, load: str | None
+    runs: tuple[SavedRun, SavedRun],
+    segs: tuple[dict[str, Any], dict[str, Any]],
+    values: tuple[float | None, float | None],
+    metric: Metric,
+    load: str | None,
 ) -> Change:
+    """The change of one figure, with an arrow only when it is beyond the noise estimated for it."""
+    base, new = values
     if base is None or new is None:
         return Change("n/a", None)
-    if metric.unit == "%" and metric.key == "error_rate":
+    if metric.key in PROPORTIONS:
         diff = new - base
-        better = None if abs(diff) < 1e-9 else diff < 0
-        return Change(f"{diff:+.2f} pts", better)
-    text, better = speed_change(base, new, metric.lower_is_better, amount=metric.unit in AMOUNTS)
-    if metric.stat is None or metric.metric is None:
-        return Change(text, better)
-    a, b = base_run.values(metric.metric, load), run.values(metric.metric, load)
-    if a is None or b is None or len(a) < 2 or len(b) < 2:
-        return Change(text, better)
-    lo, hi = bootstrap_interval(a, b, metric.stat)
-    if lo <= 0 <= hi or abs(new - base) < RESOLUTION * abs(base):
-        return Change("within noise", None, (lo, hi), True)
-    return Change(text, better, (lo, hi), True)
+        better = None if abs(diff) < 1e-9 else (diff < 0) == metric.lower_is_better
+        text = f"{diff:+.2f} pts"
+    else:
+        text, better = speed_change(base, new, metric.lower_is_better is not False, amount=metric.unit in AMOUNTS)
+        better = better if metric.lower_is_better is not None else None  # a count: no better or worse
+    interval = _interval(runs, segs, (base, new), metric, load)
+    if interval is None:
+        return Change(text, None)  # no noise estimate: the change, without a direction (†)
+    lo, hi = interval
+    if better is None or lo <= 0 <= hi or abs(new - base) < RESOLUTION * abs(base):
+        return Change("within noise", None, interval, True)
+    return Change(text, better, interval, True)
+
+
+PROPORTIONS = ("error_rate", "good_share")
+"""Rows that are a share of a level's requests (in %): their noise is the two proportions' standard error."""
+THROUGHPUTS = ("request_throughput", "output_throughput")
+WINDOWS = 6
+"""A throughput's noise: the run's rate in (at most) this many equal windows of its level."""
+
+
+def _interval(
+    runs: tuple[SavedRun, SavedRun],
+    segs: tuple[dict[str, Any], dict[str, Any]],
+    values: tuple[float, float],
+    metric: Metric,
+    load: str | None,
+) -> tuple[float, float] | None:
+    """The 95% interval of the difference (candidate − baseline) in the figure's unit, or None when the runs hold
+    nothing to estimate it from."""
+    diff = values[1] - values[0]
+    if metric.stat is not None and metric.metric is not None:
+        a, b = (r.values(metric.metric, load) for r in runs)
+        if a is None or b is None or len(a) < 2 or len(b) < 2:
+            return None
+        blocks = (block_length(runs[0], segs[0], len(a), load), block_length(runs[1], segs[1], len(b), load))
+        return bootstrap_interval(a, b, metric.stat, blocks=blocks)
+    if metric.key in PROPORTIONS:
+        ns = [_requests(s) for s in segs]
+        if not all(ns):
+            return None
+        # a zero count still has an uncertainty: one pseudo-request each way (Agresti–Caffo)
+        ps = [(v / 100.0 * n + 1) / (n + 2) for v, n in zip(values, ns, strict=True)]
+        se = math.sqrt(sum(p * (1 - p) / (n + 2) for p, n in zip(ps, ns, strict=True))) * 100.0
+        return diff - 1.96 * se, diff + 1.96 * se
+    if metric.key in THROUGHPUTS:
+        found = [
+            _rate_se(r, seg, load, tokens=metric.key == "output_throughput") for r, seg in zip(runs, segs, strict=True)
+        ]
+        if found[0] is None or found[1] is None:
+            return None
+        (se_a, w_a), (se_b, w_b) = found[0], found[1]
+        half = t_95(w_a + w_b - 2) * math.sqrt(se_a * se_a + se_b * se_b)
+        return diff - half, diff + half
+    return None
+
+
+def _requests(seg: dict[str, Any]) -> int:
+    n = sum(v for v in (seg.get("completed"), seg.get("failed")) if isinstance(v, int))
+    return int(n)
+
+
+def _rate_se(run: SavedRun, seg: dict[str, Any], load: str | None, tokens: bool) -> tuple[float, int] | None:
+    """The standard error of a run's request (or output-token) rate over its level, and the windows it rests on:
+    the rates in equal windows of the level — each at least two mean E2ELs long (completions come in waves as long
+    as a request), at most :data:`WINDOWS` of them — their standard deviation over √windows."""
+    found = run.arrivals(load)
+    if found is None:
+        return None
+    ends, out, t0, t1 = found
+    e2el_ms = seg.get("mean_e2el_ms")
+    request_s = e2el_ms / 1000.0 if isinstance(e2el_ms, (int, float)) and e2el_ms > 0 else 0.0
+    windows = min(WINDOWS, int((t1 - t0) / (2 * request_s)) if request_s else WINDOWS)
+    if windows < 2 or len(ends) < windows:
+        return None
+    width = (t1 - t0) / windows
+    which = np.minimum(((ends - t0) / width).astype(np.int64), windows - 1)
+    rates = np.bincount(which, weights=out if tokens else None, minlength=windows) / width
+    return float(rates.std(ddof=1) / math.sqrt(windows)), windows
 
 
 def _placed(runs: list[SavedRun], segs: list[dict[str, Any]]) -> list[str]:
@@ -301,7 +427,7 @@ def compare(runs: list[SavedRun]) -> Comparison:
             metrics = [m for n in names for m in _breakdown_metrics(kind, n)]
             levels.append(Level(title, [row for m in metrics if (row := _row(runs, segs, m, None)) is not None]))
     notes += differences(runs)
-    notes.append("† one figure per run (or no per-request values kept): no noise estimate")
+    notes.append("† one figure per run (or no per-request values kept): no noise estimate, so no direction")
     return Comparison(runs, levels, notes, matched)
 
 
@@ -337,9 +463,9 @@ def _breakdown_metrics(kind: str, name: str) -> list[Metric]:
     """A model's or a server's rows: TTFT p50/p99 and failures."""
     label = shown(name, limit=60)  # a model id or a URL: outside text
     return [
-        Metric(f"{kind}{BY}{name}{BY}p50_ttft_ms", f"{label} TTFT p50", "ms", True),
-        Metric(f"{kind}{BY}{name}{BY}p99_ttft_ms", f"{label} TTFT p99", "ms", True),
-        Metric(f"{kind}{BY}{name}{BY}failed", f"{label} failed", "requests", True),
+        _extra(f"{kind}{BY}{name}{BY}p50_ttft_ms", f"{label} TTFT p50", "ms", "its requests' median TTFT"),
+        _extra(f"{kind}{BY}{name}{BY}p99_ttft_ms", f"{label} TTFT p99", "ms", "its requests' p99 TTFT"),
+        _extra(f"{kind}{BY}{name}{BY}failed", f"{label} failed", "requests", "its failed requests"),
     ]
 
 

@@ -75,17 +75,48 @@ class SavedRun:
         segments = None
         if load is not None:
             segments = {int(s["segment"]) for s in self.segments if s.get("load") == load}
-        out: list[float] = []
+        found: list[tuple[float, list[float]]] = []
         for row in _rows(self.requests_file):
             if row.get("warmup") or row.get("status") != "ok":
                 continue
             if segments is not None and int(row.get("segment", 0)) not in segments:
                 continue
             if metric == "itl":
-                out.extend(row.get("itl_ms") or [])
+                found.append((_start(row), row.get("itl_ms") or []))
             elif row.get(f"{metric}_ms") is not None:
-                out.append(row[f"{metric}_ms"])
-        return _thin(np.asarray(out, dtype=np.float64))
+                found.append((_start(row), [row[f"{metric}_ms"]]))
+        found.sort(key=lambda f: f[0])  # in the order the requests were sent: the noise estimate keeps runs of them
+        return _thin(np.asarray([v for _, vs in found for v in vs], dtype=np.float64))
+
+    def arrivals(self, load: str | None) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+        """When each successful request of the run ended (wall seconds) and its output tokens, with the span of the
+        level ``load`` (None: the whole run) — what its throughputs count; None without a requests.jsonl."""
+        if self.source != "llmsurge" or self.requests_file is None or not self.requests_file.is_file():
+            return None
+        level = self.level(load) if load is not None else None
+        scope = [level] if level is not None else [] if load is not None else self.segments
+        if not scope or not all(_number(s.get("start_time"), s.get("duration")) for s in scope):
+            return None
+        spans = [(float(s["start_time"]), float(s["duration"])) for s in scope]
+        t0, t1 = min(t for t, _ in spans), max(t + d for t, d in spans)
+        at, tokens = [], []
+        for row in _rows(self.requests_file):
+            if row.get("warmup") or row.get("status") != "ok" or not _number(row.get("latency_ms")):
+                continue
+            end = _start(row) + row["latency_ms"] / 1000.0
+            if t0 <= end <= t1:
+                at.append(end)
+                tokens.append(row.get("output_tokens") or 0)
+        return np.asarray(at, dtype=np.float64), np.asarray(tokens, dtype=np.float64), t0, t1
+
+
+def _number(*values: object) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _start(row: dict[str, Any]) -> float:
+    t = row.get("start_time")
+    return float(t) if isinstance(t, (int, float)) else 0.0
 
 
 def _thin(values: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from llmsurge.metrics.figures import FIGURE, LATENCIES, STATS
 from llmsurge.metrics.stats import BUNCHED_NOTE, thin
 from llmsurge.redaction import shown
 from llmsurge.render.format import MISSING
@@ -32,20 +33,21 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
     t.add_column("metric")
     t.add_column("value", justify="right")
 
-    def row(label: str, key: str, fmt: str = "{:.2f}") -> None:
-        t.add_row(label, _cell(summary.get(key), fmt))
+    def row(key: str) -> None:  # a figure as the registry titles and rounds it
+        figure = FIGURE[key]
+        t.add_row(figure.title, figure.cell(summary.get(key)))
 
-    row("Successful requests", "completed", "{:d}")
-    row("Failed requests", "failed", "{:d}")
+    row("completed")
+    row("failed")
     if summary.get("cancelled"):
-        row("Cancelled requests", "cancelled", "{:d}")
+        row("cancelled")
     if summary.get("errors"):
         t.add_row("Errors", Text(", ".join(f"{k}: {v}" for k, v in sorted(summary["errors"].items()))))
-    row("Benchmark duration (s)", "duration")
-    row("Total input tokens", "total_input_tokens", "{:d}")
-    row("Total generated tokens", "total_output_tokens", "{:d}")
+    row("duration")
+    row("total_input_tokens")
+    row("total_output_tokens")
     if summary.get("prefix_cache_hit_rate") is not None:
-        row("Prompt tokens from the server's cache", "prefix_cache_hit_rate", "{:.1%}")
+        row("prefix_cache_hit_rate")
     if summary.get("completed"):
         t.add_row(
             "Input / output tokens, mean (p90)",
@@ -53,42 +55,32 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
             f"{summary.get('mean_output_tokens', 0):,.0f} ({summary.get('p90_output_tokens', 0):,.0f})",
         )
     if summary.get("total_inputs"):  # embeddings, rerank
-        row("Total inputs (embedding inputs, documents)", "total_inputs", "{:d}")
-        row("Input throughput (inputs/s)", "input_throughput")
-        row("Input token throughput (tok/s)", "input_token_throughput")
-    row("Request throughput (req/s)", "request_throughput")
-    row("Output token throughput (tok/s)", "output_throughput")
-    row("Total token throughput (tok/s)", "total_token_throughput")
+        row("total_inputs")
+        row("input_throughput")
+        row("input_token_throughput")
+    row("request_throughput")
+    row("output_throughput")
+    row("total_token_throughput")
     if summary.get("slo"):
         t.add_section()
         slo = ", ".join(f"{k.upper()}≤{v:g}ms" for k, v in summary["slo"].items())
         t.add_row(Text("SLO", style="bold"), Text(slo))
-        row("Good requests", "good_requests", "{:d}")
-        row("Good share of ended requests", "good_share", "{:.1%}")
-        row("Request goodput (req/s)", "request_goodput")
-        row("Good output throughput (tok/s)", "good_output_throughput")
+        row("good_requests")
+        row("good_share")
+        row("request_goodput")
+        row("good_output_throughput")
     starred = False
     bunched_share = summary.get("itl_bunched_share")
     bunched = isinstance(bunched_share, float) and bunched_share >= BUNCHED_NOTE
-    for name, label in (
-        ("ttft", "Time to First Token"),
-        ("tpot", "Time per Output Token (excl. 1st)"),
-        ("itl", "Inter-token Latency"),
-        ("e2el", "End-to-end Latency"),
-    ):
+    for name, _short, label, _definition in LATENCIES:
         n = int(summary.get(f"n_{name}") or 0)
         t.add_section()
         t.add_row(Text(label, style="bold"), Text(f"n={n:,}", style="dim") if n else "")
-        for stat, key, q in (
-            ("Mean", "mean", 0.0),
-            ("Median", "median", 50.0),
-            ("P90", "p90", 90.0),
-            ("P99", "p99", 99.0),
-        ):
-            weak = thin(n, q)
-            starred |= weak
-            value = summary.get(f"{key}_{name}_ms") if n or "n_ttft" not in summary else None
-            t.add_row(f"{stat} {name.upper()} (ms)", _cell(value, "{:.2f}", weak))
+        for stat, _word, _label in STATS:
+            figure = FIGURE[f"{stat}_{name}_ms"]
+            starred |= thin(n, figure.quantile)
+            value = summary.get(figure.key) if n or "n_ttft" not in summary else None
+            t.add_row(figure.title, figure.cell(value, n))
         if name == "itl" and bunched:
             t.add_row(Text("ITL gaps < 0.1 ms (bunched) †", style="dim"), Text(f"{bunched_share:.1%}", style="dim"))
     reasoning = summary.get("reasoning")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import random
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -28,11 +29,17 @@ class EngineTiming:
     prefill_per_token: float = 0.00002
     max_seqs: int = 64
     kv_capacity_tokens: int = 262_144
+    jitter: float = 0.03
+    """Each step's time varies by this fraction (one standard deviation), as a real engine's does (kernels, clocks,
+    the host). Exactly periodic steps lock a closed loop at fixed lengths into a phase chosen at its start and kept
+    for the whole run: two runs of the same setup then differ by the phase, which no run shows in itself."""
+    seed: int | None = None
+    """The jitter's seed (None: a different one each start, as a real server's)."""
 
     @classmethod
     def fast(cls, max_seqs: int = 100_000) -> EngineTiming:
         """No modelled compute at all: a step costs only the CPU it takes to run."""
-        return cls(0.0, 0.0, 0.0, max_seqs, 1 << 40)
+        return cls(0.0, 0.0, 0.0, max_seqs, 1 << 40, 0.0)
 
 
 class Sequence:
@@ -244,6 +251,7 @@ class Engine:
     async def _run(self) -> None:
         t = self.timing
         sleep = asyncio.sleep
+        gauss = random.Random(t.seed).gauss
         while True:
             if not self.running and not self.waiting:
                 self._wake.clear()
@@ -279,6 +287,8 @@ class Engine:
                 self.preemptions_total += 1
             self.kv_used_tokens = kv
             step = t.step_base + t.step_per_seq * len(self.running) + t.prefill_per_token * admitted_tokens
+            if t.jitter:
+                step *= max(0.5, 1.0 + t.jitter * gauss(0.0, 1.0))
             started = time.monotonic()
             await sleep(step)
             now = time.monotonic()
