@@ -22,12 +22,14 @@ from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.metrics.thresholds import Threshold, breaches
 from llmsurge.redaction import SHORT, markup_safe, shown
 from llmsurge.render.console import make_console
+from llmsurge.render.format import num
 from llmsurge.render.tables import breakdown_tables, roofline_lines, segments_table, summary_table, turns_table
 
 
 def progress_line(s: Snapshot, total: int | None) -> str:
-    """``done 40/160  in flight 32  failed 0  1,234 tok/s  12.3 req/s  elapsed 0:12`` (plain text)."""
+    """``done 40/160  in flight 32  failed 0  1,234 tok/s  12.3 req/s (last 6 s)  elapsed 0:12`` (plain text)."""
     done = s.completed + s.failed + s.cancelled
+    rate = s.request_rate.value()
     of = f"/{total}" if total else ""
     el = int(s.elapsed)
     parts = [
@@ -36,10 +38,10 @@ def progress_line(s: Snapshot, total: int | None) -> str:
         f"done {done}{of}",
         f"in flight {s.inflight}",
         f"failed {s.failed}",
-        f"{s.request_s * s.inputs_per_request:,.0f} inputs/s"
+        f"{num(None if rate is None else rate * s.inputs_per_request, 0)} inputs/s"
         if s.inputs_per_request
         else f"{s.output_tok_s:,.0f} tok/s",
-        f"{s.request_s:.1f} req/s",
+        f"{num(rate, 1)} req/s ({s.request_rate.label()})",
         f"elapsed {el // 60}:{el % 60:02d}",
     ]
     if s.progress is not None:  # a bounded run: how far, and how long to go
@@ -163,10 +165,10 @@ async def _run(
             ctrl.stop()
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(session.close)
-    summary = session.summary()
+    summary = session.summary()  # built once: the tables below and summary.json read the same one
     path: Path | None = None
     try:
-        path = session.save()
+        path = session.save(summary)
     except OSError as exc:
         console.print(
             f"[red]summary.json could not be written to {markup_safe(session.output)}"

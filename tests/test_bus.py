@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from llmsurge.engine.backend import auto_workers
-from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.bus import RATE_ENOUGH, MetricsBus, RequestRate
 from llmsurge.metrics.health import Cause, diagnose
 from llmsurge.metrics.records import RequestRecord
 from llmsurge.metrics.snapshot import SnapshotBuilder
@@ -198,19 +198,19 @@ def test_columns_read_without_the_lock_match_what_was_written() -> None:
     assert np.array_equal(c.view().values(), values)
 
 
-def test_req_s_is_not_zero_between_sparse_completions() -> None:
-    """Long requests end a few seconds apart: req/s reads from a longer window then, not 0.00 beside done 8."""
-    bus = MetricsBus()
-    now = time.monotonic()
-    bus.run_start = now - 30
-    for t in (12.0, 8.0, 5.0):  # three completions, the last five seconds ago
-        bus._rate_window.append((now - t, 100, 1))
-    tok_s, req_s = bus._live_rate(now)
-    assert tok_s == 0.0 and req_s == pytest.approx(3 / 15)
-    for i in range(6):  # a busy second: the last three seconds alone say the rate
-        bus._rate_window.append((now - 0.1 * i, 10, 1))
-    tok_s, req_s = bus._live_rate(now)
-    assert req_s == pytest.approx(6 / 3) and tok_s == pytest.approx(60 / 3)
+def test_one_request_rate_with_its_window() -> None:
+    """The live request rate: completions over the last whole seconds of the current segment, reaching back until
+    enough are counted (≥ 2 s) or 30 s — never 0.00 between sparse completions, never a burst of two read as a rate,
+    never the previous segment's completions; its window is part of it, for the label."""
+    busy = tuple((float(s), 100.0, 5.0) for s in range(40, 60))  # 5 completions a second
+    rate = RequestRate.over(busy, since=0.0)
+    assert (rate.done, rate.seconds, rate.value()) == (10.0, 2.0, 5.0) and rate.label() == "last 2 s"
+    sparse = tuple((float(s), 10.0, 1.0 if s % 5 == 0 else 0.0) for s in range(0, 60))  # one every 5 s
+    rate = RequestRate.over(sparse, since=0.0)
+    assert rate.seconds == 30.0 and rate.value() == pytest.approx(6 / 30) and rate.value(enough=RATE_ENOUGH) is None
+    after_change = RequestRate.over((*busy, (60.0, 0.0, 1.0)), since=60.0)  # a new segment: its own seconds only
+    assert after_change.seconds == 1.0 and after_change.value() is None and after_change.label() == "last 1 s"
+    assert RequestRate().value() is None and RequestRate().label() == "no second yet"
 
 
 def test_each_worker_has_its_row_and_a_lost_one_says_so() -> None:

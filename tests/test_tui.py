@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from llmsurge.engine.session import RunConfig
+from llmsurge.metrics.bus import RATE_ENOUGH
 from llmsurge.presets import find_preset
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import Faults, SimConfig
@@ -68,8 +69,7 @@ async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
         assert [s.label for s in bus.segments] == ["c=2", "c=3", "c=2", "c=4", "c=8", "c=16", "c=8"]
 
         def held() -> float | None:  # the rate the closed loop holds, over enough completions of its segment
-            view = bus.view()
-            return view.completion_rate(view.segments[-1].opened - view.t0)
+            return bus.view().request_rate.value(enough=RATE_ENOUGH)
 
         await pilot.press("r")  # too soon after a change: not measured yet, so nothing moves
         assert [s.label for s in bus.segments][-1] == "c=8" or held() is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from llmsurge.metrics.bus import RequestRate
 from llmsurge.metrics.health import Cause, ClientHealth
 from llmsurge.metrics.reconcile import reconcile
 from llmsurge.metrics.snapshot import RequestRow, SegmentRow, Snapshot
@@ -154,7 +155,7 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
         errors={"http_500": 4},
         output_tokens=64000,
         output_tok_s=1601.0,
-        request_s=12.5,
+        request_rate=RequestRate(done=75.0, seconds=6.0),  # 12.5 req/s over the last 6 s
         history=history,
         segment_starts=(0.0, 20.0, 40.0),
         segment_figures=stats,

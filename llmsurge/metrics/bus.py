@@ -24,11 +24,6 @@ from llmsurge.metrics.wire import LiveRequest, RequestStart, WorkerTick
 from llmsurge.redaction import redact
 
 RATE_WINDOW = 3.0  # seconds behind "current" tok/s
-REQUEST_RATE_WINDOW = 15.0
-"""Seconds behind "current" req/s: completions are sparser than tokens (a 3 s window reads 0.00 between two
-completions of long requests, beside ``done 8``), used while the last few seconds hold fewer than
-:data:`FEW_COMPLETIONS`."""
-FEW_COMPLETIONS = 5
 HISTORY_SECONDS = 600
 RECENT_ROWS = 200
 MAX_SATURATION_EVENTS = 50
@@ -59,9 +54,42 @@ class WorkerRow:
 
 
 RATE_ENOUGH = 10
-"""Completions a measured request rate needs before it is read (``BusView.completion_rate``)."""
+"""Completions a request rate steering starts from needs (``r``/``R`` from a closed loop)."""
+RATE_SHOWN = 3
+"""Completions the live request rate needs before it is shown (fewer: "—")."""
 RATE_LONGEST_S = 30.0
 """The longest window a measured request rate reaches back over."""
+
+
+@dataclass(frozen=True)
+class RequestRate:
+    """The live request rate — the one every pane, the progress line and steering read: completions per second over
+    the last whole seconds of the current segment, reaching back until :data:`RATE_ENOUGH` completions (and at
+    least 2 s) or :data:`RATE_LONGEST_S`. ``seconds`` is its window, shown beside it."""
+
+    done: float = 0.0
+    seconds: float = 0.0
+
+    def value(self, enough: int = RATE_SHOWN) -> float | None:
+        """Requests per second, or None while fewer than ``enough`` completions are counted."""
+        return self.done / self.seconds if self.done >= enough and self.seconds else None
+
+    def label(self) -> str:
+        """``last 6 s``: the window, for a label beside the value."""
+        return f"last {self.seconds:.0f} s" if self.seconds else "no second yet"
+
+    @classmethod
+    def over(cls, history: tuple[tuple[float, float, float], ...], since: float) -> RequestRate:
+        """From the per-second history (seconds since ``t0``, tokens, completions) after ``since``."""
+        done = seconds = 0.0
+        for sec, _tokens, completions in reversed(history):
+            if sec < since or seconds >= RATE_LONGEST_S:
+                break
+            done += completions
+            seconds += 1.0
+            if done >= RATE_ENOUGH and seconds >= 2:
+                break
+        return cls(done, seconds)
 
 
 @dataclass(frozen=True)
@@ -81,7 +109,6 @@ class BusView:
     warmup_failed: int
     errors: dict[str, int]
     output_tok_s: float
-    request_s: float
     history: tuple[tuple[float, float, float], ...]  # (second since t0, output tokens, completions)
     segments: tuple[SegmentView, ...]
     recent: tuple[RequestRecord, ...]  # newest last
@@ -104,19 +131,11 @@ class BusView:
     breakdown: Views = field(default_factory=dict)
     """Per model and per server (``models``, ``targets``), when the run has several (views taken with stats)."""
 
-    def completion_rate(self, since: float, enough: int = RATE_ENOUGH, longest: float = RATE_LONGEST_S) -> float | None:
-        """Requests completed per second over the last whole seconds after ``since`` (seconds from ``t0``: the
-        current segment's start), reaching back until ``enough`` completions are counted or ``longest`` seconds;
-        None while fewer than ``enough`` have completed — a rate of two completions in one second is noise."""
-        done = seconds = 0.0
-        for sec, _tokens, completions in reversed(self.history):
-            if sec < since or seconds >= longest:
-                break
-            done += completions
-            seconds += 1.0
-            if done >= enough and seconds >= 2:
-                break
-        return done / seconds if done >= enough and seconds else None
+    @property
+    def request_rate(self) -> RequestRate:
+        """The live request rate over the current segment's last seconds (:class:`RequestRate`)."""
+        since = self.segments[-1].opened - self.t0 if self.segments else 0.0
+        return RequestRate.over(self.history, since)
 
 
 class MetricsBus:
@@ -457,7 +476,7 @@ class MetricsBus:
         ``with_stats``)."""
         with self._lock:
             now = time.monotonic()
-            tok_s, req_s = self._live_rate(now)
+            tok_s = self._live_tokens(now)
             last_sec = int(now - self.t0)
             return BusView(
                 now=now,
@@ -473,7 +492,6 @@ class MetricsBus:
                 warmup_failed=self.warmup_failed,
                 errors=dict(self.errors),
                 output_tok_s=tok_s,
-                request_s=req_s,
                 history=tuple((b[0], b[1], b[2]) for b in self._buckets if b[0] < last_sec),
                 segments=tuple(s.view(with_stats) for s in self.segments),
                 recent=tuple(self._recent),
@@ -493,14 +511,10 @@ class MetricsBus:
                 breakdown=self.breakdown.view() if with_stats else {},
             )
 
-    def _live_rate(self, now: float) -> tuple[float, float]:
+    def _live_tokens(self, now: float) -> float:
+        """Output tokens per second over the last :data:`RATE_WINDOW` seconds."""
         ev = self._rate_window
-        while ev and ev[0][0] < now - REQUEST_RATE_WINDOW:
+        while ev and ev[0][0] < now - RATE_WINDOW:
             ev.popleft()
         ran = max(now - (self.run_start or self.t0), 0.25)
-        recent = [e for e in ev if e[0] >= now - RATE_WINDOW]
-        toks = sum(e[1] for e in recent)
-        done = sum(e[2] for e in recent)
-        if done >= FEW_COMPLETIONS:  # enough to read a rate from the last seconds: it follows a change quickly
-            return toks / min(RATE_WINDOW, ran), done / min(RATE_WINDOW, ran)
-        return toks / min(RATE_WINDOW, ran), sum(e[2] for e in ev) / min(REQUEST_RATE_WINDOW, ran)
+        return sum(e[1] for e in ev) / min(RATE_WINDOW, ran)

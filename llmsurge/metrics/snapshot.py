@@ -18,7 +18,7 @@ import numpy as np
 
 from llmsurge.metrics.breakdown import Views
 from llmsurge.metrics.breakdown import figures as breakdown_figures
-from llmsurge.metrics.bus import BusView, MetricsBus, RunEvent, WorkerRow
+from llmsurge.metrics.bus import BusView, MetricsBus, RequestRate, RunEvent, WorkerRow
 from llmsurge.metrics.health import Cause, ClientHealth, worst_health
 from llmsurge.metrics.reconcile import Reconciliation, reconcile
 from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
@@ -126,7 +126,8 @@ class Snapshot:
     errors: dict[str, int]
     output_tokens: int
     output_tok_s: float
-    request_s: float
+    request_rate: RequestRate
+    """The live request rate and its window (``request_rate.value()``: None while too few completed)."""
     history: tuple[tuple[float, float, float], ...]  # (t, output tok/s, req/s) per second
     segment_starts: tuple[float, ...]
     segment_figures: Figures
@@ -238,7 +239,7 @@ class SnapshotBuilder:
         self._stats: _Stats | None = None
         self._at = 0.0
         self._client = ClientHealth(0, 0.0, 0.0, Cause.NONE, "")
-        self._rates = (0.0, 0.0)
+        self._rates: tuple[float, RequestRate] = (0.0, RequestRate())
         """Output tokens and requests per second, as of the last statistics (the first non-zero figures at once)."""
         self._worst = (0.0, 0.0)
         """The workers' worst (loop lag ms, cpu) seen by the snapshots since the statistics were last computed: the
@@ -272,8 +273,8 @@ class SnapshotBuilder:
             self._at = now
             self._client = worst_health(len(view.workers), *self._worst, view.host_cpu)
             self._worst = (0.0, 0.0)
-        if due or not any(self._rates):  # (a newcomer's first sight is the first tokens, at once)
-            self._rates = (view.output_tok_s, view.request_s)
+        if due or (not self._rates[0] and view.output_tok_s):  # (a newcomer's first sight: the first tokens, at once)
+            self._rates = (view.output_tok_s, view.request_rate)
         assert self._stats is not None
         return self._assemble(view, self._stats)
 
@@ -350,7 +351,7 @@ class SnapshotBuilder:
             errors=view.errors,
             output_tokens=sum(s.output_tokens for s in segs),
             output_tok_s=self._rates[0],
-            request_s=self._rates[1],
+            request_rate=self._rates[1],
             history=view.history[-300:],
             segment_starts=tuple(s.opened - view.t0 for s in segs),
             segment_figures=stats.segment_figures,

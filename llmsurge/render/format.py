@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from llmsurge.metrics.stats import Distribution, thin
 from llmsurge.telemetry.base import NaType
 
 MISSING = "—"  # no data yet (latencies before the first request)
@@ -39,6 +40,19 @@ def ms(v: float | None) -> str:
     if v >= 10:
         return f"{v:.1f}"
     return f"{v:.2f}"
+
+
+def percentile_ms(value: float | None, n: int, q: float) -> str:
+    """A latency percentile as every surface shows it: :func:`ms`, starred when it rests on fewer values than ``q``
+    needs (``stats.thin``: read it as the maximum); ``—`` when nothing was measured."""
+    if not n:
+        return MISSING
+    return ms(value) + ("*" if thin(n, q) and _missing(value) is None else "")
+
+
+def p50_p99(d: Distribution) -> str:
+    """``29.0/37.1*``: a distribution's median and p99 as :func:`percentile_ms` shows each (``—`` when empty)."""
+    return f"{percentile_ms(d.at(50.0), d.n, 50.0)}/{percentile_ms(d.at(99.0), d.n, 99.0)}" if d.n else MISSING
 
 
 def clock(seconds: float) -> str:

@@ -10,6 +10,7 @@ from llmsurge.engine import limits
 from llmsurge.engine.client import curl_command
 from llmsurge.engine.scenario import Load, Scenario
 from llmsurge.engine.session import ConfigError
+from llmsurge.metrics.bus import RATE_ENOUGH
 from llmsurge.metrics.runs import RunFileError, load_run
 from llmsurge.net import Target
 from llmsurge.presets import PresetError, find_preset
@@ -96,9 +97,7 @@ class Steering:
             return
         load = self._load()
         if load.rate is None:  # from a closed loop: the rate it holds, measured, then one step the way asked
-            view = self.session.bus.view()
-            since = view.segments[-1].opened - view.t0 if view.segments else 0.0
-            held = view.completion_rate(since)
+            held = self.session.bus.view().request_rate.value(enough=RATE_ENOUGH)
             if held is None:
                 self.app.notify(
                     "the request rate is not measured yet (too few completions in this segment): try again shortly",

@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.render.format import compact, ms
+from llmsurge.render.format import compact, ms, percentile_ms
 from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.roles import RoleStyles
 
@@ -130,11 +130,9 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
             cells: list[Text] = []
             for figures in (snap.segment_figures, snap.run_figures)[: len(scopes)]:
                 dist = figures[key]
-                for q in QUANTILES:
-                    value = dist.at(q)
-                    weak = dist.thin(q)
-                    text = "—" if value is None else ms(value) + ("*" if weak else "")
-                    cells.append(Text(text, style=muted if weak else ""))
+                cells.extend(
+                    Text(percentile_ms(dist.at(q), dist.n, q), style=muted if dist.thin(q) else "") for q in QUANTILES
+                )
                 if "mean" in names:
                     cells.append(Text(ms(dist.mean) if dist.n else "—"))
                 cells.append(Text(compact(dist.n), style=muted))

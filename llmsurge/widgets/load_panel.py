@@ -13,7 +13,7 @@ from rich.text import Span, Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.render.format import ms, num
+from llmsurge.render.format import ms, num, p50_p99
 from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.roles import RoleStyles
 
@@ -96,16 +96,17 @@ class LoadPanel(RoleStyles, Static, can_focus=True):
         if snap.cancelled:
             t.add_row("cancelled", f"{snap.cancelled:,}")
         st = snap.segment_figures  # TTFT at a glance, whatever pane is shown beside (the compact screen's first sight)
+        rate = snap.request_rate.value()
         if snap.inputs_per_request:  # embeddings, rerank: inputs, and the latency of whole answers
-            t.add_row("inputs/s", Text(num(snap.request_s * snap.inputs_per_request, 0), style=strong))
+            inputs = None if rate is None else rate * snap.inputs_per_request
+            t.add_row("inputs/s", Text(num(inputs, 0), style=strong))
         else:
             t.add_row("output tok/s", Text(num(snap.output_tok_s, 0), style=strong))
-        t.add_row("requests/s", num(snap.request_s, 2))
+        t.add_row(f"req/s ({snap.request_rate.seconds:.0f}s)", num(rate, 2))  # the one live rate, with its window
         if st["ttft"].n or not st["e2el"].n:
-            ttft = f"{ms(st['ttft'].at(50.0))}/{ms(st['ttft'].at(99.0))}" if st["ttft"].n else "—"
-            t.add_row("TTFT p50/p99", Text(ttft, style=strong))
+            t.add_row("TTFT p50/p99", Text(p50_p99(st["ttft"]), style=strong))
         else:  # no first token to time (a whole answer): its latency
-            t.add_row("lat. p50/p99", Text(f"{ms(st['e2el'].at(50.0))}/{ms(st['e2el'].at(99.0))}", style=strong))
+            t.add_row("lat. p50/p99", Text(p50_p99(st["e2el"]), style=strong))
         if st.lag_p99_ms is not None:  # open loop: how late requests left against their schedule
             t.add_row(
                 "send lag",

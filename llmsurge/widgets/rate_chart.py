@@ -9,7 +9,6 @@ from textual_plot import HiResMode
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.render.format import num
 from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.pane_plot import PanePlot
 
@@ -79,7 +78,7 @@ class RateChart(Vertical, can_focus=True):
             plot.fit_ticks((0.0, 1.0), (0.0, 1.0))
         update_static(
             self.query_one("#rate-req-label", Static),
-            f"req/s  now {num(snap.request_s, 2)}   segments: {len(snap.segment_starts)}",
+            f"completions each second (req/s: the load pane)   segments: {len(snap.segment_starts)}",
         )
         self.query_one(Sparkline).data = [h[2] for h in hist[-120:]] or [0.0]
 

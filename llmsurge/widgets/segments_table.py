@@ -14,7 +14,7 @@ from llmsurge.metrics.compare import speed_change
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import SegmentRow, Snapshot
 from llmsurge.metrics.stats import thin
-from llmsurge.render.format import ms, num
+from llmsurge.render.format import num, percentile_ms
 from llmsurge.widgets.roles import RoleStyles
 
 COLUMNS = (
@@ -86,9 +86,7 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
         muted, bad, warn = self.role("muted"), self.role("bad"), self.role("warn")
 
         def pct(value: float, q: float) -> Text:
-            if thin(s.n, q):
-                return Text(f"{ms(value)}*", style=muted)
-            return Text(ms(value) if s.n else "—")
+            return Text(percentile_ms(value, s.n, q), style=muted if thin(s.n, q) else "")
 
         label = Text(s.label)
         if s.starved:

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.render.format import ms
+from llmsurge.render.format import ms, percentile_ms
 from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.pane_plot import PanePlot
 
@@ -74,9 +74,9 @@ class TtftHistogram(Vertical, can_focus=True):
         plot.fit_ticks((edges[0], hi), (0.0, max(counts) * 1.05 or 1.0), whole_y=True)
         # (priority: lower stays longer, part): whole figures only, the least important dropped first; p99 last
         parts: list[tuple[int, Text]] = [
-            (3, Text(f"p50 {ms(ttft.at(50.0))}", style=colors["p50"])),
-            (4, Text(f"p90 {ms(ttft.at(90.0))}", style=colors["p90"])),
-            (0, Text(f"p99 {ms(ttft.at(99.0))} ms", style=colors["p99"])),
+            (3, Text(f"p50 {percentile_ms(ttft.at(50.0), ttft.n, 50.0)}", style=colors["p50"])),
+            (4, Text(f"p90 {percentile_ms(ttft.at(90.0), ttft.n, 90.0)}", style=colors["p90"])),
+            (0, Text(f"p99 {percentile_ms(ttft.at(99.0), ttft.n, 99.0)} ms", style=colors["p99"])),
         ]
         if slo_ms is not None:  # a far threshold is only said here, so it stays longer than the other marks
             parts.append((1 if slo_ms > hi else 2, Text(f"SLO {ms(slo_ms)}" + (" →" if slo_ms > hi else ""))))
