@@ -67,6 +67,12 @@ def test_max_throughput_preset_summary_agrees_with_requests(cli_sim: str, tmp_pa
     assert s["output_throughput"] == pytest.approx(s["total_output_tokens"] / s["duration"])
     # input lengths were calibrated against the server's own count
     assert abs(np.mean([x["prompt_tokens"] for x in ok]) - 512) < 10
+    # resolving cost the server little: short calibration prompts, and a short warm-up, each said in the summary
+    assert s["resolving"]["requests"] == 3 and 0 < s["resolving"]["prompt_tokens"] < 512, s["resolving"]
+    warm = [x for x in _rows(out) if x["warmup"]]
+    assert warm and s["warmup"]["completed"] == len(warm)
+    assert all(x["prompt_tokens"] <= 48 and x["output_tokens"] <= 16 for x in warm), warm
+    assert (s["warmup"]["input_tokens"], s["warmup"]["output_tokens"]) == (32, 16)
     assert "api_key" not in json.dumps(s["config"]).replace("api_key_env", "")
 
 

@@ -187,7 +187,7 @@ class Controller:
         self.bus.set_state("warmup")
         c = self.scenario.stages[0].load.concurrency or 1
         base = self.bus.started_total
-        self.pool.apply(0, Load(concurrency=max(1, min(n, c))), self.scenario)
+        self.pool.apply(0, Load(concurrency=max(1, min(n, c))), self.scenario.for_warmup())
         self.pool.set_tickets(n)
         while not self._stop.is_set() and self._restart is None:
             if self._budget_done(base, n):

@@ -66,6 +66,42 @@ class ServerFacts:
     """(level, message): probes that gave up and why, fields the server rejected, calibration that failed."""
     serves_metrics: bool = False
     """Whether ``/metrics`` answered in time (its histograms then referee our TTFT)."""
+    sent: Sent = field(default_factory=lambda: Sent())
+    """What resolving the run sent the server (the first request, calibration), said in summary.json."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sent:
+    """Requests sent to resolve a run, and the tokens the server counted for them (prompt: what it prefilled)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+    def json(self) -> dict[str, int]:
+        """For summary.json's ``resolving``."""
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens}
+
+
+class Tally:
+    """Counts what a resolving step sends: wraps each sender (:meth:`counted`)."""
+
+    def __init__(self) -> None:
+        self.sent = Sent()
+
+    def counted(self, send: Callable[[], Awaitable[RequestRecord]]) -> Callable[[], Awaitable[RequestRecord]]:
+        """``send``, each of its requests added to :attr:`sent`."""
+
+        async def go() -> RequestRecord:
+            rec = await send()
+            self.sent = Sent(
+                requests=self.sent.requests + 1,
+                prompt_tokens=self.sent.prompt_tokens + max(0, rec.prompt_tokens),
+                output_tokens=self.sent.output_tokens + max(0, rec.output_tokens),
+            )
+            return rec
+
+        return go
 
 
 OWNER_KINDS = (
@@ -318,15 +354,23 @@ async def first_success(
     return rec
 
 
-async def calibrate(client: httpx.AsyncClient, target: Target, shape: RequestShape) -> Calibration:
-    """Two one-token requests of different lengths, one after the other (a busy server's one slot is not asked
-    twice at once), give tokens per word and the template overhead."""
+CALIBRATION_WORDS = (16, 256)
+"""The two prompts calibration sends (words): short — the line through them scales to any prompt length, and a
+full-length prompt would cost the server a prefill of it for each (minutes of a big model's time)."""
+
+
+async def calibrate(
+    client: httpx.AsyncClient, target: Target, shape: RequestShape, tally: Tally | None = None
+) -> Calibration:
+    """Two one-token requests of different lengths (:data:`CALIBRATION_WORDS`), one after the other (a busy
+    server's one slot is not asked twice at once), give tokens per word and the template overhead."""
     f = PromptFactory(Calibration(), seed=12345)
     probe = dataclasses.replace(shape, ignore_eos=True, timeout=min(shape.timeout, 120.0), batch=1)
-    sizes = (16, 256)
+    sizes = CALIBRATION_WORDS
+    tally = tally or Tally()
 
     def sender(words: str) -> Callable[[], Awaitable[RequestRecord]]:
-        return lambda: one_request(client, target, probe, words, 1)
+        return tally.counted(lambda: one_request(client, target, probe, words, 1))
 
     recs = [await first_success(sender(f.words(n))) for n in sizes]
     if any(not rec.ok or rec.tokens_estimated or rec.prompt_tokens <= 0 for rec in recs):
@@ -341,28 +385,34 @@ async def negotiate(
     prompt calibration — skipped only when the first request timed out or found no server (time lost)."""
     notes = list(facts.notes)
     accepts = True
+    tally = Tally()
     probe = dataclasses.replace(shape, timeout=min(shape.timeout, 120.0))
-    rec = await first_success(lambda: one_request(client, target, probe, "Say hello.", 4))
+    rec = await first_success(tally.counted(lambda: one_request(client, target, probe, "Say hello.", 4)))
     if not rec.ok and rec.http_status in (400, 422) and "ignore_eos" in rec.error and shape.ignore_eos:
         accepts = False
         notes.append(("info", "the server rejects ignore_eos: output lengths may end early at EOS"))
         probe = dataclasses.replace(probe, ignore_eos=False)
-        rec = await first_success(lambda: one_request(client, target, probe, "Say hello.", 4))
+        rec = await first_success(tally.counted(lambda: one_request(client, target, probe, "Say hello.", 4)))
     calibration = Calibration()
     hopeless = not rec.ok and rec.error_kind in (Failure.TIMEOUT.value, Failure.CONNECT.value)
     if calibrate_prompts and shape.endpoint == "rerank":  # its usage counts query and documents together
         calibrate_prompts = False
         notes.append(("info", "rerank: prompt lengths are not calibrated (the usage counts query and documents)"))
     if calibrate_prompts and not hopeless:
-        calibration = await calibrate(client, target, probe)
+        calibration = await calibrate(client, target, probe, tally)
     if not rec.ok:
         unmeasured = ": prompts are not calibrated" if calibrate_prompts and not calibration.measured else ""
         notes.append(("warning", f"the first request failed ({rec.error_kind}: {rec.error[:120]}){unmeasured}"))
     elif calibrate_prompts and not calibration.measured:
         notes.append(("info", "the server reported no prompt usage: input lengths are estimates"))
     return dataclasses.replace(
-        facts, accepts_ignore_eos=accepts, answered=rec.ok, calibration=calibration, notes=tuple(notes)
+        facts,
+        accepts_ignore_eos=accepts,
+        answered=rec.ok,
+        calibration=calibration,
+        notes=tuple(notes),
+        sent=tally.sent,
     )
 
 
-__all__ = ["ServerError", "ServerFacts", "ServerUnreachable", "discover", "negotiate"]
+__all__ = ["Sent", "ServerError", "ServerFacts", "ServerUnreachable", "discover", "negotiate"]

@@ -170,6 +170,12 @@ class Search:
         return None if failed - low <= 0.1 * failed else round((low + failed) / 2, 2)
 
 
+WARMUP_INPUT_TOKENS = 32
+"""A warm-up request's prompt, at most (tokens)."""
+WARMUP_OUTPUT_TOKENS = 16
+"""A warm-up request's output, at most (tokens)."""
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A preset made concrete: stages run in order, with warm-up requests first."""
@@ -185,6 +191,24 @@ class Scenario:
     """When set, the stages are replaced by a capacity search."""
     slo: str = ""
     """The preset's SLO (``ttft=500ms,…``), used when the command line gives none."""
+
+    def for_warmup(self) -> Scenario:
+        """The scenario its warm-up requests are sent with: the same endpoint and options, but short — a warm-up
+        readies the server's path (connections, graphs, kernels), and a full-length prompt there costs a big model
+        minutes of prefill for nothing measured (:data:`WARMUP_INPUT_TOKENS`, :data:`WARMUP_OUTPUT_TOKENS`)."""
+        shape = replace(
+            self.shape,
+            input_tokens=min(self.shape.input_tokens, WARMUP_INPUT_TOKENS),
+            output_tokens=min(self.shape.output_tokens, WARMUP_OUTPUT_TOKENS),
+            input_dist=None,
+            output_dist=None,
+            dataset="",
+            shared_prefix_tokens=0,  # a warmed shared prefix would flatter the first requests' TTFT
+            turns=1,
+            think_time=0.0,
+            fill_context=0.0,
+        )
+        return replace(self, shape=shape)
 
     def peak_concurrency(self) -> int | None:
         """The most requests any stage keeps in flight (None: an uncapped rate, a search: no bound)."""

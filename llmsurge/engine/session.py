@@ -160,21 +160,30 @@ def read_api_key(var: str | None) -> str | None:
     return key
 
 
+@dataclass(frozen=True, kw_only=True)
+class Resolved:
+    """A run's inputs checked against its server, once, before any request of the load: the target (with the
+    model it serves), what the server said (``ServerFacts``: kind, context, calibration, what resolving sent), the
+    scenario made ready for it, and the replicas beside it. Steering changes the load, never these."""
+
+    target: Target
+    server: ServerFacts
+    scenario: Scenario
+    replicas: tuple[Target, ...] = ()
+
+
 class RunSession:
     """Owns the parts of one run and their order of start and stop."""
 
     def __init__(self, config: RunConfig, launched: Launched | None = None) -> None:
         self.config = config
         """The user's input, never written."""
-        self.scenario = config.scenario
-        """The scenario being run: the config's, made ready for this server (:meth:`adapt`) and as steered."""
-        self.server: ServerFacts | None = None
-        """What the server said about itself, once :meth:`prepare` has run."""
+        self.resolved: Resolved | None = None
+        """The run's inputs checked against the server, set once by :meth:`prepare` (never written after)."""
         self.slo = config.slo
         """The SLO goodput is held to: the config's, or as set while the run goes on (the TUI's palette)."""
         self.bus = MetricsBus()
         self.sim: SimProcess | None = None
-        self.target: Target | None = None
         self.pool: WorkerPool | None = None
         self.controller: Controller | None = None
         self.writer: ResultWriter | None = None
@@ -184,8 +193,6 @@ class RunSession:
         self._early = launched
         self.preparing: Preparation | None = None
         """:meth:`prepare` under way on its own thread (:meth:`prepare_early`), if it was begun that way."""
-        self.replicas: tuple[Target, ...] = ()
-        """The replicas beside the target, each answering with the same model."""
         self._metrics_before: str | None = None
         """The server's ``/metrics`` read as the first segment opened (its histograms' base)."""
         self._closed = False
@@ -294,24 +301,20 @@ class RunSession:
                 simulated=self.simulated,
             )  # fmt: skip
             target = dataclasses.replace(target, model=facts.model)
-            self.server = facts
             self._check_models(facts)
-            self.replicas = await self._discover_replicas(client, facts.model, api_key, say)
+            replicas = await self._discover_replicas(client, facts.model, api_key, say)
             self.bus.set_info(model=facts.model, server=facts.kind)
-            self.scenario = self.adapt(self.scenario, say)
-            shape = self.scenario.shape
+            scenario = self.adapt(cfg.scenario, say, facts.context_length)
+            shape = scenario.shape
             if cfg.calibrate and not shape.cases:
                 say("asking the server what it accepts and calibrating prompt length against its token count")
             facts = await negotiate(client, target, facts, shape, cfg.calibrate and not shape.cases)
-        self.server = facts
-        if not facts.accepts_ignore_eos and self.scenario.shape.ignore_eos:
-            self.scenario = dataclasses.replace(
-                self.scenario, shape=dataclasses.replace(self.scenario.shape, ignore_eos=False)
-            )
+        if not facts.accepts_ignore_eos and scenario.shape.ignore_eos:
+            scenario = dataclasses.replace(scenario, shape=dataclasses.replace(scenario.shape, ignore_eos=False))
         for level, message in facts.notes:
             self.note(message, level)
             say(message)
-        self.target = target
+        self.resolved = Resolved(target=target, server=facts, scenario=scenario, replicas=replicas)
 
     def _check_models(self, facts: ServerFacts) -> None:
         """``--model a,b,c``: each must be one the server lists (when it lists any)."""
@@ -351,6 +354,26 @@ class RunSession:
             raise ConfigError(str(exc)) from None
 
     @property
+    def scenario(self) -> Scenario:
+        """The scenario being run: the config's until resolved, then made ready for this server (:meth:`adapt`)."""
+        return self.resolved.scenario if self.resolved else self.config.scenario
+
+    @property
+    def server(self) -> ServerFacts | None:
+        """What the server said about itself, once :meth:`prepare` has run."""
+        return self.resolved.server if self.resolved else None
+
+    @property
+    def target(self) -> Target | None:
+        """The server the load goes to (with the model it serves), once resolved."""
+        return self.resolved.target if self.resolved else None
+
+    @property
+    def replicas(self) -> tuple[Target, ...]:
+        """The replicas beside the target, each answering with the same model."""
+        return self.resolved.replicas if self.resolved else ()
+
+    @property
     def context_length(self) -> int | None:
         """The server's context length in tokens, when it says (the long-context preset fills it)."""
         return self.server.context_length if self.server else None
@@ -358,9 +381,13 @@ class RunSession:
     CONTEXT_MARGIN = 16
     """Tokens left free under the context length (the chat template's own, and the count's rounding)."""
 
-    def adapt(self, scenario: Scenario, say: Callable[[str], None] | None = None) -> Scenario:
+    def adapt(
+        self, scenario: Scenario, say: Callable[[str], None] | None = None, context_length: int | None = None
+    ) -> Scenario:
         """``scenario`` made ready for this server: its dataset indexed (bad entries said once), prompts sized to
-        the context length when it asks to fill it. :class:`ConfigError` naming the fix when it cannot run."""
+        the context length (``context_length``, else the resolved server's) when it asks to fill it.
+        :class:`ConfigError` naming the fix when it cannot run."""
+        context_length = context_length or self.context_length
         shape = scenario.shape
         tell = say or (lambda _m: None)
         self.shares_prefixes |= shape.shares_prefixes
@@ -369,7 +396,7 @@ class RunSession:
                 f"{scenario.name}: multi-turn chats need a closed loop (each user keeps a conversation):"
                 " use --concurrency N instead of --rate"
             )
-        scenario = self._adapt_traces(scenario, tell)
+        scenario = self._adapt_traces(scenario, tell, context_length)
         if shape.dataset:
             try:
                 index = load_index(shape.dataset)
@@ -377,7 +404,7 @@ class RunSession:
                 raise ConfigError(str(exc)) from None
             self._tell_file(index.path, f"dataset {index.describe()}", index.bad_examples, tell)
         if shape.fill_context:
-            ctx = self.context_length
+            ctx = context_length
             if ctx is None:
                 self.note(
                     f"{scenario.name}: the server does not say its context length (max_model_len, n_ctx): prompts"
@@ -410,7 +437,7 @@ class RunSession:
             self.note(f"skipped {example}", "warning")
             tell(self.notes[-1])
 
-    def _adapt_traces(self, scenario: Scenario, tell: Callable[[str], None]) -> Scenario:
+    def _adapt_traces(self, scenario: Scenario, tell: Callable[[str], None], context_length: int | None) -> Scenario:
         """Each trace read once (bad lines said once) and replayed whole: its stage's budget is its requests."""
         stages = []
         for st in scenario.stages:
@@ -428,7 +455,7 @@ class RunSession:
                 )
             self.shares_prefixes |= trace.shares_blocks
             self._tell_file(trace.path, f"trace {trace.describe()}", trace.bad_examples, tell)
-            too_long = trace.beyond(self.context_length)
+            too_long = trace.beyond(context_length)
             if too_long:
                 raise ConfigError(f"--trace {trace.path}: {too_long}")
             stages.append(dataclasses.replace(st, requests=st.requests or len(trace.entries), duration=None))
@@ -551,6 +578,7 @@ class RunSession:
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``'s content now."""
+        warm = self.scenario.for_warmup().shape
         facts = RunFacts(
             version=__version__,
             started_wall=self.started_wall,
@@ -564,6 +592,8 @@ class RunSession:
             },
             config=self.config.public(),
             calibration=dataclasses.asdict(self.calibration),
+            resolving=self.server.sent.json() if self.server else {},
+            warmup_tokens=(warm.input_tokens, warm.output_tokens),
             workers=self.workers_used or self.config.n_workers,
             notes=self.notes,
             telemetry=self.telemetry_summary(),
@@ -592,11 +622,13 @@ class RunSession:
                 out[s.name] = s.summary()
         return out
 
-    def save(self) -> Path:
-        """Write ``summary.json`` now (atomically); returns its path. Raises ``OSError`` when it cannot."""
+    def save(self, summary: dict[str, Any] | None = None) -> Path:
+        """Write ``summary.json`` now (atomically): ``summary`` when the caller built it already (a finished run's
+        summary is built once, and what is printed is what is written), else built now; returns its path. Raises
+        ``OSError`` when it cannot."""
         assert self.writer is not None, "start() first: the run's folder is claimed there"
         path = self.output / "summary.json"
-        write_json_atomic(path, clean_floats(self.summary()))
+        write_json_atomic(path, clean_floats(summary if summary is not None else self.summary()))
         return path
 
     def close(self) -> None:

@@ -57,6 +57,8 @@ class RunFacts:
     preset: str = ""
     roofline: RooflineInputs | None = None  # the decode roofline's inputs (each with its source)
     backend: str = "local"  # where the workers ran: local processes or Ray actors
+    resolving: dict[str, int] = field(default_factory=dict)  # what resolving sent the server (Sent.json())
+    warmup_tokens: tuple[int, int] = (0, 0)  # a warm-up request's prompt and output tokens (at most)
 
 
 def aligned_values(segments: tuple[SegmentView, ...]) -> dict[str, np.ndarray]:
@@ -397,6 +399,8 @@ def build_summary(
         rec = reconcile(seg.get("mean_ttft_ms"), clock, seg["client"]["mean_loop_lag_ms"]) if clock else None
         if rec is not None:
             seg["reconciliation"] = rec.json()
+    if s["warmup"]["completed"] or s["warmup"]["failed"]:
+        s["warmup"]["input_tokens"], s["warmup"]["output_tokens"] = facts.warmup_tokens
     s.update(breakdown_figures(view.breakdown))  # models, targets: per model and per server, when several
     if facts.roofline is not None:
         _add_roofline(s, facts.roofline)
@@ -413,6 +417,7 @@ def build_summary(
             "server": facts.server,
             "config": facts.config,
             "calibration": facts.calibration,
+            "resolving": facts.resolving,
             "client": {
                 "workers": facts.workers,
                 "max_loop_lag_ms": view.worst_loop_lag_ms,
