@@ -94,9 +94,10 @@ def markdown(cmp: Comparison) -> str:
 
 
 NOISE_NOTE = (
-    "'within noise': the 95% bootstrap interval of the difference (1,000 resamples of each run's requests) holds"
-    f" zero, or the change is under {RESOLUTION:.0%}; * a percentile resting on fewer values than it needs (p90"
-    " about 10, p99 about 100): read it as the maximum, no direction"
+    "an arrow only past the row's noise; 'within noise': the 95% interval of the difference (per-request figures:"
+    " a bootstrap of each run's requests in blocks of those served together; throughputs: windows of the level;"
+    f" shares: their proportions) holds zero, or the change is under {RESOLUTION:.0%}; * a percentile resting on"
+    " fewer values than it needs (p90 about 10, p99 about 100): read it as the maximum, no direction"
 )
 
 
