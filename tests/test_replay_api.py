@@ -121,6 +121,86 @@ def test_a_200_line_trace_is_replayed_on_time_with_its_shared_blocks(cache_sim: 
     assert summary(again)["completed"] + summary(again)["failed"] == 200
 
 
+BURSTGPT_HEAD = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"
+
+
+def _burstgpt(path: Path, n: int = 20) -> Path:
+    """BurstGPT's CSV: ``n`` requests 0.1 s apart, then a failed one (no response) and a bad line."""
+    lines = [BURSTGPT_HEAD]
+    lines += [f"{i * 0.1:.1f},ChatGPT,{200 + i},{8 + i % 3},{208 + i + i % 3},Conversation log" for i in range(n)]
+    lines += ["5.0,ChatGPT,300,0,300,Conversation log", "6.0,GPT-4,lots,8,8,API log"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _bodies(path: Path, n: int = 12) -> Path:
+    """Request bodies as production sent them: a system prompt, tools on some, each its own max_tokens."""
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+    lines = []
+    for i in range(n):
+        body: dict[str, object] = {
+            "model": "production-model",
+            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": f"Q{i} " * 40}],
+            "max_tokens": 6 + i,
+            "temperature": 0.7,
+        }
+        if i % 3 == 0:
+            body["tools"] = [tool]
+        lines.append(json.dumps({"timestamp": i * 100, "body": body}))
+    lines.append(json.dumps({"timestamp": 5, "body": {"max_tokens": 5}}))  # neither messages nor prompt
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_burstgpt_and_request_body_traces_are_read_by_their_content(tmp_path: Path) -> None:
+    t = load_trace(str(_burstgpt(tmp_path / "burst.csv")))
+    assert (len(t.entries), t.bad, t.form, t.endpoint) == (20, 2, "burstgpt", "")
+    assert t.entries[3].at == pytest.approx(0.3) and (t.entries[3].input_tokens, t.entries[3].output_tokens) == (203, 8)
+    assert t.bad_examples[0] == "burst.csv:22: Response tokens 0: a request that failed in production"
+    assert t.bad_examples[1].startswith("burst.csv:23: ")
+    b = load_trace(str(_bodies(tmp_path / "bodies.jsonl")))
+    assert (len(b.entries), b.bad, b.form, b.endpoint) == (12, 1, "bodies", "chat")
+    first = json.loads(b.entries[0].body)
+    assert first["tools"][0]["function"]["name"] == "lookup" and b.entries[0].output_tokens == 6
+    assert "neither messages (chat) nor prompt (completions)" in b.bad_examples[0]
+    assert b.beyond(100) == ""  # a body's prompt length is the server's to count
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(
+        json.dumps({"timestamp": 0, "body": {"prompt": "hi", "max_tokens": 4}})
+        + "\n"
+        + json.dumps({"timestamp": 1, "input_length": 5, "output_length": 5})
+        + "\n"
+    )
+    with pytest.raises(TraceError, match="request bodies mixed with lengths"):
+        load_trace(str(mixed))
+    r = run_cli(
+        "run", "--trace", str(tmp_path / "bodies.jsonl"), "--endpoint", "completions", "-o", str(tmp_path / "x")
+    )
+    assert r.returncode == 2 and "use --endpoint chat" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+@pytest.mark.slow
+def test_burstgpt_and_request_bodies_are_replayed(cache_sim: str, tmp_path: Path) -> None:
+    out = tmp_path / "burst"
+    r = run_cli("run", cache_sim, "--trace", str(_burstgpt(tmp_path / "burst.csv")), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    sent = sorted((q for q in rows(out) if not q["warmup"]), key=lambda q: q["start_time"])
+    assert len(sent) == 20 and all(q["status"] == "ok" for q in sent)
+    assert [q["max_tokens"] for q in sent] == [8 + i % 3 for i in range(20)]  # each its own response length
+    prompts = [q["prompt_tokens"] for q in sent]
+    assert all(abs(p - (200 + i)) <= 0.15 * (200 + i) for i, p in enumerate(prompts)), prompts  # calibrated
+    assert summary(out)["segments"][0]["load"] == "trace burst.csv"
+    out = tmp_path / "bodies"
+    r = run_cli("run", cache_sim, "--trace", str(_bodies(tmp_path / "bodies.jsonl")), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    sent = sorted((q for q in rows(out) if not q["warmup"]), key=lambda q: q["start_time"])
+    assert len(sent) == 12 and all(q["status"] == "ok" for q in sent), [q["error"] for q in sent]
+    assert [q["max_tokens"] for q in sent] == [6 + i for i in range(12)]
+    assert all(0 < q["output_tokens"] <= q["max_tokens"] and q["ttft_ms"] for q in sent)  # streamed and timed
+    assert all(q["prompt_tokens"] > 40 for q in sent)  # the bodies' own messages, counted by the server
+    assert not any(q["ignore_eos"] for q in sent)  # sent as production sent them
+
+
 # ---- the live API ------------------------------------------------------------------------------------------------
 
 

@@ -458,6 +458,8 @@ class RunSession:
             too_long = trace.beyond(context_length)
             if too_long:
                 raise ConfigError(f"--trace {trace.path}: {too_long}")
+            if trace.endpoint_problem(scenario.shape.endpoint):
+                raise ConfigError(trace.endpoint_problem(scenario.shape.endpoint))
             stages.append(dataclasses.replace(st, requests=st.requests or len(trace.entries), duration=None))
         return dataclasses.replace(scenario, stages=tuple(stages))
 

@@ -1,18 +1,29 @@
 """Trace replay: production traffic sent again at its own times, with its own lengths and shared prefixes.
 
-A trace is JSONL in Mooncake's form — ``timestamp`` (ms from the start), ``input_length``, ``output_length`` and
-``hash_ids``: each id one 512-token block of the prompt, so requests that share an id share that block and a prefix
-cache acts as it did in production. A run's own ``requests.jsonl`` is a trace too (its start times, prompt and
-output lengths; no shared blocks). Bad lines are named ``file:line: why`` and skipped, as datasets' are.
+Four forms, told apart by their content:
+
+- **Mooncake** JSONL — ``timestamp`` (ms from the start), ``input_length``, ``output_length`` and ``hash_ids``: each
+  id one 512-token block of the prompt, so requests that share an id share that block and a prefix cache acts as it
+  did in production;
+- a run's own **requests.jsonl** (its start times, prompt and output lengths; no shared blocks);
+- **BurstGPT**'s CSV — ``Timestamp`` (seconds), ``Model``, ``Request tokens``, ``Response tokens``, … (its failed
+  requests, with no response tokens, are skipped and counted);
+- **request bodies**: JSONL of ``{"timestamp": MS, "body": {...}}``, the body as production sent it (``messages``
+  for chat, ``prompt`` for completions, with its ``max_tokens``, ``tools``, ``temperature`` …), replayed as it was:
+  only the model is the run's, and the stream asked for so that each token is timed.
+
+Bad lines are named ``file:line: why`` and skipped, as datasets' are.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import io
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -43,10 +54,12 @@ class TraceEntry:
     """One request of a trace: when (seconds from the start), how long in and out, and its shared blocks."""
 
     at: float
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int  # 0: not known until the server counts it (a request body)
+    output_tokens: int  # 0: the body set no max_tokens (the server's default)
     hash_ids: tuple[int, ...] = ()
     line: int = 0  # where it is in its file (to name it)
+    body: str = ""
+    """A request body to send as it is (JSON text; the run's model and stream put in): a bodies trace's line."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,8 @@ class Trace:
     bad: int = 0
     bad_examples: tuple[str, ...] = ()
     form: str = "mooncake"
+    endpoint: str = ""
+    """The endpoint its request bodies are for (``chat``: messages, ``completions``: prompt); '' for lengths."""
 
     @property
     def span(self) -> float:
@@ -81,12 +96,22 @@ class Trace:
             return ""
         name = Path(self.path).name
         for e in self.entries:
-            if e.input_tokens + e.output_tokens > context:
+            if e.input_tokens and e.input_tokens + e.output_tokens > context:
                 return (
                     f"{name}:{e.line}: input_length {e.input_tokens:,} + output_length {e.output_tokens:,} is more"
                     f" than the server's context of {context:,} tokens: cut such lines from the trace"
                 )
         return ""
+
+    def endpoint_problem(self, endpoint: str) -> str:
+        """Why its request bodies cannot go to ``endpoint`` ('' when they can, or it holds lengths only)."""
+        if not self.endpoint or self.endpoint == endpoint:
+            return ""
+        key = "messages" if self.endpoint == "chat" else "prompt"
+        return (
+            f"--trace {self.path}: its request bodies are {self.endpoint} requests ({key}):"
+            f" use --endpoint {self.endpoint}"
+        )
 
     def describe(self) -> str:
         """``sample: 200 requests over 59.8 s (mooncake; 3 bad lines skipped)``."""
@@ -116,6 +141,8 @@ def _entry(row: object) -> tuple[TraceEntry, str]:
     """One line as an entry, and its form (``mooncake`` or ``requests.jsonl``); ``ValueError`` saying why not."""
     if not isinstance(row, dict):
         raise ValueError("not a JSON object")
+    if "body" in row:
+        return _body_entry(row), "bodies"
     if "timestamp" in row:
         at = _when(row["timestamp"], "timestamp (ms)", 0.001)
         ids = row.get("hash_ids") or []
@@ -137,6 +164,49 @@ def _entry(row: object) -> tuple[TraceEntry, str]:
     raise ValueError("no timestamp (a Mooncake trace) or start_time (a run's requests.jsonl)")
 
 
+BODY_ENDPOINTS = (("messages", "chat"), ("prompt", "completions"))
+"""A request body's key → the endpoint it is for."""
+
+
+def body_endpoint(body: dict[str, object]) -> str:
+    """``chat`` for a body with ``messages``, ``completions`` for one with ``prompt``; ValueError otherwise."""
+    for key, endpoint in BODY_ENDPOINTS:
+        if key in body:
+            return endpoint
+    raise ValueError("body has neither messages (chat) nor prompt (completions)")
+
+
+def _body_entry(row: dict[str, object]) -> TraceEntry:
+    """A line of a bodies trace: ``timestamp`` (ms) and the ``body`` as sent."""
+    at = _when(row.get("timestamp"), "timestamp (ms)", 0.001)
+    body = row["body"]
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object (the request as sent)")
+    body_endpoint(body)
+    limit = body.get("max_tokens", body.get("max_completion_tokens"))
+    out = 0 if limit is None else _whole({"max_tokens": limit}, "max_tokens", 1)
+    return TraceEntry(at, 0, out, body=json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+
+
+BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
+
+
+def _burstgpt(rows: Iterable[dict[str, str]], name: str, bad: list[str]) -> Iterator[TraceEntry]:
+    """BurstGPT's CSV rows as entries (line numbers from 2: the header is line 1)."""
+    for n, row in enumerate(rows, 2):
+        try:
+            values = {k: float(row.get(k) or "nan") for k in BURSTGPT_COLUMNS}
+            if values["Response tokens"] == 0:
+                raise ValueError("Response tokens 0: a request that failed in production")
+            at = _when(values["Timestamp"], "Timestamp (s)", 1.0)
+            inp = _whole({"Request tokens": values["Request tokens"]}, "Request tokens", 1)
+            out = _whole({"Response tokens": values["Response tokens"]}, "Response tokens", 1)
+        except ValueError as exc:
+            bad.append(f"{name}:{n}: {exc}")
+            continue
+        yield TraceEntry(at, inp, out, line=n)
+
+
 def load_trace(spec: str) -> Trace:
     """Read a trace file (or ``sample``); :class:`TraceError` naming the fix when nothing in it can be sent."""
     if spec == SAMPLE:
@@ -144,31 +214,54 @@ def load_trace(spec: str) -> Trace:
     else:
         path = Path(spec).expanduser()
     try:
-        f = io.TextIOWrapper(open_regular(path, "--trace", TRACE_CAP), encoding="utf-8", errors="replace")
+        f = io.TextIOWrapper(open_regular(path, "--trace", TRACE_CAP), encoding="utf-8-sig", errors="replace")
     except InputFileError as exc:
         raise TraceError(f"{exc}: name a JSONL trace file") from None
     entries: list[TraceEntry] = []
     bad: list[str] = []
     forms: set[str] = set()
+    endpoints: set[str] = set()
     with f:
+        head = f.readline()
+        f.seek(0)
+        if head.startswith("Timestamp,"):  # BurstGPT's CSV (its header names the columns)
+            reader = csv.DictReader(f)
+            missing = [c for c in BURSTGPT_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise TraceError(f"--trace {spec}: a CSV without {', '.join(missing)}: give BurstGPT's columns")
+            for entry in _burstgpt(reader, path.name, bad):
+                entries.append(entry)
+                if len(entries) > MAX_ENTRIES:
+                    raise TraceError(f"--trace {spec}: more than {MAX_ENTRIES:,} requests: cut it into parts")
+            forms.add("burstgpt")
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                entry, form = _entry(json.loads(line))
+                row = json.loads(line)
+                entry, form = _entry(row)
             except LookupError:
                 continue
             except ValueError as exc:
                 why = "not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
                 bad.append(f"{path.name}:{n}: {why}")
                 continue
+            if entry.body:
+                endpoints.add(body_endpoint(row["body"]))
             entries.append(dataclasses.replace(entry, line=n))
             forms.add(form)
             if len(entries) > MAX_ENTRIES:
                 raise TraceError(f"--trace {spec}: more than {MAX_ENTRIES:,} requests: cut it into parts")
     if not entries:
         first = f" (first: {bad[0]})" if bad else ""
-        raise TraceError(f"--trace {spec}: no request in it could be read{first}: give a Mooncake-style JSONL trace")
+        raise TraceError(
+            f"--trace {spec}: no request in it could be read{first}: give a Mooncake JSONL trace, BurstGPT's CSV,"
+            " a JSONL of request bodies or a run's requests.jsonl"
+        )
+    if "bodies" in forms and len(forms) > 1:
+        raise TraceError(f"--trace {spec}: request bodies mixed with lengths: give one form of trace a file")
+    if len(endpoints) > 1:
+        raise TraceError(f"--trace {spec}: bodies for both chat (messages) and completions (prompt): one a file")
     entries.sort(key=lambda e: e.at)
     t0 = entries[0].at
     entries = [dataclasses.replace(e, at=e.at - t0) for e in entries]
@@ -178,7 +271,8 @@ def load_trace(spec: str) -> Trace:
             " last): a trace may last a day; cut it into parts"
         )
     label = SAMPLE if spec == SAMPLE else str(path)
-    return Trace(label, tuple(entries), len(bad), tuple(bad[:EXAMPLES]), "/".join(sorted(forms)))
+    endpoint = next(iter(endpoints), "")
+    return Trace(label, tuple(entries), len(bad), tuple(bad[:EXAMPLES]), "/".join(sorted(forms)), endpoint)
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llmsurge.engine.arrivals import Arrivals
-from llmsurge.engine.client import ChunkCounter, build_body, run_request, tool_call_problem
+from llmsurge.engine.client import ChunkCounter, build_body, replay_body, run_request, tool_call_problem
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
 from llmsurge.engine.http1 import WirePool
 from llmsurge.engine.prompts import Calibration, PromptFactory
@@ -326,6 +326,8 @@ class Worker:
         """What to send: (a user message's text or whole chat messages, max_tokens, expected prompt tokens (0:
         unknown until the server's usage says))."""
         self.case = None
+        if entry is not None and entry.body:  # a request body, sent as it was (replay_body)
+            return "", entry.output_tokens, 0
         if entry is not None:  # a trace's request: its own lengths, its shared blocks
             if self.blocks is None:
                 self.blocks = BlockPrompts(self.spec.calibration, self.spec.seed)
@@ -388,7 +390,10 @@ class Worker:
             if shape.images and shape.endpoint == "chat":
                 prompt = with_images(prompt, shape.images, shape.image_size, self.lengths)
                 expected_in = 0  # an image's tokens are the server's to count
-            body = build_body(shape, model, prompt, max_tokens)
+            if entry is not None and entry.body:
+                body = replay_body(shape, model, entry.body)
+            else:
+                body = build_body(shape, model, prompt, max_tokens)
         except Exception as exc:  # a dataset changed under the run, a prompt beyond memory: this request's failure
             prompt, max_tokens, expected_in, body = "", 0, 0, b""
             problem = exc
@@ -399,7 +404,7 @@ class Worker:
         rec.text_whole = conv is not None or (case is not None and case.checked)  # the answer is needed whole
         rec.prompt_tokens = expected_in * shape.inputs if shape.pooling else expected_in
         rec.max_tokens = 0 if shape.pooling else max_tokens
-        rec.ignore_eos = shape.ignore_eos and not shape.pooling
+        rec.ignore_eos = shape.ignore_eos and not shape.pooling and not (entry is not None and entry.body)
         rec.inputs = shape.inputs if shape.pooling else 0
         if self.spec.models:
             rec.model = model
@@ -419,7 +424,7 @@ class Worker:
             await run_request(
                 self.client,
                 self.urls[which][shape.endpoint],
-                self.headers[which],
+                self.headers[which][shape.endpoint == "messages"],
                 body,
                 shape.streamed,
                 rec,
@@ -528,7 +533,7 @@ class Worker:
         self.client = WirePool(tls, self.spec.source)
         self.resend_client = WirePool(tls, self.spec.source, fresh=True)
         self.urls = [{e: t.url(e) for e in ENDPOINTS} for t in targets]
-        self.headers = [t.headers() for t in targets]
+        self.headers = [(t.headers(), t.headers("messages")) for t in targets]
 
         if self.commands is not None:  # a Ray actor gets its commands as method calls instead
             threading.Thread(
