@@ -176,6 +176,7 @@ async def probe_endpoints(client: httpx.AsyncClient, target: Target) -> dict[str
     out: dict[str, str] = {}
     shapes = {
         "responses": RequestShape(endpoint="responses", stream=True, ignore_eos=False, timeout=60.0),
+        "messages": RequestShape(endpoint="messages", stream=True, ignore_eos=False, timeout=60.0),
         "embeddings": RequestShape(endpoint="embeddings", timeout=60.0),
         "rerank": RequestShape(endpoint="rerank", documents=2, timeout=60.0),
         "tool calls": RequestShape(endpoint="chat", stream=True, ignore_eos=False, tools=1, timeout=60.0),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmsurge import __version__
+from llmsurge.endpoints import PATHS as ENDPOINT_PATHS
 from llmsurge.engine import limits
 from llmsurge.lifetime import ExitCode
 
@@ -181,8 +182,9 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument(
         "--trace",
         metavar="FILE|sample",
-        help="replay a trace: Mooncake JSONL (timestamp ms, input_length, output_length, hash_ids) or a run's"
-        " requests.jsonl, each request at its own time (-c caps what is in flight)",
+        help="replay a trace, each request at its own time (-c caps what is in flight): Mooncake JSONL (timestamp"
+        " ms, input_length, output_length, hash_ids), BurstGPT's CSV, JSONL of request bodies ({timestamp, body})"
+        " or a run's requests.jsonl",
     )
     g.add_argument("--speedup", type=_positive_float, metavar="X", help="replay a trace X times faster")
     g = p.add_argument_group("requests (override the preset)")
@@ -219,8 +221,8 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--think-time", type=_wait, metavar="SECONDS", help="pause between a user's turns")
     g.add_argument(
         "--endpoint",
-        choices=("chat", "completions", "responses", "embeddings", "rerank"),
-        help="/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings or /v1/rerank",
+        choices=tuple(ENDPOINT_PATHS),
+        help=", ".join(f"{name}: {path}" for name, path in ENDPOINT_PATHS.items()) + " (default chat)",
     )
     g.add_argument(
         "--batch", type=lambda v: _whole(v, 1, 4096), metavar="N", help="embeddings: inputs per request (default 1)"
@@ -373,7 +375,9 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         if st.load.trace:
             from llmsurge.engine.trace import cached_trace
 
-            cached_trace(st.load.trace)
+            problem = cached_trace(st.load.trace).endpoint_problem(scenario.shape.endpoint)
+            if problem:
+                raise ValueError(problem)
     slo = parse_slo(args.slo) if args.slo else parse_slo(scenario.slo)
     if getattr(args, "find_max", None):
         scenario = _capacity_search(scenario, args)

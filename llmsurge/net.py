@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from llmsurge.endpoints import PATHS
 from llmsurge.redaction import redact, register_basic_auth, register_secret
 
 PROBE_DEADLINE_S = 5.0
@@ -122,13 +123,11 @@ def url_credentials(url: str) -> tuple[str, str] | None:
     return parsed.username, parsed.password
 
 
-ENDPOINT_PATHS = {
-    "chat": "/v1/chat/completions",
-    "completions": "/v1/completions",
-    "responses": "/v1/responses",
-    "embeddings": "/v1/embeddings",
-    "rerank": "/v1/rerank",  # vLLM, llama.cpp and Jina; TEI serves /rerank
-}
+ANTHROPIC_VERSION = "2023-06-01"
+"""The Messages API's version header (what Anthropic's SDKs send; vLLM and llama.cpp accept it)."""
+
+ENDPOINT_PATHS = PATHS
+"""Endpoint name → path (``endpoints.PATHS``)."""
 
 
 @dataclass(frozen=True)
@@ -152,13 +151,18 @@ class Target:
         register_secret(api_key)
         return cls(normalize_base_url(url), model, api_key, credentials)
 
-    def headers(self) -> dict[str, str]:
-        """Request headers, with the bearer token (or basic auth) when one was given."""
+    def headers(self, endpoint: str = "") -> dict[str, str]:
+        """Request headers, with the bearer token (or basic auth) when one was given; the Messages API's
+        ``anthropic-version`` and ``x-api-key`` for ``endpoint="messages"``."""
         h = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream, application/json",
             "Accept-Encoding": "identity",  # the hot path reads raw bytes; a body encoded anyway is decoded
         }
+        if endpoint == "messages":
+            h["anthropic-version"] = ANTHROPIC_VERSION
+            if self.api_key:
+                h["x-api-key"] = self.api_key
         if self.api_key:
             h["Authorization"] = f"Bearer {self.api_key}"
         elif self.basic_auth:
@@ -173,7 +177,8 @@ class Target:
             register_basic_auth(*self.basic_auth)
 
     def url(self, endpoint: str) -> str:
-        """The URL of an endpoint: ``chat``, ``completions``, ``responses``, ``embeddings`` or ``rerank``."""
+        """The URL of an endpoint: ``chat``, ``completions``, ``responses``, ``messages``, ``embeddings`` or
+        ``rerank``."""
         return self.base_url + ENDPOINT_PATHS.get(endpoint, "/v1/completions")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from llmsurge.metrics.records import Failure
 from llmsurge.net import Target
 from llmsurge.presets import find_preset
 from llmsurge.tui.app import make_app
-from tests.helpers import pilot_until, rows, run_cli, summary
+from tests.helpers import CLI, pilot_until, rows, run_cli, summary
 
 
 def _run(tmp_path: Path, *flags: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
@@ -59,6 +61,64 @@ def test_responses_api_streams_ttft_and_usage(tmp_path: Path) -> None:
     assert all(r["finish_reason"] == "length" and not r["tokens_estimated"] and len(r["itl_ms"]) == 11 for r in reqs)
 
 
+def test_anthropic_messages_api_streams_ttft_thinking_and_usage(tmp_path: Path) -> None:
+    """``--endpoint messages`` against the simulated server's /v1/messages: typed events, no [DONE]; the usage from
+    message_start and message_delta; a reasoning model's thinking_delta timed as TTFR."""
+    s, reqs, _out = _run(tmp_path, "--endpoint", "messages")
+    assert s["completed"] == 24 and s["n_ttft"] == 24 and s["failed"] == 0
+    assert s["total_output_tokens"] == 24 * 12 and abs(s["mean_input_tokens"] - 32) <= 4  # usage, calibrated
+    assert all(r["finish_reason"] == "length" and not r["tokens_estimated"] and len(r["itl_ms"]) == 11 for r in reqs)
+    proc = subprocess.Popen(
+        [*CLI, "sim", "--port", "0", "--reasoning-tokens", "4"], stdout=subprocess.PIPE, text=True
+    )  # a reasoning model: its first 4 tokens are thinking
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"http://\S+", proc.stdout.readline())
+        assert url is not None
+        out = tmp_path / "think"
+        r = run_cli("run", url.group(0).rstrip(")"), "--endpoint", "messages", "-n", "8", "-c", "2",
+                    "--output-tokens", "12", "-o", str(out))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    thought = rows(out, warmup=False)
+    assert all(q["ttfr_ms"] is not None and q["ttfc_ms"] > q["ttfr_ms"] for q in thought), thought[0]
+    assert summary(out)["reasoning"]["completed"] == 8
+
+
+def test_a_messages_stream_is_read_event_by_event() -> None:
+    """A recorded-shape Messages stream: cached prompt tokens from cache_read_input_tokens, the stop reason as a
+    finish reason, the end at message_stop, an error event as the request's failure."""
+    from llmsurge.engine.client import ChunkCounter, _Stream
+    from llmsurge.metrics.records import RequestRecord
+
+    def event(data: dict[str, Any]) -> bytes:
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 20, "cache_read_input_tokens": 12,
+             "output_tokens": 1}}}  # fmt: skip
+    deltas = [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}} for w in ("a", "b")
+    ]
+    end = [
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 2}},
+        {"type": "message_stop"},
+    ]
+    rec = RequestRecord("m", 1, 0, start=0.0, wall_start=0.0)
+    stream = _Stream(rec, ChunkCounter())
+    assert not stream.feed(event(start) + event({"type": "ping"}) + b"".join(event(d) for d in deltas))
+    assert stream.feed(b"".join(event(d) for d in end))  # message_stop: the answer is whole
+    assert stream.finish() and rec.ok
+    assert (rec.prompt_tokens, rec.cached_tokens, rec.output_tokens) == (32, 12, 2)
+    assert rec.finish_reason == "length" and rec.ttft is not None and len(rec.itl) == 1
+    failed = RequestRecord("e", 1, 0, start=0.0, wall_start=0.0)
+    bad = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert _Stream(failed, ChunkCounter()).feed(event(start) + event(bad))
+    assert not failed.ok and failed.error == "Overloaded"
+
+
 def test_bodies_have_each_endpoints_shape() -> None:
     emb = json.loads(build_body(RequestShape(endpoint="embeddings", batch=3), "m", "a b c", 9))
     assert emb["input"] == ["0 a b c", "1 a b c", "2 a b c"] and "max_tokens" not in emb and "stream" not in emb
@@ -68,6 +128,12 @@ def test_bodies_have_each_endpoints_shape() -> None:
     resp = json.loads(build_body(RequestShape(endpoint="responses"), "m", system, 9))
     assert resp["instructions"] == "be brief" and resp["input"] == system[1:] and resp["max_output_tokens"] == 9
     assert resp["stream"] is True and "stream_options" not in resp
+    msg = json.loads(build_body(RequestShape(endpoint="messages"), "m", system, 9))
+    assert msg["system"] == "be brief" and msg["messages"] == system[1:] and msg["max_tokens"] == 9
+    assert msg["stream"] is True and "stream_options" not in msg
+    assert Target("http://h", "m", api_key="k").headers("messages")["anthropic-version"] == "2023-06-01"
+    assert Target("http://h", "m", api_key="k").headers("messages")["x-api-key"] == "k"
+    assert "x-api-key" not in Target("http://h", "m", api_key="k").headers("chat")
 
 
 @pytest.fixture
@@ -150,7 +216,8 @@ async def test_tool_call_arguments_that_are_not_json_are_degenerate(odd_server: 
 def test_check_says_which_endpoints_and_tools_a_server_offers(sim_url: str) -> None:
     r = run_cli("check", sim_url, "--no-quality", timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    for line in ("responses: yes", "embeddings: yes", "rerank: yes", "tool calls: yes (a call with JSON arguments)"):
+    said = ("responses: yes", "messages: yes", "embeddings: yes", "rerank: yes", "tool calls: yes (a call with JSON")
+    for line in said:
         assert line in r.stdout, r.stdout
 
 

@@ -59,6 +59,20 @@ ABANDON_AFTER_S = 1.0
 """How long a timed-out request's clean-up may take before it is left behind: it must not wait on the server."""
 
 
+def replay_body(shape: RequestShape, model: str, raw: str) -> bytes:
+    """A trace's request body sent as production sent it (``raw``: its JSON text): only the model is the run's,
+    and the stream is asked for (with its usage) when the run streams, so that each token is timed."""
+    body = json.loads(raw)
+    body["model"] = model
+    if shape.stream:
+        body["stream"] = True
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return json.dumps(body).encode()
+
+
 def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any]], max_tokens: int) -> bytes:
     """The JSON body of one request: ``prompt`` is a user message's text, or whole chat messages. Embeddings send
     ``shape.batch`` inputs and rerank a query with ``shape.documents`` documents, each a numbered copy of it."""
@@ -80,6 +94,13 @@ def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any
             if system:
                 body["instructions"] = "\n\n".join(system)
         body["max_output_tokens"] = max_tokens
+    elif shape.endpoint == "messages":  # the Anthropic Messages API: the system prompt beside the messages
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        system = [str(m.get("content", "")) for m in messages if m.get("role") == "system"]
+        body["messages"] = [m for m in messages if m.get("role") != "system"]
+        if system:
+            body["system"] = "\n\n".join(system)
+        body["max_tokens"] = max_tokens
     elif shape.endpoint == "chat":
         body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         body["max_tokens"] = max_tokens
@@ -95,7 +116,7 @@ def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any
         body["ignore_eos"] = True
     if shape.stream:
         body["stream"] = True
-        if shape.endpoint != "responses":  # the Responses API sends its usage in response.completed
+        if shape.endpoint not in ("responses", "messages"):  # they send their usage in their own events
             body["stream_options"] = {"include_usage": True}
     return json.dumps(body).encode()
 
@@ -504,6 +525,7 @@ class _Stream:
         "fold",
         "last",
         "parser",
+        "raw_usage",
         "rec",
         "saw_choices",
         "usage",
@@ -516,6 +538,7 @@ class _Stream:
         self.last = 0.0
         self.content_chunks = 0
         self.usage: Any = None
+        self.raw_usage: dict[str, Any] | None = None  # the Messages API's usage, merged over its events
         self.saw_choices = False
         self.fold = 0 if rec.text_whole else TEXT_FOLD
         self.ended = False  # [DONE] came
@@ -563,7 +586,42 @@ class _Stream:
                 return self._fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
             event = msg.get("type")
             thinking = False
-            if event is not None and "choices" not in msg:  # the Responses API: typed events
+            if event in MESSAGE_EVENTS:  # the Anthropic Messages API: typed events, its own names
+                if event == "content_block_delta":
+                    delta = msg.get("delta")
+                    kind = delta.get("type") if isinstance(delta, dict) else None
+                    if kind == "text_delta":
+                        text, reason = delta.get("text"), None  # type: ignore[union-attr]
+                    elif kind in ("thinking_delta", "input_json_delta"):
+                        text, reason, thinking = None, None, kind == "thinking_delta"
+                        if kind == "input_json_delta":  # a tool call's arguments, streamed: output
+                            rec.tool_calls.setdefault(msg.get("index", 0), []).append(
+                                str(delta.get("partial_json") or "")  # type: ignore[union-attr]
+                            )
+                            if rec.ttfc is None:
+                                rec.ttfc = t - st
+                    else:
+                        continue  # a signature: no token
+                else:
+                    if event == "message_start":
+                        message = msg.get("message")
+                        self.raw_usage = dict(message.get("usage") or {}) if isinstance(message, dict) else {}
+                        self.usage = _messages_usage(self.raw_usage)
+                    elif event == "message_delta":
+                        usage = msg.get("usage")
+                        if isinstance(usage, dict):  # cumulative output tokens (and, newer, the rest)
+                            self.raw_usage = {**(self.raw_usage or {}), **usage}
+                            self.usage = _messages_usage(self.raw_usage)
+                        delta = msg.get("delta")
+                        stop = delta.get("stop_reason") if isinstance(delta, dict) else None
+                        if stop:
+                            rec.finish_reason = MESSAGE_STOPS.get(str(stop), str(stop))
+                    elif event == "message_stop":
+                        self.ended = True  # the Messages API's end (it sends no [DONE])
+                    elif event == "error":
+                        return self._fail(Failure.STREAM_ERROR, _error_message(msg))
+                    continue  # ping, content_block_start/stop: no token
+            elif event is not None and "choices" not in msg:  # the Responses API: typed events
                 if event in RESPONSE_TEXT:
                     delta = msg.get("delta")
                     text, reason = (delta if isinstance(delta, str) else None), None
@@ -660,6 +718,44 @@ def _event_error(payload: bytes) -> str:
             if msg.get(key):
                 return str(msg[key])
     return text
+
+
+MESSAGE_EVENTS = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+    }
+)
+"""The Anthropic Messages API's stream events (its ``error`` is read with the Responses API's)."""
+MESSAGE_STOPS = {"max_tokens": "length", "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls"}
+"""A Messages answer's ``stop_reason`` under chat's ``finish_reason`` names."""
+
+
+def _messages_usage(usage: object) -> object:
+    """The Messages API's usage under chat's names: its prompt is ``input_tokens`` plus the tokens read from and
+    written to its cache; the cache's reads are the cached prompt tokens."""
+    if not isinstance(usage, dict):
+        return usage
+
+    def whole(key: str) -> int:
+        v = usage.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+    out: dict[str, Any] = {}
+    if "input_tokens" in usage:
+        out["prompt_tokens"] = (
+            whole("input_tokens") + whole("cache_read_input_tokens") + whole("cache_creation_input_tokens")
+        )
+        if "cache_read_input_tokens" in usage:
+            out["prompt_tokens_details"] = {"cached_tokens": whole("cache_read_input_tokens")}
+    if "output_tokens" in usage:
+        out["completion_tokens"] = usage["output_tokens"]
+    return out
 
 
 RESPONSE_TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})
@@ -778,6 +874,15 @@ def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounte
     if isinstance(msg, dict) and "output" in msg and "choices" not in msg:
         _finish_response(msg, t, rec, counter)
         return
+    if isinstance(msg, dict) and msg.get("type") == "message" and isinstance(msg.get("content"), list):
+        text = "".join(
+            str(part.get("text", ""))
+            for part in msg["content"]
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+        stop = str(msg.get("stop_reason") or "")
+        _whole_answer(rec, t, text, MESSAGE_STOPS.get(stop, stop), _messages_usage(msg.get("usage")), counter)
+        return
     choices = msg.get("choices") if isinstance(msg, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else None
     if not isinstance(choice, dict):
@@ -892,7 +997,8 @@ async def one_request(
     body = build_body(shape, target.model, prompt, max_tokens)
     rec.start = _now()
     url = target.url(shape.endpoint)
-    await run_request(client, url, target.headers(), body, shape.streamed, rec, ChunkCounter(), shape.timeout)
+    headers = target.headers(shape.endpoint)
+    await run_request(client, url, headers, body, shape.streamed, rec, ChunkCounter(), shape.timeout)
     rec.end = _now()
     rec.keep_text()
     return rec

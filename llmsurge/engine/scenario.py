@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from llmsurge.endpoints import PATHS
 from llmsurge.engine.lengths import LengthDist
 
 ARRIVALS = ("constant", "poisson", "gamma")
-ENDPOINTS = ("chat", "completions", "responses", "embeddings", "rerank")
+ENDPOINTS = tuple(PATHS)
 POOLING = ("embeddings", "rerank")
 """Endpoints that answer once with no generated tokens: latency per request, inputs/s and input tokens/s."""
 

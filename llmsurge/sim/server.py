@@ -1,7 +1,8 @@
 """HTTP side of the simulated server: OpenAI-compatible endpoints, faults, and ``/metrics``.
 
-Serves ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``, ``/health`` and ``/metrics`` (vLLM's
-metric names, plus DCGM-exporter GPU gauges derived from the load so the demo's GPU pane moves).
+Serves ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``, ``/v1/responses``, ``/v1/messages``
+(``sim/messages.py``), ``/v1/embeddings``, ``/v1/rerank``, ``/health`` and ``/metrics`` (vLLM's metric names, plus
+DCGM-exporter GPU gauges derived from the load so the demo's GPU pane moves).
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ class SimServer:
                 web.post("/v1/chat/completions", self.chat),
                 web.post("/v1/completions", self.completions),
                 web.post("/v1/responses", self.responses),
+                web.post("/v1/messages", self.messages),
                 web.post("/v1/embeddings", self.embeddings),
                 web.post("/v1/rerank", self.rerank),
                 web.post("/rerank", self.rerank),
@@ -251,6 +253,12 @@ class SimServer:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=True)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/messages``: the Anthropic Messages API (``sim/messages.py``)."""
+        from llmsurge.sim.messages import messages
+
+        return await messages(self, request)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
