@@ -7,8 +7,10 @@ and the exit status says which signal it was (128 + its number). A second signal
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +98,8 @@ async def run_headless(
     api = await start_api(session)  # before anything is sent: an address that cannot be bound is bad input
     if api is not None:
         err.print(f"api: {api.url}/metrics, /api/snapshot, POST /api/steer", style="dim", markup=False)
-    prep = asyncio.ensure_future(session.prepare(lambda m: err.print(m, style="dim", markup=False)))
+    say = sparing(lambda m: err.print(m, style="dim", markup=False, highlight=False, soft_wrap=True))
+    prep = asyncio.ensure_future(session.prepare(say))
 
     def stop() -> None:
         if session.controller is not None:
@@ -111,6 +114,29 @@ async def run_headless(
         signals.remove(loop)
         if api is not None:
             await api.stop()
+
+
+WAIT_LINE_EVERY_S = 5.0
+"""A log gets a waiting line this often (the server is polled twice a second), or at once when its cause changes."""
+
+
+def sparing(
+    say: Callable[[str], None], every: float = WAIT_LINE_EVERY_S, clock: Callable[[], float] = time.monotonic
+) -> Callable[[str], None]:
+    """``say``, with "waiting for …" lines at most every ``every`` seconds while their cause stays the same (a log
+    file is read later: one line per poll fills it); every other line as it comes."""
+    last_cause, last_at = "", -math.inf
+
+    def sparingly(message: str) -> None:
+        nonlocal last_cause, last_at
+        if message.startswith("waiting for "):
+            cause, now = message.rsplit("): ", 1)[-1], clock()
+            if cause == last_cause and now - last_at < every:
+                return
+            last_cause, last_at = cause, now
+        say(message)
+
+    return sparingly
 
 
 async def start_api(session: RunSession, on_steer: OnSteer | None = None) -> LiveApi | None:

@@ -303,3 +303,28 @@ def test_durations_take_units() -> None:
     assert (args.duration, args.timeout, args.wait) == (10.0, 120.0, 3600.0)
     assert make_parser().parse_args(["run", "-d", "90"]).duration == 90.0
     assert make_parser().parse_args(["run", "-d", "500ms"]).duration == 0.5
+
+
+def test_waiting_in_a_log_is_a_line_every_few_seconds_naming_its_cause() -> None:
+    """A server that is down: polled twice a second, but a log gets a waiting line every 5 s (or when the cause
+    changes), each saying why — not a line per poll."""
+    from llmsurge.headless import WAIT_LINE_EVERY_S, sparing
+
+    said: list[str] = []
+    now = [0.0]
+    say = sparing(said.append, every=WAIT_LINE_EVERY_S, clock=lambda: now[0])
+    for i in range(13):  # six seconds of polls, twice a second, the cause the same
+        now[0] = i / 2
+        say(f"waiting for http://127.0.0.1:9 to answer ({now[0]:.0f}s): connection refused")
+    say("waiting for http://127.0.0.1:9 to answer (6s): HTTP 503: loading")  # a new cause: at once
+    say("calibrating")
+    assert said == [
+        "waiting for http://127.0.0.1:9 to answer (0s): connection refused",
+        "waiting for http://127.0.0.1:9 to answer (5s): connection refused",
+        "waiting for http://127.0.0.1:9 to answer (6s): HTTP 503: loading",
+        "calibrating",
+    ]
+    r = subprocess.run([*CLI, "run", "http://127.0.0.1:9", "--wait", "6"], capture_output=True, text=True, timeout=60)
+    waits = [line for line in r.stderr.splitlines() if line.startswith("waiting for")]
+    assert r.returncode == 3 and 1 <= len(waits) <= 3, r.stderr  # 12 polls, at most a line per 5 s
+    assert all(line.endswith("connection refused") for line in waits), waits
