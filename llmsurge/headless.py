@@ -25,7 +25,14 @@ from llmsurge.metrics.thresholds import Threshold, breaches
 from llmsurge.redaction import SHORT, markup_safe, shown
 from llmsurge.render.console import make_console
 from llmsurge.render.format import num
-from llmsurge.render.tables import breakdown_tables, roofline_lines, segments_table, summary_table, turns_table
+from llmsurge.render.tables import (
+    breakdown_tables,
+    capacity_line,
+    roofline_lines,
+    segments_table,
+    summary_table,
+    turns_table,
+)
 
 
 def progress_line(s: Snapshot, total: int | None) -> str:
@@ -59,6 +66,16 @@ async def _show_progress(
     """Progress while ``task`` runs: a bar on a terminal, a line every few seconds otherwise."""
     total = sum(st.requests or 0 for st in session.scenario.stages) or None
     snapshots = SnapshotBuilder(session.bus)
+    told = len(session.bus.events)
+
+    def tell() -> None:  # a capacity search's verdicts, as each level is judged
+        nonlocal told
+        events = session.bus.events[told:]
+        told += len(events)
+        for e in events:
+            if e.message.startswith("find-max: "):
+                console.print(e.message, markup=False, highlight=False, soft_wrap=True)
+
     if session.controller is not None:
         snapshots.progress = session.controller.progress
     if console.is_terminal:
@@ -74,6 +91,7 @@ async def _show_progress(
         ) as progress:
             bar = progress.add_task("", total=total or seconds)
             while not task.done():
+                tell()
                 snap = snapshots.snapshot()
                 done = snap.completed + snap.failed + snap.cancelled
                 progress.update(bar, completed=done if total else snap.elapsed, description=progress_line(snap, total))
@@ -83,6 +101,7 @@ async def _show_progress(
     every = interval or 2.0
     while not task.done():
         await asyncio.wait({task}, timeout=0.25)
+        tell()
         if time.monotonic() - last >= every:
             last = time.monotonic()
             console.print(progress_line(snapshots.snapshot(), total), markup=False, highlight=False, soft_wrap=True)
@@ -215,6 +234,9 @@ def _report(
     if signum is not None:
         name = signal.Signals(signum).name
         console.print(f"[yellow]stopped by {name}: in-flight requests were cancelled; results saved[/yellow]")
+    answer = capacity_line(summary)
+    if answer:  # a search's answer first, before the tables of the levels it tried
+        console.print(answer, style="bold", markup=False, highlight=False, soft_wrap=True)
     console.print(summary_table(summary))
     if len(summary.get("segments", [])) > 1:
         console.print(segments_table(summary))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,12 @@ def test_capacity_search_finds_the_knee(wide_knee_sim: str, tmp_path: Path) -> N
     assert loads[:5] == ["c=1", "c=2", "c=4", "c=8", "c=16"]  # doubling, then bisecting down to the knee
     assert [seg["load"] for seg in s["segments"]] == loads  # every level tried, in the segments table
     assert "capacity: c=8 is the most that held 95% good" in r.stdout
+    # it talks: a line per level as it is judged, then the answer first, before the tables
+    said = [line for line in r.stdout.splitlines() if re.match(r"find-max: c=\d+: ", line)]
+    assert [line.split(":")[1].strip() for line in said] == loads, said
+    assert said[0] == "find-max: c=1: 100% good (target 95%): held" and said[-1].endswith(("held", "missed"))
+    answer = r.stdout.index(f"find-max: c=8 is the most that held 95% good; c=9 held {shares['c=9']:.0%}")
+    assert r.stdout.index(said[-1]) < answer < r.stdout.index("llmsurge result")
     assert _run("run", wide_knee_sim, "--find-max", "concurrency").returncode == 2  # no --slo: one line
 
 

@@ -259,6 +259,9 @@ class Controller:
             share = self.judge(self.segment) if self.judge is not None else None
             ok = share is not None and share >= search.target
             tried.append({"load": load.describe(), "level": level, "good_share": share, "held": ok})
+            verdict = "held" if ok else "missed"
+            good = "no request ended" if share is None else f"{share:.0%} good"
+            self.bus.note(f"find-max: {load.describe()}: {good} (target {search.target:.0%}): {verdict}")
             if ok:
                 held = max(held or level, level)
             else:

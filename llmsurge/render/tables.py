@@ -100,6 +100,25 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
     return t
 
 
+def capacity_line(summary: dict[str, Any]) -> str:
+    """A capacity search's answer, said first: ``c=8 is the most that held 95% good; c=9 held 88%`` ('' without
+    a search)."""
+    cap = summary.get("capacity")
+    if not isinstance(cap, dict):
+        return ""
+    target = f"{cap.get('target_good_share', 0):.0%} good"
+    levels = {lv.get("level"): lv for lv in cap.get("levels") or [] if isinstance(lv, dict)}
+    failed = levels.get(cap.get("first_failed"))
+    beyond = ""
+    if failed is not None:
+        share = failed.get("good_share")
+        beyond = f"; {failed.get('load')} held {share:.0%}" if isinstance(share, (int, float)) else ""
+    partial = " (the search was stopped: a partial answer)" if cap.get("partial") else ""
+    if cap.get("max_held_load"):
+        return f"find-max: {cap['max_held_load']} is the most that held {target}{beyond}{partial}"
+    return f"find-max: not even the first level held {target}{beyond}{partial}"
+
+
 def segments_table(summary: dict[str, Any]) -> Table:
     """One row per segment: the saturation table (throughputs as delivered while each segment was open)."""
     t = Table(title="segments")
