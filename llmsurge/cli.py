@@ -549,14 +549,20 @@ def make_parser() -> argparse.ArgumentParser:
         " summary.json.",
     )
     rep.add_argument("folder", type=Path, help="a results folder")
-    rep.add_argument("--json", action="store_true", help="print the recomputed figures as JSON")
+    rep.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table (default); json: the recomputed figures; csv: every request, a row each (for a spreadsheet)",
+    )
+    rep.add_argument("--json", action="store_true", help="the same as --format json")
     cmp = sub.add_parser(
         "compare",
         help="a baseline against one or more candidates, per load level, with the noise stated",
         description="Result folders, summary.json files or `vllm bench serve` JSON files: the first is the baseline.",
     )
     cmp.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="baseline, then candidates")
-    cmp.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table")
+    cmp.add_argument("--format", choices=("table", "markdown", "json", "csv", "html"), default="table")
     cmp.add_argument(
         "--output",
         "-o",
@@ -712,6 +718,11 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args, parser)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `llmsurge report RUN --format csv | head`: the reader had enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error as Python flushes)
+        return ExitCode.OK
     except Exception as exc:
         from llmsurge.engine.discovery import ServerError, ServerUnreachable
         from llmsurge.engine.session import ConfigError
@@ -855,11 +866,19 @@ def _report(args: argparse.Namespace) -> int:
     from llmsurge.render.console import make_console
     from llmsurge.render.tables import segments_table, summary_table
 
+    if args.format == "csv":  # the requests, read line by line: exact as written (a file keeps outside text)
+        from llmsurge.metrics.report import requests_csv
+        from llmsurge.redaction import visible
+
+        tty = sys.stdout.isatty()
+        for line in requests_csv(args.folder):
+            sys.stdout.write(visible(line, newlines=True) if tty else line)
+        return ExitCode.OK
     figures = recompute(args.folder)
     differences = compare_with_saved(args.folder, figures)
     disagree = differences and differences != [NO_SUMMARY]  # a run killed before its summary disagrees with nothing
     status = ExitCode.THRESHOLDS if disagree else ExitCode.OK  # a summary that disagrees fails the check
-    if args.json:
+    if args.json or args.format == "json":
         print(json.dumps({**figures, "phases": phases(args.folder), "disagreements": differences}, indent=2))
         return status
     console = make_console(highlight=False)
@@ -899,13 +918,15 @@ def _compare(args: argparse.Namespace) -> int:
     text = {
         "markdown": compare_render.markdown,
         "json": lambda c: json.dumps(compare_render.to_json(c), indent=2) + "\n",
+        "csv": compare_render.csv_text,
         "html": compare_render.html_page,
     }[args.format](cmp)
     out = args.output
     if out is None and args.format == "html" and sys.stdout.isatty():
         out = Path("compare.html")  # a page on a terminal is unreadable: a file, said on stderr
     if out is None:
-        sys.stdout.write(text if args.format == "json" else visible(text, newlines=True))
+        exact = args.format == "json" or (args.format == "csv" and not sys.stdout.isatty())
+        sys.stdout.write(text if exact else visible(text, newlines=True))
         return ExitCode.OK
     if out.exists() and not args.force:
         raise ValueError(f"{out} exists: name another with -o, or add --force to overwrite it")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,31 @@ def test_cli_tables_markdown_and_json(saved: dict[str, Path]) -> None:
     data = json.loads(_run("compare", str(saved["base"]), str(saved["again"]), "--format", "json").stdout)
     assert data["matched_by_load"] and data["runs"][1]["label"] == "again"
     assert _run("compare", str(saved["base"])).returncode == 2  # a baseline alone: one line
+
+
+def test_csv_for_a_spreadsheet(saved: dict[str, Path], tmp_path: Path) -> None:
+    """``compare --format csv``: a row per figure with each run's exact value and the verdict; ``report --format
+    csv``: every request a row, outside text kept exact (quotes, commas, newlines) through CSV's quoting."""
+    import csv
+
+    rows = list(
+        csv.DictReader(io.StringIO(_run("compare", str(saved["base"]), str(saved["seqs4"]), "--format", "csv").stdout))
+    )
+    ttft = next(r for r in rows if r["metric"] == "TTFT p50")
+    base = json.loads((saved["base"] / "summary.json").read_text())["segments"][0]
+    assert ttft["level"] == "c=8" and ttft["unit"] == "ms" and float(ttft["base"]) == base["median_ttft_ms"]
+    assert ttft["seqs4 verdict"] == "worse" and float(ttft["seqs4 interval low"]) > 0
+    run = tmp_path / "run"
+    shutil.copytree(saved["base"], run)
+    lines = (run / "requests.jsonl").read_text().splitlines()
+    odd = json.loads(lines[0]) | {"status": "failed", "error_kind": "http_500", "error": 'a "quoted", comma\nline'}
+    (run / "requests.jsonl").write_text("\n".join([json.dumps(odd), *lines[1:]]) + "\n")
+    r = _run("report", str(run), "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    got = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(got) == len(lines) and got[0]["error"] == 'a "quoted", comma\nline'
+    assert [float(g["ttft_ms"]) for g in got[1:5]] == [json.loads(x)["ttft_ms"] for x in lines[1:5]]
+    assert int(got[1]["itl_count"]) == len(json.loads(lines[1])["itl_ms"])
 
 
 def test_speed_changes_read_as_people_write_them() -> None:

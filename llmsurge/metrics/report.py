@@ -9,6 +9,8 @@ from a 1% sketch, can be held against it.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from array import array
@@ -327,3 +329,26 @@ def compare_with_saved(folder: Path, recomputed: dict[str, Any]) -> list[str]:
             if abs(theirs - mine) > tolerance * max(abs(mine), 1e-9) and abs(theirs - mine) > 1e-9:
                 out.append(f"{where}: {key} is {theirs:,.4f} in summary.json, {mine:,.4f} from requests.jsonl")
     return out
+
+
+CSV_COLUMNS = (
+    "id", "segment", "worker", "warmup", "status", "error_kind", "error", "http_status", "start_time", "ttft_ms",
+    "ttfc_ms", "tpot_ms", "e2el_ms", "latency_ms", "prompt_tokens", "cached_tokens", "output_tokens", "max_tokens",
+    "finish_reason", "model", "target",
+)  # fmt: skip
+"""requests.jsonl's fields a spreadsheet gets, in this order; ITL as its count and mean (a list fits no cell)."""
+
+
+def requests_csv(folder: Path) -> Iterator[str]:
+    """A run's requests.jsonl as CSV lines (header first), read line by line: each field exact, ITL summarised."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow([*CSV_COLUMNS, "itl_count", "itl_mean_ms"])
+    yield out.getvalue()
+    for _n, row in request_rows(Path(folder) / "requests.jsonl"):
+        out.seek(0)
+        out.truncate()
+        itl = [v for v in row.get("itl_ms") or [] if isinstance(v, (int, float))]
+        cells = ["" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS]
+        w.writerow([*cells, len(itl), sum(itl) / len(itl) if itl else ""])
+        yield out.getvalue()

@@ -3,7 +3,9 @@ charts (the saturation curves and the TTFT distributions) come first. No network
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import math
 from typing import Any
 
@@ -124,6 +126,39 @@ def to_json(cmp: Comparison) -> dict[str, Any]:
         "levels": [{"load": lv.load, "rows": [row(r) for r in lv.rows]} for lv in cmp.levels],
         "notes": cmp.notes,
     }
+
+
+def csv_text(cmp: Comparison) -> str:
+    """One row per figure and level, for a spreadsheet: the level, the figure, its unit, each run's exact value, and
+    per candidate its change, its verdict (better, worse, within noise, or none: no noise estimate) and the 95%
+    interval of the difference where one was estimated."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    head = ["level", "metric", "unit", *(f"{run.label}" for run in cmp.runs)]
+    for run in cmp.runs[1:]:
+        head += [
+            f"{run.label} change",
+            f"{run.label} verdict",
+            f"{run.label} interval low",
+            f"{run.label} interval high",
+        ]
+    w.writerow(head)
+    for level in cmp.levels:
+        for row in level.rows:
+            cells: list[object] = [level.load, row.metric.label.strip(), row.metric.unit]
+            cells += ["" if v is None else repr(float(v)) for v in row.values]
+            for c in row.changes[1:]:
+                if c is None:
+                    cells += ["", "", "", ""]
+                    continue
+                if c.better is not None:
+                    verdict = "better" if c.better else "worse"
+                else:
+                    verdict = c.text if c.text in ("within noise", "n/a") else "no noise estimate"
+                lo, hi = c.interval if c.interval else ("", "")
+                cells += [c.text, verdict, lo, hi]
+            w.writerow(cells)
+    return out.getvalue()
 
 
 # ---- HTML -------------------------------------------------------------------------------------------------
