@@ -160,6 +160,9 @@ async def run_check(
                 console.print(f"[red]✗[/red] streaming {endpoint}: {safe(rec.error_kind)}: {safe(rec.error)}")
                 if endpoint == "completions" and rec.http_status == 404:
                     res.problems.append("no /v1/completions endpoint (chat-only server): use --endpoint chat")
+        chat = res.probes.get("chat")
+        if chat is not None and chat.ok:
+            console.print(per_request_clock(chat, res.server_kind), markup=False, highlight=False)
         res.offers = await probe_endpoints(client, target)
         for name, said in res.offers.items():
             mark = "[green]✓[/green]" if said.startswith("yes") else "[yellow]–[/yellow]"
@@ -169,6 +172,17 @@ async def run_check(
         res.telemetry = await probe_telemetry(client, target)
         print_telemetry(console, res.telemetry)
     return res
+
+
+def per_request_clock(rec: RequestRecord, kind: str) -> str:
+    """Whether the server times each request on its own clock (what reconciles our TTFT per request), and how to
+    turn it on where it can."""
+    if rec.server is not None:
+        queue = f"queue {rec.server.queue_ms:.1f} ms, " if rec.server.queue_ms is not None else ""
+        return f"✓ per-request timings: yes ({rec.server.source}: {queue}prefill {rec.server.prompt_ms:.1f} ms)"
+    if kind == "vLLM":
+        return "– per-request timings: no (start vLLM with --enable-per-request-metrics to have them)"
+    return "– per-request timings: no (llama.cpp sends them; vLLM with --enable-per-request-metrics)"
 
 
 async def probe_endpoints(client: httpx.AsyncClient, target: Target) -> dict[str, str]:

@@ -633,6 +633,12 @@ def _add_sim(sub: SubParsers) -> None:
         action="store_true",
         help="llama.cpp's per-request timings (prompt_ms, predicted_ms) with the usage",
     )
+    sim.add_argument(
+        "--request-metrics",
+        action="store_true",
+        help="vLLM's per-request metrics (queue, TTFT from scheduling, generation time) with the usage, as vLLM"
+        " started with --enable-per-request-metrics sends them",
+    )
     sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
     sim.add_argument(
         "--reasoning-tokens",
@@ -1096,6 +1102,7 @@ def _sim(args: argparse.Namespace) -> int:
         faults=faults,
         stamp=args.stamp,
         timings=args.timings,
+        request_metrics=args.request_metrics,
         reasoning_tokens=args.reasoning_tokens,
         max_model_len=args.max_model_len,
         answers="" if args.answers == "words" else args.answers,

@@ -219,6 +219,19 @@ def test_check_says_which_endpoints_and_tools_a_server_offers(sim_url: str) -> N
     said = ("responses: yes", "messages: yes", "embeddings: yes", "rerank: yes", "tool calls: yes (a call with JSON")
     for line in said:
         assert line in r.stdout, r.stdout
+    assert "– per-request timings: no (llama.cpp sends them; vLLM with --enable-per-request-metrics)" in r.stdout
+    proc = subprocess.Popen([*CLI, "sim", "--port", "0", "--request-metrics"], stdout=subprocess.PIPE, text=True)
+    try:  # a server that times each request on its own clock: check says so, with its figures
+        assert proc.stdout is not None
+        url = re.search(r"http://\S+", proc.stdout.readline())
+        assert url is not None
+        r = run_cli("check", url.group(0).rstrip(")"), "--no-quality", timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert re.search(r"✓ per-request timings: yes \(vLLM per-request metrics: queue [\d.]+ ms, prefill", r.stdout), (
+        r.stdout
+    )
 
 
 @pytest.mark.parametrize(

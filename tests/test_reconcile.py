@@ -185,3 +185,56 @@ async def test_compare_places_a_ttft_regression_on_the_server(tmp_path: Path) ->
     assert "TTFT outside the server (mean)" in rows and "  of which our loop lag" in rows
     placed = [n for n in cmp.notes if "mean TTFT" in n]
     assert len(placed) == 1 and "on the server: its own TTFT moved +" in placed[0], cmp.notes
+
+
+# ---- the server's clock per request: vLLM's per-request metrics, llama.cpp's timings ---------------------------
+
+
+def test_vllm_per_request_metrics_are_read_from_a_real_transcript() -> None:
+    """vLLM 0.32 started with --enable-per-request-metrics (a recorded stream): its final usage chunk's ``metrics``
+    become the request's server clock — queue, prefill (TTFT from scheduling), decode — under the same names as
+    llama.cpp's timings."""
+    from llmsurge.engine.client import ChunkCounter, _Stream
+    from llmsurge.metrics.records import RequestRecord
+
+    raw = (Path(__file__).parents[2] / "shared/realservers/samples/sse_chat_vllm_per_request_metrics.txt").read_bytes()
+    rec = RequestRecord("v", 1, 0, start=0.0, wall_start=0.0)
+    stream = _Stream(rec, ChunkCounter())
+    stream.feed(raw[raw.index(b"data:") :])
+    assert stream.finish() and rec.ok and rec.output_tokens == 8
+    assert rec.server is not None and rec.server.source == "vLLM per-request metrics"
+    assert rec.server.queue_ms == pytest.approx(0.027912, rel=1e-5)
+    assert rec.server.prompt_ms == pytest.approx(5.702228, rel=1e-6)
+    assert rec.server.decode_ms == pytest.approx(26.973415, rel=1e-6)
+    row = rec.to_json()
+    assert (row["server_queue_ms"], row["server_source"]) == (rec.server.queue_ms, "vLLM per-request metrics")
+    again = RequestRecord.from_json(row)
+    assert again.server == rec.server  # read back from requests.jsonl as written
+
+
+@pytest.mark.slow
+async def test_a_segment_is_reconciled_from_per_request_timings(tmp_path: Path) -> None:
+    """Without /metrics phase histograms (here: telemetry off), each request's own timings reconcile the segment;
+    with both, the per-request clock is kept beside the histograms' and said to agree."""
+    timing = EngineTiming(step_base=0.004, step_per_seq=0.0, prefill_per_token=0.00005, max_seqs=2)
+    shape = RequestShape(input_tokens=200, output_tokens=6)
+    scenario = Scenario("referee", "", (Stage(Load(concurrency=6), requests=24),), shape=shape, warmup=2)
+    sim = SimConfig(timing=timing, request_metrics=True)
+    session = RunSession(
+        RunConfig(scenario=scenario, workers=1, output=tmp_path / "a", sim_config=sim, telemetry=False)
+    )
+    await session.prepare()
+    seg = summary(await run_prepared(session))["segments"][0]
+    rec = seg["reconciliation"]
+    assert rec["source"] == "per-request" and seg["server_timings"]["ttft"]["count"] == 24
+    assert rec["server_queue_ms_mean"] > 5  # a batch of 2 under 6: they waited, and vLLM's metrics say so
+    assert abs(rec["server_queue_ms_mean"] + rec["server_prefill_ms_mean"] - rec["server_ttft_ms_mean"]) < 0.01
+    assert 0 <= rec["gap_ms_mean"] < 15 and rec["where"] in ("agree", "client", "server front end and network")
+    both = await _run(tmp_path / "b", scenario, sim)  # /metrics too: both clocks
+    seg = summary(both)["segments"][0]
+    assert seg["reconciliation"]["source"] == "histograms"
+    per_request = seg["reconciliation_per_request"]
+    assert per_request["source"] == "per-request" and per_request["agrees_with_histograms"] is True, (
+        seg["reconciliation"]["server_ttft_ms_mean"],
+        per_request["server_ttft_ms_mean"],
+    )

@@ -647,6 +647,9 @@ class _Stream:
                     timings = msg.get("timings")  # llama.cpp: its prompt cache (cache_n) rides with the usage
                     if isinstance(timings, dict) and isinstance(usage, dict) and "timings" not in usage:
                         usage = {**usage, "timings": timings}
+                    metrics = msg.get("metrics")  # vLLM --enable-per-request-metrics: its clock, with the usage
+                    if isinstance(metrics, dict) and isinstance(usage, dict) and "metrics" not in usage:
+                        usage = {**usage, "metrics": metrics}
                     self.usage = usage
                 choices = msg.get("choices")
                 if not choices:
@@ -891,9 +894,11 @@ def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounte
     message = choice.get("message")
     _plain_tool_calls(message, rec)
     text = (message.get("content") if isinstance(message, dict) else None) or choice.get("text") or ""
-    usage, timings = msg.get("usage"), msg.get("timings")
+    usage, timings, metrics = msg.get("usage"), msg.get("timings"), msg.get("metrics")
     if isinstance(usage, dict) and isinstance(timings, dict):
         usage = {**usage, "timings": timings}
+    if isinstance(usage, dict) and isinstance(metrics, dict):
+        usage = {**usage, "metrics": metrics}
     _whole_answer(rec, t, str(text), str(choice.get("finish_reason") or ""), usage, counter)
 
 
@@ -941,7 +946,7 @@ def _apply_usage(rec: RequestRecord, usage: object, fallback_tokens: int, messag
         rec.output_tokens = _count(figure) or 0
     if isinstance(usage, dict):
         rec.cached_tokens = cached_tokens(usage)
-        rec.server = ServerTimings.of(usage.get("timings"))
+        rec.server = ServerTimings.of(usage.get("timings")) or ServerTimings.of_vllm(usage.get("metrics"))
     if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
         prompt = _count(usage["prompt_tokens"])
         if prompt:

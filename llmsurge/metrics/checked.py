@@ -19,7 +19,7 @@ from llmsurge.metrics.records import Status
 STATUSES = tuple(s.value for s in Status)
 NUMBERS = (
     "start_time", "ttft_ms", "ttfc_ms", "tpot_ms", "e2el_ms", "latency_ms", "client_wait_ms", "ttfr_ms",
-    "connect_ms", "tls_ms", "headers_ms", "retry_after_s", "server_prompt_ms", "server_decode_ms",
+    "connect_ms", "tls_ms", "headers_ms", "retry_after_s", "server_prompt_ms", "server_decode_ms", "server_queue_ms",
     "ttft_minus_server_prompt_ms",
 )  # fmt: skip
 """Fields of a request line that are a finite number or null."""
@@ -29,7 +29,9 @@ COUNTS = (
 )  # fmt: skip
 """Fields of a request line that are a whole number ≥ 0 or null."""
 FLAGS = ("warmup", "tokens_estimated", "ignore_eos", "resent", "reused")
-TEXTS = ("id", "error_kind", "error", "finish_reason", "model", "target", "usage_rejected", "degenerate")
+TEXTS = (
+    "id", "error_kind", "error", "finish_reason", "model", "target", "usage_rejected", "degenerate", "server_source",
+)  # fmt: skip
 MAX_COUNT = 10**15
 
 

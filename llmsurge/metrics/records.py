@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from dataclasses import dataclass, field
 from enum import Enum
@@ -55,17 +56,21 @@ def http_kind(status: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ServerTimings:
-    """What the server's own clock says about one request (llama.cpp's ``timings``: ``prompt_ms``, ``prompt_n``,
-    ``cache_n``, ``predicted_ms``). ``prompt_ms`` is its prefill; queueing inside the server is not in it."""
+    """What the server's own clock says about one request, under the same names whatever the server: llama.cpp's
+    ``timings`` (``prompt_ms``, ``prompt_n``, ``cache_n``, ``predicted_ms``; no queue time: it is not in them) or
+    vLLM's ``metrics`` (``--enable-per-request-metrics``: ``queue_time_ms``, ``time_to_first_token_ms`` from its
+    scheduling — the prefill — and ``generation_time_ms``). ``prompt_ms`` is the prefill."""
 
     prompt_ms: float
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
     decode_ms: float | None = None
+    queue_ms: float | None = None
+    source: str = "llama.cpp timings"
 
     @classmethod
     def of(cls, timings: object) -> ServerTimings | None:
-        """From a ``timings`` object; None when it carries no usable prompt time."""
+        """From llama.cpp's ``timings`` object; None when it carries no usable prompt time."""
         if not isinstance(timings, dict):
             return None
         prompt = _ms(timings.get("prompt_ms"))
@@ -73,10 +78,27 @@ class ServerTimings:
             return None
         return cls(prompt, _n(timings.get("prompt_n")), _n(timings.get("cache_n")), _ms(timings.get("predicted_ms")))
 
+    @classmethod
+    def of_vllm(cls, metrics: object) -> ServerTimings | None:
+        """From vLLM's per-request ``metrics`` (the final usage chunk); None without a prefill time."""
+        if not isinstance(metrics, dict):
+            return None
+        prompt = _ms(metrics.get("time_to_first_token_ms"))
+        if prompt is None:
+            return None
+        queue, decode = _ms(metrics.get("queue_time_ms")), _ms(metrics.get("generation_time_ms"))
+        return cls(prompt, decode_ms=decode, queue_ms=queue, source="vLLM per-request metrics")
+
+    @property
+    def ttft_ms(self) -> float:
+        """The server's own TTFT: its queue (where it says) and its prefill."""
+        return (self.queue_ms or 0.0) + self.prompt_ms
+
     def client_share_ms(self, ttft: float | None) -> float | None:
-        """TTFT (seconds) less the server's prefill, in ms: the network, the server's HTTP front end, its queue
-        and our own read delay together (None without a TTFT)."""
-        return None if ttft is None else ttft * 1000.0 - self.prompt_ms
+        """TTFT (seconds) less the server's own (queue, where it says, and prefill), in ms: the network, the
+        server's HTTP front end (and a queue it does not report) and our own read delay together (None without a
+        TTFT)."""
+        return None if ttft is None else ttft * 1000.0 - self.ttft_ms
 
 
 def _ms(v: object) -> float | None:
@@ -264,6 +286,10 @@ class RequestRecord:
                     "predicted_ms": row.get("server_decode_ms"),
                 }
             )
+            if rec.server is not None and row.get("server_queue_ms") is not None:
+                rec.server = dataclasses.replace(
+                    rec.server, queue_ms=_ms(row.get("server_queue_ms")), source=str(row.get("server_source") or "")
+                )
         return rec
 
     def to_json(self) -> dict[str, Any]:
@@ -327,6 +353,8 @@ class RequestRecord:
             out["server_prompt_tokens"] = self.server.prompt_tokens
             out["server_cached_tokens"] = self.server.cached_tokens
             out["server_decode_ms"] = self.server.decode_ms
+            out["server_queue_ms"] = self.server.queue_ms
+            out["server_source"] = self.server.source
             share = self.server.client_share_ms(self.ttft)
             out["ttft_minus_server_prompt_ms"] = None if share is None else round(share, 4)
         return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from llmsurge.metrics.columns import Column, ColumnView
 from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.sketch import ItlSketch
-from llmsurge.metrics.stats import ALIGNED, REASONING, SCHEDULED, SEND_LAG, TURNS
+from llmsurge.metrics.stats import ALIGNED, REASONING, SCHEDULED, SEND_LAG, SERVER_CLOCK, TURNS
 
 NAN = float("nan")
 
@@ -146,7 +146,9 @@ class SegmentStats(SegmentCounts):
     """Counts, exact per-request values and the ITL sketch of one segment (written under the bus lock)."""
 
     columns: dict[str, Column] = field(
-        default_factory=lambda: {m: Column() for m in (*ALIGNED, *SCHEDULED, SEND_LAG, *TURNS, *REASONING)}
+        default_factory=lambda: {
+            m: Column() for m in (*ALIGNED, *SCHEDULED, SEND_LAG, *TURNS, *REASONING, *SERVER_CLOCK)
+        }
     )
     itl: ItlSketch = field(default_factory=ItlSketch)
 
@@ -180,6 +182,11 @@ class SegmentStats(SegmentCounts):
             cols["ttfr"].append(rec.ttfr)
             cols["answer_ttfc"].append(NAN if rec.ttfc is None else rec.ttfc)
             cols["reasoning"].append(rec.reasoning_chunks)
+        if rec.server is not None:  # the server's own clock for this request
+            cols["server_ttft"].append(rec.server.ttft_ms)
+            cols["server_queue"].append(NAN if rec.server.queue_ms is None else rec.server.queue_ms)
+            cols["server_prefill"].append(rec.server.prompt_ms)
+            cols["server_decode"].append(NAN if rec.server.decode_ms is None else rec.server.decode_ms)
         if rec.itl:
             self.itl.extend(rec.itl)
 

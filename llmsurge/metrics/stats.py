@@ -23,6 +23,10 @@ SEND_LAG = "send_lag"
 """Open loop only: how late we sent a request after its scheduled time (a wait for a free slot under
 ``max_concurrency``, or a late client), and E2EL counted from the scheduled time."""
 TURNS = ("turn", "turn_ttft", "turn_prompt", "turn_cached")
+SERVER_CLOCK = ("server_ttft", "server_queue", "server_prefill", "server_decode")
+"""Per request, where the server says (llama.cpp's timings, vLLM's per-request metrics): its own TTFT, queue
+(NaN where it does not say), prefill and decode, in ms — a segment's reconciliation where /metrics has no phase
+histograms."""
 """Multi-turn chats only, one row per successful turn: its index, TTFT, prompt tokens and cached prompt tokens
 (NaN: not reported), so turn 1 can be held against later turns (does the server reuse the history's cache?)."""
 REASONING = ("ttfr", "answer_ttfc", "reasoning")

@@ -15,7 +15,7 @@ import numpy as np
 
 from llmsurge.metrics.breakdown import figures as breakdown_figures
 from llmsurge.metrics.bus import BusView
-from llmsurge.metrics.reconcile import reconcile
+from llmsurge.metrics.reconcile import AGREE_MS, AGREE_SHARE, reconcile
 from llmsurge.metrics.roofline import RooflineInputs, segment_roofline
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.sketch import ItlSketch
@@ -114,6 +114,22 @@ def scheduled_block(segments: tuple[SegmentView, ...], percentiles: tuple[float,
         parts = [s.columns[m].values() for s in segments if s.columns[m].n]
         if parts:
             out.update(describe_ms(m, np.concatenate(parts), percentiles))
+    return out
+
+
+def server_timings(segments: tuple[SegmentView, ...]) -> dict[str, Any] | None:
+    """The server's own clock from its per-request timings (llama.cpp's ``timings``, vLLM's per-request
+    ``metrics``), in the shape of the phase histograms' clock (``{"ttft": {"mean_ms", "count"}, "queue": …}``) —
+    what reconciles a segment where ``/metrics`` has no phase histograms; None when no request carried them."""
+    ttft = _joined(segments, "server_ttft")
+    if not ttft.size:
+        return None
+    out: dict[str, Any] = {"source": "per-request", "ttft": {"mean_ms": float(ttft.mean()), "count": int(ttft.size)}}
+    for phase, name in (("queue", "server_queue"), ("prefill", "server_prefill"), ("decode", "server_decode")):
+        values = _joined(segments, name)
+        values = values[~np.isnan(values)]
+        if values.size:
+            out[phase] = {"mean_ms": float(values.mean()), "count": int(values.size)}
     return out
 
 
@@ -305,6 +321,9 @@ def segment_summary(
     out.update(workload_block((seg,), percentiles))
     out.update(quality_block((seg,)))
     out["short_outputs"] = seg.short_outputs
+    clock = server_timings((seg,))
+    if clock is not None:
+        out["server_timings"] = clock
     out["client"] = {
         "max_loop_lag_ms": seg.max_loop_lag_ms,
         "mean_loop_lag_ms": seg.mean_loop_lag_ms,
@@ -396,9 +415,19 @@ def build_summary(
         }
         seg["telemetry"] = {k: v for k, v in per.items() if v}
         clock = (seg["telemetry"].get("server") or {}).get("clock")
-        rec = reconcile(seg.get("mean_ttft_ms"), clock, seg["client"]["mean_loop_lag_ms"]) if clock else None
+        own = seg.get("server_timings")
+        lag = seg["client"]["mean_loop_lag_ms"]
+        rec = reconcile(seg.get("mean_ttft_ms"), clock or own, lag) if clock or own else None
         if rec is not None:
-            seg["reconciliation"] = rec.json()
+            seg["reconciliation"] = {**rec.json(), "source": "histograms" if clock else "per-request"}
+        if clock and own:  # both clocks: the per-request one beside the histograms', and whether they agree
+            both = reconcile(seg.get("mean_ttft_ms"), own, lag)
+            if both is not None and rec is not None:
+                seg["reconciliation_per_request"] = {**both.json(), "source": "per-request"}
+                apart = abs(both.server_ttft_ms_mean - rec.server_ttft_ms_mean)
+                seg["reconciliation_per_request"]["agrees_with_histograms"] = apart <= max(
+                    AGREE_MS, AGREE_SHARE * rec.server_ttft_ms_mean
+                )
     if s["warmup"]["completed"] or s["warmup"]["failed"]:
         s["warmup"]["input_tokens"], s["warmup"]["output_tokens"] = facts.warmup_tokens
     s.update(breakdown_figures(view.breakdown))  # models, targets: per model and per server, when several

@@ -99,6 +99,9 @@ class SimConfig:
     """Prompt + max_tokens beyond this are refused with HTTP 400, as vLLM refuses them."""
     timings: bool = False
     """Put llama.cpp's ``timings`` (the engine's own prompt and decode times) beside the usage."""
+    request_metrics: bool = False
+    """Put vLLM's per-request ``metrics`` (``--enable-per-request-metrics``: queue, TTFT from scheduling,
+    generation time) beside the usage."""
     reasoning_tokens: int = 0
     """A reasoning model: the first N output tokens of a chat stream come as ``delta.reasoning_content``."""
     answers: str = "correct"
@@ -574,6 +577,8 @@ class SimServer:
             out["usage"] = _usage(seq)
             if self.config.timings:
                 out["timings"] = seq.timings()
+            if self.config.request_metrics:
+                out["metrics"] = vllm_metrics(seq)
         return web.json_response(out)
 
     async def _stream(
@@ -629,6 +634,8 @@ class SimServer:
                     parts.append((think_head if sent <= thinking else head) + word + mid + tail + b"}\n\n")
                 await resp.write(b"".join(parts))
             timings = b',"timings":' + json.dumps(seq.timings()).encode() if self.config.timings else b""
+            if self.config.request_metrics:
+                timings += b',"metrics":' + json.dumps(vllm_metrics(seq)).encode()
             end = usage_head + _usage_json(seq) + timings + b"}\n\n" if usage else b""
             await resp.write(end + b"data: [DONE]\n\n")
             await resp.write_eof()
@@ -720,6 +727,21 @@ def _response_object(rid: str, model: str, seq: Sequence, limit_hit: bool) -> di
     if incomplete:
         out["incomplete_details"] = {"reason": "max_output_tokens"}
     return out
+
+
+def vllm_metrics(seq: Sequence) -> dict[str, float]:
+    """vLLM's per-request ``metrics`` (its shape in 0.32, recorded: realservers/samples) from the engine's clock:
+    ``time_to_first_token_ms`` counts from scheduling (the prefill), ``generation_time_ms`` the decode."""
+    t = seq.timings()
+    gaps = max(1, seq.produced - 1)
+    decode = float(t["predicted_ms"])
+    return {
+        "time_to_first_token_ms": float(t["prompt_ms"]),
+        "generation_time_ms": decode,
+        "queue_time_ms": float(t["queue_ms"]),
+        "mean_itl_ms": decode / gaps,
+        "tokens_per_second": seq.produced / (decode / 1000.0) if decode else 0.0,
+    }
 
 
 def _usage_json(seq: Sequence) -> bytes:

@@ -34,10 +34,12 @@ def details(rec: RequestRecord) -> Table:
     t.add_row("TTFT / TTFC", f"{_ms(rec.ttft)} / {_ms(rec.ttfc)} ms")
     share = rec.server.client_share_ms(rec.ttft) if rec.server is not None else None
     if rec.server is not None and share is not None:  # where this TTFT went, by the server's own clock
+        queue = f"server queue {rec.server.queue_ms:,.1f} ms | " if rec.server.queue_ms is not None else ""
+        unsaid = "" if rec.server.queue_ms is not None else " and queue"
         t.add_row(
             "where TTFT went",
-            f"server prefill {rec.server.prompt_ms:,.1f} ms | the rest {share:,.1f} ms: network, the server's "
-            "front end and queue, and our read",
+            f"{queue}server prefill {rec.server.prompt_ms:,.1f} ms | the rest {share:,.1f} ms: network, the"
+            f" server's front end{unsaid}, and our read ({rec.server.source})",
         )
     if rec.ttfr is not None:
         t.add_row("reasoning", f"first token {_ms(rec.ttfr)} ms, {rec.reasoning_chunks:,} chunks")
