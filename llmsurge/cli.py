@@ -639,6 +639,13 @@ def _add_sim(sub: SubParsers) -> None:
         help="vLLM's per-request metrics (queue, TTFT from scheduling, generation time) with the usage, as vLLM"
         " started with --enable-per-request-metrics sends them",
     )
+    sim.add_argument(
+        "--freeze-at",
+        type=_wait,
+        metavar="S",
+        help="a fault: the whole engine stops producing tokens S seconds after it starts (requests stay running)",
+    )
+    sim.add_argument("--freeze-for", type=_wait, default=10.0, metavar="S", help="for this long (default 10)")
     sim.add_argument("--fast", action="store_true", help="no modelled compute: tokens as fast as the CPU goes")
     sim.add_argument(
         "--reasoning-tokens",
@@ -1094,6 +1101,8 @@ def _sim(args: argparse.Namespace) -> int:
         timing.step_base = args.step_ms / 1000.0
     if args.prefill_us is not None:
         timing.prefill_per_token = args.prefill_us / 1e6
+    if args.freeze_at is not None:
+        timing.freeze_at, timing.freeze_for = args.freeze_at, args.freeze_for
     if not args.fast:
         timing.max_seqs = args.max_seqs
     config = SimConfig(

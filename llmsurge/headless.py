@@ -68,12 +68,12 @@ async def _show_progress(
     snapshots = SnapshotBuilder(session.bus)
     told = len(session.bus.events)
 
-    def tell() -> None:  # a capacity search's verdicts, as each level is judged
+    def tell() -> None:  # a capacity search's verdicts as each level is judged; a stall as it is seen
         nonlocal told
         events = session.bus.events[told:]
         told += len(events)
         for e in events:
-            if e.message.startswith("find-max: "):
+            if e.message.startswith(("find-max: ", "stall")):
                 console.print(e.message, markup=False, highlight=False, soft_wrap=True)
 
     if session.controller is not None:

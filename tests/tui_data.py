@@ -147,6 +147,7 @@ def seeded_snapshot(seed: int = 3) -> Snapshot:
         segment=3,
         load_label="c=32",
         paused=False,
+        stalled_s=None,
         started=540,
         inflight=32,
         completed=500,

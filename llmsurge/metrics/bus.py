@@ -9,6 +9,7 @@ result writer; live views use fixed-size deques, per-segment columns and sketche
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -52,6 +53,11 @@ class WorkerRow:
     cpu: float  # fraction of one core, latest tick
     loop_lag_ms: float  # latest tick
 
+
+STALL_MIN_S = 2.0
+STALL_ITL_FACTOR = 20.0
+"""A stall: every stream that has begun its answer silent for longer than this many times the segment's ITL p99,
+and at least :data:`STALL_MIN_S` (a stream still waiting for its first token is in its prefill, not stalled)."""
 
 RATE_ENOUGH = 10
 """Completions a request rate steering starts from needs (``r``/``R`` from a closed loop)."""
@@ -114,6 +120,8 @@ class BusView:
     recent: tuple[RequestRecord, ...]  # newest last
     live: tuple[LiveRequest, ...]  # requests in flight (a sample), still unfinished
     workers: tuple[tuple[float, float], ...]  # each worker's latest (loop lag ms, cpu fraction)
+    stalled_s: float | None
+    """Seconds every answering stream has been silent, while that is a stall (:data:`STALL_MIN_S`); else None."""
     worst_loop_lag_ms: float
     worst_worker_cpu: float
     host_cpu: float | None
@@ -148,6 +156,11 @@ class MetricsBus:
         self.segments: list[SegmentStats] = []
         self.state = "starting"
         self.paused = False
+        self.last_token_at: float | None = None
+        """When the last token arrived, from any stream."""
+        self._stalled_since: float | None = None
+        """The last token's time, while every answering stream has been silent past the stall threshold."""
+        self._stall_threshold = (STALL_MIN_S, -1.0)  # (seconds, when computed)
         self.scenario = ""
         self.info: dict[str, str] = {}
         self.warmup_done = 0
@@ -318,8 +331,44 @@ class MetricsBus:
             if tick.tokens or completed:
                 self._rate_window.append((now, tick.tokens, completed))
             self._add_to_second(now, tick, completed)
+            said = self._watch_stall(now, tick.tokens, seg)
+        if said is not None:
+            self.note(*said)
         if tick.records and self.on_records is not None:
             self.on_records(tick.records)
+
+    def _watch_stall(self, now: float, tokens: int, seg: SegmentStats | None) -> tuple[str, str] | None:
+        """A server-wide stall begun or ended with this tick (under the lock): what to say, once each."""
+        if tokens:
+            since, self._stalled_since, self.last_token_at = self._stalled_since, None, now
+            if since is not None:
+                return f"stall over: tokens flow again after {now - since:.1f} s of silence", "info"
+            return None
+        if self._stalled_since is not None or self.last_token_at is None or self.paused:
+            return None
+        answering = sum(1 for rows in self._live.values() for r in rows if r.ttft is not None)
+        silent = now - self.last_token_at
+        if not answering or silent <= self._stall_threshold_s(now, seg):
+            return None
+        self._stalled_since = self.last_token_at
+        server = self.telemetry.get("server")
+        running = getattr(server, "running", None)
+        said = f"; the server's /metrics says {running:.0f} running" if isinstance(running, (int, float)) else ""
+        past = self._stall_threshold[0]
+        return (
+            f"stall: every answering stream ({answering}) silent for {silent:.1f} s — past {past:.1f} s, 20x this"
+            f" segment's ITL p99{said}: the server stopped producing tokens",
+            "error",
+        )
+
+    def _stall_threshold_s(self, now: float, seg: SegmentStats | None) -> float:
+        """Seconds of silence that make a stall (recomputed at most once a second)."""
+        threshold, at = self._stall_threshold
+        if now - at >= 1.0:
+            p99 = seg.itl.quantile(0.99) if seg is not None and seg.itl.count else math.nan
+            threshold = STALL_MIN_S if math.isnan(p99) else max(STALL_MIN_S, STALL_ITL_FACTOR * p99)
+            self._stall_threshold = (threshold, now)
+        return threshold
 
     def _add_to_second(self, now: float, tick: WorkerTick, completed: int) -> None:
         sec = float(int(now - self.t0))
@@ -484,6 +533,7 @@ class MetricsBus:
                 run_start=self.run_start,
                 state=self.state,
                 paused=self.paused,
+                stalled_s=None if self._stalled_since is None else now - self._stalled_since,
                 scenario=self.scenario,
                 info=dict(self.info),
                 started=sum(self._started.values()),

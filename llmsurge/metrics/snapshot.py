@@ -118,6 +118,8 @@ class Snapshot:
     segment: int
     load_label: str
     paused: bool
+    stalled_s: float | None
+    """Seconds every answering stream has been silent, during a server-wide stall (None otherwise)."""
     started: int
     inflight: int
     completed: int
@@ -343,6 +345,7 @@ class SnapshotBuilder:
             segment=current.index if current else 0,
             load_label=current.label if current else "",
             paused=view.paused,
+            stalled_s=view.stalled_s,
             started=view.started,
             inflight=view.inflight,
             completed=sum(s.ok for s in segs),

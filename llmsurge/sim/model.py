@@ -35,6 +35,10 @@ class EngineTiming:
     for the whole run: two runs of the same setup then differ by the phase, which no run shows in itself."""
     seed: int | None = None
     """The jitter's seed (None: a different one each start, as a real server's)."""
+    freeze_at: float | None = None
+    """A fault: the whole engine stops stepping this many seconds after it starts (its requests stay running)…"""
+    freeze_for: float = 0.0
+    """…for this many seconds (``llmsurge sim --freeze-at S --freeze-for S``)."""
 
     @classmethod
     def fast(cls, max_seqs: int = 100_000) -> EngineTiming:
@@ -252,7 +256,11 @@ class Engine:
         t = self.timing
         sleep = asyncio.sleep
         gauss = random.Random(t.seed).gauss
+        freeze_at = None if t.freeze_at is None else time.monotonic() + t.freeze_at
         while True:
+            if freeze_at is not None and time.monotonic() >= freeze_at:  # the fault: every stream goes silent
+                freeze_at = None
+                await sleep(t.freeze_for)
             if not self.running and not self.waiting:
                 self._wake.clear()
                 await self._wake.wait()

@@ -24,6 +24,9 @@ class StatusLine(RoleStyles, Static):
         if state == "waiting" and waiting_for is not None:
             label = f"WAITING FOR SERVER {waiting_for:.0f}s"
         badge = Text(f" {label} ", style=self.state_style(state) if state in STATES else self.role("strong"))
+        if snap.stalled_s is not None:  # the server stopped producing tokens: said before anything else
+            badge.append("  ")
+            badge.append(f" STALLED {snap.stalled_s:.0f}s ", style=self.state_style("error"))
         if info.get("server") == "simulated":
             badge.append("  ")
             badge.append(" SIMULATED SERVER ", style=self.state_style("sim"))
