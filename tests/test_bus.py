@@ -267,3 +267,24 @@ def test_a_segment_too_short_to_hold_one_request_has_no_request_rate() -> None:
     snap = SnapshotBuilder(bus).snapshot()
     shown = {row.index: row.request_throughput for row in snap.segments}
     assert shown[s1] == pytest.approx(rates[s1], rel=0.05) and np.isnan(shown[s2]) and np.isnan(shown[s3])
+
+
+def test_a_stream_stuck_while_the_others_flow_is_flagged_on_its_row() -> None:
+    """A request that began its answer and has sent nothing for longer than the stall threshold, while the others
+    flow, reads "stuck" (and for how long) in the request stream; a server-wide stall is said apart, not per row."""
+    from llmsurge.metrics.snapshot import request_rows
+    from llmsurge.metrics.wire import LiveRequest, RequestStart
+
+    bus = MetricsBus()
+    seg = bus.open_segment("c=2", "t")
+    now = time.monotonic()
+    starts = [RequestStart("0-1", seg, now, time.time(), False), RequestStart("0-2", seg, now, time.time(), False)]
+    live = [LiveRequest("0-1", seg, now, 0.05, 5), LiveRequest("0-2", seg, now, 0.05, 3)]
+    bus.ingest(WorkerTick(worker=0, starts=starts, tokens=8, started=2, inflight=2, live=live))
+    bus._progress["0-1"] = (5, now - 3.0)  # its last token three seconds ago
+    live = [LiveRequest("0-1", seg, now, 0.05, 5), LiveRequest("0-2", seg, now, 0.05, 9)]  # the other flows
+    bus.ingest(WorkerTick(worker=0, tokens=6, started=2, inflight=2, live=live))
+    rows = {r.request_id: r for r in request_rows(bus.view())}
+    assert rows["0-1"].status == "stuck" and rows["0-1"].error_kind.startswith("silent 3")
+    assert rows["0-2"].status == "running" and not rows["0-2"].error_kind
+    assert bus.view().stalled_s is None and not any(e.message.startswith("stall") for e in bus.events)

@@ -138,6 +138,8 @@ class BusView:
     usage_rejected_example: str = ""
     breakdown: Views = field(default_factory=dict)
     """Per model and per server (``models``, ``targets``), when the run has several (views taken with stats)."""
+    quiet: dict[str, float] = field(default_factory=dict)
+    """Per live request that has begun its answer: seconds since its last token (its row's "stuck" flag)."""
 
     @property
     def request_rate(self) -> RequestRate:
@@ -161,6 +163,7 @@ class MetricsBus:
         self._stalled_since: float | None = None
         """The last token's time, while every answering stream has been silent past the stall threshold."""
         self._stall_threshold = (STALL_MIN_S, -1.0)  # (seconds, when computed)
+        self._progress: dict[str, tuple[int, float]] = {}  # live request → (chunks, when they last changed)
         self.scenario = ""
         self.info: dict[str, str] = {}
         self.warmup_done = 0
@@ -310,6 +313,13 @@ class MetricsBus:
             self._worker_worst[w] = (max(worst[0], tick.loop_lag_ms), max(worst[1], tick.cpu))
             if tick.live is not None:
                 self._live[w] = tick.live
+                for r in tick.live:  # when each live request last made progress (a stream stuck alone)
+                    seen = self._progress.get(r.request_id)
+                    if seen is None or seen[0] != r.chunks:
+                        self._progress[r.request_id] = (r.chunks, now)
+                if len(self._progress) > 4 * sum(len(rows) for rows in self._live.values()) + 64:
+                    alive = {r.request_id for rows in self._live.values() for r in rows}
+                    self._progress = {k: v for k, v in self._progress.items() if k in alive}
             if tick.read_delays and self.read_delays is not None and len(self.read_delays) < 5_000_000:
                 self.read_delays.extend(tick.read_delays)
             if tick.starts:
@@ -546,6 +556,12 @@ class MetricsBus:
                 segments=tuple(s.view(with_stats) for s in self.segments),
                 recent=tuple(self._recent),
                 live=tuple(r for rows in self._live.values() for r in rows if r.request_id in self._open),
+                quiet={
+                    r.request_id: now - self._progress[r.request_id][1]
+                    for rows in self._live.values()
+                    for r in rows
+                    if r.ttft is not None and r.request_id in self._progress
+                },
                 workers=tuple(h for w, h in self._health.items() if w not in self._lost_workers),
                 hosts=self._host_health(),
                 hosts_worst=self._host_health(worst=True),

@@ -18,7 +18,7 @@ import numpy as np
 
 from llmsurge.metrics.breakdown import Views
 from llmsurge.metrics.breakdown import figures as breakdown_figures
-from llmsurge.metrics.bus import BusView, MetricsBus, RequestRate, RunEvent, WorkerRow
+from llmsurge.metrics.bus import STALL_MIN_S, BusView, MetricsBus, RequestRate, RunEvent, WorkerRow
 from llmsurge.metrics.health import Cause, ClientHealth, worst_health
 from llmsurge.metrics.reconcile import Reconciliation, reconcile
 from llmsurge.metrics.roofline import RooflineInputs, ceiling, describe
@@ -38,7 +38,7 @@ class RequestRow:
 
     request_id: str
     segment: int
-    status: str  # ok / failed / cancelled / running
+    status: str  # ok / failed / cancelled / running / stuck (running, silent while the others flow)
     ttft_ms: float | None
     output_tokens: int
     tokens_per_s: float | None
@@ -426,16 +426,19 @@ def request_rows(view: BusView) -> tuple[RequestRow, ...]:
     """The request stream: requests in flight first (the longest-running on top), then finished ones, newest
     first. A request that finished is never also shown as running."""
     running = sorted(view.live, key=lambda r: r.start)[:20]
+    stuck = {  # answering, silent past the stall threshold while the others flow (a server-wide stall is said apart)
+        rid: s for rid, s in view.quiet.items() if s > STALL_MIN_S and view.stalled_s is None
+    }
     rows = [
         RequestRow(
             request_id=r.request_id,
             segment=r.segment,
-            status="running",
+            status="stuck" if r.request_id in stuck else "running",
             ttft_ms=None if r.ttft is None else r.ttft * 1000.0,
             output_tokens=r.chunks,
             tokens_per_s=None,
             latency_ms=max(0.0, view.now - r.start) * 1000.0,
-            error_kind="",
+            error_kind=f"silent {stuck[r.request_id]:.0f}s" if r.request_id in stuck else "",
         )
         for r in running
     ]

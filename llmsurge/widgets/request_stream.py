@@ -37,7 +37,7 @@ COLUMNS = (
     ("latency ms", 11),
     ("error", 14),
 )
-STATUS_ROLE = {"ok": "good", "failed": "bad", "cancelled": "warn", "running": "accent"}
+STATUS_ROLE = {"ok": "good", "failed": "bad", "cancelled": "warn", "running": "accent", "stuck": "warn"}
 PRIORITY = ("id", "status", "TTFT ms", "latency ms", "tokens", "tok/s", "error", "seg")
 """Which columns stay when the pane is narrow (a column is dropped whole, never cut)."""
 ALL = tuple(name for name, _w in COLUMNS)
@@ -268,7 +268,7 @@ class RequestStream(RoleStyles, ScrollView, can_focus=True):
                 return Strip.blank(width, base)
             row = self.rows[i]
             selected = row.request_id == self.selected
-            if row.status == "running":  # changes every frame
+            if row.status in ("running", "stuck"):  # changes every frame
                 return row_strip(row, columns, styles, base, width, scroll_x, selected)
             return self._finished(row, columns, base, width, scroll_x, selected)
         strip = Strip(list(line.render(self.app.console)), line.cell_len).crop(scroll_x, scroll_x + width)
