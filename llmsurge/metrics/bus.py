@@ -366,8 +366,8 @@ class MetricsBus:
         said = f"; the server's /metrics says {running:.0f} running" if isinstance(running, (int, float)) else ""
         past = self._stall_threshold[0]
         return (
-            f"stall: every answering stream ({answering}) silent for {silent:.1f} s — past {past:.1f} s, 20x this"
-            f" segment's ITL p99{said}: the server stopped producing tokens",
+            f"stall: every answering stream ({answering}) silent for {silent:.1f} s — past {past:.1f} s (2 s, or 20x"
+            f" this segment's ITL p99 if longer){said}: the server stopped producing tokens",
             "error",
         )
 
