@@ -988,13 +988,13 @@ def _steer(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from rich.table import Table
     from rich.text import Text
 
     from llmsurge.metrics.runs import find_runs
     from llmsurge.redaction import shown
     from llmsurge.render.console import make_console
     from llmsurge.render.format import MISSING
+    from llmsurge.render.tables import fitted_table
 
     skipped: list[str] = []
     runs = find_runs(args.folder, skipped)
@@ -1002,24 +1002,33 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"llmsurge: skipped {shown(why, limit=None)}", file=sys.stderr)
     if not runs:
         raise ValueError(f"no saved runs in {args.folder}: name the folder that holds them (default llmsurge-results)")
-    t = Table(title=f"runs in {args.folder}")
-    for col in ("name", "date", "server", "model", "preset", "done/failed", "out tok/s", "TTFT p50 ms", "folder"):
-        t.add_column(col, justify="right" if col in ("done/failed", "out tok/s", "TTFT p50 ms") else "left")
+    columns = [  # (name, justify, priority: higher is dropped sooner on a narrow terminal)
+        ("name", "left", 0), ("date", "left", 2), ("server", "left", 4), ("model", "left", 3),
+        ("preset", "left", 5), ("done/failed", "right", 0), ("out tok/s", "right", 1), ("TTFT p50 ms", "right", 1),
+        ("folder", "left", 6),
+    ]  # fmt: skip
+    rows: list[list[Text | str]] = []
     for r in runs:
         s = r.summary
         server = s.get("server") or {}
-        t.add_row(
-            Text(shown(r.label)),
-            Text(shown(s.get("date", ""))),
-            Text(shown(server.get("kind", ""))),
-            Text(shown(s.get("model_id", ""), limit=60)),
-            Text(shown(s.get("preset") or "")),
-            f"{s.get('completed') or 0}/{s.get('failed') or 0}",
-            f"{s.get('output_throughput') or 0:,.1f}",
-            f"{s.get('median_ttft_ms') or 0:,.1f}" if s.get("completed") else MISSING,
-            Text(shown(r.path.parent, limit=None)),
+        rows.append(
+            [
+                Text(shown(r.label)),
+                Text(shown(s.get("date", ""))),
+                Text(shown(server.get("kind", ""))),
+                Text(shown(s.get("model_id", ""), limit=60)),
+                Text(shown(s.get("preset") or "")),
+                f"{s.get('completed') or 0}/{s.get('failed') or 0}",
+                f"{s.get('output_throughput') or 0:,.1f}",
+                f"{s.get('median_ttft_ms') or 0:,.1f}" if s.get("completed") else MISSING,
+                Text(shown(r.path.parent, limit=None)),
+            ]
         )
-    make_console(highlight=False).print(t)
+    console = make_console(highlight=False)
+    table, dropped = fitted_table(f"runs in {args.folder}", columns, rows, console.width)
+    console.print(table)
+    if dropped:
+        console.print(f"(too narrow for {', '.join(dropped)}: a wider terminal shows them)", style="dim")
     return ExitCode.OK
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -130,6 +132,14 @@ def test_runs_lists_saved_runs_newest_first(saved: dict[str, Path]) -> None:
     assert "seqs4" in lines and "base" in lines and "again" in lines
     assert lines.index("seqs4") < lines.index("again") < lines.index("base")
     assert json.loads((saved["base"] / "summary.json").read_text())["name"] == "base"
+    narrow = subprocess.run(
+        [*CLI, "runs", str(saved["base"].parent)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert narrow.returncode == 0 and "…" not in narrow.stdout, narrow.stdout  # columns dropped, no value cut
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80, narrow.stdout
+    assert "seqs4" in narrow.stdout and "too narrow for" in narrow.stdout
+    assert re.search(r"\b\d+/\d+\b", narrow.stdout)  # done/failed kept whole
 
 
 @pytest.mark.slow

@@ -222,3 +222,29 @@ def breakdown_tables(summary: dict[str, Any]) -> list[Table]:
             )
         out.append(t)
     return out
+
+
+def fitted_table(
+    title: str, columns: list[tuple[str, str, int]], rows: list[list[Text | str]], width: int
+) -> tuple[Table, list[str]]:
+    """A table that fits ``width`` by dropping whole columns, least needed first (``columns``: name, justify,
+    priority — 0 never dropped, higher dropped sooner), never by cutting a value to ``…``; and the names dropped.
+    Each column is as wide as its longest value or its header."""
+
+    def cell_len(v: Text | str) -> int:
+        return v.cell_len if isinstance(v, Text) else len(v)
+
+    need = [max([len(name), *(cell_len(r[i]) for r in rows)]) for i, (name, _j, _p) in enumerate(columns)]
+    keep = list(range(len(columns)))
+    while len(keep) > 1 and sum(need[i] + 3 for i in keep) + 1 > width:
+        droppable = [i for i in keep if columns[i][2] > 0]
+        if not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: (columns[i][2], i)))
+    t = Table(title=title)
+    for i in keep:
+        name, justify, _p = columns[i]
+        t.add_column(name, justify=justify, no_wrap=True, min_width=need[i])  # type: ignore[arg-type]
+    for r in rows:
+        t.add_row(*(r[i] for i in keep))
+    return t, [columns[i][0] for i in range(len(columns)) if i not in keep]
