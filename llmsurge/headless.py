@@ -36,15 +36,20 @@ from llmsurge.render.tables import (
 
 
 def progress_line(s: Snapshot, total: int | None) -> str:
-    """``done 40/160  in flight 32  failed 0  1,234 tok/s  12.3 req/s (last 6 s)  elapsed 0:12`` (plain text)."""
+    """``done 40/160  25% ETA 0:36  [running]  seg 1 c=32  in flight 32  failed 0  1,234 tok/s  12.3 req/s (last 6
+    s)  elapsed 0:12`` (plain text): how far and how long to go first, so a narrow terminal keeps them."""
     done = s.completed + s.failed + s.cancelled
     rate = s.request_rate.value()
     of = f"/{total}" if total else ""
     el = int(s.elapsed)
-    parts = [
+    parts = [f"done {done}{of}"]
+    if s.progress is not None:  # a bounded run: how far, and how long to go
+        parts.append(s.progress.describe())
+    if s.client.saturated:
+        parts.append(f"CLIENT BUSY: {s.client.reason}")
+    parts += [
         f"[{s.state}]",
         f"seg {s.segment} {s.load_label}",
-        f"done {done}{of}",
         f"in flight {s.inflight}",
         f"failed {s.failed}",
         f"{num(None if rate is None else rate * s.inputs_per_request, 0)} inputs/s"
@@ -53,10 +58,6 @@ def progress_line(s: Snapshot, total: int | None) -> str:
         f"{num(rate, 1)} req/s ({s.request_rate.label()})",
         f"elapsed {el // 60}:{el % 60:02d}",
     ]
-    if s.progress is not None:  # a bounded run: how far, and how long to go
-        parts.append(s.progress.describe())
-    if s.client.saturated:
-        parts.append(f"CLIENT BUSY: {s.client.reason}")
     return "  ".join(parts)
 
 

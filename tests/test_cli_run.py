@@ -274,6 +274,8 @@ def test_a_bounded_run_says_how_far_it_has_come(cli_sim: str, tmp_path: Path) ->
     )
     assert r.returncode == 0, r.stderr
     assert re.search(r"  \d+/30 \d+% ETA \d+:\d\d", r.stdout), r.stdout  # requests ended of 30, and time left
+    lines = [line for line in r.stdout.splitlines() if "ETA" in line]
+    assert lines and all(re.match(r"done \d+/30  \d+/30 \d+% ETA", line) for line in lines), lines  # how far, first
 
 
 @pytest.mark.parametrize(
