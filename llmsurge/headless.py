@@ -75,7 +75,7 @@ async def _show_progress(
         told += len(events)
         for e in events:
             if e.message.startswith(("find-max: ", "stall")):
-                console.print(e.message, markup=False, highlight=False, soft_wrap=True)
+                console.print(e.message, markup=False, highlight=False, soft_wrap=False)
 
     if session.controller is not None:
         snapshots.progress = session.controller.progress
@@ -237,7 +237,7 @@ def _report(
         console.print(f"[yellow]stopped by {name}: in-flight requests were cancelled; results saved[/yellow]")
     answer = capacity_line(summary)
     if answer:  # a search's answer first, before the tables of the levels it tried
-        console.print(answer, style="bold", markup=False, highlight=False, soft_wrap=True)
+        console.print(answer, style="bold", markup=False, highlight=False, soft_wrap=False)
     console.print(summary_table(summary))
     if len(summary.get("segments", [])) > 1:
         console.print(segments_table(summary))
@@ -248,7 +248,7 @@ def _report(
     for line in roofline_lines(summary):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):
-        console.print(f"note: {shown(note, limit=2000)}", style="dim", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"note: {shown(note, limit=2000)}", style="dim", markup=False, highlight=False, soft_wrap=False)
     if summary["client"]["saturated"]:
         console.print(
             "[yellow]warning: the client itself was near saturation at times; see summary.json "
@@ -257,7 +257,7 @@ def _report(
     console.print(f"results: {shown(session.output, limit=None)}", markup=False, highlight=False)
     broken = breaches(fail_on, summary)
     for line in broken:
-        console.print(f"threshold breached: {line}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"threshold breached: {line}", style="bold red", markup=False, highlight=False, soft_wrap=False)
     if signum is not None:
         return exit_status(signum)
     writer = session.writer
