@@ -313,6 +313,17 @@ def _urls(args: argparse.Namespace) -> None:
         urls += [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
         if not urls:
             raise ValueError(f"--targets {args.targets}: no URL in it (one per line)")
+    from llmsurge.endpoints import PATHS
+    from llmsurge.net import without_endpoint
+    from llmsurge.redaction import shown
+
+    for url in urls:  # a URL pasted with an endpoint's path: its server, said once (the endpoint is --endpoint's)
+        server, path = without_endpoint(url)
+        if path:
+            name = next((n for n, p in PATHS.items() if p == path), "")
+            which = f" (the endpoint is --endpoint {name})" if name else ""
+            print(f"llmsurge: note: {shown(url)} ends in {path}: using the server at {shown(server)}{which}",
+                  file=sys.stderr)  # fmt: skip
     args.url = urls[0] if urls else None
     args.replicas = tuple(dict.fromkeys(urls[1:]))
 

@@ -88,11 +88,22 @@ def tls_context(urls: Iterable[str] = ()) -> ssl.SSLContext:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
+def without_endpoint(url: str) -> tuple[str, str]:
+    """``http://h:8000/v1/chat/completions`` → (``http://h:8000``, ``/v1/chat/completions``): a URL pasted with an
+    endpoint's path is its server's (the endpoint is ``--endpoint``'s); ('', the URL) unchanged otherwise."""
+    bare = url.strip().rstrip("/")
+    for path in (*PATHS.values(), "/v1/models"):
+        if bare.endswith(path) and len(bare) > len(path):
+            return bare[: -len(path)], path
+    return url, ""
+
+
 def _parse_url(url: str) -> httpx.URL:
     """Parse a server URL; ``ValueError`` naming the fix when it cannot be one."""
     url = url.strip().rstrip("/")
     if "://" not in url:
         url = "http://" + url
+    url = without_endpoint(url)[0]
     if url.endswith("/v1"):
         url = url[:-3]
     hint = "give one like http://127.0.0.1:8000 (an IPv6 address in brackets: http://[::1]:8000)"

@@ -255,6 +255,25 @@ def test_bad_url_and_port_are_one_line() -> None:
         assert "Traceback" not in r.stderr and "error" in r.stderr
 
 
+def test_a_url_with_an_endpoints_path_is_its_server(cli_sim: str, tmp_path: Path) -> None:
+    """A URL pasted with /v1/chat/completions (or /v1/messages, /v1/models …) is its server's, said in one note —
+    not a missing model."""
+    from llmsurge.net import normalize_base_url, without_endpoint
+
+    assert without_endpoint("http://h:8000/v1/chat/completions/") == ("http://h:8000", "/v1/chat/completions")
+    assert without_endpoint("http://h:8000/v1/messages")[1] == "/v1/messages"
+    assert without_endpoint("http://h:8000") == ("http://h:8000", "")
+    assert normalize_base_url("h:8000/v1/models") == "http://h:8000"
+    r = subprocess.run(
+        [*CLI, "run", cli_sim + "/v1/chat/completions", "-n", "3", "-o", str(tmp_path / "u")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (
+        f"note: {cli_sim}/v1/chat/completions ends in /v1/chat/completions: using the server at {cli_sim}" in r.stderr
+    )
+
+
 @pytest.mark.slow
 def test_a_bounded_run_says_how_far_it_has_come(cli_sim: str, tmp_path: Path) -> None:
     r = subprocess.run(
