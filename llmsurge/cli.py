@@ -908,7 +908,7 @@ def _report(args: argparse.Namespace) -> int:
     console = make_console(highlight=False)
     console.print(summary_table(figures, title="recomputed from requests.jsonl"))
     if len(figures.get("segments", [])) > 1:
-        console.print(segments_table(figures))
+        console.print(segments_table(figures, console.width))
     line = phases_line(phases(args.folder))
     if line:
         console.print(line, markup=False, soft_wrap=True)
@@ -937,7 +937,7 @@ def _compare(args: argparse.Namespace) -> int:
         for table in compare_render.tables(cmp):
             console.print(table)
         for note in [*cmp.notes, f"▲ better, ▼ worse; {compare_render.NOISE_NOTE}"]:
-            console.print(note, style="dim", markup=False, soft_wrap=True)
+            console.print(note, style="dim", markup=False)
         return ExitCode.OK
     text = {
         "markdown": compare_render.markdown,

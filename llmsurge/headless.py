@@ -240,7 +240,7 @@ def _report(
         console.print(answer, style="bold", markup=False, highlight=False, soft_wrap=False)
     console.print(summary_table(summary))
     if len(summary.get("segments", [])) > 1:
-        console.print(segments_table(summary))
+        console.print(segments_table(summary, console.width))
     if summary.get("turns"):
         console.print(turns_table(summary))
     for table in breakdown_tables(summary):

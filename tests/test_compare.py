@@ -305,3 +305,32 @@ def test_an_arrow_only_past_the_noise_estimated_for_its_row(saved: dict[str, Pat
     change = queue_row.changes[1]
     assert change is not None and change.better is None and not change.noise_known
     assert _change_text(change) == "+15.0% †"
+
+
+def test_every_table_fits_80_columns_and_a_file_without_a_cut_value(saved: dict[str, Path]) -> None:
+    """`report`, `compare`, `runs` and the segments table at 80 columns, and into a file: whole columns dropped
+    (and named) rather than a value cut to "…"; in a file, every column."""
+    from rich.console import Console
+
+    from llmsurge.render.tables import segments_table
+
+    folder = str(saved["base"].parent)
+    for argv in (
+        ["report", str(saved["base"])],
+        ["compare", str(saved["base"]), str(saved["again"]), str(saved["seqs4"])],
+        ["runs", folder],
+    ):
+        for env in ({"COLUMNS": "80"}, {}):  # a narrow terminal's width, and a file's (sized to the content)
+            r = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+            assert r.returncode == 0, (argv, r.stderr)
+            assert "…" not in r.stdout, (argv, env, r.stdout)
+            if env:
+                assert max(len(line) for line in r.stdout.splitlines()) <= 80, (argv, r.stdout)
+    summary = json.loads((saved["base"] / "summary.json").read_text())
+    summary["segments"] = [dict(summary["segments"][0], segment=i, load=f"c={2**i}") for i in range(1, 6)]
+    for width in (80, 4096):
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(segments_table(summary, width))
+        text = console.export_text()
+        assert "…" not in text and max(len(line) for line in text.splitlines()) <= width, text
+        assert "c=32" in text and ("too narrow for" in text) == (width == 80)

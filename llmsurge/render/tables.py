@@ -119,38 +119,51 @@ def capacity_line(summary: dict[str, Any]) -> str:
     return f"find-max: not even the first level held {target}{beyond}{partial}"
 
 
-def segments_table(summary: dict[str, Any]) -> Table:
-    """One row per segment: the saturation table (throughputs as delivered while each segment was open)."""
-    t = Table(title="segments")
+def _mean_p90(seg: dict[str, Any], which: str) -> str:
+    return f"{seg.get(f'mean_{which}_tokens', 0):,.0f}/{seg.get(f'p90_{which}_tokens', 0):,.0f}"
+
+
+def segments_table(summary: dict[str, Any], width: int = 4096) -> Table:
+    """One row per segment: the saturation table (throughputs as delivered while each segment was open). Narrower
+    than its content (``width``), it drops whole columns, least needed first, and its caption names them."""
     segs = summary.get("segments", [])
     slo = any("good_share" in s for s in segs)
-    columns = (
-        "#", "load", "done", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cache",
-        "in mean/p90", "out mean/p90",
-    )  # fmt: skip
-    for col in (*columns, "good") if slo else columns:
-        t.add_column(col, justify="right" if col not in ("load",) else "left")
+    columns: list[tuple[str, str, int]] = [  # (name, justify, priority: higher is dropped sooner)
+        ("#", "right", 0), ("load", "left", 0), ("done", "right", 1), ("failed", "right", 1), ("req/s", "right", 0),
+        ("out tok/s", "right", 0), ("TTFT p50", "right", 1), ("TTFT p99", "right", 0), ("TPOT p50", "right", 2),
+        ("cache", "right", 5), ("in mean/p90", "right", 4), ("out mean/p90", "right", 4),
+    ]  # fmt: skip
+    if slo:
+        columns.append(("good", "right", 0))
+    rows: list[list[Text | str]] = []
     for s in segs:
         n = int(s.get("n_ttft") or 0)
         hit = s.get("prefix_cache_hit_rate")
         load = Text(str(s.get("load", "")))
         if s.get("starved"):
             load.append(" (CPU starved)", style="yellow")
-        t.add_row(
-            str(s["segment"]),
-            load,
-            str(s["completed"]),
-            str(s["failed"]),
-            _cell(s.get("request_throughput"), "{:.2f}"),
-            _cell(s.get("output_throughput"), "{:.1f}"),
-            _cell(s.get("median_ttft_ms") if n else None, "{:.1f}"),
-            _cell(s.get("p99_ttft_ms") if n else None, "{:.1f}", thin(n, 99.0)),
-            _cell(s.get("median_tpot_ms") if s.get("n_tpot") else None, "{:.2f}"),
-            _cell(hit, "{:.0%}"),
-            f"{s.get('mean_input_tokens', 0):,.0f}/{s.get('p90_input_tokens', 0):,.0f}" if s["completed"] else "—",
-            f"{s.get('mean_output_tokens', 0):,.0f}/{s.get('p90_output_tokens', 0):,.0f}" if s["completed"] else "—",
-            *([_cell(s.get("good_share") if s["completed"] else None, "{:.0%}")] if slo else []),
+        rows.append(
+            [
+                str(s["segment"]),
+                load,
+                str(s["completed"]),
+                str(s["failed"]),
+                _cell(s.get("request_throughput"), "{:.2f}"),
+                _cell(s.get("output_throughput"), "{:.1f}"),
+                _cell(s.get("median_ttft_ms") if n else None, "{:.1f}"),
+                _cell(s.get("p99_ttft_ms") if n else None, "{:.1f}", thin(n, 99.0)),
+                _cell(s.get("median_tpot_ms") if s.get("n_tpot") else None, "{:.2f}"),
+                _cell(hit, "{:.0%}"),
+                f"{s.get('mean_input_tokens', 0):,.0f}/{s.get('p90_input_tokens', 0):,.0f}" if s["completed"] else "—",
+                f"{s.get('mean_output_tokens', 0):,.0f}/{s.get('p90_output_tokens', 0):,.0f}"
+                if s["completed"]
+                else "—",
+                *([_cell(s.get("good_share") if s["completed"] else None, "{:.0%}")] if slo else []),
+            ]
         )
+    t, dropped = fitted_table("segments", columns, rows, width)
+    if dropped:
+        t.caption = f"too narrow for {', '.join(dropped)}: a wider terminal shows them"
     return t
 
 
