@@ -33,6 +33,15 @@ def _live_children() -> dict[int, psutil.Process]:
 
 
 @pytest.fixture(autouse=True)
+def no_terminal_size_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command a test runs writes to a pipe, as into a file: sized to its content. A ``COLUMNS``/``LINES`` left in
+    the environment (by the shell CI runs in, or anything in this process) would size it to a terminal that is not
+    there; a test that wants a width gives it to its command."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def no_process_left_behind() -> Iterator[None]:
     """Every process a test starts ends with it: one still running :data:`LINGER_S` after the test is killed and
     the test fails, so a broken test can never keep pytest (and CI) waiting at exit."""
