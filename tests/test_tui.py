@@ -103,6 +103,7 @@ async def test_every_key_steers_the_run(sim_url: str, tmp_path: Path) -> None:
         from textual.widgets import OptionList
 
         ol = picker.query_one(OptionList)
+        assert ol.highlighted is not None and ol.get_option_at_index(ol.highlighted).id == "demo"  # the running one
         ol.highlighted = next(i for i in range(ol.option_count) if ol.get_option_at_index(i).id == "min-latency")
         await pilot.press("enter")
         await _until(pilot, lambda: bus.scenario == "min-latency")

@@ -47,6 +47,14 @@ class PresetPicker(ModalScreen[str | None]):
             yield OptionList(*options, id="preset-list")
             yield Label("enter: switch   escape: cancel", id="picker-help")
 
+    def on_mount(self) -> None:
+        """The list opens on the running preset (the choice nearest to hand), not on the first."""
+        options = self.query_one("#preset-list", OptionList)
+        for i in range(options.option_count):
+            if options.get_option_at_index(i).id == self.current:
+                options.highlighted = i
+                break
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
 
