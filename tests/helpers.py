@@ -9,17 +9,39 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 CLI = [sys.executable, "-m", "llmsurge"]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sim_cli(*flags: str) -> Iterator[str]:
+    """``llmsurge sim FLAGS`` in its own process, as a user starts it (on a free port); its URL, then it ends."""
+    proc = subprocess.Popen([*CLI, "sim", "--port", "0", *flags], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert " on http" in line, line
+        yield line.split(" on ")[1].split(" ")[0]
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def run_cli(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from llmsurge.metrics.records import Failure
 from llmsurge.net import Target
 from llmsurge.presets import find_preset
 from llmsurge.tui.app import make_app
-from tests.helpers import CLI, pilot_until, rows, run_cli, summary
+from tests.helpers import pilot_until, rows, run_cli, sim_cli, summary
 
 
 def _run(tmp_path: Path, *flags: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
@@ -68,20 +67,10 @@ def test_anthropic_messages_api_streams_ttft_thinking_and_usage(tmp_path: Path) 
     assert s["completed"] == 24 and s["n_ttft"] == 24 and s["failed"] == 0
     assert s["total_output_tokens"] == 24 * 12 and abs(s["mean_input_tokens"] - 32) <= 4  # usage, calibrated
     assert all(r["finish_reason"] == "length" and not r["tokens_estimated"] and len(r["itl_ms"]) == 11 for r in reqs)
-    proc = subprocess.Popen(
-        [*CLI, "sim", "--port", "0", "--reasoning-tokens", "4"], stdout=subprocess.PIPE, text=True
-    )  # a reasoning model: its first 4 tokens are thinking
-    try:
-        assert proc.stdout is not None
-        url = re.search(r"http://\S+", proc.stdout.readline())
-        assert url is not None
-        out = tmp_path / "think"
-        r = run_cli("run", url.group(0).rstrip(")"), "--endpoint", "messages", "-n", "8", "-c", "2",
-                    "--output-tokens", "12", "-o", str(out))  # fmt: skip
-        assert r.returncode == 0, r.stderr
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    out = tmp_path / "think"
+    with sim_cli("--reasoning-tokens", "4") as url:  # a reasoning model: its first 4 tokens are thinking
+        r = run_cli("run", url, "--endpoint", "messages", "-n", "8", "-c", "2", "--output-tokens", "12", "-o", str(out))
+    assert r.returncode == 0, r.stderr
     thought = rows(out, warmup=False)
     assert all(q["ttfr_ms"] is not None and q["ttfc_ms"] > q["ttfr_ms"] for q in thought), thought[0]
     assert summary(out)["reasoning"]["completed"] == 8
@@ -220,15 +209,8 @@ def test_check_says_which_endpoints_and_tools_a_server_offers(sim_url: str) -> N
     for line in said:
         assert line in r.stdout, r.stdout
     assert "– per-request timings: no (llama.cpp sends them; vLLM with --enable-per-request-metrics)" in r.stdout
-    proc = subprocess.Popen([*CLI, "sim", "--port", "0", "--request-metrics"], stdout=subprocess.PIPE, text=True)
-    try:  # a server that times each request on its own clock: check says so, with its figures
-        assert proc.stdout is not None
-        url = re.search(r"http://\S+", proc.stdout.readline())
-        assert url is not None
-        r = run_cli("check", url.group(0).rstrip(")"), "--no-quality", timeout=120)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with sim_cli("--request-metrics") as url:  # a server that times each request on its own clock: check says so
+        r = run_cli("check", url, "--no-quality", timeout=120)
     assert re.search(r"✓ per-request timings: yes \(vLLM per-request metrics: queue [\d.]+ ms, prefill", r.stdout), (
         r.stdout
     )

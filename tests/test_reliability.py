@@ -29,7 +29,7 @@ from llmsurge.engine.sse import SSEEventTooLarge, SSEParser
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.metrics.summary import summarize_run
 from llmsurge.net import Target
-from tests.helpers import CLI
+from tests.helpers import CLI, free_port, sim_cli
 from tests.helpers import run_cli as _run
 
 
@@ -390,48 +390,32 @@ def test_workers_connect_from_their_own_loopback_addresses(hostile_url: str, tmp
     assert {"127.0.0.2", "127.0.0.3"} <= set(peers), peers  # workers 0 and 1 (discovery came from the OS's pick)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _sim_process(*extra: str) -> tuple[subprocess.Popen[str], str]:
-    p = subprocess.Popen([*CLI, "sim", "--port", "0", *extra], stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None
-    return p, p.stdout.readline().split(" on ")[1].split(" ")[0]
-
-
 @pytest.mark.slow
 def test_a_frozen_server_is_named_a_stall_within_seconds_and_its_end_too(tmp_path: Path) -> None:
     """The whole engine stops producing tokens for 8 s (`sim --freeze-at 4 --freeze-for 8`), its requests still
     running: a line in the headless output within 5 s of silence, STALLED in /api/snapshot meanwhile, its end said,
     and both in summary.json's notes. One stream stuck while the others flow is not a server-wide stall."""
-    sim, url = _sim_process("--freeze-at", "4", "--freeze-for", "8")
-    out, port = tmp_path / "frozen", _free_port()
-    proc = subprocess.Popen(
-        [*CLI, "run", url, "-c", "4", "-d", "16s", "--output-tokens", "2000", "--api", f"127.0.0.1:{port}",
-         "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    out, port = tmp_path / "frozen", free_port()
     stalled: list[float] = []
-    try:
-        deadline = time.monotonic() + 30
-        while not stalled and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                snap = httpx.get(f"http://127.0.0.1:{port}/api/snapshot", timeout=2).json()["snapshot"]
-                if snap["stalled_s"] is not None:
-                    stalled.append(snap["stalled_s"])
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        sim.terminate()
-        sim.wait(10)
+    with sim_cli("--freeze-at", "4", "--freeze-for", "8") as url:
+        proc = subprocess.Popen(
+            [*CLI, "run", url, "-c", "4", "-d", "16s", "--output-tokens", "2000", "--api", f"127.0.0.1:{port}",
+             "-o", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while not stalled and time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    snap = httpx.get(f"http://127.0.0.1:{port}/api/snapshot", timeout=2).json()["snapshot"]
+                    if snap["stalled_s"] is not None:
+                        stalled.append(snap["stalled_s"])
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
     assert proc.returncode == 0, stderr
     assert stalled and 2.0 <= stalled[0] < 8.0, stalled  # seen live, while it lasted
     said = [line for line in stdout.splitlines() if line.startswith("stall")]
@@ -443,12 +427,8 @@ def test_a_frozen_server_is_named_a_stall_within_seconds_and_its_end_too(tmp_pat
     notes = json.loads((out / "summary.json").read_text())["notes"]
     assert sum(n.startswith("stall") for n in notes) == 2
 
-    faulty, url = _sim_process("--step-ms", "2", "--faults", "stall=0.05")
-    try:  # streams stuck one at a time while the others flow: no server-wide stall
+    with sim_cli("--step-ms", "2", "--faults", "stall=0.05") as url:  # streams stuck one at a time, the rest flow
         _run("run", url, "-c", "8", "-d", "6s", "--output-tokens", "200", "--timeout", "3", "-o", str(tmp_path / "f"))
-    finally:
-        faulty.terminate()
-        faulty.wait(10)
     s = json.loads((tmp_path / "f" / "summary.json").read_text())
     assert s["errors"].get("timeout", 0) >= 1, s["errors"]  # some streams did stall (and timed out)
     assert not any(n.startswith("stall") for n in s["notes"]), s["notes"]

@@ -4,7 +4,6 @@ simulated server over real sockets."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from llmsurge.engine.trace import BLOCK_TOKENS, TraceError, load_trace
 from llmsurge.sim.model import EngineTiming
 from llmsurge.sim.process import SimProcess
 from llmsurge.sim.server import SimConfig
-from tests.helpers import CLI, rows, run_cli, summary, until
+from tests.helpers import CLI, free_port, rows, run_cli, summary, until
 
 
 @pytest.fixture(scope="module")
@@ -204,15 +203,9 @@ def test_burstgpt_and_request_bodies_are_replayed(cache_sim: str, tmp_path: Path
 # ---- the live API ------------------------------------------------------------------------------------------------
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_the_api_is_scraped_by_prometheus_and_steers_the_run(tmp_path: Path) -> None:
-    port = _port()
+    port = free_port()
     out = tmp_path / "r"
     args = ["run", "-c", "2", "-d", "12", "--output-tokens", "32", "--api", f"127.0.0.1:{port}", "-o", str(out)]
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -322,7 +315,7 @@ async def test_a_token_is_asked_for_and_the_tui_says_when_the_api_steered_it(
     from tests.conftest import quick_timing
 
     monkeypatch.setenv("LLMSURGE_API_TOKEN", "tok-123")
-    port = _port()
+    port = free_port()
     scenario = find_preset("demo").with_overrides(concurrency=2, output_tokens=32, input_tokens=16)
     cfg = RunConfig(
         scenario=scenario, workers=1, output=tmp_path / "r", keep_alive=True, calibrate=False,

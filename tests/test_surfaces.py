@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,12 @@ from llmsurge.presets import find_preset
 from llmsurge.render.format import ms, num, percentile_ms
 from llmsurge.render.tables import summary_table
 from llmsurge.tui.app import make_app
-from tests.helpers import pilot_until, run_cli
+from tests.helpers import free_port, pilot_until, run_cli
 from tests.test_tui import _plain, _screen_lines
 
 REQUESTS = 40
 POOLING = {"total_inputs", "input_throughput", "input_token_throughput"}  # embeddings and rerank runs only
 SLO_ONLY = {"good_requests", "good_share", "request_goodput", "good_output_throughput"}  # with an SLO only
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _row(lines: list[str], start: str, cells: int = 0) -> list[str]:
@@ -46,7 +39,7 @@ def _row(lines: list[str], start: str, cells: int = 0) -> list[str]:
 
 @pytest.mark.slow
 async def test_every_surface_reads_the_figures_of_summary_json(sim_url: str, tmp_path: Path) -> None:
-    port = _port()
+    port = free_port()
     scenario = find_preset("demo").with_overrides(concurrency=4, requests=REQUESTS, output_tokens=32, input_tokens=32)
     out = tmp_path / "results"
     config = RunConfig(

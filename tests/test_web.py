@@ -17,18 +17,12 @@ import pytest
 
 from llmsurge.cli import _without
 from llmsurge.tui.web import open_warning, web_command
-from tests.helpers import chromium
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import chromium, free_port
 
 
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "run"
     args = ["-c", "2", "--input-tokens", "32", "--output-tokens", "32", "-o", str(out)]
     proc = subprocess.Popen(

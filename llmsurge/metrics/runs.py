@@ -42,6 +42,7 @@ class SavedRun:
     label: str
     requests_file: Path | None = None
     _values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _arrivals: dict[str, tuple[np.ndarray, np.ndarray, float, float] | None] = field(default_factory=dict, repr=False)
 
     @property
     def segments(self) -> list[dict[str, Any]]:
@@ -90,7 +91,14 @@ class SavedRun:
 
     def arrivals(self, load: str | None) -> tuple[np.ndarray, np.ndarray, float, float] | None:
         """When each successful request of the run ended (wall seconds) and its output tokens, with the span of the
-        level ``load`` (None: the whole run) — what its throughputs count; None without a requests.jsonl."""
+        level ``load`` (None: the whole run) — what its throughputs count; None without a requests.jsonl. Read once
+        per level (both throughput rows ask)."""
+        key = load or ""
+        if key not in self._arrivals:
+            self._arrivals[key] = self._read_arrivals(load)
+        return self._arrivals[key]
+
+    def _read_arrivals(self, load: str | None) -> tuple[np.ndarray, np.ndarray, float, float] | None:
         if self.source != "llmsurge" or self.requests_file is None or not self.requests_file.is_file():
             return None
         level = self.level(load) if load is not None else None

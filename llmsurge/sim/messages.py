@@ -6,7 +6,6 @@ tokens, then ``text_delta``), ``content_block_stop``, ``message_delta`` (the sto
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +15,6 @@ from llmsurge.sim.model import Sequence
 
 if TYPE_CHECKING:
     from llmsurge.sim.server import SimServer
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return f"event: {data['type']}\ndata: ".encode() + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
 def _usage(seq: Sequence) -> dict[str, int]:
@@ -40,7 +35,7 @@ def _system_text(system: object) -> str:
 
 async def messages(server: SimServer, request: web.Request) -> web.StreamResponse:
     """``/v1/messages``: the answer as the Messages API streams it (or whole, without ``stream``)."""
-    from llmsurge.sim.server import _WORDS, prompt_tokens
+    from llmsurge.sim.server import _WORDS, _event, prompt_tokens
 
     body = await server._body(request)
     if isinstance(body, web.Response):
@@ -82,31 +77,19 @@ async def messages(server: SimServer, request: web.Request) -> web.StreamRespons
         await resp.write(_event({"type": "message_start", "message": start}) + _event({"type": "ping"}))
         thinking = min(server.config.reasoning_tokens, seq.max_tokens - 1)
         block = -1
-        sent = 0
-        while sent < seq.max_tokens and not seq.cancelled:
-            await seq.ready.wait()
-            seq.ready.clear()
+        async for new in seq.produced_since():
             parts = []
-            while sent < seq.produced:
-                sent += 1
-                kind = "thinking" if sent <= thinking else "text"
-                if block < 0 or (kind == "text" and sent == thinking + 1):  # a new content block
+            for k in new:
+                kind = "thinking" if k <= thinking else "text"
+                if block < 0 or (kind == "text" and k == thinking + 1):  # a new content block
                     if block >= 0:
                         parts.append(_event({"type": "content_block_stop", "index": block}))
                     block += 1
-                    parts.append(
-                        _event(
-                            {"type": "content_block_start", "index": block, "content_block": {"type": kind, kind: ""}}
-                        )
-                    )
-                word = _WORDS[sent % len(_WORDS)].decode()
-                parts.append(
-                    _event(
-                        {"type": "content_block_delta", "index": block, "delta": {"type": f"{kind}_delta", kind: word}}
-                    )
-                )
-            if parts:
-                await resp.write(b"".join(parts))
+                    opened = {"type": "content_block_start", "index": block, "content_block": {"type": kind, kind: ""}}
+                    parts.append(_event(opened))
+                delta = {"type": f"{kind}_delta", kind: _WORDS[k % len(_WORDS)].decode()}
+                parts.append(_event({"type": "content_block_delta", "index": block, "delta": delta}))
+            await resp.write(b"".join(parts))
         end = [_event({"type": "content_block_stop", "index": max(block, 0)})]
         stop = "max_tokens" if seq.produced >= limit else "end_turn"
         end.append(

@@ -15,6 +15,7 @@ import bisect
 import random
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from llmsurge.sim.prefix_cache import BLOCK_TOKENS, PrefixCache
@@ -100,6 +101,17 @@ class Sequence:
         while not self.done:
             await self.ready.wait()
             self.ready.clear()
+
+    async def produced_since(self) -> AsyncIterator[range]:
+        """The tokens produced since the last step seen (1-based numbers), step by step, until ``max_tokens`` are
+        out or the request is abandoned: what a streamed answer writes each time."""
+        sent = 0
+        while sent < self.max_tokens and not self.cancelled:
+            await self.ready.wait()
+            self.ready.clear()
+            if self.produced > sent:
+                yield range(sent + 1, self.produced + 1)
+                sent = self.produced
 
 
 TTFT_BUCKETS = (

@@ -380,26 +380,9 @@ class SimServer:
             await resp.prepare(request)
             created = {"type": "response.created", "response": {"id": rid, "status": "in_progress"}}
             await resp.write(_event(created))
-            sent = 0
-            while sent < seq.max_tokens and not seq.cancelled:
-                await seq.ready.wait()
-                seq.ready.clear()
-                parts = []
-                while sent < seq.produced:
-                    sent += 1
-                    delta = _WORDS[sent % len(_WORDS)].decode()
-                    parts.append(
-                        _event(
-                            {
-                                "type": "response.output_text.delta",
-                                "output_index": 0,
-                                "content_index": 0,
-                                "delta": delta,
-                            }
-                        )
-                    )
-                if parts:
-                    await resp.write(b"".join(parts))
+            async for new in seq.produced_since():
+                delta = {"type": "response.output_text.delta", "output_index": 0, "content_index": 0}
+                await resp.write(b"".join(_event({**delta, "delta": _WORDS[k % len(_WORDS)].decode()}) for k in new))
             final = _response_object(rid, self.config.model, seq, limit_hit)
             kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
             await resp.write(_event({"type": kind, "response": final}))
