@@ -886,7 +886,15 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from llmsurge.metrics.report import NO_SUMMARY, compare_with_saved, phases, phases_line, recompute
+    from llmsurge.metrics.report import (
+        NO_SUMMARY,
+        compare_with_saved,
+        figures_json,
+        phases,
+        phases_line,
+        recompute,
+    )
+    from llmsurge.metrics.results import clean_floats
     from llmsurge.render.console import make_console
     from llmsurge.render.tables import segments_table, summary_table
 
@@ -903,11 +911,12 @@ def _report(args: argparse.Namespace) -> int:
     disagree = differences and differences != [NO_SUMMARY]  # a run killed before its summary disagrees with nothing
     status = ExitCode.THRESHOLDS if disagree else ExitCode.OK  # a summary that disagrees fails the check
     if args.json or args.format == "json":
-        print(json.dumps({**figures, "phases": phases(args.folder), "disagreements": differences}, indent=2))
+        out = {**figures_json(figures), "phases": phases(args.folder), "disagreements": differences}
+        print(json.dumps(clean_floats(out), indent=2))
         return status
     console = make_console(highlight=False)
     console.print(summary_table(figures, title="recomputed from requests.jsonl"))
-    if len(figures.get("segments", [])) > 1:
+    if len(figures.segments) > 1:
         console.print(segments_table(figures, console.width))
     line = phases_line(phases(args.folder))
     if line:
@@ -1021,17 +1030,17 @@ def _runs(args: argparse.Namespace) -> int:
     rows: list[list[Text | str]] = []
     for r in runs:
         s = r.summary
-        server = s.get("server") or {}
+        ttft = s.run.value("median_ttft_ms")
         rows.append(
             [
                 Text(shown(r.label)),
-                Text(shown(s.get("date", ""))),
-                Text(shown(server.get("kind", ""))),
-                Text(shown(s.get("model_id", ""), limit=60)),
-                Text(shown(s.get("preset") or "")),
-                f"{s.get('completed') or 0}/{s.get('failed') or 0}",
-                f"{s.get('output_throughput') or 0:,.1f}",
-                f"{s.get('median_ttft_ms') or 0:,.1f}" if s.get("completed") else MISSING,
+                Text(shown(s.date)),
+                Text(shown(str(s.server.get("kind") or ""))),
+                Text(shown(s.model_id, limit=60)),
+                Text(shown(s.preset or "")),
+                f"{s.run.completed}/{s.run.failed}",
+                f"{s.run.output_throughput or 0:,.1f}",
+                MISSING if ttft is None else f"{ttft:,.1f}",
                 Text(shown(r.path.parent, limit=None)),
             ]
         )

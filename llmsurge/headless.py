@@ -12,7 +12,6 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
@@ -20,6 +19,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from llmsurge.api import LiveApi, OnSteer, api_token, parse_address
 from llmsurge.engine.session import ConfigError, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
+from llmsurge.metrics.model import RunSummary
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.metrics.thresholds import Threshold, breaches
 from llmsurge.redaction import SHORT, markup_safe, shown
@@ -226,7 +226,7 @@ async def _run(
 def _report(
     session: RunSession,
     console: Console,
-    summary: dict[str, Any],
+    summary: RunSummary,
     path: Path | None,
     signum: int | None,
     fail_on: list[Threshold],
@@ -239,17 +239,17 @@ def _report(
     if answer:  # a search's answer first, before the tables of the levels it tried
         console.print(answer, style="bold", markup=False, highlight=False, soft_wrap=False)
     console.print(summary_table(summary))
-    if len(summary.get("segments", [])) > 1:
+    if len(summary.segments) > 1:
         console.print(segments_table(summary, console.width))
-    if summary.get("turns"):
+    if summary.run.turns:
         console.print(turns_table(summary))
     for table in breakdown_tables(summary):
         console.print(table)
     for line in roofline_lines(summary):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    for note in summary.get("notes", []):
+    for note in summary.notes:
         console.print(f"note: {shown(note, limit=2000)}", style="dim", markup=False, highlight=False, soft_wrap=False)
-    if summary["client"]["saturated"]:
+    if summary.client.saturated:
         console.print(
             "[yellow]warning: the client itself was near saturation at times; see summary.json "
             "client.saturation_events (try --workers N)[/yellow]"

@@ -10,7 +10,7 @@ import numpy as np
 
 from llmsurge import __version__
 from llmsurge.metrics.records import RequestRecord
-from llmsurge.metrics.report import recompute
+from llmsurge.metrics.report import figures_json, recompute
 
 
 def save_run(
@@ -52,7 +52,7 @@ def save_run(
     duration = t + 1.0
     stub = {"duration": duration, "segments": [{"segment": 1, "duration": duration}]}
     (folder / "summary.json").write_text(json.dumps(stub))  # throughputs are over the run's duration
-    figures = recompute(folder)
+    figures = figures_json(recompute(folder))
     rates = {k: figures[k] for k in ("request_throughput", "output_throughput", "total_token_throughput")}
     segment = {
         **figures["segments"][0],

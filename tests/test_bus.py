@@ -71,12 +71,12 @@ def test_segments_counts_and_warmup_excluded() -> None:
         )
     )
     s = summarize_run(bus.view(with_stats=True))
-    assert (s["completed"], s["failed"], s["warmup"]["completed"]) == (15, 1, 1)
-    assert [x["completed"] for x in s["segments"]] == [10, 5]
-    assert s["errors"] == {"http_500": 1}
-    assert s["total_output_tokens"] == 150
+    assert (s.run.completed, s.run.failed, s.warmup.completed) == (15, 1, 1)
+    assert [x.completed for x in s.segments] == [10, 5]
+    assert s.run.errors == {"http_500": 1}
+    assert s.run.total_output_tokens == 150
     # tokens count where they arrived: 100 while c=1 was open, 50 while c=2 was
-    assert [x["delivered_output_tokens"] for x in s["segments"]] == [100, 50]
+    assert [x.delivered_output_tokens for x in s.segments] == [100, 50]
     snap = SnapshotBuilder(bus).snapshot()
     assert snap.segment == 2 and [r.label for r in snap.segments] == ["c=1", "c=2"]
     assert snap.recent[0].request_id == "0-4"  # finished rows: newest first
@@ -260,10 +260,11 @@ def test_a_segment_too_short_to_hold_one_request_has_no_request_rate() -> None:
     time.sleep(0.2)
     bus.open_segment("c=16", "t")
     summary = summarize_run(bus.view(with_stats=True))
-    rates = {s["segment"]: s["request_throughput"] for s in summary["segments"]}
+    rates = {s.segment: s.request_throughput for s in summary.segments}
     assert rates[s1] > 0
     assert np.isnan(rates[s2]) and np.isnan(rates[s3])  # "—" on screen, null in summary.json
-    assert summary["segments"][s3 - 1]["output_throughput"] == 0.0  # token rates stand
+    assert summary.segments[s3 - 1].output_throughput == 0.0  # token rates stand
+    assert summary.to_json()["segments"][s3 - 1]["request_throughput"] is None  # null in the file
     snap = SnapshotBuilder(bus).snapshot()
     shown = {row.index: row.request_throughput for row in snap.segments}
     assert shown[s1] == pytest.approx(rates[s1], rel=0.05) and np.isnan(shown[s2]) and np.isnan(shown[s3])

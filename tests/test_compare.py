@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from llmsurge.metrics.compare import compare, speed_change
+from llmsurge.metrics.model import RunSummary
 from llmsurge.metrics.runs import load_run
 from llmsurge.render.compare import COLORS, markdown
 from llmsurge.sim.model import EngineTiming
@@ -115,11 +116,12 @@ def test_speed_changes_read_as_people_write_them() -> None:
 
 def test_a_vllm_bench_serve_result_is_a_baseline(saved: dict[str, Path]) -> None:
     vllm = load_run(FIXTURES / "vllm_bench_serve.json")
-    assert vllm.source == "vllm bench serve" and vllm.segments[0]["load"] == "c=8"
+    assert vllm.source == "vllm bench serve" and vllm.segments[0].load == "c=8"
     cmp = compare([vllm, load_run(saved["base"])])
     assert cmp.matched and cmp.levels[0].load == "c=8"  # its max_concurrency 8 matches our c=8 segment
     rows = _rows(cmp)
-    assert rows["TTFT p50"].values[0] == pytest.approx(vllm.summary["median_ttft_ms"])
+    raw = json.loads((FIXTURES / "vllm_bench_serve.json").read_text())
+    assert rows["TTFT p50"].values[0] == pytest.approx(raw["median_ttft_ms"])
     assert rows["TTFT p50"].changes[1] is not None and rows["TTFT p50"].changes[1].noise_known  # its ttfts kept
     assert rows["E2EL p50"].changes[1] is not None and not rows["E2EL p50"].changes[1].noise_known  # no e2els
     assert "| Metric | vllm_bench_serve (baseline) | base | Change |" in markdown(cmp)
@@ -330,7 +332,7 @@ def test_every_table_fits_80_columns_and_a_file_without_a_cut_value(saved: dict[
     summary["segments"] = [dict(summary["segments"][0], segment=i, load=f"c={2**i}") for i in range(1, 6)]
     for width in (80, 4096):
         console = Console(width=width, record=True, file=io.StringIO())
-        console.print(segments_table(summary, width))
+        console.print(segments_table(RunSummary.from_json(summary), width))
         text = console.export_text()
         assert "…" not in text and max(len(line) for line in text.splitlines()) <= width, text
         assert "c=32" in text and ("too narrow for" in text) == (width == 80)

@@ -55,13 +55,13 @@ async def test_live_changes_open_segments_and_take_effect(sim_url: str) -> None:
     labels = [s.label for s in bus.segments]
     assert labels == ["c=2", "c=16", "c=4", "r=50/s poisson", "paused", "r=50/s poisson"]  # a pause is a segment
     summary = summarize_run(bus.view(with_stats=True))
-    assert len(summary["segments"]) == 6
-    pause = summary["segments"][4]
-    assert pause["load"] == "paused" and pause["completed"] == 0 and pause["duration"] >= 0.3
+    assert len(summary.segments) == 6
+    pause = summary.segments[4]
+    assert pause.load == "paused" and pause.completed == 0 and pause.duration >= 0.3
     # every request started was finished one way or another
     assert bus.finished_total == bus.started_total
     # requests belong to the segment they started in, and the cancelled ones are counted
-    total = sum(s["completed"] + s["failed"] + s["cancelled"] for s in summary["segments"])
+    total = sum(s.completed + s.failed + s.cancelled for s in summary.segments)
     assert total == bus.started_total
 
 
@@ -71,7 +71,7 @@ async def test_request_budget_warmup_and_switch(sim_url: str) -> None:
     ctrl.keep_alive = False
     await asyncio.wait_for(ctrl.run(), 30)
     s = summarize_run(bus.view(with_stats=True))
-    assert s["completed"] == 10 and s["warmup"]["completed"] == 3  # warm-up kept out of the statistics
+    assert s.run.completed == 10 and s.warmup.completed == 3  # warm-up kept out of the statistics
     assert bus.state == "done"
 
     sc2 = Scenario(
@@ -88,9 +88,9 @@ async def test_request_budget_warmup_and_switch(sim_url: str) -> None:
     await _until(lambda: bus.state == "done" and ctrl.finished, 30)
     ctrl.stop()
     await asyncio.wait_for(task, 20)
-    segs = summarize_run(bus.view(with_stats=True))["segments"]
-    assert [(x["scenario"], x["load"]) for x in segs] == [("slow", "c=2"), ("b", "c=2"), ("b", "c=4")]
-    assert segs[1]["completed"] == 4 and segs[2]["completed"] == 8
+    segs = summarize_run(bus.view(with_stats=True)).segments
+    assert [(x.scenario, x.load) for x in segs] == [("slow", "c=2"), ("b", "c=2"), ("b", "c=4")]
+    assert segs[1].completed == 4 and segs[2].completed == 8
 
 
 async def test_open_loop_rate_is_kept(sim_url: str) -> None:
@@ -98,5 +98,5 @@ async def test_open_loop_rate_is_kept(sim_url: str) -> None:
     bus, _pool, ctrl = _setup(sim_url, sc)
     ctrl.keep_alive = False
     await asyncio.wait_for(ctrl.run(), 30)
-    n = summarize_run(bus.view(with_stats=True))["completed"]
+    n = summarize_run(bus.view(with_stats=True)).run.completed
     assert 60 <= n <= 100, n  # 40/s for 2 s

@@ -88,7 +88,7 @@ async def test_streams_stuck_past_the_drain_are_timeouts_not_cancellations(hosti
     ctrl = Controller(pool, bus, sc, drain_grace=0.5)
     await asyncio.wait_for(ctrl.run(), 30)
     s = summarize_run(bus.view(with_stats=True))
-    assert (s["failed"], s["cancelled"]) == (2, 0) and s["errors"] == {"timeout": 2}
+    assert (s.run.failed, s.run.cancelled) == (2, 0) and s.run.errors == {"timeout": 2}
     assert any("after the run ended" in e.message for e in bus.events)
 
 

@@ -156,3 +156,42 @@ def test_report_on_a_run_killed_before_its_summary_recomputes_it_and_passes(real
     with contextlib.redirect_stdout(out):
         assert main(["report", str(killed)]) == 0  # nothing disagrees: exit 0, not 1
     assert "no summary.json to compare with" in out.getvalue()
+
+
+def _file_round_trip(folder: Path) -> None:
+    """summary.json read into the typed model and written back is the same file: nothing lost, nothing added."""
+    from llmsurge.metrics.model import RunSummary
+    from llmsurge.metrics.results import clean_floats
+
+    data = json.loads((folder / "summary.json").read_text())
+    again = json.loads(json.dumps(clean_floats(RunSummary.from_json(data).to_json())))
+    assert again == data
+
+
+def test_a_summary_round_trips_through_the_typed_model(real_run: Path, tmp_path: Path) -> None:
+    _file_round_trip(real_run)
+    out = tmp_path / "slo-turns"  # an SLO, multi-turn chats: goodput, turns, the SLO block
+    r = run_cli(
+        "run", "-n", "12", "-c", "2", "--turns", "2", "--output-tokens", "8", "--slo", "ttft:2000", "-o", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    _file_round_trip(out)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["turns"] and s["slo"] == {"ttft": 2000.0} and "good_share" in s["segments"][0]
+
+
+def test_a_capacity_search_and_a_vllm_result_read_into_the_model() -> None:
+    from llmsurge.metrics.model import RunSummary
+
+    capacity = {
+        "mode": "concurrency", "target_good_share": 0.95, "max_held": 8.0, "max_held_load": "c=8",
+        "first_failed": 9.0, "partial": False,
+        "levels": [{"load": "c=8", "level": 8.0, "good_share": 1.0, "held": True},
+                   {"load": "c=9", "level": 9.0, "good_share": 0.88, "held": False}],
+    }  # fmt: skip
+    s = RunSummary.from_json({"llmsurge_version": "x", "completed": 3, "capacity": capacity, "segments": []})
+    assert s.capacity is not None and s.capacity.first_failed_level is not None
+    assert s.capacity.first_failed_level.load == "c=9" and s.to_json()["capacity"] == capacity
+    vllm = RunSummary.from_json({"completed": 10, "max_concurrency": 8, "median_ttft_ms": 12.5, "ttfts": [0.01]})
+    assert vllm.source == "vllm bench serve" and [lv.load for lv in vllm.levels] == ["c=8"]
+    assert vllm.levels[0].value("median_ttft_ms") == 12.5 and vllm.extra["ttfts"] == [0.01]

@@ -49,7 +49,7 @@ async def test_warm_workers_take_their_target_when_it_is_known(sim_url: str) -> 
     ctrl = Controller(pool, bus, _scenario(), keep_alive=False)
     await asyncio.wait_for(ctrl.run(), 60)
     s = summarize_run(bus.view(with_stats=True))
-    assert s["completed"] == 12 and s["failed"] == 0
+    assert s.run.completed == 12 and s.run.failed == 0
     assert _gone(warm)
 
 

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmsurge.engine.session import RunConfig
 from llmsurge.metrics.compare import compare
 from llmsurge.metrics.figures import FIGURES
+from llmsurge.metrics.model import RunSummary
 from llmsurge.metrics.runs import load_run
 from llmsurge.presets import find_preset
 from llmsurge.render.format import ms, num, percentile_ms
@@ -97,7 +98,7 @@ async def test_every_surface_reads_the_figures_of_summary_json(sim_url: str, tmp
     assert len(rate) == 1 and re.search(r"req/s \(\d+s\)\s+[\d.—]+", rate[0]), rate  # one live rate, its window
 
     # the headless table (what `llmsurge run` prints at its end), two decimals and no separators, as vLLM prints
-    table = _plain(summary_table(s))
+    table = _plain(summary_table(RunSummary.from_json(s)))
     for label, value in (
         ("Successful requests", f"{s['completed']}"),
         ("Request throughput (req/s)", f"{s['request_throughput']:.2f}"),
@@ -163,7 +164,7 @@ def test_every_figure_is_defined_once_and_is_what_a_summary_carries(tmp_path: Pa
     assert {f.key for f in FIGURES} - POOLING - SLO_ONLY - cache <= s.keys()
     assert len(FIGURE) == len(FIGURES) and all(f.definition and f.unit and f.title for f in FIGURES)
     assert [m for m in METRICS if m.key in FIGURE] == [FIGURE[m.key] for m in METRICS if m.key in FIGURE]
-    table = _plain(summary_table(s))
+    table = _plain(summary_table(RunSummary.from_json(s)))
     for f in FIGURES:
-        if f.key in s and f.key != "error_rate" and (f.key != "cancelled" or s["cancelled"]):  # (vLLM's rows)
+        if s.get(f.key) is not None and f.key != "error_rate" and (f.key != "cancelled" or s["cancelled"]):
             assert f.title in table and f.cell(s[f.key], s.get(f"n_{f.metric}", 0)) in table, f

@@ -118,14 +118,14 @@ def test_a_starved_segment_is_marked_and_a_busy_one_is_not() -> None:
         time.sleep(0.05)
     bus.ingest(_tick(0, 1.0, 0.1))
     s = build_summary(bus.view(with_stats=True), RunFacts())
-    starved, busy = s["segments"]
-    assert starved["starved"] and starved["client"]["starved_seconds"] >= 1
-    assert not busy["starved"] and busy["client"]["client_busy_seconds"] >= 1
-    assert s["client"]["max_loop_lag_ms"] == 900.0 and s["client"]["max_cpu"] == 0.97  # the worst seen
-    assert s["client"]["starved_segments"] == [1]
-    assert any("other processes held the CPU" in n for n in s["notes"])
-    assert any("host starved" in e for e in s["client"]["saturation_events"])
-    assert any("client busy" in e for e in s["client"]["saturation_events"])
+    starved, busy = s.segments
+    assert starved.starved and starved.client is not None and starved.client.starved_seconds >= 1
+    assert not busy.starved and busy.client is not None and busy.client.client_busy_seconds >= 1
+    assert s.client.max_loop_lag_ms == 900.0 and s.client.max_cpu == 0.97  # the worst seen
+    assert s.client.starved_segments == (1,) and s.to_json()["client"]["starved_segments"] == [1]
+    assert any("other processes held the CPU" in n for n in s.notes)
+    assert any("host starved" in e for e in s.client.saturation_events)
+    assert any("client busy" in e for e in s.client.saturation_events)
 
 
 # ---- 6. a segment's throughput is what arrived while it was open; the ramp stops at the plateau ------------
@@ -142,13 +142,14 @@ async def test_segment_throughput_never_exceeds_the_servers_ceiling_and_the_ramp
         pool = WorkerPool(Target(sim.url, "llmsurge-sim"), Calibration(), bus, workers=1)
         pool.start()
         await asyncio.wait_for(Controller(pool, bus, ramp, drain_grace=0).run(), 120)
-    segs = summarize_run(bus.view(with_stats=True))["segments"]
+    segs = summarize_run(bus.view(with_stats=True)).segments
     ceiling = 800.0
-    assert all(s["output_throughput"] <= ceiling * 1.05 for s in segs), [s["output_throughput"] for s in segs]
-    loads = [s["load"] for s in segs]
+    tput = [s.output_throughput or 0.0 for s in segs]
+    assert all(t <= ceiling * 1.05 for t in tput), tput
+    loads = [s.load for s in segs]
     # no growth past c=8: it stops at c=16 (or one level later on a machine busy enough to have slowed c=8)
     assert loads[:4] == ["c=2", "c=4", "c=8", "c=16"] and len(loads) <= 5, loads
-    assert segs[2]["output_throughput"] > ceiling * 0.8
+    assert tput[2] > ceiling * 0.8
     assert any("ramp ends" in e.message for e in bus.events)
 
 

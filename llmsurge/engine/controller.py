@@ -13,12 +13,12 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
 
 from llmsurge.engine.pool import UNLIMITED, WorkerPool
 from llmsurge.engine.scenario import Load, Scenario, Search, Stage
 from llmsurge.engine.worker import Pause, Resume
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.model import Capacity, CapacityLevel
 from llmsurge.metrics.snapshot import RunProgress
 
 DRAIN_GRACE_S = 30.0
@@ -56,7 +56,7 @@ class Controller:
         self.before_load: Callable[[], Awaitable[None]] | None = None
         """Awaited once, after the warm-up and before the first segment opens (the server's clock is read then)."""
         """A segment's share of good requests (the SLO's), for a capacity search."""
-        self.capacity: dict[str, Any] | None = None
+        self.capacity: Capacity | None = None
         """A capacity search's outcome: the highest load that held, and every level tried."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scenario_start: tuple[float, int] | None = None  # (monotonic, requests ended) when stage 1 opened
@@ -240,7 +240,7 @@ class Controller:
         is kept in :attr:`capacity` after every level, so an interrupted search still reports it (``partial``)."""
         held: float | None = None
         failed: float | None = None
-        tried: list[dict[str, Any]] = []
+        tried: list[CapacityLevel] = []
         level: float | None = search.start
         self._record_capacity(search, held, failed, tried, partial=True)
         while level is not None and len(tried) < search.max_levels:
@@ -258,7 +258,7 @@ class Controller:
                 return False
             share = self.judge(self.segment) if self.judge is not None else None
             ok = share is not None and share >= search.target
-            tried.append({"load": load.describe(), "level": level, "good_share": share, "held": ok})
+            tried.append(CapacityLevel(load=load.describe(), level=level, good_share=share, held=ok))
             verdict = "held" if ok else "missed"
             good = "no request ended" if share is None else f"{share:.0%} good"
             self.bus.note(f"find-max: {load.describe()}: {good} (target {search.target:.0%}): {verdict}")
@@ -268,26 +268,26 @@ class Controller:
                 failed = min(failed or level, level)
             self._record_capacity(search, held, failed, tried, partial=True)
             level = search.next_level(held, failed)
-            if level is not None and any(t["level"] == level for t in tried):
+            if level is not None and any(t.level == level for t in tried):
                 level = None
         self._record_capacity(search, held, failed, tried, partial=False)
         self._say_capacity(search, held, tried, partial=False)
         return True
 
     def _record_capacity(
-        self, search: Search, held: float | None, failed: float | None, tried: list[dict[str, Any]], partial: bool
+        self, search: Search, held: float | None, failed: float | None, tried: list[CapacityLevel], partial: bool
     ) -> None:
-        self.capacity = {
-            "mode": search.mode,
-            "target_good_share": search.target,
-            "max_held": held,
-            "max_held_load": search.load_at(held).describe() if held is not None else None,
-            "first_failed": failed,
-            "levels": list(tried),
-            "partial": partial,
-        }
+        self.capacity = Capacity(
+            mode=search.mode,
+            target_good_share=search.target,
+            max_held=held,
+            max_held_load=search.load_at(held).describe() if held is not None else None,
+            first_failed=failed,
+            levels=tuple(tried),
+            partial=partial,
+        )
 
-    def _say_capacity(self, search: Search, held: float | None, tried: list[dict[str, Any]], partial: bool) -> None:
+    def _say_capacity(self, search: Search, held: float | None, tried: list[CapacityLevel], partial: bool) -> None:
         target = f"{search.target:.0%} good"
         best = search.load_at(held).describe() if held is not None else None
         if partial:

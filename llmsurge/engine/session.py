@@ -32,6 +32,7 @@ from llmsurge.engine.scenario import Scenario
 from llmsurge.engine.trace import MAX_SPAN_S, TraceError, cached_trace
 from llmsurge.lifetime import open_files_note, raise_open_files_limit
 from llmsurge.metrics.bus import MetricsBus
+from llmsurge.metrics.model import RunSummary
 from llmsurge.metrics.results import (
     ResultsFolderError,
     ResultWriter,
@@ -578,8 +579,8 @@ class RunSession:
         """Process ids of the load workers (for the client CPU reading)."""
         return [p.pid for p in self.pool.procs if p.pid] if self.pool is not None else []
 
-    def summary(self) -> dict[str, Any]:
-        """``summary.json``'s content now."""
+    def summary(self) -> RunSummary:
+        """The run's summary now (``summary.json`` is its :meth:`~RunSummary.to_json`)."""
         warm = self.scenario.for_warmup().shape
         facts = RunFacts(
             version=__version__,
@@ -624,13 +625,13 @@ class RunSession:
                 out[s.name] = s.summary()
         return out
 
-    def save(self, summary: dict[str, Any] | None = None) -> Path:
+    def save(self, summary: RunSummary | None = None) -> Path:
         """Write ``summary.json`` now (atomically): ``summary`` when the caller built it already (a finished run's
         summary is built once, and what is printed is what is written), else built now; returns its path. Raises
         ``OSError`` when it cannot."""
         assert self.writer is not None, "start() first: the run's folder is claimed there"
         path = self.output / "summary.json"
-        write_json_atomic(path, clean_floats(summary if summary is not None else self.summary()))
+        write_json_atomic(path, clean_floats((summary if summary is not None else self.summary()).to_json()))
         return path
 
     def close(self) -> None:

@@ -114,6 +114,8 @@ FIGURE = re.compile(r"^(mean|median|std|min|max|p\d+(\.\d+)?|n)_|_(throughput|ra
 FIGURE_KEYS = frozenset({"completed", "failed", "cancelled", "duration", "start_time", "output_tokens_estimated"})
 FIGURE_TEXTS = frozenset({"load", "name", "preset", "llmsurge_version", "date", "backend", "model_id"})
 """Keys of a summary (or a segment) that hold text and are read as text."""
+SHARES = ("error_rate", "prefix_cache_hit_rate", "good_share", "itl_bunched_share")
+"""Keys of a summary (or a segment) that are a fraction of something: between 0 and 1."""
 
 
 def _figures_problem(d: dict[str, Any], where: str) -> str:
@@ -124,6 +126,10 @@ def _figures_problem(d: dict[str, Any], where: str) -> str:
                 return f"{where}field {key!r} must be text, not {v!r:.40}"
         elif (key in FIGURE_KEYS or FIGURE.search(key)) and (isinstance(v, bool) or not _number(v)):
             return f"{where}field {key!r} must be a finite number (at most 1e15) or null, not {v!r:.40}"
+    for key in SHARES:
+        v = d.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0.0 <= v <= 1.0:
+            return f"{where}field {key!r} is a share: it must be between 0 and 1, not {v!r:.40}"
     errors = d.get("errors")
     if errors is not None and (
         not isinstance(errors, dict) or not all(_count(n) and n is not None for n in errors.values())

@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from llmsurge.metrics import model
 from llmsurge.metrics.figures import FIGURE, Figure
+from llmsurge.metrics.model import LLMSURGE, JsonObject
 from llmsurge.metrics.runs import SavedRun
 from llmsurge.metrics.stats import thin
 from llmsurge.redaction import shown
@@ -184,13 +186,13 @@ Little's law): requests served at the same time share the server's batches and q
 not several — and a block of them must outlast that sharing."""
 
 
-def block_length(run: SavedRun, seg: dict[str, Any], values: int, load: str | None) -> int:
+def block_length(run: SavedRun, seg: model.Level, values: int, load: str | None) -> int:
     """A run's block length in values for the bootstrap: ``max(√requests, 2 × in flight)`` requests, in values
     (an ITL row has many values a request)."""
     e2el = run.values("e2el", load)
     requests = len(e2el) if e2el is not None and len(e2el) else values
-    rate, e2el_ms = seg.get("request_throughput"), seg.get("mean_e2el_ms")
-    in_flight = rate * e2el_ms / 1000.0 if isinstance(rate, (int, float)) and isinstance(e2el_ms, (int, float)) else 1
+    rate, e2el_ms = seg.value("request_throughput"), seg.value("mean_e2el_ms")
+    in_flight = rate * e2el_ms / 1000.0 if rate is not None and rate == rate and e2el_ms is not None else 1
     per_block = max(math.sqrt(requests), IN_FLIGHT_BLOCKS * in_flight, 1.0)
     return max(1, min(values // 2, round(per_block * values / requests)))
 
@@ -205,47 +207,46 @@ def t_95(df: int) -> float:
     return _T_95[max([k for k in _T_95 if k <= df], default=1)]
 
 
-def _figure(run: SavedRun, seg: dict[str, Any], metric: Metric) -> float | None:
+def _figure(run: SavedRun, seg: model.Level, metric: Metric) -> float | None:
     """A figure of one level (telemetry-derived ones computed here)."""
     if metric.key.startswith(("gpu_", "tok_per")):
         return _gpu_figure(run, seg, metric.key)
     if BY in metric.key:  # a model's or a server's run-wide row
         kind, name, key = metric.key.split(BY)
-        row = (seg.get(kind) or {}).get(name)
-        value = row.get(key) if isinstance(row, dict) else None
+        value = run.summary.breakdown.get(kind, {}).get(name, {}).get(key)
         return float(value) if isinstance(value, (int, float)) else None
     if metric.key.startswith(REFEREE):
-        rec = seg.get("reconciliation")
-        value = rec.get(metric.key.removeprefix(REFEREE)) if isinstance(rec, dict) else None
+        if seg.reconciliation is None:
+            return None
+        value = getattr(seg.reconciliation.result, metric.key.removeprefix(REFEREE), None)
         return float(value) if isinstance(value, (int, float)) else None
-    value = seg.get(metric.key)
-    if value is None or not isinstance(value, (int, float)):
+    value = seg.value(metric.key)
+    if value is None or value != value:
         return None
-    if metric.stat is not None and not seg.get("completed"):
-        return None  # nothing succeeded: summary.json's 0.0 is not a latency
     if metric.unit == "%":
-        return float(value) * 100.0
-    return float(value)
+        return value * 100.0
+    return value
 
 
-def _gpu_figure(run: SavedRun, seg: dict[str, Any], key: str) -> float | None:
-    if run.source != "llmsurge":
+def _gpu_figure(run: SavedRun, seg: model.Level, key: str) -> float | None:
+    if run.source != LLMSURGE:
         return None
-    gpu = seg.get("telemetry", {}).get("gpu")
-    if "segment" not in seg and isinstance(gpu, dict):  # the whole run: the sampler's run-wide figures
-        gpu = (gpu.get("segments") or {}).get("run")
-    if not isinstance(gpu, dict):
+    gpu: JsonObject | None = seg.telemetry.get("gpu")
+    if seg.segment is None:  # the whole run: the sampler's run-wide figures
+        sampler = run.summary.telemetry.get("gpu") or {}
+        gpu = (sampler.get("segments") or {}).get("run")
+    if not gpu:
         return None
     power, mem = gpu.get("mean_gpu_power_w"), gpu.get("peak_gpu_mem_used_mib")
     if key == "gpu_power_w":
         return power
     if key == "gpu_mem_used_gib":
         return None if mem is None else mem / 1024.0
-    tput = seg.get("output_throughput")
+    tput = seg.output_throughput
     return tput / power if power and tput is not None else None
 
 
-def _row(runs: list[SavedRun], segs: list[dict[str, Any]], metric: Metric, load: str | None) -> Row | None:
+def _row(runs: list[SavedRun], segs: list[model.Level], metric: Metric, load: str | None) -> Row | None:
     values = [_figure(r, s, metric) for r, s in zip(runs, segs, strict=True)]
     if all(v is None for v in values[1:]) or values[0] is None:
         return None
@@ -258,18 +259,17 @@ def _row(runs: list[SavedRun], segs: list[dict[str, Any]], metric: Metric, load:
     return Row(metric, values, changes)
 
 
-def _thin(seg: dict[str, Any], metric: Metric) -> bool:
+def _thin(seg: model.Level, metric: Metric) -> bool:
     """A p90/p99 that rests on fewer values than it needs (the one rule, :func:`stats.thin`)."""
     q = {"p90": 90.0, "p99": 99.0}.get(metric.stat or "")
     if q is None or metric.metric is None:
         return False
-    n = seg.get(f"n_{metric.metric}", seg.get("completed"))
-    return isinstance(n, int) and thin(n, q)
+    return thin(seg.n(metric.metric), q)
 
 
 def _change(
     runs: tuple[SavedRun, SavedRun],
-    segs: tuple[dict[str, Any], dict[str, Any]],
+    segs: tuple[model.Level, model.Level],
     values: tuple[float | None, float | None],
     metric: Metric,
     load: str | None,
@@ -303,7 +303,7 @@ WINDOWS = 6
 
 def _interval(
     runs: tuple[SavedRun, SavedRun],
-    segs: tuple[dict[str, Any], dict[str, Any]],
+    segs: tuple[model.Level, model.Level],
     values: tuple[float, float],
     metric: Metric,
     load: str | None,
@@ -318,7 +318,7 @@ def _interval(
         blocks = (block_length(runs[0], segs[0], len(a), load), block_length(runs[1], segs[1], len(b), load))
         return bootstrap_interval(a, b, metric.stat, blocks=blocks)
     if metric.key in PROPORTIONS:
-        ns = [_requests(s) for s in segs]
+        ns = [s.ended for s in segs]
         if not all(ns):
             return None
         # a zero count still has an uncertainty: one pseudo-request each way (Agresti–Caffo)
@@ -337,12 +337,7 @@ def _interval(
     return None
 
 
-def _requests(seg: dict[str, Any]) -> int:
-    n = sum(v for v in (seg.get("completed"), seg.get("failed")) if isinstance(v, int))
-    return int(n)
-
-
-def _rate_se(run: SavedRun, seg: dict[str, Any], load: str | None, tokens: bool) -> tuple[float, int] | None:
+def _rate_se(run: SavedRun, seg: model.Level, load: str | None, tokens: bool) -> tuple[float, int] | None:
     """The standard error of a run's request (or output-token) rate over its level, and the windows it rests on:
     the rates in equal windows of the level — each at least two mean E2ELs long (completions come in waves as long
     as a request), at most :data:`WINDOWS` of them — their standard deviation over √windows."""
@@ -350,8 +345,8 @@ def _rate_se(run: SavedRun, seg: dict[str, Any], load: str | None, tokens: bool)
     if found is None:
         return None
     ends, out, t0, t1 = found
-    e2el_ms = seg.get("mean_e2el_ms")
-    request_s = e2el_ms / 1000.0 if isinstance(e2el_ms, (int, float)) and e2el_ms > 0 else 0.0
+    e2el_ms = seg.value("mean_e2el_ms")
+    request_s = e2el_ms / 1000.0 if e2el_ms is not None and e2el_ms > 0 else 0.0
     windows = min(WINDOWS, int((t1 - t0) / (2 * request_s)) if request_s else WINDOWS)
     if windows < 2 or len(ends) < windows:
         return None
@@ -361,23 +356,23 @@ def _rate_se(run: SavedRun, seg: dict[str, Any], load: str | None, tokens: bool)
     return float(rates.std(ddof=1) / math.sqrt(windows)), windows
 
 
-def _placed(runs: list[SavedRun], segs: list[dict[str, Any]]) -> list[str]:
+def _placed(runs: list[SavedRun], segs: list[model.Level]) -> list[str]:
     """Where a change of mean TTFT lies, by the server's clock, for each candidate whose level and the baseline's
     both carry a reconciliation: on the server (its TTFT moved as much), or outside it."""
-    base = segs[0].get("reconciliation")
-    if not isinstance(base, dict):
+    if segs[0].reconciliation is None:
         return []
+    base = segs[0].reconciliation.result
     out = []
     for run, seg in zip(runs[1:], segs[1:], strict=True):
-        rec = seg.get("reconciliation")
-        if not isinstance(rec, dict):
+        if seg.reconciliation is None:
             continue
-        ours = rec["client_ttft_ms_mean"] - base["client_ttft_ms_mean"]
-        server = rec["server_ttft_ms_mean"] - base["server_ttft_ms_mean"]
-        if abs(ours) < max(1.0, RESOLUTION * base["client_ttft_ms_mean"]):
+        rec = seg.reconciliation.result
+        ours = rec.client_ttft_ms_mean - base.client_ttft_ms_mean
+        server = rec.server_ttft_ms_mean - base.server_ttft_ms_mean
+        if abs(ours) < max(1.0, RESOLUTION * base.client_ttft_ms_mean):
             continue
         outside = ours - server
-        mine = rec["client_side_ms_mean"] - base["client_side_ms_mean"]
+        mine = rec.client_side_ms_mean - base.client_side_ms_mean
         if abs(server) >= abs(outside):
             where = f"on the server: its own TTFT moved {server:+.1f} ms"
         elif abs(mine) >= abs(outside - mine):
@@ -401,7 +396,7 @@ def compare(runs: list[SavedRun]) -> Comparison:
     if len(runs) < 2:
         raise ValueError("compare needs a baseline and at least one candidate")
     common = [
-        s["load"] for s in runs[0].segments if s.get("load") != "paused" and all(r.level(s["load"]) for r in runs[1:])
+        s.load for s in runs[0].segments if s.load != "paused" and all(r.level(s.load) for r in runs[1:])
     ]  # a pause's segment holds no load to compare
     common = list(dict.fromkeys(common))  # each load once, in the baseline's order
     levels: list[Level] = []
@@ -414,16 +409,20 @@ def compare(runs: list[SavedRun]) -> Comparison:
             notes += [f"{load}: {said}" for said in _placed(runs, segs)]
         matched = True
     else:
-        loads = ["/".join(str(s.get("load")) for s in r.segments) for r in runs]
+        loads = ["/".join(s.load for s in r.segments) for r in runs]
         notes.append(f"the runs' load levels differ ({' vs '.join(loads)}): whole-run figures are compared")
-        segs = [r.summary for r in runs]
+        segs = [r.summary.run for r in runs]
         rows = [row for m in METRICS if (row := _row(runs, segs, m, None)) is not None]
         levels.append(Level("whole run", rows))
         matched = False
     for kind, title in (("models", "per model (whole runs)"), ("targets", "per server (whole runs)")):
-        names = [n for n in (runs[0].summary.get(kind) or {}) if all(n in (r.summary.get(kind) or {}) for r in runs)]
+        names = [
+            n
+            for n in runs[0].summary.breakdown.get(kind, {})
+            if all(n in r.summary.breakdown.get(kind, {}) for r in runs)
+        ]
         if names:
-            segs = [r.summary for r in runs]
+            segs = [r.summary.run for r in runs]
             metrics = [m for n in names for m in _breakdown_metrics(kind, n)]
             levels.append(Level(title, [row for m in metrics if (row := _row(runs, segs, m, None)) is not None]))
     notes += differences(runs)
@@ -436,7 +435,7 @@ def differences(runs: list[SavedRun]) -> list[str]:
     — said, so that a difference is not read as the change's."""
     out = []
     facts: dict[str, list[object]] = {
-        "models": [r.summary.get("model_id") for r in runs],
+        "models": [r.summary.model_id for r in runs],
         "servers": [_server(r) for r in runs],
     }
     for what, values in facts.items():
@@ -448,10 +447,8 @@ def differences(runs: list[SavedRun]) -> list[str]:
 
 def _server(run: SavedRun) -> str:
     """A run's server as ``kind at URL`` (a vLLM result: its backend)."""
-    server = run.summary.get("server")
-    config = run.summary.get("config")
-    kind = server.get("kind") if isinstance(server, dict) else run.summary.get("backend")
-    url = config.get("url") if isinstance(config, dict) else None
+    kind = run.summary.server.get("kind") or run.summary.backend or run.summary.extra.get("backend")
+    url = run.summary.config.get("url")
     return " at ".join(str(x) for x in (kind, url) if x)
 
 
@@ -474,9 +471,9 @@ def saturation_curves(runs: list[SavedRun]) -> dict[str, list[tuple[float, float
     out: dict[str, list[tuple[float, float, float]]] = {}
     for run in runs:
         points = [
-            (_load_value(str(s.get("load"))), float(s.get("output_throughput") or 0), float(s.get("p99_ttft_ms") or 0))
+            (_load_value(s.load), float(s.output_throughput or 0), float(s.value("p99_ttft_ms") or 0))
             for s in run.segments
-            if s.get("completed")
+            if s.completed
         ]
         out[run.label] = sorted(p for p in points if p[0] != float("inf"))
     return out

@@ -10,6 +10,7 @@ reading. Our share of that is what our event loop's lag accounts for; the rest i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,7 +54,9 @@ def _finite(x: object) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
-def reconcile(client_ttft_ms: float | None, clock: dict[str, Any], loop_lag_ms: float | None) -> Reconciliation | None:
+def reconcile(
+    client_ttft_ms: float | None, clock: Mapping[str, Any], loop_lag_ms: float | None
+) -> Reconciliation | None:
     """``clock``: the server's phases over the segment (``{"ttft": {"mean_ms", "count"}, "queue": …}``, as
     ``summary.json`` keeps them); None when either side has no TTFT."""
     client = _finite(client_ttft_ms)

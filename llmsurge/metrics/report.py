@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from llmsurge.metrics.checked import request_rows, summary_problem
+from llmsurge.metrics.model import Level, RunSummary
 from llmsurge.metrics.records import RequestRecord, Status
 from llmsurge.metrics.segment import RequestCounts
 from llmsurge.metrics.stats import (
@@ -194,30 +195,45 @@ def _itl_block(s: _Scope, percentiles: tuple[float, ...]) -> dict[str, float]:
     return out
 
 
-def _figures(s: _Scope, duration: float, percentiles: tuple[float, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "completed": s.ok,
-        "failed": s.failed,
-        "cancelled": s.cancelled,
-        "errors": dict(s.errors),
-        "error_rate": error_rate(s.ok, s.failed),
-        "total_input_tokens": s.input_tokens,
-        "total_output_tokens": s.output_tokens,
-        "output_tokens_estimated": s.estimated_tokens,
-    }
-    if duration:
-        out["duration"] = duration
-        out.update(throughput(s.ok, s.input_tokens, s.output_tokens, duration))
-        out.update(pooling_block(s.inputs, duration, s.inputs, s.input_tokens))  # the run's, as summarize_run
+COUNTED = (
+    "completed", "failed", "cancelled", "error_rate", "total_input_tokens", "total_output_tokens",
+    "output_tokens_estimated", "request_throughput", "output_throughput", "total_token_throughput",
+)  # fmt: skip
+"""A level's typed figures that requests.jsonl recomputes (its other figures: every one it computes)."""
+
+
+def _level(s: _Scope, segment: int | None, duration: float, percentiles: tuple[float, ...], load: str = "run") -> Level:
+    """A level's figures from its requests; throughputs only with a duration (the run's, from summary.json)."""
+    figures: dict[str, float] = {}
+    rates: dict[str, float] = {}
+    if duration and segment is None:
+        rates = throughput(s.ok, s.input_tokens, s.output_tokens, duration)
+        figures.update(pooling_block(s.inputs, duration, s.inputs, s.input_tokens))  # the run's, as the summary
     for m in PER_REQUEST:
-        out.update(describe_ms(m, np.frombuffer(s.values[m], dtype=np.float64), percentiles))
-        out[f"n_{m}"] = len(s.values[m])
-    out.update(_itl_block(s, percentiles))
-    out.update(length_figures({m: np.frombuffer(v, dtype=np.float64) for m, v in s.lengths.items()}))
-    return out
+        figures.update(describe_ms(m, np.frombuffer(s.values[m], dtype=np.float64), percentiles))
+        figures[f"n_{m}"] = len(s.values[m])
+    figures.update(_itl_block(s, percentiles))
+    figures.update(length_figures({m: np.frombuffer(v, dtype=np.float64) for m, v in s.lengths.items()}))
+    return Level(
+        segment=segment,
+        load=load,
+        duration=duration,
+        completed=s.ok,
+        failed=s.failed,
+        cancelled=s.cancelled,
+        errors=dict(s.errors),
+        error_rate=error_rate(s.ok, s.failed),
+        total_input_tokens=s.input_tokens,
+        total_output_tokens=s.output_tokens,
+        output_tokens_estimated=s.estimated_tokens,
+        request_throughput=rates.get("request_throughput"),
+        output_throughput=rates.get("output_throughput"),
+        total_token_throughput=rates.get("total_token_throughput"),
+        figures=figures,
+    )
 
 
-def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES) -> dict[str, Any]:
+def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES) -> RunSummary:
     """The summary's figures from ``folder/requests.jsonl`` alone (the run's duration from ``summary.json``
     when it is there, as throughputs are over the run's duration)."""
     path = folder / "requests.jsonl"
@@ -227,14 +243,25 @@ def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     _first_pass(path, scopes)
     _second_pass(path, scopes, percentiles)
     saved = _saved_summary(folder)
-    durations = {int(s["segment"]): float(s.get("duration") or 0.0) for s in saved.get("segments", [])}
-    run = _figures(scopes.get(RUN, _Scope()), float(saved.get("duration") or 0.0), percentiles)
-    run["segments"] = [
-        {"segment": seg, **_figures(scopes[seg], 0.0, percentiles)} for seg in sorted(scopes) if seg != RUN
-    ]
-    for seg in run["segments"]:
-        seg["duration"] = durations.get(seg["segment"], 0.0)
-    return run
+    known = {s.segment: s for s in saved.segments} if saved is not None else {}
+    run = _level(scopes.get(RUN, _Scope()), None, saved.run.duration if saved is not None else 0.0, percentiles)
+    segments = tuple(
+        _level(
+            scopes[seg],
+            seg,
+            known[seg].duration if seg in known else 0.0,
+            percentiles,
+            known[seg].load if seg in known else "",
+        )
+        for seg in sorted(scopes)
+        if seg != RUN
+    )
+    return RunSummary(run=run, segments=segments)
+
+
+def figures_json(summary: RunSummary) -> dict[str, Any]:
+    """The recomputed figures as ``report --json`` writes them: the run's, then each segment's."""
+    return {**summary.run.to_json(), "segments": [s.to_json() for s in summary.segments]}
 
 
 def phases(folder: Path) -> dict[str, Any]:
@@ -293,36 +320,38 @@ def phases_line(p: dict[str, Any]) -> str:
     )
 
 
-def _saved_summary(folder: Path) -> dict[str, Any]:
+def _saved_summary(folder: Path) -> RunSummary | None:
     path = folder / "summary.json"
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
+        return None
     why = summary_problem(data)
     if why:
         raise ReportError(f"{path}: {why}")
-    return data if isinstance(data, dict) else {}
+    return RunSummary.from_json(data)
 
 
 NO_SUMMARY = "no summary.json to compare with"
 """What :func:`compare_with_saved` says of a run that has none (killed before it was written): nothing disagrees."""
 
 
-def compare_with_saved(folder: Path, recomputed: dict[str, Any]) -> list[str]:
+def compare_with_saved(folder: Path, recomputed: RunSummary) -> list[str]:
     """Lines naming each figure of ``summary.json`` that differs from the recomputed one by more than its
     storage allows: 0.01% (float32 values, 0.1 µs rounding), 1% for ITL percentiles (the sketch)."""
     saved = _saved_summary(folder)
-    if not saved:
+    if saved is None:
         return [NO_SUMMARY]
     out = []
-    pairs = [("run", saved, recomputed)]
-    by_index = {s["segment"]: s for s in recomputed.get("segments", [])}
-    pairs += [(f"segment {s['segment']}", s, by_index.get(s["segment"], {})) for s in saved.get("segments", [])]
+    pairs: list[tuple[str, Level, Level | None]] = [("run", saved.run, recomputed.run)]
+    by_index = {s.segment: s for s in recomputed.segments}
+    pairs += [(f"segment {s.segment}", s, by_index.get(s.segment)) for s in saved.segments]
     for where, a, b in pairs:
-        for key, mine in b.items():
-            theirs = a.get(key)
-            if key == "duration" or not isinstance(mine, (int, float)) or not isinstance(theirs, (int, float)):
+        if b is None:
+            continue
+        for key in (*COUNTED, *b.figures):
+            mine, theirs = b.value(key), a.value(key)
+            if mine is None or theirs is None or mine != mine or theirs != theirs:
                 continue
             # The live figures come from float32 columns and a 1% ITL sketch; requests.jsonl rounds to 0.1 µs.
             tolerance = 0.0101 if "_itl_" in key and not key.startswith(("mean", "std")) else 1e-4

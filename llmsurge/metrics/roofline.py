@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmsurge.metrics.model import Level
+
 GB = 1e9
 TERA = 1e12
 
@@ -176,20 +178,21 @@ def ceiling(inputs: RooflineInputs, batch: float, context_tokens: float = 0.0) -
     return Ceiling(b, context_tokens, memory, compute)
 
 
-def segment_roofline(inputs: RooflineInputs, seg: dict[str, Any]) -> dict[str, Any] | None:
+def segment_roofline(inputs: RooflineInputs, seg: Level) -> dict[str, Any] | None:
     """A segment's ``roofline`` block from its summary keys: the effective decode batch is the aggregate output
     rate over one stream's decode rate (1 / median TPOT), never more than the requests in flight on average (the
     median can flatter one stream); context is the mean prompt plus half the mean output."""
-    tpot = seg.get("median_tpot_ms") or 0.0
-    aggregate = seg.get("output_throughput") or 0.0
-    if not tpot or not aggregate or not seg.get("completed"):
+    tpot = seg.value("median_tpot_ms") or 0.0
+    aggregate = seg.output_throughput or 0.0
+    if not tpot or not aggregate or not seg.completed:
         return None
     per_stream = 1000.0 / tpot
     batch = max(1.0, aggregate / per_stream)
-    in_flight = (seg.get("request_throughput") or 0.0) * (seg.get("mean_e2el_ms") or 0.0) / 1000.0
+    rate = seg.request_throughput if seg.request_throughput == seg.request_throughput else None  # NaN: none
+    in_flight = (rate or 0.0) * (seg.value("mean_e2el_ms") or 0.0) / 1000.0
     if in_flight >= 1.0:  # Little's law: a batch is never larger than the requests in flight on average
         batch = min(batch, in_flight)
-    context = (seg.get("mean_input_tokens") or 0.0) + (seg.get("mean_output_tokens") or 0.0) / 2
+    context = (seg.value("mean_input_tokens") or 0.0) + (seg.value("mean_output_tokens") or 0.0) / 2
     c = ceiling(inputs, batch, context)
     if c.aggregate is None:
         return None

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from llmsurge.metrics.checked import request_rows, summary_problem
+from llmsurge.metrics.model import LLMSURGE, VLLM, JsonObject, Level, RunSummary
 
 PER_REQUEST_MS = ("ttft", "tpot", "e2el", "itl")
 MAX_VALUES = 200_000
@@ -37,25 +38,25 @@ class SavedRun:
     """One run's summary, and where its per-request values are."""
 
     path: Path
-    summary: dict[str, Any]
-    source: str  # "llmsurge" or "vllm bench serve"
+    summary: RunSummary
     label: str
     requests_file: Path | None = None
     _values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
     _arrivals: dict[str, tuple[np.ndarray, np.ndarray, float, float] | None] = field(default_factory=dict, repr=False)
 
     @property
-    def segments(self) -> list[dict[str, Any]]:
-        """One dict per load level (a vLLM result is one level)."""
-        segs = self.summary.get("segments")
-        if isinstance(segs, list) and segs:
-            return segs
-        return [{**self.summary, "segment": 1, "load": vllm_load(self.summary)}]
+    def source(self) -> str:
+        """``llmsurge`` or ``vllm bench serve``."""
+        return self.summary.source
 
-    def level(self, load: str) -> dict[str, Any] | None:
+    @property
+    def segments(self) -> tuple[Level, ...]:
+        """One per load level (a vLLM result is one level)."""
+        return self.summary.levels
+
+    def level(self, load: str) -> Level | None:
         """The segment run at load ``load`` (``c=32``), the last one if several were."""
-        found = [s for s in self.segments if s.get("load") == load]
-        return found[-1] if found else None
+        return self.summary.level(load)
 
     def values(self, metric: str, load: str | None) -> np.ndarray | None:
         """Exact per-request values in ms (ITL: every gap) of the level ``load`` (None: the whole run), or None
@@ -69,13 +70,13 @@ class SavedRun:
         return self._values[key]
 
     def _read_values(self, metric: str, load: str | None) -> np.ndarray | None:
-        if self.source == "vllm bench serve":
-            return _vllm_values(self.summary, metric)
+        if self.source == VLLM:
+            return _vllm_values(self.summary.extra, metric)
         if self.requests_file is None or not self.requests_file.is_file():
             return None
         segments = None
         if load is not None:
-            segments = {int(s["segment"]) for s in self.segments if s.get("load") == load}
+            segments = {s.segment for s in self.segments if s.load == load}
         found: list[tuple[float, list[float]]] = []
         for row in _rows(self.requests_file):
             if row.get("warmup") or row.get("status") != "ok":
@@ -99,13 +100,13 @@ class SavedRun:
         return self._arrivals[key]
 
     def _read_arrivals(self, load: str | None) -> tuple[np.ndarray, np.ndarray, float, float] | None:
-        if self.source != "llmsurge" or self.requests_file is None or not self.requests_file.is_file():
+        if self.source != LLMSURGE or self.requests_file is None or not self.requests_file.is_file():
             return None
         level = self.level(load) if load is not None else None
-        scope = [level] if level is not None else [] if load is not None else self.segments
-        if not scope or not all(_number(s.get("start_time"), s.get("duration")) for s in scope):
+        scope = [level] if level is not None else [] if load is not None else list(self.segments)
+        spans = [(s.start_time, s.duration) for s in scope if s.start_time is not None]
+        if not scope or len(spans) < len(scope):
             return None
-        spans = [(float(s["start_time"]), float(s["duration"])) for s in scope]
         t0, t1 = min(t for t, _ in spans), max(t + d for t, d in spans)
         at, tokens = [], []
         for row in _rows(self.requests_file):
@@ -138,18 +139,7 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def vllm_load(summary: dict[str, Any]) -> str:
-    """A vLLM result's load in our labels: ``c=32`` for ``max_concurrency``, ``r=4/s`` for a finite rate."""
-    conc = summary.get("max_concurrency")
-    rate = summary.get("request_rate")
-    if isinstance(rate, (int, float)) and rate not in (float("inf"),) and rate > 0:
-        return f"r={rate:g}/s"
-    if isinstance(conc, int) and conc > 0:
-        return f"c={conc}"
-    return "run"
-
-
-def _vllm_values(summary: dict[str, Any], metric: str) -> np.ndarray | None:
+def _vllm_values(summary: JsonObject, metric: str) -> np.ndarray | None:
     """vLLM's detailed results keep per-request lists in seconds: ``ttfts``, ``itls`` (lists), ``e2els``…"""
     key = {"ttft": "ttfts", "tpot": "tpots", "e2el": "e2els", "itl": "itls"}[metric]
     raw = summary.get(key)
@@ -177,10 +167,10 @@ def load_run(path: str | Path) -> SavedRun:
     why = summary_problem(data) if "llmsurge_version" in data else vllm_problem(data)
     if why:
         raise RunFileError(f"{p}: {why}")
-    if "llmsurge_version" in data:
-        label = data.get("name") or p.parent.name
-        return SavedRun(p, data, "llmsurge", str(label), p.parent / "requests.jsonl")
-    return SavedRun(p, data, "vllm bench serve", p.stem)
+    summary = RunSummary.from_json(data)
+    if summary.source == LLMSURGE:
+        return SavedRun(p, summary, summary.name or p.parent.name, p.parent / "requests.jsonl")
+    return SavedRun(p, summary, p.stem)
 
 
 def find_runs(root: Path, skipped: list[str] | None = None) -> list[SavedRun]:
@@ -195,4 +185,4 @@ def find_runs(root: Path, skipped: list[str] | None = None) -> list[SavedRun]:
             if skipped is not None:
                 skipped.append(str(exc))
             continue
-    return sorted(runs, key=lambda r: str(r.summary.get("date", "")), reverse=True)
+    return sorted(runs, key=lambda r: r.summary.date, reverse=True)

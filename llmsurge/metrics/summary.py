@@ -8,14 +8,31 @@ throughputs are the run's tokens over the run's duration, as vLLM computes them)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from llmsurge.metrics.breakdown import figures as breakdown_figures
 from llmsurge.metrics.bus import BusView
-from llmsurge.metrics.reconcile import AGREE_MS, AGREE_SHARE, reconcile
+from llmsurge.metrics.model import (
+    Capacity,
+    ClientHealth,
+    HostWorst,
+    Level,
+    PhaseClock,
+    Quality,
+    Reasoning,
+    Referee,
+    RunClient,
+    RunSummary,
+    Schedule,
+    ServerTimings,
+    Turn,
+    Warmup,
+)
+from llmsurge.metrics.reconcile import reconcile
 from llmsurge.metrics.roofline import RooflineInputs, segment_roofline
 from llmsurge.metrics.segment import SegmentView
 from llmsurge.metrics.sketch import ItlSketch
@@ -52,7 +69,7 @@ class RunFacts:
     telemetry: dict[str, Any] = field(default_factory=dict)  # source → its sampler's summary
     shares_prefixes: bool = False  # the scenario shares prompt prefixes on purpose (a warm cache is intended)
     slo: Slo = field(default_factory=Slo)
-    capacity: dict[str, Any] | None = None  # a capacity search's outcome
+    capacity: Capacity | None = None  # a capacity search's outcome
     name: str = ""  # the run's label (--name)
     preset: str = ""
     roofline: RooflineInputs | None = None  # the decode roofline's inputs (each with its source)
@@ -92,9 +109,9 @@ def scope_figures(
         input_p90=lengths["p90_input_tokens"],
         output_mean=lengths["mean_output_tokens"],
         output_p90=lengths["p90_output_tokens"],
-        lag_p99_ms=None if schedule is None else schedule["lag_p99_ms"],
-        late_share=0.0 if schedule is None else schedule["late_share"],
-        schedule_kept=True if schedule is None else bool(schedule["kept"]),
+        lag_p99_ms=None if schedule is None else schedule.lag_p99_ms,
+        late_share=0.0 if schedule is None else schedule.late_share,
+        schedule_kept=True if schedule is None else schedule.kept,
         itl_bunched_share=itl.bunched_share,
     )
 
@@ -117,20 +134,20 @@ def scheduled_block(segments: tuple[SegmentView, ...], percentiles: tuple[float,
     return out
 
 
-def server_timings(segments: tuple[SegmentView, ...]) -> dict[str, Any] | None:
+def server_timings(segments: tuple[SegmentView, ...]) -> ServerTimings | None:
     """The server's own clock from its per-request timings (llama.cpp's ``timings``, vLLM's per-request
     ``metrics``), in the shape of the phase histograms' clock (``{"ttft": {"mean_ms", "count"}, "queue": …}``) —
     what reconciles a segment where ``/metrics`` has no phase histograms; None when no request carried them."""
     ttft = _joined(segments, "server_ttft")
     if not ttft.size:
         return None
-    out: dict[str, Any] = {"source": "per-request", "ttft": {"mean_ms": float(ttft.mean()), "count": int(ttft.size)}}
+    phases = {"ttft": PhaseClock(mean_ms=float(ttft.mean()), count=int(ttft.size))}
     for phase, name in (("queue", "server_queue"), ("prefill", "server_prefill"), ("decode", "server_decode")):
         values = _joined(segments, name)
         values = values[~np.isnan(values)]
         if values.size:
-            out[phase] = {"mean_ms": float(values.mean()), "count": int(values.size)}
-    return out
+            phases[phase] = PhaseClock(mean_ms=float(values.mean()), count=int(values.size))
+    return ServerTimings(source="per-request", phases=phases)
 
 
 LATE_MS = 10.0
@@ -139,7 +156,7 @@ LATE_FLOOR_MS = 1.0
 """…but never less than this: what an event loop's timers can keep."""
 
 
-def schedule_block(segments: tuple[SegmentView, ...], now: float) -> dict[str, Any] | None:
+def schedule_block(segments: tuple[SegmentView, ...], now: float) -> Schedule | None:
     """Schedule fidelity of the open-loop requests (rate, trace): how late each left against its schedule —
     p50, p99 and max lag, the late share and the tolerance it is judged by; None when nothing was scheduled."""
     parts = [s.columns[SEND_LAG].values() for s in segments if s.columns[SEND_LAG].n]
@@ -150,16 +167,16 @@ def schedule_block(segments: tuple[SegmentView, ...], now: float) -> dict[str, A
     gap_ms = span * 1000.0 / len(lag)
     tolerance = max(LATE_FLOOR_MS, min(LATE_MS, 0.01 * gap_ms))
     p99 = float(np.percentile(lag, 99))
-    return {
-        "requests": len(lag),
-        "lag_p50_ms": float(np.percentile(lag, 50)),
-        "lag_p99_ms": p99,
-        "lag_max_ms": float(lag.max()),
-        "late_share": float((lag > tolerance).mean()),
-        "mean_gap_ms": gap_ms,
-        "tolerance_ms": tolerance,
-        "kept": p99 <= tolerance,
-    }
+    return Schedule(
+        requests=len(lag),
+        lag_p50_ms=float(np.percentile(lag, 50)),
+        lag_p99_ms=p99,
+        lag_max_ms=float(lag.max()),
+        late_share=float((lag > tolerance).mean()),
+        mean_gap_ms=gap_ms,
+        tolerance_ms=tolerance,
+        kept=p99 <= tolerance,
+    )
 
 
 def _joined(segments: tuple[SegmentView, ...], name: str) -> np.ndarray:
@@ -167,93 +184,89 @@ def _joined(segments: tuple[SegmentView, ...], name: str) -> np.ndarray:
     return np.concatenate(parts).astype(np.float64) if parts else np.empty(0, np.float64)
 
 
-def lengths_block(segments: tuple[SegmentView, ...]) -> dict[str, Any]:
+def lengths_block(segments: tuple[SegmentView, ...]) -> dict[str, float]:
     """Realised prompt and output lengths of the successful requests: ``mean_`` and ``p90_input_tokens`` / …"""
     return dict(length_figures({name: _joined(segments, name) for name in LENGTHS}))
 
 
-def quality_block(segments: tuple[SegmentView, ...]) -> dict[str, Any]:
-    """``degenerate``: answers that ended in degenerate text; ``quality``: the quality set's score, when asked."""
-    out: dict[str, Any] = {"degenerate": sum(s.degenerate for s in segments)}
-    asked = sum(s.quality_asked for s in segments)
-    if asked:
-        right = sum(s.quality_ok for s in segments)
-        out["quality"] = {"asked": asked, "correct": right, "score": right / asked}
-    return out
-
-
-def workload_block(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> dict[str, Any]:
-    """What the requests were: realised mean and p90 prompt and output lengths; per turn of a multi-turn chat, its
-    TTFT and prefix-cache hits (``turns``); for a reasoning model, time to the first reasoning and first answer
-    token (``reasoning``). The last two only when the run had such requests."""
-    out = lengths_block(segments)
+def turns_block(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> tuple[Turn, ...]:
+    """Per turn of a multi-turn chat: its TTFT and prefix-cache hits (none when the run had no such chats)."""
     turn = _joined(segments, "turn")
-    if turn.size:
-        ttft, prompt, cached = (_joined(segments, m) for m in ("turn_ttft", "turn_prompt", "turn_cached"))
-        rows = []
-        for k in sorted({int(t) for t in turn}):
-            sel = turn == k
-            t_k, c_k, p_k = ttft[sel], cached[sel], prompt[sel]
-            reported = ~np.isnan(c_k)
-            hit = float(c_k[reported].sum() / p_k[reported].sum()) if reported.any() and p_k[reported].sum() else None
-            row: dict[str, Any] = {"turn": k, "completed": int(sel.sum()), "mean_prompt_tokens": float(p_k.mean())}
-            row.update(describe_ms("ttft", t_k[~np.isnan(t_k)], percentiles))
-            row["prefix_cache_hit_rate"] = hit
-            rows.append(row)
-        out["turns"] = rows
+    if not turn.size:
+        return ()
+    ttft, prompt, cached = (_joined(segments, m) for m in ("turn_ttft", "turn_prompt", "turn_cached"))
+    rows = []
+    for k in sorted({int(t) for t in turn}):
+        sel = turn == k
+        t_k, c_k, p_k = ttft[sel], cached[sel], prompt[sel]
+        reported = ~np.isnan(c_k)
+        hit = float(c_k[reported].sum() / p_k[reported].sum()) if reported.any() and p_k[reported].sum() else None
+        rows.append(
+            Turn(
+                turn=k,
+                completed=int(sel.sum()),
+                mean_prompt_tokens=float(p_k.mean()),
+                figures=describe_ms("ttft", t_k[~np.isnan(t_k)], percentiles),
+                prefix_cache_hit_rate=hit,
+            )
+        )
+    return tuple(rows)
+
+
+def reasoning_block(segments: tuple[SegmentView, ...], percentiles: tuple[float, ...]) -> Reasoning | None:
+    """A reasoning model's requests: time to the first reasoning token and to the first answer token."""
     ttfr = _joined(segments, "ttfr")
-    if ttfr.size:
-        answer = _joined(segments, "answer_ttfc")
-        block: dict[str, Any] = {
-            "completed": int(ttfr.size),
-            "mean_reasoning_tokens": float(_joined(segments, "reasoning").mean()),
-        }
-        block.update(describe_ms("ttfr", ttfr, percentiles))
-        block.update(describe_ms("answer_ttfc", answer[~np.isnan(answer)], percentiles))
-        out["reasoning"] = block
-    return out
+    if not ttfr.size:
+        return None
+    answer = _joined(segments, "answer_ttfc")
+    figures = describe_ms("ttfr", ttfr, percentiles)
+    figures.update(describe_ms("answer_ttfc", answer[~np.isnan(answer)], percentiles))
+    return Reasoning(
+        completed=int(ttfr.size), mean_reasoning_tokens=float(_joined(segments, "reasoning").mean()), figures=figures
+    )
 
 
 SHORT_OUTPUT_NOTE = 0.01
 
 
-def _notes(s: dict[str, Any], view: BusView, facts: RunFacts) -> list[str]:
+def _notes(s: RunSummary, view: BusView, facts: RunFacts) -> list[str]:
     """What the figures need said beside them (each once)."""
     notes = list(facts.notes)
+    run = s.run
     if view.usage_rejected:
         notes.append(
             f"implausible usage from the server on {view.usage_rejected} request(s) (e.g."
             f" {view.usage_rejected_example}): chunk counts used instead, marked estimated"
         )
-    hit = s["prefix_cache_hit_rate"]
+    hit = run.prefix_cache_hit_rate
     if hit is not None and hit > COLD_CACHE_WARN and not facts.shares_prefixes:
         notes.append(
             f"{hit:.0%} of prompt tokens came from the server's prefix cache in a run meant to be cold: TTFT is"
             " flattered (prompts repeated? a re-run with the same --seed sends the same ones)"
         )
     asked = sum(seg.exact_asked for seg in view.segments)
-    short = s["short_outputs"]
+    short = run.short_outputs
     if asked and short / asked > SHORT_OUTPUT_NOTE:
         notes.append(
             f"asked for exact output lengths (ignore_eos) but {short} of {asked} requests ({short / asked:.0%})"
             " came back shorter: the server ignores ignore_eos, so lengths and throughput are not what was asked"
         )
-    if s.get("degenerate"):
-        where = [str(seg["segment"]) for seg in s["segments"] if seg.get("degenerate")]
+    if run.degenerate:
+        where = [str(seg.segment) for seg in s.segments if seg.degenerate]
         notes.append(
-            f"{s['degenerate']} answer(s) ended in degenerate text (a token or phrase repeated, one character, broken"
+            f"{run.degenerate} answer(s) ended in degenerate text (a token or phrase repeated, one character, broken"
             f" decoding) in segment(s) {', '.join(where)}: the server may emit garbage at that load"
             " (requests.jsonl: degenerate)"
         )
-    schedule = s.get("schedule")
-    if schedule is not None and not schedule["kept"]:
+    schedule = run.schedule
+    if schedule is not None and not schedule.kept:
         notes.append(
             f"open loop: the client could not keep the schedule: requests went out up to"
-            f" {schedule['lag_p99_ms']:,.0f} ms (p99) after their scheduled time, {schedule['late_share']:.0%} of"
-            f" them later than {schedule['tolerance_ms']:g} ms ({_late_because(s, view)}); latency from the"
+            f" {schedule.lag_p99_ms:,.0f} ms (p99) after their scheduled time, {schedule.late_share:.0%} of"
+            f" them later than {schedule.tolerance_ms:g} ms ({_late_because(s)}); latency from the"
             " scheduled time is in *_e2el_sched_ms"
         )
-    starved = [str(seg["segment"]) for seg in s["segments"] if seg["starved"]]
+    starved = [str(seg.segment) for seg in s.segments if seg.starved]
     if starved:
         notes.append(
             f"segment(s) {', '.join(starved)} were measured while other processes held the CPU: their timings are"
@@ -262,15 +275,14 @@ def _notes(s: dict[str, Any], view: BusView, facts: RunFacts) -> list[str]:
     return notes
 
 
-def _late_because(s: dict[str, Any], view: BusView) -> str:
+def _late_because(s: RunSummary) -> str:
     """Why requests left late, where the run knows."""
     why = []
-    if any(seg["starved"] for seg in s["segments"]):
+    if any(seg.starved for seg in s.segments):
         why.append("other processes held the CPU")
-    if any(seg["client"]["client_busy_seconds"] for seg in s["segments"]):
+    if any(seg.client is not None and seg.client.client_busy_seconds for seg in s.segments):
         why.append("the workers were busy: add --workers")
-    capped = any("max=" in seg["load"] for seg in s["segments"])
-    if capped:
+    if any("max=" in seg.load for seg in s.segments):
         why.append("requests waited for a free slot under the in-flight cap (-c)")
     return "; ".join(why) or "a late event loop on the client"
 
@@ -288,109 +300,108 @@ def segment_delivery(seg: SegmentView, now: float, e2el_median_ms: float | None)
     return out
 
 
-def segment_summary(
-    seg: SegmentView, now: float, percentiles: tuple[float, ...], slo: Slo | None = None
-) -> dict[str, Any]:
-    """vLLM bench serve's keys for one segment (the view must carry its ITL sketch)."""
-    out: dict[str, Any] = {
-        "segment": seg.index,
-        "load": seg.label,
-        "scenario": seg.scenario,
-        "start_time": seg.wall_opened,
-        "duration": seg.duration(now),
-        "completed": seg.ok,
-        "failed": seg.failed,
-        "cancelled": seg.cancelled,
-        "errors": seg.errors,
-        "error_rate": error_rate(seg.ok, seg.failed),
-        "total_input_tokens": seg.input_tokens,
-        "total_output_tokens": seg.output_tokens,
-        "output_tokens_estimated": seg.estimated_tokens,
-        "delivered_output_tokens": seg.arrived_tokens,
-        "cached_prompt_tokens": seg.cached_tokens,
-        "prefix_cache_hit_rate": seg.cache_hit_rate,
-    }
-    latency = run_latency((seg,), percentiles, slo, seg.duration(now))
-    out.update(segment_delivery(seg, now, latency.get("median_e2el_ms")))
-    out.update(pooling_block(seg.inputs, seg.duration(now), seg.arrived_inputs, seg.arrived_input_tokens))
-    out.update(latency)
-    out.update(scheduled_block((seg,), percentiles))
-    schedule = schedule_block((seg,), now)
-    if schedule is not None:
-        out["schedule"] = schedule
-    out.update(workload_block((seg,), percentiles))
-    out.update(quality_block((seg,)))
-    out["short_outputs"] = seg.short_outputs
-    clock = server_timings((seg,))
-    if clock is not None:
-        out["server_timings"] = clock
-    out["client"] = {
-        "max_loop_lag_ms": seg.max_loop_lag_ms,
-        "mean_loop_lag_ms": seg.mean_loop_lag_ms,
-        "max_worker_cpu": seg.max_worker_cpu,
-        "peak_host_cpu_percent": seg.peak_host_cpu,
-        "starved_seconds": seg.starved_seconds,
-        "client_busy_seconds": seg.busy_seconds,
-    }
-    out["starved"] = seg.starved_seconds > 0
+def _level_figures(
+    segments: tuple[SegmentView, ...], percentiles: tuple[float, ...], slo: Slo | None, duration: float
+) -> dict[str, float]:
+    """A level's figures besides its counts and throughputs: latencies, goodput, open-loop waits, lengths."""
+    out = run_latency(segments, percentiles, slo, duration)
+    out.update(scheduled_block(segments, percentiles))
+    out.update(lengths_block(segments))
     return out
+
+
+def _level(
+    segments: tuple[SegmentView, ...],
+    now: float,
+    duration: float,
+    percentiles: tuple[float, ...],
+    slo: Slo | None,
+    errors: Mapping[str, int],
+    seg: SegmentView | None = None,
+) -> Level:
+    """One level's figures: a segment (``seg``, throughputs as delivered while it was open), or the whole run
+    (throughputs are the run's tokens over the run's duration, as vLLM computes them)."""
+    ok = sum(s.ok for s in segments)
+    failed = sum(s.failed for s in segments)
+    inp = sum(s.input_tokens for s in segments)
+    out_tok = sum(s.output_tokens for s in segments)
+    figures = _level_figures(segments, percentiles, slo, duration)
+    if seg is not None:
+        rates = segment_delivery(seg, now, figures.get("median_e2el_ms"))
+        figures.update(pooling_block(seg.inputs, duration, seg.arrived_inputs, seg.arrived_input_tokens))
+    else:
+        rates = throughput(ok, inp, out_tok, duration)
+        inputs = sum(s.inputs for s in segments)
+        figures.update(pooling_block(inputs, duration, inputs, inp))
+    quality_asked = sum(s.quality_asked for s in segments)
+    return Level(
+        segment=None if seg is None else seg.index,
+        load="run" if seg is None else seg.label,
+        scenario=None if seg is None else seg.scenario,
+        start_time=None if seg is None else seg.wall_opened,
+        duration=duration,
+        completed=ok,
+        failed=failed,
+        cancelled=sum(s.cancelled for s in segments),
+        errors=dict(errors),
+        error_rate=error_rate(ok, failed),
+        total_input_tokens=inp,
+        total_output_tokens=out_tok,
+        output_tokens_estimated=sum(s.estimated_tokens for s in segments),
+        delivered_output_tokens=None if seg is None else seg.arrived_tokens,
+        cached_prompt_tokens=sum(s.cached_tokens for s in segments),
+        prefix_cache_hit_rate=_hit_rate(segments),
+        request_throughput=rates["request_throughput"],
+        output_throughput=rates["output_throughput"],
+        total_token_throughput=rates["total_token_throughput"],
+        figures=figures,
+        schedule=schedule_block(segments, now),
+        turns=turns_block(segments, percentiles),
+        reasoning=reasoning_block(segments, percentiles),
+        degenerate=sum(s.degenerate for s in segments),
+        quality=Quality(asked=quality_asked, correct=sum(s.quality_ok for s in segments)) if quality_asked else None,
+        short_outputs=sum(s.short_outputs for s in segments),
+        server_timings=server_timings(segments) if seg is not None else None,
+        client=None if seg is None else _client_health(seg),
+        starved=seg is not None and seg.starved_seconds > 0,
+    )
+
+
+def _client_health(seg: SegmentView) -> ClientHealth:
+    return ClientHealth(
+        max_loop_lag_ms=seg.max_loop_lag_ms,
+        mean_loop_lag_ms=seg.mean_loop_lag_ms,
+        max_worker_cpu=seg.max_worker_cpu,
+        peak_host_cpu_percent=seg.peak_host_cpu,
+        starved_seconds=seg.starved_seconds,
+        client_busy_seconds=seg.busy_seconds,
+    )
+
+
+def segment_summary(seg: SegmentView, now: float, percentiles: tuple[float, ...], slo: Slo | None = None) -> Level:
+    """One segment's figures (the view must carry its ITL sketch)."""
+    return _level((seg,), now, seg.duration(now), percentiles, slo, seg.errors, seg=seg)
+
+
+def run_duration(view: BusView) -> float:
+    """From the first request sent to the last ended (or the last segment closed)."""
+    segs = view.segments
+    start = view.run_start if view.run_start is not None else view.now
+    end = max([s.last_end for s in segs] + [s.closed or 0.0 for s in segs] + [start])
+    return max(0.0, end - start)
 
 
 def summarize_run(
     view: BusView, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES, slo: Slo | None = None
-) -> dict[str, Any]:
-    """vLLM bench serve's top-level keys for the whole run, plus every segment's (a view taken with stats)."""
-    segs = view.segments
-    start = view.run_start if view.run_start is not None else view.now
-    end = max([s.last_end for s in segs] + [s.closed or 0.0 for s in segs] + [start])
-    duration = max(0.0, end - start)
-    ok = sum(s.ok for s in segs)
-    failed = sum(s.failed for s in segs)
-    inp = sum(s.input_tokens for s in segs)
-    out_tok = sum(s.output_tokens for s in segs)
-    out: dict[str, Any] = {
-        "duration": duration,
-        "completed": ok,
-        "failed": failed,
-        "cancelled": sum(s.cancelled for s in segs),
-        "errors": view.errors,
-        "error_rate": error_rate(ok, failed),
-        "total_input_tokens": inp,
-        "total_output_tokens": out_tok,
-        "output_tokens_estimated": sum(s.estimated_tokens for s in segs),
-        "cached_prompt_tokens": sum(s.cached_tokens for s in segs),
-        "prefix_cache_hit_rate": _hit_rate(segs),
-    }
-    out.update(throughput(ok, inp, out_tok, duration))
-    inputs = sum(s.inputs for s in segs)
-    out.update(pooling_block(inputs, duration, inputs, inp))
-    out.update(run_latency(segs, percentiles, slo, duration))
-    out.update(scheduled_block(segs, percentiles))
-    schedule = schedule_block(segs, view.now)
-    if schedule is not None:
-        out["schedule"] = schedule
-    out.update(workload_block(segs, percentiles))
-    out.update(quality_block(segs))
-    out["short_outputs"] = sum(s.short_outputs for s in segs)
-    out["warmup"] = {"completed": view.warmup_done, "failed": view.warmup_failed}
-    out["segments"] = [segment_summary(s, view.now, percentiles, slo) for s in segs]
-    return out
-
-
-def _add_roofline(s: dict[str, Any], inputs: RooflineInputs) -> None:
-    """``roofline``: the inputs and, per segment, the decode ceilings against what was measured."""
-    block: dict[str, Any] = {"inputs": inputs.to_json()}
-    missing = inputs.missing()
-    if missing:
-        block["missing"] = missing
-    elif inputs.kv_bytes_per_token is None:
-        block["note"] = "KV cache bytes per token unknown (--kv-bytes-per-token): the ceilings count weights only"
-    s["roofline"] = block
-    for seg in s["segments"]:
-        seg["roofline"] = r = segment_roofline(inputs, seg)
-        dram = [t["mean_gpu_dram_active"] for t in seg.get("telemetry", {}).values() if "mean_gpu_dram_active" in t]
-        if r is not None and dram:  # the memory interface's measured activity, beside the computed fraction
-            r["measured_dram_active"] = dram[0]
+) -> RunSummary:
+    """The whole run's figures, every segment's and the warm-up's (a view taken with stats); the run's facts are
+    :func:`build_summary`'s."""
+    run = _level(view.segments, view.now, run_duration(view), percentiles, slo, view.errors)
+    return RunSummary(
+        run=run,
+        segments=tuple(segment_summary(s, view.now, percentiles, slo) for s in view.segments),
+        warmup=Warmup(completed=view.warmup_done, failed=view.warmup_failed),
+    )
 
 
 def _hit_rate(segs: tuple[SegmentView, ...]) -> float | None:
@@ -402,70 +413,98 @@ COLD_CACHE_WARN = 0.2
 """A run not meant to share prompts that got more than this share of prompt tokens from cache was flattered."""
 
 
-def build_summary(
-    view: BusView, facts: RunFacts, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
-) -> dict[str, Any]:
-    """The whole of ``summary.json``."""
-    s = summarize_run(view, percentiles, facts.slo)
-    for seg in s["segments"]:
-        per = {
-            name: t["segments"].get(str(seg["segment"]))
-            for name, t in facts.telemetry.items()
-            if t.get("available") and t.get("segments")
-        }
-        seg["telemetry"] = {k: v for k, v in per.items() if v}
-        clock = (seg["telemetry"].get("server") or {}).get("clock")
-        own = seg.get("server_timings")
-        lag = seg["client"]["mean_loop_lag_ms"]
-        rec = reconcile(seg.get("mean_ttft_ms"), clock or own, lag) if clock or own else None
-        if rec is not None:
-            seg["reconciliation"] = {**rec.json(), "source": "histograms" if clock else "per-request"}
-        if clock and own:  # both clocks: the per-request one beside the histograms', and whether they agree
-            both = reconcile(seg.get("mean_ttft_ms"), own, lag)
-            if both is not None and rec is not None:
-                seg["reconciliation_per_request"] = {**both.json(), "source": "per-request"}
-                apart = abs(both.server_ttft_ms_mean - rec.server_ttft_ms_mean)
-                seg["reconciliation_per_request"]["agrees_with_histograms"] = apart <= max(
-                    AGREE_MS, AGREE_SHARE * rec.server_ttft_ms_mean
-                )
-    if s["warmup"]["completed"] or s["warmup"]["failed"]:
-        s["warmup"]["input_tokens"], s["warmup"]["output_tokens"] = facts.warmup_tokens
-    s.update(breakdown_figures(view.breakdown))  # models, targets: per model and per server, when several
+def _referees(level: Level) -> Level:
+    """The level held against the server's clock: its phase histograms' (telemetry ``server.clock``) where
+    ``/metrics`` has them, else its per-request timings; both when it has both, and whether they agree."""
+    histograms = level.telemetry.get("server", {}).get("clock")
+    own = level.server_timings.to_json() if level.server_timings is not None else None
+    lag = level.client.mean_loop_lag_ms if level.client is not None else None
+    ttft = level.figures.get("mean_ttft_ms")
+    clock = histograms or own
+    if not clock:
+        return level
+    rec = reconcile(ttft, clock, lag)
+    if rec is None:
+        return level
+    referee = Referee(result=rec, source="histograms" if histograms else "per-request")
+    beside = None
+    if histograms and own:
+        both = reconcile(ttft, own, lag)
+        beside = Referee(result=both, source="per-request").beside(referee) if both is not None else None
+    return replace(level, reconciliation=referee, reconciliation_per_request=beside)
+
+
+def _with_telemetry(seg: Level, telemetry: dict[str, Any]) -> Level:
+    """A segment with each sampler's summary of it."""
+    per = {
+        name: t["segments"].get(str(seg.segment))
+        for name, t in telemetry.items()
+        if t.get("available") and t.get("segments")
+    }
+    return _referees(replace(seg, telemetry={k: v for k, v in per.items() if v}))
+
+
+def _with_roofline(seg: Level, inputs: RooflineInputs) -> Level:
+    """A segment's decode ceilings against what was measured (and the memory interface's measured activity)."""
+    r = segment_roofline(inputs, seg)
+    dram = [t["mean_gpu_dram_active"] for t in seg.telemetry.values() if "mean_gpu_dram_active" in t]
+    if r is not None and dram:
+        r["measured_dram_active"] = dram[0]
+    return replace(seg, roofline=r)
+
+
+def _roofline_block(inputs: RooflineInputs) -> dict[str, Any]:
+    """``roofline``: the inputs, what is missing, and what the ceilings leave out."""
+    block: dict[str, Any] = {"inputs": inputs.to_json()}
+    missing = inputs.missing()
+    if missing:
+        block["missing"] = missing
+    elif inputs.kv_bytes_per_token is None:
+        block["note"] = "KV cache bytes per token unknown (--kv-bytes-per-token): the ceilings count weights only"
+    return block
+
+
+def build_summary(view: BusView, facts: RunFacts, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES) -> RunSummary:
+    """The whole of ``summary.json``, typed: built once per run (its file is :meth:`RunSummary.to_json`)."""
+    measured = summarize_run(view, percentiles, facts.slo)
+    segments = tuple(_with_telemetry(seg, facts.telemetry) for seg in measured.segments)
     if facts.roofline is not None:
-        _add_roofline(s, facts.roofline)
-    notes = _notes(s, view, facts)
-    starved = [seg["segment"] for seg in s["segments"] if seg["starved"]]
-    s.update(
-        {
-            "name": facts.name or None,
-            "preset": facts.preset or None,
-            "llmsurge_version": facts.version,
-            "date": time.strftime("%Y%m%d-%H%M%S", time.localtime(facts.started_wall)),
-            "backend": "openai-chat" if facts.endpoint == "chat" else "openai",
-            "model_id": facts.model,
-            "server": facts.server,
-            "config": facts.config,
-            "calibration": facts.calibration,
-            "resolving": facts.resolving,
-            "client": {
-                "workers": facts.workers,
-                "max_loop_lag_ms": view.worst_loop_lag_ms,
-                "max_cpu": view.worst_worker_cpu,
-                "saturated": bool(view.saturation_events),
-                "saturation_events": list(view.saturation_events),
-                "starved_segments": starved,
-                "backend": facts.backend,
-                "hosts": {
-                    host: {"workers": n, "max_loop_lag_ms": lag, "max_cpu": cpu}
-                    for host, (n, lag, cpu) in view.hosts_worst.items()
-                },
+        segments = tuple(_with_roofline(seg, facts.roofline) for seg in segments)
+    warm = view.warmup_done or view.warmup_failed
+    summary = replace(
+        measured,
+        segments=segments,
+        name=facts.name or None,
+        preset=facts.preset or None,
+        llmsurge_version=facts.version,
+        date=time.strftime("%Y%m%d-%H%M%S", time.localtime(facts.started_wall)),
+        backend="openai-chat" if facts.endpoint == "chat" else "openai",
+        model_id=facts.model,
+        warmup=replace(
+            measured.warmup,
+            input_tokens=facts.warmup_tokens[0] if warm else None,
+            output_tokens=facts.warmup_tokens[1] if warm else None,
+        ),
+        breakdown=breakdown_figures(view.breakdown),
+        roofline=_roofline_block(facts.roofline) if facts.roofline is not None else None,
+        server=facts.server,
+        config=facts.config,
+        calibration=facts.calibration,
+        resolving=facts.resolving,
+        client=RunClient(
+            workers=facts.workers,
+            max_loop_lag_ms=view.worst_loop_lag_ms,
+            max_cpu=view.worst_worker_cpu,
+            saturation_events=tuple(view.saturation_events),
+            starved_segments=tuple(seg.segment for seg in segments if seg.starved and seg.segment is not None),
+            backend=facts.backend,
+            hosts={
+                host: HostWorst(workers=n, max_loop_lag_ms=lag, max_cpu=cpu)
+                for host, (n, lag, cpu) in view.hosts_worst.items()
             },
-            "notes": notes,
-            "telemetry": facts.telemetry,
-        }
+        ),
+        telemetry=facts.telemetry,
+        slo={m: v * 1000.0 for m, v in facts.slo.limits.items()} if facts.slo else None,  # ms, as the other keys
+        capacity=facts.capacity,
     )
-    if facts.slo:
-        s["slo"] = {m: v * 1000.0 for m, v in facts.slo.limits.items()}  # ms, as the other keys
-    if facts.capacity is not None:
-        s["capacity"] = facts.capacity
-    return s
+    return replace(summary, notes=tuple(_notes(summary, view, facts)))

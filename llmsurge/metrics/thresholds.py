@@ -11,7 +11,8 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from llmsurge.metrics.model import RunSummary
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -96,21 +97,19 @@ def parse_thresholds(spec: str | None) -> list[Threshold]:
     return out
 
 
-def breaches(thresholds: list[Threshold], summary: dict[str, Any]) -> list[str]:
+def breaches(thresholds: list[Threshold], summary: RunSummary) -> list[str]:
     """One line per breached threshold: where, the key, the value and the limit."""
     lines = []
     for t in thresholds:
         scopes = (
-            [(f"segment {s.get('segment')} ({s.get('load')})", s) for s in summary.get("segments", [])]
+            [(f"segment {s.segment} ({s.load})", s) for s in summary.segments]
             if t.per_segment
-            else [("run", summary)]
+            else [("run", summary.run)]
         )
         for where, scope in scopes:
-            value = scope.get(t.key)
-            if _LATENCY_KEY.match(t.key) and not scope.get("completed"):
-                value = None  # summary.json writes 0.0 there (as vLLM does); it measured nothing
-            if value is None:
+            value = scope.value(t.key)  # a latency where nothing succeeded has none (summary.json writes 0.0)
+            if value is None or value != value:
                 lines.append(f"{where}: {t.key} has no value (nothing to measure it on), limit {t.op}{t.limit:g}")
-            elif _OPS[t.op](float(value), t.limit):
-                lines.append(f"{where}: {t.key} = {float(value):,.4g}, breaching --fail-on {t}")
+            elif _OPS[t.op](value, t.limit):
+                lines.append(f"{where}: {t.key} = {value:,.4g}, breaching --fail-on {t}")
     return lines

@@ -4,12 +4,11 @@ back as Rich tables, in the order ``vllm bench serve`` prints. Missing values re
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.table import Table
 from rich.text import Text
 
 from llmsurge.metrics.figures import FIGURE, LATENCIES, STATS
+from llmsurge.metrics.model import Level, RunSummary
 from llmsurge.metrics.stats import BUNCHED_NOTE, thin
 from llmsurge.redaction import shown
 from llmsurge.render.format import MISSING
@@ -25,71 +24,73 @@ THIN_CAPTION = "* fewer values than the percentile needs (p90 about 10, p99 abou
 BUNCHED_CAPTION = "† the server sent several tokens per write: ITL counts chunks, TPOT is per token"
 
 
-def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Table:
+def summary_table(summary: RunSummary, title: str = "llmsurge result") -> Table:
     """The end-of-run table, in the order ``vllm bench serve`` prints, with how many values each latency rests
     on. Latencies read ``—`` when no request succeeded (summary.json keeps vLLM's 0.0 there); a percentile
     resting on fewer values than it needs (p99: about 100) is starred."""
+    run = summary.run
     t = Table(title=title, show_header=False, title_style="bold", min_width=50)
     t.add_column("metric")
     t.add_column("value", justify="right")
 
     def row(key: str) -> None:  # a figure as the registry titles and rounds it
         figure = FIGURE[key]
-        t.add_row(figure.title, figure.cell(summary.get(key)))
+        t.add_row(figure.title, figure.cell(run.value(key)))
 
     row("completed")
     row("failed")
-    if summary.get("cancelled"):
+    if run.cancelled:
         row("cancelled")
-    if summary.get("errors"):
-        t.add_row("Errors", Text(", ".join(f"{k}: {v}" for k, v in sorted(summary["errors"].items()))))
+    if run.errors:
+        t.add_row("Errors", Text(", ".join(f"{k}: {v}" for k, v in sorted(run.errors.items()))))
     row("duration")
     row("total_input_tokens")
     row("total_output_tokens")
-    if summary.get("prefix_cache_hit_rate") is not None:
+    if run.prefix_cache_hit_rate is not None:
         row("prefix_cache_hit_rate")
-    if summary.get("completed"):
+    if run.completed:
+        mean_in, p90_in, mean_out, p90_out = run.mean_tokens
         t.add_row(
             "Input / output tokens, mean (p90)",
-            f"{summary.get('mean_input_tokens', 0):,.0f} ({summary.get('p90_input_tokens', 0):,.0f}) / "
-            f"{summary.get('mean_output_tokens', 0):,.0f} ({summary.get('p90_output_tokens', 0):,.0f})",
+            f"{mean_in:,.0f} ({p90_in:,.0f}) / {mean_out:,.0f} ({p90_out:,.0f})",
         )
-    if summary.get("total_inputs"):  # embeddings, rerank
+    if run.value("total_inputs"):  # embeddings, rerank
         row("total_inputs")
         row("input_throughput")
         row("input_token_throughput")
     row("request_throughput")
     row("output_throughput")
     row("total_token_throughput")
-    if summary.get("slo"):
+    if summary.slo:
         t.add_section()
-        slo = ", ".join(f"{k.upper()}≤{v:g}ms" for k, v in summary["slo"].items())
+        slo = ", ".join(f"{k.upper()}≤{v:g}ms" for k, v in summary.slo.items())
         t.add_row(Text("SLO", style="bold"), Text(slo))
         row("good_requests")
         row("good_share")
         row("request_goodput")
         row("good_output_throughput")
     starred = False
-    bunched_share = summary.get("itl_bunched_share")
-    bunched = isinstance(bunched_share, float) and bunched_share >= BUNCHED_NOTE
+    bunched_share = run.value("itl_bunched_share")
+    bunched = bunched_share is not None and bunched_share >= BUNCHED_NOTE
     for name, _short, label, _definition in LATENCIES:
-        n = int(summary.get(f"n_{name}") or 0)
+        n = run.n(name)
         t.add_section()
         t.add_row(Text(label, style="bold"), Text(f"n={n:,}", style="dim") if n else "")
         for stat, _word, _label in STATS:
             figure = FIGURE[f"{stat}_{name}_ms"]
             starred |= thin(n, figure.quantile)
-            value = summary.get(figure.key) if n or "n_ttft" not in summary else None
+            value = run.value(figure.key) if n else None
             t.add_row(figure.title, figure.cell(value, n))
         if name == "itl" and bunched:
             t.add_row(Text("ITL gaps < 0.1 ms (bunched) †", style="dim"), Text(f"{bunched_share:.1%}", style="dim"))
-    reasoning = summary.get("reasoning")
-    if reasoning:
+    reasoning = run.reasoning
+    if reasoning is not None:
         t.add_section()
-        t.add_row(Text("Reasoning", style="bold"), Text(f"n={reasoning['completed']:,}", style="dim"))
-        t.add_row("Mean reasoning tokens", _cell(reasoning.get("mean_reasoning_tokens"), "{:.1f}"))
-        t.add_row("Median time to first reasoning token (ms)", _cell(reasoning.get("median_ttfr_ms"), "{:.2f}"))
-        t.add_row("Median time to first answer token (ms)", _cell(reasoning.get("median_answer_ttfc_ms"), "{:.2f}"))
+        t.add_row(Text("Reasoning", style="bold"), Text(f"n={reasoning.completed:,}", style="dim"))
+        t.add_row("Mean reasoning tokens", _cell(reasoning.mean_reasoning_tokens, "{:.1f}"))
+        t.add_row("Median time to first reasoning token (ms)", _cell(reasoning.figures.get("median_ttfr_ms"), "{:.2f}"))
+        answer = reasoning.figures.get("median_answer_ttfc_ms")
+        t.add_row("Median time to first answer token (ms)", _cell(answer, "{:.2f}"))
     captions = []
     if starred:
         captions.append(THIN_CAPTION)
@@ -100,34 +101,36 @@ def summary_table(summary: dict[str, Any], title: str = "llmsurge result") -> Ta
     return t
 
 
-def capacity_line(summary: dict[str, Any]) -> str:
+def capacity_line(summary: RunSummary) -> str:
     """A capacity search's answer, said first: ``c=8 is the most that held 95% good; c=9 held 88%`` ('' without
     a search)."""
-    cap = summary.get("capacity")
-    if not isinstance(cap, dict):
+    cap = summary.capacity
+    if cap is None:
         return ""
-    target = f"{cap.get('target_good_share', 0):.0%} good"
-    levels = {lv.get("level"): lv for lv in cap.get("levels") or [] if isinstance(lv, dict)}
-    failed = levels.get(cap.get("first_failed"))
+    target = f"{cap.target_good_share:.0%} good"
+    failed = cap.first_failed_level
     beyond = ""
-    if failed is not None:
-        share = failed.get("good_share")
-        beyond = f"; {failed.get('load')} held {share:.0%}" if isinstance(share, (int, float)) else ""
-    partial = " (the search was stopped: a partial answer)" if cap.get("partial") else ""
-    if cap.get("max_held_load"):
-        return f"find-max: {cap['max_held_load']} is the most that held {target}{beyond}{partial}"
+    if failed is not None and failed.good_share is not None:
+        beyond = f"; {failed.load} held {failed.good_share:.0%}"
+    partial = " (the search was stopped: a partial answer)" if cap.partial else ""
+    if cap.max_held_load:
+        return f"find-max: {cap.max_held_load} is the most that held {target}{beyond}{partial}"
     return f"find-max: not even the first level held {target}{beyond}{partial}"
 
 
-def _mean_p90(seg: dict[str, Any], which: str) -> str:
-    return f"{seg.get(f'mean_{which}_tokens', 0):,.0f}/{seg.get(f'p90_{which}_tokens', 0):,.0f}"
+def _mean_p90(seg: Level) -> tuple[str, str]:
+    """A segment's realised input and output tokens, ``mean/p90`` each (``—`` when nothing succeeded)."""
+    if not seg.completed:
+        return MISSING, MISSING
+    mean_in, p90_in, mean_out, p90_out = seg.mean_tokens
+    return f"{mean_in:,.0f}/{p90_in:,.0f}", f"{mean_out:,.0f}/{p90_out:,.0f}"
 
 
-def segments_table(summary: dict[str, Any], width: int = 4096) -> Table:
+def segments_table(summary: RunSummary, width: int = 4096) -> Table:
     """One row per segment: the saturation table (throughputs as delivered while each segment was open). Narrower
     than its content (``width``), it drops whole columns, least needed first, and its caption names them."""
-    segs = summary.get("segments", [])
-    slo = any("good_share" in s for s in segs)
+    segs = summary.segments
+    slo = any("good_share" in s.figures for s in segs)
     columns: list[tuple[str, str, int]] = [  # (name, justify, priority: higher is dropped sooner)
         ("#", "right", 0), ("load", "left", 0), ("done", "right", 1), ("failed", "right", 1), ("req/s", "right", 0),
         ("out tok/s", "right", 0), ("TTFT p50", "right", 1), ("TTFT p99", "right", 0), ("TPOT p50", "right", 2),
@@ -137,28 +140,25 @@ def segments_table(summary: dict[str, Any], width: int = 4096) -> Table:
         columns.append(("good", "right", 0))
     rows: list[list[Text | str]] = []
     for s in segs:
-        n = int(s.get("n_ttft") or 0)
-        hit = s.get("prefix_cache_hit_rate")
-        load = Text(str(s.get("load", "")))
-        if s.get("starved"):
+        n = s.n("ttft")
+        load = Text(s.load)
+        if s.starved:
             load.append(" (CPU starved)", style="yellow")
+        rate = s.request_throughput
         rows.append(
             [
-                str(s["segment"]),
+                str(s.segment),
                 load,
-                str(s["completed"]),
-                str(s["failed"]),
-                _cell(s.get("request_throughput"), "{:.2f}"),
-                _cell(s.get("output_throughput"), "{:.1f}"),
-                _cell(s.get("median_ttft_ms") if n else None, "{:.1f}"),
-                _cell(s.get("p99_ttft_ms") if n else None, "{:.1f}", thin(n, 99.0)),
-                _cell(s.get("median_tpot_ms") if s.get("n_tpot") else None, "{:.2f}"),
-                _cell(hit, "{:.0%}"),
-                f"{s.get('mean_input_tokens', 0):,.0f}/{s.get('p90_input_tokens', 0):,.0f}" if s["completed"] else "—",
-                f"{s.get('mean_output_tokens', 0):,.0f}/{s.get('p90_output_tokens', 0):,.0f}"
-                if s["completed"]
-                else "—",
-                *([_cell(s.get("good_share") if s["completed"] else None, "{:.0%}")] if slo else []),
+                str(s.completed),
+                str(s.failed),
+                _cell(None if rate is None or rate != rate else rate, "{:.2f}"),
+                _cell(s.output_throughput, "{:.1f}"),
+                _cell(s.value("median_ttft_ms") if n else None, "{:.1f}"),
+                _cell(s.value("p99_ttft_ms") if n else None, "{:.1f}", thin(n, 99.0)),
+                _cell(s.value("median_tpot_ms") if s.figures.get("n_tpot") else None, "{:.2f}"),
+                _cell(s.prefix_cache_hit_rate, "{:.0%}"),
+                *_mean_p90(s),
+                *([_cell(s.value("good_share") if s.completed else None, "{:.0%}")] if slo else []),
             ]
         )
     t, dropped = fitted_table("segments", columns, rows, width)
@@ -167,9 +167,9 @@ def segments_table(summary: dict[str, Any], width: int = 4096) -> Table:
     return t
 
 
-def roofline_lines(summary: dict[str, Any]) -> list[str]:
+def roofline_lines(summary: RunSummary) -> list[str]:
     """One line per segment: decode per stream against its ceiling, and the inputs' sources once."""
-    block = summary.get("roofline")
+    block = summary.roofline
     if not block:
         return []
     if block.get("missing"):
@@ -177,11 +177,11 @@ def roofline_lines(summary: dict[str, Any]) -> list[str]:
             return []  # nothing known: not worth a line on every run
         return [f"roofline: needs {' and '.join(block['missing'])} (the server and the GPU did not say)"]
     lines = []
-    for seg in summary.get("segments", []):
-        r = seg.get("roofline")
+    for seg in summary.segments:
+        r = seg.roofline
         if r and r.get("fraction") is not None:
             lines.append(
-                f"roofline segment {seg['segment']} ({seg['load']}): decode {r['measured_per_stream_tok_s']:,.1f}"
+                f"roofline segment {seg.segment} ({seg.load}): decode {r['measured_per_stream_tok_s']:,.1f}"
                 f" tok/s per stream = {r['fraction']:.0%} of the {r['ceiling_per_stream_tok_s']:,.1f} tok/s"
                 f" {r['bound']} ceiling at batch {r['batch']:.1f}"
             )
@@ -193,30 +193,30 @@ def roofline_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def turns_table(summary: dict[str, Any]) -> Table:
+def turns_table(summary: RunSummary) -> Table:
     """Multi-turn chats: TTFT and prefix-cache hits per turn (turn 1 is cold; later turns carry the history)."""
     t = Table(title="turns")
     for col in ("turn", "done", "prompt tokens", "TTFT p50", "TTFT p90", "cache"):
         t.add_column(col, justify="right")
-    for r in summary.get("turns", []):
-        n = r["completed"]
+    for r in summary.run.turns:
+        n = r.completed
         t.add_row(
-            str(r["turn"]),
+            str(r.turn),
             str(n),
-            _cell(r.get("mean_prompt_tokens"), "{:,.0f}"),
-            _cell(r.get("median_ttft_ms"), "{:.1f}"),
-            _cell(r.get("p90_ttft_ms"), "{:.1f}", thin(n, 90.0)),
-            _cell(r.get("prefix_cache_hit_rate"), "{:.0%}"),
+            _cell(r.mean_prompt_tokens, "{:,.0f}"),
+            _cell(r.figures.get("median_ttft_ms"), "{:.1f}"),
+            _cell(r.figures.get("p90_ttft_ms"), "{:.1f}", thin(n, 90.0)),
+            _cell(r.prefix_cache_hit_rate, "{:.0%}"),
         )
     return t
 
 
-def breakdown_tables(summary: dict[str, Any]) -> list[Table]:
+def breakdown_tables(summary: RunSummary) -> list[Table]:
     """Per model and per server (``models``, ``targets``), when the run spread requests over several."""
     out = []
     for key, title in (("models", "per model"), ("targets", "per server")):
-        rows = summary.get(key)
-        if not isinstance(rows, dict) or not rows:
+        rows = summary.breakdown.get(key)
+        if not rows:
             continue
         t = Table(title=title)
         t.add_column("model" if key == "models" else "server")
@@ -226,9 +226,9 @@ def breakdown_tables(summary: dict[str, Any]) -> list[Table]:
             n = int(r.get("n_ttft") or 0)
             t.add_row(
                 Text(shown(str(name))),
-                str(r.get("completed", 0)),
-                Text(str(r.get("failed", 0)), style="red" if r.get("failed") else ""),
-                _cell(r.get("total_output_tokens"), "{:,d}"),
+                str(int(r.get("completed", 0))),
+                Text(str(int(r.get("failed", 0))), style="red" if r.get("failed") else ""),
+                _cell(r.get("total_output_tokens"), "{:,.0f}"),
                 _cell(r.get("p50_ttft_ms") if n else None, "{:.1f}"),
                 _cell(r.get("p99_ttft_ms") if n else None, "{:.1f}", thin(n, 99.0)),
                 _cell(r.get("mean_e2el_ms") if r.get("completed") else None, "{:,.1f}"),

@@ -132,7 +132,7 @@ class Steering:
             if isinstance(screen, DashboardScreen) and screen.is_mounted:
                 screen.set_baseline(run)
         self.app.refresh_panes(full=True)
-        self.app.notify(f"baseline: {run.label} ({', '.join(str(s.get('load')) for s in run.segments)})", timeout=4)
+        self.app.notify(f"baseline: {run.label} ({', '.join(s.load for s in run.segments)})", timeout=4)
 
     def inspect(self, request_id: str) -> None:
         """Open a finished request in the inspector."""

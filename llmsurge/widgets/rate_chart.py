@@ -61,10 +61,10 @@ class RateChart(Vertical, can_focus=True):
                     plot.add_v_line(x, line_style=theme.warning or "yellow")
             x_end = max(xs[-1], xs[0] + 10)
             level = self.baseline.level(snap.load_label) if self.baseline else None
-            if level and level.get("output_throughput"):  # the baseline at this load, for reference
-                y = float(level["output_throughput"])
-                plot.plot([xs[0], x_end], [y, y], line_style=theme.secondary or "magenta", label="baseline")
-            top = max([h[1] for h in hist] + [float(level["output_throughput"]) if level else 0.0])
+            base = level.output_throughput if level else None
+            if base:  # the baseline at this load, for reference
+                plot.plot([xs[0], x_end], [base, base], line_style=theme.secondary or "magenta", label="baseline")
+            top = max([h[1] for h in hist] + [base or 0.0])
             roof = snap.roofline_aggregate
             ceiling_top = None
             if roof and roof <= 3 * max(top, 1.0):  # the roofline, when it is near enough to read against

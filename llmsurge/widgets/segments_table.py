@@ -126,8 +126,8 @@ class SegmentsTable(RoleStyles, DataTable[Text]):
             return Text("—"), Text("—")
         out = []
         for base, new, lower in (
-            (level.get("output_throughput"), s.output_throughput, False),
-            (level.get("p99_ttft_ms"), s.ttft_p99_ms, True),
+            (level.output_throughput, s.output_throughput, False),
+            (level.value("p99_ttft_ms"), s.ttft_p99_ms, True),
         ):
             if not base:
                 out.append(Text("—"))
