@@ -896,7 +896,7 @@ def _report(args: argparse.Namespace) -> int:
     )
     from llmsurge.metrics.results import clean_floats
     from llmsurge.render.console import make_console
-    from llmsurge.render.tables import segments_table, summary_table
+    from llmsurge.render.tables import result_tables, segments_table
 
     if args.format == "csv":  # the requests, read line by line: exact as written (a file keeps outside text)
         from llmsurge.metrics.report import requests_csv
@@ -915,12 +915,13 @@ def _report(args: argparse.Namespace) -> int:
         print(json.dumps(clean_floats(out), indent=2))
         return status
     console = make_console(highlight=False)
-    console.print(summary_table(figures, title="recomputed from requests.jsonl"))
+    for table in result_tables(figures, console.width, console.is_terminal, "recomputed from requests.jsonl"):
+        console.print(table)
     if len(figures.segments) > 1:
         console.print(segments_table(figures, console.width))
     line = phases_line(phases(args.folder))
-    if line:
-        console.print(line, markup=False, soft_wrap=True)
+    if line:  # wrapped at words to the terminal (one line in a file)
+        console.print(line, markup=False, highlight=False)
     for line in differences:
         console.print(line, markup=False)
     if not differences:

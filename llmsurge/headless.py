@@ -28,9 +28,9 @@ from llmsurge.render.format import num
 from llmsurge.render.tables import (
     breakdown_tables,
     capacity_line,
+    result_tables,
     roofline_lines,
     segments_table,
-    summary_table,
     turns_table,
 )
 
@@ -238,7 +238,8 @@ def _report(
     answer = capacity_line(summary)
     if answer:  # a search's answer first, before the tables of the levels it tried
         console.print(answer, style="bold", markup=False, highlight=False, soft_wrap=False)
-    console.print(summary_table(summary))
+    for table in result_tables(summary, console.width, console.is_terminal):
+        console.print(table)
     if len(summary.segments) > 1:
         console.print(segments_table(summary, console.width))
     if summary.run.turns:

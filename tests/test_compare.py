@@ -336,3 +336,31 @@ def test_every_table_fits_80_columns_and_a_file_without_a_cut_value(saved: dict[
         text = console.export_text()
         assert "…" not in text and max(len(line) for line in text.splitlines()) <= width, text
         assert "c=32" in text and ("too narrow for" in text) == (width == 80)
+
+
+def test_the_end_of_run_table_is_vllms_on_a_wide_terminal_and_a_matrix_in_a_file(saved: dict[str, Path]) -> None:
+    """A wide terminal reads a row per statistic, as `vllm bench serve` prints; a file, a CI log or a narrow
+    terminal reads latencies as metrics × statistics — the same values, none cut."""
+    from rich.console import Console
+
+    from llmsurge.render.tables import result_tables
+
+    s = RunSummary.from_json(json.loads((saved["base"] / "summary.json").read_text()))
+
+    def text(width: int, terminal: bool) -> str:
+        console = Console(width=width, record=True, file=io.StringIO())
+        for table in result_tables(s, width, terminal):
+            console.print(table)
+        return console.export_text()
+
+    wide = text(160, True)
+    assert "Median TTFT (ms)" in wide and "P99 E2EL (ms)" in wide and "│ p99" not in wide
+    for narrow in (text(80, True), text(4096, False)):
+        assert "Median TTFT (ms)" not in narrow and "…" not in narrow
+        assert max(len(line) for line in narrow.splitlines()) <= 80
+        for metric in ("ttft", "tpot", "itl", "e2el"):
+            mean, p50, p99 = (s.run.value(f"{k}_{metric}_ms") for k in ("mean", "median", "p99"))
+            row = next(line for line in narrow.splitlines() if line.startswith(f"│ {metric.upper()} (ms)"))
+            cells = [c.strip().rstrip("*") for c in row.split("│")[2:-1]]
+            assert cells[0] == f"{s.run.n(metric):,}" and cells[1] == f"{mean:.2f}" and cells[2] == f"{p50:.2f}"
+            assert cells[-1] == f"{p99:.2f}", (row, cells)

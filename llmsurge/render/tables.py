@@ -24,10 +24,65 @@ THIN_CAPTION = "* fewer values than the percentile needs (p90 about 10, p99 abou
 BUNCHED_CAPTION = "† the server sent several tokens per write: ITL counts chunks, TPOT is per token"
 
 
-def summary_table(summary: RunSummary, title: str = "llmsurge result") -> Table:
+WIDE = 100
+"""A terminal at least this wide gets the end-of-run table as ``vllm bench serve`` prints it (a row per statistic);
+a narrower one, or a file, gets latencies as a matrix (a row per metric, a column per statistic)."""
+
+
+def result_tables(summary: RunSummary, width: int, terminal: bool, title: str = "llmsurge result") -> list[Table]:
+    """The end-of-run tables for where they are printed: :func:`summary_table` on a wide terminal; in a file, a CI
+    log or a narrow terminal, the totals (:func:`summary_table` without latencies) and :func:`latency_table`."""
+    if terminal and width >= WIDE:
+        return [summary_table(summary, title)]
+    return [summary_table(summary, title, latencies=False), latency_table(summary, width)]
+
+
+MATRIX_STATS = (("n", "n", 0), ("mean", "mean", 0), ("median", "p50", 0), ("p90", "p90", 1), ("p99", "p99", 0))
+"""The latency matrix's columns: (stat, header, priority: higher is dropped sooner on a narrow terminal)."""
+
+
+def latency_table(summary: RunSummary, width: int = 4096) -> Table:
+    """Latencies as metrics in rows and statistics in columns (as AIPerf prints them), in ms; a percentile resting
+    on too few values is starred, a metric with no value reads ``—``."""
+    run = summary.run
+    rows: list[list[Text | str]] = []
+    starred = False
+    bunched_share = run.value("itl_bunched_share")
+    bunched = bunched_share is not None and bunched_share >= BUNCHED_NOTE
+    for name, short, _label, _definition in LATENCIES:
+        n = run.n(name)
+        row: list[Text | str] = [f"{short} (ms)" + (" †" if name == "itl" and bunched else ""), f"{n:,}"]
+        for stat, _word, _label in STATS:
+            figure = FIGURE[f"{stat}_{name}_ms"]
+            starred |= bool(n) and thin(n, figure.quantile)
+            row.append(figure.cell(run.value(figure.key) if n else None, n))
+        rows.append(row)
+    reasoning = run.reasoning
+    if reasoning is not None:
+        for key, label in (("ttfr", "first reasoning token"), ("answer_ttfc", "first answer token")):
+            f = reasoning.figures
+            n = reasoning.completed
+            cells: list[Text | str] = [f"{label} (ms)", f"{n:,}"]
+            cells += [_cell(f.get(f"{stat}_{key}_ms"), "{:.2f}") for stat in ("mean", "median", "p90", "p99")]
+            rows.append(cells)
+    columns = [("metric", "left", 0)] + [(header, "right", prio) for _s, header, prio in MATRIX_STATS]
+    t, dropped = fitted_table("latency", columns, rows, width)
+    captions = [THIN_CAPTION] if starred else []
+    if bunched:
+        captions.append(f"{BUNCHED_CAPTION}; ITL gaps < 0.1 ms (bunched): {bunched_share:.1%}")
+    if dropped:
+        captions.append(f"too narrow for {', '.join(dropped)}: a wider terminal shows them")
+    if captions:
+        t.caption = "\n".join(captions)
+        t.caption_justify = "left"
+    return t
+
+
+def summary_table(summary: RunSummary, title: str = "llmsurge result", latencies: bool = True) -> Table:
     """The end-of-run table, in the order ``vllm bench serve`` prints, with how many values each latency rests
-    on. Latencies read ``—`` when no request succeeded (summary.json keeps vLLM's 0.0 there); a percentile
-    resting on fewer values than it needs (p99: about 100) is starred."""
+    on (without them: ``latencies`` False, for :func:`latency_table` beside it). Latencies read ``—`` when no
+    request succeeded (summary.json keeps vLLM's 0.0 there); a percentile resting on fewer values than it needs
+    (p99: about 100) is starred."""
     run = summary.run
     t = Table(title=title, show_header=False, title_style="bold", min_width=50)
     t.add_column("metric")
@@ -69,6 +124,8 @@ def summary_table(summary: RunSummary, title: str = "llmsurge result") -> Table:
         row("good_share")
         row("request_goodput")
         row("good_output_throughput")
+    if not latencies:
+        return t
     starred = False
     bunched_share = run.value("itl_bunched_share")
     bunched = bunched_share is not None and bunched_share >= BUNCHED_NOTE
