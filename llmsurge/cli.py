@@ -218,7 +218,7 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         type=lambda v: _whole(v, 1, limits.MAX_TURNS),
         help="multi-turn chats: each user sends N turns, the growing history each time (closed loop)",
     )
-    g.add_argument("--think-time", type=_wait, metavar="SECONDS", help="pause between a user's turns")
+    g.add_argument("--think-time", type=_wait_duration, metavar="SECONDS", help="pause between a user's turns")
     g.add_argument(
         "--endpoint",
         choices=tuple(ENDPOINT_PATHS),
@@ -711,7 +711,7 @@ def _add_check(sub: SubParsers) -> None:
     add_tls_args(chk)
     chk.add_argument(
         "--wait",
-        type=_wait,
+        type=_wait_duration,
         default=900.0,
         metavar="SECONDS",
         help="how long to wait for it to answer (default 900: vLLM takes minutes to load)",
