@@ -100,3 +100,23 @@ async def test_open_loop_rate_is_kept(sim_url: str) -> None:
     await asyncio.wait_for(ctrl.run(), 30)
     n = summarize_run(bus.view(with_stats=True)).run.completed
     assert 60 <= n <= 100, n  # 40/s for 2 s
+
+
+async def test_progress_stays_while_steered_and_goes_once_the_bound_is_spent(sim_url: str) -> None:
+    """A key that changes the load keeps the run's bound (the stage still ends at its request budget), so the
+    status line keeps its progress; once the scenario has ended, a key starts load that nothing bounds."""
+    sc = Scenario("p", "p", (Stage(Load(concurrency=1), requests=12),), RequestShape(output_tokens=20))
+    bus, _pool, ctrl = _setup(sim_url, sc)
+    task = asyncio.create_task(ctrl.run())
+    try:
+        await _until(lambda: ctrl.progress() is not None and bus.finished_total >= 1)
+        ctrl.set_concurrency(3)  # steered by hand
+        progress = ctrl.progress()
+        assert progress is not None and progress.total == 12 and progress.unit == "requests"
+        await _until(lambda: ctrl.finished, 60)
+        assert bus.finished_total == 12 and ctrl.progress() is None  # the budget held though the load was steered
+        ctrl.set_concurrency(2)  # after the end: more load, unbounded
+        assert not ctrl.finished and ctrl.progress() is None
+    finally:
+        ctrl.stop()
+        await asyncio.wait_for(task, 20)

@@ -316,11 +316,18 @@ def _screen_lines(svg: str) -> list[str]:
     import html
     import re
 
-    runs: dict[float, list[tuple[float, str]]] = {}
+    cell = 12.2  # Textual's SVG: one cell is 12.2 units across; a run of plain spaces is not written, so each run
+    runs: dict[float, list[tuple[float, str]]] = {}  # is placed at its column, the gaps filled with spaces
     for m in re.finditer(r'<text[^>]*\sx="([\d.]+)"[^>]*\sy="([\d.]+)"[^>]*>(.*?)</text>', svg):
         x, y, text = float(m.group(1)), float(m.group(2)), html.unescape(m.group(3)).replace("\xa0", " ")
         runs.setdefault(y, []).append((x, text))
-    return ["".join(t for _x, t in sorted(parts)) for _y, parts in sorted(runs.items())]
+    lines = []
+    for _y, parts in sorted(runs.items()):
+        line = ""
+        for x, text in sorted(parts):
+            line = line.ljust(round(x / cell)) + text
+        lines.append(line)
+    return lines
 
 
 @pytest.mark.slow

@@ -69,7 +69,8 @@ class Controller:
         """Apply a new load now (a new segment); returns the segment number."""
         self.load = load
         self.manual = True
-        if self.finished:
+        if self.finished:  # the scenario's bound is spent: the run goes on until stopped
+            self._scenario_start = None
             self.pool.set_tickets(UNLIMITED)
             self.finished = False
             self.bus.set_state("paused" if self.paused else "running")
@@ -137,11 +138,12 @@ class Controller:
             self._loop.call_soon_threadsafe(self.stop)
 
     def progress(self) -> RunProgress | None:
-        """How far the scenario has come, when it is bounded (every stage by requests, or every one by time) and
-        nobody has steered it by hand; None otherwise."""
+        """How far the scenario has come, when it is bounded (every stage by requests, or every one by time); None
+        otherwise. Steering by hand keeps the bound (a stage still ends at its time or its request budget), so the
+        progress stays; once the scenario has ended and a key starts more load, the run is unbounded."""
         start = self._scenario_start
         stages = self.scenario.stages
-        if start is None or self.manual or self.finished or self.scenario.search is not None:
+        if start is None or self.finished or self.scenario.search is not None:
             return None
         elapsed = time.monotonic() - start[0]
         if all(st.requests for st in stages):

@@ -20,6 +20,8 @@ from llmsurge.widgets.roles import RoleStyles
 
 ROWS = (("TTFT", "ttft"), ("TTFC", "ttfc"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
 QUANTILES = (50.0, 90.0, 99.0)
+DROPPED_FIRST = ("ttfc", "itl")
+"""Rows left out of a pane too short for all five: TTFC first (it is TTFT but for a reasoning model), then ITL."""
 NEW_LINE = Text("\n")
 
 
@@ -55,6 +57,11 @@ class Figures:
     def _key(self) -> tuple[object, ...]:
         cells = [*self.headers, *(c for row in self.rows for c in row)]  # (the headers fix the rows' length)
         return tuple((t.plain, t.spans, t.style, t.justify) if t is not None else None for t in [*cells, self.caption])
+
+    def width(self) -> int:
+        """The cells the table needs across: each column its widest cell, and a space either side."""
+        columns = list(zip(self.headers, *self.rows, strict=True))
+        return sum(max(cell.cell_len for cell in column) + 2 for column in columns)
 
     def table(self) -> Table:
         """The rich table these figures stand for."""
@@ -111,20 +118,46 @@ class Figures:
         yield Segment.line()
 
 
+LAYOUTS = (
+    (("seg", "run"), ("p50", "p90", "p99", "mean", "n")),
+    (("seg", "run"), ("p50", "p90", "p99", "n")),
+    (("seg",), ("p50", "p90", "p99", "mean", "n")),
+    (("seg",), ("p50", "p90", "p99", "n")),
+)
+"""The pane's layouts, richest first: it shows the first whose columns fit its width, and is titled for it."""
+TITLES = {("seg", "run"): "latency (ms): segment | run", ("seg",): "latency (ms): this segment"}
+
+
 class LatencyTable(RoleStyles, Static, can_focus=True):
-    """Latency percentiles side by side: this segment | whole run (the run columns need room). A percentile that
-    rests on fewer values than it needs is dimmed and starred."""
+    """Latency percentiles side by side: this segment | whole run (the run columns where they fit, the pane titled
+    for what it shows). A percentile that rests on fewer values than it needs is dimmed and starred."""
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap``."""
+        width = self.content_size.width or self.size.width
+        for scopes, names in LAYOUTS:
+            t = self._figures(snap, scopes, names)
+            if t.width() <= width:
+                break
+        if self.border_title != TITLES[scopes]:
+            self.border_title = TITLES[scopes]
+        if snap.segment_figures.bunched:
+            share = snap.segment_figures.itl_bunched_share or 0.0
+            long = f"† per chunk: {share:.0%} of gaps < 0.1 ms (several tokens per send); per token: TPOT"
+            short = f"† {share:.0%} of gaps < 0.1 ms; per token: TPOT"
+            t.caption = Text(long if len(long) <= width else short, self.role("muted"))
+        update_static(self, t)
+
+    def _figures(self, snap: Snapshot, scopes: tuple[str, ...], names: tuple[str, ...]) -> Figures:
         muted = self.role("muted")
-        width = self.size.width
-        scopes = ("seg", "run") if width >= 84 else ("seg",)
-        names = ("p50", "p90", "p99", "mean", "n") if width >= 50 else ("p50", "p90", "p99", "n")
         headers = [f"{scope} {name}" if name == "p50" else name for scope in scopes for name in names]
         t = Figures(["ms", *headers], header_style=self.role("strong"), first_style=self.role("strong"))
         bunched = snap.segment_figures.bunched
+        height = self.content_size.height - 1 - (1 if bunched else 0)  # below the header, above the caption
+        dropped = {key for _label, key in ROWS if key in DROPPED_FIRST[: max(0, len(ROWS) - height)]}
         for label, key in ROWS:
+            if key in dropped and height > 0:
+                continue
             if key == "itl" and bunched:
                 label = "ITL†"  # per chunk: the note below says how many gaps were bunched
             cells: list[Text] = []
@@ -137,8 +170,4 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
                     cells.append(Text(ms(dist.mean) if dist.n else "—"))
                 cells.append(Text(compact(dist.n), style=muted))
             t.add_row(Text(label), *cells)
-        if bunched:
-            share = snap.segment_figures.itl_bunched_share or 0.0
-            long = f"† per chunk: {share:.0%} of gaps < 0.1 ms (several tokens per send); per token: TPOT"
-            t.caption = Text(long if len(long) <= width else f"† {share:.0%} of gaps < 0.1 ms; per token: TPOT", muted)
-        update_static(self, t)
+        return t

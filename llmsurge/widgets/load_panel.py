@@ -13,7 +13,7 @@ from rich.text import Span, Text
 from textual.widgets import Static
 
 from llmsurge.metrics.snapshot import Snapshot
-from llmsurge.render.format import ms, num, p50_p99
+from llmsurge.render.format import clock, ms, num, p50_p99
 from llmsurge.widgets.pane import update_static
 from llmsurge.widgets.roles import RoleStyles
 
@@ -129,4 +129,38 @@ class LoadPanel(RoleStyles, Static, can_focus=True):
             t.add_row("loop lag", Text(f"{c.max_loop_lag_ms:,.0f} ms", style=health))
         if c.saturated:  # the whole width, wrapped: the reason names the remedy
             t.note = Text(f"{str(c.cause).upper()}: {c.reason}", style=warn)
+        room = self.content_size.height - len(t.rows) - (3 if t.note is not None else 0)
+        across = self.content_size.width - LABEL_WIDTH - 1
+        more: list[tuple[str, str]] = []
+        for label, value in self._more(snap):  # never a cut value; one row a label (its first form that fits)
+            if len(value) <= across and label not in {m[0] for m in more}:
+                more.append((label, value))
+        for label, value in more[: max(0, room)]:  # what the pane has room for, most wanted first
+            t.add_row(label, value)
         update_static(self, t)
+
+    def _more(self, snap: Snapshot) -> list[tuple[str, str]]:
+        """Rows for a pane taller than its essentials (the top row's height is the charts'): the segment's other
+        latencies, what its requests were, and the run so far."""
+        st, run = snap.segment_figures, snap.run_figures
+        rows: list[tuple[str, str]] = []
+        if st["tpot"].n:
+            rows.append(("TPOT p50/p99", p50_p99(st["tpot"])))
+        if st["e2el"].n and st["ttft"].n:
+            rows.append(("E2EL p50/p99", p50_p99(st["e2el"])))
+            e2el = st["e2el"]
+            p50, p99 = e2el.at(50.0), e2el.at(99.0)
+            if p50 is not None and p99 is not None and p50 >= 1000.0:  # where the ms do not fit: seconds
+                star = "*" if e2el.thin(99.0) else ""
+                rows.append(("E2EL p50/p99", f"{p50 / 1000:.2f}/{p99 / 1000:.2f}{star}s"))
+        if st["itl"].n:
+            rows.append(("ITL p50/p99", p50_p99(st["itl"])))
+        if st.input_mean and st.output_mean and st["e2el"].n:  # (0: the server reported no usage)
+            rows.append(("in/out tok", f"{st.input_mean:,.0f}/{st.output_mean:,.0f}"))
+        rows.append(("segment", f"#{snap.segment}"))
+        rows.append(("started", f"{snap.started:,}"))
+        rows.append(("tokens out", f"{snap.output_tokens:,}"))
+        rows.append(("elapsed", clock(snap.elapsed)))
+        if run["ttft"].n > st["ttft"].n:
+            rows.append(("run TTFT p50", ms(run["ttft"].median)))
+        return rows

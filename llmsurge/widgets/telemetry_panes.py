@@ -163,28 +163,41 @@ class HostPane(TelemetryPane):
             parts.append(Text(shown(c.reason, limit=300), style=warn))
         return Group(self.grid(rows, reserve=reserve), *parts) if parts else self.grid(rows)
 
+    WORKER_COLUMNS = (  # (name, justify, priority: higher is dropped sooner when the pane is narrow)
+        ("worker", "left", 0), ("host", "left", 5), ("state", "left", 1), ("in flight", "right", 0),
+        ("done", "right", 2), ("failed", "right", 0), ("cpu", "right", 3), ("loop lag", "right", 4),
+    )  # fmt: skip
+
     def _workers(self, snap: Snapshot) -> Table:
-        """The per-worker table: state, in flight, done, failed, CPU, loop lag (and host, in a Ray run)."""
-        bad, muted = self.role("bad"), self.role("muted")
+        """The per-worker table: state, in flight, done, failed, CPU, loop lag (and host, in a Ray run); narrower
+        than its content, it drops whole columns, least needed first, never cutting a value."""
+        bad = self.role("bad")
         hosts = any(w.host for w in snap.workers)
-        t = Table(box=None, padding=(0, 1), header_style=muted, expand=False, pad_edge=False)
-        t.add_column("worker", no_wrap=True)
-        if hosts:
-            t.add_column("host", no_wrap=True, max_width=18)
-        for name in ("state", "in flight", "done", "failed", "cpu", "loop lag"):
-            t.add_column(name, justify="left" if name == "state" else "right", no_wrap=True)
+        columns = [c for c in self.WORKER_COLUMNS if hosts or c[0] != "host"]
+        rows: list[list[Text]] = []
         for w in snap.workers:
-            lost = w.state != "running"
-            t.add_row(
-                f"w{w.worker}",
-                *([w.host[-18:]] if hosts else []),
-                Text(w.state, style=bad if lost else ""),
-                f"{w.inflight:,}",
-                f"{w.done:,}",
-                Text(f"{w.failed:,}", style=bad if w.failed else ""),
-                f"{w.cpu:.0%}",
-                f"{w.loop_lag_ms:,.0f} ms",
-            )
+            cells = {
+                "worker": Text(f"w{w.worker}"),
+                "host": Text(w.host[-18:]),
+                "state": Text(w.state, style=bad if w.state != "running" else ""),
+                "in flight": Text(f"{w.inflight:,}"),
+                "done": Text(f"{w.done:,}"),
+                "failed": Text(f"{w.failed:,}", style=bad if w.failed else ""),
+                "cpu": Text(f"{w.cpu:.0%}"),
+                "loop lag": Text(f"{w.loop_lag_ms:,.0f} ms"),
+            }
+            rows.append([cells[name] for name, _j, _p in columns])
+        need = [max([len(name), *(r[i].cell_len for r in rows)]) for i, (name, _j, _p) in enumerate(columns)]
+        keep = list(range(len(columns)))
+        width = self.content_size.width or 4096
+        while sum(need[i] for i in keep) + 2 * (len(keep) - 1) > width and any(columns[i][2] for i in keep):
+            keep.remove(max((i for i in keep if columns[i][2]), key=lambda i: columns[i][2]))
+        t = Table(box=None, padding=(0, 1), header_style=self.role("muted"), expand=False, pad_edge=False)
+        for i in keep:
+            name, justify, _p = columns[i]
+            t.add_column(name, justify=justify, no_wrap=True, min_width=need[i])  # type: ignore[arg-type]
+        for r in rows:
+            t.add_row(*(r[i] for i in keep))
         return t
 
 

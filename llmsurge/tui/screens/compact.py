@@ -33,7 +33,9 @@ class CompactScreen(DashboardScreen):
     CSS_PATH = "compact.tcss"
     BINDINGS = [
         *(
-            Binding(str(i), f"show_pane('{pid}')", "panes" if i == 1 else SHORT[pid], show=i == 1, key_display="1-9")
+            Binding(
+                str(i), f"show_pane('{pid}')", "panes" if i == 1 else SHORT[pid], show=i == 1, key_display="1-9 ←/→"
+            )
             for i, (pid, _t, _c) in enumerate(PANES, 1)
         ),
         Binding("left", "step(-1)", "previous", show=False),
@@ -44,6 +46,7 @@ class CompactScreen(DashboardScreen):
         Binding("s", "app.save", "save", show=False),
         Binding("minus", "app.concurrency(-1)", "-1", key_display="-", show=False),
         Binding("left_square_bracket", "app.scale(0.5)", "÷2", key_display="[", show=False),
+        Binding("f", "failed_only", "failures", show=False),
     ]
 
     def compose(self) -> ComposeResult:

@@ -7,11 +7,12 @@ number keys or tabs. The app shows the one that fits the terminal, switching liv
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
-from typing import TypeVar, cast
+from typing import ClassVar, TypeVar, cast
 
 from textual import on
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -35,7 +36,7 @@ PANES: tuple[tuple[str, str, type[Widget]], ...] = (
     ("ttft", "TTFT histogram", TtftHistogram),
     ("latency", "latency (ms): segment | run", LatencyTable),
     ("segments", "segments", SegmentsTable),
-    ("requests", "requests: running (oldest first), finished (newest first)", RequestStream),
+    ("requests", "requests: running, then the newest finished", RequestStream),
     ("gpu", "GPU", GpuPane),
     ("server", "server /metrics", ServerPane),
     ("host", "host / client", HostPane),
@@ -100,7 +101,50 @@ class DashboardScreen(Screen[None]):
         Binding("shift+tab", "app.focus_previous", "previous pane", show=False, id="focus-previous"),
     ]
 
+    FOOTER: ClassVar[dict[str, tuple[int, str]]] = {
+        "concurrency-up": (0, "one more"),
+        "concurrency-down": (120, "one fewer"),
+        "concurrency-double": (0, "double"),
+        "concurrency-halve": (120, "halve"),
+        "rate-up": (0, "raise rate"),
+        "rate-down": (120, "lower rate"),
+        "pause": (0, "pause/resume"),
+        "quit": (0, "quit and save"),
+        "presets": (0, "switch preset"),
+        "save": (130, "save now"),
+        "failures-only": (140, "failures only"),
+        "zoom": (0, "zoom pane"),
+        "focus-next": (160, "next pane"),
+        "maximize-rate": (175, "zoom pane N"),
+    }
+    """Binding id → (the terminal width from which the footer shows it, its description from :data:`LONG_FOOTER`
+    columns): a narrow footer keeps what matters most and is never cut, a wide one says more. Every key works at
+    every width; the palette lists them all."""
+    LONG_FOOTER = 220
+
     _ready = False
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """The screen's bindings as the footer shows them at this width (see :attr:`FOOTER`)."""
+        width = self.app.size.width
+        out = {}
+        for key, active in super().active_bindings.items():
+            fit = self.FOOTER.get(active.binding.id or "")
+            if fit is not None:
+                at, long = fit
+                binding = replace(active.binding, show=width >= at)
+                if binding.id == "maximize-rate":  # one entry stands for 1-9
+                    binding = replace(binding, key_display="1-9", description="zoom pane")
+                if width >= self.LONG_FOOTER:
+                    binding = replace(binding, description=long)
+                active = active._replace(binding=binding)
+            out[key] = active
+        return out
+
+    def on_resize(self) -> None:
+        """The footer fits the new width."""
+        self.refresh_bindings()
 
     def __init__(self) -> None:
         super().__init__()
