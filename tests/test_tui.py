@@ -1063,3 +1063,43 @@ def test_the_latency_figures_draw_as_the_rich_table_did_at_every_width() -> None
     b.rows[0][1] = Text("12.3")
     b.caption = Text("† note")
     assert a != b
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 48), (240, 64)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_footer_fits_its_width_and_the_latency_pane_is_titled_for_what_it_shows(
+    no_user_presets: None, size: tuple[int, int]
+) -> None:
+    """A narrow footer keeps what matters and is never cut (the compact screen's names its arrows); a wide one
+    says more. The latency pane shows the run's columns where they fit, and its title says which it shows."""
+    app = _static_app()
+    async with app.run_test(size=size) as pilot:
+        await _settle(pilot)
+        lines = _screen_lines(app.export_screenshot())
+        footer = lines[-1]
+        assert "q quit" in footer and "^p palette" in footer and "…" not in footer, footer
+        assert len(footer.rstrip()) <= size[0]
+        if size[0] < 100:
+            assert "1-9 ←/→ panes" in footer, footer
+            return
+        title = next(line for line in lines if "latency (ms)" in line)
+        header = next(line for line in lines if "seg p50" in line)
+        if size[0] >= 160:
+            assert "segment | run" in title and "run p50" in header, (title, header)
+        else:
+            assert "this segment" in title and "run p50" not in header, (title, header)
+        assert ("one more" in footer) == (size[0] >= 220), footer
+        assert ("- -1" in footer or "one fewer" in footer) == (size[0] >= 120), footer
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48), (240, 64)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_load_pane_fills_its_height(no_user_presets: None, size: tuple[int, int]) -> None:
+    """The load pane is as tall as the charts beside it: it fills that height with figures, not blank rows."""
+    app = _static_app()
+    async with app.run_test(size=size) as pilot:
+        await _settle(pilot)
+        lines = _screen_lines(app.export_screenshot())
+    top = next(i for i, line in enumerate(lines) if line.startswith("╭─ load"))
+    bottom = next(i for i in range(top + 1, len(lines)) if lines[i].startswith("╰"))
+    inside = [line[1 : line.index("│", 1)] for line in lines[top + 1 : bottom]]
+    blank = [row for row in inside if not row.strip()]
+    assert len(inside) >= 10 and len(blank) <= max(2, len(inside) // 3), inside  # (it kept 11–13 blank rows)
