@@ -296,7 +296,7 @@ def test_a_reasoning_model_on_the_simulated_server(tmp_path: Path) -> None:
     assert block["completed"] == 8 and block["mean_reasoning_tokens"] == 12
     assert block["median_ttfr_ms"] < block["median_answer_ttfc_ms"]
     assert s["mean_output_tokens"] == 32  # reasoning tokens are output
-    assert "Median time to first answer token" in r.stdout
+    assert "│ first answer token (ms)" in r.stdout and "│ first reasoning token (ms)" in r.stdout  # the matrix
 
 
 # ---- 6. long context ---------------------------------------------------------------------------------------
