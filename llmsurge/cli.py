@@ -619,6 +619,13 @@ def _add_run(sub: SubParsers) -> None:
         type=lambda v: _number(v, 0.0, 1.0, low_open=True),
         help="--find-max: the share of requests that must meet the SLO (default 0.95)",
     )
+    run.add_argument(
+        "--repeat",
+        type=lambda v: _whole(v, 2, 100),
+        metavar="N",
+        help="run the same workload N times (fresh seeds, a folder each) and report each figure's mean and 95%%"
+        " interval across the trials; compare then uses the trials' spread as the noise",
+    )
 
 
 def _add_sim(sub: SubParsers) -> None:
@@ -825,6 +832,12 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         fail_on = parse_thresholds(args.fail_on)
         config = build_config(args, keep_alive=False)
+        if args.repeat:
+            from llmsurge.headless import run_trials
+
+            if args.find_max:
+                raise ValueError("--repeat with --find-max: a search is not a workload to repeat: give one")
+            return asyncio.run(run_trials(config, make_console(), args.progress_interval, fail_on, args.repeat))
         session = RunSession(config)
         return asyncio.run(run_headless(session, make_console(), args.progress_interval, fail_on))
     if cmd == "web":

@@ -7,21 +7,32 @@ and the exit status says which signal it was (128 + its number). A second signal
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import secrets
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from llmsurge.api import LiveApi, OnSteer, api_token, parse_address
-from llmsurge.engine.session import ConfigError, RunSession
+from llmsurge.engine.session import ConfigError, RunConfig, RunSession
 from llmsurge.lifetime import ExitCode, StopSignals, exit_status
 from llmsurge.metrics.model import RunSummary
+from llmsurge.metrics.results import (
+    ResultsFolderError,
+    claim_results_folder,
+    clean_floats,
+    default_results_folder,
+    write_json_atomic,
+)
 from llmsurge.metrics.snapshot import Snapshot, SnapshotBuilder
 from llmsurge.metrics.thresholds import Threshold, breaches
+from llmsurge.metrics.trials import aggregate
 from llmsurge.redaction import SHORT, markup_safe, shown
 from llmsurge.render.console import make_console
 from llmsurge.render.format import num
@@ -31,6 +42,7 @@ from llmsurge.render.tables import (
     result_tables,
     roofline_lines,
     segments_table,
+    trials_table,
     turns_table,
 )
 
@@ -109,9 +121,14 @@ async def _show_progress(
 
 
 async def run_headless(
-    session: RunSession, console: Console, interval: float | None = None, fail_on: list[Threshold] | None = None
+    session: RunSession,
+    console: Console,
+    interval: float | None = None,
+    fail_on: list[Threshold] | None = None,
+    tables: bool = True,
 ) -> int:
-    """Prepare, run to the end (or a stop signal), save, print; returns the exit status."""
+    """Prepare, run to the end (or a stop signal), save, print (``tables``: the end-of-run tables; else one line);
+    returns the exit status."""
     loop = asyncio.get_running_loop()
     signals = StopSignals()
     err = make_console(stderr=True, highlight=False)
@@ -129,7 +146,7 @@ async def run_headless(
 
     signals.install(loop, stop)
     try:
-        return await _run(session, console, prep, signals, interval, fail_on or [])
+        return await _run(session, console, prep, signals, interval, fail_on or [], tables)
     finally:
         signals.remove(loop)
         if api is not None:
@@ -180,6 +197,7 @@ async def _run(
     signals: StopSignals,
     interval: float | None,
     fail_on: list[Threshold],
+    tables: bool = True,
 ) -> int:
     try:
         await prep
@@ -220,7 +238,64 @@ async def _run(
             f"[red]summary.json could not be written to {markup_safe(session.output)}"
             f" ({markup_safe(exc.strerror or exc)}); requests.jsonl keeps what was written[/red]"
         )
+    if not tables:
+        console.print(trial_line(summary, session.output), markup=False, highlight=False)
+        return (
+            exit_status(signals.signum) if signals.signum is not None else ExitCode.OK if path else ExitCode.NOT_SAVED
+        )
     return _report(session, console, summary, path, signals.signum, fail_on)
+
+
+def trial_line(summary: RunSummary, folder: Path) -> str:
+    """One trial of a repeated run, in a line: its counts, rates and latencies, and where it is."""
+    run = summary.run
+    ttft, e2el = run.value("median_ttft_ms"), run.value("median_e2el_ms")
+    return (
+        f"  {run.completed:,} ok, {run.failed:,} failed, {num(run.request_throughput, 2)} req/s,"
+        f" {num(run.output_throughput, 0)} tok/s, TTFT p50 {num(ttft, 1)} ms, E2EL p50 {num(e2el, 0)} ms"
+        f" → {shown(folder, limit=None)}"
+    )
+
+
+async def run_trials(
+    config: RunConfig, console: Console, interval: float | None, fail_on: list[Threshold], n: int
+) -> int:
+    """``--repeat N``: the same workload N times, each trial a run of its own (its folder ``trial-K`` and seed),
+    then each figure's mean and 95% interval over the trials in the folder's ``summary.json`` and a table.
+    A stop signal ends the trials; those finished are still summarized."""
+    out = config.output or default_results_folder(config.name or config.scenario.name)
+    try:
+        out = claim_results_folder(out, unique=config.output is None)
+    except ResultsFolderError as exc:
+        raise ConfigError(str(exc)) from None
+    base = config.seed if config.seed is not None else secrets.randbelow(2**31 - n)
+    done: list[RunSummary] = []
+    seeds: list[int] = []
+    status: int = ExitCode.OK
+    for k in range(1, n + 1):
+        seed = base + k - 1
+        console.print(f"trial {k}/{n} (seed {seed})", style="bold", markup=False, highlight=False)
+        folder = out / f"trial-{k}"
+        status = await run_headless(RunSession(replace(config, output=folder, seed=seed)), console, interval, [], False)
+        if (folder / "summary.json").is_file():
+            done.append(RunSummary.from_json(json.loads((folder / "summary.json").read_text())))
+            seeds.append(seed)
+        if status != ExitCode.OK:
+            break
+    if not done:
+        return status
+    summary = aggregate(done, [f"trial-{k}" for k in range(1, len(done) + 1)], seeds)
+    write_json_atomic(out / "summary.json", clean_floats(summary.to_json()))
+    console.print(trials_table(summary, console.width))
+    for note in summary.notes:
+        console.print(f"note: {shown(note, limit=2000)}", style="dim", markup=False, highlight=False, soft_wrap=False)
+    console.print(f"results: {shown(out, limit=None)}", markup=False, highlight=False)
+    broken = breaches(fail_on, summary)  # on the trials' means
+    for line in broken:
+        console.print(f"threshold breached: {line}", style="bold red", markup=False, highlight=False, soft_wrap=False)
+    if status != ExitCode.OK:
+        return status
+    return ExitCode.THRESHOLDS if broken else ExitCode.OK
 
 
 def _report(

@@ -32,7 +32,7 @@ from llmsurge.metrics import model
 from llmsurge.metrics.figures import FIGURE, Figure
 from llmsurge.metrics.model import LLMSURGE, JsonObject
 from llmsurge.metrics.runs import SavedRun
-from llmsurge.metrics.stats import thin
+from llmsurge.metrics.stats import t_95, thin
 from llmsurge.redaction import shown
 
 BOOTSTRAP = 1000
@@ -197,16 +197,6 @@ def block_length(run: SavedRun, seg: model.Level, values: int, load: str | None)
     return max(1, min(values // 2, round(per_block * values / requests)))
 
 
-_T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13, 20: 2.09}
-
-
-def t_95(df: int) -> float:
-    """Student's t, two-sided 95%, for ``df`` degrees of freedom (rounded down to the table; 1.96 past 30)."""
-    if df > 30:
-        return 1.96
-    return _T_95[max([k for k in _T_95 if k <= df], default=1)]
-
-
 def _figure(run: SavedRun, seg: model.Level, metric: Metric) -> float | None:
     """A figure of one level (telemetry-derived ones computed here)."""
     if metric.key.startswith(("gpu_", "tok_per")):
@@ -311,6 +301,9 @@ def _interval(
     """The 95% interval of the difference (candidate − baseline) in the figure's unit, or None when the runs hold
     nothing to estimate it from."""
     diff = values[1] - values[0]
+    trials = _trials_interval(runs, metric, load, diff)
+    if trials is not None:
+        return trials
     if metric.stat is not None and metric.metric is not None:
         a, b = (r.values(metric.metric, load) for r in runs)
         if a is None or b is None or len(a) < 2 or len(b) < 2:
@@ -335,6 +328,31 @@ def _interval(
         half = t_95(w_a + w_b - 2) * math.sqrt(se_a * se_a + se_b * se_b)
         return diff - half, diff + half
     return None
+
+
+def _trials_interval(
+    runs: tuple[SavedRun, SavedRun], metric: Metric, load: str | None, diff: float
+) -> tuple[float, float] | None:
+    """Where both runs were repeated (``--repeat``): the difference of the trials' means, ± Student's t (on the
+    fewer trials' degrees of freedom) times its standard error — whole trials are the independent samples. Only for
+    the whole run, or a run of one load level (the trials' figures are the run's)."""
+    figures = []
+    for run in runs:
+        trials = run.summary.trials
+        if trials is None or (load is not None and len(run.segments) != 1):
+            return None
+        tf = trials.figures.get(metric.key)
+        if tf is None or len(tf.values) < 2:
+            return None
+        figures.append(tf)
+    scale = 100.0 if metric.unit == "%" else 1.0  # a share's row is in percentage points
+    variances = []
+    for tf in figures:
+        n = len(tf.values)
+        mean = sum(tf.values) / n
+        variances.append(sum((v - mean) ** 2 for v in tf.values) / (n - 1) / n * scale * scale)
+    half = t_95(min(len(tf.values) for tf in figures) - 1) * math.sqrt(sum(variances))
+    return diff - half, diff + half
 
 
 def _rate_se(run: SavedRun, seg: model.Level, load: str | None, tokens: bool) -> tuple[float, int] | None:

@@ -386,7 +386,9 @@ class Level:
             total_input_tokens=_int(d.get("total_input_tokens")),
             total_output_tokens=_int(d.get("total_output_tokens")),
             output_tokens_estimated=_int(d.get("output_tokens_estimated")),
-            delivered_output_tokens=_int(d["delivered_output_tokens"]) if "delivered_output_tokens" in d else None,
+            delivered_output_tokens=_int(d["delivered_output_tokens"])
+            if d.get("delivered_output_tokens") is not None
+            else None,
             cached_prompt_tokens=_int(d.get("cached_prompt_tokens")),
             prefix_cache_hit_rate=_num(d.get("prefix_cache_hit_rate")),
             request_throughput=float("nan") if rate is None and segment is not None else _num(rate),
@@ -570,6 +572,65 @@ class Capacity:
         return next((lv for lv in self.levels if lv.level == self.first_failed), None)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrialFigure:
+    """One figure over repeated trials: its mean, the 95% interval of that mean, and each trial's value."""
+
+    mean: float
+    low: float
+    high: float
+    values: tuple[float, ...]
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "ci95": [self.low, self.high], "values": list(self.values)}
+
+    @classmethod
+    def from_json(cls, d: JsonObject) -> TrialFigure | None:
+        ci, values = d.get("ci95"), d.get("values")
+        mean = _num(d.get("mean"))
+        if mean is None or not isinstance(ci, list) or len(ci) != 2 or not isinstance(values, list):
+            return None
+        low, high = _num(ci[0]), _num(ci[1])
+        if low is None or high is None:
+            return None
+        return cls(mean=mean, low=low, high=high, values=tuple(float(v) for v in values if _num(v) is not None))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trials:
+    """A repeated run (``--repeat N``): its trials' seeds and folders, and per figure its mean and 95% interval."""
+
+    n: int
+    seeds: tuple[int, ...]
+    folders: tuple[str, ...]
+    figures: Mapping[str, TrialFigure]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "seeds": list(self.seeds),
+            "folders": list(self.folders),
+            "figures": {k: f.to_json() for k, f in self.figures.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: JsonObject) -> Trials:
+        figures = {
+            str(k): TrialFigure.from_json(v) for k, v in _obj(d.get("figures")).items() if isinstance(v, Mapping)
+        }
+        seeds, folders = d.get("seeds"), d.get("folders")
+        return cls(
+            n=_int(d.get("n")),
+            seeds=tuple(_int(s) for s in seeds) if isinstance(seeds, list) else (),
+            folders=tuple(str(f) for f in folders) if isinstance(folders, list) else (),
+            figures={k: f for k, f in figures.items() if f is not None},
+        )
+
+
 LLMSURGE = "llmsurge"
 VLLM = "vllm bench serve"
 
@@ -599,6 +660,7 @@ class RunSummary:
     telemetry: Mapping[str, JsonObject] = field(default_factory=dict)
     slo: Mapping[str, float] | None = None  # limits in ms
     capacity: Capacity | None = None
+    trials: Trials | None = None  # a repeated run (--repeat): each figure's mean and interval over its trials
     extra: JsonObject = field(default_factory=dict)  # keys of a vLLM result we do not model (its per-request lists)
 
     @property
@@ -642,6 +704,8 @@ class RunSummary:
             out["slo"] = dict(self.slo)
         if self.capacity is not None:
             out["capacity"] = self.capacity.to_json()
+        if self.trials is not None:
+            out["trials"] = self.trials.to_json()
         out.update(self.extra)
         return out
 
@@ -653,7 +717,7 @@ class RunSummary:
         segments = d.get("segments") if isinstance(d.get("segments"), list) else []
         known = {"warmup", "segments", "models", "targets", "roofline", "name", "preset", "llmsurge_version"}
         known |= {"date", "backend", "model_id", "server", "config", "calibration", "resolving", "client", "notes"}
-        known |= {"telemetry", "slo", "capacity"}
+        known |= {"telemetry", "slo", "capacity", "trials"}
         run = Level.from_json({k: v for k, v in d.items() if k not in ("segment", "client", "telemetry")})
         extra = {k: v for k, v in d.items() if k not in known and k not in LEVEL_FIELDS and k not in BLOCKS}
         extra = {k: v for k, v in extra.items() if k not in run.figures}
@@ -685,6 +749,7 @@ class RunSummary:
             telemetry={str(k): _obj(v) for k, v in _obj(d.get("telemetry")).items()},
             slo={str(k): float(v) for k, v in slo.items() if _num(v) is not None} if isinstance(slo, Mapping) else None,
             capacity=Capacity.from_json(d["capacity"]) if isinstance(d.get("capacity"), Mapping) else None,
+            trials=Trials.from_json(d["trials"]) if isinstance(d.get("trials"), Mapping) else None,
             extra=extra,
         )
 

@@ -238,6 +238,10 @@ def recompute(folder: Path, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     when it is there, as throughputs are over the run's duration)."""
     path = folder / "requests.jsonl"
     if not path.is_file():
+        saved = _saved_summary(folder) if (folder / "summary.json").is_file() else None
+        if saved is not None and saved.trials is not None:
+            first = folder / (saved.trials.folders[0] if saved.trials.folders else "trial-1")
+            raise ReportError(f"{folder} is a repeated run ({saved.trials.n} trials): report a trial, e.g. {first}")
         raise ReportError(f"{folder}: no requests.jsonl here: name a results folder llmsurge wrote")
     scopes: dict[int, _Scope] = {}
     _first_pass(path, scopes)

@@ -249,3 +249,13 @@ def length_figures(values: dict[str, np.ndarray]) -> dict[str, float]:
         out[f"mean_{name}"] = float(v.mean()) if v.size else 0.0
         out[f"p90_{name}"] = float(np.percentile(v, 90)) if v.size else 0.0
     return out
+
+
+_T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13, 20: 2.09}
+
+
+def t_95(df: int) -> float:
+    """Student's t, two-sided 95%, for ``df`` degrees of freedom (rounded down to the table; 1.96 past 30)."""
+    if df > 30:
+        return 1.96
+    return _T_95[max([k for k in _T_95 if k <= df], default=1)]

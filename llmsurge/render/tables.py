@@ -318,3 +318,42 @@ def fitted_table(
     for r in rows:
         t.add_row(*(r[i] for i in keep))
     return t, [columns[i][0] for i in range(len(columns)) if i not in keep]
+
+
+TRIAL_FIGURES = (
+    "request_throughput", "output_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms",
+    "median_itl_ms", "median_e2el_ms", "p99_e2el_ms", "error_rate",
+)  # fmt: skip
+"""The figures a repeated run's table shows, each with its mean and 95% interval over the trials."""
+
+
+def trials_table(summary: RunSummary, width: int = 4096) -> Table:
+    """A repeated run: per figure the trials' mean, its 95% interval (± half its width), and the lowest and highest
+    trial — the spread a difference between two setups must beat to be real."""
+    trials = summary.trials
+    rows: list[list[Text | str]] = []
+    if trials is not None:
+        for key in TRIAL_FIGURES:
+            tf = trials.figures.get(key)
+            if tf is None:
+                continue
+            figure = FIGURE[key]
+            scale = 100.0 if figure.share else 1.0  # a fraction: in percentage points, as the figure is shown
+            decimals = max(0, figure.decimals - 1) if figure.share else figure.decimals
+            fmt = "{:.%sf}".replace("%s", str(decimals))
+            rows.append(
+                [
+                    f"{figure.label} ({figure.unit})" if not figure.share else f"{figure.label} (%)",
+                    fmt.format(tf.mean * scale),
+                    "± " + fmt.format(tf.half_width * scale),
+                    fmt.format(min(tf.values) * scale),
+                    fmt.format(max(tf.values) * scale),
+                ]
+            )
+    columns = [("figure", "left", 0), ("mean", "right", 0), ("95% CI", "right", 0), ("min", "right", 1),
+               ("max", "right", 1)]  # fmt: skip
+    n = trials.n if trials is not None else 0
+    t, dropped = fitted_table(f"{n} trials: mean and 95% confidence interval", columns, rows, width)
+    if dropped:
+        t.caption = f"too narrow for {', '.join(dropped)}: a wider terminal shows them"
+    return t
