@@ -261,6 +261,18 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         help="how long to wait for the server to answer (default 600)",
     )
     g.add_argument("--gpu-metrics-url", help="a DCGM exporter /metrics URL for a GPU on another machine")
+    g.add_argument(
+        "--reset-cache",
+        action="store_true",
+        help="empty the server's prefix cache before each stage (vLLM /reset_prefix_cache with"
+        " VLLM_SERVER_DEV_MODE=1, SGLang /flush_cache, llama.cpp slot erase): every level starts cold",
+    )
+    g.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the server's profiler around the first measured segment (vLLM /start_profile and /stop_profile,"
+        " with VLLM_TORCH_PROFILER_DIR set; SGLang)",
+    )
     g = p.add_argument_group("roofline (the decode ceiling; each found from the server or the GPU when it says)")
     g.add_argument("--model-bytes", type=_amount, metavar="BYTES", help="weight bytes read per decode step, e.g. 16G")
     g.add_argument("--model-params", type=_amount, metavar="N", help="parameters, e.g. 8B (for the compute ceiling)")
@@ -417,6 +429,8 @@ def build_config(args: argparse.Namespace, keep_alive: bool) -> RunConfig:
         ray=getattr(args, "ray", None),
         api=_checked_api(args.api, args.api_token_env),
         api_token_env=args.api_token_env,
+        reset_cache=args.reset_cache,
+        profile=args.profile,
     )
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from llmsurge.engine.hooks import ServerHooks
 from llmsurge.engine.pool import UNLIMITED, WorkerPool
 from llmsurge.engine.scenario import Load, Scenario, Search, Stage
 from llmsurge.engine.worker import Pause, Resume
@@ -54,6 +55,9 @@ class Controller:
         self.manual = False
         self.judge: Callable[[int], float | None] | None = None
         self.before_load: Callable[[], Awaitable[None]] | None = None
+        self.hooks: ServerHooks | None = None
+        """The server hooks the run asked for (``--reset-cache``, ``--profile``), around each stage it runs."""
+        self._stages_run = 0
         """Awaited once, after the warm-up and before the first segment opens (the server's clock is read then)."""
         """A segment's share of good requests (the SLO's), for a capacity search."""
         self.capacity: Capacity | None = None
@@ -198,7 +202,18 @@ class Controller:
         self.pool.apply(0, Load(concurrency=0), self.scenario)
 
     async def _run_stage(self, stage: Stage) -> bool:
-        """Run one stage; returns False when the run was stopped or switched."""
+        """Run one stage (the server's hooks before and after it); returns False when the run was stopped or
+        switched."""
+        index = self._stages_run
+        self._stages_run += 1
+        if self.hooks is not None:
+            await self.hooks.before_stage(index)
+        ran = await self._run_one_stage(stage)
+        if self.hooks is not None:
+            await self.hooks.after_stage(index)
+        return ran
+
+    async def _run_one_stage(self, stage: Stage) -> bool:
         self.load = stage.load
         base = self.bus.started_total
         self._open(stage.load)
@@ -306,6 +321,13 @@ class Controller:
 
     async def run(self) -> None:
         """Run the scenario (and any the user switches to) until done, or until ``stop()``."""
+        try:
+            await self._run()
+        finally:
+            if self.hooks is not None:  # a profiler started is stopped, however the run ends
+                await asyncio.shield(self.hooks.stop())
+
+    async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.pool.wait_ready()
         overdue = False

@@ -24,6 +24,7 @@ from llmsurge.engine.backend import LocalBackend, WorkerBackend, auto_workers, c
 from llmsurge.engine.controller import Controller
 from llmsurge.engine.dataset import DatasetError, load_index
 from llmsurge.engine.discovery import ServerError, ServerFacts, discover, negotiate
+from llmsurge.engine.hooks import ServerHooks
 from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.launch import Launched, launch
 from llmsurge.engine.pool import WorkerPool
@@ -100,6 +101,10 @@ class RunConfig:
     """Further servers of the same model beside ``url``: requests are spread over all (``balance``)."""
     balance: str = "rr"
     """``rr`` (each in turn) or ``least`` (the least busy, as each worker counts its own requests)."""
+    reset_cache: bool = False
+    """Empty the server's prefix cache before each stage (``--reset-cache``: :mod:`llmsurge.engine.hooks`)."""
+    profile: bool = False
+    """Run the server's profiler around the first measured segment (``--profile``)."""
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -141,6 +146,8 @@ class RunConfig:
             "seed": self.seed,
             "slo": str(self.slo) or None,
             "tls_insecure": insecure(),  # --insecure: the server's certificate was not checked
+            "reset_cache": self.reset_cache,
+            "profile": self.profile,
         }
 
 
@@ -489,6 +496,14 @@ class RunSession:
         self.pool.start()
         self.controller = Controller(self.pool, self.bus, self.scenario, keep_alive=self.config.keep_alive)
         self.controller.judge = self._good_share
+        if (self.config.reset_cache or self.config.profile) and self.target is not None:
+            self.controller.hooks = ServerHooks(
+                self.target,
+                self.server.kind if self.server is not None else "unknown",
+                reset_cache=self.config.reset_cache,
+                profile=self.config.profile,
+                note=self.note,
+            )
         if self.config.telemetry and self.server is not None and self.server.serves_metrics:
             self.controller.before_load = self._read_server_clock
         if self.config.telemetry:  # NVML's start-up and a /metrics probe: not in the way of the first requests

@@ -244,6 +244,14 @@ def _notes(s: RunSummary, view: BusView, facts: RunFacts) -> list[str]:
             f"{hit:.0%} of prompt tokens came from the server's prefix cache in a run meant to be cold: TTFT is"
             " flattered (prompts repeated? a re-run with the same --seed sends the same ones)"
         )
+    if facts.config.get("reset_cache"):  # the reset was done, but did the server start cold?
+        warm = [seg for seg in s.segments if (seg.prefix_cache_hit_rate or 0.0) > COLD_CACHE_WARN]
+        if warm:
+            notes.append(
+                f"--reset-cache: segment {warm[0].segment} still took {warm[0].prefix_cache_hit_rate:.0%} of its"
+                " prompt tokens from the server's cache after the reset: the server keeps another cache (llama.cpp's"
+                " prompt cache in RAM: start it with --cache-ram 0)"
+            )
     asked = sum(seg.exact_asked for seg in view.segments)
     short = run.short_outputs
     if asked and short / asked > SHORT_OUTPUT_NOTE:

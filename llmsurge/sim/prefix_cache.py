@@ -26,6 +26,10 @@ class PrefixCache:
         self.hits = 0
         """Prompt tokens found cached (vLLM's ``prefix_cache_hits``)."""
 
+    def clear(self) -> None:
+        """Forget every block (vLLM's ``/reset_prefix_cache``): the next prompts are computed in full."""
+        self._blocks.clear()
+
     def admit(self, tokens: Sequence[str]) -> int:
         """Look ``tokens`` up and cache its whole blocks; returns how many leading tokens were cached already."""
         b = self.block_tokens

@@ -213,6 +213,9 @@ class SimServer:
                 web.post("/v1/embeddings", self.embeddings),
                 web.post("/v1/rerank", self.rerank),
                 web.post("/rerank", self.rerank),
+                web.post("/reset_prefix_cache", self.reset_prefix_cache),
+                web.post("/start_profile", self.profiler),
+                web.post("/stop_profile", self.profiler),
                 web.get("/health", self.health),
                 web.get("/metrics", self.metrics),
             ]
@@ -220,6 +223,7 @@ class SimServer:
         self.app.on_startup.append(self._on_startup)
         self.app.on_cleanup.append(self._on_cleanup)
         self._who = {"x-llmsurge-sim-pid": str(os.getpid())}  # which process answered (several share a port)
+        self.profiling = False
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_SimCollector(self))
 
@@ -228,6 +232,17 @@ class SimServer:
 
     async def _on_cleanup(self, _app: web.Application) -> None:
         await self.engine.stop()
+
+    async def reset_prefix_cache(self, _request: web.Request) -> web.Response:
+        """vLLM's dev-mode route: empty the prefix cache (``llmsurge run --reset-cache``)."""
+        self.engine.prefix_cache.clear()
+        return web.Response(text="", headers=self._who)
+
+    async def profiler(self, request: web.Request) -> web.Response:
+        """vLLM's ``/start_profile`` and ``/stop_profile``: the simulated server has nothing to trace, and says so
+        by answering as vLLM does (an empty 200)."""
+        self.profiling = request.path == "/start_profile"
+        return web.Response(text="", headers=self._who)
 
     async def health(self, _request: web.Request) -> web.Response:
         return web.Response(text="", headers=self._who)
