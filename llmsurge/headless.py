@@ -262,7 +262,7 @@ async def run_trials(
 ) -> int:
     """``--repeat N``: the same workload N times, each trial a run of its own (its folder ``trial-K`` and seed),
     then each figure's mean and 95% interval over the trials in the folder's ``summary.json`` and a table.
-    A stop signal ends the trials; those finished are still summarized."""
+    A stop signal ends the trials: the one it cut short keeps its folder, those finished before it are summarized."""
     out = config.output or default_results_folder(config.name or config.scenario.name)
     try:
         out = claim_results_folder(out, unique=config.output is None)
@@ -271,20 +271,28 @@ async def run_trials(
     base = config.seed if config.seed is not None else secrets.randbelow(2**31 - n)
     done: list[RunSummary] = []
     seeds: list[int] = []
+    folders: list[str] = []
     status: int = ExitCode.OK
     for k in range(1, n + 1):
         seed = base + k - 1
         console.print(f"trial {k}/{n} (seed {seed})", style="bold", markup=False, highlight=False)
         folder = out / f"trial-{k}"
         status = await run_headless(RunSession(replace(config, output=folder, seed=seed)), console, interval, [], False)
-        if (folder / "summary.json").is_file():
-            done.append(RunSummary.from_json(json.loads((folder / "summary.json").read_text())))
-            seeds.append(seed)
-        if status != ExitCode.OK:
+        if status != ExitCode.OK:  # a trial cut short is not a sample of the workload: kept on disk, left out here
+            console.print(
+                f"trial {k} was stopped (exit status {status}): its folder is kept, the summary is of the trials"
+                " before it",
+                style="yellow",
+                markup=False,
+                highlight=False,
+            )
             break
+        done.append(RunSummary.from_json(json.loads((folder / "summary.json").read_text())))
+        seeds.append(seed)
+        folders.append(folder.name)
     if not done:
         return status
-    summary = aggregate(done, [f"trial-{k}" for k in range(1, len(done) + 1)], seeds)
+    summary = aggregate(done, folders, seeds)
     write_json_atomic(out / "summary.json", clean_floats(summary.to_json()))
     console.print(trials_table(summary, console.width))
     for note in summary.notes:

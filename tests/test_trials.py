@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from llmsurge.metrics.model import RunSummary
 from llmsurge.metrics.results import clean_floats
 from llmsurge.metrics.runs import load_run
 from llmsurge.metrics.stats import t_95
-from tests.helpers import run_cli, sim_cli
+from tests.helpers import CLI, run_cli, sim_cli
 
 LOAD = ("-c", "2", "-n", "12", "--input-tokens", "32", "--output-tokens", "16")
 
@@ -70,6 +73,29 @@ def test_compare_takes_the_trials_spread_as_its_noise(sim_url: str, tmp_path: Pa
     for label in ("TPOT p50", "E2EL p50"):
         change = rows[label].changes[1]
         assert change is not None and change.noise_known and change.better is False, (label, change)
+
+
+@pytest.mark.slow
+def test_a_stop_signal_ends_the_trials_and_summarizes_those_finished(sim_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "cut"
+    argv = [*CLI, "run", sim_url, "-c", "2", "-d", "3", "--output-tokens", "16", "--repeat", "3", "-o", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "trial-2" / "requests.jsonl").is_file():  # trial 2 is under way
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130
+    assert "trial 2 was stopped (exit status 130)" in stdout and "1 trial: mean" in stdout
+    s = RunSummary.from_json(json.loads((out / "summary.json").read_text()))
+    assert s.trials is not None and s.trials.n == 1 and s.trials.folders == ("trial-1",)
+    assert (out / "trial-2").is_dir() and not (out / "trial-3").exists()
 
 
 def test_repeat_refuses_a_search_in_one_line() -> None:

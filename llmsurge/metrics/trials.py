@@ -100,7 +100,9 @@ def aggregate(trials: list[RunSummary], folders: list[str], seeds: list[int]) ->
         if same_loads
         else ()
     )
-    notes = [f"{len(trials)} trials of the same workload (seeds {', '.join(map(str, seeds))}); each in its folder"]
+    plural = "s" if len(trials) != 1 else ""
+    listed = ", ".join(map(str, seeds))
+    notes = [f"{len(trials)} trial{plural} of the same workload (seed{plural} {listed}); each in its folder"]
     if not same_loads:
         notes.append("the trials ran different loads (steered or stopped early): their segments are not averaged")
     last = trials[-1]

@@ -353,7 +353,8 @@ def trials_table(summary: RunSummary, width: int = 4096) -> Table:
     columns = [("figure", "left", 0), ("mean", "right", 0), ("95% CI", "right", 0), ("min", "right", 1),
                ("max", "right", 1)]  # fmt: skip
     n = trials.n if trials is not None else 0
-    t, dropped = fitted_table(f"{n} trials: mean and 95% confidence interval", columns, rows, width)
+    title = f"{n} trial{'s' if n != 1 else ''}: mean and 95% confidence interval"
+    t, dropped = fitted_table(title, columns, rows, width)
     if dropped:
         t.caption = f"too narrow for {', '.join(dropped)}: a wider terminal shows them"
     return t
