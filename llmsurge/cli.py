@@ -918,7 +918,6 @@ def _report(args: argparse.Namespace) -> int:
         compare_with_saved,
         figures_json,
         phases,
-        phases_line,
         recompute,
     )
     from llmsurge.metrics.results import clean_floats
@@ -938,7 +937,7 @@ def _report(args: argparse.Namespace) -> int:
     disagree = differences and differences != [NO_SUMMARY]  # a run killed before its summary disagrees with nothing
     status = ExitCode.THRESHOLDS if disagree else ExitCode.OK  # a summary that disagrees fails the check
     if args.json or args.format == "json":
-        out = {**figures_json(figures), "phases": phases(args.folder), "disagreements": differences}
+        out = {**figures_json(figures), "phases": phases(args.folder).to_json(), "disagreements": differences}
         print(json.dumps(clean_floats(out), indent=2))
         return status
     console = make_console(highlight=False)
@@ -946,7 +945,7 @@ def _report(args: argparse.Namespace) -> int:
         console.print(table)
     if len(figures.segments) > 1:
         console.print(segments_table(figures, console.width))
-    line = phases_line(phases(args.folder))
+    line = phases(args.folder).line()
     if line:  # wrapped at words to the terminal (one line in a file)
         console.print(line, markup=False, highlight=False)
     for line in differences:

@@ -10,6 +10,7 @@ from a 1% sketch, can be held against it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -268,7 +269,62 @@ def figures_json(summary: RunSummary) -> dict[str, Any]:
     return {**summary.run.to_json(), "segments": [s.to_json() for s in summary.segments]}
 
 
-def phases(folder: Path) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class PhaseStats:
+    """One phase over the successful requests: how many values, median and p99 (ms)."""
+
+    n: int
+    p50: float
+    p99: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> PhaseStats | None:
+        if not values:
+            return None
+        v = np.asarray(values, dtype=np.float64)
+        return cls(n=len(values), p50=float(np.percentile(v, 50)), p99=float(np.percentile(v, 99)))
+
+    def line(self) -> str:
+        return f"p50 {self.p50:,.2f} / p99 {self.p99:,.2f} ms"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Phases:
+    """Where the successful requests' time before their first token went (``report``): new connections and
+    pooled ones, each phase's median and p99, and how many requests were sent again."""
+
+    new_connections: int
+    pooled: int
+    connect_ms: PhaseStats | None
+    tls_ms: PhaseStats | None
+    headers_ms: PhaseStats | None
+    ttft_ms: PhaseStats | None
+    resent: int
+
+    def to_json(self) -> dict[str, Any]:
+        """``report --json``'s ``phases``."""
+        return {
+            f.name: (dataclasses.asdict(v) if isinstance(v := getattr(self, f.name), PhaseStats) else v)
+            for f in dataclasses.fields(self)
+        }
+
+    def line(self) -> str:
+        """In one line (``''`` when the run kept no phase timings: runs before they were measured)."""
+        if self.headers_ms is None:
+            return ""
+
+        def ms(s: PhaseStats | None) -> str:
+            return "—" if s is None else s.line()
+
+        tls = f", TLS {ms(self.tls_ms)}" if self.tls_ms is not None else ""
+        return (
+            f"phases: {self.new_connections:,} new connection(s) (connect {ms(self.connect_ms)}{tls}),"
+            f" {self.pooled:,} pooled; request → headers {ms(self.headers_ms)}; TTFT {ms(self.ttft_ms)};"
+            f" re-sent {self.resent:,}"
+        )
+
+
+def phases(folder: Path) -> Phases:
     """Where the successful requests' time before their first token went, from ``requests.jsonl``: how many came
     on a new connection (its TCP connect and TLS handshake) and how many on a pooled one, the time from the request
     written to the answer's headers, then TTFT — medians and p99 in ms — and how many were sent again."""
@@ -290,37 +346,14 @@ def phases(folder: Path) -> dict[str, Any]:
             headers.append(row["headers_ms"])
         if row.get("ttft_ms") is not None:
             ttft.append(row["ttft_ms"])
-
-    def stats(values: list[float]) -> dict[str, float] | None:
-        if not values:
-            return None
-        v = np.asarray(values, dtype=np.float64)
-        return {"n": len(values), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
-
-    return {
-        "new_connections": len(fresh["connect_ms"]),
-        "pooled": pooled,
-        "connect_ms": stats(fresh["connect_ms"]),
-        "tls_ms": stats(fresh["tls_ms"]),
-        "headers_ms": stats(headers),
-        "ttft_ms": stats(ttft),
-        "resent": resent,
-    }
-
-
-def phases_line(p: dict[str, Any]) -> str:
-    """:func:`phases` in one line (``''`` when the run kept no phase timings: runs before they were measured)."""
-    if p["headers_ms"] is None:
-        return ""
-
-    def ms(key: str) -> str:
-        s = p[key]
-        return "—" if s is None else f"p50 {s['p50']:,.2f} / p99 {s['p99']:,.2f} ms"
-
-    tls = f", TLS {ms('tls_ms')}" if p["tls_ms"] is not None else ""
-    return (
-        f"phases: {p['new_connections']:,} new connection(s) (connect {ms('connect_ms')}{tls}), {p['pooled']:,}"
-        f" pooled; request → headers {ms('headers_ms')}; TTFT {ms('ttft_ms')}; re-sent {p['resent']:,}"
+    return Phases(
+        new_connections=len(fresh["connect_ms"]),
+        pooled=pooled,
+        connect_ms=PhaseStats.of(fresh["connect_ms"]),
+        tls_ms=PhaseStats.of(fresh["tls_ms"]),
+        headers_ms=PhaseStats.of(headers),
+        ttft_ms=PhaseStats.of(ttft),
+        resent=resent,
     )
 
 
