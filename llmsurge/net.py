@@ -250,10 +250,11 @@ async def fetch(
     deadline: float = PROBE_DEADLINE_S,
     cap: int = PROBE_CAP,
     read_body: bool = True,
+    method: str = "GET",
 ) -> Answer:
-    """``GET url`` within ``deadline`` seconds in all (headers and body), reading at most ``cap`` bytes (none when
-    not ``read_body``: is it up?). Never raises for what the server or the network does: the :class:`Answer`
-    says it."""
+    """``GET url`` (or ``method``: a hook's ``POST``) within ``deadline`` seconds in all (headers and body),
+    reading at most ``cap`` bytes (none when not ``read_body``: is it up?). Never raises for what the server or the
+    network does: the :class:`Answer` says it."""
     t0 = time.monotonic()
     status: int | None = None
     got: dict[str, str] = {}
@@ -261,7 +262,7 @@ async def fetch(
 
     async def read() -> None:
         nonlocal status
-        async with client.stream("GET", url, headers=headers, timeout=deadline) as resp:
+        async with client.stream(method, url, headers=headers, timeout=deadline) as resp:
             status = resp.status_code
             got.update(resp.headers)
             if not read_body:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from llmsurge.net import Target
+from llmsurge.net import Answer, Target, fetch
 
 TIMEOUT_S = 30.0
 """A reset or a profiler start can take a while on a big server; longer is a server that will not answer."""
@@ -48,21 +48,19 @@ class ServerHooks:
     _off: set[str] = field(default_factory=set)
     _profiling: bool = False
 
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=TIMEOUT_S, headers=self.target.headers(), trust_env=False)
+    async def _ask(self, method: str, path: str) -> Answer:
+        """One request to the server through :func:`llmsurge.net.fetch`: a deadline, a size cap, never a raise."""
+        async with httpx.AsyncClient(trust_env=False) as client:
+            return await fetch(client, self.target.base_url + path, self.target.headers(), TIMEOUT_S, method=method)
 
     async def _post(self, what: str, paths: list[str]) -> bool:
         """POST each of ``paths`` (all must succeed); on a refusal: a note, once, and ``what`` is off."""
         if what in self._off:
             return False
-        try:
-            async with self._client() as client:
-                for path in paths:
-                    r = await client.post(self.target.base_url + path)
-                    if r.status_code >= 400:
-                        return self._refused(what, f"POST {path} was answered HTTP {r.status_code}{_said(r)}")
-        except httpx.HTTPError as exc:
-            return self._refused(what, f"POST {paths[0]} failed ({type(exc).__name__}: {exc})")
+        for path in paths:
+            ans = await self._ask("POST", path)
+            if not ans.ok:
+                return self._refused(what, f"POST {path} {_refusal(ans)}")
         self.done[what] = self.done.get(what, 0) + 1
         return True
 
@@ -77,8 +75,12 @@ class ServerHooks:
     async def before_stage(self, index: int) -> None:
         """Before stage ``index`` (0-based) opens its segment: empty the prefix cache; start the profiler for the
         first."""
-        if self.reset_cache and await self._reset():
-            self.note(f"--reset-cache: the server's prefix cache was emptied before stage {index + 1}", "info")
+        if self.reset_cache and await self._reset() and self.done["reset"] == 1:  # said once, not every stage
+            self.note(
+                f"--reset-cache: the server's prefix cache was emptied before stage {index + 1}, and is before each"
+                " stage after it",
+                "info",
+            )
         if self.profile and index == 0:
             if self.kind == "llama.cpp":
                 self._refused("start_profile", "llama-server has no profiler route")
@@ -108,24 +110,28 @@ class ServerHooks:
     async def _erase_slots(self) -> bool:
         if "reset" in self._off:
             return False
+        ans = await self._ask("GET", "/slots")
         try:
-            async with self._client() as client:
-                r = await client.get(self.target.base_url + "/slots")
-                slots = r.json() if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError) as exc:
-            return self._refused("reset", f"GET /slots failed ({type(exc).__name__})")
+            slots = ans.json() if ans.ok else None
+        except ValueError:
+            slots = None
         if not isinstance(slots, list):
-            return self._refused("reset", f"GET /slots was answered HTTP {r.status_code}")
+            return self._refused("reset", f"GET /slots {_refusal(ans)}")
         ids = [s.get("id") for s in slots if isinstance(s, dict) and isinstance(s.get("id"), int)]
         return await self._post("reset", [f"/slots/{i}?action=erase" for i in ids])
 
 
-def _said(r: httpx.Response) -> str:
-    """The server's own words on a refusal (an OpenAI-style error's message), shortened: ``: …``."""
+def _refusal(ans: Answer) -> str:
+    """How the server refused, in its own words where it gave them: ``was answered HTTP 501: …``."""
+    if ans.status is None or ans.problem:
+        return f"failed ({ans.problem or 'no answer'})"
+    said = ""
     try:
-        body = r.json()
+        body = ans.json()
     except ValueError:
-        return ""
+        body = None
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
-    return f": {str(message)[:200]}" if message else ""
+    if message:
+        said = f": {str(message)[:200]}"
+    return f"was answered HTTP {ans.status}{said}" if ans.status >= 300 else "was answered with no JSON list"

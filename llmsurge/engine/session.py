@@ -622,6 +622,7 @@ class RunSession:
             shares_prefixes=self.shares_prefixes,
             roofline=self.roofline_inputs(),
             backend="ray" if self.config.ray else "local",
+            reset_cache=self.config.reset_cache,
         )
         return build_summary(self.bus.view(with_stats=True), facts)
 

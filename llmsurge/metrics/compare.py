@@ -32,7 +32,7 @@ from llmsurge.metrics import model
 from llmsurge.metrics.figures import FIGURE, Figure
 from llmsurge.metrics.model import LLMSURGE, JsonObject
 from llmsurge.metrics.runs import SavedRun
-from llmsurge.metrics.stats import t_95, thin
+from llmsurge.metrics.stats import t_95, thin, variance_of_mean
 from llmsurge.redaction import shown
 
 BOOTSTRAP = 1000
@@ -346,12 +346,8 @@ def _trials_interval(
             return None
         figures.append(tf)
     scale = 100.0 if metric.unit == "%" else 1.0  # a share's row is in percentage points
-    variances = []
-    for tf in figures:
-        n = len(tf.values)
-        mean = sum(tf.values) / n
-        variances.append(sum((v - mean) ** 2 for v in tf.values) / (n - 1) / n * scale * scale)
-    half = t_95(min(len(tf.values) for tf in figures) - 1) * math.sqrt(sum(variances))
+    se = scale * math.sqrt(sum(variance_of_mean(tf.values) for tf in figures))
+    half = t_95(min(len(tf.values) for tf in figures) - 1) * se
     return diff - half, diff + half
 
 

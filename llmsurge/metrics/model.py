@@ -320,8 +320,12 @@ class Level:
     def mean_tokens(self) -> tuple[float, float, float, float]:
         """Realised (mean input, p90 input, mean output, p90 output) tokens."""
         f = self.figures
-        keys = ("mean_input_tokens", "p90_input_tokens", "mean_output_tokens", "p90_output_tokens")
-        return tuple(f.get(k, 0.0) for k in keys)  # type: ignore[return-value]
+        return (
+            f.get("mean_input_tokens", 0.0),
+            f.get("p90_input_tokens", 0.0),
+            f.get("mean_output_tokens", 0.0),
+            f.get("p90_output_tokens", 0.0),
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

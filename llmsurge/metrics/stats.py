@@ -259,3 +259,13 @@ def t_95(df: int) -> float:
     if df > 30:
         return 1.96
     return _T_95[max([k for k in _T_95 if k <= df], default=1)]
+
+
+def variance_of_mean(values: Sequence[float]) -> float:
+    """The sample variance of ``values`` over their count: the squared standard error of their mean (0 for fewer
+    than two)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return sum((v - mean) ** 2 for v in values) / (n - 1) / n

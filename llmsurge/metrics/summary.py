@@ -76,6 +76,7 @@ class RunFacts:
     backend: str = "local"  # where the workers ran: local processes or Ray actors
     resolving: dict[str, int] = field(default_factory=dict)  # what resolving sent the server (Sent.json())
     warmup_tokens: tuple[int, int] = (0, 0)  # a warm-up request's prompt and output tokens (at most)
+    reset_cache: bool = False  # --reset-cache: each stage was meant to start with the server's cache empty
 
 
 def aligned_values(segments: tuple[SegmentView, ...]) -> dict[str, np.ndarray]:
@@ -244,7 +245,7 @@ def _notes(s: RunSummary, view: BusView, facts: RunFacts) -> list[str]:
             f"{hit:.0%} of prompt tokens came from the server's prefix cache in a run meant to be cold: TTFT is"
             " flattered (prompts repeated? a re-run with the same --seed sends the same ones)"
         )
-    if facts.config.get("reset_cache"):  # the reset was done, but did the server start cold?
+    if facts.reset_cache:  # the reset was done, but did the server start cold?
         warm = [seg for seg in s.segments if (seg.prefix_cache_hit_rate or 0.0) > COLD_CACHE_WARN]
         if warm:
             notes.append(

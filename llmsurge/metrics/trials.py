@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from llmsurge.metrics.figures import FIGURES
 from llmsurge.metrics.model import Level, RunSummary, TrialFigure, Trials
-from llmsurge.metrics.stats import t_95
+from llmsurge.metrics.stats import t_95, variance_of_mean
 
 COUNTS = (
     "completed", "failed", "cancelled", "total_input_tokens", "total_output_tokens", "output_tokens_estimated",
@@ -28,12 +28,8 @@ RATES = ("duration", "error_rate", "prefix_cache_hit_rate", "request_throughput"
 
 def trial_figure(values: list[float]) -> TrialFigure:
     """The trials' mean of one figure and its 95% interval (Student's t, n − 1 degrees of freedom)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return TrialFigure(mean=mean, low=mean, high=mean, values=tuple(values))
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_95(n - 1) * sd / math.sqrt(n)
+    mean = sum(values) / len(values)
+    half = t_95(len(values) - 1) * math.sqrt(variance_of_mean(values)) if len(values) > 1 else 0.0
     return TrialFigure(mean=mean, low=mean - half, high=mean + half, values=tuple(values))
 
 

@@ -340,14 +340,14 @@ def trials_table(summary: RunSummary, width: int = 4096) -> Table:
             figure = FIGURE[key]
             scale = 100.0 if figure.share else 1.0  # a fraction: in percentage points, as the figure is shown
             decimals = max(0, figure.decimals - 1) if figure.share else figure.decimals
-            fmt = "{:.%sf}".replace("%s", str(decimals))
+            mean, half, low, high = (v * scale for v in (tf.mean, tf.half_width, min(tf.values), max(tf.values)))
             rows.append(
                 [
-                    f"{figure.label} ({figure.unit})" if not figure.share else f"{figure.label} (%)",
-                    fmt.format(tf.mean * scale),
-                    "± " + fmt.format(tf.half_width * scale),
-                    fmt.format(min(tf.values) * scale),
-                    fmt.format(max(tf.values) * scale),
+                    f"{figure.label} ({'%' if figure.share else figure.unit})",
+                    f"{mean:.{decimals}f}",
+                    f"± {half:.{decimals}f}",
+                    f"{low:.{decimals}f}",
+                    f"{high:.{decimals}f}",
                 ]
             )
     columns = [("figure", "left", 0), ("mean", "right", 0), ("95% CI", "right", 0), ("min", "right", 1),

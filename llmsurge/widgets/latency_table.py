@@ -58,11 +58,6 @@ class Figures:
         cells = [*self.headers, *(c for row in self.rows for c in row)]  # (the headers fix the rows' length)
         return tuple((t.plain, t.spans, t.style, t.justify) if t is not None else None for t in [*cells, self.caption])
 
-    def width(self) -> int:
-        """The cells the table needs across: each column its widest cell, and a space either side."""
-        columns = list(zip(self.headers, *self.rows, strict=True))
-        return sum(max(cell.cell_len for cell in column) + 2 for column in columns)
-
     def table(self) -> Table:
         """The rich table these figures stand for."""
         t = Table(expand=True, box=None, padding=(0, 1), header_style=self.header_style)
@@ -118,10 +113,12 @@ class Figures:
         yield Segment.line()
 
 
+NAMES = ("p50", "p90", "p99", "mean", "n")
+"""Each scope's columns; the full table is the segment's, then the run's."""
 LAYOUTS = (
-    (("seg", "run"), ("p50", "p90", "p99", "mean", "n")),
+    (("seg", "run"), NAMES),
     (("seg", "run"), ("p50", "p90", "p99", "n")),
-    (("seg",), ("p50", "p90", "p99", "mean", "n")),
+    (("seg",), NAMES),
     (("seg",), ("p50", "p90", "p99", "n")),
 )
 """The pane's layouts, richest first: it shows the first whose columns fit its width, and is titled for it."""
@@ -133,12 +130,23 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
     for what it shows). A percentile that rests on fewer values than it needs is dimmed and starred."""
 
     def show(self, snap: Snapshot) -> None:
-        """Render ``snap``."""
+        """Render ``snap``: every cell made once, then the richest layout whose columns fit."""
         width = self.content_size.width or self.size.width
+        labels, rows = self._cells(snap)
+        widths = [max(cell.cell_len for cell in column) + 2 for column in zip(*rows, strict=True)]
+        label_width = max(label.cell_len for label in [Text("ms"), *labels]) + 2
         for scopes, names in LAYOUTS:
-            t = self._figures(snap, scopes, names)
-            if t.width() <= width:
+            keep = [i * len(NAMES) + NAMES.index(n) for i in range(len(scopes)) for n in names]
+            headers = [len(f"{scope} {n}" if n == "p50" else n) + 2 for scope in scopes for n in names]
+            if label_width + sum(max(widths[i], h) for i, h in zip(keep, headers, strict=True)) <= width:
                 break
+        t = Figures(
+            ["ms", *(f"{scope} {n}" if n == "p50" else n for scope in scopes for n in names)],
+            header_style=self.role("strong"),
+            first_style=self.role("strong"),
+        )
+        for label, row in zip(labels, rows, strict=True):
+            t.add_row(label, *(row[i] for i in keep))
         if self.border_title != TITLES[scopes]:
             self.border_title = TITLES[scopes]
         if snap.segment_figures.bunched:
@@ -148,26 +156,26 @@ class LatencyTable(RoleStyles, Static, can_focus=True):
             t.caption = Text(long if len(long) <= width else short, self.role("muted"))
         update_static(self, t)
 
-    def _figures(self, snap: Snapshot, scopes: tuple[str, ...], names: tuple[str, ...]) -> Figures:
+    def _cells(self, snap: Snapshot) -> tuple[list[Text], list[list[Text]]]:
+        """Each shown row's label and its cells for both scopes (:data:`NAMES` each); in a pane too short for
+        every row, TTFC then ITL are left out."""
         muted = self.role("muted")
-        headers = [f"{scope} {name}" if name == "p50" else name for scope in scopes for name in names]
-        t = Figures(["ms", *headers], header_style=self.role("strong"), first_style=self.role("strong"))
         bunched = snap.segment_figures.bunched
         height = self.content_size.height - 1 - (1 if bunched else 0)  # below the header, above the caption
         dropped = {key for _label, key in ROWS if key in DROPPED_FIRST[: max(0, len(ROWS) - height)]}
+        labels: list[Text] = []
+        rows: list[list[Text]] = []
         for label, key in ROWS:
             if key in dropped and height > 0:
                 continue
-            if key == "itl" and bunched:
-                label = "ITL†"  # per chunk: the note below says how many gaps were bunched
             cells: list[Text] = []
-            for figures in (snap.segment_figures, snap.run_figures)[: len(scopes)]:
+            for figures in (snap.segment_figures, snap.run_figures):
                 dist = figures[key]
                 cells.extend(
                     Text(percentile_ms(dist.at(q), dist.n, q), style=muted if dist.thin(q) else "") for q in QUANTILES
                 )
-                if "mean" in names:
-                    cells.append(Text(ms(dist.mean) if dist.n else "—"))
+                cells.append(Text(ms(dist.mean) if dist.n else "—"))
                 cells.append(Text(compact(dist.n), style=muted))
-            t.add_row(Text(label), *cells)
-        return t
+            labels.append(Text("ITL†" if key == "itl" and bunched else label))  # † per chunk: the note says so
+            rows.append(cells)
+        return labels, rows
