@@ -707,6 +707,13 @@ def _add_sim(sub: SubParsers) -> None:
     )
     sim.add_argument("--step-ms", type=_wait, help="base decode step time in ms (default 12)")
     sim.add_argument(
+        "--kv-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="the KV cache's size in tokens (default 262144): when the running requests hold it all, the next waits"
+        " and the newest is preempted; exported as vLLM's cache_config_info",
+    )
+    sim.add_argument(
         "--prefill-us",
         type=_wait,
         metavar="US",
@@ -1159,6 +1166,8 @@ def _sim(args: argparse.Namespace) -> int:
         timing.prefill_per_token = args.prefill_us / 1e6
     if args.freeze_at is not None:
         timing.freeze_at, timing.freeze_for = args.freeze_at, args.freeze_for
+    if args.kv_tokens is not None:
+        timing.kv_capacity_tokens = args.kv_tokens
     if not args.fast:
         timing.max_seqs = args.max_seqs
     config = SimConfig(

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from llmsurge.metrics.kv import KvForecast
 from llmsurge.metrics.reconcile import AGREE_MS, AGREE_SHARE, Reconciliation
 
 JsonObject = Mapping[str, Any]
@@ -231,9 +232,13 @@ class Referee:
         return cls(result=result, source=str(d.get("source") or ""), agrees_with_histograms=agrees)
 
     def beside(self, histograms: Referee) -> Referee:
-        """This per-request reconciliation, saying whether it agrees with the histograms' one."""
-        apart = abs(self.result.server_ttft_ms_mean - histograms.result.server_ttft_ms_mean)
-        agree = apart <= max(AGREE_MS, AGREE_SHARE * histograms.result.server_ttft_ms_mean)
+        """This per-request reconciliation, saying whether it agrees with the histograms' one on what both clocks
+        time: the engine's queue and prefill where both have them (vLLM's per-request clock starts when the engine
+        takes the request, after the front end the histograms' TTFT includes), else the server's TTFT."""
+        mine, theirs = self.result.engine_ms_mean, histograms.result.engine_ms_mean
+        if mine is None or theirs is None:
+            mine, theirs = self.result.server_ttft_ms_mean, histograms.result.server_ttft_ms_mean
+        agree = abs(mine - theirs) <= max(AGREE_MS, AGREE_SHARE * theirs)
         return Referee(result=self.result, source=self.source, agrees_with_histograms=agree)
 
 
@@ -246,7 +251,7 @@ LEVEL_FIELDS = (
 """A level's typed scalars, in summary.json's order (its other figures follow, then its blocks)."""
 BLOCKS = (
     "schedule", "turns", "reasoning", "degenerate", "quality", "short_outputs", "server_timings", "client",
-    "starved", "telemetry", "reconciliation", "reconciliation_per_request", "roofline",
+    "starved", "telemetry", "reconciliation", "reconciliation_per_request", "roofline", "kv_forecast",
 )  # fmt: skip
 
 
@@ -292,6 +297,7 @@ class Level:
     reconciliation: Referee | None = None
     reconciliation_per_request: Referee | None = None
     roofline: JsonObject | None = None
+    kv_forecast: KvForecast | None = None  # where the server's KV cache fills for this level's workload
 
     def value(self, key: str) -> float | None:
         """The figure ``key`` (summary.json's name) of this level; None when it has none. A latency of a level
@@ -360,6 +366,8 @@ class Level:
                 out[key] = referee.to_json()
         if self.roofline is not None:
             out["roofline"] = dict(self.roofline)
+        if self.kv_forecast is not None:
+            out["kv_forecast"] = self.kv_forecast.to_json()
         return out
 
     @classmethod
@@ -418,6 +426,7 @@ class Level:
             reconciliation=referees["reconciliation"],
             reconciliation_per_request=referees["reconciliation_per_request"],
             roofline=_obj(d["roofline"]) if isinstance(d.get("roofline"), Mapping) else None,
+            kv_forecast=KvForecast.from_json(d.get("kv_forecast")),
         )
 
 

@@ -45,6 +45,13 @@ class Reconciliation:
         """The gap less our share: the server's HTTP front end and the network."""
         return max(0.0, self.gap_ms_mean - self.client_side_ms_mean)
 
+    @property
+    def engine_ms_mean(self) -> float | None:
+        """The engine's share of the server's TTFT: queue and prefill (None where the clock has not both)."""
+        if self.server_queue_ms_mean is None or self.server_prefill_ms_mean is None:
+            return None
+        return self.server_queue_ms_mean + self.server_prefill_ms_mean
+
     def json(self) -> dict[str, Any]:
         """``summary.json`` ``segments[].reconciliation``."""
         return asdict(self)

@@ -16,6 +16,7 @@ import numpy as np
 
 from llmsurge.metrics.breakdown import figures as breakdown_figures
 from llmsurge.metrics.bus import BusView
+from llmsurge.metrics.kv import KvForecast, forecast
 from llmsurge.metrics.model import (
     Capacity,
     ClientHealth,
@@ -450,7 +451,29 @@ def _with_telemetry(seg: Level, telemetry: dict[str, Any]) -> Level:
         for name, t in telemetry.items()
         if t.get("available") and t.get("segments")
     }
-    return _referees(replace(seg, telemetry={k: v for k, v in per.items() if v}))
+    level = _referees(replace(seg, telemetry={k: v for k, v in per.items() if v}))
+    return replace(level, kv_forecast=_kv_forecast(level, telemetry.get("server", {}).get("kv") or {}))
+
+
+def _kv_forecast(level: Level, kv: dict[str, Any]) -> KvForecast | None:
+    """Where the server's KV cache fills for this level's workload: its gauges over the level (the server
+    sampler's means) and the cache's size (:mod:`llmsurge.metrics.kv`)."""
+    server = level.telemetry.get("server", {})
+    completed = level.completed or None
+    return forecast(
+        running=_float_or_none(server.get("mean_running")),
+        usage=_float_or_none(server.get("mean_kv_cache")),
+        input_tokens=level.total_input_tokens / completed if completed else None,
+        output_tokens=level.total_output_tokens / completed if completed else None,
+        capacity_tokens=_float_or_none(kv.get("capacity_tokens")),
+        block_size=kv.get("block_size") if isinstance(kv.get("block_size"), int) else None,
+        slots=kv.get("slots") if isinstance(kv.get("slots"), int) else None,
+        slot_context=kv.get("slot_context") if isinstance(kv.get("slot_context"), int) else None,
+    )
+
+
+def _float_or_none(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and v == v else None
 
 
 def _with_roofline(seg: Level, inputs: RooflineInputs) -> Level:

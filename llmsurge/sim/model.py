@@ -314,7 +314,7 @@ class Engine:
             now = time.monotonic()
             self.busy_seconds += now - started
             still: list[Sequence] = []
-            produced = 0
+            produced = kept = 0
             for seq in self.running:
                 if seq.cancelled:
                     continue
@@ -332,6 +332,7 @@ class Engine:
                 seq.ready.set()
                 if seq.produced < seq.max_tokens:
                     still.append(seq)
+                    kept += seq.prompt_tokens + seq.produced
                 else:
                     self.e2e.observe(now - seq.arrival)
                     self.decode.observe(now - (seq.first if seq.first is not None else now))
@@ -339,3 +340,4 @@ class Engine:
                 self.itl.observe(now - started, produced)
             self.generation_tokens_total += produced
             self.running = still
+            self.kv_used_tokens = kept  # a finished request frees its cache

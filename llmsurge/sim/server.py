@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from llmsurge.images import png_size
 from llmsurge.quality import BY_PROMPT
 from llmsurge.sim.model import Engine, EngineTiming, Sequence
+from llmsurge.sim.prefix_cache import BLOCK_TOKENS
 
 FAULT_NAMES = ("http500", "http429", "http503", "reset", "stall", "malformed", "no_usage")
 
@@ -788,6 +789,14 @@ class _SimCollector(Collector):
         yield gauge("vllm:num_requests_running", "Number of requests in model execution batches.", len(e.running))
         yield gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", len(e.waiting))
         yield gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", e.kv_usage)
+        info = GaugeMetricFamily(
+            "vllm:cache_config_info",
+            "Information of the LLMEngine CacheConfig",
+            labels=["engine", "block_size", "num_gpu_blocks", "kv_cache_size_tokens", "enable_prefix_caching"],
+        )
+        cap = e.timing.kv_capacity_tokens
+        info.add_metric(["0", str(BLOCK_TOKENS), str(cap // BLOCK_TOKENS), str(cap), "True"], 1.0)
+        yield info
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", e.prompt_tokens_total)
         yield counter("vllm:generation_tokens", "Number of generation tokens processed.", e.generation_tokens_total)
         yield counter(

@@ -20,7 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmsurge.metrics.bus import MetricsBus
 from llmsurge.net import METRICS_CAP, fetch_sync, tls_context
 from llmsurge.telemetry.base import NA, Sampler, TelemetrySink
-from llmsurge.telemetry.samples import PHASES, ServerPhase, ServerSample, TelemetrySample, Unavailable
+from llmsurge.telemetry.samples import (
+    PHASES,
+    KvFacts,
+    ServerPhase,
+    ServerSample,
+    TelemetrySample,
+    Unavailable,
+)
 
 # Logical metric → candidate family names, first match wins (parser names: counters without ``_total``).
 GAUGES = {
@@ -257,6 +264,37 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
     return items[-1][0]
 
 
+def kv_capacity(fams: dict[str, Metric]) -> tuple[float | None, int | None]:
+    """The KV cache's size in tokens and its block size: vLLM's ``cache_config_info`` labels
+    (``kv_cache_size_tokens``, else ``num_gpu_blocks`` × ``block_size``), SGLang's ``max_total_num_tokens``;
+    None where the server does not say."""
+    info = fams.get("vllm:cache_config_info")
+    for s in info.samples if info is not None else ():
+        sized = _label_number(s.labels.get("kv_cache_size_tokens"))
+        blocks, block = _label_number(s.labels.get("num_gpu_blocks")), _label_number(s.labels.get("block_size"))
+        if sized or (blocks and block):
+            return sized or (blocks or 0.0) * (block or 0.0), int(block) if block else None
+    total = gauge_value(fams, ("sglang:max_total_num_tokens",))
+    return (total, None) if total == total and total > 0 else (None, None)
+
+
+def _label_number(text: str | None) -> float | None:
+    try:
+        v = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def llamacpp_slots(props: dict[str, Any]) -> tuple[int | None, int | None]:
+    """llama.cpp's ``/props``: its slots and the tokens each holds (``default_generation_settings.n_ctx``)."""
+    slots = props.get("total_slots")
+    settings = props.get("default_generation_settings")
+    ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    ok = [v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None for v in (slots, ctx)]
+    return ok[0], ok[1]
+
+
 def server_kind(fams: dict[str, Metric]) -> str:
     """vLLM / llama.cpp / SGLang / TGI from the metric names (the one table of them: :data:`KINDS`)."""
     for prefix, kind in KINDS:
@@ -325,6 +363,11 @@ class ServerMetricsSampler(Sampler):
         super().__init__(bus, writer)
         self.fetcher = MetricsFetcher(base_url.rstrip("/") + "/metrics", headers=headers)
         self._rates = _WindowedRates(self.RATE_WINDOW_S)
+        self._kv_sums: dict[int, tuple[float, float, int]] = {}  # segment → Σ running, Σ usage, readings
+        self._kv_fixed: tuple[float | None, int | None, int | None, int | None] | None = None
+        """The cache's size in tokens, its block size, llama.cpp's slots and their context (read once)."""
+        self._slots: tuple[int | None, int | None] = (None, None)  # llama.cpp's slots and their context
+        self._asked_props = False
         self.clock = SegmentClock(since_start=bus is None)
         """The server's phases per segment (queue, prefill, TTFT, decode) for the reconciliation."""
         if bus is not None:  # a scrape as each segment opens: what ended before it counts in the one before
@@ -339,7 +382,20 @@ class ServerMetricsSampler(Sampler):
             return Unavailable(f"no /metrics ({exc})")
         except ValueError as exc:
             return Unavailable(f"{self.fetcher.url} is not Prometheus text ({exc})")
-        return self.digest(index_families(fams_list), time.monotonic())
+        fams = index_families(fams_list)
+        if not self._asked_props and server_kind(fams) == "llama.cpp":
+            self._asked_props = True  # its slots, once: /metrics does not say them
+            self._slots = llamacpp_slots(self._props())
+        return self.digest(fams, time.monotonic())
+
+    def _props(self) -> dict[str, Any]:
+        """llama.cpp's ``/props`` (bounded like every probe); empty when it does not answer with an object."""
+        ans = fetch_sync(self.fetcher.client, self.fetcher.url.removesuffix("/metrics") + "/props", deadline=2.0)
+        try:
+            props = ans.json() if ans.ok else {}
+        except ValueError:
+            return {}
+        return props if isinstance(props, dict) else {}
 
     def digest(self, fams: dict[str, Metric], now: float) -> TelemetrySample:
         """Turn one scrape into the pane's sample (separate from fetching, so recorded texts can be tested)."""
@@ -370,7 +426,27 @@ class ServerMetricsSampler(Sampler):
             preemptions_total=counters["preemptions"],
             generation_tokens_total=counters["generation_tokens"],
             prompt_tokens_total=counters["prompt_tokens"],
+            kv=self._kv(fams, gauges["running"], gauges["kv_cache"]),
             **self._server_percentiles(fams),
+        )
+
+    def _kv(self, fams: dict[str, Metric], running: float, usage: float) -> KvFacts:
+        """The cache's size (read once: llama.cpp's from ``/props``) and this segment's gauges so far."""
+        if self._kv_fixed is None:
+            self._kv_fixed = (*kv_capacity(fams), *self._slots)
+        capacity, block, slots, context = self._kv_fixed
+        segment = self.bus.current_segment() if self.bus is not None else 0
+        r_sum, u_sum, n = self._kv_sums.get(segment, (0.0, 0.0, 0))
+        if running == running and usage == usage:
+            r_sum, u_sum, n = r_sum + running, u_sum + usage, n + 1
+            self._kv_sums[segment] = (r_sum, u_sum, n)
+        return KvFacts(
+            capacity_tokens=capacity,
+            block_size=block,
+            slots=slots,
+            slot_context=context,
+            segment_running=r_sum / n if n else (running if running == running else None),
+            segment_usage=u_sum / n if n else None,
         )
 
     def _server_percentiles(self, fams: dict[str, Metric]) -> dict[str, Any]:
@@ -390,8 +466,12 @@ class ServerMetricsSampler(Sampler):
         return out
 
     def summary(self) -> dict[str, Any]:
-        """The base summary plus, per segment, the server's phases (``clock``) from its last scrape in it."""
+        """The base summary plus, per segment, the server's phases (``clock``) from its last scrape in it, and
+        the KV cache's size where the server says (``kv``: what the forecast reads)."""
         out = super().summary()
+        if self._kv_fixed is not None and any(v is not None for v in self._kv_fixed):
+            capacity, block, slots, context = self._kv_fixed
+            out["kv"] = {"capacity_tokens": capacity, "block_size": block, "slots": slots, "slot_context": context}
         segments = out.get("segments")
         if isinstance(segments, dict):
             for seg, phases in self.clock.phases.items():

@@ -95,7 +95,21 @@ class ServerSample:
     e2e_p99_ms: float = NA
     phases: dict[str, ServerPhase] = field(default_factory=dict)
     """:data:`PHASES` the server exports, over the current segment (vLLM: ``request_queue_time_seconds`` …)."""
+    kv: KvFacts | None = None
+    """What the KV forecast reads (:mod:`llmsurge.metrics.kv`): the cache's size and the segment's gauges."""
     available: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class KvFacts:
+    """The KV cache as the server describes it, and its usage over the current segment so far."""
+
+    capacity_tokens: float | None = None  # vLLM ``cache_config_info``, SGLang ``max_total_num_tokens``
+    block_size: int | None = None  # tokens a cache block holds (vLLM), where the cache is paged
+    slots: int | None = None  # llama.cpp ``/props`` ``total_slots``
+    slot_context: int | None = None  # llama.cpp: tokens a slot holds
+    segment_running: float | None = None  # mean of the running gauge over this segment's readings
+    segment_usage: float | None = None  # mean KV usage (fraction) over the same readings
 
 
 @dataclass(frozen=True)

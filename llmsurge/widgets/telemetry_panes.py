@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from llmsurge.metrics.kv import forecast
 from llmsurge.metrics.reconcile import Reconciliation
 from llmsurge.metrics.snapshot import Snapshot
 from llmsurge.redaction import shown
@@ -230,6 +231,29 @@ class ServerPane(TelemetryPane):
         out.append(f" {figures} ms", style=self.role("muted") if rec.where == "agree" else "")
         return out
 
+    def _kv_full(self, sample: ServerSample, snap: Snapshot) -> list[tuple[int, str, RenderableType]]:
+        """ "KV full at ≈ c=N, now c=M": where the cache fills for the running workload (:mod:`metrics.kv`), in
+        the warning colour once the load is within a fifth of it."""
+        kv, seg = sample.kv, snap.segment_figures
+        if kv is None:
+            return []
+        found = forecast(
+            running=kv.segment_running,
+            usage=kv.segment_usage,
+            input_tokens=seg.input_mean or None,
+            output_tokens=seg.output_mean or None,
+            capacity_tokens=kv.capacity_tokens,
+            block_size=kv.block_size,
+            slots=kv.slots,
+            slot_context=kv.slot_context,
+        )
+        if found is None:
+            return []
+        near = found.headroom <= 1.25
+        text = Text(f"≈ c={found.full_at:,.0f}", style=self.role("warn") if near else "")
+        text.append(f"  now c={found.now:,.1f}", style=self.role("muted"))
+        return [(2, "KV full at", text)]
+
     def render_sample(self, sample: ServerSample, snap: Snapshot) -> RenderableType:
         waiting = sample.waiting
         rates = Text(f"gen {num(sample.generation_tok_s, 0)}  prompt {num(sample.prompt_tok_s, 0)}")
@@ -246,6 +270,7 @@ class ServerPane(TelemetryPane):
             (0, "running", num(sample.running, 0)),
             (1, "waiting", Text(num(waiting, 0), style=self.role("warn") if (waiting or 0) > 0 else "")),
             (2, "KV cache", f"{bar(sample.kv_cache, 10)} {_percent(sample.kv_cache)}"),
+            *self._kv_full(sample, snap),
             (7, "prefix hits", _percent(sample.prefix_hit_rate)),
             (3, "server tok/s", rates),
             (4, "TTFT p50/p99", server),
