@@ -19,6 +19,7 @@ from llmsurge.engine.discovery import (
     list_models,
     wait_until_up,
 )
+from llmsurge.engine.endpoints import ENDPOINTS
 from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.lifetime import ExitCode
@@ -188,13 +189,12 @@ def per_request_clock(rec: RequestRecord, kind: str) -> str:
 async def probe_endpoints(client: httpx.AsyncClient, target: Target) -> dict[str, str]:
     """One small request to each other endpoint, and one tool-call request: what the server offers."""
     out: dict[str, str] = {}
-    shapes = {
-        "responses": RequestShape(endpoint="responses", stream=True, ignore_eos=False, timeout=60.0),
-        "messages": RequestShape(endpoint="messages", stream=True, ignore_eos=False, timeout=60.0),
-        "embeddings": RequestShape(endpoint="embeddings", timeout=60.0),
-        "rerank": RequestShape(endpoint="rerank", documents=2, timeout=60.0),
-        "tool calls": RequestShape(endpoint="chat", stream=True, ignore_eos=False, tools=1, timeout=60.0),
+    shapes = {  # every endpoint the registry has beyond the two probed first, with its smallest request
+        e.name: RequestShape(endpoint=e.name, stream=True, ignore_eos=False, documents=2, timeout=60.0)
+        for e in ENDPOINTS.values()
+        if e.name not in ("chat", "completions")
     }
+    shapes["tool calls"] = RequestShape(endpoint="chat", stream=True, ignore_eos=False, tools=1, timeout=60.0)
     for name, shape in shapes.items():
         rec = await one_request(client, target, shape, "Where is the nearest bicycle shop?", 32)
         if not rec.ok:

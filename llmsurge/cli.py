@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmsurge import __version__
-from llmsurge.endpoints import PATHS as ENDPOINT_PATHS
 from llmsurge.engine import limits
+from llmsurge.engine.endpoints import DEFAULT as DEFAULT_ENDPOINT
+from llmsurge.engine.endpoints import ENDPOINTS
 from llmsurge.lifetime import ExitCode
 
 if TYPE_CHECKING:  # imported where used: `llmsurge --help` stays fast
@@ -221,8 +222,9 @@ def add_load_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--think-time", type=_wait_duration, metavar="SECONDS", help="pause between a user's turns")
     g.add_argument(
         "--endpoint",
-        choices=tuple(ENDPOINT_PATHS),
-        help=", ".join(f"{name}: {path}" for name, path in ENDPOINT_PATHS.items()) + " (default chat)",
+        choices=tuple(ENDPOINTS),
+        help="; ".join(f"{e.name}: {e.summary}, {e.path}" for e in ENDPOINTS.values())
+        + f" (default {DEFAULT_ENDPOINT})",
     )
     g.add_argument(
         "--batch", type=lambda v: _whole(v, 1, 4096), metavar="N", help="embeddings: inputs per request (default 1)"
@@ -325,14 +327,13 @@ def _urls(args: argparse.Namespace) -> None:
         urls += [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
         if not urls:
             raise ValueError(f"--targets {args.targets}: no URL in it (one per line)")
-    from llmsurge.endpoints import PATHS
     from llmsurge.net import without_endpoint
     from llmsurge.redaction import shown
 
     for url in urls:  # a URL pasted with an endpoint's path: its server, said once (the endpoint is --endpoint's)
         server, path = without_endpoint(url)
         if path:
-            name = next((n for n, p in PATHS.items() if p == path), "")
+            name = next((e.name for e in ENDPOINTS.values() if e.path == path), "")
             which = f" (the endpoint is --endpoint {name})" if name else ""
             print(f"llmsurge: note: {shown(url)} ends in {path}: using the server at {shown(server)}{which}",
                   file=sys.stderr)  # fmt: skip
@@ -342,8 +343,7 @@ def _urls(args: argparse.Namespace) -> None:
 
 def _check_shape_flags(args: argparse.Namespace, endpoint: str) -> None:
     """Flags that shape one endpoint's requests, given with another: one line naming the fix, never ignored."""
-    needs = (("tools", "--tools", "chat"), ("images", "--images", "chat"), ("batch", "--batch", "embeddings"))
-    for attr, flag, wanted in (*needs, ("documents", "--documents", "rerank")):
+    for wanted, attr, flag in ((e.name, attr, flag) for e in ENDPOINTS.values() for attr, flag in e.options):
         if getattr(args, attr, None) and endpoint != wanted:
             raise ValueError(
                 f"{flag} applies to --endpoint {wanted} (this run sends {endpoint}): add it, or drop {flag}"

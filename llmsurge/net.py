@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmsurge.endpoints import PATHS
 from llmsurge.redaction import redact, register_basic_auth, register_secret
 
 PROBE_DEADLINE_S = 5.0
@@ -90,11 +89,13 @@ def tls_context(urls: Iterable[str] = ()) -> ssl.SSLContext:
 
 def without_endpoint(url: str) -> tuple[str, str]:
     """``http://h:8000/v1/chat/completions`` → (``http://h:8000``, ``/v1/chat/completions``): a URL pasted with an
-    endpoint's path is its server's (the endpoint is ``--endpoint``'s); ('', the URL) unchanged otherwise."""
+    endpoint's path (anything under ``/v1/``) is its server's (the endpoint is ``--endpoint``'s); (the URL, '')
+    unchanged otherwise."""
     bare = url.strip().rstrip("/")
-    for path in (*PATHS.values(), "/v1/models"):
-        if bare.endswith(path) and len(bare) > len(path):
-            return bare[: -len(path)], path
+    at = bare.rfind("/v1/")
+    scheme = bare.find("://")
+    if at > (scheme + 3 if scheme >= 0 else 0) and len(bare) > at + len("/v1/"):
+        return bare[:at], bare[at:]
     return url, ""
 
 
@@ -134,13 +135,6 @@ def url_credentials(url: str) -> tuple[str, str] | None:
     return parsed.username, parsed.password
 
 
-ANTHROPIC_VERSION = "2023-06-01"
-"""The Messages API's version header (what Anthropic's SDKs send; vLLM and llama.cpp accept it)."""
-
-ENDPOINT_PATHS = PATHS
-"""Endpoint name → path (``endpoints.PATHS``)."""
-
-
 @dataclass(frozen=True)
 class Target:
     """Where requests go. ``api_key`` and ``basic_auth`` are secrets: never printed, logged or written."""
@@ -162,18 +156,14 @@ class Target:
         register_secret(api_key)
         return cls(normalize_base_url(url), model, api_key, credentials)
 
-    def headers(self, endpoint: str = "") -> dict[str, str]:
-        """Request headers, with the bearer token (or basic auth) when one was given; the Messages API's
-        ``anthropic-version`` and ``x-api-key`` for ``endpoint="messages"``."""
+    def headers(self) -> dict[str, str]:
+        """Request headers, with the bearer token (or basic auth) when one was given (an endpoint adds its own:
+        ``Endpoint.headers``)."""
         h = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream, application/json",
             "Accept-Encoding": "identity",  # the hot path reads raw bytes; a body encoded anyway is decoded
         }
-        if endpoint == "messages":
-            h["anthropic-version"] = ANTHROPIC_VERSION
-            if self.api_key:
-                h["x-api-key"] = self.api_key
         if self.api_key:
             h["Authorization"] = f"Bearer {self.api_key}"
         elif self.basic_auth:
@@ -187,10 +177,9 @@ class Target:
         if self.basic_auth:
             register_basic_auth(*self.basic_auth)
 
-    def url(self, endpoint: str) -> str:
-        """The URL of an endpoint: ``chat``, ``completions``, ``responses``, ``messages``, ``embeddings`` or
-        ``rerank``."""
-        return self.base_url + ENDPOINT_PATHS.get(endpoint, "/v1/completions")
+    def url(self, path: str) -> str:
+        """The URL of ``path`` on this server (an endpoint's: ``Endpoint.path``)."""
+        return self.base_url + path
 
 
 @dataclass(frozen=True)

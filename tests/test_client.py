@@ -10,6 +10,7 @@ from aiohttp import web
 
 from llmsurge.engine.client import ChunkCounter, execute, one_request
 from llmsurge.engine.discovery import ServerError, discover
+from llmsurge.engine.endpoints import ENDPOINTS
 from llmsurge.engine.httpclient import make_client
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.metrics.records import RequestRecord
@@ -65,7 +66,7 @@ async def _serve_bytes(body: bytes, status: int = 200) -> tuple[web.AppRunner, s
 async def _measure(url: str, endpoint: str) -> RequestRecord:
     rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
     async with make_client() as c:
-        await execute(c, Target(url, "m").url(endpoint), {}, b"{}", True, rec, ChunkCounter())
+        await execute(c, Target(url, "m").url(ENDPOINTS[endpoint].path), {}, b"{}", True, rec, ChunkCounter())
     return rec
 
 
@@ -152,7 +153,7 @@ async def test_read_delay_of_stamped_chunks() -> None:
         counter = ChunkCounter(measure_delays=True)
         body = b'{"model":"llmsurge-sim","prompt":"a b","max_tokens":30,"ignore_eos":true,"stream":true}'
         async with make_client() as c:
-            await execute(c, Target(sim.url, "llmsurge-sim").url("completions"), {}, body, True, rec, counter)
+            await execute(c, Target(sim.url, "llmsurge-sim").url("/v1/completions"), {}, body, True, rec, counter)
     assert rec.ok and counter.delays is not None and len(counter.delays) == 30
     assert all(0 <= d < 0.5 for d in counter.delays)
     assert ChunkCounter().delays is None  # off unless asked: nothing extra on the hot path
@@ -215,7 +216,7 @@ async def test_the_hot_path_posts_on_its_own_client_and_measures_what_httpx_woul
 
     async def measure(client: LoadClient) -> RequestRecord:
         rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
-        await execute(client, target.url("completions"), target.headers(), body, True, rec, ChunkCounter())
+        await execute(client, target.url("/v1/completions"), target.headers(), body, True, rec, ChunkCounter())
         return rec
 
     real_stream = httpx.AsyncClient.stream
@@ -245,12 +246,12 @@ async def test_a_deadline_on_the_hot_path_ends_the_request_and_nothing_else(sim_
     body = b'{"model":"llmsurge-sim","prompt":"a b","max_tokens":30000,"ignore_eos":true,"stream":true}'
     async with make_client() as c:
         rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
-        await run_request(c, target.url("completions"), target.headers(), body, True, rec, ChunkCounter(), 0.5)
+        await run_request(c, target.url("/v1/completions"), target.headers(), body, True, rec, ChunkCounter(), 0.5)
         assert rec.status == "failed" and rec.error_kind == "timeout", rec.error
         assert rec.ttft is not None  # it was streaming when the deadline came
         stopped = RequestRecord("s", 1, 0, time.monotonic(), time.time())
         task = asyncio.ensure_future(
-            run_request(c, target.url("completions"), target.headers(), body, True, stopped, ChunkCounter(), 30)
+            run_request(c, target.url("/v1/completions"), target.headers(), body, True, stopped, ChunkCounter(), 30)
         )
         await until(lambda: stopped.ttft is not None)
         task.cancel()
@@ -259,7 +260,7 @@ async def test_a_deadline_on_the_hot_path_ends_the_request_and_nothing_else(sim_
         assert stopped.status == "ok"  # not failed as a timeout: the caller records the cancellation
         ok = RequestRecord("o", 1, 0, time.monotonic(), time.time())
         short = body.replace(b"30000", b"5")
-        await run_request(c, target.url("completions"), target.headers(), short, True, ok, ChunkCounter(), 30)
+        await run_request(c, target.url("/v1/completions"), target.headers(), short, True, ok, ChunkCounter(), 30)
         assert ok.ok and ok.output_tokens == 5  # the client is fine after both
 
 

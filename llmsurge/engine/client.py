@@ -16,6 +16,16 @@ from typing import TYPE_CHECKING, Any, Union
 
 from msgspec.json import Decoder as _JsonDecoder
 
+from llmsurge.engine.endpoints import DEFAULT, ENDPOINTS, Endpoint
+from llmsurge.engine.endpoints.base import (
+    ChunkCounter,
+    Prompt,
+    apply_usage,
+    cached_tokens,
+    error_message,
+    usage_problem,
+)
+from llmsurge.engine.endpoints.chat import tool_call_problem
 from llmsurge.engine.http1 import (
     SETTLE_S,
     BadAnswer,
@@ -27,7 +37,7 @@ from llmsurge.engine.http1 import (
 )
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.engine.sse import ErrorEvent, SSEEventTooLarge, SSEParser
-from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, ServerTimings, Status, http_kind
+from llmsurge.metrics.records import TEXT_FOLD, Failure, RequestRecord, Status, http_kind
 from llmsurge.net import Target
 from llmsurge.redaction import redact
 
@@ -73,92 +83,17 @@ def replay_body(shape: RequestShape, model: str, raw: str) -> bytes:
     return json.dumps(body).encode()
 
 
-def build_body(shape: RequestShape, model: str, prompt: str | list[dict[str, Any]], max_tokens: int) -> bytes:
-    """The JSON body of one request: ``prompt`` is a user message's text, or whole chat messages. Embeddings send
-    ``shape.batch`` inputs and rerank a query with ``shape.documents`` documents, each a numbered copy of it."""
-    text = prompt if isinstance(prompt, str) else "\n\n".join(str(m.get("content", "")) for m in prompt)
-    if shape.endpoint == "embeddings":
-        inputs = [f"{i} {text}" for i in range(shape.batch)] if shape.batch > 1 else [text]
-        return json.dumps({"model": model, "input": inputs, "encoding_format": "float"}).encode()
-    if shape.endpoint == "rerank":
-        query = " ".join(text.split()[:RERANK_QUERY_WORDS])
-        documents = [f"{i} {text}" for i in range(shape.documents)]
-        return json.dumps({"model": model, "query": query, "documents": documents, "top_n": shape.documents}).encode()
-    body: dict[str, Any] = {"model": model, "temperature": shape.temperature}
-    if shape.endpoint == "responses":
-        if isinstance(prompt, str):
-            body["input"] = prompt
-        else:  # a chat's messages: the system prompt as instructions, the rest as input items
-            body["input"] = [m for m in prompt if m.get("role") != "system"]
-            system = [str(m.get("content", "")) for m in prompt if m.get("role") == "system"]
-            if system:
-                body["instructions"] = "\n\n".join(system)
-        body["max_output_tokens"] = max_tokens
-    elif shape.endpoint == "messages":  # the Anthropic Messages API: the system prompt beside the messages
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        system = [str(m.get("content", "")) for m in messages if m.get("role") == "system"]
-        body["messages"] = [m for m in messages if m.get("role") != "system"]
-        if system:
-            body["system"] = "\n\n".join(system)
-        body["max_tokens"] = max_tokens
-    elif shape.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        body["max_tokens"] = max_tokens
-        if shape.tools:
-            body["tools"] = tool_definitions(shape.tools)
-            body["tool_choice"] = "auto"
-            last = body["messages"][-1]
-            body["messages"] = [*body["messages"][:-1], {**last, "content": f"{TOOL_ASK} {last.get('content', '')}"}]
-    else:
-        body["prompt"] = text
-        body["max_tokens"] = max_tokens
-    if shape.ignore_eos:
-        body["ignore_eos"] = True
-    if shape.stream:
-        body["stream"] = True
-        if shape.endpoint not in ("responses", "messages"):  # they send their usage in their own events
-            body["stream_options"] = {"include_usage": True}
+def build_body(shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> bytes:
+    """The JSON body of one request, as its endpoint builds it (``prompt``: a user message's text, or whole chat
+    messages); a generation adds ``ignore_eos`` and asks for its stream."""
+    ep = ENDPOINTS[shape.endpoint]
+    body = ep.body(shape, model, prompt, max_tokens)
+    if not ep.pooling:
+        if shape.ignore_eos:
+            body["ignore_eos"] = True
+        if shape.stream:
+            ep.streamed(body)
     return json.dumps(body).encode()
-
-
-TOOL_ASK = "Call the lookup_0 tool with the words below as its query."
-"""What a tool-calling request asks before its prompt (so a model that can call tools does)."""
-
-
-def tool_definitions(n: int) -> list[dict[str, Any]]:
-    """``n`` function tools, each taking one string argument."""
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": f"lookup_{i}",
-                "description": f"Look up a query in index {i}.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"query": {"type": "string", "description": "what to look up"}},
-                    "required": ["query"],
-                },
-            },
-        }
-        for i in range(n)
-    ]
-
-
-def tool_call_problem(calls: dict[int, list[str]]) -> str:
-    """Why streamed tool calls' arguments are unusable ('' when each parses as a JSON object)."""
-    for index, parts in sorted(calls.items()):
-        raw = "".join(parts)
-        try:
-            value = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return f"tool call {index}: arguments are not JSON ({raw[:60]!r})"
-        if not isinstance(value, dict):
-            return f"tool call {index}: arguments are not a JSON object"
-    return ""
-
-
-RERANK_QUERY_WORDS = 16
-"""A rerank query is the prompt's first words."""
 
 
 def loopback_source(hosts: tuple[str, ...], worker_id: int, workers: int) -> str | None:
@@ -169,20 +104,6 @@ def loopback_source(hosts: tuple[str, ...], worker_id: int, workers: int) -> str
     if workers < 2 or not hosts or not all(h.startswith("127.") for h in hosts):
         return None
     return f"127.0.0.{2 + worker_id % 250}"
-
-
-class ChunkCounter:
-    """Counts ``choices`` messages as they arrive, so live token rates include unfinished streams.
-
-    With ``delays`` set (a list), each chunk stamped by the simulated server (``llmsurge_sent``, its
-    ``time.monotonic()`` at send) adds how late we read it: the client's own timing error, for benchmarks.
-    """
-
-    __slots__ = ("chunks", "delays")
-
-    def __init__(self, measure_delays: bool = False) -> None:
-        self.chunks = 0
-        self.delays: list[float] | None = [] if measure_delays else None
 
 
 def classify_error(exc: BaseException, got_response: bool) -> Failure:
@@ -212,13 +133,6 @@ def classify_error(exc: BaseException, got_response: bool) -> Failure:
     if isinstance(cause, ConnectionResetError):
         return Failure.RESET
     return Failure.RESET if got_response else Failure.CONNECT
-
-
-def _error_message(payload: object) -> str:
-    err = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(err, dict):
-        return str(err.get("message") or err)
-    return str(err if err is not None else payload)[:300]
 
 
 def _os_limit(exc: BaseException) -> str:
@@ -276,8 +190,10 @@ async def execute(
     rec: RequestRecord,
     counter: ChunkCounter,
     resend_client: Client | None = None,
+    endpoint: Endpoint | None = None,
 ) -> None:
-    """Send one request and measure it into ``rec`` (``rec.start`` must be set just before the call).
+    """Send one request and measure it into ``rec`` (``rec.start`` must be set just before the call); its answer is
+    read as ``endpoint`` reads it (chat's, which reads completions too, when None).
 
     Never raises for server or transport faults: they become ``rec.status = failed`` with a kind. A request
     that died on a reused pooled connection before any response byte arrived (it provably went unread) is re-sent
@@ -285,6 +201,7 @@ async def execute(
     ever sent twice. The answer's phases are kept in ``rec``: the connection (``reused``, ``connect``, ``tls``) and
     the time to its headers. Cancellation propagates so the caller can record it.
     """
+    ep = endpoint or ENDPOINTS[DEFAULT]
     for attempt in range(2):
         got_response = False
         wire = _wire(client)
@@ -295,7 +212,7 @@ async def execute(
                 rec.reused, rec.connect, rec.tls, rec.headers = r.reused, r.connect_s, r.tls_s, r.headers_s
                 said_done = False
                 try:
-                    said_done = await _answered(r.status, r.headers, r, stream, rec, counter)
+                    said_done = await _answered(r.status, r.headers, r, stream, rec, counter, ep)
                     if said_done:
                         await r.settle(SETTLE_S)
                 finally:
@@ -304,7 +221,7 @@ async def execute(
                 assert not isinstance(client, WirePool)
                 async with client.stream("POST", url, content=body, headers=headers) as resp:
                     got_response = True
-                    await _answered(resp.status_code, resp.headers, resp.aiter_raw(), stream, rec, counter)
+                    await _answered(resp.status_code, resp.headers, resp.aiter_raw(), stream, rec, counter, ep)
             return
         except _transport_errors(client) as exc:
             if attempt == 0 and not got_response and _unread(exc):
@@ -323,6 +240,7 @@ async def _answered(
     stream: bool,
     rec: RequestRecord,
     counter: ChunkCounter,
+    endpoint: Endpoint,
 ) -> bool:
     """Read an answer (its headers came): a refusal, JSON where a stream was asked, a stream, or a whole body.
     The body is read as it came off the wire; one that arrived encoded despite ``Accept-Encoding: identity`` is
@@ -341,12 +259,12 @@ async def _answered(
             return False
         if stream:
             if isinstance(raw, WireResponse) and chunks is raw:  # the load's own client: read inside each read
-                parsed = _Stream(rec, counter)
+                parsed = _Stream(rec, counter, endpoint)
                 await raw.pipe(parsed.feed)
                 return parsed.finish()
-            return await _parse_stream(chunks, rec, counter)
+            return await _parse_stream(chunks, rec, counter, endpoint)
         body = await _read_capped(chunks, PLAIN_BODY_CAP, what="answer")
-        _finish_plain(body, _now(), rec, counter)
+        _finish_plain(body, _now(), rec, counter, endpoint)
     except EncodingError as exc:
         rec.fail(Failure.PROTOCOL, str(exc))
     except BodyTooLarge as exc:
@@ -364,14 +282,15 @@ async def run_request(
     counter: ChunkCounter,
     timeout: float,
     resend_client: Client | None = None,
+    endpoint: Endpoint | None = None,
 ) -> None:
     """:func:`execute` with a hard deadline: ``rec`` has ended within ``timeout`` seconds of the call, whatever
     the server does (streams forever, never sends headers, never closes). A timed-out request is cancelled and
     its clean-up given :data:`ABANDON_AFTER_S`; a clean-up that would wait on the server is left behind."""
     if _wire(client) is not None:
-        await _within(timeout, execute(client, url, headers, body, stream, rec, counter, resend_client), rec)
+        await _within(timeout, execute(client, url, headers, body, stream, rec, counter, resend_client, endpoint), rec)
         return
-    task = asyncio.ensure_future(execute(client, url, headers, body, stream, rec, counter, resend_client))
+    task = asyncio.ensure_future(execute(client, url, headers, body, stream, rec, counter, resend_client, endpoint))
     try:
         done, _ = await asyncio.wait((task,), timeout=timeout)
     except asyncio.CancelledError:
@@ -443,7 +362,7 @@ async def _read_capped(chunks: AsyncIterator[bytes], cap: int = ERROR_BODY_CAP, 
 def _error_text(raw: bytes) -> str:
     """The ``error.message`` of a JSON error body, else the body's text."""
     try:
-        return _error_message(_loads(raw))
+        return error_message(_loads(raw))
     except ValueError:
         return raw.decode(errors="replace")
 
@@ -504,9 +423,11 @@ async def _decoded(chunks: AsyncIterator[bytes], encoding: str) -> AsyncIterator
         yield tail
 
 
-async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counter: ChunkCounter) -> bool:
+async def _parse_stream(
+    chunks: AsyncIterator[bytes], rec: RequestRecord, counter: ChunkCounter, endpoint: Endpoint | None = None
+) -> bool:
     """An event stream read from ``chunks`` (a pull: each chunk awaited); True when it ended by its own ``[DONE]``."""
-    stream = _Stream(rec, counter)
+    stream = _Stream(rec, counter, endpoint)
     async for raw in chunks:
         if stream.feed(raw):
             break
@@ -515,7 +436,8 @@ async def _parse_stream(chunks: AsyncIterator[bytes], rec: RequestRecord, counte
 
 class _Stream:
     """One answer's event stream, measured into its record as bytes arrive: :meth:`feed` each read (inside the read
-    itself on the load's own client: ``WireResponse.pipe``), then :meth:`finish`."""
+    itself on the load's own client: ``WireResponse.pipe``), then :meth:`finish`. The SSE framing, ``[DONE]``,
+    error events and JSON are read here; what an event means is its endpoint's (``Endpoint.event``)."""
 
     __slots__ = (
         "content_chunks",
@@ -526,19 +448,21 @@ class _Stream:
         "last",
         "parser",
         "raw_usage",
+        "read",
         "rec",
         "saw_choices",
         "usage",
     )
 
-    def __init__(self, rec: RequestRecord, counter: ChunkCounter) -> None:
+    def __init__(self, rec: RequestRecord, counter: ChunkCounter, endpoint: Endpoint | None = None) -> None:
         self.parser = SSEParser()
         self.rec = rec
         self.counter = counter
+        self.read = (endpoint or ENDPOINTS[DEFAULT]).event
         self.last = 0.0
         self.content_chunks = 0
         self.usage: Any = None
-        self.raw_usage: dict[str, Any] | None = None  # the Messages API's usage, merged over its events
+        self.raw_usage: dict[str, Any] | None = None  # an endpoint's own usage, merged over its events
         self.saw_choices = False
         self.fold = 0 if rec.text_whole else TEXT_FOLD
         self.ended = False  # [DONE] came
@@ -554,7 +478,8 @@ class _Stream:
         _end_stream(self.rec, self.parser, self.last if self.saw_choices else None, self.content_chunks, self.usage)
         return self.ended
 
-    def _fail(self, kind: Failure, message: str) -> bool:
+    def fail(self, kind: Failure, message: str) -> bool:
+        """Fail the request: no more bytes are wanted."""
         self.rec.fail(kind, message)
         self.failed = True
         return True
@@ -563,11 +488,11 @@ class _Stream:
         """One read's bytes, stamped now; True when no more are wanted ([DONE], or the answer failed)."""
         t = _now()
         rec = self.rec
-        counter = self.counter
         try:
             payloads = self.parser.feed(raw)
         except SSEEventTooLarge as exc:
-            return self._fail(Failure.PROTOCOL, str(exc))
+            return self.fail(Failure.PROTOCOL, str(exc))
+        read = self.read
         st = rec.start
         itl = rec.itl
         texts = rec.text
@@ -577,112 +502,21 @@ class _Stream:
                 self.ended = True  # the answer's end, whether or not the body ends (its connection is then dropped)
                 continue
             if type(payload) is ErrorEvent:
-                return self._fail(Failure.STREAM_ERROR, _event_error(payload))
+                return self.fail(Failure.STREAM_ERROR, _event_error(payload))
             try:
                 msg = _decode_json(payload)
             except ValueError:
-                return self._fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
+                return self.fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
             if not isinstance(msg, dict):
-                return self._fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
-            event = msg.get("type")
-            thinking = False
-            if event in MESSAGE_EVENTS:  # the Anthropic Messages API: typed events, its own names
-                if event == "content_block_delta":
-                    delta = msg.get("delta")
-                    kind = delta.get("type") if isinstance(delta, dict) else None
-                    if kind == "text_delta":
-                        text, reason = delta.get("text"), None  # type: ignore[union-attr]
-                    elif kind in ("thinking_delta", "input_json_delta"):
-                        text, reason, thinking = None, None, kind == "thinking_delta"
-                        if kind == "input_json_delta":  # a tool call's arguments, streamed: output
-                            rec.tool_calls.setdefault(msg.get("index", 0), []).append(
-                                str(delta.get("partial_json") or "")  # type: ignore[union-attr]
-                            )
-                            if rec.ttfc is None:
-                                rec.ttfc = t - st
-                    else:
-                        continue  # a signature: no token
-                else:
-                    if event == "message_start":
-                        message = msg.get("message")
-                        self.raw_usage = dict(message.get("usage") or {}) if isinstance(message, dict) else {}
-                        self.usage = _messages_usage(self.raw_usage)
-                    elif event == "message_delta":
-                        usage = msg.get("usage")
-                        if isinstance(usage, dict):  # cumulative output tokens (and, newer, the rest)
-                            self.raw_usage = {**(self.raw_usage or {}), **usage}
-                            self.usage = _messages_usage(self.raw_usage)
-                        delta = msg.get("delta")
-                        stop = delta.get("stop_reason") if isinstance(delta, dict) else None
-                        if stop:
-                            rec.finish_reason = MESSAGE_STOPS.get(str(stop), str(stop))
-                    elif event == "message_stop":
-                        self.ended = True  # the Messages API's end (it sends no [DONE])
-                    elif event == "error":
-                        return self._fail(Failure.STREAM_ERROR, _error_message(msg))
-                    continue  # ping, content_block_start/stop: no token
-            elif event is not None and "choices" not in msg:  # the Responses API: typed events
-                if event in RESPONSE_TEXT:
-                    delta = msg.get("delta")
-                    text, reason = (delta if isinstance(delta, str) else None), None
-                elif event in RESPONSE_REASONING:
-                    text, reason, thinking = None, None, True
-                else:
-                    if event in ("response.completed", "response.incomplete"):
-                        response = msg.get("response")
-                        response = response if isinstance(response, dict) else {}
-                        self.usage = _responses_usage(response.get("usage"))
-                        details = response.get("incomplete_details")
-                        why = details.get("reason") if isinstance(details, dict) else None
-                        rec.finish_reason = "length" if why == "max_output_tokens" else str(why or "stop")
-                    elif event in ("response.failed", "error"):
-                        response = msg.get("response")
-                        why = _error_message(response if isinstance(response, dict) else msg)
-                        return self._fail(Failure.STREAM_ERROR, why)
-                    continue  # created, in_progress, output_item.added …: no token
-            else:
-                u = msg.get("usage")
-                if u:
-                    usage = u
-                    timings = msg.get("timings")  # llama.cpp: its prompt cache (cache_n) rides with the usage
-                    if isinstance(timings, dict) and isinstance(usage, dict) and "timings" not in usage:
-                        usage = {**usage, "timings": timings}
-                    metrics = msg.get("metrics")  # vLLM --enable-per-request-metrics: its clock, with the usage
-                    if isinstance(metrics, dict) and isinstance(usage, dict) and "metrics" not in usage:
-                        usage = {**usage, "metrics": metrics}
-                    self.usage = usage
-                choices = msg.get("choices")
-                if not choices:
-                    if "error" in msg:
-                        return self._fail(Failure.STREAM_ERROR, _error_message(msg))
-                    continue
-                choice = choices[0] if isinstance(choices, list) else None
-                if not isinstance(choice, dict):
-                    return self._fail(Failure.PROTOCOL, f"a choices entry that is not an object: {payload[:80]!r}")
-                if counter.delays is not None and "llmsurge_sent" in msg:
-                    counter.delays.append(t - msg["llmsurge_sent"])
-                delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    text = delta.get("content")
-                    calls = delta.get("tool_calls")
-                    if calls and isinstance(calls, list):  # a tool call's name and arguments, streamed: output
-                        for call in calls:
-                            fn = call.get("function") if isinstance(call, dict) else None
-                            if isinstance(fn, dict):
-                                i = call.get("index", 0)
-                                rec.tool_calls.setdefault(i if isinstance(i, int) else 0, []).append(
-                                    str(fn.get("arguments") or "")
-                                )
-                        if rec.ttfc is None:
-                            rec.ttfc = t - st
-                    # Reasoning models stream their thinking first: vLLM and SGLang as reasoning_content,
-                    # others (OpenRouter, Ollama, vLLM >= 0.10) as reasoning. It is output; the answer is content.
-                    thinking = not text and bool(delta.get("reasoning_content") or delta.get("reasoning"))
-                else:
-                    text = choice.get("text")
-                reason = choice.get("finish_reason")
+                return self.fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
+            token = read(msg, self, t)
+            if token is None:
+                if self.failed:
+                    return True
+                continue
+            text, reason, thinking = token
             # One token event, whichever API sent it: counted, timed, its text kept.
-            counter.chunks += 1
+            self.counter.chunks += 1
             if self.saw_choices:
                 itl.append(t - self.last)
             else:
@@ -723,63 +557,6 @@ def _event_error(payload: bytes) -> str:
     return text
 
 
-MESSAGE_EVENTS = frozenset(
-    {
-        "message_start",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-        "ping",
-    }
-)
-"""The Anthropic Messages API's stream events (its ``error`` is read with the Responses API's)."""
-MESSAGE_STOPS = {"max_tokens": "length", "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls"}
-"""A Messages answer's ``stop_reason`` under chat's ``finish_reason`` names."""
-
-
-def _messages_usage(usage: object) -> object:
-    """The Messages API's usage under chat's names: its prompt is ``input_tokens`` plus the tokens read from and
-    written to its cache; the cache's reads are the cached prompt tokens."""
-    if not isinstance(usage, dict):
-        return usage
-
-    def whole(key: str) -> int:
-        v = usage.get(key)
-        return v if isinstance(v, int) and not isinstance(v, bool) else 0
-
-    out: dict[str, Any] = {}
-    if "input_tokens" in usage:
-        out["prompt_tokens"] = (
-            whole("input_tokens") + whole("cache_read_input_tokens") + whole("cache_creation_input_tokens")
-        )
-        if "cache_read_input_tokens" in usage:
-            out["prompt_tokens_details"] = {"cached_tokens": whole("cache_read_input_tokens")}
-    if "output_tokens" in usage:
-        out["completion_tokens"] = usage["output_tokens"]
-    return out
-
-
-RESPONSE_TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})
-RESPONSE_REASONING = frozenset({"response.reasoning_text.delta", "response.reasoning_summary_text.delta"})
-
-
-def _responses_usage(usage: object) -> object:
-    """The Responses API's usage (``input_tokens``, ``output_tokens``) under chat's names."""
-    if not isinstance(usage, dict):
-        return usage
-    out = {k: v for k, v in usage.items() if k not in ("input_tokens", "output_tokens")}
-    if "input_tokens" in usage:
-        out["prompt_tokens"] = usage["input_tokens"]
-    if "output_tokens" in usage:
-        out["completion_tokens"] = usage["output_tokens"]
-    details = usage.get("input_tokens_details")
-    if isinstance(details, dict) and "cached_tokens" in details:
-        out["prompt_tokens_details"] = {"cached_tokens": details["cached_tokens"]}
-    return out
-
-
 def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, content_chunks: int, usage: object) -> None:
     """The stream closed: was it whole? Then E2EL, and tokens from usage (or our own count)."""
     for payload in parser.flush():
@@ -791,198 +568,40 @@ def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, conte
         rec.fail(Failure.PROTOCOL, "stream had no choices chunk")
         return
     rec.e2el = last - rec.start
-    _apply_usage(rec, usage, content_chunks + rec.reasoning_chunks, len(rec.itl) + 1)
+    apply_usage(rec, usage, content_chunks + rec.reasoning_chunks, len(rec.itl) + 1)
     if not rec.finish_reason:
         rec.fail(Failure.TRUNCATED, "stream ended without finish_reason")
 
 
-def _finish_pooling(msg: object, t: float, rec: RequestRecord) -> None:
-    """An embeddings (``data``) or rerank (``results``, or TEI's bare list) answer: its latency, prompt tokens,
-    and one vector or score per input sent, or it failed."""
-    rec.e2el = t - rec.start
-    body = msg if isinstance(msg, dict) else {}
-    items = body.get("data") if "data" in body else body.get("results", msg if isinstance(msg, list) else None)
-    what = "embeddings" if "data" in body else "rerank results"
-    if not isinstance(items, list):
-        rec.fail(Failure.PROTOCOL, "the answer has no embeddings (data) or rerank results")
-        return
-    if len(items) != rec.inputs:
-        rec.fail(Failure.PROTOCOL, f"{len(items)} {what} for {rec.inputs} inputs")
-        return
-    good = (
-        (isinstance(x, dict) and isinstance(x.get("embedding"), (list, str)) and len(x["embedding"]) > 0)
-        if what == "embeddings"
-        else (isinstance(x, dict) and isinstance(x.get("relevance_score", x.get("score")), (int, float)))
-        for x in items
-    )
-    if not all(good):
-        rec.fail(Failure.PROTOCOL, f"{what} without a vector or score")
-        return
-    rec.finish_reason = "stop"
-    usage = body.get("usage")
-    prompt = _count(usage.get("prompt_tokens", usage.get("total_tokens"))) if isinstance(usage, dict) else None
-    if prompt:
-        rec.prompt_tokens = prompt
-
-
-def _plain_tool_calls(message: object, rec: RequestRecord) -> None:
-    """A whole answer's ``message.tool_calls``: kept for the arguments' check."""
-    calls = message.get("tool_calls") if isinstance(message, dict) else None
-    if isinstance(calls, list):
-        for i, call in enumerate(calls):
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict):
-                rec.tool_calls[i] = [str(fn.get("arguments") or "")]
-
-
-def _finish_response(msg: dict[str, Any], t: float, rec: RequestRecord, counter: ChunkCounter) -> None:
-    """A whole (not streamed) Responses API answer: its output text, status and usage."""
-    output = msg.get("output")
-    if not isinstance(output, list):
-        rec.fail(Failure.PROTOCOL, "response had no output list")
-        return
-    text = "".join(
-        str(part.get("text", ""))
-        for item in output
-        if isinstance(item, dict) and isinstance(item.get("content"), list)
-        for part in item["content"]
-        if isinstance(part, dict) and part.get("type") == "output_text"
-    )
-    details = msg.get("incomplete_details")
-    reason = details.get("reason") if isinstance(details, dict) else None
-    finish = "length" if reason == "max_output_tokens" else str(reason or msg.get("status") or "")
-    _whole_answer(rec, t, text, finish, _responses_usage(msg.get("usage")), counter)
-
-
-def _whole_answer(rec: RequestRecord, t: float, text: str, finish: str, usage: object, counter: ChunkCounter) -> None:
-    """A whole (not streamed) answer arrived at ``t``: every latency is its latency, one chunk, tokens from usage
-    (or its words)."""
-    rec.ttft = rec.ttfc = rec.e2el = t - rec.start
-    rec.finish_reason = finish
-    rec.text.append(text)
-    _apply_usage(rec, usage, len(text.split()), 0)
-    counter.chunks += rec.output_tokens
-    rec.chunks = 1
-
-
-def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounter) -> None:
+def _finish_plain(raw: bytes, t: float, rec: RequestRecord, counter: ChunkCounter, endpoint: Endpoint) -> None:
+    """A whole answer's body, read by its endpoint."""
     try:
         msg = _loads(raw)
     except ValueError:
         rec.fail(Failure.PROTOCOL, f"malformed JSON response: {raw[:80]!r}")
         return
-    if rec.inputs:
-        _finish_pooling(msg, t, rec)
-        return
-    if isinstance(msg, dict) and "output" in msg and "choices" not in msg:
-        _finish_response(msg, t, rec, counter)
-        return
-    if isinstance(msg, dict) and msg.get("type") == "message" and isinstance(msg.get("content"), list):
-        text = "".join(
-            str(part.get("text", ""))
-            for part in msg["content"]
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-        stop = str(msg.get("stop_reason") or "")
-        _whole_answer(rec, t, text, MESSAGE_STOPS.get(stop, stop), _messages_usage(msg.get("usage")), counter)
-        return
-    choices = msg.get("choices") if isinstance(msg, dict) else None
-    choice = choices[0] if isinstance(choices, list) and choices else None
-    if not isinstance(choice, dict):
-        rec.fail(Failure.PROTOCOL, "response had no choices")
-        return
-    message = choice.get("message")
-    _plain_tool_calls(message, rec)
-    text = (message.get("content") if isinstance(message, dict) else None) or choice.get("text") or ""
-    usage, timings, metrics = msg.get("usage"), msg.get("timings"), msg.get("metrics")
-    if isinstance(usage, dict) and isinstance(timings, dict):
-        usage = {**usage, "timings": timings}
-    if isinstance(usage, dict) and isinstance(metrics, dict):
-        usage = {**usage, "metrics": metrics}
-    _whole_answer(rec, t, str(text), str(choice.get("finish_reason") or ""), usage, counter)
+    endpoint.whole(msg, t, rec, counter)
 
 
-MAX_PLAUSIBLE_TOKENS = 100_000_000
-
-
-def _count(value: object) -> int | None:
-    """``value`` as a token count if it is one (a whole number, 0 ≤ n < 10⁸), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not (value.is_integer() and abs(value) < MAX_PLAUSIBLE_TOKENS):
-        return None
-    n = int(value)
-    return n if 0 <= n < MAX_PLAUSIBLE_TOKENS else None
-
-
-def usage_problem(figure: object, max_tokens: int, content_chunks: int, messages: int) -> str:
-    """Why a server's ``completion_tokens`` cannot be a measurement ('' when it can).
-
-    ``messages`` counts the stream's ``choices`` messages (0 for a whole response). Each content message carries at
-    least one token, and no server sends many more tokens than it was asked for and than it sent messages.
-    """
-    n = _count(figure)
-    if n is None:
-        return "not a whole number of tokens"
-    if n * 2 < content_chunks:
-        return f"fewer than the {content_chunks} content chunks received"
-    ceiling = max(2 * max_tokens, 8 * messages) + 16 if (max_tokens or messages) else None
-    if ceiling is not None and n > ceiling:
-        return f"far beyond max_tokens={max_tokens}" if max_tokens else "far beyond the chunks received"
-    return ""
-
-
-def _apply_usage(rec: RequestRecord, usage: object, fallback_tokens: int, messages: int) -> None:
-    """Output and prompt tokens from the server's usage when it is plausible, else from our own count."""
-    figure = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    problem = usage_problem(figure, rec.max_tokens, fallback_tokens, messages) if figure is not None else "absent"
-    if problem:
-        rec.output_tokens = fallback_tokens
-        rec.tokens_estimated = True
-        if problem != "absent" or (usage is not None and not isinstance(usage, dict)):
-            shown = figure if figure is not None else usage
-            rec.usage_rejected = redact(f"completion_tokens={shown!r}"[:80] + f": {problem or 'not an object'}")
-    else:
-        rec.output_tokens = _count(figure) or 0
-    if isinstance(usage, dict):
-        rec.cached_tokens = cached_tokens(usage)
-        rec.server = ServerTimings.of(usage.get("timings")) or ServerTimings.of_vllm(usage.get("metrics"))
-    if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
-        prompt = _count(usage["prompt_tokens"])
-        if prompt:
-            rec.prompt_tokens = prompt
-        elif prompt is None:
-            note = f"prompt_tokens={usage['prompt_tokens']!r}"[:80] + ": not a whole number of tokens"
-            rec.usage_rejected = redact("; ".join(x for x in (rec.usage_rejected, note) if x))
-
-
-def cached_tokens(usage: dict[str, Any]) -> int | None:
-    """Prompt tokens the server took from its prefix cache, where it says: OpenAI's and vLLM's
-    ``usage.prompt_tokens_details.cached_tokens``, or llama.cpp's ``timings.cache_n``."""
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, dict) and details.get("cached_tokens") is not None:
-        return _count(details["cached_tokens"])
-    timings = usage.get("timings")
-    if isinstance(timings, dict) and timings.get("cache_n") is not None:
-        return _count(timings["cache_n"])
-    return None
-
-
-def curl_command(target: Target, body: bytes, key_var: str | None) -> str:
-    """A shell command that sends ``body`` again as it was sent; the key as ``$VAR``, never its value."""
+def curl_command(target: Target, body: bytes, key_var: str | None, endpoint: str = DEFAULT) -> str:
+    """A shell command that sends ``body`` again as it was sent to ``endpoint``; the key as ``$VAR``, never its
+    value."""
     import shlex
 
     try:
         payload = json.loads(body)
     except ValueError:
         payload = {}
-    endpoint = "chat" if isinstance(payload, dict) and "messages" in payload else "completions"
+    ep = ENDPOINTS.get(endpoint, ENDPOINTS[DEFAULT])
     parts = ["curl", "-sS"]
     if isinstance(payload, dict) and payload.get("stream"):
         parts.append("-N")
-    parts += [shlex.quote(target.url(endpoint)), "-H", shlex.quote("Content-Type: application/json")]
+    parts += [shlex.quote(target.url(ep.path)), "-H", shlex.quote("Content-Type: application/json")]
+    key = f"${key_var or 'API_KEY'}"
+    for name, value in ep.headers(key if target.api_key else None).items():
+        parts += ["-H", f'"{name}: {value}"']
     if target.api_key:
-        parts += ["-H", f'"Authorization: Bearer ${key_var or "API_KEY"}"']
+        parts += ["-H", f'"Authorization: Bearer {key}"']
     elif target.basic_auth:
         parts += ["-u", f'"{target.basic_auth[0]}:$PASSWORD"']
     parts += ["-d", shlex.quote(body.decode(errors="replace"))]
@@ -996,17 +615,18 @@ async def one_request(
     client: Client, target: Target, shape: RequestShape, prompt: str, max_tokens: int
 ) -> RequestRecord:
     """Send and measure a single request outside the worker pool (checks, calibration)."""
+    ep = ENDPOINTS[shape.endpoint]
     rec = RequestRecord(request_id="probe", segment=-1, worker=-1, start=0.0, wall_start=time.time())
-    rec.max_tokens = 0 if shape.pooling else max_tokens
-    rec.inputs = shape.inputs if shape.pooling else 0
+    rec.max_tokens = 0 if ep.pooling else max_tokens
+    rec.inputs = ep.inputs(shape) if ep.pooling else 0
     body = build_body(shape, target.model, prompt, max_tokens)
     rec.start = _now()
-    url = target.url(shape.endpoint)
-    headers = target.headers(shape.endpoint)
-    await run_request(client, url, headers, body, shape.streamed, rec, ChunkCounter(), shape.timeout)
+    url = target.url(ep.path)
+    headers = {**target.headers(), **ep.headers(target.api_key)}
+    await run_request(client, url, headers, body, shape.streamed, rec, ChunkCounter(), shape.timeout, endpoint=ep)
     rec.end = _now()
     rec.keep_text()
     return rec
 
 
-__all__ = ["Failure", "Status", "Target"]
+__all__ = ["ChunkCounter", "Failure", "Status", "Target", "cached_tokens", "tool_call_problem", "usage_problem"]

@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 
-from llmsurge.engine.client import _count, one_request
+from llmsurge.engine.client import one_request
+from llmsurge.engine.endpoints import ENDPOINTS
+from llmsurge.engine.endpoints.base import count_of
 from llmsurge.engine.prompts import Calibration, PromptFactory
 from llmsurge.engine.scenario import RequestShape
 from llmsurge.metrics.records import Failure, RequestRecord
@@ -281,7 +283,7 @@ def _context(props: Answer, entry: dict[str, Any] | None) -> int | None:
     if props.ok:
         try:
             settings = props.json().get("default_generation_settings") or {}
-            found = _count(settings.get("n_ctx")) if isinstance(settings, dict) else None
+            found = count_of(settings.get("n_ctx")) if isinstance(settings, dict) else None
         except (ValueError, AttributeError):
             found = None
         if found:
@@ -290,7 +292,7 @@ def _context(props: Answer, entry: dict[str, Any] | None) -> int | None:
         return None
     meta = entry.get("meta")
     meta = meta if isinstance(meta, dict) else {}
-    return _count(entry.get("max_model_len")) or _count(meta.get("n_ctx_train")) or None
+    return count_of(entry.get("max_model_len")) or count_of(meta.get("n_ctx_train")) or None
 
 
 def _gave_up(what: str, ans: Answer) -> tuple[str, str] | None:
@@ -395,9 +397,10 @@ async def negotiate(
         rec = await first_success(tally.counted(lambda: one_request(client, target, probe, "Say hello.", 4)))
     calibration = Calibration()
     hopeless = not rec.ok and rec.error_kind in (Failure.TIMEOUT.value, Failure.CONNECT.value)
-    if calibrate_prompts and shape.endpoint == "rerank":  # its usage counts query and documents together
+    why = ENDPOINTS[shape.endpoint].uncalibrated
+    if calibrate_prompts and why:
         calibrate_prompts = False
-        notes.append(("info", "rerank: prompt lengths are not calibrated (the usage counts query and documents)"))
+        notes.append(("info", f"{shape.endpoint}: prompt lengths are not calibrated ({why})"))
     if calibrate_prompts and not hopeless:
         calibration = await calibrate(client, target, probe, tally)
     if not rec.ok:

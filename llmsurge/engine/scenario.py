@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from llmsurge.endpoints import PATHS
+from llmsurge.engine.endpoints import ENDPOINTS
 from llmsurge.engine.lengths import LengthDist
 
 ARRIVALS = ("constant", "poisson", "gamma")
-ENDPOINTS = tuple(PATHS)
-POOLING = ("embeddings", "rerank")
-"""Endpoints that answer once with no generated tokens: latency per request, inputs/s and input tokens/s."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +61,8 @@ class RequestShape:
 
     @property
     def pooling(self) -> bool:
-        """An embeddings or rerank request: one answer, no output tokens, no TTFT."""
-        return self.endpoint in POOLING
+        """An embeddings or rerank request: one answer, no output tokens, no TTFT (its endpoint says)."""
+        return ENDPOINTS[self.endpoint].pooling
 
     @property
     def streamed(self) -> bool:
@@ -75,7 +72,7 @@ class RequestShape:
     @property
     def inputs(self) -> int:
         """Items one request carries: embedding inputs, rerank documents (1 for a generation)."""
-        return self.batch if self.endpoint == "embeddings" else self.documents if self.endpoint == "rerank" else 1
+        return ENDPOINTS[self.endpoint].inputs(self)
 
     @property
     def shares_prefixes(self) -> bool:

@@ -19,9 +19,10 @@ from typing import Any, Protocol
 from llmsurge.engine.arrivals import Arrivals
 from llmsurge.engine.client import ChunkCounter, build_body, replay_body, run_request, tool_call_problem
 from llmsurge.engine.dataset import DatasetIndex, DatasetReader
+from llmsurge.engine.endpoints import ENDPOINTS
 from llmsurge.engine.http1 import WirePool
 from llmsurge.engine.prompts import Calibration, PromptFactory
-from llmsurge.engine.scenario import ENDPOINTS, Load, PromptCase, RequestShape
+from llmsurge.engine.scenario import Load, PromptCase, RequestShape
 from llmsurge.engine.tickets import TAKEN_BASE, TicketsBase
 from llmsurge.engine.trace import BlockPrompts, TraceEntry
 from llmsurge.images import with_images
@@ -387,7 +388,7 @@ class Worker:
         problem: Exception | None = None
         try:
             prompt, max_tokens, expected_in = self._next_prompt(shape, conv, entry)
-            if shape.images and shape.endpoint == "chat":
+            if shape.images:  # chat's alone (the command line and presets refuse them elsewhere)
                 prompt = with_images(prompt, shape.images, shape.image_size, self.lengths)
                 expected_in = 0  # an image's tokens are the server's to count
             if entry is not None and entry.body:
@@ -424,13 +425,14 @@ class Worker:
             await run_request(
                 self.client,
                 self.urls[which][shape.endpoint],
-                self.headers[which][shape.endpoint == "messages"],
+                self.headers[which][shape.endpoint],
                 body,
                 shape.streamed,
                 rec,
                 self.counter,
                 shape.timeout,
                 self.resend_client,
+                ENDPOINTS[shape.endpoint],
             )
         except asyncio.CancelledError:
             if self.overdue:
@@ -532,8 +534,8 @@ class Worker:
         tls = tls_context(bases)
         self.client = WirePool(tls, self.spec.source)
         self.resend_client = WirePool(tls, self.spec.source, fresh=True)
-        self.urls = [{e: t.url(e) for e in ENDPOINTS} for t in targets]
-        self.headers = [(t.headers(), t.headers("messages")) for t in targets]
+        self.urls = [{e.name: t.url(e.path) for e in ENDPOINTS.values()} for t in targets]
+        self.headers = [{e.name: {**t.headers(), **e.headers(t.api_key)} for e in ENDPOINTS.values()} for t in targets]
 
         if self.commands is not None:  # a Ray actor gets its commands as method calls instead
             threading.Thread(

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from llmsurge.engine import limits
+from llmsurge.engine.endpoints import DEFAULT as DEFAULT_ENDPOINT
+from llmsurge.engine.endpoints import ENDPOINTS
 from llmsurge.engine.lengths import LengthDist, LengthError
 from llmsurge.engine.scenario import (
     ARRIVALS,
-    ENDPOINTS,
     SEARCH_MODES,
     Load,
     PromptCase,
@@ -244,7 +245,7 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
     req = c.keys(data.get("request", {}), REQUEST_KEYS, "request")
     w = "request."
     shape_kwargs: dict[str, Any] = {
-        "endpoint": c.choice(req, "endpoint", w, ENDPOINTS),
+        "endpoint": c.choice(req, "endpoint", w, tuple(ENDPOINTS)),
         "stream": c.boolean(req, "stream", w),
         "ignore_eos": c.boolean(req, "ignore_eos", w),
         "temperature": c.num(req, "temperature", w, 0.0, strict=False, maximum=limits.MAX_TEMPERATURE),
@@ -259,6 +260,11 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
         "tools": c.integer(req, "tools", w, maximum=128),
         "images": c.integer(req, "images", w, maximum=64),
     }
+    endpoint = shape_kwargs["endpoint"] or DEFAULT_ENDPOINT
+    for other in ENDPOINTS.values():  # an option of another endpoint's: named, never ignored
+        for key, _flag in other.options:
+            if key in req and other.name != endpoint:
+                raise c.fail(f"{w}{key}", f"applies to endpoint {other.name!r} (this preset sends {endpoint!r})")
     for key in ("input_tokens", "output_tokens"):
         if key in req:
             try:

@@ -145,7 +145,7 @@ class Steering:
             self.app.notify("that request is still running (or no longer kept): open it once it has finished")
             return
         target = self.session.target or Target.from_url(self.app.config.url or "http://127.0.0.1:8000")
-        curl = curl_command(target, rec.body, self.app.config.api_key_env)
+        curl = curl_command(target, rec.body, self.app.config.api_key_env, self.session.scenario.shape.endpoint)
         self.app.push_screen(InspectorScreen(rec, curl))
 
     def toggle_pause(self) -> None:
