@@ -41,3 +41,10 @@ def test_a_preset_giving_another_endpoints_option_is_refused(tmp_path: Path) -> 
         load_preset_file(preset)
     preset.write_text(HEAD + 'endpoint = "rerank"\ndocuments = 3\n')
     assert load_preset_file(preset).shape.documents == 3
+
+
+def test_the_simulated_server_answers_every_endpoint_at_its_path() -> None:
+    from llmsurge.sim.handlers import HANDLERS
+
+    assert set(HANDLERS) == set(ENDPOINTS)  # one handler module per endpoint module, by the same name
+    assert all(ENDPOINTS[name].path in module.ROUTES for name, module in HANDLERS.items())

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from llmsurge.sim.answers import WORDS, event, prompt_tokens
 from llmsurge.sim.model import Sequence
 
 if TYPE_CHECKING:
@@ -33,19 +34,20 @@ def _system_text(system: object) -> str:
     return str(system or "")
 
 
-async def messages(server: SimServer, request: web.Request) -> web.StreamResponse:
-    """``/v1/messages``: the answer as the Messages API streams it (or whole, without ``stream``)."""
-    from llmsurge.sim.server import _WORDS, _event, prompt_tokens
+ROUTES = ("/v1/messages",)
 
-    body = await server._body(request)
+
+async def handle(server: SimServer, request: web.Request) -> web.StreamResponse:
+    """``/v1/messages``: the answer as the Messages API streams it (or whole, without ``stream``)."""
+    body = await server.body(request)
     if isinstance(body, web.Response):
         return body
     turns = body.get("messages")
     if not isinstance(turns, list) or not turns:
-        return server._error(400, "messages: a non-empty list is required", "invalid_request_error")
+        return server.error(400, "messages: a non-empty list is required", "invalid_request_error")
     limit = body.get("max_tokens")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        return server._error(400, "max_tokens: a whole number ≥ 1 is required", "invalid_request_error")
+        return server.error(400, "max_tokens: a whole number ≥ 1 is required", "invalid_request_error")
     system = [{"role": "system", "content": _system_text(body.get("system"))}] if body.get("system") else []
     tokens = prompt_tokens({"messages": [*system, *(m for m in turns if isinstance(m, dict))]}, chat=True)
     max_tokens = limit if body.get("ignore_eos") else server.rng.randint(max(1, limit // 2), limit)
@@ -54,10 +56,11 @@ async def messages(server: SimServer, request: web.Request) -> web.StreamRespons
     server.engine.submit(seq)
     mid = "msg_" + uuid.uuid4().hex
     model = str(body.get("model") or server.config.model)
-    try:
+
+    async def respond() -> web.StreamResponse:
         if not body.get("stream"):
             await seq.finished()
-            text = "".join(_WORDS[i % len(_WORDS)].decode() for i in range(1, seq.produced + 1))
+            text = "".join(WORDS[i % len(WORDS)].decode() for i in range(1, seq.produced + 1))
             return web.json_response(
                 {
                     "id": mid,
@@ -68,13 +71,13 @@ async def messages(server: SimServer, request: web.Request) -> web.StreamRespons
                     "stop_reason": "max_tokens" if seq.produced >= limit else "end_turn",
                     "usage": _usage(seq),
                 },
-                headers=server._who,
+                headers=server.who,
             )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         start: dict[str, Any] = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": []}
         start.update(stop_reason=None, usage={**_usage(seq), "output_tokens": 1})
-        await resp.write(_event({"type": "message_start", "message": start}) + _event({"type": "ping"}))
+        await resp.write(event({"type": "message_start", "message": start}) + event({"type": "ping"}))
         thinking = min(server.config.reasoning_tokens, seq.max_tokens - 1)
         block = -1
         async for new in seq.produced_since():
@@ -83,17 +86,17 @@ async def messages(server: SimServer, request: web.Request) -> web.StreamRespons
                 kind = "thinking" if k <= thinking else "text"
                 if block < 0 or (kind == "text" and k == thinking + 1):  # a new content block
                     if block >= 0:
-                        parts.append(_event({"type": "content_block_stop", "index": block}))
+                        parts.append(event({"type": "content_block_stop", "index": block}))
                     block += 1
                     opened = {"type": "content_block_start", "index": block, "content_block": {"type": kind, kind: ""}}
-                    parts.append(_event(opened))
-                delta = {"type": f"{kind}_delta", kind: _WORDS[k % len(_WORDS)].decode()}
-                parts.append(_event({"type": "content_block_delta", "index": block, "delta": delta}))
+                    parts.append(event(opened))
+                delta = {"type": f"{kind}_delta", kind: WORDS[k % len(WORDS)].decode()}
+                parts.append(event({"type": "content_block_delta", "index": block, "delta": delta}))
             await resp.write(b"".join(parts))
-        end = [_event({"type": "content_block_stop", "index": max(block, 0)})]
+        end = [event({"type": "content_block_stop", "index": max(block, 0)})]
         stop = "max_tokens" if seq.produced >= limit else "end_turn"
         end.append(
-            _event(
+            event(
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": stop, "stop_sequence": None},
@@ -101,12 +104,9 @@ async def messages(server: SimServer, request: web.Request) -> web.StreamRespons
                 }
             )
         )
-        end.append(_event({"type": "message_stop"}))
+        end.append(event({"type": "message_stop"}))
         await resp.write(b"".join(end))
         await resp.write_eof()
         return resp
-    except ConnectionError:
-        seq.cancelled = True
-        return web.Response()
-    finally:
-        server.engine.finish(seq)
+
+    return await server.answering(seq, respond())
