@@ -602,13 +602,13 @@ FIRST_FRAME = r"""
 import os, time, asyncio
 t_proc = float(os.environ["T_LAUNCH"])  # stamped by the parent just before it started this process
 from llmsurge.engine.launch import launch, lighten_start
-lighten_start(None)  # as `llmsurge demo` does (cli.py), first
+lighten_start(None)  # as `llmsurge demo` does (cli/commands/live.py), first
 from llmsurge.engine.backend import auto_workers
-early = launch(None, auto_workers())  # as `llmsurge demo` does (cli.py), before the engine's and Textual's imports
+early = launch(None, auto_workers())  # as `llmsurge demo` does: before the heavy imports
 from llmsurge.engine.session import RunConfig, RunSession
 from llmsurge.presets import find_preset
 session = RunSession(RunConfig(scenario=find_preset("demo"), keep_alive=True), early)
-session.prepare_early()  # as cli.py does: discovery goes on while Textual is imported and draws
+session.prepare_early()  # as cli/commands/live.py does: discovery goes on while Textual is imported and draws
 from llmsurge.tui.app import make_app
 async def main():
     app = make_app(session.config, session=session)

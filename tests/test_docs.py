@@ -83,12 +83,12 @@ PERSONAL = ("tui", "demo", "web")
 
 def _resolved(argv: list[str]) -> None:
     """Parse ``argv`` and resolve it to the run's config as the command does, without starting anything."""
-    from llmsurge.cli import SUBCOMMANDS, _urls, build_config, make_parser
+    from llmsurge.cli import SUBCOMMANDS, build_config, make_parser, resolve_urls
 
     if not argv or argv[0] not in SUBCOMMANDS:
         argv = ["tui", *argv]
     args = make_parser().parse_args(argv)
-    _urls(args)
+    resolve_urls(args)
     build_config(args, keep_alive=args.command != "run")
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from llmsurge.cli import _without
+from llmsurge.cli import without
 from llmsurge.tui.web import open_warning, web_command
 from tests.helpers import chromium, free_port
 
@@ -122,7 +122,7 @@ async def test_the_page_shows_the_panes_and_its_keys_steer_the_run(
 
 def test_the_page_runs_the_tui_with_the_users_flags_and_warns_off_loopback() -> None:
     argv = ["--host", "0.0.0.0", "--port=9000", "http://127.0.0.1:8000", "-c", "4"]
-    assert _without(argv, ("--host", "--port")) == ["http://127.0.0.1:8000", "-c", "4"]
+    assert without(argv, ("--host", "--port")) == ["http://127.0.0.1:8000", "-c", "4"]
     cmd = web_command(["http://127.0.0.1:8000", "-c", "4"])
     assert cmd.endswith("-m llmsurge tui http://127.0.0.1:8000 -c 4") and cmd.startswith(sys.executable)
     assert open_warning("127.0.0.1", 8765) == ""

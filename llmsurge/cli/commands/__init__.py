@@ -1,0 +1,1 @@
+"""One module per command; each parser in ``cli/parser.py`` names its handler here."""
