@@ -4,13 +4,11 @@ vLLM's per-request ``metrics``), and a whole answer."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from llmsurge.engine.endpoints.base import ChunkCounter, Reading, Token, error_message, whole_answer
 from llmsurge.metrics.records import Failure, RequestRecord
 
 
-def with_server_clock(usage: object, msg: dict[str, Any]) -> object:
+def with_server_clock(usage: object, msg: dict[str, object]) -> object:
     """The usage with the server's own clock beside it: llama.cpp's ``timings`` (its prompt cache, ``cache_n``)
     and vLLM's per-request ``metrics`` (``--enable-per-request-metrics``) ride with it, not in it."""
     if not isinstance(usage, dict):
@@ -23,7 +21,7 @@ def with_server_clock(usage: object, msg: dict[str, Any]) -> object:
     return usage
 
 
-def read_chunk(msg: dict[str, Any], stream: Reading, t: float) -> Token | None:
+def read_chunk(msg: dict[str, object], stream: Reading, t: float) -> Token | None:
     """One streamed ``choices`` chunk: its text (chat's ``delta.content``, completions' ``text``), the reasoning
     before it, its tool calls' arguments, its finish reason; or its usage, or an error object."""
     u = msg.get("usage")
@@ -40,8 +38,9 @@ def read_chunk(msg: dict[str, Any], stream: Reading, t: float) -> Token | None:
         stream.fail(Failure.PROTOCOL, f"a choices entry that is not an object: {str(msg)[:80]!r}")
         return None
     delays = stream.counter.delays
-    if delays is not None and "llmsurge_sent" in msg:
-        delays.append(t - msg["llmsurge_sent"])
+    sent = msg.get("llmsurge_sent") if delays is not None else None
+    if delays is not None and isinstance(sent, float):
+        delays.append(t - sent)
     delta = choice.get("delta")
     thinking = False
     if isinstance(delta, dict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from llmsurge.engine.endpoints.base import ChunkCounter, Reading, Token, count_of
 from llmsurge.metrics.records import Failure, RequestRecord
@@ -20,10 +20,10 @@ class Pooling:
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {}
 
-    def streamed(self, body: dict[str, Any]) -> None:
+    def streamed(self, body: dict[str, object]) -> None:
         """Never streamed."""
 
-    def event(self, msg: dict[str, Any], stream: Reading, t: float) -> Token | None:
+    def event(self, msg: dict[str, object], stream: Reading, t: float) -> Token | None:
         stream.fail(Failure.PROTOCOL, f"the server streamed {self.what}")
         return None
 

@@ -8,7 +8,7 @@ neither httpx nor aiohttp: workers load it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from llmsurge.metrics.records import Failure, RequestRecord, ServerTimings
 from llmsurge.redaction import redact
@@ -16,7 +16,7 @@ from llmsurge.redaction import redact
 if TYPE_CHECKING:
     from llmsurge.engine.scenario import RequestShape
 
-Prompt = str | list[dict[str, Any]]
+Prompt = str | list[dict[str, object]]
 """What a request asks: a user message's text, or whole chat messages."""
 Token = tuple[str | None, str | None, bool]
 """One token event: its text (None: no text, e.g. a tool call's arguments or thinking), the finish reason it
@@ -44,7 +44,7 @@ class Reading(Protocol):
     counter: ChunkCounter
     usage: object
     """The usage as chat names it (``prompt_tokens``, ``completion_tokens`` …), read at the stream's end."""
-    raw_usage: dict[str, Any] | None
+    raw_usage: dict[str, object] | None
     """An endpoint's own usage, merged over its events (the Messages API's)."""
     ended: bool
     """The answer's own end came (``[DONE]``, ``message_stop``)."""
@@ -80,15 +80,15 @@ class Endpoint(Protocol):
         """Items one request carries (embedding inputs, rerank documents; 1 for a generation)."""
         ...
 
-    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
+    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, object]:
         """The request's JSON body, less what every generation adds (``ignore_eos``, the stream: :meth:`streamed`)."""
         ...
 
-    def streamed(self, body: dict[str, Any]) -> None:
+    def streamed(self, body: dict[str, object]) -> None:
         """Ask ``body`` for a stream, with its usage where the API must be asked for it."""
         ...
 
-    def event(self, msg: dict[str, Any], stream: Reading, t: float) -> Token | None:
+    def event(self, msg: dict[str, object], stream: Reading, t: float) -> Token | None:
         """One streamed event (decoded JSON, read at ``t``): the token it carries, or None (no token, or the
         request failed: ``stream.fail``)."""
         ...
@@ -111,12 +111,12 @@ class Generation:
     def inputs(self, shape: RequestShape) -> int:
         return 1
 
-    def streamed(self, body: dict[str, Any]) -> None:
+    def streamed(self, body: dict[str, object]) -> None:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
 
 
-def messages_of(prompt: Prompt) -> list[dict[str, Any]]:
+def messages_of(prompt: Prompt) -> list[dict[str, object]]:
     """The prompt as chat messages (a text is one user message)."""
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
 
@@ -126,7 +126,7 @@ def text_of(prompt: Prompt) -> str:
     return prompt if isinstance(prompt, str) else "\n\n".join(str(m.get("content", "")) for m in prompt)
 
 
-def system_apart(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def system_apart(messages: list[dict[str, object]]) -> tuple[str, list[dict[str, object]]]:
     """The system prompt (joined; '' when none) and the other messages: the APIs that take it apart."""
     system = [str(m.get("content", "")) for m in messages if m.get("role") == "system"]
     return "\n\n".join(system), [m for m in messages if m.get("role") != "system"]
@@ -194,7 +194,7 @@ def apply_usage(rec: RequestRecord, usage: object, fallback_tokens: int, message
             rec.usage_rejected = redact("; ".join(x for x in (rec.usage_rejected, note) if x))
 
 
-def cached_tokens(usage: dict[str, Any]) -> int | None:
+def cached_tokens(usage: dict[str, object]) -> int | None:
     """Prompt tokens the server took from its prefix cache, where it says: OpenAI's and vLLM's
     ``usage.prompt_tokens_details.cached_tokens``, or llama.cpp's ``timings.cache_n``."""
     details = usage.get("prompt_tokens_details")

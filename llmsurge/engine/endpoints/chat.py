@@ -5,7 +5,7 @@ own."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints import _openai
 from llmsurge.engine.endpoints.base import ChunkCounter, Generation, Prompt, messages_of
@@ -18,7 +18,7 @@ TOOL_ASK = "Call the lookup_0 tool with the words below as its query."
 """What a tool-calling request asks before its prompt (so a model that can call tools does)."""
 
 
-def tool_definitions(n: int) -> list[dict[str, Any]]:
+def tool_definitions(n: int) -> list[dict[str, object]]:
     """``n`` function tools, each taking one string argument."""
     return [
         {
@@ -57,14 +57,16 @@ class Chat(Generation):
     options: ClassVar[tuple[tuple[str, str], ...]] = (("tools", "--tools"), ("images", "--images"))
     order: ClassVar[int] = 0
 
-    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "temperature": shape.temperature, "messages": messages_of(prompt)}
+    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, object]:
+        messages = messages_of(prompt)
+        if shape.tools:  # the last message asks for a call
+            last = messages[-1]
+            messages = [*messages[:-1], {**last, "content": f"{TOOL_ASK} {last.get('content', '')}"}]
+        body: dict[str, object] = {"model": model, "temperature": shape.temperature, "messages": messages}
         body["max_tokens"] = max_tokens
         if shape.tools:
             body["tools"] = tool_definitions(shape.tools)
             body["tool_choice"] = "auto"
-            last = body["messages"][-1]
-            body["messages"] = [*body["messages"][:-1], {**last, "content": f"{TOOL_ASK} {last.get('content', '')}"}]
         return body
 
     event = staticmethod(_openai.read_chunk)  # the hot path: no hop between the stream and the reader

@@ -3,7 +3,7 @@ model without a chat template answers."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints import _openai
 from llmsurge.engine.endpoints.base import ChunkCounter, Generation, Prompt, text_of
@@ -19,7 +19,7 @@ class Completions(Generation):
     summary: ClassVar[str] = "text completions (a base model)"
     order: ClassVar[int] = 1
 
-    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
+    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, object]:
         return {"model": model, "temperature": shape.temperature, "prompt": text_of(prompt), "max_tokens": max_tokens}
 
     event = staticmethod(_openai.read_chunk)  # the hot path: no hop between the stream and the reader

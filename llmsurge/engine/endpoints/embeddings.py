@@ -3,7 +3,7 @@ answer's, throughput in inputs a second."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints._pooling import Pooling
 from llmsurge.engine.endpoints.base import Prompt, text_of
@@ -24,7 +24,7 @@ class Embeddings(Pooling):
     def inputs(self, shape: RequestShape) -> int:
         return shape.batch
 
-    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
+    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, object]:
         text = text_of(prompt)
         inputs = [f"{i} {text}" for i in range(shape.batch)] if shape.batch > 1 else [text]
         return {"model": model, "input": inputs, "encoding_format": "float"}

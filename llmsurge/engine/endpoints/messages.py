@@ -5,7 +5,7 @@ usage), ``content_block_delta`` (``text_delta``, ``thinking_delta``, a tool's ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints.base import (
     ChunkCounter,
@@ -39,7 +39,7 @@ def usage_as_chat(usage: object) -> object:
         v = usage.get(key)
         return v if isinstance(v, int) and not isinstance(v, bool) else 0
 
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     if "input_tokens" in usage:
         out["prompt_tokens"] = (
             whole("input_tokens") + whole("cache_read_input_tokens") + whole("cache_creation_input_tokens")
@@ -60,31 +60,34 @@ class Messages(Generation):
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
 
-    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "temperature": shape.temperature}
+    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, object]:
+        body: dict[str, object] = {"model": model, "temperature": shape.temperature}
         system, body["messages"] = system_apart(messages_of(prompt))
         if system:
             body["system"] = system
         body["max_tokens"] = max_tokens
         return body
 
-    def streamed(self, body: dict[str, Any]) -> None:
+    def streamed(self, body: dict[str, object]) -> None:
         body["stream"] = True  # its usage comes in its own events
 
-    def event(self, msg: dict[str, Any], stream: Reading, t: float) -> Token | None:
+    def event(self, msg: dict[str, object], stream: Reading, t: float) -> Token | None:
         event = msg.get("type")
         rec = stream.rec
         if event == "content_block_delta":
             delta = msg.get("delta")
-            kind = delta.get("type") if isinstance(delta, dict) else None
+            if not isinstance(delta, dict):
+                return None
+            kind = delta.get("type")
             if kind == "text_delta":
-                return delta.get("text"), None, False  # type: ignore[union-attr]
+                text = delta.get("text")
+                return (text if isinstance(text, str) else None), None, False
             if kind == "thinking_delta":
                 return None, None, True
             if kind == "input_json_delta":  # a tool call's arguments, streamed: output
                 i = msg.get("index", 0)
                 rec.tool_calls.setdefault(i if isinstance(i, int) else 0, []).append(
-                    str(delta.get("partial_json") or "")  # type: ignore[union-attr]
+                    str(delta.get("partial_json") or "")
                 )
                 if rec.ttfc is None:
                     rec.ttfc = t - rec.start

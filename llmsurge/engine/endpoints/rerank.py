@@ -3,7 +3,7 @@ documents a request, a relevance score each."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints._pooling import Pooling
 from llmsurge.engine.endpoints.base import Prompt, text_of
@@ -28,7 +28,7 @@ class Rerank(Pooling):
     def inputs(self, shape: RequestShape) -> int:
         return shape.documents
 
-    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
+    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, object]:
         text = text_of(prompt)
         documents = [f"{i} {text}" for i in range(shape.documents)]
         query = " ".join(text.split()[:QUERY_WORDS])

@@ -4,7 +4,7 @@ the finish on ``response.completed`` or ``response.incomplete``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints.base import (
     ChunkCounter,
@@ -40,7 +40,7 @@ def usage_as_chat(usage: object) -> object:
     return out
 
 
-def _finish(response: dict[str, Any]) -> str:
+def _finish(response: dict[str, object]) -> str:
     details = response.get("incomplete_details")
     why = details.get("reason") if isinstance(details, dict) else None
     return "length" if why == "max_output_tokens" else str(why or response.get("status") or "")
@@ -52,8 +52,8 @@ class Responses(Generation):
     summary: ClassVar[str] = "the Responses API"
     order: ClassVar[int] = 2
 
-    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "temperature": shape.temperature}
+    def body(self, shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> dict[str, object]:
+        body: dict[str, object] = {"model": model, "temperature": shape.temperature}
         if isinstance(prompt, str):
             body["input"] = prompt
         else:  # a chat's messages: the system prompt as instructions, the rest as input items
@@ -63,10 +63,10 @@ class Responses(Generation):
         body["max_output_tokens"] = max_tokens
         return body
 
-    def streamed(self, body: dict[str, Any]) -> None:
+    def streamed(self, body: dict[str, object]) -> None:
         body["stream"] = True  # its usage comes in its own events
 
-    def event(self, msg: dict[str, Any], stream: Reading, t: float) -> Token | None:
+    def event(self, msg: dict[str, object], stream: Reading, t: float) -> Token | None:
         event = msg.get("type")
         if event in TEXT:
             delta = msg.get("delta")
