@@ -41,7 +41,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 """Histogram bounds in seconds (TTFT, TPOT, ITL, E2EL): vLLM's own spread, from token gaps to long prompts."""
 STEER_KEYS = ("concurrency", "rate", "pause", "resume", "stop", "preset", "slo")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OnSteer = Callable[[dict[str, Any]], Awaitable[None] | None]
+OnSteer = Callable[[dict[str, object]], Awaitable[None] | None]
 """Told of each steer the API applied (the TUI shows a toast)."""
 
 
@@ -92,7 +92,7 @@ def named_preset(name: object) -> Scenario:
     return find_preset(name, by_name=True)
 
 
-def steer(session: RunSession, request: object, preset: Scenario | None = None) -> dict[str, Any]:
+def steer(session: RunSession, request: object, preset: Scenario | None = None) -> dict[str, object]:
     """Apply one steer request to the running ``session`` (what a key or a palette command does); the new target.
     ``preset``: the scenario a preset steer names, when already read (off the loop). :class:`SteerError` naming
     the fix when it cannot be applied."""
@@ -135,7 +135,7 @@ def steer(session: RunSession, request: object, preset: Scenario | None = None) 
     return target_of(session) | {"applied": key}
 
 
-def target_of(session: RunSession) -> dict[str, Any]:
+def target_of(session: RunSession) -> dict[str, object]:
     """What the run is doing now: its target load, segment, state and SLO."""
     ctrl = session.controller
     load = ctrl.load if ctrl is not None else None

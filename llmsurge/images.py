@@ -14,7 +14,6 @@ import base64
 import random
 import struct
 import zlib
-from typing import Any
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ADLER_BASE = 65521
@@ -69,13 +68,15 @@ def png_size(data: bytes) -> tuple[int, int] | None:
 
 
 def with_images(
-    prompt: str | list[dict[str, Any]], n: int, size: tuple[int, int], rng: random.Random
-) -> list[dict[str, Any]]:
+    prompt: str | list[dict[str, object]], n: int, size: tuple[int, int], rng: random.Random
+) -> list[dict[str, object]]:
     """Chat messages whose last user message carries its text and ``n`` images (OpenAI's ``image_url`` parts)."""
-    messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    messages: list[dict[str, object]] = (
+        [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    )
     last = messages[-1]
     text = last.get("content")
-    parts: list[dict[str, Any]] = [{"type": "text", "text": text if isinstance(text, str) else ""}]
+    parts: list[dict[str, object]] = [{"type": "text", "text": text if isinstance(text, str) else ""}]
     for _ in range(n):
         url = "data:image/png;base64," + base64.b64encode(synthetic_png(*size, rng)).decode()
         parts.append({"type": "image_url", "image_url": {"url": url}})

@@ -462,7 +462,7 @@ class _Stream:
         self.last = 0.0
         self.content_chunks = 0
         self.usage: Any = None
-        self.raw_usage: dict[str, Any] | None = None  # an endpoint's own usage, merged over its events
+        self.raw_usage: dict[str, object] | None = None  # an endpoint's own usage, merged over its events
         self.saw_choices = False
         self.fold = 0 if rec.text_whole else TEXT_FOLD
         self.ended = False  # [DONE] came

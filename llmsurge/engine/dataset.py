@@ -16,7 +16,7 @@ from array import array
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from llmsurge.engine import limits
 from llmsurge.inputs import DATASET_CAP, InputFileError, open_regular
@@ -39,7 +39,7 @@ class DatasetError(ValueError):
 class Entry:
     """One request's worth of a dataset: chat ``messages`` or a ``prompt``, and ``max_tokens`` when known."""
 
-    messages: tuple[dict[str, Any], ...] = ()
+    messages: tuple[dict[str, object], ...] = ()
     prompt: str = ""
     max_tokens: int | None = None
 
@@ -49,7 +49,7 @@ class Entry:
             return self.prompt
         return "\n\n".join(_text(m.get("content")) for m in self.messages)
 
-    def as_messages(self) -> list[dict[str, Any]]:
+    def as_messages(self) -> list[dict[str, object]]:
         """The entry as chat messages (a ``prompt`` becomes one user message)."""
         return [dict(m) for m in self.messages] if self.messages else [{"role": "user", "content": self.prompt}]
 

@@ -14,7 +14,6 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
@@ -195,7 +194,7 @@ def _tls_reason(problem: str) -> str:
     return problem[:120]
 
 
-def model_entries(ans: Answer, target: Target) -> list[dict[str, Any]]:
+def model_entries(ans: Answer, target: Target) -> list[dict[str, object]]:
     """The entries of a ``/v1/models`` answer; :class:`ServerError` naming the fix when it is not a model list."""
     if ans.status in (401, 403):
         if target.api_key or target.basic_auth:
@@ -241,7 +240,7 @@ def choose_model(models: Sequence[str], requested: str, base_url: str) -> str:
     return models[0]
 
 
-def kind_from(metrics: Answer, entries: list[dict[str, Any]], models: Answer) -> str:
+def kind_from(metrics: Answer, entries: list[dict[str, object]], models: Answer) -> str:
     """vLLM, llama.cpp, SGLang, TGI, Ollama … from ``/metrics`` names, ``owned_by`` or the ``Server`` header."""
     from llmsurge.telemetry.prometheus import is_simulated, parse_metrics, server_kind
 
@@ -278,7 +277,7 @@ async def detect_server_kind(client: httpx.AsyncClient, target: Target) -> str:
     return kind_from(metrics, entries, models)
 
 
-def _context(props: Answer, entry: dict[str, Any] | None) -> int | None:
+def _context(props: Answer, entry: dict[str, object] | None) -> int | None:
     """llama.cpp's ``/props`` ``n_ctx`` (per slot), else ``max_model_len`` (vLLM, SGLang) or ``meta.n_ctx_train``."""
     if props.ok:
         try:

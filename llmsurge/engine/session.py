@@ -12,7 +12,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,7 @@ class RunConfig:
         """Worker processes to start."""
         return self.worker_plan()[0]
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> dict[str, object]:
         """The config as written to ``summary.json``: no secrets, only the name of the key's variable."""
         sc = dataclasses.asdict(self.scenario)
         return {
@@ -633,9 +633,9 @@ class RunSession:
         names = [g.name for g in getattr(gpu, "gpus", ()) if g.name]
         return inputs.with_device(names[0]) if names else inputs
 
-    def telemetry_summary(self) -> dict[str, Any]:
+    def telemetry_summary(self) -> dict[str, Mapping[str, object]]:
         """Per-source summaries from the telemetry samplers (empty when none ran)."""
-        out: dict[str, Any] = {}
+        out: dict[str, Mapping[str, object]] = {}
         for s in self.samplers:
             if hasattr(s, "summary"):
                 out[s.name] = s.summary()

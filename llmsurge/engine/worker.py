@@ -87,7 +87,7 @@ class LoadCommand:
 class Conversation:
     """A simulated user's chat: the history sent with each turn, and how many turns were taken."""
 
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, object]] = field(default_factory=list)
     turn: int = 0
 
 
@@ -323,7 +323,7 @@ class Worker:
 
     def _next_prompt(
         self, shape: RequestShape, conv: Conversation | None = None, entry: TraceEntry | None = None
-    ) -> tuple[str | list[dict[str, Any]], int, int]:
+    ) -> tuple[str | list[dict[str, object]], int, int]:
         """What to send: (a user message's text or whole chat messages, max_tokens, expected prompt tokens (0:
         unknown until the server's usage says))."""
         self.case = None
@@ -339,7 +339,7 @@ class Worker:
             self.case = case
             return case.prompt, case.output_tokens, 0
         max_tokens = shape.output_dist.sample(self.lengths) if shape.output_dist else shape.output_tokens
-        messages: list[dict[str, Any]]
+        messages: list[dict[str, object]]
         expected = 0
         if self.reader is not None:
             row = self.reader.next()
@@ -354,7 +354,7 @@ class Worker:
             expected = 0  # the history's length is the server's to count
         if shape.shared_prefix_tokens and not (conv is not None and conv.messages):
             group = self.lengths.randrange(max(1, shape.prefix_groups))
-            system = {"role": "system", "content": self._prefix(shape.shared_prefix_tokens, group)}
+            system: dict[str, object] = {"role": "system", "content": self._prefix(shape.shared_prefix_tokens, group)}
             messages = [system, *messages]
             expected += shape.shared_prefix_tokens if expected else 0
         if len(messages) == 1 and messages[0]["role"] == "user" and isinstance(messages[0]["content"], str):

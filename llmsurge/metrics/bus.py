@@ -15,7 +15,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from llmsurge.metrics.breakdown import Breakdown, Views
 from llmsurge.metrics.health import Cause, diagnose, worth_recording
@@ -127,7 +126,7 @@ class BusView:
     host_cpu: float | None
     saturation_events: tuple[str, ...]
     events: tuple[RunEvent, ...]
-    telemetry: dict[str, Any] = field(default_factory=dict)
+    telemetry: dict[str, object] = field(default_factory=dict)
     hosts: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     """Per client host: (workers, loop lag ms, cpu fraction), the worst of its live workers' latest readings (a
     Ray run spans several hosts; a local run has one)."""
@@ -171,7 +170,7 @@ class MetricsBus:
         self.finished_total = 0
         self.errors: Counter[str] = Counter()
         self.events: list[RunEvent] = []
-        self.telemetry: dict[str, Any] = {}
+        self.telemetry: dict[str, object] = {}
         self.usage_rejected = 0
         self.retry_after_told = False
         """Whether the first ``Retry-After`` was said (it is said once)."""

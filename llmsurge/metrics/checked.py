@@ -12,7 +12,6 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from llmsurge.metrics.records import Status
 
@@ -82,7 +81,7 @@ def row_problem(row: object) -> str:
     return ""
 
 
-def request_rows(path: Path, strict: bool = True) -> Iterator[tuple[int, dict[str, Any]]]:
+def request_rows(path: Path, strict: bool = True) -> Iterator[tuple[int, dict[str, object]]]:
     """Each line of a ``requests.jsonl`` as (line number, row), checked; a last line cut short by a crash is left
     out. :class:`ResultFileError` naming the line and field for the first bad one (``strict``), or bad lines left
     out (not ``strict``: a figure read for a comparison)."""
@@ -118,7 +117,7 @@ SHARES = ("error_rate", "prefix_cache_hit_rate", "good_share", "itl_bunched_shar
 """Keys of a summary (or a segment) that are a fraction of something: between 0 and 1."""
 
 
-def _figures_problem(d: dict[str, Any], where: str) -> str:
+def _figures_problem(d: dict[str, object], where: str) -> str:
     """The first figure of a summary (or a segment) that is not a finite number or null, or text key not text."""
     for key, v in d.items():
         if key in FIGURE_TEXTS:

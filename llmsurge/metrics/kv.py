@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 MIN_USAGE = 0.005
 """Below this share of the cache in use the gauge is too coarse to scale from (and rounding dominates)."""
@@ -47,7 +46,7 @@ class KvForecast:
         """How many times the current concurrency fits before the cache is full."""
         return self.full_at / self.now if self.now > 0 else math.inf
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "full_at_concurrency": round(self.full_at, 2),
             "now_concurrency": round(self.now, 2),

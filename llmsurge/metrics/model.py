@@ -107,7 +107,7 @@ class Turn:
     figures: Mapping[str, float]
     prefix_cache_hit_rate: float | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "turn": self.turn,
             "completed": self.completed,
@@ -136,7 +136,7 @@ class Reasoning:
     mean_reasoning_tokens: float
     figures: Mapping[str, float]  # mean_ttfr_ms, median_ttfr_ms, … mean_answer_ttfc_ms, …
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"completed": self.completed, "mean_reasoning_tokens": self.mean_reasoning_tokens, **self.figures}
 
     @classmethod
@@ -182,7 +182,7 @@ class ServerTimings:
     source: str
     phases: Mapping[str, PhaseClock]  # "ttft" always; "queue", "prefill", "decode" where the server said
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"source": self.source, **{k: {"mean_ms": p.mean_ms, "count": p.count} for k, p in self.phases.items()}}
 
     @classmethod
@@ -204,8 +204,8 @@ class Referee:
     source: str
     agrees_with_histograms: bool | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**self.result.json(), "source": self.source}
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {**self.result.json(), "source": self.source}
         if self.agrees_with_histograms is not None:
             out["agrees_with_histograms"] = self.agrees_with_histograms
         return out
@@ -333,8 +333,8 @@ class Level:
             f.get("p90_output_tokens", 0.0),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {}
         for key in LEVEL_FIELDS:
             v = getattr(self, key)
             if key == "segment" and v is None:
@@ -455,7 +455,7 @@ class RunClient:
     def saturated(self) -> bool:
         return bool(self.saturation_events)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "workers": self.workers,
             "max_loop_lag_ms": self.max_loop_lag_ms,
@@ -531,7 +531,7 @@ class CapacityLevel:
     good_share: float | None
     held: bool
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"load": self.load, "level": self.level, "good_share": self.good_share, "held": self.held}
 
 
@@ -547,7 +547,7 @@ class Capacity:
     levels: tuple[CapacityLevel, ...]
     partial: bool
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "mode": self.mode,
             "target_good_share": self.target_good_share,
@@ -598,7 +598,7 @@ class TrialFigure:
     def half_width(self) -> float:
         return (self.high - self.low) / 2.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"mean": self.mean, "ci95": [self.low, self.high], "values": list(self.values)}
 
     @classmethod
@@ -622,7 +622,7 @@ class Trials:
     folders: tuple[str, ...]
     figures: Mapping[str, TrialFigure]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "n": self.n,
             "seeds": list(self.seeds),
@@ -688,7 +688,7 @@ class RunSummary:
         found = [s for s in self.levels if s.load == load]
         return found[-1] if found else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """summary.json: vLLM's top-level keys, then every segment's, then the run's facts."""
         out = self.run.to_json()
         out["warmup"] = self.warmup.to_json()

@@ -52,7 +52,7 @@ class Reconciliation:
             return None
         return self.server_queue_ms_mean + self.server_prefill_ms_mean
 
-    def json(self) -> dict[str, Any]:
+    def json(self) -> dict[str, object]:
         """``summary.json`` ``segments[].reconciliation``."""
         return asdict(self)
 

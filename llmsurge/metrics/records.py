@@ -292,14 +292,14 @@ class RequestRecord:
                 )
         return rec
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The line written to ``requests.jsonl`` (milliseconds, like vLLM's per-request output)."""
 
         def ms(v: float | None) -> float | None:
             return None if v is None else round(v * 1000.0, 4)
 
         tpot = self.tpot
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "id": self.request_id,
             "segment": self.segment,
             "worker": self.worker,

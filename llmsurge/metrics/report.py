@@ -414,7 +414,8 @@ def requests_csv(folder: Path) -> Iterator[str]:
     for _n, row in request_rows(Path(folder) / "requests.jsonl"):
         out.seek(0)
         out.truncate()
-        itl = [v for v in row.get("itl_ms") or [] if isinstance(v, (int, float))]
+        gaps = row.get("itl_ms")
+        itl = [v for v in gaps if isinstance(v, (int, float))] if isinstance(gaps, list) else []
         cells = ["" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS]
         w.writerow([*cells, len(itl), sum(itl) / len(itl) if itl else ""])
         yield out.getvalue()

@@ -165,7 +165,7 @@ class ResultWriter:
         with self._lock:
             self._append(self._requests, "\n".join(lines) + "\n")
 
-    def add_telemetry(self, sample: dict[str, Any]) -> None:
+    def add_telemetry(self, sample: dict[str, object]) -> None:
         """Append one telemetry sample."""
         line = json.dumps(clean_floats(sample), default=_default)
         with self._lock:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from llmsurge.metrics.model import Level
 
@@ -114,16 +113,16 @@ class RooflineInputs:
         need = {"weight_bytes": "--model-bytes", "bandwidth": "--mem-bandwidth"}
         return [flag for k, flag in need.items() if getattr(self, k) is None]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The inputs and their sources, for ``summary.json``."""
-        out: dict[str, Any] = {}
+        out: dict[str, object] = {}
         for k in ("weight_bytes", "params", "bandwidth", "peak_flops", "kv_bytes_per_token"):
             v = getattr(self, k)
             out[k] = None if v is None else {"value": v, "source": self.sources.get(k, "")}
         return out
 
 
-def from_llamacpp_meta(meta: dict[str, Any]) -> RooflineInputs:
+def from_llamacpp_meta(meta: dict[str, object]) -> RooflineInputs:
     """Weight bytes and parameters from llama.cpp's ``/v1/models`` ``meta`` (``size``, ``n_params``)."""
 
     def positive(v: object) -> float | None:
@@ -178,7 +177,7 @@ def ceiling(inputs: RooflineInputs, batch: float, context_tokens: float = 0.0) -
     return Ceiling(b, context_tokens, memory, compute)
 
 
-def segment_roofline(inputs: RooflineInputs, seg: Level) -> dict[str, Any] | None:
+def segment_roofline(inputs: RooflineInputs, seg: Level) -> dict[str, object] | None:
     """A segment's ``roofline`` block from its summary keys: the effective decode batch is the aggregate output
     rate over one stream's decode rate (1 / median TPOT), never more than the requests in flight on average (the
     median can flatter one stream); context is the mean prompt plus half the mean output."""

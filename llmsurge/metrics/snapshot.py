@@ -12,7 +12,6 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -143,7 +142,7 @@ class Snapshot:
     stats_version: int = 0
     """Changes whenever the statistics above were recomputed (panes redraw them only then)."""
     events: tuple[RunEvent, ...] = ()
-    telemetry: dict[str, Any] = field(default_factory=dict)
+    telemetry: dict[str, object] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
     slo: Slo = field(default_factory=Slo)
     roofline: tuple[str, str] = ("", "")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from llmsurge.metrics.model import (
     Capacity,
     ClientHealth,
     HostWorst,
+    JsonObject,
     Level,
     PhaseClock,
     Quality,
@@ -62,12 +62,12 @@ class RunFacts:
     started_wall: float = field(default_factory=time.time)
     endpoint: str = "chat"
     model: str = ""
-    server: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, object] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
+    calibration: dict[str, object] = field(default_factory=dict)
     workers: int = 1
     notes: list[str] = field(default_factory=list)
-    telemetry: dict[str, Any] = field(default_factory=dict)  # source → its sampler's summary
+    telemetry: dict[str, JsonObject] = field(default_factory=dict)  # source → its sampler's summary
     shares_prefixes: bool = False  # the scenario shares prompt prefixes on purpose (a warm cache is intended)
     slo: Slo = field(default_factory=Slo)
     capacity: Capacity | None = None  # a capacity search's outcome
@@ -444,7 +444,7 @@ def _referees(level: Level) -> Level:
     return replace(level, reconciliation=referee, reconciliation_per_request=beside)
 
 
-def _with_telemetry(seg: Level, telemetry: dict[str, Any]) -> Level:
+def _with_telemetry(seg: Level, telemetry: Mapping[str, JsonObject]) -> Level:
     """A segment with each sampler's summary of it."""
     per = {
         name: t["segments"].get(str(seg.segment))
@@ -455,7 +455,7 @@ def _with_telemetry(seg: Level, telemetry: dict[str, Any]) -> Level:
     return replace(level, kv_forecast=_kv_forecast(level, telemetry.get("server", {}).get("kv") or {}))
 
 
-def _kv_forecast(level: Level, kv: dict[str, Any]) -> KvForecast | None:
+def _kv_forecast(level: Level, kv: Mapping[str, object]) -> KvForecast | None:
     """Where the server's KV cache fills for this level's workload: its gauges over the level (the server
     sampler's means) and the cache's size (:mod:`llmsurge.metrics.kv`)."""
     server = level.telemetry.get("server", {})
@@ -466,10 +466,14 @@ def _kv_forecast(level: Level, kv: dict[str, Any]) -> KvForecast | None:
         input_tokens=level.total_input_tokens / completed if completed else None,
         output_tokens=level.total_output_tokens / completed if completed else None,
         capacity_tokens=_float_or_none(kv.get("capacity_tokens")),
-        block_size=kv.get("block_size") if isinstance(kv.get("block_size"), int) else None,
-        slots=kv.get("slots") if isinstance(kv.get("slots"), int) else None,
-        slot_context=kv.get("slot_context") if isinstance(kv.get("slot_context"), int) else None,
+        block_size=_int_or_none(kv.get("block_size")),
+        slots=_int_or_none(kv.get("slots")),
+        slot_context=_int_or_none(kv.get("slot_context")),
     )
+
+
+def _int_or_none(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _float_or_none(v: object) -> float | None:
@@ -485,9 +489,9 @@ def _with_roofline(seg: Level, inputs: RooflineInputs) -> Level:
     return replace(seg, roofline=r)
 
 
-def _roofline_block(inputs: RooflineInputs) -> dict[str, Any]:
+def _roofline_block(inputs: RooflineInputs) -> dict[str, object]:
     """``roofline``: the inputs, what is missing, and what the ceilings leave out."""
-    block: dict[str, Any] = {"inputs": inputs.to_json()}
+    block: dict[str, object] = {"inputs": inputs.to_json()}
     missing = inputs.missing()
     if missing:
         block["missing"] = missing

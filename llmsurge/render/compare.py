@@ -7,7 +7,6 @@ import csv
 import html
 import io
 import math
-from typing import Any
 
 import numpy as np
 from rich.table import Table
@@ -103,10 +102,10 @@ NOISE_NOTE = (
 )
 
 
-def to_json(cmp: Comparison) -> dict[str, Any]:
+def to_json(cmp: Comparison) -> dict[str, object]:
     """Everything, as data."""
 
-    def row(r: Row) -> dict[str, Any]:
+    def row(r: Row) -> dict[str, object]:
         return {
             "metric": r.metric.key,
             "unit": r.metric.unit,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Mapping
 
 from llmsurge.images import png_size
 from llmsurge.sim.model import Sequence
@@ -67,7 +67,7 @@ IMAGE_PATCH = 28
 """Pixels per side of one image token (Qwen2-VL's 14-pixel patches merged 2×2)."""
 
 
-def image_tokens(part: dict[str, Any]) -> int:
+def image_tokens(part: dict[str, object]) -> int:
     """An ``image_url`` part's tokens: one per 28×28 patch of a PNG data URL (0 for anything else)."""
     url = part.get("image_url")
     url = url.get("url") if isinstance(url, dict) else url
@@ -83,12 +83,17 @@ def image_tokens(part: dict[str, Any]) -> int:
     return -(-size[0] // IMAGE_PATCH) * -(-size[1] // IMAGE_PATCH)
 
 
+def whole(value: object, default: int) -> int:
+    """A request's whole-number field (``max_tokens`` …), or ``default`` when it is absent or not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
 def count_prompt_tokens(body: dict[str, object], chat: bool) -> int:
     """How many prompt tokens the simulated server counts for ``body``."""
     return len(prompt_tokens(body, chat))
 
 
-def event(data: dict[str, Any]) -> bytes:
+def event(data: Mapping[str, object]) -> bytes:
     """One Responses API server-sent event."""
     return f"event: {data['type']}\ndata: ".encode() + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 

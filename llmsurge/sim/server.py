@@ -184,7 +184,7 @@ class SimServer:
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
 
-    async def body(self, request: web.Request) -> dict[str, Any] | web.Response:
+    async def body(self, request: web.Request) -> dict[str, object] | web.Response:
         """The request's JSON object for this model, or the error answer to send instead."""
         try:
             body = await request.json()

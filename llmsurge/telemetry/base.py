@@ -22,7 +22,7 @@ __all__ = ["NA", "NaType", "Sampler", "SegmentAggregate", "na"]
 class TelemetrySink(Protocol):
     """Where samples are written (the result writer)."""
 
-    def add_telemetry(self, sample: dict[str, Any]) -> None: ...
+    def add_telemetry(self, sample: dict[str, object]) -> None: ...
 
 
 class SegmentAggregate:
@@ -141,7 +141,7 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(3.0)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """Per-segment mean/peak for ``summary.json``; or why there was nothing."""
         if not self.readings:
             reason = self.last.reason if isinstance(self.last, Unavailable) else ""

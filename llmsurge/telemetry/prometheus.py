@@ -11,7 +11,6 @@ import math
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import httpx
 from prometheus_client.metrics_core import Metric
@@ -286,7 +285,7 @@ def _label_number(text: str | None) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
-def llamacpp_slots(props: dict[str, Any]) -> tuple[int | None, int | None]:
+def llamacpp_slots(props: dict[str, object]) -> tuple[int | None, int | None]:
     """llama.cpp's ``/props``: its slots and the tokens each holds (``default_generation_settings.n_ctx``)."""
     slots = props.get("total_slots")
     settings = props.get("default_generation_settings")
@@ -388,7 +387,7 @@ class ServerMetricsSampler(Sampler):
             self._slots = llamacpp_slots(self._props())
         return self.digest(fams, time.monotonic())
 
-    def _props(self) -> dict[str, Any]:
+    def _props(self) -> dict[str, object]:
         """llama.cpp's ``/props`` (bounded like every probe); empty when it does not answer with an object."""
         ans = fetch_sync(self.fetcher.client, self.fetcher.url.removesuffix("/metrics") + "/props", deadline=2.0)
         try:
@@ -412,6 +411,7 @@ class ServerMetricsSampler(Sampler):
         hits, queries = counters["prefix_hits"], counters["prefix_queries"]
         measured = hits == hits and queries == queries and queries > 0
         hit_rate = hits / queries if measured else gauges["prefix_hit_rate_gauge"]
+        percentiles, phases = self._server_percentiles(fams)
         return ServerSample(
             kind=kind,
             running=gauges["running"],
@@ -427,7 +427,8 @@ class ServerMetricsSampler(Sampler):
             generation_tokens_total=counters["generation_tokens"],
             prompt_tokens_total=counters["prompt_tokens"],
             kv=self._kv(fams, gauges["running"], gauges["kv_cache"]),
-            **self._server_percentiles(fams),
+            **percentiles,
+            phases=phases,
         )
 
     def _kv(self, fams: dict[str, Metric], running: float, usage: float) -> KvFacts:
@@ -449,12 +450,12 @@ class ServerMetricsSampler(Sampler):
             segment_usage=u_sum / n if n else None,
         )
 
-    def _server_percentiles(self, fams: dict[str, Metric]) -> dict[str, Any]:
+    def _server_percentiles(self, fams: dict[str, Metric]) -> tuple[dict[str, float], dict[str, ServerPhase]]:
         """The server's p50/p99 of TTFT, ITL and E2E and its phases over the current segment (histogram deltas:
         :class:`SegmentClock`; without a run — ``check``, recorded texts — since the server started)."""
         segment = self.bus.current_segment() if self.bus is not None else 0
         deltas = self.clock.add(segment, fams, boundary=self.poked)
-        out: dict[str, Any] = {}
+        out: dict[str, float] = {}
         for key in ("ttft", "itl", "e2e"):
             delta = deltas.get(key)
             for q, name in ((0.5, "p50"), (0.99, "p99")):
@@ -462,10 +463,9 @@ class ServerMetricsSampler(Sampler):
                 out[f"{key}_{name}_ms"] = v * 1000.0 if v == v else NA  # none since the segment began: N/A
         bound = histogram_bound(0.99, deltas["ttft"].buckets) if deltas.get("ttft") is not None else NA
         out["ttft_p99_bound_ms"] = bound * 1000.0 if bound == bound else NA
-        out["phases"] = dict(self.clock.phases.get(segment, {}))
-        return out
+        return out, dict(self.clock.phases.get(segment, {}))
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """The base summary plus, per segment, the server's phases (``clock``) from its last scrape in it, and
         the KV cache's size where the server says (``kv``: what the forecast reads)."""
         out = super().summary()

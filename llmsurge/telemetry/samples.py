@@ -8,7 +8,7 @@ arithmetic), so panes never branch on "is this metric available"; a source that 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from llmsurge.telemetry.na import NA
 
@@ -129,8 +129,8 @@ class HostSample:
 TelemetrySample = GpuSample | ServerSample | HostSample | Unavailable
 
 
-def sample_json(sample: TelemetrySample) -> dict[str, Any]:
+def sample_json(sample: TelemetrySample) -> dict[str, object]:
     """A sample as one ``telemetry.jsonl`` object (N/A becomes null when written)."""
-    out: dict[str, Any] = {"available": sample.available}
+    out: dict[str, object] = {"available": sample.available}
     out.update(asdict(sample))
     return out

@@ -4,7 +4,7 @@ open a request in the inspector. Every load change takes effect in the workers a
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmsurge.engine import limits
 from llmsurge.engine.client import curl_command
@@ -191,7 +191,7 @@ class Steering:
         self.session.bus.set_info(preset=scenario.name)
         self.app.notify(f"the quality set at c={concurrency}, then back to {back}", timeout=4)
 
-    def after_api(self, answer: dict[str, Any]) -> None:
+    def after_api(self, answer: dict[str, object]) -> None:
         """The live API changed the run: the panes follow at once, and a toast says so."""
         if self.app.snapshots.slo != self.session.slo:
             self.app.snapshots.set_slo(self.session.slo)

@@ -19,7 +19,7 @@ def main(args: argparse.Namespace) -> int:
     action, value = args.action, args.value
     if (action in ("pause", "resume", "stop")) != (value is None):
         raise ValueError(f"steer {action}: " + ("takes no value" if value is not None else "give a value"))
-    body: dict[str, Any] = {action: True if value is None else value}
+    body: dict[str, object] = {action: True if value is None else value}
     if action in ("concurrency", "rate"):
         try:
             body[action] = int(value) if action == "concurrency" else float(value)

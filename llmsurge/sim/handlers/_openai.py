@@ -10,12 +10,12 @@ import json
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from llmsurge.quality import BY_PROMPT
-from llmsurge.sim.answers import WORDS, prompt_tokens, usage_json, vllm_metrics
+from llmsurge.sim.answers import WORDS, prompt_tokens, usage_json, vllm_metrics, whole
 from llmsurge.sim.answers import usage as usage_of
 from llmsurge.sim.model import Sequence
 
@@ -27,7 +27,7 @@ async def generate(server: SimServer, request: web.Request, chat: bool) -> web.S
     body = await server.body(request)
     if isinstance(body, web.Response):
         return body
-    model = body.get("model") or server.config.model
+    model = str(body.get("model") or server.config.model)
     fault = server.config.faults.pick(server.rng)
     if fault == "http500":
         return server.error(500, "simulated internal server error", "InternalServerError")
@@ -35,8 +35,9 @@ async def generate(server: SimServer, request: web.Request, chat: bool) -> web.S
         return server.error(429, "simulated rate limit", "RateLimitError")
     if fault == "http503":
         return server.error(503, "simulated overload", "ServiceUnavailableError")
-    max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or server.config.default_max_tokens)
-    max_tokens = max(1, max_tokens)
+    max_tokens = max(
+        1, whole(body.get("max_tokens") or body.get("max_completion_tokens"), server.config.default_max_tokens)
+    )
     tokens = prompt_tokens(body, chat)
     limit = server.config.max_model_len
     if len(tokens) + max_tokens > limit:
@@ -60,10 +61,9 @@ async def generate(server: SimServer, request: web.Request, chat: bool) -> web.S
     if tools is not None and not _tools_ok(tools):
         return server.error(400, "tools must be a list of function definitions with names", "BadRequestError")
     try:
-        if tools:
-            return await _tool_call(
-                server, request, seq, model, str(tools[0]["function"]["name"]), bool(body.get("stream"))
-            )
+        name = _first_tool(tools)
+        if name is not None:
+            return await _tool_call(server, request, seq, model, name, bool(body.get("stream")))
         if body.get("stream"):
             opts = body.get("stream_options")
             usage = isinstance(opts, dict) and bool(opts.get("include_usage")) and fault != "no_usage"
@@ -102,7 +102,7 @@ async def _tool_call(
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
         c = {
             "id": rid,
             "object": "chat.completion.chunk",
@@ -118,8 +118,8 @@ async def _tool_call(
             seq.ready.clear()
             parts = []
             while sent < seq.produced:
-                fn: dict[str, Any] = {"arguments": pieces[sent]}
-                call: dict[str, Any] = {"index": 0, "function": fn}
+                fn: dict[str, object] = {"arguments": pieces[sent]}
+                call: dict[str, object] = {"index": 0, "function": fn}
                 if sent == 0:
                     call.update(id=call_id, type="function")
                     fn["name"] = name
@@ -135,7 +135,7 @@ async def _tool_call(
     return resp
 
 
-def _answer(server: SimServer, body: dict[str, Any], chat: bool) -> list[bytes] | None:
+def _answer(server: SimServer, body: dict[str, object], chat: bool) -> list[bytes] | None:
     """The answer's tokens (JSON-escaped, each with its leading space) in a quality mode, else None."""
     mode = server.config.answers
     if not mode:
@@ -291,6 +291,14 @@ def _framing(chat: bool, model: str) -> tuple[bytes, bytes, bytes, bytes, bytes]
         return head, role, b'"},"finish_reason":', usage_head, think
     text_head = (prefix + '{"index":0,"text":"').encode()
     return text_head, b"", b'","finish_reason":', usage_head, text_head
+
+
+def _first_tool(tools: object) -> str | None:
+    """The first tool's name (None: no tools; :func:`_tools_ok` has held their shape)."""
+    first = tools[0] if isinstance(tools, list) and tools else None
+    fn = first.get("function") if isinstance(first, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _tools_ok(tools: object) -> bool:

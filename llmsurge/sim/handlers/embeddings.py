@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -29,7 +29,7 @@ async def handle(server: SimServer, request: web.Request) -> web.Response:
     seq = await server.pool(sum(counts))
     data = [{"object": "embedding", "index": i, "embedding": vector(x, EMBEDDING_DIM)} for i, x in enumerate(inputs)]
     usage = {"prompt_tokens": sum(counts), "total_tokens": sum(counts)}
-    out: dict[str, Any] = {"object": "list", "data": data, "model": server.config.model, "usage": usage}
+    out: dict[str, object] = {"object": "list", "data": data, "model": server.config.model, "usage": usage}
     if server.config.timings:
         out["timings"] = seq.timings()
     return web.json_response(out, headers=server.who)

@@ -7,7 +7,7 @@ tokens, then ``text_delta``), ``content_block_stop``, ``message_delta`` (the sto
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -75,7 +75,7 @@ async def handle(server: SimServer, request: web.Request) -> web.StreamResponse:
             )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        start: dict[str, Any] = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": []}
+        start: dict[str, object] = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": []}
         start.update(stop_reason=None, usage={**_usage(seq), "output_tokens": 1})
         await resp.write(event({"type": "message_start", "message": start}) + event({"type": "ping"}))
         thinking = min(server.config.reasoning_tokens, seq.max_tokens - 1)

@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from llmsurge.sim.answers import WORDS, event, prompt_tokens
+from llmsurge.sim.answers import WORDS, event, prompt_tokens, whole
 from llmsurge.sim.model import Sequence
 
 if TYPE_CHECKING:
@@ -33,12 +33,13 @@ async def handle(server: SimServer, request: web.Request) -> web.StreamResponse:
     if isinstance(body.get("instructions"), str):
         messages.insert(0, {"role": "system", "content": body["instructions"]})
     tokens = prompt_tokens({"messages": messages}, chat=True)
-    max_tokens = max(1, int(body.get("max_output_tokens") or server.config.default_max_tokens))
+    asked = whole(body.get("max_output_tokens"), 0)
+    max_tokens = max(1, asked or server.config.default_max_tokens)
     if not body.get("ignore_eos"):
         max_tokens = server.rng.randint(max(1, max_tokens // 2), max_tokens)
     seq = Sequence(len(tokens), max_tokens)
     seq.cached_tokens = server.engine.prefix_cache.admit(tokens)
-    limit_hit = max_tokens == int(body.get("max_output_tokens") or 0)
+    limit_hit = max_tokens == asked
     server.engine.submit(seq)
     rid = "resp_" + uuid.uuid4().hex
 
@@ -53,7 +54,7 @@ async def handle(server: SimServer, request: web.Request) -> web.StreamResponse:
             return web.json_response(out, headers=server.who)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        created = {"type": "response.created", "response": {"id": rid, "status": "in_progress"}}
+        created: dict[str, object] = {"type": "response.created", "response": {"id": rid, "status": "in_progress"}}
         await resp.write(event(created))
         async for new in seq.produced_since():
             delta = {"type": "response.output_text.delta", "output_index": 0, "content_index": 0}
@@ -67,10 +68,10 @@ async def handle(server: SimServer, request: web.Request) -> web.StreamResponse:
     return await server.answering(seq, respond())
 
 
-def _response_object(rid: str, model: str, seq: Sequence, limit_hit: bool) -> dict[str, Any]:
+def _response_object(rid: str, model: str, seq: Sequence, limit_hit: bool) -> dict[str, object]:
     """The Responses API's response object at its end: status, why it is incomplete, usage."""
     incomplete = limit_hit and seq.produced >= seq.max_tokens
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "id": rid,
         "object": "response",
         "model": model,
