@@ -118,3 +118,18 @@ async def test_several_server_processes_share_a_port() -> None:
                 answered.add(int((await c.get(sim.url + "/v1/models")).headers["x-llmsurge-sim-pid"]))
     assert all(r.ok for r in recs)
     assert answered == pids  # both processes served
+
+
+def test_a_request_field_of_the_wrong_type_is_answered_not_a_crash(sim_url: str) -> None:
+    """A max_tokens that is not a whole number, a tool without a name: the simulated server answers (its default
+    length; a 400 for the tools), as a server does, instead of failing with a 500."""
+    base = {"model": "llmsurge-sim", "ignore_eos": True}
+    chat = httpx.post(sim_url + "/v1/chat/completions", timeout=30,
+                      json={**base, "messages": [{"role": "user", "content": "hi"}], "max_tokens": [8]})  # fmt: skip
+    assert chat.status_code == 200 and chat.json()["usage"]["completion_tokens"] >= 1, chat.text
+    resp = httpx.post(sim_url + "/v1/responses", timeout=30, json={**base, "input": "hi", "max_output_tokens": [4]})
+    assert resp.status_code == 200 and resp.json()["status"] == "completed", resp.text
+    tools = httpx.post(sim_url + "/v1/chat/completions", timeout=30,
+                       json={**base, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
+                             "tools": [{"type": "function", "function": {}}]})  # fmt: skip
+    assert tools.status_code == 400 and "tools must be a list" in tools.text
