@@ -116,6 +116,14 @@ class Generation:
         body["stream_options"] = {"include_usage": True}
 
 
+class TypedEvents(Generation):
+    """A generation whose stream is typed events carrying their own usage (the Responses and Messages APIs): asked
+    for with ``stream`` alone."""
+
+    def streamed(self, body: dict[str, object]) -> None:
+        body["stream"] = True
+
+
 def messages_of(prompt: Prompt) -> list[dict[str, object]]:
     """The prompt as chat messages (a text is one user message)."""
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints.base import (
     ChunkCounter,
-    Generation,
     Prompt,
     Reading,
     Token,
+    TypedEvents,
     error_message,
     messages_of,
     system_apart,
@@ -51,7 +51,7 @@ def usage_as_chat(usage: object) -> object:
     return out
 
 
-class Messages(Generation):
+class Messages(TypedEvents):
     name: ClassVar[str] = "messages"
     path: ClassVar[str] = "/v1/messages"
     summary: ClassVar[str] = "the Anthropic Messages API"
@@ -67,9 +67,6 @@ class Messages(Generation):
             body["system"] = system
         body["max_tokens"] = max_tokens
         return body
-
-    def streamed(self, body: dict[str, object]) -> None:
-        body["stream"] = True  # its usage comes in its own events
 
     def event(self, msg: dict[str, object], stream: Reading, t: float) -> Token | None:
         event = msg.get("type")

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 from llmsurge.engine.endpoints.base import (
     ChunkCounter,
-    Generation,
     Prompt,
     Reading,
     Token,
+    TypedEvents,
     error_message,
     system_apart,
     whole_answer,
@@ -46,7 +46,7 @@ def _finish(response: dict[str, object]) -> str:
     return "length" if why == "max_output_tokens" else str(why or response.get("status") or "")
 
 
-class Responses(Generation):
+class Responses(TypedEvents):
     name: ClassVar[str] = "responses"
     path: ClassVar[str] = "/v1/responses"
     summary: ClassVar[str] = "the Responses API"
@@ -62,9 +62,6 @@ class Responses(Generation):
                 body["instructions"] = system
         body["max_output_tokens"] = max_tokens
         return body
-
-    def streamed(self, body: dict[str, object]) -> None:
-        body["stream"] = True  # its usage comes in its own events
 
     def event(self, msg: dict[str, object], stream: Reading, t: float) -> Token | None:
         event = msg.get("type")
