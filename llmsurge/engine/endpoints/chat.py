@@ -53,7 +53,7 @@ def tool_call_problem(calls: dict[int, list[str]]) -> str:
 class Chat(Generation):
     name: ClassVar[str] = "chat"
     path: ClassVar[str] = "/v1/chat/completions"
-    summary: ClassVar[str] = "chat completions (default)"
+    summary: ClassVar[str] = "chat completions"
     options: ClassVar[tuple[tuple[str, str], ...]] = (("tools", "--tools"), ("images", "--images"))
     order: ClassVar[int] = 0
 
