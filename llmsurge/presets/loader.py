@@ -264,7 +264,11 @@ def _shape(c: _Checker, data: dict[str, Any]) -> RequestShape:
     for other in ENDPOINTS.values():  # an option of another endpoint's: named, never ignored
         for key, _flag in other.options:
             if key in req and other.name != endpoint:
-                raise c.fail(f"{w}{key}", f"applies to endpoint {other.name!r} (this preset sends {endpoint!r})")
+                raise c.fail(
+                    f"{w}{key}",
+                    f"applies to endpoint {other.name!r} (this preset sends {endpoint!r}):"
+                    f" drop it, or send {other.name!r}",
+                )
     for key in ("input_tokens", "output_tokens"):
         if key in req:
             try:
