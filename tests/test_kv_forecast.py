@@ -40,6 +40,8 @@ def test_without_a_reading_the_cache_size_over_what_a_request_holds() -> None:
     assert (
         held_tokens(512, 32, block_size=128) == 640.0 and held_tokens(100, 56, block_size=128) == 192.0
     )  # one block, then two half the time
+    long = sum(-(-(1000 + t) // 16) for t in range(1, 4001)) * 16 / 4000  # every step of a 4,000-token answer
+    assert held_tokens(1000, 4000, block_size=16) == long
     paged = forecast(running=0.0, usage=None, input_tokens=512, output_tokens=32, capacity_tokens=8192, block_size=128)
     assert paged is not None and paged.full_at == pytest.approx(12.8) and "128-token blocks" in paged.derived
     assert forecast(running=3.0, usage=0.001, input_tokens=None, output_tokens=None) is None  # too coarse a gauge

@@ -403,10 +403,12 @@ class Worker:
         if conv is not None:
             rec.turn = conv.turn + 1
         rec.text_whole = conv is not None or (case is not None and case.checked)  # the answer is needed whole
-        rec.prompt_tokens = expected_in * shape.inputs if shape.pooling else expected_in
-        rec.max_tokens = 0 if shape.pooling else max_tokens
-        rec.ignore_eos = shape.ignore_eos and not shape.pooling and not (entry is not None and entry.body)
-        rec.inputs = shape.inputs if shape.pooling else 0
+        endpoint = ENDPOINTS[shape.endpoint]  # looked up once a request
+        pooling = endpoint.pooling
+        rec.inputs = endpoint.inputs(shape) if pooling else 0
+        rec.prompt_tokens = expected_in * rec.inputs if pooling else expected_in
+        rec.max_tokens = 0 if pooling else max_tokens
+        rec.ignore_eos = shape.ignore_eos and not pooling and not (entry is not None and entry.body)
         if self.spec.models:
             rec.model = model
         if self.spec.replicas:
@@ -432,7 +434,7 @@ class Worker:
                 self.counter,
                 shape.timeout,
                 self.resend_client,
-                ENDPOINTS[shape.endpoint],
+                endpoint,
             )
         except asyncio.CancelledError:
             if self.overdue:

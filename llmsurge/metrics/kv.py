@@ -83,9 +83,15 @@ def held_tokens(input_tokens: float, output_tokens: float, block_size: int | Non
     blocks where the cache is paged (vLLM: a request holding 513 tokens of 128-token blocks holds 640)."""
     if not block_size or block_size <= 1:
         return input_tokens + output_tokens / 2.0
-    steps = max(1, round(output_tokens))
-    blocks = sum(math.ceil((input_tokens + t) / block_size) for t in range(1, steps + 1))
+    prompt, steps = round(input_tokens), max(1, round(output_tokens))
+    blocks = _ceil_sum(prompt + steps, block_size) - _ceil_sum(prompt, block_size)  # over t = 1 … steps
     return blocks * block_size / steps
+
+
+def _ceil_sum(n: int, b: int) -> int:
+    """Σ ⌈x / b⌉ for x = 1 … n, in closed form (the pane asks each frame; outputs run to thousands of tokens)."""
+    q, r = divmod(n, b)
+    return b * q * (q + 1) // 2 + r * (q + 1)
 
 
 def forecast(
