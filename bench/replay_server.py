@@ -5,6 +5,12 @@ It answers every ``POST`` with ``max_tokens`` chunks of an OpenAI completions st
 one SSE event per chunk and per socket write, the usage and ``[DONE]`` after the last), keep-alive. Nothing is
 modelled: it exists to measure what a client spends per token event when the server is not the limit (the 16-core
 host's condition, on two cores).
+
+Two ways to send: as fast as it can (each stream in turn, one event per write), which measures a client's ceiling
+but lets a slower client read several events per read (the server wrote more while it was busy), so the figure
+favours the slower client; or **paced** (``rate``: events per second in all), one event to every open stream per
+step, the step stretched with the streams so the total stays the rate — every client then gets the same events in
+the same reads (one each, as from a real server's decode steps), and CPU per event compares the clients alone.
 """
 
 from __future__ import annotations
@@ -46,7 +52,42 @@ def _tail(n: int) -> bytes:
     )
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class _Pacer:
+    """One event to every open stream each step, the step ``streams / rate`` seconds: ``rate`` events a second in
+    all, however many streams."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.streams: dict[asyncio.StreamWriter, list[Any]] = {}  # each: [events left, the future its handler awaits]
+        self.task: asyncio.Task[None] | None = None
+
+    async def send(self, writer: asyncio.StreamWriter, n: int) -> bool:
+        """Send ``n - 1`` token events on ``writer``, paced; False when the client left."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._steps())
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.streams[writer] = [n - 1, done]
+        return await done
+
+    async def _steps(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            step = max(1e-3, len(self.streams) / self.rate)
+            next_at = max(next_at + step, loop.time() - step)  # behind: no burst to catch up
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            for writer, state in list(self.streams.items()):
+                transport = writer.transport
+                if transport.is_closing() or state[0] <= 0:
+                    del self.streams[writer]
+                    state[1].set_result(state[0] <= 0)
+                    continue
+                if transport.get_write_buffer_size() < 1 << 16:  # a client that does not keep up skips a step
+                    writer.write(TOKEN)
+                    state[0] -= 1
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pacer: _Pacer | None) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -59,7 +100,9 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             n = max(1, int(m.group(1))) if m else 16
             writer.write(HEAD)
             transport = writer.transport
-            for _ in range(n - 1):
+            if pacer is not None and not await pacer.send(writer, n):
+                return
+            for _ in range(n - 1 if pacer is None else 0):
                 if transport.is_closing():  # the client left: stop, or the next client's window pays for it
                     return
                 writer.write(TOKEN)
@@ -76,9 +119,10 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-def _main(out: Any) -> None:
+def _main(out: Any, rate: float | None) -> None:
     async def run() -> None:
-        server = await asyncio.start_server(_serve, "127.0.0.1", 0, backlog=4096)
+        pacer = _Pacer(rate) if rate else None
+        server = await asyncio.start_server(lambda r, w: _serve(r, w, pacer), "127.0.0.1", 0, backlog=4096)
         out.put(server.sockets[0].getsockname()[1])
         await server.serve_forever()
 
@@ -86,16 +130,18 @@ def _main(out: Any) -> None:
 
 
 class ReplayServer:
-    """The replay server in a process of its own (a context manager: ``url``, ``pids``)."""
+    """The replay server in a process of its own (a context manager: ``url``, ``pids``); ``rate``: paced, events
+    per second in all (None: as fast as it can)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float | None = None) -> None:
+        self.rate = rate
         self._proc: mp.process.BaseProcess | None = None
         self.url = ""
 
     def __enter__(self) -> ReplayServer:
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
-        self._proc = ctx.Process(target=_main, args=(out,), daemon=True)
+        self._proc = ctx.Process(target=_main, args=(out, self.rate), daemon=True)
         self._proc.start()
         self.url = f"http://127.0.0.1:{out.get(timeout=30)}"
         return self

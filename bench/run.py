@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from llmsurge.engine.controller import Controller
 from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
+from llmsurge.engine.worker import EVENT_LOOP_ENV
 from llmsurge.metrics.bus import MetricsBus, WorkerTick
 from llmsurge.net import Target
 
@@ -177,27 +180,55 @@ def _pin(pids: list[int], core: int | None, others: bool = False) -> None:
 STREAMS = (32, 256, 1024)
 
 
+ASYNCIO = "-asyncio"
+"""A client variant's suffix: its workers on the standard library's event loop where uvloop is installed."""
+
+
+@contextlib.contextmanager
+def event_loop_of(client: str) -> Iterator[None]:
+    """The workers of ``client`` (spawned inside) on the event loop its name says."""
+    if not client.endswith(ASYNCIO):
+        yield
+        return
+    os.environ[EVENT_LOOP_ENV] = "asyncio"
+    try:
+        yield
+    finally:
+        del os.environ[EVENT_LOOP_ENV]
+
+
+def llmsurge_clients(names: tuple[str, ...], loops: bool) -> tuple[str, ...]:
+    """``names``, each followed by its standard-library-loop variant when ``loops`` (uvloop must be installed)."""
+    return tuple(v for n in names for v in ((n, n + ASYNCIO) if loops else (n,)))
+
+
 def bench_ingest(
     repeats: int,
     seconds: float,
     sim_processes: int = 1,
     streams_list: tuple[int, ...] = STREAMS,
     server: str = "sim",
+    event_rate: float | None = None,
+    loops: bool = False,
 ) -> dict[str, Any]:
     """Token events per client CPU-second against the bare loop, from the fast simulated server or (``server=
-    "replay"``) the replay server, whose few microseconds per token leave the client as the limit on two cores."""
+    "replay"``) the replay server, whose few microseconds per token leave the client as the limit on two cores;
+    ``event_rate``: the replay server paced to this many events a second in all (every client reads the same
+    events, one a read); ``loops``: each llmsurge client also on the standard library's loop."""
     rows: dict[str, Any] = {}
-    with ReplayServer() if server == "replay" else fast_sim(processes=sim_processes) as sim:
+    with ReplayServer(event_rate) if server == "replay" else fast_sim(processes=sim_processes) as sim:
         pids = sim.pids
         _pin(pids, CLIENT_CORE, others=True)
         for streams in streams_list:
-            for client in ("reference", "llmsurge-1w", "llmsurge-2w"):
+            for client in ("reference", *llmsurge_clients(("llmsurge-1w", "llmsurge-2w"), loops)):
                 runs = []
                 for _ in range(repeats):
                     if client == "reference":
                         r = reference_window(sim.url, streams, seconds, pids)
                     else:
-                        r = llmsurge_window(sim.url, streams, 1 if client.endswith("1w") else 2, seconds, pids)
+                        with event_loop_of(client):
+                            workers = 2 if "-2w" in client else 1
+                            r = llmsurge_window(sim.url, streams, workers, seconds, pids)
                     r.pop("delays", None)
                     runs.append(r)
                     print(
@@ -211,8 +242,9 @@ def bench_ingest(
 
 def table_ingest(rows: dict[str, Any]) -> str:
     lines = [
-        "| streams | client | events/s (total) | events per client CPU-s | per-core vs reference | server CPU |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| streams | client | events/s (total) | events per client CPU-s | per-core vs reference | client CPU "
+        "| server CPU |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for key, runs in rows.items():
         streams, client = key.split("/")
@@ -224,7 +256,10 @@ def table_ingest(rows: dict[str, Any]) -> str:
             ref_per = statistics.median(x["events"] / max(x["cpu"], 1e-9) for x in ref)
             ratio = f"{statistics.median(per) / ref_per:.2f}x"
         srv = [r["server_cpu"] for r in runs]
-        lines.append(f"| {streams} | {client} | {fmt(ev)} | {fmt(per)} | {ratio} | {fmt(srv, 2)} cores |")
+        own = [r["cpu"] / r["seconds"] for r in runs]
+        lines.append(
+            f"| {streams} | {client} | {fmt(ev)} | {fmt(per)} | {ratio} | {fmt(own, 2)} cores | {fmt(srv, 2)} cores |"
+        )
     return "\n".join(lines)
 
 
@@ -247,9 +282,12 @@ def reference_rate_window(url: str, loops: int, seconds: float) -> dict[str, Any
     return r
 
 
-def bench_rate(repeats: int, seconds: float, sim_processes: int = 1, loops: int = 64) -> dict[str, Any]:
-    """One-token answers as fast as one worker core starts and finishes them, against the bare loop."""
-    rows: dict[str, Any] = {"reference": [], "llmsurge-1w": []}
+def bench_rate(
+    repeats: int, seconds: float, sim_processes: int = 1, loops: int = 64, event_loops: bool = False
+) -> dict[str, Any]:
+    """One-token answers as fast as one worker core starts and finishes them, against the bare loop; the clients
+    take turns within each repeat."""
+    rows: dict[str, Any] = {c: [] for c in ("reference", *llmsurge_clients(("llmsurge-1w",), event_loops))}
     with fast_sim(processes=sim_processes) as sim:
         _pin(sim.pids, CLIENT_CORE, others=True)
         for _ in range(repeats):
@@ -257,7 +295,8 @@ def bench_rate(repeats: int, seconds: float, sim_processes: int = 1, loops: int 
                 if client == "reference":
                     r = reference_rate_window(sim.url, loops, seconds)
                 else:
-                    r = llmsurge_window(sim.url, loops, 1, seconds, sim.pids, output_tokens=1)
+                    with event_loop_of(client):
+                        r = llmsurge_window(sim.url, loops, 1, seconds, sim.pids, output_tokens=1)
                     r.pop("delays", None)
                 rows[client].append(r)
                 print(
@@ -798,11 +837,11 @@ def bench_decode(repeats: int, events: int = 20_000) -> dict[str, Any]:
             yield c
 
     samples: dict[str, dict[str, list[float]]] = {n: {"event_us": [], "decode_us": []} for n in DECODERS}
-    original = client_mod._decode_json
+    original = client_mod._fast_json
     try:
         for i in range(repeats):  # the decoders interleaved, each repeat in another order: no one gets a quiet turn
             for name in DECODERS[i % 3 :] + DECODERS[: i % 3]:
-                decode = client_mod._decode_json = _decoder(name)  # the client hands it the payload's bytes
+                decode = client_mod._fast_json = _decoder(name)  # the client hands it the payload's bytes
                 rec = RequestRecord("b", 1, 0, time.monotonic(), time.time())
                 t0 = time.process_time()
                 ended = asyncio.run(client_mod._parse_stream(feed(), rec, ChunkCounter()))
@@ -813,7 +852,7 @@ def bench_decode(repeats: int, events: int = 20_000) -> dict[str, Any]:
                     decode(payload)
                 samples[name]["decode_us"].append((time.process_time() - t0) / events * 1e6)
     finally:
-        client_mod._decode_json = original
+        client_mod._fast_json = original
     return {n: {k: statistics.median(v) for k, v in d.items()} for n, d in samples.items()}
 
 
@@ -860,6 +899,18 @@ def main() -> None:
         default="sim",
         help="ingest: the fast simulated server, or canned streams at a few µs per token (the client saturates)",
     )
+    p.add_argument(
+        "--event-rate",
+        type=float,
+        default=None,
+        help="ingest with --server replay: pace it to this many events a second in all (every client then reads "
+        "the same events, one a read); unset: as fast as it can",
+    )
+    p.add_argument(
+        "--loops",
+        action="store_true",
+        help="ingest, rate: each llmsurge client also on the standard library's event loop (uvloop installed)",
+    )
     p.add_argument("--pin", action="store_true", help="ingest: clients on the last core, servers on the rest")
     args = p.parse_args()
     which = set(args.which)
@@ -873,14 +924,16 @@ def main() -> None:
     tables = []
     if "ingest" in which:
         streams = tuple(int(x) for x in args.streams.split(","))
-        raw["ingest"] = bench_ingest(args.repeats, args.seconds, args.sim_processes, streams, args.server)
+        raw["ingest"] = bench_ingest(
+            args.repeats, args.seconds, args.sim_processes, streams, args.server, args.event_rate, args.loops
+        )
         tables.append("### 1. Ingest ceiling\n\n" + table_ingest(raw["ingest"]))
     if "streams" in which:
         counts = tuple(int(x) for x in args.open_streams.split(","))
         raw["streams"] = bench_streams(counts, args.workers, args.sim_processes)
         tables.append("### 1c. Open streams\n\n" + table_streams(raw["streams"]))
     if "rate" in which:
-        raw["rate"] = bench_rate(args.repeats, args.seconds, args.sim_processes)
+        raw["rate"] = bench_rate(args.repeats, args.seconds, args.sim_processes, event_loops=args.loops)
         tables.append("### 1b. Request-rate ceiling\n\n" + table_rate(raw["rate"]))
     if "timing" in which:
         raw["timing"] = bench_timing(args.repeats, args.seconds)

@@ -289,3 +289,25 @@ def test_a_stream_stuck_while_the_others_flow_is_flagged_on_its_row() -> None:
     assert rows["0-1"].status == "stuck" and rows["0-1"].error_kind.startswith("silent 3")
     assert rows["0-2"].status == "running" and not rows["0-2"].error_kind
     assert bus.view().stalled_s is None and not any(e.message.startswith("stall") for e in bus.events)
+
+
+def test_a_record_crosses_the_process_boundary_whole() -> None:
+    """Workers send records pickled (by their fields' values, ``RequestRecord.__reduce__``): every field comes back,
+    set or default, of its own type."""
+    import dataclasses
+    import pickle
+    from array import array
+
+    from llmsurge.metrics.records import ServerTimings, Status
+
+    rec = RequestRecord("3-7", 2, 3, 12.5, 1_700_000_000.0, warmup=True, ttft=0.25, e2el=1.5, chunks=4)
+    rec.itl.extend([0.1, 0.2, 0.3])
+    rec.fail("http_503", "busy", 503)
+    rec.text_head, rec.tool_calls, rec.body, rec.reused = "héllo", {0: ['{"a"']}, b"{}", True
+    rec.server = ServerTimings(prompt_ms=12.0)
+    back = pickle.loads(pickle.dumps(rec))
+    assert back == rec and back is not rec
+    assert type(back.itl) is array and back.status is Status.FAILED and back.server == rec.server
+    for f in dataclasses.fields(RequestRecord):  # every field rebuilt through __init__: none may be init=False
+        assert f.init, f.name
+    assert pickle.loads(pickle.dumps(RequestRecord("a", 1, 0, 0.0, 0.0))) == RequestRecord("a", 1, 0, 0.0, 0.0)

@@ -430,3 +430,23 @@ async def test_a_plain_http_client_loads_no_ca_bundle_and_an_https_one_shares_th
     async with make_client(urls=[sim_url]) as client:  # the plain-http client still asks and streams
         facts = await discover(client, Target(sim_url, None), 10.0)
         assert facts.model == "llmsurge-sim"
+
+
+def test_workers_run_on_uvloop_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop is a dependency (libuv's loop in C: ~0.9x a worker's CPU per event and per request, bench/RESULTS.md);
+    ``LLMSURGE_EVENT_LOOP=asyncio`` puts a worker back on the standard library's loop."""
+    import asyncio
+
+    from llmsurge.engine.worker import EVENT_LOOP_ENV, event_loop, run_on
+
+    seen: list[str] = []
+
+    async def which() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+
+    monkeypatch.delenv(EVENT_LOOP_ENV, raising=False)
+    run_on(event_loop(), which())
+    monkeypatch.setenv(EVENT_LOOP_ENV, "asyncio")
+    assert event_loop() is None
+    run_on(event_loop(), which())
+    assert seen[0].startswith("uvloop") and seen[1].startswith("asyncio"), seen

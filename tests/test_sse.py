@@ -97,3 +97,28 @@ async def _stream(body: bytes) -> RequestRecord:
     rec = RequestRecord("t", 1, 0, time.monotonic(), time.time())
     await _parse_stream(chunks(), rec, ChunkCounter())
     return rec
+
+
+def test_whole_events_a_read_read_as_byte_by_byte() -> None:
+    """The parser's fast path (whole LF events with nothing carried over: what a server writes, one event a read)
+    gives what the general path gives for every shape of event."""
+    events = [
+        b'data: {"x": 1}\n\n',
+        b"data:no-space\n\n",
+        b"data:  padded  \n\n",
+        b"data: a\ndata: b\n\n",
+        b": a comment\n\n",
+        b"event: error\ndata: boom\n\n",
+        b"data: one\n\ndata: two\n\n",
+        b"data: cr\rdata: inside\n\n",
+        b"\n\n",
+        b"id: 7\n\n",
+        b"data: [DONE]\n\n",
+    ]
+    p = SSEParser()
+    p.feed(b": open\n\n")  # past the stream's start (a BOM's place)
+    read = [payload for e in events for payload in p.feed(e)]
+    data = b": open\n\n" + b"".join(events)
+    assert read == _payloads(data, 1)
+    assert read == [b'{"x": 1}', b"no-space", b"padded", b"a\nb", b"boom", b"one", b"two", b"cr\ninside", b"[DONE]"]
+    assert type(read[4]) is ErrorEvent and type(read[0]) is bytes

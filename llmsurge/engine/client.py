@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 from msgspec.json import Decoder as _JsonDecoder
+from msgspec.json import Encoder as _JsonEncoder
 
 from llmsurge.engine.endpoints import DEFAULT, ENDPOINTS, Endpoint
 from llmsurge.engine.endpoints.base import (
@@ -51,16 +52,12 @@ Client = Union["httpx.AsyncClient", WirePool]
 _loads = json.loads
 _text_json = json.JSONDecoder().decode
 _fast_json = _JsonDecoder().decode
-
-
-def _decode_json(payload: bytes) -> Any:
-    """An event's JSON, from its UTF-8 bytes: msgspec, ~0.6x the CPU of the client's whole per-event path with the
-    standard library's decoder, orjson ~0.8x (bench/RESULTS.md, "JSON decoders"). What msgspec refuses and the
-    standard library reads (NaN, 1e400: a server's odd usage figure, judged later) is read by the latter."""
-    try:
-        return _fast_json(payload)
-    except ValueError:
-        return _text_json(payload.decode())
+"""An event's JSON, from its UTF-8 bytes: msgspec, ~0.6x the CPU of the client's whole per-event path with the
+standard library's decoder, orjson ~0.8x (bench/RESULTS.md, "JSON decoders"); what it refuses and the standard
+library reads is read by the latter (``_Stream.feed``)."""
+_encode_json = _JsonEncoder().encode
+"""A request body's JSON: msgspec's, compact UTF-8, at ~0.1x the standard library's CPU (a body is encoded once per
+request: at the request-rate ceiling, 2-4% of a worker's CPU with the standard library)."""
 
 
 _now = time.monotonic
@@ -80,7 +77,7 @@ def replay_body(shape: RequestShape, model: str, raw: str) -> bytes:
     else:
         body.pop("stream", None)
         body.pop("stream_options", None)
-    return json.dumps(body).encode()
+    return _encode_json(body)
 
 
 def build_body(shape: RequestShape, model: str, prompt: Prompt, max_tokens: int) -> bytes:
@@ -93,7 +90,7 @@ def build_body(shape: RequestShape, model: str, prompt: Prompt, max_tokens: int)
             body["ignore_eos"] = True
         if shape.stream:
             ep.streamed(body)
-    return json.dumps(body).encode()
+    return _encode_json(body)
 
 
 def loopback_source(hosts: tuple[str, ...], worker_id: int, workers: int) -> str | None:
@@ -464,7 +461,7 @@ class _Stream:
         self.usage: Any = None
         self.raw_usage: dict[str, object] | None = None  # an endpoint's own usage, merged over its events
         self.saw_choices = False
-        self.fold = 0 if rec.text_whole else TEXT_FOLD
+        self.fold = sys.maxsize if rec.text_whole else TEXT_FOLD  # pieces of text kept before they are folded
         self.ended = False  # [DONE] came
         self.failed = False
 
@@ -473,9 +470,8 @@ class _Stream:
         its own ``[DONE]`` (its framing may end later, or never)."""
         if self.failed:
             return False
-        if self.ended:
-            self.parser.flush()  # [DONE] is the last event: whatever follows it is not the answer's
-        _end_stream(self.rec, self.parser, self.last if self.saw_choices else None, self.content_chunks, self.usage)
+        rest = [] if self.ended else self.parser.flush()  # [DONE] is the last event: what follows is not the answer's
+        _end_stream(self.rec, rest, self.last if self.saw_choices else None, self.content_chunks, self.usage)
         return self.ended
 
     def fail(self, kind: Failure, message: str) -> bool:
@@ -485,18 +481,13 @@ class _Stream:
         return True
 
     def feed(self, raw: bytes) -> bool:
-        """One read's bytes, stamped now; True when no more are wanted ([DONE], or the answer failed)."""
+        """One read's bytes, stamped now; True when no more are wanted ([DONE], or the answer failed). The hot path:
+        once per read, mostly one event each (bench/RESULTS.md)."""
         t = _now()
-        rec = self.rec
         try:
             payloads = self.parser.feed(raw)
         except SSEEventTooLarge as exc:
             return self.fail(Failure.PROTOCOL, str(exc))
-        read = self.read
-        st = rec.start
-        itl = rec.itl
-        texts = rec.text
-        fold = self.fold
         for payload in payloads:
             if payload == b"[DONE]":
                 self.ended = True  # the answer's end, whether or not the body ends (its connection is then dropped)
@@ -504,12 +495,15 @@ class _Stream:
             if type(payload) is ErrorEvent:
                 return self.fail(Failure.STREAM_ERROR, _event_error(payload))
             try:
-                msg = _decode_json(payload)
+                msg = _fast_json(payload)
             except ValueError:
-                return self.fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
-            if not isinstance(msg, dict):
+                try:  # what msgspec refuses and the standard library reads (NaN, 1e400: a server's odd usage)
+                    msg = _text_json(payload.decode())
+                except ValueError:
+                    return self.fail(Failure.PROTOCOL, f"malformed SSE data: {payload[:80]!r}")
+            if type(msg) is not dict:
                 return self.fail(Failure.PROTOCOL, f"unexpected SSE data: {payload[:80]!r}")
-            token = read(msg, self, t)
+            token = self.read(msg, self, t)
             if token is None:
                 if self.failed:
                     return True
@@ -517,22 +511,24 @@ class _Stream:
             text, reason, thinking = token
             # One token event, whichever API sent it: counted, timed, its text kept.
             self.counter.chunks += 1
+            rec = self.rec
             if self.saw_choices:
-                itl.append(t - self.last)
+                rec.itl.append(t - self.last)
             else:
                 self.saw_choices = True
-                rec.ttft = t - st
+                rec.ttft = t - rec.start
             self.last = t
             if thinking:
                 rec.reasoning_chunks += 1
                 if rec.ttfr is None:
-                    rec.ttfr = t - st
+                    rec.ttfr = t - rec.start
             if text:
                 self.content_chunks += 1
+                texts = rec.text
                 texts.append(text)
                 if rec.ttfc is None:
-                    rec.ttfc = t - st
-                elif fold and len(texts) >= fold:
+                    rec.ttfc = t - rec.start
+                elif len(texts) >= self.fold:
                     rec.keep_text()
             if reason:
                 rec.finish_reason = str(reason)
@@ -557,9 +553,10 @@ def _event_error(payload: bytes) -> str:
     return text
 
 
-def _end_stream(rec: RequestRecord, parser: SSEParser, last: float | None, content_chunks: int, usage: object) -> None:
-    """The stream closed: was it whole? Then E2EL, and tokens from usage (or our own count)."""
-    for payload in parser.flush():
+def _end_stream(rec: RequestRecord, rest: list[bytes], last: float | None, content_chunks: int, usage: object) -> None:
+    """The stream closed (``rest``: the events its last bytes held without the closing blank line): was it whole?
+    Then E2EL, and tokens from usage (or our own count)."""
+    for payload in rest:
         if payload != b"[DONE]":
             rec.fail(Failure.PROTOCOL, "stream ended inside an event")
             return

@@ -46,6 +46,11 @@ class SSEParser:
         Raises:
             SSEEventTooLarge: the event being read is longer than ``max_event_bytes``.
         """
+        if self._head is None and not self._cr and not self._buf and chunk[-2:] == b"\n\n" and 13 not in chunk:
+            # Whole events with LF line ends and nothing carried over: what a server writes, mostly one event a read.
+            if chunk[:5] == b"data:" and chunk.count(10) == 2:
+                return [chunk[5:-2].strip()]  # one event of one line
+            return _events(chunk[:-2])
         if self._head is not None:
             chunk = self._head + chunk
             if len(chunk) < 3 and BOM.startswith(chunk):
@@ -81,17 +86,7 @@ class SSEParser:
             data = chunk[:end]
             buf += chunk[end + 2 :]
         self._check(len(buf))
-        out: list[bytes] = []
-        for event in data.split(b"\n\n"):
-            if event.startswith(b"data:") and b"\n" not in event:  # the common case: one line
-                out.append(event[5:].strip())
-                continue
-            lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
-            if _named_error(event):
-                out.append(ErrorEvent(b"\n".join(lines)))
-            elif lines:
-                out.append(b"\n".join(lines))
-        return out
+        return _events(data)
 
     def _check(self, size: int) -> None:
         if size > self.max_event_bytes:
@@ -100,6 +95,9 @@ class SSEParser:
 
     def flush(self) -> list[bytes]:
         """At end of stream: the payload of a last event that had no closing blank line."""
+        if not self._buf:
+            self._cr = False
+            return []
         rest, self._buf, self._cr = bytes(self._buf), bytearray(), False
         lines = [line[5:].strip() for line in rest.split(b"\n") if line.startswith(b"data:")]
         if _named_error(rest):
@@ -110,6 +108,21 @@ class SSEParser:
     def pending(self) -> bytes:
         """Bytes of an event not yet complete (non-empty at end of stream means it was cut off)."""
         return bytes(self._buf)
+
+
+def _events(data: bytes) -> list[bytes]:
+    """The ``data`` payloads of whole events (``data``: LF line ends, the blank line after the last one cut)."""
+    out: list[bytes] = []
+    for event in data.split(b"\n\n"):
+        if event.startswith(b"data:") and b"\n" not in event:  # the common case: one line
+            out.append(event[5:].strip())
+            continue
+        lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+        if _named_error(event):
+            out.append(ErrorEvent(b"\n".join(lines)))
+        elif lines:
+            out.append(b"\n".join(lines))
+    return out
 
 
 def _named_error(event: bytes) -> bool:

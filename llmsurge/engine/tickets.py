@@ -8,7 +8,9 @@ the slots in shared memory; a Ray run keeps them in one small actor (:mod:`llmsu
 
 from __future__ import annotations
 
+from collections.abc import MutableSequence
 from multiprocessing.context import BaseContext
+from typing import cast
 
 TICKET_SEGMENT, TICKETS_LEFT, TAKEN_BASE = 0, 1, 2
 MAX_WORKER_IDS = 256
@@ -46,8 +48,9 @@ class LocalTickets(TicketsBase):
         return int(self.array[index])
 
     def take(self, segment: int, taken_index: int) -> bool:
-        t = self.array
-        with t.get_lock():
+        with self.array.get_lock():
+            # The raw array, under the lock held: the synchronized wrapper's indexing would take the lock each time.
+            t = cast("MutableSequence[int]", self.array.get_obj())
             v = t[TICKETS_LEFT]
             if v == 0 or t[TICKET_SEGMENT] != segment:
                 return False

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -573,6 +575,39 @@ def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
         rec.quality_ok, rec.quality_why = judge(item, whole)
 
 
+EVENT_LOOP_ENV = "LLMSURGE_EVENT_LOOP"
+"""``asyncio`` runs the workers on the standard library's event loop even where uvloop is installed (to compare
+them, or to rule uvloop out of a fault)."""
+
+
+def event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a worker runs on: uvloop's where it is installed (libuv's loop in C: the socket reads, the
+    selector and the callbacks that much of a worker's per-read cost is made of, bench/RESULTS.md), unless
+    :data:`EVENT_LOOP_ENV` says ``asyncio``; None: the standard library's."""
+    if os.environ.get(EVENT_LOOP_ENV, "").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_on(loop: Callable[[], asyncio.AbstractEventLoop] | None, main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)`` on the loop ``loop`` makes (None: the standard library's)."""
+    if loop is None:
+        asyncio.run(main)
+    elif sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop) as runner:
+            runner.run(main)
+    else:  # Python 3.10 has no Runner: a policy that makes this loop (policies are deprecated from 3.14 on)
+        policy = asyncio.DefaultEventLoopPolicy()
+        policy.new_event_loop = loop  # type: ignore[method-assign]
+        asyncio.set_event_loop_policy(policy)
+        asyncio.run(main)
+
+
 def worker_main(spec: WorkerSpec | None, commands: CommandSource, out: TickSink, tickets: TicketsBase) -> None:
     """Process entry point: dies with the parent; leaves stop signals to it; holds the target's secrets.
 
@@ -582,12 +617,7 @@ def worker_main(spec: WorkerSpec | None, commands: CommandSource, out: TickSink,
     die_with_parent()
     raise_open_files_limit()  # a socket per stream: thousands of streams need more than the usual 1,024
     set_process_name(WORKER_PROCESS_NAME)
-    try:
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.install()
-    except ImportError:
-        pass
+    loop = event_loop()
     if spec is None:
         first: object = commands.get()  # a WorkerSpec, put there by LocalBackend.spawn
         if not isinstance(first, WorkerSpec):
@@ -596,6 +626,6 @@ def worker_main(spec: WorkerSpec | None, commands: CommandSource, out: TickSink,
     for target in spec.targets:
         target.register_secrets()
     try:
-        asyncio.run(Worker(spec, commands, out, tickets).run())
+        run_on(loop, Worker(spec, commands, out, tickets).run())
     except Exception as exc:  # report instead of dying silently
         out.put(WorkerCrashed(worker=spec.worker_id, error=f"{type(exc).__name__}: {exc}"))
