@@ -54,6 +54,13 @@ LINGER_S = 1.0
 dropped rather than pooled."""
 
 _now = time.monotonic
+_NAMES: dict[bytes, str] = {}
+"""Header names as read, in lower case: a few dozen in all, each one string however many answers hold it."""
+_STABLE = frozenset(
+    ("content-type", "transfer-encoding", "connection", "content-encoding", "server", "cache-control", "vary")
+)
+"""Headers whose values repeat answer after answer (not ``date`` or a request id): their strings are shared too."""
+_VALUES: dict[bytes, str] = {}
 
 
 class WireError(Exception):
@@ -213,8 +220,19 @@ class _Conn(asyncio.Protocol):
         if self.head_size > HEAD_LIMIT:
             self._fail(BadAnswer(f"the answer's headers exceed {HEAD_LIMIT // 1024} KB"))
             raise self.error  # type: ignore[misc]  # stops the parser
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1").strip()
+        key = _NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
+            if len(_NAMES) < 256:
+                _NAMES[name] = key
+        if key in _STABLE:  # one string for a value every answer repeats (20,000 streams hold 20,000 headers)
+            text = _VALUES.get(value)
+            if text is None:
+                text = value.decode("latin-1").strip()
+                if len(_VALUES) < 256:
+                    _VALUES[value] = text
+        else:
+            text = value.decode("latin-1").strip()
         headers = self.headers
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
