@@ -299,7 +299,9 @@ def test_workers_are_capped_to_what_the_run_can_use(hostile_url: str, tmp_path: 
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 < 30
     assert "--workers 999 capped at" in r.stdout + r.stderr
-    assert json.loads((tmp_path / "w" / "summary.json").read_text())["client"]["workers"] <= 2
+    client = json.loads((tmp_path / "w" / "summary.json").read_text())["client"]
+    assert client["workers"] <= 2
+    assert client["event_loop"] == "uvloop"  # the workers said which loop they ran on (uvloop: a dependency)
 
 
 def test_a_wrong_key_is_named_as_refused(hostile_url: str) -> None:

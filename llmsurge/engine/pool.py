@@ -168,7 +168,7 @@ class WorkerPool:
             self._ready.add(item.worker)
             slot = next((s for s in self.slots if s.worker_id == item.worker), None)
             if slot is not None:  # per-host client health (a Ray run spans hosts)
-                self.bus.set_worker_host(item.worker, self.backend.where(slot.proc))
+                self.bus.set_worker_host(item.worker, self.backend.where(slot.proc), item.event_loop)
             if len(self._ready) >= self.n:
                 self._ready_evt.set()
         elif isinstance(item, WorkerCrashed):

@@ -546,7 +546,7 @@ class Worker:
                 target=self._read_commands, args=(loop, self.commands), daemon=True, name="commands"
             ).start()
         ticker = loop.create_task(self._ticker())
-        self.out.put(WorkerReady(worker=self.spec.worker_id))
+        self.out.put(WorkerReady(worker=self.spec.worker_id, event_loop=type(loop).__module__.partition(".")[0]))
         await self._stopped.wait()
         pending = [*self.users.values(), *self.tasks]
         if pending:

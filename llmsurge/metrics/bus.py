@@ -133,6 +133,8 @@ class BusView:
     worker_rows: tuple[WorkerRow, ...] = ()
     hosts_worst: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     """The same over the whole run: (workers that ran there, worst loop lag ms, worst cpu fraction)."""
+    event_loops: tuple[str, ...] = ()
+    """The event loops the workers said they run on (one name each, sorted)."""
     usage_rejected: int = 0
     usage_rejected_example: str = ""
     breakdown: Views = field(default_factory=dict)
@@ -200,6 +202,7 @@ class MetricsBus:
         tracking (20,000 named tuples held here made each full collection of the UI's process take ~0.1 s)."""
         self._lost_workers: set[int] = set()
         self._hosts: dict[int, str] = {}  # worker → the host it runs on
+        self._loops: dict[int, str] = {}  # worker → its event loop (uvloop, asyncio)
         self._worker_worst: dict[int, tuple[float, float]] = {}  # worker → its worst (loop lag ms, cpu) of the run
         self._worker_ended: dict[int, list[int]] = {}  # worker → [done, failed]
 
@@ -257,10 +260,12 @@ class MetricsBus:
             self.events.append(event)
             return event
 
-    def set_worker_host(self, worker: int, host: str) -> None:
-        """Where worker ``worker`` runs (for per-host client health)."""
+    def set_worker_host(self, worker: int, host: str, event_loop: str = "") -> None:
+        """Where worker ``worker`` runs (for per-host client health), and on which event loop."""
         with self._lock:
             self._hosts[worker] = host or "?"
+            if event_loop:
+                self._loops[worker] = event_loop
 
     def _host_health(self, worst: bool = False) -> dict[str, tuple[int, float, float]]:
         out: dict[str, tuple[int, float, float]] = {}
@@ -564,6 +569,7 @@ class MetricsBus:
                 workers=tuple(h for w, h in self._health.items() if w not in self._lost_workers),
                 hosts=self._host_health(),
                 hosts_worst=self._host_health(worst=True),
+                event_loops=tuple(sorted(set(self._loops.values()))),
                 worker_rows=self._worker_rows(),
                 worst_loop_lag_ms=self._worst[0],
                 worst_worker_cpu=self._worst[1],

@@ -450,6 +450,7 @@ class RunClient:
     starved_segments: tuple[int, ...] = ()
     backend: str = "local"
     hosts: Mapping[str, HostWorst] = field(default_factory=dict)
+    event_loop: str = ""  # the workers' event loop ("uvloop", "asyncio"; "" when not said: an older file, Ray)
 
     @property
     def saturated(self) -> bool:
@@ -464,6 +465,7 @@ class RunClient:
             "saturation_events": list(self.saturation_events),
             "starved_segments": list(self.starved_segments),
             "backend": self.backend,
+            "event_loop": self.event_loop,
             "hosts": {
                 h: {"workers": w.workers, "max_loop_lag_ms": w.max_loop_lag_ms, "max_cpu": w.max_cpu}
                 for h, w in self.hosts.items()
@@ -493,6 +495,7 @@ class RunClient:
             starved_segments=tuple(_int(s) for s in starved) if isinstance(starved, list) else (),
             backend=str(d.get("backend") or "local"),
             hosts=hosts,
+            event_loop=str(d.get("event_loop") or ""),
         )
 
 

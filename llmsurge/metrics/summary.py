@@ -534,6 +534,7 @@ def build_summary(view: BusView, facts: RunFacts, percentiles: tuple[float, ...]
             saturation_events=tuple(view.saturation_events),
             starved_segments=tuple(seg.segment for seg in segments if seg.starved and seg.segment is not None),
             backend=facts.backend,
+            event_loop=", ".join(view.event_loops),
             hosts={
                 host: HostWorst(workers=n, max_loop_lag_ms=lag, max_cpu=cpu)
                 for host, (n, lag, cpu) in view.hosts_worst.items()

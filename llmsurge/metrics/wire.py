@@ -51,9 +51,10 @@ class WorkerTick:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerReady:
-    """The worker's loop runs and it takes commands."""
+    """The worker's loop runs and it takes commands; ``event_loop``: which (``uvloop``, ``asyncio``)."""
 
     worker: int
+    event_loop: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
