@@ -36,7 +36,7 @@ from llmsurge.engine.controller import Controller
 from llmsurge.engine.pool import WorkerPool
 from llmsurge.engine.prompts import Calibration
 from llmsurge.engine.scenario import Load, RequestShape, Scenario, Stage
-from llmsurge.engine.worker import EVENT_LOOP_ENV
+from llmsurge.lifetime import EVENT_LOOP_ENV
 from llmsurge.metrics.bus import MetricsBus, WorkerTick
 from llmsurge.net import Target
 

@@ -183,3 +183,25 @@ class ExitCode:
     BAD_INPUT = 2  # bad flags, preset, URL or results folder: nothing was sent
     UNREACHABLE = 3  # the server did not answer within --wait
     NOT_SAVED = 4  # results could not be written (disk full …): what was written is kept
+
+
+EVENT_LOOP_ENV = "LLMSURGE_EVENT_LOOP"
+"""Which event loop the workers run on: ``uvloop`` (the default, a dependency) or ``asyncio`` (the standard
+library's, to compare them or to rule uvloop out of a fault)."""
+
+
+def event_loop_asked() -> str:
+    """What :data:`EVENT_LOOP_ENV` asks for: ``uvloop``, ``asyncio``, or '' (unset: uvloop where installed).
+
+    Raises:
+        ValueError: another value, or uvloop asked for where it is not installed (the message names the fix).
+    """
+    asked = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
+    if asked not in ("", "uvloop", "asyncio"):
+        raise ValueError(f"{EVENT_LOOP_ENV}={asked!r}: set it to asyncio or uvloop, or unset it (uvloop)")
+    if asked == "uvloop":
+        import importlib.util
+
+        if importlib.util.find_spec("uvloop") is None:
+            raise ValueError(f"{EVENT_LOOP_ENV}=uvloop, but uvloop is not installed: pip install uvloop")
+    return asked

@@ -437,7 +437,8 @@ def test_workers_run_on_uvloop_unless_told_otherwise(monkeypatch: pytest.MonkeyP
     ``LLMSURGE_EVENT_LOOP=asyncio`` puts a worker back on the standard library's loop."""
     import asyncio
 
-    from llmsurge.engine.worker import EVENT_LOOP_ENV, event_loop, run_on
+    from llmsurge.engine.worker import event_loop, run_on
+    from llmsurge.lifetime import EVENT_LOOP_ENV
 
     seen: list[str] = []
 
@@ -450,3 +451,16 @@ def test_workers_run_on_uvloop_unless_told_otherwise(monkeypatch: pytest.MonkeyP
     assert event_loop() is None
     run_on(event_loop(), which())
     assert seen[0].startswith("uvloop") and seen[1].startswith("asyncio"), seen
+
+
+@pytest.mark.parametrize(("value", "said"), [("asycnio", "set it to asyncio or uvloop"), ("trio", "'trio'")])
+def test_an_unknown_event_loop_is_one_line_before_any_worker_starts(
+    value: str, said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmsurge.cli import main
+    from llmsurge.lifetime import EVENT_LOOP_ENV, ExitCode
+
+    monkeypatch.setenv(EVENT_LOOP_ENV, value)
+    assert main(["run", "http://127.0.0.1:9", "-n", "1"]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmsurge: error: LLMSURGE_EVENT_LOOP=") and said in err and "\n" not in err, err

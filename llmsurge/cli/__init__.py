@@ -15,7 +15,7 @@ from collections.abc import Callable
 from llmsurge.cli.commands.live import without
 from llmsurge.cli.config import build_config, resolve_urls
 from llmsurge.cli.parser import SUBCOMMANDS, make_parser
-from llmsurge.lifetime import ExitCode
+from llmsurge.lifetime import ExitCode, event_loop_asked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args.raw_argv = argv[1:]
     try:
         _configure_tls(args)
+        event_loop_asked()  # the workers' loop: a bad value is said here, before any worker starts
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except KeyboardInterrupt:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import sys
 import threading
@@ -30,6 +29,7 @@ from llmsurge.engine.trace import BlockPrompts, TraceEntry
 from llmsurge.images import with_images
 from llmsurge.lifetime import (
     die_with_parent,
+    event_loop_asked,
     leave_stop_signals_to_parent,
     raise_open_files_limit,
     set_process_name,
@@ -575,16 +575,12 @@ def judge_answer(rec: RequestRecord, case: PromptCase | None) -> None:
         rec.quality_ok, rec.quality_why = judge(item, whole)
 
 
-EVENT_LOOP_ENV = "LLMSURGE_EVENT_LOOP"
-"""``asyncio`` runs the workers on the standard library's event loop even where uvloop is installed (to compare
-them, or to rule uvloop out of a fault)."""
-
-
 def event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop a worker runs on: uvloop's where it is installed (libuv's loop in C: the socket reads, the
     selector and the callbacks that much of a worker's per-read cost is made of, bench/RESULTS.md), unless
-    :data:`EVENT_LOOP_ENV` says ``asyncio``; None: the standard library's."""
-    if os.environ.get(EVENT_LOOP_ENV, "").strip().lower() == "asyncio":
+    :data:`~llmsurge.lifetime.EVENT_LOOP_ENV` says ``asyncio``; None: the standard library's. Raises ValueError
+    for a value it does not know (the command line says it before any worker starts)."""
+    if event_loop_asked() == "asyncio":
         return None
     try:
         import uvloop
@@ -617,7 +613,6 @@ def worker_main(spec: WorkerSpec | None, commands: CommandSource, out: TickSink,
     die_with_parent()
     raise_open_files_limit()  # a socket per stream: thousands of streams need more than the usual 1,024
     set_process_name(WORKER_PROCESS_NAME)
-    loop = event_loop()
     if spec is None:
         first: object = commands.get()  # a WorkerSpec, put there by LocalBackend.spawn
         if not isinstance(first, WorkerSpec):
@@ -626,6 +621,6 @@ def worker_main(spec: WorkerSpec | None, commands: CommandSource, out: TickSink,
     for target in spec.targets:
         target.register_secrets()
     try:
-        run_on(loop, Worker(spec, commands, out, tickets).run())
+        run_on(event_loop(), Worker(spec, commands, out, tickets).run())
     except Exception as exc:  # report instead of dying silently
         out.put(WorkerCrashed(worker=spec.worker_id, error=f"{type(exc).__name__}: {exc}"))
